@@ -1,0 +1,270 @@
+//! Types shared by shadowai's eBPF programs and the agent, defined once.
+//!
+//! Every type is `#[repr(C)]`, fixed-width and explicitly padded (no `bool`, no implicit
+//! padding) so that the kernel and userspace agree byte for byte. With the `user` feature
+//! they implement `aya::Pod` and can be read straight out of maps and the ring buffer.
+#![no_std]
+
+/// Bytes of packet payload one [`PacketEvent`] carries at most. A power of two minus one so
+/// the eBPF side can bound the copy length with a mask the verifier understands.
+pub const MAX_PAYLOAD: usize = 2047;
+/// Bytes of a `comm` (task name), as in the kernel.
+pub const COMM_LEN: usize = 16;
+/// Bytes of an exec'd file name kept by [`ExecEvent`].
+pub const FILENAME_LEN: usize = 256;
+/// Bytes of argv kept by [`ExecEvent`] (NUL-separated, truncated).
+pub const ARGS_LEN: usize = 512;
+/// argv entries read at most per exec.
+pub const MAX_ARGS: usize = 16;
+/// Bytes read per argv entry at most.
+pub const ARG_CHUNK: usize = 64;
+
+/// Ring-buffer record tags; the first `u32` of every record.
+pub mod kind {
+    pub const CONNECT: u32 = 1;
+    pub const PACKET: u32 = 2;
+    pub const EXEC: u32 = 3;
+    pub const EXIT: u32 = 4;
+}
+
+/// Which hook produced a [`ConnectEvent`].
+pub mod hook {
+    pub const CONNECT4: u8 = 1;
+    pub const CONNECT6: u8 = 2;
+    pub const SENDMSG4: u8 = 3;
+    pub const SENDMSG6: u8 = 4;
+}
+
+/// What a [`PacketEvent`] carries.
+pub mod payload {
+    /// DNS over UDP (a whole datagram).
+    pub const DNS_UDP: u8 = 1;
+    /// DNS over TCP (one segment of a length-prefixed stream).
+    pub const DNS_TCP: u8 = 2;
+    /// A TCP segment of a flow that started with a TLS handshake record.
+    pub const TLS: u8 = 3;
+    /// A QUIC long-header Initial datagram.
+    pub const QUIC: u8 = 4;
+}
+
+/// Traffic direction of a [`PacketEvent`].
+pub mod dir {
+    pub const EGRESS: u8 = 0;
+    pub const INGRESS: u8 = 1;
+}
+
+/// Program slots of the [`drop`] counters (index = `prog * drop::REASONS + reason`).
+pub mod prog {
+    pub const CONNECT4: u32 = 0;
+    pub const CONNECT6: u32 = 1;
+    pub const SENDMSG4: u32 = 2;
+    pub const SENDMSG6: u32 = 3;
+    pub const SKB_EGRESS: u32 = 4;
+    pub const SKB_INGRESS: u32 = 5;
+    pub const EXEC: u32 = 6;
+    pub const EXIT: u32 = 7;
+    pub const COUNT: u32 = 8;
+    pub const NAMES: [&str; COUNT as usize] = [
+        "connect4",
+        "connect6",
+        "sendmsg4",
+        "sendmsg6",
+        "skb_egress",
+        "skb_ingress",
+        "exec",
+        "exit",
+    ];
+}
+
+/// Drop/truncation reasons counted per program.
+pub mod drop {
+    /// The ring buffer had no room: the event is lost.
+    pub const RINGBUF_FULL: u32 = 0;
+    /// The payload was longer than [`super::MAX_PAYLOAD`]: the tail was cut.
+    pub const TRUNCATED: u32 = 1;
+    /// A helper failed to read packet or user memory.
+    pub const READ_FAILED: u32 = 2;
+    /// A state map was full (LRU eviction is not counted; a failed insert is).
+    pub const MAP_FULL: u32 = 3;
+    pub const REASONS: u32 = 4;
+    pub const NAMES: [&str; REASONS as usize] =
+        ["ringbuf_full", "truncated", "read_failed", "map_full"];
+    /// Size of the per-CPU drop-counter array.
+    pub const SLOTS: u32 = super::prog::COUNT * REASONS;
+}
+
+/// Who owns a socket, recorded by connect/sendmsg hooks under the socket cookie so that
+/// packet programs (which run without process context) can attribute what they capture.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    /// Thread-group id (the process id users see).
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub _pad: u32,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// An outbound connect() or sendmsg() (UDP), one per socket and destination.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectEvent {
+    pub kind: u32,
+    pub hook: u8,
+    /// `libc::IPPROTO_TCP` or `IPPROTO_UDP` (0 when the kernel did not say).
+    pub protocol: u8,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad0: u8,
+    pub ts_ns: u64,
+    pub cookie: u64,
+    pub owner: SockOwner,
+    pub tid: u32,
+    /// Destination port, host byte order.
+    pub dport: u16,
+    pub _pad1: u16,
+    /// Destination address: IPv4 in the first four bytes (network order), else IPv6.
+    pub daddr: [u8; 16],
+}
+
+/// Per-flow facts a [`PacketEvent`] carries besides its payload.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketMeta {
+    pub ts_ns: u64,
+    pub cookie: u64,
+    /// Owner as recorded at connect/sendmsg time; `pid == 0` when unknown.
+    pub owner: SockOwner,
+    /// TCP sequence number of the first payload byte (0 for UDP).
+    pub tcp_seq: u32,
+    /// Bytes of payload on the wire in this packet (may exceed `cap_len`).
+    pub wire_len: u32,
+    /// Bytes of payload copied into `data`.
+    pub cap_len: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub family: u8,
+    pub protocol: u8,
+    pub direction: u8,
+    pub payload: u8,
+    pub _pad: u32,
+}
+
+/// A captured packet payload (DNS message, handshake bytes, QUIC Initial).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PacketEvent {
+    pub kind: u32,
+    pub _pad: u32,
+    pub meta: PacketMeta,
+    pub data: [u8; MAX_PAYLOAD + 1],
+}
+
+/// A successful execve(): the new program of `pid`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Number of argv bytes in `args` (NUL-separated).
+    pub args_len: u32,
+    pub ts_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; COMM_LEN],
+    pub filename: [u8; FILENAME_LEN],
+    pub args: [u8; ARGS_LEN],
+}
+
+/// A process (thread-group leader) exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub ts_ns: u64,
+}
+
+/// Per-socket capture state kept by the packet programs (LRU map keyed by socket cookie).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowState {
+    /// One of [`flow`]'s states.
+    pub state: u32,
+    /// Handshake bytes wanted in total (TLS record header + length), 0 when unknown.
+    pub want: u32,
+    /// Handshake bytes captured so far.
+    pub got: u32,
+    /// Segments/datagrams captured so far.
+    pub segs: u32,
+}
+
+/// States of [`FlowState::state`].
+pub mod flow {
+    /// Capturing handshake bytes.
+    pub const CAPTURING: u32 = 1;
+    /// Enough captured, or not a protocol that carries a name: ignore this socket.
+    pub const DONE: u32 = 2;
+    /// Segments per TCP flow captured at most (a ClientHello spans 1-3 segments; retransmits).
+    pub const MAX_TLS_SEGS: u32 = 8;
+    /// Handshake bytes per TCP flow captured at most.
+    pub const MAX_TLS_BYTES: u32 = 16 * 1024 + 5;
+    /// QUIC Initial datagrams per socket captured at most.
+    pub const MAX_QUIC_PKTS: u32 = 4;
+    /// DNS-over-TCP segments per socket and direction captured at most.
+    pub const MAX_DNS_TCP_SEGS: u32 = 32;
+}
+
+/// Key of the "seen recently" map that de-duplicates UDP sendmsg events in the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendKey {
+    pub cookie: u64,
+    pub daddr: [u8; 16],
+    pub dport: u16,
+    pub _pad: [u8; 6],
+}
+
+/// Agent configuration the eBPF programs read from the `CONFIG` array (index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    /// Ring-buffer bytes pending before a submit wakes the reader; below it the reader
+    /// polls on its timer (batched wakeups).
+    pub wakeup_bytes: u64,
+    /// Re-report a UDP (socket, destination) pair after this many nanoseconds.
+    pub send_dedup_ns: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], contain only integers and byte arrays, and are
+    // explicitly padded, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::SockOwner {}
+    unsafe impl aya::Pod for super::FlowState {}
+    unsafe impl aya::Pod for super::SendKey {}
+    unsafe impl aya::Pod for super::Config {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<SockOwner>(), 4 * 4 + 8 + COMM_LEN);
+        assert_eq!(size_of::<ConnectEvent>(), 4 + 4 + 8 + 8 + size_of::<SockOwner>() + 8 + 16);
+        assert_eq!(size_of::<PacketMeta>(), 8 + 8 + size_of::<SockOwner>() + 12 + 4 + 32 + 8);
+        assert_eq!(size_of::<PacketEvent>(), 8 + size_of::<PacketMeta>() + MAX_PAYLOAD + 1);
+        assert_eq!(size_of::<FlowState>(), 16);
+        assert_eq!(size_of::<SendKey>(), 32);
+        assert_eq!(size_of::<ExecEvent>() % 8, 0);
+    }
+}

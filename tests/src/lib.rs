@@ -1,0 +1,1 @@
+//! Helpers for shadowai's end-to-end tests (network namespaces, servers, clients).
