@@ -7,6 +7,13 @@
 use serde::{Deserialize, Serialize};
 pub use shadowai_rules::Verdict;
 
+pub mod audit;
+pub mod client;
+pub mod ocsf;
+pub mod wire;
+
+pub use wire::*;
+
 /// What happened to the traffic a finding describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,0 +1,357 @@
+//! Request and response bodies of the collector's HTTP API (see `collector/API.md`).
+
+use serde::{Deserialize, Serialize};
+use shadowai_rules::Verdict;
+
+use crate::Finding;
+
+/// The JSON error body every failing route returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// `code` is a stable machine-readable word, `message` says what and where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// A person's role. A token has exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Analyst,
+    Admin,
+    Approver,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Analyst, Role::Admin, Role::Approver];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Admin => "admin",
+            Role::Approver => "approver",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// `POST /api/v1/enroll`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    pub secret: String,
+    pub host_id: String,
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub agent_version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub agent_id: String,
+    /// The agent's bearer token (`saa_…`), shown once.
+    pub token: String,
+}
+
+/// `POST /api/v1/ingest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBatch {
+    pub batch_id: String,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestAck {
+    pub batch_id: String,
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// True when this batch id had been committed before and this is its original ack.
+    #[serde(default)]
+    pub replayed: bool,
+}
+
+/// Agent operating mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentMode {
+    Monitor,
+    Enforce,
+}
+
+impl AgentMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentMode::Monitor => "monitor",
+            AgentMode::Enforce => "enforce",
+        }
+    }
+}
+
+/// `POST /api/v1/heartbeat`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub agent_version: String,
+    #[serde(default)]
+    pub bundle_version: Option<String>,
+    pub mode: AgentMode,
+    /// Events the agent lost since it started (ring buffer overruns, full queues).
+    #[serde(default)]
+    pub lost_events: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    pub server_time_ms: i64,
+    pub desired_bundle_version: Option<String>,
+}
+
+/// `GET /api/v1/whoami`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Filters shared by findings search, reports and exports (query string).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingsPage {
+    pub items: Vec<Finding>,
+    pub next_cursor: Option<String>,
+}
+
+/// One row of the services × verdict report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    pub service_id: String,
+    pub service_name: String,
+    pub vendor: String,
+    pub category: String,
+    pub verdict: Verdict,
+    pub risk_score: u8,
+    pub hosts: u64,
+    pub users: u64,
+    pub processes: u64,
+    pub findings: u64,
+    pub events: u64,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// One UTC day × service × verdict.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendPoint {
+    /// `YYYY-MM-DD` (UTC).
+    pub day: String,
+    pub service_id: String,
+    pub verdict: Verdict,
+    pub events: u64,
+    pub hosts: u64,
+    pub users: u64,
+}
+
+/// An enrolled agent as the fleet view shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    pub agent_id: String,
+    pub host_id: String,
+    pub hostname: String,
+    pub group: Option<String>,
+    pub enrolled_ms: i64,
+    pub last_seen_ms: Option<i64>,
+    pub agent_version: Option<String>,
+    pub bundle_version: Option<String>,
+    pub mode: Option<AgentMode>,
+    pub lost_events: u64,
+    pub revoked: bool,
+}
+
+/// Body of revoke / approve / reject / rollback calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    #[serde(default, alias = "reason", skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Where a policy entry applies.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicyScope {
+    Fleet,
+    Group { group: String },
+}
+
+/// `POST /api/v1/proposals`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalRequest {
+    pub service_id: String,
+    pub verdict: Verdict,
+    pub scope: PolicyScope,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    /// Waits for a different person with the approver role.
+    Pending,
+    Approved,
+    Rejected,
+    /// Took effect at once (did not need a second person).
+    Applied,
+}
+
+impl ProposalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalStatus::Pending => "pending",
+            ProposalStatus::Approved => "approved",
+            ProposalStatus::Rejected => "rejected",
+            ProposalStatus::Applied => "applied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ProposalStatus> {
+        [Self::Pending, Self::Approved, Self::Rejected, Self::Applied]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub id: i64,
+    pub service_id: String,
+    pub verdict: Verdict,
+    pub scope: PolicyScope,
+    pub reason: String,
+    pub status: ProposalStatus,
+    pub proposed_by: String,
+    pub proposed_ms: i64,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    pub decision_note: Option<String>,
+}
+
+/// One effective org policy entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyEntry {
+    pub service_id: String,
+    pub verdict: Verdict,
+    pub scope: PolicyScope,
+    pub proposal_id: i64,
+    pub decided_by: Option<String>,
+    pub effective_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleInfo {
+    pub version: String,
+    pub sha256: String,
+    pub size: u64,
+    pub uploaded_by: String,
+    pub uploaded_ms: i64,
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStage {
+    Canary,
+    Percent,
+    All,
+    RolledBack,
+}
+
+impl RolloutStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutStage::Canary => "canary",
+            RolloutStage::Percent => "percent",
+            RolloutStage::All => "all",
+            RolloutStage::RolledBack => "rolled_back",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RolloutStage> {
+        [Self::Canary, Self::Percent, Self::All, Self::RolledBack]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+}
+
+/// `POST /api/v1/rollouts`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    pub bundle_version: String,
+    pub canary_group: String,
+}
+
+/// `POST /api/v1/rollouts/{id}/advance`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceRequest {
+    /// 1..=99 → stage `percent`; absent or 100 → stage `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: i64,
+    pub bundle_version: String,
+    pub previous_version: Option<String>,
+    pub stage: RolloutStage,
+    pub canary_group: String,
+    pub percent: u8,
+    pub created_by: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
