@@ -1,6 +1,34 @@
 //! The AI-service catalogue and the organisation's policy engine.
+//!
+//! - [`catalogue`]: one TOML file per AI service, validated with file:line diagnostics;
+//! - [`policy`]: the organisation's verdicts, scopes, exceptions and mode;
+//! - [`engine`]: match a name / IP / process / port to a service and apply the policy;
+//! - [`bundle`]: canonical, ed25519-signed catalogue+policy bundles;
+//! - [`diff`]: which services change verdict, for whom;
+//! - [`cli`]: the `shadowai rules …` subcommand.
+//!
+//! See rules/README.md for formats and design decisions.
 
 use serde::{Deserialize, Serialize};
+
+pub mod bundle;
+pub mod catalogue;
+pub mod cli;
+pub mod diff;
+pub mod engine;
+pub mod error;
+pub mod matcher;
+pub mod pattern;
+pub mod policy;
+pub mod report;
+pub mod time;
+
+pub use bundle::{BundleBody, CompileOptions, InUse, VerifiedBundle, VerifyOptions};
+pub use catalogue::{Catalogue, Category, Service, validate_dir};
+pub use engine::{DecidedBy, Decision, Engine, MatchedBy, Query};
+pub use error::RulesError;
+pub use policy::{Mode, Policy, validate_policy};
+pub use report::{Diagnostic, Report, Severity};
 
 /// The organisation's decision about one use of an AI service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -14,4 +42,25 @@ pub enum Verdict {
     Unsanctioned,
     /// Not approved; egress is stopped where the agent enforces.
     Blocked,
+}
+
+impl Verdict {
+    /// All verdicts, least to most restrictive.
+    pub const ALL: [Verdict; 4] = [Self::Sanctioned, Self::Tolerated, Self::Unsanctioned, Self::Blocked];
+
+    /// The snake_case name (as in files and on the wire).
+    pub fn as_str(self) -> &'static str {
+        engine::verdict_str(self)
+    }
+
+    /// Parse the snake_case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

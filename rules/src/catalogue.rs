@@ -1,0 +1,805 @@
+//! The catalogue: one TOML file per AI service in `rules/catalogue/`, plus
+//! `_shared-infra.toml` (hosts that must never be attributed to an AI service).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::error::RulesError;
+use crate::matcher::{BuildProblem, Field, Matcher};
+use crate::pattern::{self, is_at_or_below};
+use crate::report::{Report, SourceMap};
+
+/// What kind of AI service this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Conversational assistants (ChatGPT, Claude, Gemini, companions).
+    ChatAssistant,
+    /// Model APIs and inference clouds.
+    ModelApi,
+    /// Coding assistants and AI IDEs.
+    CodingAssistant,
+    /// Image generation and editing.
+    ImageGeneration,
+    /// Video generation and avatars.
+    VideoGeneration,
+    /// Voice, speech, music.
+    AudioGeneration,
+    /// AI search and research engines.
+    AiSearch,
+    /// Agent builders and autonomous agents.
+    AgentPlatform,
+    /// Remote MCP (Model Context Protocol) servers.
+    McpEndpoint,
+    /// Model hubs and registries.
+    ModelHub,
+    /// Enterprise tenants on cloud AI platforms (Azure OpenAI, Bedrock, Vertex...).
+    EnterpriseTenant,
+    /// Self-hosted runtimes (Ollama, vLLM, ...), found by port and process.
+    SelfHostedRuntime,
+    /// Writing, paraphrasing, translation assistants.
+    WritingAssistant,
+    /// Meeting notes, documents, slides, browser assistants.
+    ProductivityAi,
+    /// LLM gateways, observability, vector databases.
+    LlmOps,
+}
+
+impl Category {
+    /// Every category, in declaration order.
+    pub const ALL: [Category; 15] = [
+        Self::ChatAssistant,
+        Self::ModelApi,
+        Self::CodingAssistant,
+        Self::ImageGeneration,
+        Self::VideoGeneration,
+        Self::AudioGeneration,
+        Self::AiSearch,
+        Self::AgentPlatform,
+        Self::McpEndpoint,
+        Self::ModelHub,
+        Self::EnterpriseTenant,
+        Self::SelfHostedRuntime,
+        Self::WritingAssistant,
+        Self::ProductivityAi,
+        Self::LlmOps,
+    ];
+
+    /// The snake_case name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatAssistant => "chat_assistant",
+            Self::ModelApi => "model_api",
+            Self::CodingAssistant => "coding_assistant",
+            Self::ImageGeneration => "image_generation",
+            Self::VideoGeneration => "video_generation",
+            Self::AudioGeneration => "audio_generation",
+            Self::AiSearch => "ai_search",
+            Self::AgentPlatform => "agent_platform",
+            Self::McpEndpoint => "mcp_endpoint",
+            Self::ModelHub => "model_hub",
+            Self::EnterpriseTenant => "enterprise_tenant",
+            Self::SelfHostedRuntime => "self_hosted_runtime",
+            Self::WritingAssistant => "writing_assistant",
+            Self::ProductivityAi => "productivity_ai",
+            Self::LlmOps => "llm_ops",
+        }
+    }
+
+    /// Parse the snake_case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Bit for set membership.
+    pub(crate) fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Does the service train models on what users send?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Training {
+    /// Yes, by default, no opt-out offered.
+    Yes,
+    /// Yes by default for consumer use; users or admins can opt out.
+    OptOut,
+    /// Only if the user opts in.
+    OptIn,
+    /// No (by terms of service).
+    No,
+    /// Not documented.
+    Unknown,
+}
+
+/// How long prompts/outputs are kept by the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    /// Not stored (or zero-retention by default).
+    None,
+    /// Bounded (e.g. 30 days for abuse monitoring).
+    Limited,
+    /// Kept until deleted, or longer than 30 days.
+    Extended,
+    /// Not documented.
+    Unknown,
+}
+
+/// Controls an organisation can have over its use of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Single sign-on (SAML/OIDC).
+    Sso,
+    /// SCIM provisioning.
+    Scim,
+    /// Admin audit log.
+    AuditLog,
+    /// Data processing agreement.
+    Dpa,
+    /// Zero data retention available.
+    ZeroRetention,
+    /// Data residency choice.
+    DataResidency,
+    /// Tenant restriction (the network can enforce the corporate tenant).
+    TenantRestriction,
+}
+
+/// Risk attributes and the score derived from them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    /// Trains on user data?
+    pub trains_on_user_data: Training,
+    /// Retention of prompts and outputs.
+    pub retention: Retention,
+    /// ISO 3166-1 alpha-2 code of the provider's legal seat, `EU`, or `LOCAL` (self-hosted).
+    pub jurisdiction: String,
+    /// Controls available to an organisation.
+    #[serde(default)]
+    pub enterprise_controls: Vec<Control>,
+    /// 0 (low) ..= 100 (high): see [`Risk::compute_score`]. Computed, not written by hand.
+    #[serde(default)]
+    pub score: u8,
+}
+
+/// Jurisdictions scored as high risk for data export.
+pub const HIGH_RISK_JURISDICTIONS: [&str; 4] = ["CN", "RU", "IR", "KP"];
+
+impl Risk {
+    /// The score: training (0–35) + retention (0–20) + jurisdiction (0–25) + missing
+    /// enterprise controls (0–20). Documented in rules/README.md.
+    pub fn compute_score(&self) -> u8 {
+        let t = match self.trains_on_user_data {
+            Training::Yes => 35,
+            Training::OptOut => 25,
+            Training::Unknown => 20,
+            Training::OptIn => 10,
+            Training::No => 0,
+        };
+        let r = match self.retention {
+            Retention::Extended => 20,
+            Retention::Unknown => 15,
+            Retention::Limited => 5,
+            Retention::None => 0,
+        };
+        let local = self.jurisdiction == "LOCAL";
+        let j = if local {
+            0
+        } else if HIGH_RISK_JURISDICTIONS.contains(&self.jurisdiction.as_str()) {
+            25
+        } else {
+            10
+        };
+        let mut controls = self.enterprise_controls.clone();
+        controls.sort();
+        controls.dedup();
+        let c = if local { 0 } else { 20u8.saturating_sub(4 * controls.len() as u8) };
+        t + r + j + c
+    }
+}
+
+/// A hint on telling an enterprise tenant from personal use, as far as the network can.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantHint {
+    /// When set: names below this suffix carry the tenant in their left-most label
+    /// (e.g. `contoso.openai.azure.com` → tenant `contoso`). Policies can scope on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// What an analyst should know.
+    pub note: String,
+}
+
+/// Where the entry's data comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// Sources (vendor documentation URLs, `v2fly:<list>`...).
+    pub sources: Vec<String>,
+    /// Date the entry was last checked (YYYY-MM-DD).
+    pub checked: String,
+    /// Free-form note.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// Inline tests: names (or `ip:`, `port:`, `process:` items) that must / must not match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Examples {
+    /// Must be attributed to this service.
+    #[serde(rename = "match")]
+    pub matches: Vec<String>,
+    /// Must not be attributed to this service.
+    #[serde(default)]
+    pub no_match: Vec<String>,
+}
+
+/// One AI service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Stable id (also the file name).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Company.
+    pub vendor: String,
+    /// Category.
+    pub category: Category,
+    /// One line on what it is.
+    #[serde(default)]
+    pub description: String,
+    /// Label-boundary suffixes.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Exact host names.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Glob (SNI) patterns.
+    #[serde(default)]
+    pub sni: Vec<String>,
+    /// Published address ranges.
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+    /// Default ports (self-hosted runtimes).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// True when a connection to one of `ports` alone identifies the service.
+    #[serde(default)]
+    pub port_alone: bool,
+    /// Executable names / comms.
+    #[serde(default)]
+    pub process_hints: Vec<String>,
+    /// Risk attributes and score.
+    pub risk: Risk,
+    /// Enterprise-tenant hints.
+    #[serde(default)]
+    pub tenant_hints: Vec<TenantHint>,
+    /// Provenance.
+    pub provenance: Provenance,
+    /// Inline examples.
+    pub examples: Examples,
+}
+
+impl Service {
+    /// The tenant label of `name` (normalised) if it lies below one of the tenant suffixes.
+    pub fn tenant_of<'n>(&self, name: &'n str) -> Option<&'n str> {
+        self.tenant_hints.iter().filter_map(|h| h.suffix.as_deref()).find_map(|suffix| {
+            if name.len() > suffix.len() && is_at_or_below(name, suffix) {
+                name.split('.').next()
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// What kind of shared infrastructure an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedKind {
+    /// Content delivery network.
+    Cdn,
+    /// Generic cloud hosting / object storage / API front doors.
+    Cloud,
+    /// Telemetry, analytics, error reporting.
+    Telemetry,
+    /// Shared web hosting of many customers' sites.
+    Hosting,
+    /// Identity providers.
+    Identity,
+}
+
+/// A host or suffix that many unrelated services share.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedInfra {
+    /// The suffix.
+    pub suffix: String,
+    /// Kind.
+    pub kind: SharedKind,
+    /// Whether a service may claim a specific name below it (e.g. a dedicated
+    /// `bedrock-runtime.*.amazonaws.com`); never for telemetry.
+    #[serde(default)]
+    pub children_allowed: bool,
+    /// Why it is listed.
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SharedFile {
+    shared: Vec<Spanned<SharedInfra>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExamples {
+    #[serde(rename = "match")]
+    matches: Vec<Spanned<String>>,
+    #[serde(default)]
+    no_match: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenantHint {
+    #[serde(default)]
+    suffix: Option<Spanned<String>>,
+    note: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvenance {
+    sources: Spanned<Vec<String>>,
+    checked: Spanned<toml::value::Datetime>,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRisk {
+    trains_on_user_data: Training,
+    retention: Retention,
+    jurisdiction: Spanned<String>,
+    #[serde(default)]
+    enterprise_controls: Vec<Control>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    id: Spanned<String>,
+    name: Spanned<String>,
+    vendor: String,
+    category: Category,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    domains: Vec<Spanned<String>>,
+    #[serde(default)]
+    hosts: Vec<Spanned<String>>,
+    #[serde(default)]
+    sni: Vec<Spanned<String>>,
+    #[serde(default)]
+    cidrs: Vec<Spanned<String>>,
+    #[serde(default)]
+    ports: Vec<Spanned<u16>>,
+    #[serde(default)]
+    port_alone: bool,
+    #[serde(default)]
+    process_hints: Vec<Spanned<String>>,
+    risk: RawRisk,
+    #[serde(default)]
+    tenant_hints: Vec<RawTenantHint>,
+    provenance: RawProvenance,
+    examples: RawExamples,
+}
+
+/// Byte offsets of a service's items in its file, to point diagnostics at lines.
+#[derive(Clone, Debug, Default)]
+struct Spans {
+    id: usize,
+    domains: Vec<usize>,
+    hosts: Vec<usize>,
+    sni: Vec<usize>,
+    cidrs: Vec<usize>,
+    ports: Vec<usize>,
+    process_hints: Vec<usize>,
+    matches: Vec<usize>,
+    no_match: Vec<usize>,
+}
+
+impl Spans {
+    fn of(&self, field: Field, item: u32) -> Option<usize> {
+        let v = match field {
+            Field::Domains => &self.domains,
+            Field::Hosts => &self.hosts,
+            Field::Sni => &self.sni,
+            Field::Cidrs => &self.cidrs,
+            Field::ProcessHints => &self.process_hints,
+            Field::Ports => &self.ports,
+        };
+        v.get(item as usize).copied().or(Some(self.id))
+    }
+}
+
+/// The catalogue: services sorted by id, and the shared-infrastructure list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    /// Services, sorted by id.
+    pub services: Vec<Service>,
+    /// Hosts no service may claim.
+    pub shared_infra: Vec<SharedInfra>,
+}
+
+/// File name of the shared-infrastructure list inside a catalogue directory.
+pub const SHARED_INFRA_FILE: &str = "_shared-infra.toml";
+
+fn split<T>(v: Vec<Spanned<T>>) -> (Vec<T>, Vec<usize>) {
+    v.into_iter().map(|s| (s.span().start, s.into_inner())).map(|(o, t)| (t, o)).unzip()
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !id.starts_with('-')
+        && !id.ends_with('-')
+}
+
+fn valid_jurisdiction(j: &str) -> bool {
+    j == "LOCAL" || (j.len() == 2 && j.bytes().all(|b| b.is_ascii_uppercase()))
+}
+
+/// Parse one service file. Diagnostics go to `report`; `None` if it cannot be used.
+fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Service, Spans, SourceMap)> {
+    let sm = SourceMap::new(path, text);
+    let raw: RawService = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            report.push(sm.toml_error(&e));
+            return None;
+        }
+    };
+    let mut ok = true;
+    let mut err = |off: usize, msg: String| {
+        report.push(sm.error(Some(off), msg));
+        ok = false;
+    };
+    let id_off = raw.id.span().start;
+    let id = raw.id.into_inner();
+    if !valid_id(&id) {
+        err(id_off, format!("id `{id}` must be lower-case letters, digits and '-' (at most 64)"));
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if stem != id {
+        err(id_off, format!("id `{id}` does not match the file name `{stem}.toml`"));
+    }
+    let name_off = raw.name.span().start;
+    let name = raw.name.into_inner();
+    if name.trim().is_empty() || raw.vendor.trim().is_empty() {
+        err(name_off, "`name` and `vendor` must not be empty".into());
+    }
+    let j_off = raw.risk.jurisdiction.span().start;
+    let jurisdiction = raw.risk.jurisdiction.into_inner();
+    if !valid_jurisdiction(&jurisdiction) {
+        err(j_off, format!("jurisdiction `{jurisdiction}`: use an ISO 3166-1 alpha-2 code, `EU` or `LOCAL`"));
+    }
+    let src_off = raw.provenance.sources.span().start;
+    let sources = raw.provenance.sources.into_inner();
+    if sources.is_empty() || sources.iter().any(|s| s.trim().is_empty()) {
+        err(src_off, "provenance.sources must list at least one non-empty source".into());
+    }
+    let chk_off = raw.provenance.checked.span().start;
+    let checked_dt = raw.provenance.checked.into_inner();
+    let checked = match (checked_dt.date, checked_dt.time) {
+        (Some(d), None) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
+        _ => {
+            err(chk_off, "provenance.checked must be a date (YYYY-MM-DD)".into());
+            String::new()
+        }
+    };
+    let mut tenant_hints = Vec::new();
+    for h in raw.tenant_hints {
+        let suffix = match h.suffix {
+            Some(s) => {
+                let off = s.span().start;
+                let s = s.into_inner();
+                if let Err(e) = pattern::check_literal(&s) {
+                    err(off, format!("invalid tenant suffix `{s}`: {e}"));
+                }
+                Some(s)
+            }
+            None => None,
+        };
+        tenant_hints.push(TenantHint { suffix, note: h.note });
+    }
+    let (domains, d_sp) = split(raw.domains);
+    let (hosts, h_sp) = split(raw.hosts);
+    let (sni, s_sp) = split(raw.sni);
+    let (cidrs, c_sp) = split(raw.cidrs);
+    let (ports, p_sp) = split(raw.ports);
+    let (process_hints, ph_sp) = split(raw.process_hints);
+    let (matches, m_sp) = split(raw.examples.matches);
+    let (no_match, nm_sp) = split(raw.examples.no_match);
+    if domains.is_empty() && hosts.is_empty() && sni.is_empty() && cidrs.is_empty() && process_hints.is_empty() && ports.is_empty() {
+        err(id_off, "service has nothing to match: give domains, hosts, sni, cidrs, ports or process_hints".into());
+    }
+    if raw.port_alone && ports.is_empty() {
+        err(id_off, "`port_alone = true` but no `ports`".into());
+    }
+    if raw.category == Category::SelfHostedRuntime && process_hints.is_empty() && ports.is_empty() {
+        err(id_off, "a self-hosted runtime needs `ports` or `process_hints`".into());
+    }
+    if matches.is_empty() {
+        err(id_off, "examples.match must list at least one example".into());
+    }
+    let mut risk = Risk {
+        trains_on_user_data: raw.risk.trains_on_user_data,
+        retention: raw.risk.retention,
+        jurisdiction,
+        enterprise_controls: raw.risk.enterprise_controls,
+        score: 0,
+    };
+    risk.score = risk.compute_score();
+    let svc = Service {
+        id,
+        name,
+        vendor: raw.vendor,
+        category: raw.category,
+        description: raw.description,
+        domains,
+        hosts,
+        sni,
+        cidrs,
+        ports,
+        port_alone: raw.port_alone,
+        process_hints,
+        risk,
+        tenant_hints,
+        provenance: Provenance { sources, checked, note: raw.provenance.note },
+        examples: Examples { matches, no_match },
+    };
+    let spans = Spans {
+        id: id_off,
+        domains: d_sp,
+        hosts: h_sp,
+        sni: s_sp,
+        cidrs: c_sp,
+        ports: p_sp,
+        process_hints: ph_sp,
+        matches: m_sp,
+        no_match: nm_sp,
+    };
+    ok.then_some((svc, spans, sm))
+}
+
+fn check_shared(svc: &Service, spans: &Spans, sm: &SourceMap, shared: &[SharedInfra], report: &mut Report) {
+    let mut check = |field: Field, item: usize, p: &str, is_suffix: bool| {
+        for s in shared {
+            let off = spans.of(field, item as u32);
+            if p == s.suffix {
+                report.push(sm.error(off, format!("`{p}` is shared infrastructure ({:?}): {}", s.kind, s.note)));
+            } else if is_suffix && is_at_or_below(&s.suffix, p) {
+                report.push(sm.error(off, format!("`{p}` would claim shared infrastructure `{}` below it", s.suffix)));
+            } else if !s.children_allowed && is_at_or_below(p, &s.suffix) {
+                report.push(sm.error(
+                    off,
+                    format!("`{p}` lies under shared infrastructure `{}` ({:?}), where no name may be attributed", s.suffix, s.kind),
+                ));
+            }
+        }
+    };
+    for (i, d) in svc.domains.iter().enumerate() {
+        check(Field::Domains, i, d, true);
+    }
+    for (i, h) in svc.hosts.iter().enumerate() {
+        check(Field::Hosts, i, h, false);
+    }
+    for (i, g) in svc.sni.iter().enumerate() {
+        if let Ok(glob) = pattern::parse_glob(g) {
+            for s in shared.iter().filter(|s| !s.children_allowed) {
+                if is_at_or_below(&glob.literal_suffix, &s.suffix) {
+                    report.push(sm.error(
+                        spans.of(Field::Sni, i as u32),
+                        format!("`{g}` lies under shared infrastructure `{}` ({:?})", s.suffix, s.kind),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Which service (index) an example item is attributed to by the catalogue alone, or an
+/// error if the item is not understood.
+pub(crate) fn example_hit(m: &Matcher, item: &str) -> Result<Option<u32>, String> {
+    let hit = if let Some(ip) = item.strip_prefix("ip:") {
+        let ip: std::net::IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
+        m.match_ip(ip)
+    } else if let Some(port) = item.strip_prefix("port:") {
+        let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port"))?;
+        m.match_port(port)
+    } else if let Some(p) = item.strip_prefix("process:") {
+        m.match_process(p)
+    } else {
+        m.match_name(item)
+    };
+    Ok(hit.map(|h| h.service))
+}
+
+impl Catalogue {
+    /// Load and fully validate a catalogue directory; any error makes it fail with the whole
+    /// report.
+    pub fn load_dir(dir: &Path) -> Result<Self, RulesError> {
+        let (cat, report) = load_dir_report(dir)?;
+        if report.is_ok() { Ok(cat) } else { Err(RulesError::Invalid { report }) }
+    }
+
+    /// Look a service up by id.
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services.binary_search_by(|s| s.id.as_str().cmp(id)).ok().and_then(|i| self.services.get(i))
+    }
+
+    /// Re-check a catalogue that did not come from files (e.g. from a bundle): index
+    /// conflicts, shared infrastructure, examples. Returns problems as text.
+    pub fn check(&self) -> Result<Matcher, Vec<String>> {
+        let mut errs = Vec::new();
+        if self.services.windows(2).any(|w| w.first().map(|a| &a.id) >= w.get(1).map(|b| &b.id)) {
+            errs.push("services are not sorted by id or an id is duplicated".to_string());
+        }
+        let m = match Matcher::build(&self.services) {
+            Ok(m) => m,
+            Err(problems) => {
+                errs.extend(problems.into_iter().map(|p| {
+                    let id = self.services.get(p.service as usize).map_or("?", |s| s.id.as_str());
+                    format!("service `{id}`: {}: {}", p.field.key(), p.message)
+                }));
+                return Err(errs);
+            }
+        };
+        for s in &self.services {
+            for d in s.domains.iter().chain(&s.hosts) {
+                if let Some(sh) = self.shared_infra.iter().find(|sh| {
+                    is_at_or_below(&sh.suffix, d) || (!sh.children_allowed && is_at_or_below(d, &sh.suffix))
+                }) {
+                    errs.push(format!("service `{}`: `{d}` overlaps shared infrastructure `{}`", s.id, sh.suffix));
+                }
+            }
+        }
+        if errs.is_empty() { Ok(m) } else { Err(errs) }
+    }
+}
+
+/// Validate a catalogue directory and report every problem (file:line:col). `Err` only when
+/// the directory cannot be read.
+pub fn validate_dir(dir: &Path) -> Result<Report, RulesError> {
+    load_dir_report(dir).map(|(_, r)| r)
+}
+
+/// Load what can be loaded from a directory, with the full report.
+pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
+    let mut report = Report::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| RulesError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+
+    let mut shared = Vec::new();
+    let shared_path = dir.join(SHARED_INFRA_FILE);
+    match std::fs::read_to_string(&shared_path) {
+        Ok(text) => {
+            let sm = SourceMap::new(&shared_path, &text);
+            match toml::from_str::<SharedFile>(&text) {
+                Ok(f) => {
+                    for s in f.shared {
+                        let off = s.span().start;
+                        let s = s.into_inner();
+                        if let Err(e) = pattern::check_literal(&s.suffix) {
+                            report.push(sm.error(Some(off), format!("invalid shared suffix `{}`: {e}", s.suffix)));
+                        } else {
+                            shared.push(s);
+                        }
+                    }
+                }
+                Err(e) => report.push(sm.toml_error(&e)),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.push(
+            SourceMap::new(&shared_path, "")
+                .warning(None, "no shared-infrastructure list: shared-host checks skipped".into()),
+        ),
+        Err(e) => return Err(RulesError::io(shared_path, e)),
+    }
+
+    let mut parsed: Vec<(Service, Spans, SourceMap)> = Vec::new();
+    for path in files.iter().filter(|p| p.file_name().is_some_and(|n| n != SHARED_INFRA_FILE)) {
+        report.files_checked += 1;
+        let text = match std::fs::read(path) {
+            Ok(b) => match String::from_utf8(b) {
+                Ok(t) => t,
+                Err(e) => {
+                    report.push(SourceMap::new(path, "").error(None, format!("not UTF-8: {e}")));
+                    continue;
+                }
+            },
+            Err(e) => return Err(RulesError::io(path, e)),
+        };
+        if let Some(p) = parse_service(path, &text, &mut report) {
+            parsed.push(p);
+        }
+    }
+    parsed.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    // Duplicate ids (possible only with mismatched file names, but never trust that).
+    let mut keep: Vec<(Service, Spans, SourceMap)> = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        if let Some(prev) = keep.last().filter(|k| k.0.id == p.0.id) {
+            let (line, _) = prev.2.line_col(prev.1.id);
+            report.push(p.2.error(
+                Some(p.1.id),
+                format!("duplicate id `{}` (also in {}:{line})", p.0.id, prev.2.path().display()),
+            ));
+            continue;
+        }
+        keep.push(p);
+    }
+    for (svc, spans, sm) in &keep {
+        check_shared(svc, spans, sm, &shared, &mut report);
+    }
+    let services: Vec<Service> = keep.iter().map(|k| k.0.clone()).collect();
+    match Matcher::build(&services) {
+        Err(problems) => {
+            for BuildProblem { service, field, item, message } in problems {
+                if let Some((_, spans, sm)) = keep.get(service as usize) {
+                    report.push(sm.error(spans.of(field, item), message));
+                }
+            }
+        }
+        Ok(m) => {
+            for (si, (svc, spans, sm)) in keep.iter().enumerate() {
+                for (i, ex) in svc.examples.matches.iter().enumerate() {
+                    let off = spans.matches.get(i).copied();
+                    match example_hit(&m, ex) {
+                        Err(e) => report.push(sm.error(off, format!("example `{ex}`: {e}"))),
+                        Ok(Some(h)) if h as usize == si => {}
+                        Ok(other) => {
+                            let got = other.and_then(|h| services.get(h as usize)).map_or("nothing", |s| s.id.as_str());
+                            report.push(sm.error(off, format!("example `{ex}` should match `{}` but matches {got}", svc.id)));
+                        }
+                    }
+                }
+                for (i, ex) in svc.examples.no_match.iter().enumerate() {
+                    let off = spans.no_match.get(i).copied();
+                    match example_hit(&m, ex) {
+                        Err(e) => report.push(sm.error(off, format!("example `{ex}`: {e}"))),
+                        Ok(Some(h)) if h as usize == si => {
+                            report.push(sm.error(off, format!("no_match example `{ex}` matches `{}`", svc.id)))
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    report.sort();
+    Ok((Catalogue { services, shared_infra: shared }, report))
+}

@@ -1,0 +1,165 @@
+//! `diff OLD NEW`: which services change verdict, for whom.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::Verdict;
+use crate::engine::{DecidedBy, Engine, Query, verdict_str};
+use crate::policy::{Mode, Rule};
+
+/// One audience: who a verdict applies to.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Audience {
+    /// Human description ("unix group eng, host tag ci" / "everyone else").
+    pub who: String,
+    user: Option<String>,
+    unix_group: Option<String>,
+    host_tag: Option<String>,
+    tenant: Option<String>,
+}
+
+/// A service whose verdict changes for an audience.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerdictChange {
+    /// Service id.
+    pub service: String,
+    /// Who is affected.
+    pub who: String,
+    /// Verdict before (`None`: service not in the old catalogue).
+    pub old: Option<Verdict>,
+    /// Verdict after (`None`: service removed).
+    pub new: Option<Verdict>,
+    /// Deciding rule before.
+    pub old_rule: String,
+    /// Deciding rule after.
+    pub new_rule: String,
+}
+
+/// Everything that differs between two catalogue+policy pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DiffReport {
+    /// Services only in NEW.
+    pub added_services: Vec<String>,
+    /// Services only in OLD.
+    pub removed_services: Vec<String>,
+    /// Services in both whose patterns, risk or metadata changed.
+    pub changed_services: Vec<String>,
+    /// Mode change.
+    pub mode: Option<(Mode, Mode)>,
+    /// Verdict changes, by service then audience.
+    pub verdict_changes: Vec<VerdictChange>,
+}
+
+impl DiffReport {
+    /// No difference at all.
+    pub fn is_empty(&self) -> bool {
+        self.added_services.is_empty()
+            && self.removed_services.is_empty()
+            && self.changed_services.is_empty()
+            && self.mode.is_none()
+            && self.verdict_changes.is_empty()
+    }
+}
+
+fn audiences_of(rules: &[Rule], groups: &std::collections::BTreeMap<String, Vec<String>>, out: &mut BTreeSet<Audience>) {
+    for r in rules {
+        let tag = r.host_tags.first().cloned().or_else(|| {
+            r.host_groups.iter().find_map(|g| groups.get(g).and_then(|t| t.first().cloned()))
+        });
+        out.insert(Audience {
+            who: r.scope_text(),
+            user: r.users.first().cloned(),
+            unix_group: r.unix_groups.first().cloned(),
+            host_tag: tag,
+            tenant: r.tenants.first().cloned(),
+        });
+    }
+}
+
+fn rule_name(d: &DecidedBy<'_>) -> String {
+    match d {
+        DecidedBy::Exception(r) => format!("exception:{}", r.id),
+        DecidedBy::Rule(r) => format!("rule:{}", r.id),
+        DecidedBy::Default => "default".into(),
+    }
+}
+
+/// Compare two engines at time `now`.
+pub fn diff(old: &Engine, new: &Engine, now: i64) -> DiffReport {
+    let mut report = DiffReport::default();
+    let oc = old.catalogue();
+    let nc = new.catalogue();
+    let old_ids: BTreeSet<&str> = oc.services.iter().map(|s| s.id.as_str()).collect();
+    let new_ids: BTreeSet<&str> = nc.services.iter().map(|s| s.id.as_str()).collect();
+    report.added_services = new_ids.difference(&old_ids).map(|s| s.to_string()).collect();
+    report.removed_services = old_ids.difference(&new_ids).map(|s| s.to_string()).collect();
+    report.changed_services = old_ids
+        .intersection(&new_ids)
+        .filter(|id| oc.service(id) != nc.service(id))
+        .map(|s| s.to_string())
+        .collect();
+    if old.mode() != new.mode() {
+        report.mode = Some((old.mode(), new.mode()));
+    }
+    let mut audiences = BTreeSet::new();
+    for p in [old.policy(), new.policy()] {
+        audiences_of(&p.rules, &p.host_groups, &mut audiences);
+        audiences_of(&p.exceptions, &p.host_groups, &mut audiences);
+    }
+    let everyone = Audience { who: "everyone".into(), user: None, unix_group: None, host_tag: None, tenant: None };
+    audiences.insert(everyone);
+    for id in old_ids.union(&new_ids) {
+        let mut seen_for: Vec<(Option<Verdict>, Option<Verdict>, String)> = Vec::new();
+        for a in &audiences {
+            let groups: Vec<&str> = a.unix_group.iter().map(String::as_str).collect();
+            let tags: Vec<&str> = a.host_tag.iter().map(String::as_str).collect();
+            let q = Query { user: a.user.as_deref(), unix_groups: &groups, host_tags: &tags, ..Query::default() };
+            let o = old.verdict_for(id, &q, a.tenant.as_deref(), now);
+            let n = new.verdict_for(id, &q, a.tenant.as_deref(), now);
+            let (ov, nv) = (o.map(|x| x.0), n.map(|x| x.0));
+            if ov != nv {
+                let key = (ov, nv, a.who.clone());
+                if seen_for.contains(&key) {
+                    continue;
+                }
+                seen_for.push(key);
+                report.verdict_changes.push(VerdictChange {
+                    service: id.to_string(),
+                    who: if a.who == "everyone" { "everyone (no narrower rule)".into() } else { a.who.clone() },
+                    old: ov,
+                    new: nv,
+                    old_rule: o.map_or_else(|| "absent".into(), |x| rule_name(&x.1)),
+                    new_rule: n.map_or_else(|| "absent".into(), |x| rule_name(&x.1)),
+                });
+            }
+        }
+    }
+    report
+}
+
+impl fmt::Display for DiffReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return writeln!(f, "no differences");
+        }
+        if let Some((a, b)) = self.mode {
+            writeln!(f, "mode: {a:?} -> {b:?}")?;
+        }
+        for s in &self.added_services {
+            writeln!(f, "+ service {s}")?;
+        }
+        for s in &self.removed_services {
+            writeln!(f, "- service {s}")?;
+        }
+        for s in &self.changed_services {
+            writeln!(f, "~ service {s} (patterns, risk or metadata changed)")?;
+        }
+        let v = |x: Option<Verdict>| x.map_or("absent", verdict_str);
+        for c in &self.verdict_changes {
+            writeln!(f, "{}: for {}: {} -> {} ({} -> {})", c.service, c.who, v(c.old), v(c.new), c.old_rule, c.new_rule)?;
+        }
+        Ok(())
+    }
+}
