@@ -1,0 +1,323 @@
+//! Replay: read a capture file and yield the packets the kernel would have captured, as
+//! [`PacketIn`] values — DNS on port 53 (UDP and TCP, both directions), the client's
+//! segments of TCP flows whose first payload is a TLS ClientHello record (at most 8 segments
+//! / 16 KiB, like the kernel), and the client's QUIC long-header Initials (at most 4 per
+//! flow). The client is whoever sent the first such payload; its direction is `Egress`.
+//! `flow` is a hash of the canonical (sorted) 5-tuple; `src`/`dst` are as on the wire.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::decoder::{Decoder, Limits};
+use crate::error::DecodeError;
+use crate::layers::{self, L4Kind};
+use crate::pcap::{Frame, Reader};
+use crate::stats::DecodeStats;
+use crate::{Decoded, Direction, Hint, PacketIn, quic, tls};
+
+/// Like the kernel: segments and bytes captured per TLS flow, datagrams per QUIC flow.
+pub const MAX_TLS_SEGS: u32 = 8;
+pub const MAX_TLS_BYTES: u64 = 16 * 1024 + 5;
+pub const MAX_QUIC_PKTS: u32 = 4;
+const DNS_PORT: u16 = 53;
+
+/// A classified packet with its own copy of the payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayPacket {
+    pub ts_ns: u64,
+    pub flow: u64,
+    pub direction: Direction,
+    pub hint: Hint,
+    pub tcp_seq: Option<u32>,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub wire_len: u32,
+    pub payload: Vec<u8>,
+}
+
+impl ReplayPacket {
+    pub fn as_packet_in(&self) -> PacketIn<'_> {
+        PacketIn {
+            ts_ns: self.ts_ns,
+            flow: self.flow,
+            direction: self.direction,
+            hint: self.hint,
+            tcp_seq: self.tcp_seq,
+            src: self.src,
+            dst: self.dst,
+            wire_len: self.wire_len,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// Counters of the replay's own classification.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    pub frames: u64,
+    /// Frames that are not IP/TCP/UDP (or are later fragments).
+    pub not_ip: u64,
+    /// Frames whose headers were malformed.
+    pub malformed: u64,
+    /// Frames of a link type the reader does not understand.
+    pub unsupported_link: u64,
+    /// Packets yielded, by hint.
+    pub dns_udp: u64,
+    pub dns_tcp: u64,
+    pub tls: u64,
+    pub quic: u64,
+    /// Packets ignored (not a kind the kernel captures, or past its per-flow caps).
+    pub ignored: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum FlowClass {
+    /// Capturing the client's handshake segments.
+    Tls {
+        client: SocketAddr,
+        segs: u32,
+        bytes: u64,
+    },
+    Quic {
+        client: SocketAddr,
+        pkts: u32,
+    },
+    /// Nothing the kernel would capture.
+    Ignore,
+}
+
+/// The classifier on its own (for callers that parse frames themselves).
+#[derive(Default)]
+pub struct Classifier {
+    flows: HashMap<u64, FlowClass>,
+    pub stats: ReplayStats,
+}
+
+impl Classifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Classify one frame; `None` when the kernel would not have captured it.
+    pub fn classify(&mut self, frame: &Frame) -> Option<ReplayPacket> {
+        self.stats.frames += 1;
+        let seg = match layers::parse_frame(frame.linktype, &frame.data) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                self.stats.not_ip += 1;
+                return None;
+            }
+            Err(DecodeError::UnsupportedLinkType { .. }) => {
+                self.stats.unsupported_link += 1;
+                return None;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return None;
+            }
+        };
+        let (proto, seq) = match seg.kind {
+            L4Kind::Tcp { seq, .. } => (6u8, Some(seq)),
+            L4Kind::Udp => (17u8, None),
+        };
+        let flow = flow_hash(proto, seg.src, seg.dst);
+        let mk = |hint, direction| ReplayPacket {
+            ts_ns: frame.ts_ns,
+            flow,
+            direction,
+            hint,
+            tcp_seq: seq,
+            src: seg.src,
+            dst: seg.dst,
+            wire_len: seg.wire_len,
+            payload: seg.payload.to_vec(),
+        };
+        let dns_dir = if seg.dst.port() == DNS_PORT {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        };
+        let is_dns = seg.dst.port() == DNS_PORT || seg.src.port() == DNS_PORT;
+        match seg.kind {
+            L4Kind::Udp if is_dns => {
+                self.stats.dns_udp += 1;
+                Some(mk(Hint::DnsUdp, dns_dir))
+            }
+            L4Kind::Tcp { .. } if is_dns => {
+                if seg.payload.is_empty() {
+                    self.stats.ignored += 1;
+                    return None;
+                }
+                self.stats.dns_tcp += 1;
+                Some(mk(Hint::DnsTcp, dns_dir))
+            }
+            L4Kind::Tcp { .. } => {
+                if seg.payload.is_empty() {
+                    return None;
+                }
+                let class = self.flows.entry(flow).or_insert_with(|| {
+                    if is_client_hello_start(seg.payload) {
+                        FlowClass::Tls {
+                            client: seg.src,
+                            segs: 0,
+                            bytes: 0,
+                        }
+                    } else {
+                        FlowClass::Ignore
+                    }
+                });
+                match class {
+                    FlowClass::Tls {
+                        client,
+                        segs,
+                        bytes,
+                    } if *client == seg.src && *segs < MAX_TLS_SEGS && *bytes < MAX_TLS_BYTES => {
+                        *segs += 1;
+                        *bytes += seg.payload.len() as u64;
+                        self.stats.tls += 1;
+                        Some(mk(Hint::Tls, Direction::Egress))
+                    }
+                    _ => {
+                        self.stats.ignored += 1;
+                        None
+                    }
+                }
+            }
+            L4Kind::Udp => {
+                let initial = quic::looks_like_initial(seg.payload);
+                let class = match self.flows.get_mut(&flow) {
+                    Some(c) => c,
+                    None if initial => self.flows.entry(flow).or_insert(FlowClass::Quic {
+                        client: seg.src,
+                        pkts: 0,
+                    }),
+                    None => {
+                        self.stats.ignored += 1;
+                        return None;
+                    }
+                };
+                match class {
+                    FlowClass::Quic { client, pkts }
+                        if initial && *client == seg.src && *pkts < MAX_QUIC_PKTS =>
+                    {
+                        *pkts += 1;
+                        self.stats.quic += 1;
+                        Some(mk(Hint::Quic, Direction::Egress))
+                    }
+                    _ => {
+                        self.stats.ignored += 1;
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_client_hello_start(p: &[u8]) -> bool {
+    tls::looks_like_handshake_record(p) && p.get(5).is_none_or(|&t| t == 0x01)
+}
+
+/// FNV-1a over the canonical 5-tuple (endpoints sorted): both directions share the hash.
+pub fn flow_hash(proto: u8, a: SocketAddr, b: SocketAddr) -> u64 {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &x in bytes {
+            h ^= u64::from(x);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(&[proto]);
+    for ep in [lo, hi] {
+        match ep.ip() {
+            std::net::IpAddr::V4(v) => eat(&v.octets()),
+            std::net::IpAddr::V6(v) => eat(&v.octets()),
+        }
+        eat(&ep.port().to_be_bytes());
+    }
+    h
+}
+
+/// Iterates a capture, yielding classified packets. Reader errors end the iteration.
+pub struct Replay<R> {
+    reader: Reader<R>,
+    pub classifier: Classifier,
+}
+
+impl<R: Read> Replay<R> {
+    pub fn new(r: R) -> Result<Self, DecodeError> {
+        Ok(Replay {
+            reader: Reader::new(r)?,
+            classifier: Classifier::new(),
+        })
+    }
+}
+
+impl<R: Read> Iterator for Replay<R> {
+    type Item = Result<ReplayPacket, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.reader.next()? {
+                Ok(frame) => {
+                    if let Some(p) = self.classifier.classify(&frame) {
+                        return Some(Ok(p));
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+/// Everything one replay produced.
+#[derive(Debug)]
+pub struct ReplayOutcome {
+    pub decoded: Vec<Decoded>,
+    pub decode_stats: DecodeStats,
+    pub replay_stats: ReplayStats,
+    /// The reader error that ended the capture early, if any.
+    pub error: Option<DecodeError>,
+}
+
+/// Run a whole capture through a fresh [`Decoder`].
+pub fn decode_reader<R: Read>(r: R, limits: Limits) -> Result<ReplayOutcome, DecodeError> {
+    let mut replay = Replay::new(r)?;
+    let mut dec = Decoder::new(limits);
+    let mut decoded = Vec::new();
+    let mut error = None;
+    let mut last_ts = 0;
+    for item in replay.by_ref() {
+        match item {
+            Ok(p) => {
+                last_ts = last_ts.max(p.ts_ns);
+                dec.push(&p.as_packet_in(), &mut decoded);
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    // End of capture: whatever is still partial will never complete.
+    dec.expire(
+        last_ts
+            .saturating_add(limits.flow_timeout_ns)
+            .saturating_add(1),
+    );
+    Ok(ReplayOutcome {
+        decoded,
+        decode_stats: dec.stats().clone(),
+        replay_stats: replay.classifier.stats,
+        error,
+    })
+}
+
+/// [`decode_reader`] on a file.
+pub fn decode_file(path: &Path, limits: Limits) -> Result<ReplayOutcome, DecodeError> {
+    let f = std::fs::File::open(path).map_err(|source| DecodeError::Io { offset: 0, source })?;
+    decode_reader(std::io::BufReader::new(f), limits)
+}
