@@ -1,11 +1,97 @@
+//! shadowai's kernel programs.
+//!
+//! - `connect4/6`, `sendmsg4/6` (cgroup_sock_addr at the cgroup2 root): record who owns each
+//!   socket (by socket cookie) and report each (process, destination) once per window.
+//! - `skb_egress`/`skb_ingress` (cgroup_skb at the cgroup2 root): capture only what can carry
+//!   a name — DNS on watched ports, the first handshake bytes of TCP flows that start with a
+//!   TLS ClientHello record, QUIC long-header Initials — stamped with the socket's owner.
+//! - `sys_enter_execve(at)` + `sched_process_exec` + `sched_process_exit` tracepoints: the
+//!   exe path and argv of every new program, so short-lived processes keep their identity.
+//!
+//! Every program is a thin entry point over a `try_*` function; every lost or cut event is
+//! counted in `DROPS`. Nothing here ever blocks traffic (every hook returns "allow").
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+mod exec;
+mod skb;
+mod sock;
 
-#[cgroup_sock_addr(connect4)]
-pub fn connect4(_ctx: SockAddrContext) -> i32 {
-    1
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use shadowai_common::{drop, ArgsBuf, Config, FlowState, SendKey, SockOwner};
+
+/// All events to userspace (8 MiB).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// Socket cookie → owner, filled by the sock_addr hooks, read by the packet hooks.
+#[map]
+static SOCK_OWNERS: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(65536, 0);
+
+/// Socket cookie → capture state of that flow.
+#[map]
+static FLOWS: LruHashMap<u64, FlowState> = LruHashMap::with_max_entries(65536, 0);
+
+/// (process, destination) → last report time, for in-kernel de-duplication.
+#[map]
+static SEEN: LruHashMap<SendKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// Ports whose UDP/TCP traffic is DNS (53 unless configured).
+#[map]
+static DNS_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(16, 0);
+
+/// Thread id → argv captured at execve() entry.
+#[map]
+static EXEC_ARGS: LruHashMap<u32, ArgsBuf> = LruHashMap::with_max_entries(4096, 0);
+
+/// Per-CPU scratch space for building an [`ArgsBuf`] off the 512-byte stack.
+#[map]
+static ARGS_SCRATCH: PerCpuArray<ArgsBuf> = PerCpuArray::with_max_entries(1, 0);
+
+/// Drop counters, `prog * drop::REASONS + reason`.
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::SLOTS, 0);
+
+/// Agent configuration (index 0).
+#[map]
+static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+/// Ring-buffer flags.
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Counts one lost or cut event.
+#[inline(always)]
+fn count_drop(prog: u32, reason: u32) {
+    let idx = prog * drop::REASONS + reason;
+    if let Some(p) = DROPS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn config() -> Config {
+    match CONFIG.get(0) {
+        Some(c) => *c,
+        None => Config::default(),
+    }
+}
+
+/// Submit flags: wake the reader only once enough bytes are pending (batched wakeups);
+/// below the threshold the reader drains on its timer.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    let threshold = config().wakeup_bytes;
+    if threshold == 0 || EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
 }
 
 #[cfg(not(test))]

@@ -1,4 +1,96 @@
-static EBPF: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shadowai"));
-fn main() {
-    println!("{}", EBPF.len());
+//! shadowai-agent: the host agent's command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use shadowai_agent::sensor::SensorOptions;
+use shadowai_agent::watch::{self, WatchOptions};
+
+/// shadowai's host agent: sees which process talks to which AI service.
+#[derive(Parser, Debug)]
+#[command(name = "shadowai-agent", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show, live, every DNS query/answer, TLS/QUIC ClientHello and outbound connection on
+    /// this host with the process, user and container behind it (needs root).
+    Watch {
+        /// One OCSF 1.8 JSON object per line (DNS Activity 4003 / Network Activity 4001).
+        #[arg(long)]
+        json: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+        /// Only show events of this process id (repeatable).
+        #[arg(long = "pid", value_name = "PID")]
+        pids: Vec<u32>,
+        /// Hide outbound-connection events (show only DNS and ClientHellos).
+        #[arg(long)]
+        no_connects: bool,
+        /// Ports whose traffic is DNS (repeatable).
+        #[arg(long = "dns-port", value_name = "PORT", default_values_t = [53u16])]
+        dns_ports: Vec<u16>,
+        /// Report a (process, destination) connection once per this many seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 10)]
+        dedup_secs: u64,
+        /// Drain the ring buffer at least this often (milliseconds).
+        #[arg(long, value_name = "MS", default_value_t = 50)]
+        poll_ms: u64,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHADOWAI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Watch {
+            json,
+            metrics,
+            pids,
+            no_connects,
+            dns_ports,
+            dedup_secs,
+            poll_ms,
+        } => rt.block_on(watch::run(WatchOptions {
+            json,
+            metrics,
+            pids,
+            connects: !no_connects,
+            sensor: SensorOptions {
+                dns_ports,
+                dedup: Duration::from_secs(dedup_secs),
+                ..SensorOptions::default()
+            },
+            poll: Duration::from_millis(poll_ms.max(1)),
+        })),
+    }
 }

@@ -1,1 +1,195 @@
-fn main() {}
+//! shadowai's project commands: `cargo xtask <setup|test|run|lint>`.
+//!
+//! Every command installs what it needs first (`setup`), so the README's two commands work
+//! on a fresh machine of the project's kind (Debian 12, rustup with stable + nightly, root).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "shadowai build, test and run commands")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install the eBPF toolchain (nightly rust-src, bpf-linker) and the test prerequisites
+    /// (.ci/deps/*.sh: system packages, browsers, Python clients).
+    Setup {
+        /// Only the eBPF toolchain, not the test prerequisites.
+        #[arg(long)]
+        toolchain_only: bool,
+    },
+    /// Format check, clippy (-D warnings), build every binary, then every test (as root:
+    /// the eBPF and network-namespace tests need it).
+    Test {
+        /// Skip fmt/clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// cargo fmt --check and cargo clippy -D warnings.
+    Lint,
+    /// Build and run the agent watching this host (needs root).
+    Run {
+        /// Arguments for `shadowai-agent watch`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = project_root()?;
+    match cli.cmd {
+        Cmd::Setup { toolchain_only } => setup(&root, !toolchain_only),
+        Cmd::Lint => lint(&root),
+        Cmd::Test { no_lint, args } => {
+            setup(&root, true)?;
+            if !no_lint {
+                lint(&root)?;
+            }
+            run(Command::new("cargo")
+                .args(["build", "--bins"])
+                .current_dir(&root))?;
+            run(Command::new("cargo")
+                .arg("test")
+                .arg("--")
+                .args(&args)
+                .current_dir(&root))
+        }
+        Cmd::Run { args } => {
+            setup(&root, false)?;
+            run(Command::new("cargo")
+                .args(["build", "--release", "-p", "shadowai-agent"])
+                .current_dir(&root))?;
+            let agent = target_dir(&root).join("release/shadowai-agent");
+            run(Command::new(agent).arg("watch").args(&args))
+        }
+    }
+}
+
+fn project_root() -> Result<PathBuf> {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").context("run through `cargo xtask`")?;
+    Path::new(&manifest)
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn lint(root: &Path) -> Result<()> {
+    run(Command::new("cargo")
+        .args(["fmt", "--all", "--", "--check"])
+        .current_dir(root))?;
+    run(Command::new("cargo")
+        .args(["clippy", "--all-targets", "--", "-D", "warnings"])
+        .current_dir(root))
+}
+
+/// The eBPF toolchain and the test prerequisites.
+fn setup(root: &Path, deps: bool) -> Result<()> {
+    // rust-src for the nightly toolchain: `-Z build-std=core` for bpfel-unknown-none.
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    install_bpf_linker()?;
+    if deps {
+        let dir = root.join(".ci/deps");
+        let mut scripts: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sh"))
+            .collect();
+        scripts.sort();
+        for s in scripts {
+            run(Command::new("bash").arg(&s).current_dir(root))?;
+        }
+    }
+    Ok(())
+}
+
+/// bpf-linker 0.13 built against the nightly toolchain's own LLVM 22: the default feature
+/// set wants LLVM 23 and finds Debian's LLVM 14, so it is built with `llvm-22` and
+/// LLVM_PREFIX pointing at a folder of symlinks to the nightly's libLLVM.
+fn install_bpf_linker() -> Result<()> {
+    if Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Ok(());
+    }
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib = Path::new(&sysroot).join("lib");
+    let llvm = std::fs::read_dir(&lib)
+        .with_context(|| format!("reading {}", lib.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so.") && n.contains("-rust-"))
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
+    let prefix = std::env::temp_dir().join("shadowai-llvm-prefix");
+    let prefix_lib = prefix.join("lib");
+    std::fs::create_dir_all(&prefix_lib)?;
+    for name in [
+        std::ffi::OsString::from("libLLVM.so"),
+        llvm.file_name().map(ToOwned::to_owned).unwrap_or_default(),
+    ] {
+        let link = prefix_lib.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link)?;
+    }
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "--locked",
+            "bpf-linker@0.13.0",
+            "--no-default-features",
+            "--features",
+            "llvm-22",
+        ])
+        .env("LLVM_PREFIX", &prefix))
+}

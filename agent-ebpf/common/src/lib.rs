@@ -12,8 +12,11 @@ pub const MAX_PAYLOAD: usize = 2047;
 pub const COMM_LEN: usize = 16;
 /// Bytes of an exec'd file name kept by [`ExecEvent`].
 pub const FILENAME_LEN: usize = 256;
-/// Bytes of argv kept by [`ExecEvent`] (NUL-separated, truncated).
-pub const ARGS_LEN: usize = 512;
+/// Bytes of argv kept by [`ExecEvent`] (NUL-separated, truncated). Twice the packing
+/// bound so a bounded offset plus one chunk always fits.
+pub const ARGS_LEN: usize = 1024;
+/// argv bytes packed at most; the next chunk starts below this bound.
+pub const ARGS_PACK: usize = 512;
 /// argv entries read at most per exec.
 pub const MAX_ARGS: usize = 16;
 /// Bytes read per argv entry at most.
@@ -104,6 +107,8 @@ pub struct SockOwner {
     pub gid: u32,
     pub _pad: u32,
     pub cgroup_id: u64,
+    /// Network-namespace cookie of the socket (0 where the kernel cannot tell).
+    pub netns: u64,
     pub comm: [u8; COMM_LEN],
 }
 
@@ -221,11 +226,13 @@ pub mod flow {
     pub const MAX_DNS_TCP_SEGS: u32 = 32;
 }
 
-/// Key of the "seen recently" map that de-duplicates UDP sendmsg events in the kernel.
+/// Key of the "seen recently" map that de-duplicates connect/sendmsg events in the kernel:
+/// a (process, protocol, destination) triple is reported once per window.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendKey {
-    pub cookie: u64,
+    /// `tgid << 32 | hook`.
+    pub owner: u64,
     pub daddr: [u8; 16],
     pub dport: u16,
     pub _pad: [u8; 6],
@@ -238,8 +245,17 @@ pub struct Config {
     /// Ring-buffer bytes pending before a submit wakes the reader; below it the reader
     /// polls on its timer (batched wakeups).
     pub wakeup_bytes: u64,
-    /// Re-report a UDP (socket, destination) pair after this many nanoseconds.
-    pub send_dedup_ns: u64,
+    /// Re-report a (process, destination) pair after this many nanoseconds.
+    pub dedup_ns: u64,
+}
+
+/// argv captured at execve() entry, keyed by thread id until the exec completes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ArgsBuf {
+    pub len: u32,
+    pub _pad: u32,
+    pub data: [u8; ARGS_LEN],
 }
 
 #[cfg(feature = "user")]
@@ -259,10 +275,19 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<SockOwner>(), 4 * 4 + 8 + COMM_LEN);
-        assert_eq!(size_of::<ConnectEvent>(), 4 + 4 + 8 + 8 + size_of::<SockOwner>() + 8 + 16);
-        assert_eq!(size_of::<PacketMeta>(), 8 + 8 + size_of::<SockOwner>() + 12 + 4 + 32 + 8);
-        assert_eq!(size_of::<PacketEvent>(), 8 + size_of::<PacketMeta>() + MAX_PAYLOAD + 1);
+        assert_eq!(size_of::<SockOwner>(), 4 * 4 + 8 + 8 + COMM_LEN);
+        assert_eq!(
+            size_of::<ConnectEvent>(),
+            4 + 4 + 8 + 8 + size_of::<SockOwner>() + 8 + 16
+        );
+        assert_eq!(
+            size_of::<PacketMeta>(),
+            8 + 8 + size_of::<SockOwner>() + 12 + 4 + 32 + 8
+        );
+        assert_eq!(
+            size_of::<PacketEvent>(),
+            8 + size_of::<PacketMeta>() + MAX_PAYLOAD + 1
+        );
         assert_eq!(size_of::<FlowState>(), 16);
         assert_eq!(size_of::<SendKey>(), 32);
         assert_eq!(size_of::<ExecEvent>() % 8, 0);

@@ -1,0 +1,291 @@
+//! cgroup_skb egress/ingress: capture the packets that can carry a name, nothing else.
+//!
+//! Packets start at the IP header here. Per socket cookie, `FLOWS` remembers whether a TCP
+//! flow is a TLS handshake still being captured, or done (not TLS, or enough bytes seen),
+//! so established flows cost one map lookup per egress segment and are never copied.
+
+use aya_ebpf::{
+    bindings::__sk_buff,
+    helpers::generated::{bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_skb_load_bytes},
+    macros::cgroup_skb,
+    programs::SkBuffContext,
+};
+use shadowai_common::{
+    dir, drop, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta, MAX_PAYLOAD,
+};
+
+use crate::{count_drop, wakeup_flags, DNS_PORTS, EVENTS, FLOWS, SOCK_OWNERS};
+
+/// Let the packet through (cgroup_skb return value).
+const PASS: i32 = 1;
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+const QUIC_V1: u32 = 0x0000_0001;
+const QUIC_V2: u32 = 0x6b33_43cf;
+
+#[cgroup_skb]
+pub fn skb_egress(ctx: SkBuffContext) -> i32 {
+    let _ = try_skb(&ctx, dir::EGRESS, prog::SKB_EGRESS);
+    PASS
+}
+
+#[cgroup_skb]
+pub fn skb_ingress(ctx: SkBuffContext) -> i32 {
+    let _ = try_skb(&ctx, dir::INGRESS, prog::SKB_INGRESS);
+    PASS
+}
+
+/// Where a packet's layers start, and its addresses.
+struct Parsed {
+    meta: PacketMeta,
+    /// Offset of the L4 payload.
+    off: u32,
+    /// Payload bytes on the wire.
+    len: u32,
+}
+
+#[inline(always)]
+fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> {
+    let Some(mut p) = parse(ctx, direction)? else {
+        return Ok(());
+    };
+    if p.len == 0 {
+        return Ok(());
+    }
+    let is_dns = dns_port(if direction == dir::EGRESS {
+        p.meta.dport
+    } else {
+        p.meta.sport
+    });
+    // SAFETY: ctx.skb is the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    p.meta.cookie = cookie;
+
+    if p.meta.protocol == IPPROTO_UDP {
+        if is_dns {
+            p.meta.payload = payload::DNS_UDP;
+            return emit(ctx, &mut p, prog_id);
+        }
+        if direction == dir::EGRESS && is_quic_initial(ctx, p.off)? {
+            let st = FLOWS.get_ptr_mut(&cookie);
+            let segs = match st {
+                // SAFETY: valid map value pointer.
+                Some(s) => unsafe { (*s).segs },
+                None => 0,
+            };
+            if segs >= flow::MAX_QUIC_PKTS {
+                return Ok(());
+            }
+            let next = FlowState {
+                state: flow::CAPTURING,
+                want: 0,
+                got: 0,
+                segs: segs + 1,
+            };
+            if FLOWS.insert(&cookie, &next, 0).is_err() {
+                count_drop(prog_id, drop::MAP_FULL);
+            }
+            p.meta.payload = payload::QUIC;
+            return emit(ctx, &mut p, prog_id);
+        }
+        return Ok(());
+    }
+
+    // TCP.
+    if is_dns {
+        let st = FLOWS.get_ptr_mut(&cookie);
+        let segs = match st {
+            // SAFETY: valid map value pointer.
+            Some(s) => unsafe { (*s).segs },
+            None => 0,
+        };
+        if segs >= flow::MAX_DNS_TCP_SEGS {
+            return Ok(());
+        }
+        let next = FlowState {
+            state: flow::CAPTURING,
+            want: 0,
+            got: 0,
+            segs: segs + 1,
+        };
+        if FLOWS.insert(&cookie, &next, 0).is_err() {
+            count_drop(prog_id, drop::MAP_FULL);
+        }
+        p.meta.payload = payload::DNS_TCP;
+        return emit(ctx, &mut p, prog_id);
+    }
+    if direction != dir::EGRESS {
+        return Ok(());
+    }
+    match FLOWS.get_ptr_mut(&cookie) {
+        Some(s) => {
+            // SAFETY: valid map value pointer; per-socket state, races only lose a count.
+            let st = unsafe { &mut *s };
+            if st.state != flow::CAPTURING {
+                return Ok(());
+            }
+            st.got = st.got.saturating_add(p.len);
+            st.segs += 1;
+            if st.got >= st.want || st.segs >= flow::MAX_TLS_SEGS {
+                st.state = flow::DONE;
+            }
+        }
+        None => {
+            // First payload of this socket: is it a TLS ClientHello record?
+            let hdr: [u8; 6] = match ctx.load(p.off as usize) {
+                Ok(h) => h,
+                Err(_) => [0; 6],
+            };
+            let is_hello = hdr[0] == 0x16 && hdr[1] == 0x03 && hdr[2] <= 0x04 && hdr[5] == 0x01;
+            let want = 5 + (((hdr[3] as u32) << 8) | hdr[4] as u32);
+            let want = if want > flow::MAX_TLS_BYTES {
+                flow::MAX_TLS_BYTES
+            } else {
+                want
+            };
+            let st = FlowState {
+                state: if is_hello && p.len < want {
+                    flow::CAPTURING
+                } else {
+                    flow::DONE
+                },
+                want,
+                got: p.len,
+                segs: 1,
+            };
+            if FLOWS.insert(&cookie, &st, 0).is_err() {
+                count_drop(prog_id, drop::MAP_FULL);
+            }
+            if !is_hello {
+                return Ok(());
+            }
+        }
+    }
+    p.meta.payload = payload::TLS;
+    emit(ctx, &mut p, prog_id)
+}
+
+#[inline(always)]
+fn dns_port(port: u16) -> bool {
+    // SAFETY: read-only lookup.
+    unsafe { DNS_PORTS.get(&port).is_some() }
+}
+
+/// Is the UDP payload at `off` a QUIC long-header Initial of a version we can decrypt?
+#[inline(always)]
+fn is_quic_initial(ctx: &SkBuffContext, off: u32) -> Result<bool, i64> {
+    let hdr: [u8; 5] = ctx.load(off as usize)?;
+    if hdr[0] & 0x80 == 0 {
+        return Ok(false);
+    }
+    let version = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]);
+    let ptype = (hdr[0] >> 4) & 0x03;
+    Ok(match version {
+        QUIC_V1 => ptype == 0,
+        QUIC_V2 => ptype == 1,
+        // IETF drafts 0xff0000xx use v1's packet types.
+        v if v >> 8 == 0x00ff_0000 => ptype == 0,
+        _ => false,
+    })
+}
+
+/// Parses IPv4/IPv6 + TCP/UDP headers. `None` for anything else (and fragments).
+#[inline(always)]
+fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
+    let total = ctx.len();
+    let b0: u8 = ctx.load(0)?;
+    let mut meta = PacketMeta {
+        direction,
+        ..PacketMeta::default()
+    };
+    let l4: u32;
+    match b0 >> 4 {
+        4 => {
+            let ihl = ((b0 & 0x0f) as u32) * 4;
+            if ihl < 20 {
+                return Ok(None);
+            }
+            let frag: [u8; 2] = ctx.load(6)?;
+            if (((frag[0] as u16) << 8) | frag[1] as u16) & 0x1fff != 0 {
+                return Ok(None);
+            }
+            meta.protocol = ctx.load(9)?;
+            let addrs: [u8; 8] = ctx.load(12)?;
+            meta.saddr[0..4].copy_from_slice(&addrs[0..4]);
+            meta.daddr[0..4].copy_from_slice(&addrs[4..8]);
+            meta.family = 4;
+            l4 = ihl;
+        }
+        6 => {
+            meta.protocol = ctx.load(6)?;
+            meta.saddr = ctx.load(8)?;
+            meta.daddr = ctx.load(24)?;
+            meta.family = 6;
+            l4 = 40;
+        }
+        _ => return Ok(None),
+    }
+    let ports: [u8; 4] = ctx.load(l4 as usize)?;
+    meta.sport = ((ports[0] as u16) << 8) | ports[1] as u16;
+    meta.dport = ((ports[2] as u16) << 8) | ports[3] as u16;
+    let off = match meta.protocol {
+        IPPROTO_UDP => l4 + 8,
+        IPPROTO_TCP => {
+            let seq: [u8; 4] = ctx.load(l4 as usize + 4)?;
+            meta.tcp_seq = u32::from_be_bytes(seq);
+            let doff: u8 = ctx.load(l4 as usize + 12)?;
+            l4 + ((doff >> 4) as u32) * 4
+        }
+        _ => return Ok(None),
+    };
+    if off >= total {
+        return Ok(Some(Parsed { meta, off, len: 0 }));
+    }
+    let len = total - off;
+    meta.wire_len = len;
+    Ok(Some(Parsed { meta, off, len }))
+}
+
+/// Copies the payload (up to [`MAX_PAYLOAD`] bytes) into a ring-buffer record.
+#[inline(always)]
+fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
+    if let Some(owner) = unsafe { SOCK_OWNERS.get(&p.meta.cookie) } {
+        p.meta.owner = *owner;
+    }
+    // SAFETY: helper without arguments.
+    p.meta.ts_ns = unsafe { bpf_ktime_get_ns() };
+    let mut n = p.len;
+    if n as usize > MAX_PAYLOAD {
+        n = MAX_PAYLOAD as u32;
+        count_drop(prog_id, drop::TRUNCATED);
+    }
+    p.meta.cap_len = n;
+    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
+        count_drop(prog_id, drop::RINGBUF_FULL);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    // Re-bound the length right before the helper so the verifier can see 1..=MAX_PAYLOAD.
+    let len = n & (MAX_PAYLOAD as u32);
+    let ok = if len == 0 {
+        false
+    } else {
+        // SAFETY: `ev` points at a reserved record; `data` has MAX_PAYLOAD + 1 bytes.
+        unsafe {
+            (*ev).kind = kind::PACKET;
+            (*ev)._pad = 0;
+            (*ev).meta = p.meta;
+            let skb: *mut __sk_buff = ctx.skb.skb;
+            bpf_skb_load_bytes(skb.cast(), p.off, (*ev).data.as_mut_ptr().cast(), len) == 0
+        }
+    };
+    if ok {
+        entry.submit(wakeup_flags());
+    } else {
+        entry.discard(0);
+        count_drop(prog_id, drop::READ_FAILED);
+    }
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! Joins what the kernel saw into attributed events: packets and connections to processes
+//! (the owner recorded under the socket cookie), addresses to names (SNI first, then the
+//! DNS answers the process, its namespace or the host received), plus signals.
+//!
+//! The same [`Correlator`] serves the live agent and `replay` (which has no processes).
+
+pub mod dns_cache;
+
+use std::net::SocketAddr;
+
+use shadowai_decode::{
+    DecodeStats, Decoded, Decoder, Direction, Hint, Limits, PacketIn, RData, Transport,
+};
+
+use crate::enrich::ProcTable;
+use crate::event::{DnsInfo, DnsRecord, Event, EventKind, NameSource, Signal, TlsInfo};
+use crate::output::ocsf::qtype_name;
+use crate::sensor::records::{Connect, Exec, Owner, Packet};
+use dns_cache::DnsCache;
+
+/// Converts kernel monotonic timestamps to Unix milliseconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// realtime - monotonic, in ns.
+    offset_ns: i128,
+}
+
+impl Clock {
+    /// Measures the offset between CLOCK_REALTIME and CLOCK_MONOTONIC now.
+    pub fn system() -> Self {
+        let read = |id| {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: valid pointer to a timespec.
+            unsafe { libc::clock_gettime(id, &mut ts) };
+            i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+        };
+        Self {
+            offset_ns: read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC),
+        }
+    }
+
+    /// Timestamps that are already Unix nanoseconds (replay).
+    pub fn identity() -> Self {
+        Self { offset_ns: 0 }
+    }
+
+    pub fn to_unix_ms(self, ts_ns: u64) -> i64 {
+        i64::try_from((i128::from(ts_ns) + self.offset_ns) / 1_000_000).unwrap_or(i64::MAX)
+    }
+}
+
+/// Monotonic "now" in ns, as the kernel's bpf_ktime_get_ns.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+pub struct Correlator {
+    pub procs: ProcTable,
+    pub dns: DnsCache,
+    decoder: Decoder,
+    clock: Clock,
+    decoded: Vec<Decoded>,
+}
+
+impl Correlator {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            procs: ProcTable::default(),
+            dns: DnsCache::new(200_000),
+            decoder: Decoder::new(Limits::default()),
+            clock,
+            decoded: Vec::new(),
+        }
+    }
+
+    pub fn decode_stats(&self) -> &DecodeStats {
+        self.decoder.stats()
+    }
+
+    pub fn on_exec(&mut self, e: &Exec) {
+        self.procs.on_exec(e);
+    }
+
+    pub fn on_exit(&mut self, pid: u32, ts_ns: u64) {
+        self.procs.on_exit(pid, ts_ns);
+    }
+
+    /// Periodic housekeeping: expire caches and partial flows.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.procs.expire(now_ns);
+        self.dns.expire(now_ns);
+        self.decoder.expire(now_ns);
+    }
+
+    /// An outbound connection: named from the DNS cache.
+    pub fn on_connect(&mut self, c: &Connect) -> Event {
+        let process = self.procs.resolve(&c.owner);
+        let protocol = match c.protocol {
+            17 => "udp",
+            _ => "tcp",
+        };
+        let mut signals = Vec::new();
+        let (hostname, name_source) =
+            match self
+                .dns
+                .lookup(c.owner.pid, c.owner.netns, c.dst.ip(), c.ts_ns)
+            {
+                Some(r) => (Some(r.name), Some(NameSource::DnsCache(r.scope))),
+                None => {
+                    if !c.dst.ip().is_loopback() {
+                        signals.push(Signal::NeverResolved);
+                    }
+                    (None, None)
+                }
+            };
+        if shadowai_decode::signals::encrypted_dns_endpoint(
+            hostname.as_deref(),
+            Some(c.dst.ip()),
+            c.dst.port(),
+        )
+        .is_some()
+        {
+            signals.push(Signal::EncryptedDns);
+        }
+        Event {
+            time_ms: self.clock.to_unix_ms(c.ts_ns),
+            kind: EventKind::Connect,
+            protocol,
+            process: Some(process),
+            src: None,
+            dst: c.dst,
+            hostname,
+            name_source,
+            dns: None,
+            tls: None,
+            signals,
+            cookie: c.cookie,
+        }
+    }
+
+    /// A captured packet from the kernel.
+    pub fn on_kernel_packet(&mut self, p: &Packet, out: &mut Vec<Event>) {
+        use shadowai_common::{dir, payload};
+        let hint = match p.meta.payload {
+            payload::DNS_UDP => Hint::DnsUdp,
+            payload::DNS_TCP => Hint::DnsTcp,
+            payload::TLS => Hint::Tls,
+            _ => Hint::Quic,
+        };
+        let pkt = PacketIn {
+            ts_ns: p.meta.ts_ns,
+            flow: p.meta.cookie,
+            direction: if p.meta.direction == dir::INGRESS {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            },
+            hint,
+            tcp_seq: (p.meta.protocol == 6).then_some(p.meta.tcp_seq),
+            src: p.src,
+            dst: p.dst,
+            wire_len: p.meta.wire_len,
+            payload: &p.data,
+        };
+        self.on_packet(&pkt, p.owner.as_ref(), out);
+    }
+
+    /// A packet from any source (kernel or capture file) with its owner, if known.
+    pub fn on_packet(&mut self, pkt: &PacketIn<'_>, owner: Option<&Owner>, out: &mut Vec<Event>) {
+        self.decoded.clear();
+        self.decoder.push(pkt, &mut self.decoded);
+        let decoded = std::mem::take(&mut self.decoded);
+        for d in &decoded {
+            if let Some(e) = self.event_for(d, owner) {
+                out.push(e);
+            }
+        }
+        self.decoded = decoded;
+    }
+
+    fn event_for(&mut self, d: &Decoded, owner: Option<&Owner>) -> Option<Event> {
+        let process = owner.map(|o| self.procs.resolve(o));
+        match d {
+            Decoded::Dns {
+                flow,
+                ts_ns,
+                src,
+                dst,
+                transport,
+                msg,
+            } => {
+                if msg.is_response {
+                    self.dns.learn(
+                        owner.map(|o| o.pid),
+                        owner.map_or(0, |o| o.netns),
+                        msg,
+                        *ts_ns,
+                    );
+                }
+                let q = msg.questions.first();
+                let answers = msg
+                    .answers
+                    .iter()
+                    .map(|a| DnsRecord {
+                        name: a.name.clone(),
+                        rtype: match &a.data {
+                            RData::Addr(ip) if ip.is_ipv4() => "A",
+                            RData::Addr(_) => "AAAA",
+                            RData::Cname(_) => "CNAME",
+                            RData::Svcb(s) if s.https => "HTTPS",
+                            RData::Svcb(_) => "SVCB",
+                            RData::Other(t) => qtype_name(*t),
+                        },
+                        ttl: a.ttl,
+                        rdata: match &a.data {
+                            RData::Addr(ip) => ip.to_string(),
+                            RData::Cname(t) => t.clone(),
+                            RData::Svcb(s) => format!(
+                                "{} {}{}",
+                                s.priority,
+                                if s.target.is_empty() { "." } else { &s.target },
+                                if s.ech { " ech" } else { "" }
+                            ),
+                            RData::Other(t) => format!("type{t}"),
+                        },
+                    })
+                    .collect();
+                // A response travels server → client: report the server as the destination.
+                let (client, server) = if msg.is_response {
+                    (*dst, *src)
+                } else {
+                    (*src, *dst)
+                };
+                let mut signals = Vec::new();
+                if msg
+                    .answers
+                    .iter()
+                    .any(|a| matches!(&a.data, RData::Svcb(s) if s.ech))
+                {
+                    signals.push(Signal::Ech);
+                }
+                Some(Event {
+                    time_ms: self.clock.to_unix_ms(*ts_ns),
+                    kind: if msg.is_response {
+                        EventKind::DnsResponse
+                    } else {
+                        EventKind::DnsQuery
+                    },
+                    protocol: if *transport == Transport::Tcp {
+                        "tcp"
+                    } else {
+                        "udp"
+                    },
+                    process,
+                    src: Some(client),
+                    dst: server,
+                    hostname: q.map(|q| q.name.clone()),
+                    name_source: q.map(|_| NameSource::Dns),
+                    dns: Some(DnsInfo {
+                        id: msg.id,
+                        question: q.map(|q| q.name.clone()).unwrap_or_default(),
+                        qtype: q.map_or(0, |q| q.qtype),
+                        rcode: msg.rcode,
+                        answers,
+                        edns: msg.edns(),
+                        transport: if *transport == Transport::Tcp {
+                            "tcp"
+                        } else {
+                            "udp"
+                        },
+                    }),
+                    tls: None,
+                    signals,
+                    cookie: *flow,
+                })
+            }
+            Decoded::ClientHello {
+                flow,
+                ts_ns,
+                src,
+                dst,
+                transport,
+                hello,
+            } => {
+                let (kind, protocol, quic_version) = match transport {
+                    Transport::Quic { version } => {
+                        (EventKind::QuicClientHello, "quic", Some(*version))
+                    }
+                    _ => (EventKind::TlsClientHello, "tcp", None),
+                };
+                let mut signals = Vec::new();
+                if hello.ech.is_some() {
+                    signals.push(Signal::Ech);
+                }
+                let (hostname, name_source) = match &hello.sni {
+                    Some(s) => (Some(s.clone()), Some(NameSource::Sni)),
+                    None => {
+                        let pid = owner.map_or(0, |o| o.pid);
+                        let netns = owner.map_or(0, |o| o.netns);
+                        match self.dns.lookup(pid, netns, dst.ip(), *ts_ns) {
+                            Some(r) => (Some(r.name), Some(NameSource::DnsCache(r.scope))),
+                            None => (None, None),
+                        }
+                    }
+                };
+                if self
+                    .dns
+                    .lookup(
+                        owner.map_or(0, |o| o.pid),
+                        owner.map_or(0, |o| o.netns),
+                        dst.ip(),
+                        *ts_ns,
+                    )
+                    .is_none()
+                    && !dst.ip().is_loopback()
+                {
+                    signals.push(Signal::NeverResolved);
+                }
+                if shadowai_decode::signals::encrypted_dns_endpoint(
+                    hostname.as_deref(),
+                    Some(dst.ip()),
+                    dst.port(),
+                )
+                .is_some()
+                {
+                    signals.push(Signal::EncryptedDns);
+                }
+                signals.sort();
+                Some(Event {
+                    time_ms: self.clock.to_unix_ms(*ts_ns),
+                    kind,
+                    protocol,
+                    process,
+                    src: Some(*src),
+                    dst: *dst,
+                    hostname,
+                    name_source,
+                    dns: None,
+                    tls: Some(TlsInfo {
+                        sni: hello.sni.clone(),
+                        alpn: hello.alpn.clone(),
+                        versions: hello.versions.clone(),
+                        ja4: hello.ja4.clone(),
+                        ech: hello.ech.is_some(),
+                        hello_len: hello.hello_len,
+                        quic_version,
+                    }),
+                    signals,
+                    cookie: *flow,
+                })
+            }
+        }
+    }
+}
+
+/// The address a connect-less event would have used (for tests and replay).
+pub fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}

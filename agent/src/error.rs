@@ -1,0 +1,31 @@
+//! The agent library's one error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no cgroup2 filesystem is mounted (see /proc/self/mountinfo); the agent needs the unified hierarchy"
+    )]
+    NoCgroup2,
+    #[error("mounting {fs} at {}: {reason}", target.display())]
+    Mount {
+        fs: String,
+        target: PathBuf,
+        reason: String,
+    },
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF map {name}: {reason}")]
+    Map { name: &'static str, reason: String },
+    #[error("no eBPF hook could be attached; the agent would see nothing")]
+    NothingAttached,
+    #[error("config {}: {reason}", path.display())]
+    Config { path: PathBuf, reason: String },
+}

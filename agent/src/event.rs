@@ -1,0 +1,102 @@
+//! The agent's observation of one DNS message, ClientHello or connection, attributed to a
+//! process. Rendered as OCSF 1.8 (DNS Activity 4003, Network Activity 4001) by
+//! [`crate::output`]. Names, addresses and process identity only — never payloads.
+
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use crate::correlate::dns_cache::NameScope;
+use crate::enrich::ProcInfo;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    DnsQuery,
+    DnsResponse,
+    /// A TLS ClientHello over TCP.
+    TlsClientHello,
+    /// A TLS ClientHello inside QUIC Initial packets.
+    QuicClientHello,
+    /// An outbound connect() (TCP, or UDP connect/sendmsg).
+    Connect,
+}
+
+/// Where the destination's name came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// The TLS/QUIC SNI: authoritative for that connection.
+    Sni,
+    /// The DNS question itself.
+    Dns,
+    /// A DNS answer this process (or namespace, or host) received for the address.
+    DnsCache(NameScope),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DnsInfo {
+    pub id: u16,
+    pub question: String,
+    pub qtype: u16,
+    pub rcode: u16,
+    /// Answer data as text (addresses, CNAME targets, HTTPS targets).
+    pub answers: Vec<DnsRecord>,
+    pub edns: bool,
+    pub transport: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DnsRecord {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: &'static str,
+    pub ttl: u32,
+    pub rdata: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TlsInfo {
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    /// Offered versions, highest first (0x0304 = TLS 1.3).
+    pub versions: Vec<u16>,
+    pub ja4: String,
+    /// ECH offered: the SNI above is the outer (public) name.
+    pub ech: bool,
+    pub hello_len: usize,
+    /// QUIC wire version when the hello came in QUIC Initials.
+    pub quic_version: Option<u32>,
+}
+
+/// Attributes that deserve attention on their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Signal {
+    /// The destination is a known DNS-over-HTTPS/TLS resolver: names may be hidden.
+    EncryptedDns,
+    /// The ClientHello offered Encrypted Client Hello.
+    Ech,
+    /// Connected to an address no DNS answer on this host named.
+    NeverResolved,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    pub kind: EventKind,
+    /// `udp`, `tcp` or `quic`.
+    pub protocol: &'static str,
+    pub process: Option<ProcInfo>,
+    pub src: Option<SocketAddr>,
+    pub dst: SocketAddr,
+    /// The destination's name, and how we know it.
+    pub hostname: Option<String>,
+    pub name_source: Option<NameSource>,
+    pub dns: Option<DnsInfo>,
+    pub tls: Option<TlsInfo>,
+    pub signals: Vec<Signal>,
+    /// Socket cookie (joins events of one socket).
+    pub cookie: u64,
+}

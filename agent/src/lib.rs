@@ -1,0 +1,16 @@
+//! shadowai-agent: eBPF sensing, decoding, attribution and output.
+//!
+//! Pipeline (see ARCHITECTURE.md): [`sensor`] (kernel programs, ring buffer) →
+//! [`correlate`] (decode with `shadowai-decode`, join to processes from [`enrich`], name
+//! addresses from the DNS cache) → [`event::Event`] → [`output`] (OCSF JSON, text).
+
+pub mod correlate;
+pub mod enrich;
+pub mod error;
+pub mod event;
+pub mod metrics;
+pub mod output;
+pub mod sensor;
+pub mod watch;
+
+pub use error::AgentError;

@@ -1,0 +1,257 @@
+//! The kernel side from userspace: load the eBPF object, attach every hook it can, and
+//! hand out the ring buffer and counters.
+//!
+//! A hook that a kernel does not offer (an old kernel, a locked-down one) is logged with the
+//! reason and reported by `/metrics` as `shadowai_hook_attached{hook=…} 0`; the rest keep
+//! running. Links are owned by the returned [`Sensor`]: when the agent exits they detach
+//! (fail-open).
+
+pub mod mounts;
+pub mod records;
+
+use std::os::fd::AsFd;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
+};
+use shadowai_common::{Config, drop, prog};
+
+use crate::error::AgentError;
+
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/shadowai"));
+
+/// Tuning the eBPF side reads from its CONFIG map.
+#[derive(Clone, Debug)]
+pub struct SensorOptions {
+    /// Ports whose traffic is DNS.
+    pub dns_ports: Vec<u16>,
+    /// Pending ring-buffer bytes that wake the reader early (batched wakeups below it).
+    pub wakeup_bytes: u64,
+    /// Window of in-kernel de-duplication of (process, destination) reports.
+    pub dedup: std::time::Duration,
+}
+
+impl Default for SensorOptions {
+    fn default() -> Self {
+        Self {
+            dns_ports: vec![53],
+            wakeup_bytes: 256 * 1024,
+            dedup: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// One hook and whether it is attached.
+#[derive(Clone, Debug)]
+pub struct HookStatus {
+    pub name: &'static str,
+    pub attached: bool,
+    pub error: Option<String>,
+}
+
+/// The loaded and attached eBPF programs.
+pub struct Sensor {
+    // Keeps programs and links alive; dropping it detaches everything.
+    _ebpf: Ebpf,
+    drops: PerCpuArray<MapData, u64>,
+    pub hooks: Vec<HookStatus>,
+}
+
+impl Sensor {
+    /// Loads and attaches; returns the sensor and its ring buffer of events. Fails only
+    /// when nothing at all could be attached.
+    pub fn start(opts: &SensorOptions) -> Result<(Self, RingBuf<MapData>), AgentError> {
+        bump_memlock();
+        let cgroup_root = mounts::cgroup2_root()?;
+        let tracefs = mounts::ensure_tracefs();
+        if let Err(e) = &tracefs {
+            tracing::warn!(error = %e, "tracefs unavailable: exec/exit tracking disabled");
+        }
+        let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
+        if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
+            tracing::debug!(error = %e, "eBPF programs carry no log map");
+        }
+        configure(&mut ebpf, opts)?;
+
+        let cgroup = std::fs::File::open(&cgroup_root).map_err(|source| AgentError::Io {
+            what: format!("opening cgroup2 root {}", cgroup_root.display()),
+            source,
+        })?;
+        let mut hooks = Vec::new();
+        for name in ["connect4", "connect6", "sendmsg4", "sendmsg6"] {
+            let r = attach_sock_addr(&mut ebpf, name, &cgroup);
+            hooks.push(status(name, r));
+        }
+        for (name, ty) in [
+            ("skb_egress", CgroupSkbAttachType::Egress),
+            ("skb_ingress", CgroupSkbAttachType::Ingress),
+        ] {
+            let r = attach_skb(&mut ebpf, name, &cgroup, ty);
+            hooks.push(status(name, r));
+        }
+        for (name, cat) in [
+            ("sys_enter_execve", "syscalls"),
+            ("sys_enter_execveat", "syscalls"),
+            ("sched_process_exec", "sched"),
+            ("sched_process_exit", "sched"),
+        ] {
+            let r = match &tracefs {
+                Ok(_) => attach_tracepoint(&mut ebpf, name, cat),
+                Err(e) => Err(e.to_string()),
+            };
+            hooks.push(status(name, r));
+        }
+        if !hooks.iter().any(|h| h.attached) {
+            return Err(AgentError::NothingAttached);
+        }
+        let ring =
+            RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|e| AgentError::Map {
+                name: "EVENTS",
+                reason: e.to_string(),
+            })?;
+        let drops =
+            PerCpuArray::try_from(take_map(&mut ebpf, "DROPS")?).map_err(|e| AgentError::Map {
+                name: "DROPS",
+                reason: e.to_string(),
+            })?;
+        Ok((
+            Self {
+                _ebpf: ebpf,
+                drops,
+                hooks,
+            },
+            ring,
+        ))
+    }
+
+    /// Drop counters summed over CPUs: (program, reason, count).
+    pub fn drops(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut out = Vec::new();
+        for p in 0..prog::COUNT {
+            for r in 0..drop::REASONS {
+                let idx = p * drop::REASONS + r;
+                let total = match self.drops.get(&idx, 0) {
+                    Ok(v) => v.iter().sum(),
+                    Err(_) => 0,
+                };
+                out.push((prog::NAMES[p as usize], drop::NAMES[r as usize], total));
+            }
+        }
+        out
+    }
+}
+
+fn status(name: &'static str, r: Result<(), String>) -> HookStatus {
+    match r {
+        Ok(()) => {
+            tracing::debug!(hook = name, "attached");
+            HookStatus {
+                name,
+                attached: true,
+                error: None,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(hook = name, error = %e, "hook unavailable on this kernel; continuing without it");
+            HookStatus {
+                name,
+                attached: false,
+                error: Some(e),
+            }
+        }
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, AgentError> {
+    ebpf.take_map(name).ok_or(AgentError::Map {
+        name,
+        reason: "missing from the eBPF object".into(),
+    })
+}
+
+fn configure(ebpf: &mut Ebpf, opts: &SensorOptions) -> Result<(), AgentError> {
+    let map_err = |name: &'static str| {
+        move |e: aya::maps::MapError| AgentError::Map {
+            name,
+            reason: e.to_string(),
+        }
+    };
+    let cfg = Config {
+        wakeup_bytes: opts.wakeup_bytes,
+        dedup_ns: u64::try_from(opts.dedup.as_nanos()).unwrap_or(u64::MAX),
+    };
+    {
+        let m = ebpf.map_mut("CONFIG").ok_or(AgentError::Map {
+            name: "CONFIG",
+            reason: "missing".into(),
+        })?;
+        let mut arr: Array<_, Config> = Array::try_from(m).map_err(map_err("CONFIG"))?;
+        arr.set(0, cfg, 0).map_err(map_err("CONFIG"))?;
+    }
+    let m = ebpf.map_mut("DNS_PORTS").ok_or(AgentError::Map {
+        name: "DNS_PORTS",
+        reason: "missing".into(),
+    })?;
+    let mut ports: HashMap<_, u16, u8> = HashMap::try_from(m).map_err(map_err("DNS_PORTS"))?;
+    for p in &opts.dns_ports {
+        ports.insert(p, 1, 0).map_err(map_err("DNS_PORTS"))?;
+    }
+    Ok(())
+}
+
+fn attach_sock_addr(ebpf: &mut Ebpf, name: &str, cgroup: &impl AsFd) -> Result<(), String> {
+    let prog: &mut CgroupSockAddr = ebpf
+        .program_mut(name)
+        .ok_or("program missing from the object")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| e.to_string())?;
+    prog.attach(cgroup, CgroupAttachMode::Single)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn attach_skb(
+    ebpf: &mut Ebpf,
+    name: &str,
+    cgroup: &impl AsFd,
+    ty: CgroupSkbAttachType,
+) -> Result<(), String> {
+    let prog: &mut CgroupSkb = ebpf
+        .program_mut(name)
+        .ok_or("program missing from the object")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| e.to_string())?;
+    prog.attach(cgroup, ty, CgroupAttachMode::Single)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str) -> Result<(), String> {
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or("program missing from the object")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| e.to_string())?;
+    prog.attach(category, name).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raising it needs
+/// CAP_SYS_RESOURCE, which some hosts withhold. Newer kernels do not need it, so a refusal
+/// is only logged.
+fn bump_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "setrlimit(RLIMIT_MEMLOCK) refused; fine on kernels >= 5.11");
+    }
+}
