@@ -1,0 +1,3 @@
+//! shadowai-collector: fleet ingest, storage, SOC reports, approvals and the audit trail.
+
+pub mod store;

@@ -1,0 +1,256 @@
+//! Storage: one [`Store`] trait, one SQL implementation ([`sql::SqlStore`]) written once over a
+//! tiny [`Backend`] seam, and two backends — SQLite (embedded default) and PostgreSQL (several
+//! replicas). The same test suite runs against both.
+//!
+//! The store is synchronous; the server calls it through `spawn_blocking`. Every mutating admin
+//! method appends its audit entry in the same transaction as the change, so an action is never
+//! stored without its audit record (or the other way round).
+
+pub mod postgres;
+pub mod rows;
+pub mod sql;
+mod sql_findings;
+mod sql_policy;
+pub mod sqlite;
+
+use shadowai_api::audit::AuditEntry;
+use shadowai_api::{
+    AgentInfo, BundleInfo, FindingQuery, Heartbeat, IngestAck, IngestBatch, PolicyEntry, Proposal,
+    ProposalRequest, ProposalStatus, Role, Rollout, RolloutStage, ServiceReport, TrendPoint,
+};
+use shadowai_api::{Finding, PolicyScope};
+
+/// Everything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {source}")]
+    Sqlite {
+        #[from]
+        source: rusqlite::Error,
+    },
+    #[error("postgresql: {source}")]
+    Postgres {
+        #[from]
+        source: ::postgres::Error,
+    },
+    #[error("opening the database at {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("{what}: {reason}")]
+    InvalidState { what: String, reason: String },
+    #[error(
+        "{person} proposed #{proposal} and cannot approve or reject it (needs a different person)"
+    )]
+    SelfApproval { person: String, proposal: i64 },
+    #[error("stored row in {table} is corrupt: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error("database schema is at version {found}, newer than this collector knows ({known})")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("the store connection pool is poisoned (a previous call panicked)")]
+    Poisoned,
+}
+
+/// A person's API token as stored (the token itself is never stored, only its SHA-256).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_ms: i64,
+    pub revoked: bool,
+}
+
+/// An enrolled agent as the auth layer needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentRecord {
+    pub agent_id: String,
+    pub host_id: String,
+    pub group: Option<String>,
+    pub revoked: bool,
+}
+
+/// A new agent identity to store.
+#[derive(Clone, Debug)]
+pub struct NewAgent {
+    pub agent_id: String,
+    pub token_hash: String,
+    pub host_id: String,
+    pub hostname: String,
+    pub group: Option<String>,
+    pub agent_version: String,
+}
+
+/// Filters already validated by the server (see `FindingQuery`).
+pub type FindingFilter = FindingQuery;
+
+/// The collector's storage contract.
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip to the database.
+    fn health(&self) -> Result<(), StoreError>;
+
+    // ---- settings ----
+    fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Stores `value` unless the key exists; true when stored.
+    fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+
+    // ---- people ----
+    fn create_token(
+        &self,
+        actor: &str,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<TokenRecord, StoreError>;
+    fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    fn revoke_token(&self, actor: &str, id: i64, now_ms: i64) -> Result<TokenRecord, StoreError>;
+
+    // ---- agents ----
+    /// Stores a new agent; revokes every earlier agent of the same host.
+    fn enroll_agent(&self, agent: &NewAgent, now_ms: i64) -> Result<(), StoreError>;
+    fn agent_by_token_hash(&self, token_hash: &str) -> Result<Option<AgentRecord>, StoreError>;
+    fn list_agents(&self) -> Result<Vec<AgentInfo>, StoreError>;
+    fn revoke_agent(
+        &self,
+        actor: &str,
+        agent_id: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<AgentInfo, StoreError>;
+    fn record_heartbeat(
+        &self,
+        agent_id: &str,
+        hb: &Heartbeat,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    // ---- findings ----
+    /// Stores a batch atomically; idempotent by batch id and finding id.
+    fn ingest(
+        &self,
+        agent_id: &str,
+        batch: &IngestBatch,
+        now_ms: i64,
+    ) -> Result<IngestAck, StoreError>;
+    /// Newest first; `cursor` is the `seq` to continue below.
+    fn search(
+        &self,
+        filter: &FindingFilter,
+        limit: u32,
+        cursor: Option<i64>,
+    ) -> Result<(Vec<Finding>, Option<i64>), StoreError>;
+    fn services_report(&self, filter: &FindingFilter) -> Result<Vec<ServiceReport>, StoreError>;
+    fn trend(&self, filter: &FindingFilter) -> Result<Vec<TrendPoint>, StoreError>;
+    fn count_findings(&self) -> Result<u64, StoreError>;
+
+    // ---- proposals ----
+    fn create_proposal(
+        &self,
+        actor: &str,
+        req: &ProposalRequest,
+        needs_approval: bool,
+        now_ms: i64,
+    ) -> Result<Proposal, StoreError>;
+    fn decide_proposal(
+        &self,
+        actor: &str,
+        id: i64,
+        approve: bool,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Proposal, StoreError>;
+    fn list_proposals(&self, status: Option<ProposalStatus>) -> Result<Vec<Proposal>, StoreError>;
+    fn policy(&self) -> Result<Vec<PolicyEntry>, StoreError>;
+
+    // ---- bundles and rollouts ----
+    fn put_bundle(&self, actor: &str, info: &BundleInfo, bytes: &[u8]) -> Result<(), StoreError>;
+    fn bundle(&self, version: &str) -> Result<Option<(BundleInfo, Vec<u8>)>, StoreError>;
+    fn bundle_info(&self, version: &str) -> Result<Option<BundleInfo>, StoreError>;
+    fn list_bundles(&self) -> Result<Vec<BundleInfo>, StoreError>;
+    fn create_rollout(
+        &self,
+        actor: &str,
+        bundle_version: &str,
+        canary_group: &str,
+        now_ms: i64,
+    ) -> Result<Rollout, StoreError>;
+    fn update_rollout(
+        &self,
+        actor: &str,
+        id: i64,
+        stage: RolloutStage,
+        percent: u8,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Rollout, StoreError>;
+    fn list_rollouts(&self) -> Result<Vec<Rollout>, StoreError>;
+
+    // ---- audit ----
+    /// Appends one entry (for actions that have no other row to write).
+    fn append_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<AuditEntry, StoreError>;
+    fn audit_entries(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Which bundle version an agent should run, from the rollouts (newest first).
+pub fn desired_version(
+    rollouts: &[Rollout],
+    agent_id: &str,
+    group: Option<&str>,
+) -> Option<String> {
+    let stable = rollouts
+        .iter()
+        .find(|r| r.stage == RolloutStage::All)
+        .map(|r| r.bundle_version.clone());
+    let Some(active) = rollouts
+        .iter()
+        .find(|r| matches!(r.stage, RolloutStage::Canary | RolloutStage::Percent))
+    else {
+        return stable;
+    };
+    let in_canary = group == Some(active.canary_group.as_str());
+    let in_percent = active.stage == RolloutStage::Percent && bucket(agent_id) < active.percent;
+    if in_canary || in_percent {
+        Some(active.bundle_version.clone())
+    } else {
+        stable
+    }
+}
+
+/// The agent's stable rollout bucket, 0..100.
+pub fn bucket(agent_id: &str) -> u8 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(agent_id.as_bytes());
+    (u16::from_be_bytes([d[0], d[1]]) % 100) as u8
+}
+
+/// Scope as stored: `fleet` or `group:<name>`.
+pub fn scope_to_str(s: &PolicyScope) -> String {
+    match s {
+        PolicyScope::Fleet => "fleet".to_owned(),
+        PolicyScope::Group { group } => format!("group:{group}"),
+    }
+}
+
+pub fn scope_from_str(s: &str) -> Option<PolicyScope> {
+    if s == "fleet" {
+        Some(PolicyScope::Fleet)
+    } else {
+        s.strip_prefix("group:").map(|g| PolicyScope::Group {
+            group: g.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,221 @@
+//! PostgreSQL backend, for fleets that run several collector replicas behind a load balancer.
+//!
+//! Replicas share the database; writes that must be serialised fleet-wide (the audit hash
+//! chain, rollouts, proposals) take a transaction-scoped advisory lock. Uses the synchronous
+//! `postgres` client (the store is called through `spawn_blocking`) with a small pool.
+//! Connections are made without TLS: run the database on the same host, a unix socket or a
+//! private link (see README.md).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Config, NoTls};
+
+use super::StoreError;
+use super::rows::{Backend, Dialect, Row, Tx, V};
+use super::sql::SqlStore;
+
+/// The advisory lock key for serialised writes ("shai").
+const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(1936220521)";
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tokens (
+    id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE, created_ms BIGINT NOT NULL, revoked_ms BIGINT);
+CREATE TABLE agents (
+    agent_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, host_id TEXT NOT NULL,
+    hostname TEXT NOT NULL, grp TEXT, enrolled_ms BIGINT NOT NULL, last_seen_ms BIGINT,
+    agent_version TEXT, bundle_version TEXT, mode TEXT, lost_events BIGINT NOT NULL DEFAULT 0,
+    revoked_ms BIGINT);
+CREATE INDEX agents_host ON agents (host_id);
+CREATE TABLE batches (
+    host_id TEXT NOT NULL, batch_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    received_ms BIGINT NOT NULL, accepted BIGINT NOT NULL, duplicates BIGINT NOT NULL,
+    PRIMARY KEY (host_id, batch_id));
+CREATE TABLE findings (
+    seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    host_id TEXT NOT NULL, hostname TEXT NOT NULL, window_start_ms BIGINT NOT NULL,
+    window_end_ms BIGINT NOT NULL, service_id TEXT NOT NULL, service_name TEXT NOT NULL,
+    vendor TEXT NOT NULL, category TEXT NOT NULL, risk_score BIGINT NOT NULL,
+    verdict TEXT NOT NULL, action TEXT NOT NULL, user_name TEXT NOT NULL, uid BIGINT NOT NULL,
+    exe TEXT NOT NULL, process_name TEXT NOT NULL, container_id TEXT, count BIGINT NOT NULL,
+    first_seen_ms BIGINT NOT NULL, last_seen_ms BIGINT NOT NULL, received_ms BIGINT NOT NULL,
+    doc TEXT NOT NULL, UNIQUE (host_id, id));
+CREATE INDEX findings_window ON findings (window_start_ms);
+CREATE INDEX findings_service ON findings (service_id, verdict);
+CREATE INDEX findings_user ON findings (user_name);
+CREATE TABLE proposals (
+    id BIGSERIAL PRIMARY KEY, service_id TEXT NOT NULL, verdict TEXT NOT NULL,
+    scope TEXT NOT NULL, reason TEXT NOT NULL, status TEXT NOT NULL, proposed_by TEXT NOT NULL,
+    proposed_ms BIGINT NOT NULL, decided_by TEXT, decided_ms BIGINT, decision_note TEXT);
+CREATE TABLE bundles (
+    version TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size BIGINT NOT NULL,
+    uploaded_by TEXT NOT NULL, uploaded_ms BIGINT NOT NULL, note TEXT NOT NULL, bytes BYTEA NOT NULL);
+CREATE TABLE rollouts (
+    id BIGSERIAL PRIMARY KEY, bundle_version TEXT NOT NULL, previous_version TEXT,
+    stage TEXT NOT NULL, canary_group TEXT NOT NULL, percent BIGINT NOT NULL,
+    created_by TEXT NOT NULL, created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL);
+CREATE TABLE audit (
+    seq BIGINT PRIMARY KEY, ts_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE FUNCTION shadowai_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $f$
+    BEGIN RAISE EXCEPTION 'the audit log is append-only'; END; $f$;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit
+    FOR EACH STATEMENT EXECUTE FUNCTION shadowai_audit_append_only();
+"#];
+
+pub struct Postgres {
+    config: Config,
+    pool: Vec<Mutex<Option<Client>>>,
+    next: AtomicUsize,
+}
+
+/// Connects (`host=… user=… dbname=…` or a `postgresql://` URL) and migrates.
+pub fn open(conn: &str, pool_size: usize) -> Result<SqlStore<Postgres>, StoreError> {
+    let config: Config = conn.parse()?;
+    let pool = (0..pool_size.max(1)).map(|_| Mutex::new(None)).collect();
+    let backend = Postgres {
+        config,
+        pool,
+        next: AtomicUsize::new(0),
+    };
+    backend.migrate()?;
+    Ok(SqlStore::new(backend))
+}
+
+impl Postgres {
+    fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // Prefer an idle connection; else wait for one round-robin.
+        let mut guard = None;
+        for slot in &self.pool {
+            if let Ok(g) = slot.try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let mut guard = match guard {
+            Some(g) => g,
+            None => {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
+                self.pool
+                    .get(i)
+                    .ok_or(StoreError::Poisoned)?
+                    .lock()
+                    .map_err(|_| StoreError::Poisoned)?
+            }
+        };
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(self.config.connect(NoTls)?);
+        }
+        match guard.as_mut() {
+            Some(c) => f(c),
+            None => Err(StoreError::Poisoned),
+        }
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            tx.batch_execute(WRITE_LOCK)?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+            )?;
+            let current: Option<i64> = tx
+                .query_one("SELECT MAX(version) FROM schema_version", &[])?
+                .get(0);
+            let current = current.unwrap_or(0);
+            let known = MIGRATIONS.len() as i64;
+            if current > known {
+                return Err(StoreError::SchemaTooNew {
+                    found: current,
+                    known,
+                });
+            }
+            for (i, m) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+                tx.batch_execute(m)?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&(i as i64 + 1)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}
+
+fn params(p: &[V]) -> Vec<Box<dyn ToSql + Sync>> {
+    p.iter()
+        .map(|v| -> Box<dyn ToSql + Sync> {
+            match v {
+                V::Int(i) => Box::new(*i),
+                V::Text(s) => Box::new(s.clone()),
+                V::Bytes(b) => Box::new(b.clone()),
+            }
+        })
+        .collect()
+}
+
+struct PgTx<'a, 'b>(&'a mut postgres::Transaction<'b>);
+
+impl Tx for PgTx<'_, '_> {
+    fn exec(&mut self, sql: &str, p: &[V]) -> Result<u64, StoreError> {
+        let boxed = params(p);
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        Ok(self.0.execute(sql, &refs)?)
+    }
+
+    fn query(&mut self, table: &'static str, sql: &str, p: &[V]) -> Result<Vec<Row>, StoreError> {
+        let boxed = params(p);
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        let rows = self.0.query(sql, &refs)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut cols = Vec::with_capacity(r.len());
+            for (i, c) in r.columns().iter().enumerate() {
+                let t = c.type_();
+                let v = if *t == Type::INT8 {
+                    V::Int(r.try_get::<_, Option<i64>>(i)?)
+                } else if *t == Type::INT4 {
+                    V::Int(r.try_get::<_, Option<i32>>(i)?.map(i64::from))
+                } else if *t == Type::INT2 {
+                    V::Int(r.try_get::<_, Option<i16>>(i)?.map(i64::from))
+                } else if *t == Type::BYTEA {
+                    V::Bytes(r.try_get::<_, Option<Vec<u8>>>(i)?.unwrap_or_default())
+                } else {
+                    V::Text(r.try_get::<_, Option<String>>(i)?)
+                };
+                cols.push(v);
+            }
+            out.push(Row { table, cols });
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for Postgres {
+    fn transaction(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.with_client(|c| {
+            let mut tx = c.transaction()?;
+            f(&mut PgTx(&mut tx))?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn lock_sql(&self) -> Option<&'static str> {
+        Some(WRITE_LOCK)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}

@@ -1,0 +1,544 @@
+//! The store, written once in portable SQL over a [`Backend`] (SQLite or PostgreSQL).
+
+use shadowai_api::audit::AuditEntry;
+use shadowai_api::{
+    AgentInfo, AgentMode, BundleInfo, Finding, Heartbeat, IngestAck, IngestBatch, PolicyEntry,
+    Proposal, ProposalRequest, ProposalStatus, Role, Rollout, RolloutStage, ServiceReport,
+    TrendPoint,
+};
+
+use super::rows::{Backend, Row, Tx, V};
+use super::{AgentRecord, FindingFilter, NewAgent, Store, StoreError, TokenRecord};
+
+pub struct SqlStore<B: Backend> {
+    pub(super) backend: B,
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub(super) fn new(backend: B) -> Self {
+        SqlStore { backend }
+    }
+
+    /// Runs `f` in a transaction and returns its value.
+    pub(super) fn tx<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut out = None;
+        self.backend.transaction(&mut |tx| {
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or(StoreError::Poisoned)
+    }
+
+    /// Takes the cross-replica write lock (no-op on SQLite, which serialises writers anyway).
+    pub(super) fn lock(&self, tx: &mut dyn Tx) -> Result<(), StoreError> {
+        if let Some(sql) = self.backend.lock_sql() {
+            tx.exec(sql, &[])?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends one audit entry inside `tx` (the caller holds the write lock).
+pub(super) fn audit_in(
+    tx: &mut dyn Tx,
+    actor: &str,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+    now_ms: i64,
+) -> Result<AuditEntry, StoreError> {
+    let last = tx.query(
+        "audit",
+        "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+    )?;
+    let prev = match last.first() {
+        Some(r) => Some((r.text(1)?, r.i64(0)?)),
+        None => None,
+    };
+    let e = AuditEntry::next(
+        prev.as_ref().map(|(h, s)| (h.as_str(), *s)),
+        now_ms,
+        actor,
+        action,
+        target,
+        details,
+    );
+    tx.exec(
+        "INSERT INTO audit (seq, ts_ms, actor, action, target, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            e.seq.into(),
+            e.ts_ms.into(),
+            e.actor.as_str().into(),
+            e.action.as_str().into(),
+            e.target.as_str().into(),
+            e.details.to_string().into(),
+            e.prev_hash.as_str().into(),
+            e.hash.as_str().into(),
+        ],
+    )?;
+    Ok(e)
+}
+
+fn audit_row(r: &Row) -> Result<AuditEntry, StoreError> {
+    let details_text = r.text(5)?;
+    let details = serde_json::from_str(&details_text).map_err(|e| StoreError::Corrupt {
+        table: "audit",
+        reason: format!("details is not JSON: {e}"),
+    })?;
+    Ok(AuditEntry {
+        seq: r.i64(0)?,
+        ts_ms: r.i64(1)?,
+        actor: r.text(2)?,
+        action: r.text(3)?,
+        target: r.text(4)?,
+        details,
+        prev_hash: r.text(6)?,
+        hash: r.text(7)?,
+    })
+}
+
+const TOKEN_COLS: &str = "id, name, role, created_ms, revoked_ms";
+
+fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
+    Ok(TokenRecord {
+        id: r.i64(0)?,
+        name: r.text(1)?,
+        role: r.parsed(2, "role", Role::parse)?,
+        created_ms: r.i64(3)?,
+        revoked: r.opt_i64(4)?.is_some(),
+    })
+}
+
+pub(super) const AGENT_COLS: &str = "agent_id, host_id, hostname, grp, enrolled_ms, last_seen_ms, \
+     agent_version, bundle_version, mode, lost_events, revoked_ms";
+
+pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
+    let mode = match r.opt_text(8)?.as_deref() {
+        None => None,
+        Some("monitor") => Some(AgentMode::Monitor),
+        Some("enforce") => Some(AgentMode::Enforce),
+        Some(other) => {
+            return Err(StoreError::Corrupt {
+                table: "agents",
+                reason: format!("mode {other:?}"),
+            });
+        }
+    };
+    Ok(AgentInfo {
+        agent_id: r.text(0)?,
+        host_id: r.text(1)?,
+        hostname: r.text(2)?,
+        group: r.opt_text(3)?,
+        enrolled_ms: r.i64(4)?,
+        last_seen_ms: r.opt_i64(5)?,
+        agent_version: r.opt_text(6)?,
+        bundle_version: r.opt_text(7)?,
+        mode,
+        lost_events: r.u64(9)?,
+        revoked: r.opt_i64(10)?.is_some(),
+    })
+}
+
+impl<B: Backend> Store for SqlStore<B> {
+    fn health(&self) -> Result<(), StoreError> {
+        self.tx(|tx| tx.query("health", "SELECT 1", &[]).map(|_| ()))
+    }
+
+    fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.tx(|tx| {
+            let rows = tx.query(
+                "settings",
+                "SELECT value FROM settings WHERE key = $1",
+                &[key.into()],
+            )?;
+            rows.first().map(|r| r.text(0)).transpose()
+        })
+    }
+
+    fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        self.tx(|tx| {
+            let n = tx.exec(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[key.into(), value.into()],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn create_token(
+        &self,
+        actor: &str,
+        name: &str,
+        role: Role,
+        token_hash: &str,
+        now_ms: i64,
+    ) -> Result<TokenRecord, StoreError> {
+        self.tx(|tx| {
+            self.lock(tx)?;
+            let rows = tx.query(
+                "tokens",
+                &format!(
+                    "INSERT INTO tokens (name, role, token_hash, created_ms) VALUES ($1, $2, $3, $4) \
+                     RETURNING {TOKEN_COLS}"
+                ),
+                &[name.into(), role.as_str().into(), token_hash.into(), now_ms.into()],
+            )?;
+            let rec = rows.first().map(token_row).transpose()?.ok_or(StoreError::Poisoned)?;
+            audit_in(
+                tx,
+                actor,
+                "token.create",
+                &format!("token:{}", rec.id),
+                serde_json::json!({"name": name, "role": role.as_str()}),
+                now_ms,
+            )?;
+            Ok(rec)
+        })
+    }
+
+    fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.tx(|tx| {
+            let rows = tx.query(
+                "tokens",
+                &format!("SELECT {TOKEN_COLS} FROM tokens WHERE token_hash = $1"),
+                &[token_hash.into()],
+            )?;
+            rows.first().map(token_row).transpose()
+        })
+    }
+
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.tx(|tx| {
+            tx.query(
+                "tokens",
+                &format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY id"),
+                &[],
+            )?
+            .iter()
+            .map(token_row)
+            .collect()
+        })
+    }
+
+    fn revoke_token(&self, actor: &str, id: i64, now_ms: i64) -> Result<TokenRecord, StoreError> {
+        self.tx(|tx| {
+            self.lock(tx)?;
+            tx.exec(
+                "UPDATE tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
+                &[now_ms.into(), id.into()],
+            )?;
+            let rows = tx.query(
+                "tokens",
+                &format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = $1"),
+                &[id.into()],
+            )?;
+            let rec =
+                rows.first()
+                    .map(token_row)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: format!("token {id}"),
+                    })?;
+            audit_in(
+                tx,
+                actor,
+                "token.revoke",
+                &format!("token:{id}"),
+                serde_json::json!({"name": rec.name}),
+                now_ms,
+            )?;
+            Ok(rec)
+        })
+    }
+
+    fn enroll_agent(&self, a: &NewAgent, now_ms: i64) -> Result<(), StoreError> {
+        self.tx(|tx| {
+            self.lock(tx)?;
+            let replaced = tx.exec(
+                "UPDATE agents SET revoked_ms = $1 WHERE host_id = $2 AND revoked_ms IS NULL",
+                &[now_ms.into(), a.host_id.as_str().into()],
+            )?;
+            tx.exec(
+                "INSERT INTO agents (agent_id, token_hash, host_id, hostname, grp, enrolled_ms, \
+                 agent_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    a.agent_id.as_str().into(),
+                    a.token_hash.as_str().into(),
+                    a.host_id.as_str().into(),
+                    a.hostname.as_str().into(),
+                    a.group.clone().into(),
+                    now_ms.into(),
+                    a.agent_version.as_str().into(),
+                ],
+            )?;
+            audit_in(
+                tx,
+                &format!("agent:{}", a.agent_id),
+                "agent.enroll",
+                &format!("host:{}", a.host_id),
+                serde_json::json!({"hostname": a.hostname, "group": a.group,
+                                   "replaced_agents": replaced}),
+                now_ms,
+            )?;
+            Ok(())
+        })
+    }
+
+    fn agent_by_token_hash(&self, token_hash: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.tx(|tx| {
+            let rows = tx.query(
+                "agents",
+                "SELECT agent_id, host_id, grp, revoked_ms FROM agents WHERE token_hash = $1",
+                &[token_hash.into()],
+            )?;
+            rows.first()
+                .map(|r| {
+                    Ok(AgentRecord {
+                        agent_id: r.text(0)?,
+                        host_id: r.text(1)?,
+                        group: r.opt_text(2)?,
+                        revoked: r.opt_i64(3)?.is_some(),
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn list_agents(&self) -> Result<Vec<AgentInfo>, StoreError> {
+        self.tx(|tx| {
+            tx.query(
+                "agents",
+                &format!("SELECT {AGENT_COLS} FROM agents ORDER BY hostname, enrolled_ms"),
+                &[],
+            )?
+            .iter()
+            .map(agent_row)
+            .collect()
+        })
+    }
+
+    fn revoke_agent(
+        &self,
+        actor: &str,
+        agent_id: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<AgentInfo, StoreError> {
+        self.tx(|tx| {
+            self.lock(tx)?;
+            let changed = tx.exec(
+                "UPDATE agents SET revoked_ms = $1 WHERE agent_id = $2 AND revoked_ms IS NULL",
+                &[now_ms.into(), agent_id.into()],
+            )?;
+            let rows = tx.query(
+                "agents",
+                &format!("SELECT {AGENT_COLS} FROM agents WHERE agent_id = $1"),
+                &[agent_id.into()],
+            )?;
+            let info =
+                rows.first()
+                    .map(agent_row)
+                    .transpose()?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: format!("agent {agent_id:?}"),
+                    })?;
+            if changed == 0 {
+                return Err(StoreError::InvalidState {
+                    what: format!("agent {agent_id:?}"),
+                    reason: "already revoked".into(),
+                });
+            }
+            audit_in(
+                tx,
+                actor,
+                "agent.revoke",
+                &format!("agent:{agent_id}"),
+                serde_json::json!({"host_id": info.host_id, "hostname": info.hostname,
+                                   "reason": reason}),
+                now_ms,
+            )?;
+            Ok(info)
+        })
+    }
+
+    fn record_heartbeat(
+        &self,
+        agent_id: &str,
+        hb: &Heartbeat,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let lost = i64::try_from(hb.lost_events).unwrap_or(i64::MAX);
+        self.tx(|tx| {
+            tx.exec(
+                "UPDATE agents SET last_seen_ms = $1, agent_version = $2, bundle_version = $3, \
+                 mode = $4, lost_events = $5, grp = COALESCE($6, grp) WHERE agent_id = $7",
+                &[
+                    now_ms.into(),
+                    hb.agent_version.as_str().into(),
+                    hb.bundle_version.clone().into(),
+                    hb.mode.as_str().into(),
+                    lost.into(),
+                    hb.group.clone().into(),
+                    agent_id.into(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn ingest(
+        &self,
+        agent_id: &str,
+        batch: &IngestBatch,
+        now_ms: i64,
+    ) -> Result<IngestAck, StoreError> {
+        self.ingest_batch(agent_id, batch, now_ms)
+    }
+
+    fn search(
+        &self,
+        filter: &FindingFilter,
+        limit: u32,
+        cursor: Option<i64>,
+    ) -> Result<(Vec<Finding>, Option<i64>), StoreError> {
+        self.search_findings(filter, limit, cursor)
+    }
+
+    fn services_report(&self, filter: &FindingFilter) -> Result<Vec<ServiceReport>, StoreError> {
+        self.report_services(filter)
+    }
+
+    fn trend(&self, filter: &FindingFilter) -> Result<Vec<TrendPoint>, StoreError> {
+        self.report_trend(filter)
+    }
+
+    fn count_findings(&self) -> Result<u64, StoreError> {
+        self.tx(|tx| {
+            let rows = tx.query("findings", "SELECT COUNT(*) FROM findings", &[])?;
+            rows.first().map(|r| r.u64(0)).unwrap_or(Ok(0))
+        })
+    }
+
+    fn create_proposal(
+        &self,
+        actor: &str,
+        req: &ProposalRequest,
+        needs_approval: bool,
+        now_ms: i64,
+    ) -> Result<Proposal, StoreError> {
+        self.proposal_create(actor, req, needs_approval, now_ms)
+    }
+
+    fn decide_proposal(
+        &self,
+        actor: &str,
+        id: i64,
+        approve: bool,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Proposal, StoreError> {
+        self.proposal_decide(actor, id, approve, note, now_ms)
+    }
+
+    fn list_proposals(&self, status: Option<ProposalStatus>) -> Result<Vec<Proposal>, StoreError> {
+        self.proposal_list(status)
+    }
+
+    fn policy(&self) -> Result<Vec<PolicyEntry>, StoreError> {
+        self.policy_entries()
+    }
+
+    fn put_bundle(&self, actor: &str, info: &BundleInfo, bytes: &[u8]) -> Result<(), StoreError> {
+        self.bundle_put(actor, info, bytes)
+    }
+
+    fn bundle(&self, version: &str) -> Result<Option<(BundleInfo, Vec<u8>)>, StoreError> {
+        self.bundle_get(version)
+    }
+
+    fn bundle_info(&self, version: &str) -> Result<Option<BundleInfo>, StoreError> {
+        Ok(self.bundle_list(Some(version))?.into_iter().next())
+    }
+
+    fn list_bundles(&self) -> Result<Vec<BundleInfo>, StoreError> {
+        self.bundle_list(None)
+    }
+
+    fn create_rollout(
+        &self,
+        actor: &str,
+        bundle_version: &str,
+        canary_group: &str,
+        now_ms: i64,
+    ) -> Result<Rollout, StoreError> {
+        self.rollout_create(actor, bundle_version, canary_group, now_ms)
+    }
+
+    fn update_rollout(
+        &self,
+        actor: &str,
+        id: i64,
+        stage: RolloutStage,
+        percent: u8,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Rollout, StoreError> {
+        self.rollout_update(actor, id, stage, percent, note, now_ms)
+    }
+
+    fn list_rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        self.tx(|tx| super::sql_policy::rollouts_in(tx))
+    }
+
+    fn append_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+        now_ms: i64,
+    ) -> Result<AuditEntry, StoreError> {
+        self.tx(|tx| {
+            self.lock(tx)?;
+            audit_in(tx, actor, action, target, details.clone(), now_ms)
+        })
+    }
+
+    fn audit_entries(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.tx(|tx| {
+            tx.query(
+                "audit",
+                "SELECT seq, ts_ms, actor, action, target, details, prev_hash, hash FROM audit \
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[after_seq.into(), i64::from(limit).into()],
+            )?
+            .iter()
+            .map(audit_row)
+            .collect()
+        })
+    }
+}
+
+/// Parses a verdict column.
+pub(super) fn verdict_from(s: &str) -> Option<shadowai_api::Verdict> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+/// The stored text of a verdict.
+pub(super) fn verdict_str(v: shadowai_api::Verdict) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{v:?}").to_lowercase(),
+    }
+}
+
+impl From<u64> for V {
+    fn from(v: u64) -> V {
+        V::Int(Some(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+}

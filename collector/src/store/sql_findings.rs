@@ -1,0 +1,308 @@
+//! Ingest, search and reports over the `findings` table.
+
+use shadowai_api::{Finding, IngestAck, IngestBatch, ServiceReport, TrendPoint};
+
+use super::rows::{Backend, Row, V};
+use super::sql::{SqlStore, verdict_from, verdict_str};
+use super::{FindingFilter, StoreError};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Builds `WHERE …` for a filter; returns the clause and its parameters.
+pub(super) fn where_clause(f: &FindingFilter, params: &mut Vec<V>) -> String {
+    let mut conds: Vec<String> = Vec::new();
+    let add = |params: &mut Vec<V>, v: V| {
+        params.push(v);
+        format!("${}", params.len())
+    };
+    if let Some(from) = f.from_ms {
+        conds.push(format!("window_end_ms > {}", add(params, from.into())));
+    }
+    if let Some(to) = f.to_ms {
+        conds.push(format!("window_start_ms < {}", add(params, to.into())));
+    }
+    if let Some(s) = &f.service {
+        conds.push(format!("service_id = {}", add(params, s.into())));
+    }
+    if let Some(c) = &f.category {
+        conds.push(format!("category = {}", add(params, c.into())));
+    }
+    if let Some(v) = f.verdict {
+        conds.push(format!("verdict = {}", add(params, verdict_str(v).into())));
+    }
+    if let Some(h) = &f.host {
+        let p = add(params, h.into());
+        conds.push(format!("(host_id = {p} OR hostname = {p})"));
+    }
+    if let Some(u) = &f.user {
+        conds.push(format!("user_name = {}", add(params, u.into())));
+    }
+    if let Some(pr) = &f.process {
+        let p = add(params, pr.into());
+        conds.push(format!("(exe = {p} OR process_name = {p})"));
+    }
+    if let Some(c) = &f.container {
+        conds.push(format!("container_id = {}", add(params, c.into())));
+    }
+    if conds.is_empty() {
+        "1 = 1".to_owned()
+    } else {
+        conds.join(" AND ")
+    }
+}
+
+fn doc_row(r: &Row) -> Result<Finding, StoreError> {
+    let doc = r.text(1)?;
+    serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
+        table: "findings",
+        reason: format!(
+            "doc of seq {} is not a Finding: {e}",
+            r.i64(0).unwrap_or(-1)
+        ),
+    })
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (Howard Hinnant's civil_from_days).
+pub fn day_string(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub(super) fn ingest_batch(
+        &self,
+        agent_id: &str,
+        batch: &IngestBatch,
+        now_ms: i64,
+    ) -> Result<IngestAck, StoreError> {
+        self.tx(|tx| {
+            let agent = tx.query(
+                "agents",
+                "SELECT host_id FROM agents WHERE agent_id = $1 AND revoked_ms IS NULL",
+                &[agent_id.into()],
+            )?;
+            let host_id = agent
+                .first()
+                .map(|r| r.text(0))
+                .transpose()?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("active agent {agent_id:?}"),
+                })?;
+            if let Some(f) = batch.findings.iter().find(|f| f.host_id != host_id) {
+                return Err(StoreError::InvalidState {
+                    what: format!("finding {:?}", f.id),
+                    reason: format!("host_id {:?} is not the agent's host", f.host_id),
+                });
+            }
+            let fresh = tx.exec(
+                "INSERT INTO batches (host_id, batch_id, agent_id, received_ms, accepted, duplicates) \
+                 VALUES ($1, $2, $3, $4, 0, 0) ON CONFLICT (host_id, batch_id) DO NOTHING",
+                &[
+                    host_id.as_str().into(),
+                    batch.batch_id.as_str().into(),
+                    agent_id.into(),
+                    now_ms.into(),
+                ],
+            )?;
+            if fresh == 0 {
+                let rows = tx.query(
+                    "batches",
+                    "SELECT accepted, duplicates FROM batches WHERE host_id = $1 AND batch_id = $2",
+                    &[host_id.as_str().into(), batch.batch_id.as_str().into()],
+                )?;
+                let r = rows.first().ok_or_else(|| StoreError::NotFound {
+                    what: format!("batch {:?}", batch.batch_id),
+                })?;
+                return Ok(IngestAck {
+                    batch_id: batch.batch_id.clone(),
+                    accepted: r.u64(0)?,
+                    duplicates: r.u64(1)?,
+                    replayed: true,
+                });
+            }
+            let (mut accepted, mut duplicates) = (0u64, 0u64);
+            for f in &batch.findings {
+                let doc = serde_json::to_string(f).map_err(|e| StoreError::Corrupt {
+                    table: "findings",
+                    reason: format!("cannot encode finding {:?}: {e}", f.id),
+                })?;
+                let n = tx.exec(
+                    "INSERT INTO findings (id, agent_id, host_id, hostname, window_start_ms, \
+                     window_end_ms, service_id, service_name, vendor, category, risk_score, verdict, \
+                     action, user_name, uid, exe, process_name, container_id, count, first_seen_ms, \
+                     last_seen_ms, received_ms, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+                     ON CONFLICT (host_id, id) DO NOTHING",
+                    &[
+                        f.id.as_str().into(),
+                        agent_id.into(),
+                        f.host_id.as_str().into(),
+                        f.hostname.as_str().into(),
+                        f.window_start_ms.into(),
+                        f.window_end_ms.into(),
+                        f.service_id.as_str().into(),
+                        f.service_name.as_str().into(),
+                        f.vendor.as_str().into(),
+                        f.category.as_str().into(),
+                        i64::from(f.risk_score).into(),
+                        verdict_str(f.verdict).into(),
+                        match f.action {
+                            shadowai_api::Action::Allowed => "allowed",
+                            shadowai_api::Action::Blocked => "blocked",
+                        }
+                        .into(),
+                        f.user.as_str().into(),
+                        i64::from(f.uid).into(),
+                        f.process.exe.as_str().into(),
+                        f.process.name.as_str().into(),
+                        f.process.container_id.clone().into(),
+                        f.count.into(),
+                        f.first_seen_ms.into(),
+                        f.last_seen_ms.into(),
+                        now_ms.into(),
+                        doc.into(),
+                    ],
+                )?;
+                if n == 1 {
+                    accepted += 1;
+                } else {
+                    duplicates += 1;
+                }
+            }
+            tx.exec(
+                "UPDATE batches SET accepted = $1, duplicates = $2 WHERE host_id = $3 AND batch_id = $4",
+                &[
+                    accepted.into(),
+                    duplicates.into(),
+                    host_id.as_str().into(),
+                    batch.batch_id.as_str().into(),
+                ],
+            )?;
+            Ok(IngestAck {
+                batch_id: batch.batch_id.clone(),
+                accepted,
+                duplicates,
+                replayed: false,
+            })
+        })
+    }
+
+    pub(super) fn search_findings(
+        &self,
+        filter: &FindingFilter,
+        limit: u32,
+        cursor: Option<i64>,
+    ) -> Result<(Vec<Finding>, Option<i64>), StoreError> {
+        self.tx(|tx| {
+            let mut params = Vec::new();
+            let mut clause = where_clause(filter, &mut params);
+            if let Some(c) = cursor {
+                params.push(c.into());
+                clause = format!("{clause} AND seq < ${}", params.len());
+            }
+            params.push((i64::from(limit) + 1).into());
+            let sql = format!(
+                "SELECT seq, doc FROM findings WHERE {clause} ORDER BY seq DESC LIMIT ${}",
+                params.len()
+            );
+            let rows = tx.query("findings", &sql, &params)?;
+            let more = rows.len() > limit as usize;
+            let page = &rows[..rows.len().min(limit as usize)];
+            let next = if more {
+                page.last().map(|r| r.i64(0)).transpose()?
+            } else {
+                None
+            };
+            let items = page.iter().map(doc_row).collect::<Result<Vec<_>, _>>()?;
+            Ok((items, next))
+        })
+    }
+
+    pub(super) fn report_services(
+        &self,
+        filter: &FindingFilter,
+    ) -> Result<Vec<ServiceReport>, StoreError> {
+        self.tx(|tx| {
+            let mut params = Vec::new();
+            let clause = where_clause(filter, &mut params);
+            let sql = format!(
+                "SELECT service_id, verdict, MAX(service_name), MAX(vendor), MAX(category), \
+                 MAX(risk_score), COUNT(DISTINCT host_id), COUNT(DISTINCT user_name), \
+                 COUNT(DISTINCT exe), COUNT(*), CAST(SUM(count) AS BIGINT), MIN(first_seen_ms), \
+                 MAX(last_seen_ms) FROM findings WHERE {clause} GROUP BY service_id, verdict \
+                 ORDER BY service_id, verdict"
+            );
+            tx.query("findings", &sql, &params)?
+                .iter()
+                .map(|r| {
+                    Ok(ServiceReport {
+                        service_id: r.text(0)?,
+                        verdict: r.parsed(1, "verdict", verdict_from)?,
+                        service_name: r.text(2)?,
+                        vendor: r.text(3)?,
+                        category: r.text(4)?,
+                        risk_score: u8::try_from(r.i64(5)?).unwrap_or(u8::MAX),
+                        hosts: r.u64(6)?,
+                        users: r.u64(7)?,
+                        processes: r.u64(8)?,
+                        findings: r.u64(9)?,
+                        events: r.u64(10)?,
+                        first_seen_ms: r.i64(11)?,
+                        last_seen_ms: r.i64(12)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    pub(super) fn report_trend(
+        &self,
+        filter: &FindingFilter,
+    ) -> Result<Vec<TrendPoint>, StoreError> {
+        self.tx(|tx| {
+            let mut params = Vec::new();
+            let clause = where_clause(filter, &mut params);
+            let sql = format!(
+                "SELECT window_start_ms / {DAY_MS} AS day, service_id, verdict, \
+                 CAST(SUM(count) AS BIGINT), COUNT(DISTINCT host_id), COUNT(DISTINCT user_name) \
+                 FROM findings WHERE {clause} GROUP BY window_start_ms / {DAY_MS}, service_id, verdict \
+                 ORDER BY day, service_id, verdict"
+            );
+            tx.query("findings", &sql, &params)?
+                .iter()
+                .map(|r| {
+                    Ok(TrendPoint {
+                        day: day_string(r.i64(0)?),
+                        service_id: r.text(1)?,
+                        verdict: r.parsed(2, "verdict", verdict_from)?,
+                        events: r.u64(3)?,
+                        hosts: r.u64(4)?,
+                        users: r.u64(5)?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::day_string;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(day_string(0), "1970-01-01");
+        assert_eq!(day_string(20_414), "2025-11-22");
+        assert_eq!(day_string(11_016), "2000-02-29");
+        assert_eq!(day_string(-1), "1969-12-31");
+    }
+}

@@ -1,0 +1,185 @@
+//! SQLite backend: the embedded default (one file, nothing to install).
+//!
+//! One connection behind a mutex, WAL journal with `synchronous=FULL` so a transaction is on
+//! disk when `COMMIT` returns (an ingest ack means the batch survives a crash or power loss).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+use super::rows::{Backend, Dialect, Row, Tx, V};
+use super::sql::SqlStore;
+
+/// Schema migrations, applied in order; `schema_version` holds how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL, revoked_ms INTEGER);
+CREATE TABLE agents (
+    agent_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, host_id TEXT NOT NULL,
+    hostname TEXT NOT NULL, grp TEXT, enrolled_ms INTEGER NOT NULL, last_seen_ms INTEGER,
+    agent_version TEXT, bundle_version TEXT, mode TEXT, lost_events INTEGER NOT NULL DEFAULT 0,
+    revoked_ms INTEGER);
+CREATE INDEX agents_host ON agents (host_id);
+CREATE TABLE batches (
+    host_id TEXT NOT NULL, batch_id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL, accepted INTEGER NOT NULL, duplicates INTEGER NOT NULL,
+    PRIMARY KEY (host_id, batch_id));
+CREATE TABLE findings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, agent_id TEXT NOT NULL,
+    host_id TEXT NOT NULL, hostname TEXT NOT NULL, window_start_ms INTEGER NOT NULL,
+    window_end_ms INTEGER NOT NULL, service_id TEXT NOT NULL, service_name TEXT NOT NULL,
+    vendor TEXT NOT NULL, category TEXT NOT NULL, risk_score INTEGER NOT NULL,
+    verdict TEXT NOT NULL, action TEXT NOT NULL, user_name TEXT NOT NULL, uid INTEGER NOT NULL,
+    exe TEXT NOT NULL, process_name TEXT NOT NULL, container_id TEXT, count INTEGER NOT NULL,
+    first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL, UNIQUE (host_id, id));
+CREATE INDEX findings_window ON findings (window_start_ms);
+CREATE INDEX findings_service ON findings (service_id, verdict);
+CREATE INDEX findings_user ON findings (user_name);
+CREATE TABLE proposals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, service_id TEXT NOT NULL, verdict TEXT NOT NULL,
+    scope TEXT NOT NULL, reason TEXT NOT NULL, status TEXT NOT NULL, proposed_by TEXT NOT NULL,
+    proposed_ms INTEGER NOT NULL, decided_by TEXT, decided_ms INTEGER, decision_note TEXT);
+CREATE TABLE bundles (
+    version TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    uploaded_by TEXT NOT NULL, uploaded_ms INTEGER NOT NULL, note TEXT NOT NULL, bytes BLOB NOT NULL);
+CREATE TABLE rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, bundle_version TEXT NOT NULL, previous_version TEXT,
+    stage TEXT NOT NULL, canary_group TEXT NOT NULL, percent INTEGER NOT NULL,
+    created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, details TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#];
+
+pub struct Sqlite {
+    conn: Mutex<Connection>,
+}
+
+/// Opens (creating if needed) the database file and migrates it.
+pub fn open(path: &Path) -> Result<SqlStore<Sqlite>, StoreError> {
+    let conn = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let backend = Sqlite {
+        conn: Mutex::new(conn),
+    };
+    backend.migrate()?;
+    Ok(SqlStore::new(backend))
+}
+
+impl Sqlite {
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+        let current: Option<i64> =
+            tx.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?;
+        let current = current.unwrap_or(0);
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                known,
+            });
+        }
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(m)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [i as i64 + 1],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// `$1` → `?1` (SQLite's numbered parameters).
+fn to_sqlite(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+fn bind(params: &[V]) -> Vec<SqlValue> {
+    params
+        .iter()
+        .map(|p| match p {
+            V::Int(Some(i)) => SqlValue::Integer(*i),
+            V::Text(Some(s)) => SqlValue::Text(s.clone()),
+            V::Int(None) | V::Text(None) => SqlValue::Null,
+            V::Bytes(b) => SqlValue::Blob(b.clone()),
+        })
+        .collect()
+}
+
+struct SqliteTx<'a>(&'a rusqlite::Transaction<'a>);
+
+impl Tx for SqliteTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, StoreError> {
+        let mut stmt = self.0.prepare_cached(&to_sqlite(sql))?;
+        let n = stmt.execute(rusqlite::params_from_iter(bind(params)))?;
+        Ok(n as u64)
+    }
+
+    fn query(
+        &mut self,
+        table: &'static str,
+        sql: &str,
+        params: &[V],
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&to_sqlite(sql))?;
+        let ncols = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(bind(params)))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let mut cols = Vec::with_capacity(ncols);
+            for i in 0..ncols {
+                cols.push(match r.get_ref(i)? {
+                    ValueRef::Null => V::Int(None),
+                    ValueRef::Integer(v) => V::Int(Some(v)),
+                    ValueRef::Real(f) => V::Int(Some(f as i64)),
+                    ValueRef::Text(t) => V::Text(Some(String::from_utf8_lossy(t).into_owned())),
+                    ValueRef::Blob(b) => V::Bytes(b.to_vec()),
+                });
+            }
+            out.push(Row { table, cols });
+        }
+        Ok(out)
+    }
+}
+
+impl Backend for Sqlite {
+    fn transaction(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        f(&mut SqliteTx(&tx))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn lock_sql(&self) -> Option<&'static str> {
+        // The connection mutex plus BEGIN IMMEDIATE already serialise writers.
+        None
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+}

@@ -1,0 +1,193 @@
+//! Test helpers: findings, a throwaway PostgreSQL server, a collector process.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use shadowai_api::{Action, Evidence, Finding, ProcessRef, Verdict};
+
+pub fn finding(
+    id: &str,
+    host: &str,
+    service: &str,
+    verdict: Verdict,
+    user: &str,
+    start_ms: i64,
+) -> Finding {
+    Finding {
+        id: id.to_owned(),
+        host_id: host.to_owned(),
+        hostname: format!("{host}.example"),
+        window_start_ms: start_ms,
+        window_end_ms: start_ms + 60_000,
+        service_id: service.to_owned(),
+        service_name: format!("{service} name"),
+        vendor: "Vendor".to_owned(),
+        category: "chat".to_owned(),
+        risk_score: 70,
+        verdict,
+        action: if verdict == Verdict::Blocked {
+            Action::Blocked
+        } else {
+            Action::Allowed
+        },
+        rule: "catalogue".to_owned(),
+        process: ProcessRef {
+            exe: "/usr/bin/python3".to_owned(),
+            name: "python3".to_owned(),
+            exe_sha256: Some("ab".repeat(32)),
+            container_id: Some("c0ffee".to_owned()),
+            systemd_unit: None,
+        },
+        user: user.to_owned(),
+        uid: 1000,
+        count: 5,
+        first_seen_ms: start_ms + 1,
+        last_seen_ms: start_ms + 59_000,
+        evidence: Evidence {
+            dns_names: vec!["api.example.ai".to_owned()],
+            sni: vec!["api.example.ai".to_owned()],
+            ips: vec!["192.0.2.1".to_owned()],
+            ports: vec![443],
+            protocols: vec!["tls".to_owned()],
+        },
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed: run .ci/deps/collector.sh (Debian's postgresql)")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("{name} not found under /usr/lib/postgresql/*/bin"))
+}
+
+fn is_root() -> bool {
+    // SAFETY-free check: root's home directory convention is unreliable; ask `id -u`.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL binary as the `postgres` user when we are root (initdb refuses root).
+fn pg_cmd(name: &str) -> Command {
+    let bin = pg_bin(name);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    }
+}
+
+/// A PostgreSQL server in a temporary directory on a loopback port, stopped on drop.
+pub struct PgServer {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl PgServer {
+    pub fn start() -> PgServer {
+        let dir = tempfile::Builder::new()
+            .prefix("shadowai-pg")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(st.success(), "chown of the PostgreSQL temp dir failed");
+        }
+        let data = dir.path().join("data");
+        let out = pg_cmd("initdb")
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB",
+            dir.path().display()
+        );
+        let out = pg_cmd("pg_ctl")
+            .args(["-w", "-t", "60", "-l"])
+            .arg(dir.path().join("log"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &opts, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PgServer { dir, port }
+    }
+
+    pub fn conn(&self, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname={db}",
+            self.port
+        )
+    }
+
+    /// Creates a fresh database.
+    pub fn create_db(&self, name: &str) -> String {
+        let mut c = postgres::Client::connect(&self.conn("postgres"), postgres::NoTls).unwrap();
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        self.conn(name)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = pg_cmd("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.data())
+            .arg("stop")
+            .output();
+    }
+}
+
+pub fn data_dir(p: &Path) -> PathBuf {
+    p.to_path_buf()
+}
