@@ -1,1 +1,331 @@
-//! Helpers for shadowai's end-to-end tests (network namespaces, servers, clients).
+//! Helpers for shadowai's end-to-end tests: network namespaces, the real agent binary,
+//! real servers and clients. Everything here runs as root (CI is root) and sends traffic
+//! only inside namespaces the test created.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Tests that load eBPF programs or build namespaces take this lock so results stay
+/// deterministic (one agent at a time, one topology at a time).
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A workspace binary, next to the test executable's directory (`target/<profile>/`).
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test exe has no grandparent")?;
+    let p = dir.join(name);
+    if !p.exists() {
+        bail!(
+            "{} not found: run `cargo build --bins` first (cargo xtask test does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Runs a command to completion, failing with its stderr.
+pub fn sh(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip(args: &[&str]) -> Result<String> {
+    sh(Command::new("ip").args(args))
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Two namespaces joined by a veth pair: `client` and `remote`, IPv4 and IPv6.
+/// The client's resolver is the remote (via /etc/netns/<client>/resolv.conf, which
+/// `ip netns exec` bind-mounts over /etc/resolv.conf). Removed on drop.
+pub struct Topology {
+    pub client: String,
+    pub remote: String,
+    pub remote_v4: String,
+    pub client_v4: String,
+    pub remote_v6: String,
+    pub client_v6: String,
+    pub dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl Topology {
+    pub fn new() -> Result<Self> {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}{}", std::process::id() % 10000, n);
+        let subnet = 100 + (std::process::id() + n) % 100;
+        let t = Self {
+            client: format!("saic{id}"),
+            remote: format!("sair{id}"),
+            remote_v4: format!("10.231.{subnet}.1"),
+            client_v4: format!("10.231.{subnet}.2"),
+            remote_v6: format!("fd5a:{subnet:x}::1"),
+            client_v6: format!("fd5a:{subnet:x}::2"),
+            dir: tempfile::tempdir()?,
+            children: Vec::new(),
+        };
+        let (c, r) = (t.client.clone(), t.remote.clone());
+        ip(&["netns", "add", &c])?;
+        ip(&["netns", "add", &r])?;
+        let (vc, vr) = (format!("vc{id}"), format!("vr{id}"));
+        ip(&["link", "add", &vc, "type", "veth", "peer", "name", &vr])?;
+        ip(&["link", "set", &vc, "netns", &c])?;
+        ip(&["link", "set", &vr, "netns", &r])?;
+        for (ns, dev, v4, v6) in [
+            (&c, &vc, &t.client_v4, &t.client_v6),
+            (&r, &vr, &t.remote_v4, &t.remote_v6),
+        ] {
+            ip(&["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", dev])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{v6}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        let etc = PathBuf::from("/etc/netns").join(&c);
+        std::fs::create_dir_all(&etc)?;
+        std::fs::write(
+            etc.join("resolv.conf"),
+            format!("nameserver {}\noptions attempts:1 timeout:2\n", t.remote_v4),
+        )?;
+        // Only the zone's names resolve; nothing leaves the namespace.
+        std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
+        Ok(t)
+    }
+
+    /// A command to run inside a namespace.
+    pub fn cmd(&self, ns: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c
+    }
+
+    /// Starts a server in the remote namespace and waits for it to print "ready".
+    pub fn start_server(&mut self, program: &str, args: &[&str]) -> Result<()> {
+        let mut child = self
+            .cmd(&self.remote.clone(), program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        let out = child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line)?;
+        self.children.push(child);
+        if line.trim() != "ready" {
+            bail!("{program} did not start: {line:?}");
+        }
+        Ok(())
+    }
+
+    /// Self-signed certificate for `names` (SANs), written to the temp dir.
+    pub fn cert(&self, names: &[&str]) -> Result<(PathBuf, PathBuf)> {
+        let cert = self.dir.path().join("cert.pem");
+        let key = self.dir.path().join("key.pem");
+        let san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+        sh(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={}", names[0]),
+            "-addext",
+            &format!("subjectAltName={}", san.join(",")),
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]))?;
+        Ok((cert, key))
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in [&self.client, &self.remote] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&self.client));
+    }
+}
+
+/// The real agent (`shadowai-agent watch --json`), its JSON lines collected as they come.
+pub struct Agent {
+    child: Child,
+    lines: Arc<Mutex<Vec<Value>>>,
+    pub metrics: Option<String>,
+}
+
+impl Agent {
+    /// Starts the agent and waits until its sensor is attached.
+    pub fn start(extra: &[&str]) -> Result<Self> {
+        let mut child = Command::new(bin("shadowai-agent")?)
+            .args(["watch", "--json"])
+            .args(extra)
+            .env("SHADOWAI_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting shadowai-agent")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let lines: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => sink.lock().unwrap().push(v),
+                    Err(e) => eprintln!("agent printed a non-JSON line ({e}): {line}"),
+                }
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[agent] {line}");
+                if !sent && line.contains("sensor started") {
+                    let _ = tx.send(());
+                    sent = true;
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = child.kill();
+            bail!("the agent did not report its sensor started within 60 s");
+        }
+        let metrics = extra
+            .iter()
+            .position(|a| *a == "--metrics")
+            .and_then(|i| extra.get(i + 1))
+            .map(|s| s.to_string());
+        Ok(Self {
+            child,
+            lines,
+            metrics,
+        })
+    }
+
+    /// Waits until `pred` holds for some event, returning it.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = self.lines.lock().unwrap().iter().find(|v| pred(v)) {
+                return Ok(v.clone());
+            }
+            if start.elapsed() > timeout {
+                let all = self.lines.lock().unwrap();
+                bail!(
+                    "no event {what} within {timeout:?}; {} events seen:\n{}",
+                    all.len(),
+                    all.iter()
+                        .rev()
+                        .take(30)
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY-free: a plain SIGTERM through the kill command, then reap.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `v[a][b]...` as a string, or "".
+pub fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_str().unwrap_or("")
+}
+
+/// `v[a][b]...` as a u64, or 0.
+pub fn n(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64().unwrap_or(0)
+}
+
+/// Events of one process.
+pub fn of_pid(pid: u32) -> impl Fn(&Value) -> bool {
+    move |v| n(v, &["actor", "process", "pid"]) == u64::from(pid)
+}
