@@ -26,6 +26,8 @@ pub enum AgentError {
     Map { name: &'static str, reason: String },
     #[error("no eBPF hook could be attached; the agent would see nothing")]
     NothingAttached,
+    #[error("capture {}: {reason}", path.display())]
+    Capture { path: PathBuf, reason: String },
     #[error("config {}: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
 }

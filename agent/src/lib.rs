@@ -10,6 +10,7 @@ pub mod error;
 pub mod event;
 pub mod metrics;
 pub mod output;
+pub mod replay;
 pub mod sensor;
 pub mod watch;
 

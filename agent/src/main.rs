@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 50)]
         poll_ms: u64,
     },
+    /// Run a pcap/pcapng capture through the same decode and correlation pipeline as
+    /// `watch` and print the same events (JSON lines by default; no process identity).
+    Replay {
+        /// The capture file.
+        file: std::path::PathBuf,
+        /// Human-readable lines instead of OCSF JSON.
+        #[arg(long)]
+        text: bool,
+    },
 }
 
 fn init_logs(format: LogFormat) {
@@ -92,5 +101,20 @@ fn main() -> anyhow::Result<()> {
             },
             poll: Duration::from_millis(poll_ms.max(1)),
         })),
+        Command::Replay { file, text } => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary = shadowai_agent::replay::run(&file, !text, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+            tracing::info!(
+                packets = summary.packets,
+                events = summary.events,
+                "replay finished"
+            );
+            if let Some(e) = summary.error {
+                anyhow::bail!("the capture ended early: {e}");
+            }
+            Ok(())
+        }
     }
 }
