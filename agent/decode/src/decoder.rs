@@ -158,12 +158,12 @@ impl Decoder {
         let limits = self.limits;
         let s = &mut self.stats.dns;
         s.packets += 1;
+        if pkt.is_truncated() {
+            s.truncated_input += 1;
+        }
         if pkt.payload.is_empty() {
             s.not_this += 1;
             return;
-        }
-        if pkt.is_truncated() {
-            s.truncated_input += 1;
         }
         let key = (pkt.flow, pkt.direction == Direction::Egress);
         let flow = entry(&mut self.dns_tcp, key, pkt.ts_ns, &limits, s, || {
@@ -246,12 +246,12 @@ impl Decoder {
         let limits = self.limits;
         let s = &mut self.stats.tls;
         s.packets += 1;
+        if pkt.is_truncated() {
+            s.truncated_input += 1;
+        }
         if pkt.direction == Direction::Ingress || pkt.payload.is_empty() {
             s.not_this += 1;
             return;
-        }
-        if pkt.is_truncated() {
-            s.truncated_input += 1;
         }
         let flow = entry(&mut self.tls, pkt.flow, pkt.ts_ns, &limits, s, || TlsFlow {
             base: None,
@@ -352,12 +352,12 @@ impl Decoder {
         let limits = self.limits;
         let s = &mut self.stats.quic;
         s.packets += 1;
+        if pkt.is_truncated() {
+            s.truncated_input += 1;
+        }
         if pkt.direction == Direction::Ingress {
             s.not_this += 1;
             return;
-        }
-        if pkt.is_truncated() {
-            s.truncated_input += 1;
         }
         if let Some(f) = self.quic.get_mut(&pkt.flow) {
             f.last_ns = f.last_ns.max(pkt.ts_ns);

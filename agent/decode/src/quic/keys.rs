@@ -127,18 +127,29 @@ impl InitialKeys {
             })
     }
 
-    /// Decrypt `payload` (ciphertext + 16-byte tag) in place; returns the plaintext length.
-    pub fn open(&self, pn: u64, header: &[u8], payload: &mut [u8]) -> Result<usize, DecodeError> {
+    /// Encrypt `payload` in place and append the tag (the sending side; used to build test
+    /// packets, fuzzing inputs and benchmark traffic).
+    pub fn seal(&self, pn: u64, header: &[u8], payload: &mut Vec<u8>) -> Result<(), DecodeError> {
+        self.aead
+            .seal_in_place_append_tag(self.nonce(pn), Aad::from(header), payload)
+            .map_err(|_| DecodeError::QuicCrypto {
+                version: self.version,
+                step: "AEAD encryption",
+            })
+    }
+
+    fn nonce(&self, pn: u64) -> Nonce {
         let mut nonce = self.iv;
         for (n, p) in nonce[4..].iter_mut().zip(pn.to_be_bytes()) {
             *n ^= p;
         }
+        Nonce::assume_unique_for_key(nonce)
+    }
+
+    /// Decrypt `payload` (ciphertext + 16-byte tag) in place; returns the plaintext length.
+    pub fn open(&self, pn: u64, header: &[u8], payload: &mut [u8]) -> Result<usize, DecodeError> {
         self.aead
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(header),
-                payload,
-            )
+            .open_in_place(self.nonce(pn), Aad::from(header), payload)
             .map(|plain| plain.len())
             .map_err(|_| DecodeError::QuicCrypto {
                 version: self.version,

@@ -120,8 +120,13 @@ pub fn decrypt_datagram(
     let mut start = 0usize;
     let mut result: Option<InitialDatagram> = None;
     while start < datagram.len() {
-        let Some(h) = long_header(datagram, start)? else {
-            break;
+        let h = match long_header(datagram, start) {
+            Ok(Some(h)) => h,
+            Ok(None) => break,
+            // A broken packet coalesced after good Initials ends the datagram; what was
+            // decrypted stands.
+            Err(_) if result.is_some() => break,
+            Err(e) => return Err(e),
         };
         let Some(params) = version_params(h.version) else {
             break;
@@ -135,6 +140,7 @@ pub fn decrypt_datagram(
                 (Err(e), Some(fb)) if fb != dcid.as_slice() => {
                     decrypt_packet(datagram, start, &h, &params, fb, &mut chunks).map_err(|_| e)?;
                 }
+                (Err(_), _) if result.is_some() => break,
                 (Err(e), _) => return Err(e),
             }
             let entry = result.get_or_insert_with(|| InitialDatagram {
@@ -245,4 +251,79 @@ pub fn client_hello_from_datagram(
             })?;
     }
     client_hello_from_crypto(&r)
+}
+
+/// Build a protected client Initial packet (the sending side of RFC 9001 5): long header with
+/// `dcid`/`scid`, a 4-byte packet number, `plain` frames padded with PADDING to `pad_to`
+/// payload bytes. For tests, fuzzing seeds and benchmarks; the agent never sends anything.
+pub fn seal_initial(
+    version: u32,
+    dcid: &[u8],
+    scid: &[u8],
+    key_dcid: &[u8],
+    pn: u32,
+    plain: &[u8],
+    pad_to: usize,
+) -> Result<Vec<u8>, DecodeError> {
+    let params = version_params(version).ok_or(DecodeError::QuicCrypto {
+        version,
+        step: "unknown version",
+    })?;
+    if dcid.len() > MAX_CID || scid.len() > MAX_CID {
+        return Err(DecodeError::malformed(
+            Proto::Quic,
+            "connection ID length",
+            5,
+        ));
+    }
+    let keys = InitialKeys::client(&params, key_dcid)?;
+    let mut payload = plain.to_vec();
+    if payload.len() < pad_to {
+        payload.resize(pad_to, 0);
+    }
+    let length = 4 + payload.len() + TAG_LEN;
+    if length >= 1 << 14 {
+        return Err(DecodeError::malformed(Proto::Quic, "packet length", 0));
+    }
+    // 0xc0 | type << 4 | reserved 0 | pn_len - 1 (= 3)
+    let mut pkt = vec![0xc0 | (params.initial_type << 4) | 0x03];
+    pkt.extend_from_slice(&version.to_be_bytes());
+    pkt.push(dcid.len() as u8);
+    pkt.extend_from_slice(dcid);
+    pkt.push(scid.len() as u8);
+    pkt.extend_from_slice(scid);
+    pkt.push(0); // no token
+    pkt.extend_from_slice(&(0x4000u16 | length as u16).to_be_bytes());
+    let pn_offset = pkt.len();
+    pkt.extend_from_slice(&pn.to_be_bytes());
+    keys.seal(u64::from(pn), &pkt, &mut payload)?;
+    pkt.extend_from_slice(&payload);
+    let sample = &pkt[pn_offset + 4..pn_offset + 4 + SAMPLE_LEN];
+    let mask = keys.mask(sample)?;
+    pkt[0] ^= mask[0] & 0x0f;
+    for i in 0..4 {
+        pkt[pn_offset + i] ^= mask[1 + i];
+    }
+    Ok(pkt)
+}
+
+/// Encode a CRYPTO frame (type 0x06, offset, length as 4-byte varints... or shorter).
+pub fn crypto_frame(offset: u64, data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x06];
+    put_varint(&mut f, offset);
+    put_varint(&mut f, data.len() as u64);
+    f.extend_from_slice(data);
+    f
+}
+
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    if v < 1 << 6 {
+        out.push(v as u8);
+    } else if v < 1 << 14 {
+        out.extend_from_slice(&(0x4000 | v as u16).to_be_bytes());
+    } else if v < 1 << 30 {
+        out.extend_from_slice(&(0x8000_0000 | v as u32).to_be_bytes());
+    } else {
+        out.extend_from_slice(&(0xc000_0000_0000_0000 | (v & ((1 << 62) - 1))).to_be_bytes());
+    }
 }
