@@ -1,0 +1,68 @@
+//! `agents list` and `agents revoke`.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::Ctx;
+use crate::output::{Table, opt_time, print_json};
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCmd {
+    /// Enrolled agents: last seen, versions, mode, lost events.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent: its token is refused from then on.
+    Revoke {
+        agent_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> Result<()> {
+    let client = ctx.client()?;
+    match cmd {
+        AgentsCmd::List { json } => {
+            let agents = client.agents().await?;
+            if json {
+                return print_json(&agents);
+            }
+            let mut table = Table::new(vec![
+                "AGENT",
+                "HOST",
+                "GROUP",
+                "LAST SEEN",
+                "VERSION",
+                "BUNDLE",
+                "MODE",
+                "LOST",
+                "STATE",
+            ]);
+            for a in &agents {
+                table.row(vec![
+                    a.agent_id.clone(),
+                    a.hostname.clone(),
+                    a.group.clone().unwrap_or_else(|| "-".into()),
+                    opt_time(a.last_seen_ms),
+                    a.agent_version.clone().unwrap_or_else(|| "-".into()),
+                    a.bundle_version.clone().unwrap_or_else(|| "-".into()),
+                    a.mode.map_or("-", |m| m.as_str()).to_owned(),
+                    a.lost_events.to_string(),
+                    if a.revoked { "revoked" } else { "active" }.to_owned(),
+                ]);
+            }
+            if table.is_empty() {
+                println!("no agents enrolled");
+                return Ok(());
+            }
+            Ok(table.print()?)
+        }
+        AgentsCmd::Revoke { agent_id, reason } => {
+            let a = client.revoke_agent(&agent_id, reason.as_deref()).await?;
+            println!("revoked {} ({})", a.agent_id, a.hostname);
+            Ok(())
+        }
+    }
+}
