@@ -164,7 +164,8 @@ pub struct Risk {
     pub trains_on_user_data: Training,
     /// Retention of prompts and outputs.
     pub retention: Retention,
-    /// ISO 3166-1 alpha-2 code of the provider's legal seat, `EU`, or `LOCAL` (self-hosted).
+    /// ISO 3166-1 alpha-2 code of the provider's legal seat, `EU`, `ZZ` (unknown) or
+    /// `LOCAL` (self-hosted).
     pub jurisdiction: String,
     /// Controls available to an organisation.
     #[serde(default)]
@@ -173,6 +174,9 @@ pub struct Risk {
     #[serde(default)]
     pub score: u8,
 }
+
+/// The user-assigned ISO code used for "not known".
+pub const UNKNOWN_JURISDICTION: &str = "ZZ";
 
 /// Jurisdictions scored as high risk for data export.
 pub const HIGH_RISK_JURISDICTIONS: [&str; 4] = ["CN", "RU", "IR", "KP"];
@@ -197,6 +201,8 @@ impl Risk {
         let local = self.jurisdiction == "LOCAL";
         let j = if local {
             0
+        } else if self.jurisdiction == UNKNOWN_JURISDICTION {
+            15
         } else if HIGH_RISK_JURISDICTIONS.contains(&self.jurisdiction.as_str()) {
             25
         } else {

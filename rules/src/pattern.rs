@@ -81,6 +81,23 @@ impl Glob {
     }
 }
 
+fn valid_chars(label: &str) -> Result<(), String> {
+    if let Some(c) = label.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')) {
+        return Err(format!(
+            "label `{label}` contains `{c}`: use lower-case a-z, 0-9, '-', '_' (IDNs in punycode)"
+        ));
+    }
+    Ok(())
+}
+
+/// Part of a label next to a `*`: characters only (it may start or end with '-').
+fn valid_partial(part: &str) -> Result<(), String> {
+    if part.is_empty() || part.len() > 62 {
+        return Err(format!("partial label `{part}` must be 1 to 62 characters"));
+    }
+    valid_chars(part)
+}
+
 fn valid_label(label: &str) -> Result<(), String> {
     if label.is_empty() {
         return Err("empty label (two dots in a row, or a leading dot)".into());
@@ -88,11 +105,7 @@ fn valid_label(label: &str) -> Result<(), String> {
     if label.len() > 63 {
         return Err(format!("label `{label}` is longer than 63 characters"));
     }
-    if let Some(c) = label.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')) {
-        return Err(format!(
-            "label `{label}` contains `{c}`: use lower-case a-z, 0-9, '-', '_' (IDNs in punycode)"
-        ));
-    }
+    valid_chars(label)?;
     if label.starts_with('-') || label.ends_with('-') {
         return Err(format!("label `{label}` starts or ends with '-'"));
     }
@@ -150,12 +163,12 @@ pub(crate) fn parse_glob(p: &str) -> Result<Glob, String> {
             1 if *l == "*" => GlobLabel::Any,
             1 if l.ends_with('*') => {
                 let pre = &l[..l.len() - 1];
-                valid_label(pre)?;
+                valid_partial(pre)?;
                 GlobLabel::Prefix(pre.into())
             }
             1 if l.starts_with('*') => {
                 let suf = &l[1..];
-                valid_label(suf)?;
+                valid_partial(suf)?;
                 GlobLabel::Suffix(suf.into())
             }
             _ => return Err(format!("label `{l}`: one `*` per label, at its start or end")),

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Generate rules/catalogue/<id>.toml from the curated table tools/services.txt.
+
+Usage: python3 rules/tools/gen_catalogue.py   (from the repository root or anywhere)
+The TOML files are committed; `shadowai rules validate` checks them. Re-running the
+generator overwrites every generated file and deletes generated files whose id left the table
+(files without the generated header are left alone).
+"""
+import ipaddress
+import json
+import pathlib
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+OUT = HERE.parent / "catalogue"
+CHECKED = "2026-11-22"
+HEADER = "# Generated from rules/tools/services.txt by rules/tools/gen_catalogue.py; edit the table, not this file.\n"
+V2FLY = "v2fly:domain-list-community@c975ccef/data/{} (MIT)"
+
+PROFILES = {
+    # trains_on_user_data, retention, enterprise_controls
+    "consumer": ("opt_out", "extended", ["sso", "audit_log", "dpa"]),
+    "consumer_only": ("yes", "extended", []),
+    "api": ("no", "limited", ["sso", "audit_log", "dpa", "zero_retention"]),
+    "enterprise": ("no", "limited", ["sso", "scim", "audit_log", "dpa", "data_residency"]),
+    "cn": ("unknown", "unknown", []),
+    "saas": ("unknown", "unknown", []),
+    "hub": ("no", "extended", []),
+    "local": ("no", "none", []),
+}
+RISK_NOTE = {
+    "consumer": "Consumer tiers may use conversations for training unless the user opts out; business tiers offer SSO, audit logs and a DPA.",
+    "consumer_only": "No business tier with data controls known; conversations may be used for training.",
+    "api": "API/business terms: no training on customer data, bounded retention, zero-retention options.",
+    "enterprise": "Enterprise cloud service under the organisation's contract: no training on customer data.",
+    "cn": "Data-use terms not verified for this catalogue; provider under PRC jurisdiction.",
+    "saas": "Data-use terms not verified for this catalogue (attributes unknown).",
+    "hub": "Hosts models and files; does not train on uploads by default; public by default.",
+    "local": "Runs on the organisation's own host; data stays local unless the runtime is exposed.",
+}
+
+
+def q(s):
+    return json.dumps(s, ensure_ascii=False)
+
+
+def arr(items):
+    return "[" + ", ".join(q(i) for i in items) + "]"
+
+
+def instantiate(glob):
+    out = []
+    for label in glob.split("."):
+        if label == "*":
+            out.append("us-east-1" if "amazonaws" in glob else "example")
+        elif label.endswith("*"):
+            out.append(label[:-1] + "x1")
+        elif label.startswith("*"):
+            out.append("us-central1" + label[1:] if "googleapis" in glob else "contoso" + label[1:])
+        else:
+            out.append(label)
+    return ".".join(out)
+
+
+def parse(path):
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = line.split("|")
+        if len(f) not in (7, 8):
+            sys.exit(f"{path}:{n}: expected 7 or 8 fields, got {len(f)}")
+        rows.append((n, f + [""] * (8 - len(f))))
+    return rows
+
+
+def main():
+    table = HERE / "services.txt"
+    seen = set()
+    written = set()
+    for n, (sid, name, vendor, cat, jur, profile, patterns, extra) in parse(table):
+        if sid in seen:
+            sys.exit(f"{table}:{n}: duplicate id {sid}")
+        seen.add(sid)
+        if profile not in PROFILES:
+            sys.exit(f"{table}:{n}: unknown profile {profile}")
+        domains, hosts, sni = [], [], []
+        for p in patterns.split():
+            if "*" in p:
+                sni.append(p)
+            elif p.startswith("="):
+                hosts.append(p[1:])
+            else:
+                domains.append(p)
+        sources, cidrs, ports, procs, nomatch, notes, tenants = [], [], [], [], [], [], []
+        alone = False
+        trains, retention, controls = PROFILES[profile]
+        for item in filter(None, (x.strip() for x in extra.split(";"))):
+            key, _, val = item.partition("=")
+            if (" " in key or not val) and key != "alone" and notes:
+                notes[-1] += "; " + item  # a ';' inside a note
+                continue
+            if key == "v2fly":
+                sources.append(V2FLY.format(val))
+            elif key == "src":
+                sources.append(val)
+            elif key == "cidr":
+                cidrs.append(val)
+            elif key == "port":
+                ports.append(int(val))
+            elif key == "proc":
+                procs.append(val)
+            elif key == "alone":
+                alone = True
+            elif key == "tenant":
+                tenants.append(val)
+            elif key == "note":
+                notes.append(val)
+            elif key == "nomatch":
+                nomatch.append(val)
+            elif key == "risk":
+                trains, retention, c = val.split("/")
+                controls = [x for x in c.split(",") if x]
+            else:
+                sys.exit(f"{table}:{n}: unknown extra key {key}")
+        first = (domains + hosts)[:1]
+        if first:
+            sources.append(f"https://{first[0]}/ (vendor-operated host)")
+        for g in sni[:1]:
+            sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
+        if ports or procs:
+            what = ", ".join([f"default port {p}" for p in ports] + [f"executable `{p}`" for p in procs])
+            sources.append(f"{name} documentation: {what}")
+        # Examples: every pattern's own name, a subdomain of the first suffix, CIDR and
+        # runtime items; label-boundary and shared-host negatives.
+        match = list(domains[:3]) + hosts[:3] + [instantiate(g) for g in sni[:3]]
+        if domains:
+            match.append("www." + domains[0] + ".")
+            match.append(domains[0].upper())
+        for c in cidrs:
+            net = ipaddress.ip_network(c)
+            match.append("ip:" + str(net.network_address + 1))
+        if alone:
+            match.append(f"port:{ports[0]}")
+        for p in procs[:2]:
+            match.append("process:" + p)
+        if procs:
+            match.append("process:/usr/local/bin/" + procs[0])
+        no_match = []
+        for d in domains[:1] + hosts[:1]:
+            no_match.append("not" + d)
+            no_match.append(d + ".example.net")
+        for g in sni[:1]:
+            no_match.append(instantiate(g).replace(".", "-", 1) + ".example.net")
+        if procs or ports:
+            no_match.append("process:bash")
+        no_match = list(dict.fromkeys(no_match + nomatch))
+        match = list(dict.fromkeys(match))
+        lines = [HEADER, f"id = {q(sid)}", f"name = {q(name)}", f"vendor = {q(vendor)}", f"category = {q(cat)}"]
+        desc = f"{name} ({vendor}): {cat.replace('_', ' ')}."
+        lines.append(f"description = {q(desc)}")
+        if domains:
+            lines.append(f"domains = {arr(domains)}")
+        if hosts:
+            lines.append(f"hosts = {arr(hosts)}")
+        if sni:
+            lines.append(f"sni = {arr(sni)}")
+        if cidrs:
+            lines.append(f"cidrs = {arr(cidrs)}")
+        if ports:
+            lines.append(f"ports = [{', '.join(str(p) for p in ports)}]")
+        if alone:
+            lines.append("port_alone = true")
+        if procs:
+            lines.append(f"process_hints = {arr(procs)}")
+        lines += ["", "[risk]", f"trains_on_user_data = {q(trains)}", f"retention = {q(retention)}",
+                  f"jurisdiction = {q(jur)}", f"enterprise_controls = {arr(controls)}"]
+        tenant_note = next((x for x in notes if "tenant" in x.lower() or "workspace" in x.lower()
+                            or "left-most" in x or "account" in x.lower() or "region" in x.lower()), None)
+        for t in tenants:
+            lines += ["", "[[tenant_hints]]", f"suffix = {q(t)}", f"note = {q(tenant_note or 'left-most label names the tenant')}"]
+        if tenant_note and not tenants:
+            lines += ["", "[[tenant_hints]]", f"note = {q(tenant_note)}"]
+        other = [x for x in notes if x != tenant_note]
+        prov_note = " ".join(other + [RISK_NOTE[profile]])
+        lines += ["", "[provenance]", f"sources = {arr(sources)}", f"checked = {CHECKED}", f"note = {q(prov_note)}"]
+        lines += ["", "[examples]", f"match = {arr(match)}", f"no_match = {arr(no_match)}", ""]
+        (OUT / f"{sid}.toml").write_text("\n".join(lines))
+        written.add(f"{sid}.toml")
+    for f in OUT.glob("*.toml"):
+        if f.name not in written and not f.name.startswith("_") and f.read_text().startswith(HEADER):
+            f.unlink()
+    print(f"wrote {len(written)} services to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
