@@ -496,9 +496,8 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
         err(id_off, format!("id `{id}` must be lower-case letters, digits and '-' (at most 64)"));
     }
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-    if stem != id {
-        err(id_off, format!("id `{id}` does not match the file name `{stem}.toml`"));
-    }
+    // Reported, but the service is kept so cross-file checks (duplicate ids) still run.
+    let stem_mismatch = (stem != id).then(|| sm.error(Some(id_off), format!("id `{id}` does not match the file name `{stem}.toml`")));
     let name_off = raw.name.span().start;
     let name = raw.name.into_inner();
     if name.trim().is_empty() || raw.vendor.trim().is_empty() {
@@ -595,6 +594,9 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
         matches: m_sp,
         no_match: nm_sp,
     };
+    if let Some(d) = stem_mismatch {
+        report.push(d);
+    }
     ok.then_some((svc, spans, sm))
 }
 
