@@ -1,3 +1,12 @@
 //! shadowai-collector: fleet ingest, storage, SOC reports, approvals and the audit trail.
+//!
+//! The binary (`src/main.rs`) is a thin CLI over [`app`]; the HTTP API is described in
+//! `collector/API.md`.
 
+pub mod app;
+pub mod bundles;
+pub mod config;
+pub mod export;
+pub mod server;
+pub mod siem;
 pub mod store;

@@ -1,4 +1,201 @@
-//! shadowai-collector (being built; see issue "The collector").
+//! `shadowai-collector`: serve the fleet API, or manage API tokens on the server side.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use shadowai_api::Role;
+use shadowai_collector::app;
+use shadowai_collector::config::Config;
+use shadowai_collector::server::auth::{PERSON_PREFIX, hash_secret, new_secret};
+use shadowai_collector::server::now_ms;
+
+#[derive(Parser)]
+#[command(
+    name = "shadowai-collector",
+    version,
+    about = "shadowai fleet collector"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct Where {
+    /// Config file (TOML).
+    #[arg(long, conflicts_with_all = ["data"])]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, generated TLS certificate) when no config is given.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Use PostgreSQL instead of SQLite (`host=… user=… dbname=…`).
+    #[arg(long, env = "SHADOWAI_POSTGRES", conflicts_with = "config")]
+    postgres: Option<String>,
+}
+
+impl Where {
+    fn config(&self, listen: Option<SocketAddr>, insecure_http: bool) -> anyhow::Result<Config> {
+        let mut cfg = match (&self.config, &self.data) {
+            (Some(path), _) => Config::load(path)?,
+            (None, Some(data)) => Config::minimal(
+                listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+                data.clone(),
+            ),
+            (None, None) => bail!("give --config FILE, or --data DIR"),
+        };
+        if let Some(l) = listen {
+            cfg.listen = l;
+        }
+        if insecure_http {
+            cfg.insecure_http = true;
+        }
+        if let Some(url) = &self.postgres {
+            cfg.database = shadowai_collector::config::Database::Postgres {
+                url: url.clone(),
+                pool: 4,
+            };
+        }
+        cfg.validate("command line")?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the collector.
+    Serve {
+        #[command(flatten)]
+        at: Where,
+        /// Listen address (overrides the config).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Plain HTTP; refused unless the listen address is loopback (development, tests).
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Check a config file and exit.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage API tokens of people.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Replace the agent enrollment secret (prints the new one once).
+    RotateEnrollmentSecret {
+        #[command(flatten)]
+        at: Where,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it once.
+    Create {
+        #[command(flatten)]
+        at: Where,
+        /// viewer, analyst, admin or approver.
+        #[arg(long)]
+        role: String,
+        /// The person's name (approvals compare names: use one name per person).
+        #[arg(long)]
+        name: String,
+    },
+    /// List tokens (never the secrets).
+    List {
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        #[command(flatten)]
+        at: Where,
+        id: i64,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("shadowai-collector: the server is not built yet")
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHADOWAI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let operator = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "operator".to_owned());
+    match cli.cmd {
+        Cmd::Serve {
+            at,
+            listen,
+            insecure_http,
+        } => {
+            let cfg = at.config(listen, insecure_http)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(app::run(cfg))?;
+        }
+        Cmd::Validate { config } => {
+            Config::load(&config)?;
+            println!("{}: ok", config.display());
+        }
+        Cmd::Token { cmd } => match cmd {
+            TokenCmd::Create { at, role, name } => {
+                let role = Role::parse(&role).with_context(|| {
+                    format!("--role {role:?}: use viewer, analyst, admin or approver")
+                })?;
+                if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+                    bail!("--name: 1..=128 printable characters");
+                }
+                let store = app::open_store(&at.config(None, false)?)?;
+                let token = new_secret(PERSON_PREFIX)?;
+                let rec = store.create_token(
+                    &format!("cli:{operator}"),
+                    &name,
+                    role,
+                    &hash_secret(&token),
+                    now_ms(),
+                )?;
+                println!(
+                    "token id {} for {} (role {}):",
+                    rec.id,
+                    rec.name,
+                    role.as_str()
+                );
+                println!("{token}");
+            }
+            TokenCmd::List { at } => {
+                let store = app::open_store(&at.config(None, false)?)?;
+                for t in store.list_tokens()? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        t.id,
+                        t.name,
+                        t.role.as_str(),
+                        if t.revoked { "revoked" } else { "active" }
+                    );
+                }
+            }
+            TokenCmd::Revoke { at, id } => {
+                let store = app::open_store(&at.config(None, false)?)?;
+                let t = store.revoke_token(&format!("cli:{operator}"), id, now_ms())?;
+                println!("revoked token {} ({})", t.id, t.name);
+            }
+        },
+        Cmd::RotateEnrollmentSecret { at } => {
+            let store = app::open_store(&at.config(None, false)?)?;
+            let s = app::rotate_enrollment_secret(&*store, &operator)?;
+            println!("{s}");
+        }
+    }
+    Ok(())
 }

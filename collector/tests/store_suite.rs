@@ -179,7 +179,7 @@ fn suite(s: &dyn Store) {
     let (items, next) = s.search(&all, 3, None).unwrap();
     assert_eq!(items.len(), 3);
     assert_eq!(items[0].host_id, "host-b");
-    let (rest, next2) = s.search(&all, 3, next.map(|c| c)).unwrap();
+    let (rest, next2) = s.search(&all, 3, next).unwrap();
     assert_eq!(rest.len(), 1);
     assert!(next2.is_none());
     assert_eq!(items[0], s.search(&all, 1, None).unwrap().0[0]);

@@ -98,6 +98,8 @@ pub trait Store: Send + Sync + 'static {
     fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Stores `value` unless the key exists; true when stored.
     fn set_setting_if_absent(&self, key: &str, value: &str) -> Result<bool, StoreError>;
+    /// Stores `value`, replacing any previous one.
+    fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 
     // ---- people ----
     fn create_token(

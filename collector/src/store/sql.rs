@@ -170,6 +170,17 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
+    fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.tx(|tx| {
+            tx.exec(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[key.into(), value.into()],
+            )?;
+            Ok(())
+        })
+    }
+
     fn create_token(
         &self,
         actor: &str,

@@ -1,0 +1,254 @@
+//! Start-up: open the store, first-start bootstrap (enrollment secret, admin token, TLS),
+//! then serve.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use shadowai_api::Role;
+
+use crate::config::{Config, ConfigError, Database};
+use crate::server::auth::{ENROLL_PREFIX, PERSON_PREFIX, hash_secret, new_secret};
+use crate::server::error::ApiError;
+use crate::server::metrics::Metrics;
+use crate::server::ratelimit::RateLimiter;
+use crate::server::tls::TlsError;
+use crate::server::{AppState, FindingSink, now_ms};
+use crate::store::{Store, StoreError};
+
+/// The collector's top-level error: everything start-up and the admin commands can hit.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("SIEM forwarders: {0}")]
+    Siem(#[from] shadowai_siem::SiemError),
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("bundle_public_key {path}: {reason}")]
+    BundleKey { path: String, reason: String },
+}
+
+const ENROLL_KEY: &str = "enrollment_secret_sha256";
+
+/// Creates the data directory (mode 0700) and opens the configured store.
+pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir_err = |source| AppError::DataDir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    };
+    if !cfg.data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.data_dir)
+            .map_err(dir_err)?;
+    }
+    Ok(match &cfg.database {
+        Database::Sqlite => Arc::new(crate::store::sqlite::open(
+            &cfg.data_dir.join("collector.db"),
+        )?),
+        Database::Postgres { url, pool } => Arc::new(crate::store::postgres::open(url, *pool)?),
+    })
+}
+
+/// Secrets created on first start, to be shown once.
+#[derive(Debug, Default)]
+pub struct FirstStart {
+    pub admin_token: Option<String>,
+    pub enrollment_secret: Option<String>,
+}
+
+/// Ensures an enrollment secret and at least one admin token exist.
+pub fn bootstrap(store: &dyn Store, cfg: &Config) -> Result<(String, FirstStart), AppError> {
+    let mut first = FirstStart::default();
+    let secret_hash = match &cfg.enrollment_secret {
+        Some(s) => hash_secret(s),
+        None => match store.get_setting(ENROLL_KEY)? {
+            Some(h) => h,
+            None => {
+                let s = new_secret(ENROLL_PREFIX)?;
+                if store.set_setting_if_absent(ENROLL_KEY, &hash_secret(&s))? {
+                    first.enrollment_secret = Some(s);
+                }
+                // Another replica may have won the race: use what is stored.
+                store.get_setting(ENROLL_KEY)?.unwrap_or_default()
+            }
+        },
+    };
+    if store.list_tokens()?.is_empty() {
+        let t = new_secret(PERSON_PREFIX)?;
+        store.create_token(
+            "system",
+            "bootstrap-admin",
+            Role::Admin,
+            &hash_secret(&t),
+            now_ms(),
+        )?;
+        store.append_audit(
+            "system",
+            "collector.bootstrap",
+            "collector",
+            serde_json::json!({"admin_token": "bootstrap-admin"}),
+            now_ms(),
+        )?;
+        first.admin_token = Some(t);
+    }
+    Ok((secret_hash, first))
+}
+
+/// Replaces the enrollment secret (already enrolled agents keep working).
+pub fn rotate_enrollment_secret(store: &dyn Store, actor: &str) -> Result<String, AppError> {
+    let s = new_secret(ENROLL_PREFIX)?;
+    store.put_setting(ENROLL_KEY, &hash_secret(&s))?;
+    store.append_audit(
+        "system",
+        "enrollment.rotate",
+        "collector",
+        serde_json::json!({"by": actor}),
+        now_ms(),
+    )?;
+    Ok(s)
+}
+
+fn read_bundle_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, AppError> {
+    shadowai_rules::bundle::read_verifying_key(path).map_err(|e| AppError::BundleKey {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A bound, bootstrapped collector, ready to serve.
+pub struct Prepared {
+    pub addr: SocketAddr,
+    pub first: FirstStart,
+    /// Path of the server certificate (clients pin it), when serving TLS.
+    pub cert: Option<std::path::PathBuf>,
+    pub state: crate::server::SharedState,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Opens the store, bootstraps, loads or generates TLS material, binds the listener.
+pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
+    cfg.validate("command line")?;
+    let store = open_store(&cfg)?;
+    let (secret_hash, first) = {
+        let s = store.clone();
+        let c = cfg.clone();
+        tokio::task::spawn_blocking(move || bootstrap(&*s, &c))
+            .await
+            .map_err(|e| ApiError::Internal {
+                what: e.to_string(),
+            })??
+    };
+    let (tls, cert) = if cfg.insecure_http {
+        (None, None)
+    } else {
+        let (cert, key) = match (&cfg.tls.cert, &cfg.tls.key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => crate::server::tls::ensure_self_signed(&cfg.data_dir, &cfg.tls.names)?,
+        };
+        (Some(crate::server::tls::acceptor(&cert, &key)?), Some(cert))
+    };
+    let bundle_key = cfg
+        .bundle_public_key
+        .as_deref()
+        .map(read_bundle_key)
+        .transpose()?;
+    let sink: Option<Arc<dyn FindingSink>> = match crate::siem::start(&cfg.siem)? {
+        Some(s) => Some(Arc::new(s)),
+        None => None,
+    };
+    let state = Arc::new(AppState {
+        store,
+        metrics: Metrics::new(),
+        limits: cfg.limits.clone(),
+        limiter: RateLimiter::new(cfg.limits.rate_per_sec, cfg.limits.rate_burst),
+        enroll_secret_hash: secret_hash,
+        bundle_key,
+        sink,
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| AppError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AppError::Listen {
+        addr: cfg.listen,
+        source,
+    })?;
+    Ok(Prepared {
+        addr,
+        first,
+        cert,
+        state,
+        listener,
+        tls,
+    })
+}
+
+impl Prepared {
+    /// The base URL clients use.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        let app = crate::server::router(self.state);
+        crate::server::serve(self.listener, app, self.tls, shutdown).await;
+    }
+}
+
+/// Runs the server until SIGINT/SIGTERM. Prints the listening URL and first-start secrets
+/// on stdout.
+pub async fn run(cfg: Config) -> Result<(), AppError> {
+    let p = prepare(cfg).await?;
+    println!("shadowai-collector: listening on {}", p.url());
+    if let Some(cert) = &p.cert {
+        println!("shadowai-collector: TLS certificate: {}", cert.display());
+    }
+    if let Some(t) = &p.first.admin_token {
+        println!("shadowai-collector: bootstrap admin token (shown once): {t}");
+    }
+    if let Some(s) = &p.first.enrollment_secret {
+        println!("shadowai-collector: enrollment secret (shown once): {s}");
+    }
+    tracing::info!(addr = %p.addr, tls = p.cert.is_some(), "collector listening");
+    p.serve(shutdown_signal()).await;
+    tracing::info!("collector stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Collector configuration (TOML, unknown keys refused). Defaults live here and only here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("config {path}: `{key}`: {reason}")]
+    Invalid {
+        path: String,
+        key: &'static str,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for the SQLite database, generated TLS material.
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub database: Database,
+    #[serde(default)]
+    pub tls: Tls,
+    /// Serve plain HTTP (only allowed on a loopback address; development and tests).
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// Fixed enrollment secret; generated and printed on first start when absent.
+    #[serde(default)]
+    pub enrollment_secret: Option<String>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Path of the rules bundle public key (64 hex digits); when set, uploaded bundles must
+    /// carry a valid signature by it.
+    #[serde(default)]
+    pub bundle_public_key: Option<PathBuf>,
+    /// SIEM forwarders (`[[siem.forwarder]]` tables, see collector/siem/README.md).
+    #[serde(default)]
+    pub siem: shadowai_siem::SiemConfig,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum Database {
+    /// `DATA/collector.db`.
+    #[default]
+    Sqlite,
+    Postgres {
+        /// `host=… port=… user=… dbname=…` or a `postgresql://` URL.
+        url: String,
+        #[serde(default = "default_pool")]
+        pool: usize,
+    },
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain and key; generated into DATA/tls/ when absent.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// Extra DNS names / IPs for the generated certificate.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body as sent.
+    #[serde(default = "default_body")]
+    pub body_bytes: usize,
+    /// Largest ingest body once gzip-inflated.
+    #[serde(default = "default_inflated")]
+    pub inflated_bytes: usize,
+    #[serde(default = "default_findings")]
+    pub findings_per_batch: usize,
+    /// Token bucket per token / client IP.
+    #[serde(default = "default_rate")]
+    pub rate_per_sec: f64,
+    #[serde(default = "default_burst")]
+    pub rate_burst: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            body_bytes: default_body(),
+            inflated_bytes: default_inflated(),
+            findings_per_batch: default_findings(),
+            rate_per_sec: default_rate(),
+            rate_burst: default_burst(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_pool() -> usize {
+    4
+}
+fn default_body() -> usize {
+    8 << 20
+}
+fn default_inflated() -> usize {
+    32 << 20
+}
+fn default_findings() -> usize {
+    10_000
+}
+fn default_rate() -> f64 {
+    50.0
+}
+fn default_burst() -> f64 {
+    200.0
+}
+
+impl Config {
+    /// A config for `--listen ADDR --data DIR` without a file.
+    pub fn minimal(listen: SocketAddr, data_dir: PathBuf) -> Config {
+        Config {
+            listen,
+            data_dir,
+            database: Database::default(),
+            tls: Tls::default(),
+            insecure_http: false,
+            enrollment_secret: None,
+            limits: Limits::default(),
+            bundle_public_key: None,
+            siem: Default::default(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: p.clone(),
+            source,
+        })?;
+        let cfg: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: p.clone(),
+            source,
+        })?;
+        cfg.validate(&p)?;
+        Ok(cfg)
+    }
+
+    /// Checks what serde cannot.
+    pub fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            reason,
+        };
+        if self.insecure_http && !self.listen.ip().is_loopback() {
+            return Err(bad(
+                "insecure_http",
+                format!(
+                    "plain HTTP is only allowed on a loopback address, not {}",
+                    self.listen
+                ),
+            ));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return Err(bad(
+                "tls",
+                "set both `cert` and `key`, or neither".to_owned(),
+            ));
+        }
+        if let Some(s) = &self.enrollment_secret
+            && s.len() < 16
+        {
+            return Err(bad(
+                "enrollment_secret",
+                "must be at least 16 characters".to_owned(),
+            ));
+        }
+        if self.limits.body_bytes < 1024 || self.limits.inflated_bytes < self.limits.body_bytes {
+            return Err(bad(
+                "limits",
+                "body_bytes must be >= 1024 and inflated_bytes >= body_bytes".to_owned(),
+            ));
+        }
+        if !(self.limits.rate_per_sec > 0.0 && self.limits.rate_burst >= 1.0) {
+            return Err(bad(
+                "limits",
+                "rate_per_sec must be > 0 and rate_burst >= 1".to_owned(),
+            ));
+        }
+        if let Database::Postgres { pool, .. } = &self.database
+            && !(1..=64).contains(pool)
+        {
+            return Err(bad("database.pool", format!("must be 1..=64, got {pool}")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! Admin and approver routes: agents revoke, proposals and approvals, policy, bundles,
+//! rollouts, audit log.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use shadowai_api::audit::AuditEntry;
+use shadowai_api::{
+    AdvanceRequest, AgentInfo, BundleInfo, NoteRequest, PolicyEntry, PolicyScope, Proposal,
+    ProposalRequest, ProposalStatus, Rollout, RolloutRequest, RolloutStage, Verdict,
+};
+
+use super::agent_routes::{check_ident, check_text};
+use super::auth::{Caller, Cap};
+use super::error::{ApiError, bad};
+use super::extract::{JsonBody, QueryParams, RawBody};
+use super::{SharedState, now_ms};
+
+fn parse_id(s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| bad(format!("path: {s:?} is not a valid id")))
+}
+
+fn check_note(n: &NoteRequest) -> Result<Option<String>, ApiError> {
+    if let Some(t) = &n.note {
+        check_text("note", t, 1000)?;
+    }
+    Ok(n.note.clone())
+}
+
+pub async fn revoke_agent(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody<NoteRequest>,
+) -> Result<Json<AgentInfo>, ApiError> {
+    caller.require(Cap::Admin)?;
+    check_ident("agent_id", &agent_id, 64)?;
+    let note = check_note(&body)?;
+    let actor = caller.person().to_owned();
+    let now = now_ms();
+    let info = st
+        .db(move |s| s.revoke_agent(&actor, &agent_id, note.as_deref(), now))
+        .await?;
+    tracing::info!(agent_id = %info.agent_id, by = %caller.person(), "agent revoked");
+    Ok(Json(info))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    status: Option<String>,
+}
+
+pub async fn list_proposals(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<StatusQuery>,
+) -> Result<Json<Vec<Proposal>>, ApiError> {
+    caller.require(Cap::Read)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(ProposalStatus::parse(s).ok_or_else(|| {
+            bad(format!(
+                "query parameter `status`: {s:?} is not one of pending, approved, rejected, applied"
+            ))
+        })?),
+    };
+    Ok(Json(st.db(move |s| s.list_proposals(status)).await?))
+}
+
+fn check_target(field: &str, v: &str) -> Result<(), ApiError> {
+    if v == "*" {
+        Ok(())
+    } else {
+        check_ident(field, v, 128)
+    }
+}
+
+pub async fn propose(
+    caller: Caller,
+    State(st): State<SharedState>,
+    JsonBody(req): JsonBody<ProposalRequest>,
+) -> Result<(StatusCode, Json<Proposal>), ApiError> {
+    caller.require(Cap::Admin)?;
+    check_target("service_id", &req.service_id)?;
+    if let PolicyScope::Group { group } = &req.scope {
+        check_ident("scope.group", group, 64)?;
+    }
+    check_text("reason", &req.reason, 1000)?;
+    // Blocking a service for the whole fleet or a whole group needs a second person.
+    let needs_approval = req.verdict == Verdict::Blocked;
+    let actor = caller.person().to_owned();
+    let now = now_ms();
+    let p = st
+        .db(move |s| s.create_proposal(&actor, &req, needs_approval, now))
+        .await?;
+    Ok((StatusCode::CREATED, Json(p)))
+}
+
+async fn decide(
+    caller: Caller,
+    st: SharedState,
+    id: String,
+    body: NoteRequest,
+    approve: bool,
+) -> Result<Json<Proposal>, ApiError> {
+    caller.require(Cap::Approve)?;
+    let id = parse_id(&id)?;
+    let note = check_note(&body)?;
+    let actor = caller.person().to_owned();
+    let now = now_ms();
+    let p = st
+        .db(move |s| s.decide_proposal(&actor, id, approve, note.as_deref(), now))
+        .await?;
+    Ok(Json(p))
+}
+
+pub async fn approve(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<NoteRequest>,
+) -> Result<Json<Proposal>, ApiError> {
+    decide(caller, st, id, body, true).await
+}
+
+pub async fn reject(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<NoteRequest>,
+) -> Result<Json<Proposal>, ApiError> {
+    decide(caller, st, id, body, false).await
+}
+
+pub async fn policy(
+    caller: Caller,
+    State(st): State<SharedState>,
+) -> Result<Json<Vec<PolicyEntry>>, ApiError> {
+    caller.require(Cap::Read)?;
+    Ok(Json(st.db(|s| s.policy()).await?))
+}
+
+pub async fn list_bundles(
+    caller: Caller,
+    State(st): State<SharedState>,
+) -> Result<Json<Vec<BundleInfo>>, ApiError> {
+    caller.require(Cap::Read)?;
+    Ok(Json(st.db(|s| s.list_bundles()).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    version: Option<String>,
+    note: Option<String>,
+}
+
+pub async fn upload_bundle(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<UploadQuery>,
+    headers: HeaderMap,
+    RawBody(bytes): RawBody,
+) -> Result<(StatusCode, Json<BundleInfo>), ApiError> {
+    caller.require(Cap::Admin)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    if !ct.starts_with("application/octet-stream") {
+        return Err(ApiError::UnsupportedMediaType {
+            message: format!("bundle upload: expected application/octet-stream, got {ct:?}"),
+        });
+    }
+    let note = q.note.unwrap_or_default();
+    check_text("note", &note, 1000)?;
+    let body = crate::bundles::check_bundle(&bytes, st.bundle_key.as_ref(), now_ms() / 1000)?;
+    if let Some(v) = &q.version
+        && *v != body.version
+    {
+        return Err(bad(format!(
+            "query parameter `version` is {v:?} but the bundle says {:?}",
+            body.version
+        )));
+    }
+    let entries = st.db(|s| s.policy()).await?;
+    crate::bundles::check_blocks_approved(&body.policy, &entries)?;
+    let info = BundleInfo {
+        version: body.version.clone(),
+        sha256: hex::encode(Sha256::digest(&bytes)),
+        size: bytes.len() as u64,
+        uploaded_by: caller.person().to_owned(),
+        uploaded_ms: now_ms(),
+        note,
+    };
+    let (i2, actor) = (info.clone(), caller.person().to_owned());
+    st.db(move |s| s.put_bundle(&actor, &i2, &bytes)).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+pub async fn list_rollouts(
+    caller: Caller,
+    State(st): State<SharedState>,
+) -> Result<Json<Vec<Rollout>>, ApiError> {
+    caller.require(Cap::Read)?;
+    Ok(Json(st.db(|s| s.list_rollouts()).await?))
+}
+
+pub async fn start_rollout(
+    caller: Caller,
+    State(st): State<SharedState>,
+    JsonBody(req): JsonBody<RolloutRequest>,
+) -> Result<(StatusCode, Json<Rollout>), ApiError> {
+    caller.require(Cap::Admin)?;
+    check_text("bundle_version", &req.bundle_version, 64)?;
+    check_ident("canary_group", &req.canary_group, 64)?;
+    let actor = caller.person().to_owned();
+    let now = now_ms();
+    let r = st
+        .db(move |s| s.create_rollout(&actor, &req.bundle_version, &req.canary_group, now))
+        .await?;
+    Ok((StatusCode::CREATED, Json(r)))
+}
+
+pub async fn advance_rollout(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<AdvanceRequest>,
+) -> Result<Json<Rollout>, ApiError> {
+    caller.require(Cap::Admin)?;
+    let id = parse_id(&id)?;
+    let (stage, percent) = match req.percent {
+        None | Some(100) => (RolloutStage::All, 100),
+        Some(p @ 1..=99) => (RolloutStage::Percent, p),
+        Some(p) => return Err(bad(format!("percent: must be 1..=100, got {p}"))),
+    };
+    let actor = caller.person().to_owned();
+    let now = now_ms();
+    Ok(Json(
+        st.db(move |s| s.update_rollout(&actor, id, stage, percent, None, now))
+            .await?,
+    ))
+}
+
+pub async fn rollback_rollout(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<NoteRequest>,
+) -> Result<Json<Rollout>, ApiError> {
+    caller.require(Cap::Admin)?;
+    let id = parse_id(&id)?;
+    let note = check_note(&body)?;
+    let actor = caller.person().to_owned();
+    let now = now_ms();
+    Ok(Json(
+        st.db(move |s| {
+            s.update_rollout(
+                &actor,
+                id,
+                RolloutStage::RolledBack,
+                0,
+                note.as_deref(),
+                now,
+            )
+        })
+        .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    after_seq: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub async fn audit(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<AuditQuery>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    caller.require(Cap::Audit)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad(format!(
+            "query parameter `limit`: must be 1..=1000, got {limit}"
+        )));
+    }
+    let after = q.after_seq.unwrap_or(0).max(0);
+    Ok(Json(st.db(move |s| s.audit_entries(after, limit)).await?))
+}
+
+pub async fn audit_export(
+    caller: Caller,
+    State(st): State<SharedState>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    caller.require(Cap::Audit)?;
+    Ok(Json(st.db(|s| s.audit_entries(0, u32::MAX)).await?))
+}

@@ -1,0 +1,354 @@
+//! Agent routes: enroll, ingest, heartbeat, bundle fetch.
+
+use std::io::Read;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use shadowai_api::{
+    EnrollRequest, EnrollResponse, Finding, Heartbeat, HeartbeatAck, IngestAck, IngestBatch,
+};
+
+use super::auth::{AGENT_PREFIX, Caller, Cap, ct_eq, hash_secret, new_secret};
+use super::error::{ApiError, bad};
+use super::extract::{JsonBody, RawBody, parse_json, require_json};
+use super::metrics::ResultLabels;
+use super::{SharedState, now_ms};
+use crate::store::{NewAgent, desired_version};
+
+/// `[A-Za-z0-9._:-]{1,max}`.
+pub fn check_ident(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > max {
+        return Err(bad(format!(
+            "{field}: must be 1..={max} characters, got {}",
+            value.len()
+        )));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(bad(format!(
+            "{field}: character {c:?} is not allowed (use A-Z a-z 0-9 . _ : -)"
+        )));
+    }
+    Ok(())
+}
+
+/// Free text: bounded length, no control characters.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.len() > max {
+        return Err(bad(format!("{field}: longer than {max} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(bad(format!("{field}: control characters are not allowed")));
+    }
+    Ok(())
+}
+
+fn check_list(
+    field: &str,
+    items: &[String],
+    max_items: usize,
+    max_len: usize,
+) -> Result<(), ApiError> {
+    if items.len() > max_items {
+        return Err(bad(format!("{field}: more than {max_items} entries")));
+    }
+    for (i, s) in items.iter().enumerate() {
+        check_text(&format!("{field}[{i}]"), s, max_len)?;
+    }
+    Ok(())
+}
+
+fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
+    let p = |name: &str| format!("findings[{i}].{name}");
+    check_ident(&p("id"), &f.id, 128)?;
+    if f.host_id != host_id {
+        return Err(ApiError::Forbidden {
+            message: format!(
+                "{}: {:?} is not this agent's host ({host_id:?}); an agent may only write its own host's data",
+                p("host_id"),
+                f.host_id
+            ),
+        });
+    }
+    check_text(&p("hostname"), &f.hostname, 253)?;
+    check_text(&p("service_id"), &f.service_id, 128)?;
+    if f.service_id.is_empty() {
+        return Err(bad(format!("{}: must not be empty", p("service_id"))));
+    }
+    check_text(&p("service_name"), &f.service_name, 256)?;
+    check_text(&p("vendor"), &f.vendor, 256)?;
+    check_text(&p("category"), &f.category, 64)?;
+    check_text(&p("rule"), &f.rule, 256)?;
+    check_text(&p("user"), &f.user, 256)?;
+    check_text(&p("process.exe"), &f.process.exe, 4096)?;
+    check_text(&p("process.name"), &f.process.name, 64)?;
+    for (name, v) in [
+        ("process.exe_sha256", &f.process.exe_sha256),
+        ("process.container_id", &f.process.container_id),
+        ("process.systemd_unit", &f.process.systemd_unit),
+    ] {
+        if let Some(v) = v {
+            check_text(&p(name), v, 256)?;
+        }
+    }
+    if f.risk_score > 100 {
+        return Err(bad(format!(
+            "{}: must be 0..=100, got {}",
+            p("risk_score"),
+            f.risk_score
+        )));
+    }
+    if f.window_start_ms < 0 || f.window_end_ms < f.window_start_ms {
+        return Err(bad(format!(
+            "{}: window must satisfy 0 <= start <= end, got {}..{}",
+            p("window_start_ms"),
+            f.window_start_ms,
+            f.window_end_ms
+        )));
+    }
+    if f.first_seen_ms < 0 || f.last_seen_ms < f.first_seen_ms {
+        return Err(bad(format!(
+            "{}: must satisfy 0 <= first_seen_ms <= last_seen_ms",
+            p("last_seen_ms")
+        )));
+    }
+    if f.count > i64::MAX as u64 {
+        return Err(bad(format!("{}: too large", p("count"))));
+    }
+    check_list(&p("evidence.dns_names"), &f.evidence.dns_names, 64, 253)?;
+    check_list(&p("evidence.sni"), &f.evidence.sni, 64, 253)?;
+    check_list(&p("evidence.ips"), &f.evidence.ips, 64, 64)?;
+    check_list(&p("evidence.protocols"), &f.evidence.protocols, 16, 16)?;
+    if f.evidence.ports.len() > 64 {
+        return Err(bad(format!(
+            "{}: more than 64 entries",
+            p("evidence.ports")
+        )));
+    }
+    Ok(())
+}
+
+pub async fn enroll(
+    State(st): State<SharedState>,
+    JsonBody(req): JsonBody<EnrollRequest>,
+) -> Result<Json<EnrollResponse>, ApiError> {
+    if !ct_eq(&hash_secret(&req.secret), &st.enroll_secret_hash) {
+        st.metrics.auth_failures.inc();
+        return Err(ApiError::Unauthenticated {
+            message: "wrong enrollment secret".into(),
+        });
+    }
+    check_ident("host_id", &req.host_id, 253)?;
+    check_ident("hostname", &req.hostname, 253)?;
+    if let Some(g) = &req.group {
+        check_ident("group", g, 64)?;
+    }
+    check_text("agent_version", &req.agent_version, 64)?;
+    let agent_id = format!("agt_{}", &new_secret("")?[..24]);
+    let token = new_secret(AGENT_PREFIX)?;
+    let agent = NewAgent {
+        agent_id: agent_id.clone(),
+        token_hash: hash_secret(&token),
+        host_id: req.host_id,
+        hostname: req.hostname,
+        group: req.group,
+        agent_version: req.agent_version,
+    };
+    let now = now_ms();
+    st.db(move |s| s.enroll_agent(&agent, now)).await?;
+    st.metrics.enrollments.inc();
+    tracing::info!(agent_id = %agent_id, "agent enrolled");
+    Ok(Json(EnrollResponse { agent_id, token }))
+}
+
+/// Inflates a gzip body, refusing more than `max` bytes out (zip bombs).
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    let mut dec = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| bad(format!("request body: invalid gzip data: {e}")))?;
+    if out.len() > max {
+        return Err(ApiError::PayloadTooLarge {
+            message: format!(
+                "request body inflates to more than {max} bytes (limits.inflated_bytes)"
+            ),
+        });
+    }
+    Ok(out)
+}
+
+pub async fn ingest(
+    caller: Caller,
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<IngestAck>, ApiError> {
+    caller.require(Cap::Agent)?;
+    let agent = caller.agent()?.clone();
+    let res = ingest_inner(&st, &agent, &headers, &body).await;
+    let result = match &res {
+        Ok(a) if a.replayed => "replayed",
+        Ok(_) => "accepted",
+        Err(_) => "rejected",
+    };
+    st.metrics
+        .ingest_batches
+        .get_or_create(&ResultLabels { result })
+        .inc();
+    res.map(Json)
+}
+
+async fn ingest_inner(
+    st: &SharedState,
+    agent: &crate::store::AgentRecord,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<IngestAck, ApiError> {
+    require_json(headers)?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    let batch: IngestBatch = match encoding.as_str() {
+        "gzip" | "x-gzip" => parse_json(&gunzip(body, st.limits.inflated_bytes)?)?,
+        "identity" => parse_json(body)?,
+        other => {
+            return Err(ApiError::UnsupportedMediaType {
+                message: format!("Content-Encoding {other:?} is not supported (use gzip or none)"),
+            });
+        }
+    };
+    check_ident("batch_id", &batch.batch_id, 128)?;
+    if batch.findings.len() > st.limits.findings_per_batch {
+        return Err(ApiError::PayloadTooLarge {
+            message: format!(
+                "batch has {} findings; at most {} per batch (limits.findings_per_batch)",
+                batch.findings.len(),
+                st.limits.findings_per_batch
+            ),
+        });
+    }
+    for (i, f) in batch.findings.iter().enumerate() {
+        check_finding(i, f, &agent.host_id)?;
+    }
+    let agent_id = agent.agent_id.clone();
+    let now = now_ms();
+    let batch = std::sync::Arc::new(batch);
+    let b2 = batch.clone();
+    let ack = st.db(move |s| s.ingest(&agent_id, &b2, now)).await?;
+    st.metrics.ingest_findings.inc_by(ack.accepted);
+    st.metrics.ingest_duplicates.inc_by(ack.duplicates);
+    if !ack.replayed
+        && ack.accepted > 0
+        && let Some(sink) = &st.sink
+    {
+        sink.forward(&batch.findings);
+    }
+    Ok(ack)
+}
+
+pub async fn heartbeat(
+    caller: Caller,
+    State(st): State<SharedState>,
+    JsonBody(hb): JsonBody<Heartbeat>,
+) -> Result<Json<HeartbeatAck>, ApiError> {
+    caller.require(Cap::Agent)?;
+    let agent = caller.agent()?.clone();
+    check_text("agent_version", &hb.agent_version, 64)?;
+    if let Some(v) = &hb.bundle_version {
+        check_text("bundle_version", v, 64)?;
+    }
+    if let Some(g) = &hb.group {
+        check_ident("group", g, 64)?;
+    }
+    let group = hb.group.clone().or(agent.group.clone());
+    let now = now_ms();
+    let id = agent.agent_id.clone();
+    let rollouts = st
+        .db(move |s| {
+            s.record_heartbeat(&id, &hb, now)?;
+            s.list_rollouts()
+        })
+        .await?;
+    Ok(Json(HeartbeatAck {
+        server_time_ms: now,
+        desired_bundle_version: desired_version(&rollouts, &agent.agent_id, group.as_deref()),
+    }))
+}
+
+pub async fn bundle(
+    caller: Caller,
+    State(st): State<SharedState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(Cap::Agent)?;
+    let agent = caller.agent()?.clone();
+    let rollouts = st.db(|s| s.list_rollouts()).await?;
+    let Some(version) = desired_version(&rollouts, &agent.agent_id, agent.group.as_deref()) else {
+        return Err(ApiError::NotFound {
+            message: "no bundle is rolled out to this agent yet".into(),
+        });
+    };
+    let v = version.clone();
+    let info = st
+        .db(move |s| s.bundle_info(&v))
+        .await?
+        .ok_or_else(|| ApiError::Internal {
+            what: format!("rolled-out bundle {version:?} is missing"),
+        })?;
+    let etag = format!("\"{}\"", info.sha256);
+    let version_header = HeaderValue::from_str(&info.version).map_err(|_| ApiError::Internal {
+        what: "bundle version is not a valid header value".into(),
+    })?;
+    let etag_header = HeaderValue::from_str(&etag).map_err(|_| ApiError::Internal {
+        what: "bundle hash is not a valid header value".into(),
+    })?;
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
+    if matches {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag_header),
+                (
+                    header::HeaderName::from_static("x-shadowai-bundle-version"),
+                    version_header,
+                ),
+            ],
+        )
+            .into_response());
+    }
+    let v = info.version.clone();
+    let (_, bytes) = st
+        .db(move |s| s.bundle(&v))
+        .await?
+        .ok_or_else(|| ApiError::Internal {
+            what: format!("rolled-out bundle {:?} is missing", info.version),
+        })?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::ETAG, etag_header),
+            (
+                header::HeaderName::from_static("x-shadowai-bundle-version"),
+                version_header,
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

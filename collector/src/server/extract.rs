@@ -1,0 +1,79 @@
+//! Request extractors whose failures are clear JSON 4xx errors.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, bad};
+
+/// The request body as bytes, within the configured size limit.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<RawBody, ApiError> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge {
+                    message: "request body exceeds the configured limit (limits.body_bytes)".into(),
+                })
+            }
+            Err(e) => Err(bad(format!("reading the request body: {}", e.body_text()))),
+        }
+    }
+}
+
+/// A JSON body (`Content-Type: application/json`); an empty body counts as `{}`.
+pub struct JsonBody<T>(pub T);
+
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if mime.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType {
+            message: format!("expected Content-Type: application/json, got {ct:?}"),
+        })
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| bad(format!("request body: {e}")))
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<JsonBody<T>, ApiError> {
+        let has_ct = req.headers().contains_key(header::CONTENT_TYPE);
+        let headers = req.headers().clone();
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        if bytes.is_empty() && !has_ct {
+            return parse_json(b"{}").map(JsonBody);
+        }
+        require_json(&headers)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Query-string parameters; unknown or malformed ones are refused with their name.
+pub struct QueryParams<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<QueryParams<T>, ApiError> {
+        let q = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(q)
+            .map(QueryParams)
+            .map_err(|e| bad(format!("query string: {e}")))
+    }
+}

@@ -1,0 +1,135 @@
+//! Prometheus metrics. Every name ends in `_total` for counters; labels are bounded (route
+//! templates, methods, status codes, fixed result words) — never hosts, users, tokens or IPs.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub ingest_batches: Family<ResultLabels, Counter>,
+    pub ingest_findings: Counter,
+    pub ingest_duplicates: Counter,
+    pub auth_failures: Counter,
+    pub rate_limited: Counter,
+    pub enrollments: Counter,
+    pub siem_forwarded: Counter,
+    pub siem_failures: Counter,
+    pub siem_dropped: Counter,
+    siem_seen: Mutex<crate::siem::SinkTotals>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("shadowai_collector");
+        let m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            http_requests: Family::default(),
+            ingest_batches: Family::default(),
+            ingest_findings: Counter::default(),
+            ingest_duplicates: Counter::default(),
+            auth_failures: Counter::default(),
+            rate_limited: Counter::default(),
+            enrollments: Counter::default(),
+            siem_forwarded: Counter::default(),
+            siem_failures: Counter::default(),
+            siem_dropped: Counter::default(),
+            siem_seen: Mutex::new(Default::default()),
+        };
+        // prometheus-client appends `_total` to counter names.
+        r.register(
+            "http_requests",
+            "HTTP requests by route template and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "ingest_batches",
+            "Finding batches by result",
+            m.ingest_batches.clone(),
+        );
+        r.register(
+            "ingest_findings",
+            "Findings stored",
+            m.ingest_findings.clone(),
+        );
+        r.register(
+            "ingest_duplicate_findings",
+            "Findings received again and not stored twice",
+            m.ingest_duplicates.clone(),
+        );
+        r.register(
+            "auth_failures",
+            "Requests refused for a missing/unknown/revoked token",
+            m.auth_failures.clone(),
+        );
+        r.register(
+            "rate_limited",
+            "Requests refused by the rate limit",
+            m.rate_limited.clone(),
+        );
+        r.register("enrollments", "Agents enrolled", m.enrollments.clone());
+        r.register(
+            "siem_events_forwarded",
+            "Findings handed to SIEM forwarders",
+            m.siem_forwarded.clone(),
+        );
+        r.register(
+            "siem_forward_failures",
+            "Failed SIEM forwarding attempts",
+            m.siem_failures.clone(),
+        );
+        r.register(
+            "siem_events_dropped",
+            "Findings dropped because the SIEM queue was full or retries ran out",
+            m.siem_dropped.clone(),
+        );
+        if let Ok(mut g) = m.registry.lock() {
+            *g = r;
+        }
+        m
+    }
+
+    /// Brings the SIEM counters up to the forwarders' cumulative totals.
+    pub fn sync_siem(&self, now: crate::siem::SinkTotals) {
+        if let Ok(mut seen) = self.siem_seen.lock() {
+            self.siem_forwarded
+                .inc_by(now.sent.saturating_sub(seen.sent));
+            self.siem_failures
+                .inc_by(now.failures.saturating_sub(seen.failures));
+            self.siem_dropped
+                .inc_by(now.dropped.saturating_sub(seen.dropped));
+            *seen = now;
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            // Writing into a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

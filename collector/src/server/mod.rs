@@ -1,0 +1,301 @@
+//! The HTTP server: state, router, middleware and the TLS accept loop.
+
+mod admin_routes;
+mod agent_routes;
+pub mod auth;
+pub mod error;
+mod extract;
+pub mod metrics;
+pub mod ratelimit;
+mod soc_routes;
+pub mod tls;
+mod ui;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::config::Limits;
+use crate::store::{Store, StoreError};
+use error::ApiError;
+use metrics::{HttpLabels, Metrics};
+use ratelimit::RateLimiter;
+
+/// Hands findings to the SIEM forwarders without waiting for them.
+pub trait FindingSink: Send + Sync + 'static {
+    /// Queues the findings; never blocks.
+    fn forward(&self, findings: &[shadowai_api::Finding]);
+    /// Cumulative counters for `/metrics`.
+    fn totals(&self) -> crate::siem::SinkTotals;
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub limiter: RateLimiter,
+    /// SHA-256 (hex) of the enrollment secret.
+    pub enroll_secret_hash: String,
+    /// When set, uploaded bundles must verify against this key.
+    pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
+    pub sink: Option<Arc<dyn FindingSink>>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// Runs a store call on the blocking pool.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let s = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&*s))
+            .await
+            .map_err(|e| ApiError::Internal {
+                what: format!("store task failed: {e}"),
+            })?
+            .map_err(ApiError::from)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The whole application (routes + middleware).
+pub fn router(state: SharedState) -> Router {
+    let body_limit = state.limits.body_bytes;
+    let api = Router::new()
+        .route("/api/v1/enroll", post(agent_routes::enroll))
+        .route("/api/v1/ingest", post(agent_routes::ingest))
+        .route("/api/v1/heartbeat", post(agent_routes::heartbeat))
+        .route("/api/v1/bundle", get(agent_routes::bundle))
+        .route("/api/v1/whoami", get(soc_routes::whoami))
+        .route("/api/v1/findings", get(soc_routes::findings))
+        .route("/api/v1/reports/services", get(soc_routes::services))
+        .route("/api/v1/reports/trend", get(soc_routes::trend))
+        .route("/api/v1/exports/findings.csv", get(soc_routes::export_csv))
+        .route(
+            "/api/v1/exports/findings.ocsf.json",
+            get(soc_routes::export_ocsf),
+        )
+        .route("/api/v1/agents", get(soc_routes::agents))
+        .route(
+            "/api/v1/agents/{agent_id}/revoke",
+            post(admin_routes::revoke_agent),
+        )
+        .route(
+            "/api/v1/proposals",
+            get(admin_routes::list_proposals).post(admin_routes::propose),
+        )
+        .route(
+            "/api/v1/proposals/{id}/approve",
+            post(admin_routes::approve),
+        )
+        .route("/api/v1/proposals/{id}/reject", post(admin_routes::reject))
+        .route("/api/v1/policy", get(admin_routes::policy))
+        .route(
+            "/api/v1/bundles",
+            get(admin_routes::list_bundles).post(admin_routes::upload_bundle),
+        )
+        .route(
+            "/api/v1/rollouts",
+            get(admin_routes::list_rollouts).post(admin_routes::start_rollout),
+        )
+        .route(
+            "/api/v1/rollouts/{id}/advance",
+            post(admin_routes::advance_rollout),
+        )
+        .route(
+            "/api/v1/rollouts/{id}/rollback",
+            post(admin_routes::rollback_rollout),
+        )
+        .route("/api/v1/audit", get(admin_routes::audit))
+        .route("/api/v1/audit/export", get(admin_routes::audit_export));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_route))
+        .route("/", get(ui::index))
+        .route("/ui", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), rate_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound {
+        message: format!("no route {} {}", req.method(), req.uri().path()),
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        message: format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    }
+}
+
+async fn healthz(State(st): State<SharedState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    st.db(|s| s.health()).await?;
+    Ok(axum::Json(serde_json::json!({"status": "ok"})))
+}
+
+async fn metrics_route(State(st): State<SharedState>) -> Response {
+    if let Some(sink) = &st.sink {
+        st.metrics.sync_siem(sink.totals());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Per-token (or per-IP) token bucket, before any database work.
+async fn rate_limit(State(st): State<SharedState>, req: Request, next: Next) -> Response {
+    let key = match req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) => format!("t:{}", &auth::hash_secret(v)[..16]),
+        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(a)) => format!("ip:{}", a.ip()),
+            None => "ip:unknown".to_owned(),
+        },
+    };
+    if let Err(retry_after_s) = st.limiter.check(&key, Instant::now()) {
+        st.metrics.rate_limited.inc();
+        return ApiError::RateLimited { retry_after_s }.into_response();
+    }
+    next.run(req).await
+}
+
+/// Structured access log, request metrics, security headers.
+async fn observe(State(st): State<SharedState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let method_label = match method.as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD") => m.to_owned(),
+        _ => "other".to_owned(),
+    };
+    st.metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.clone(),
+            method: method_label,
+            status,
+        })
+        .inc();
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status,
+        peer = %peer,
+        latency_ms = start.elapsed().as_millis() as u64,
+        "request"
+    );
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// Serves `app` on `listener` (TLS when `tls` is set) until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            _ = &mut shutdown => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let mut req = req.map(axum::body::Body::new);
+                    req.extensions_mut().insert(ConnectInfo(addr));
+                    app.clone().oneshot(req)
+                });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(15))
+                .max_buf_size(64 * 1024);
+            let res = match tls {
+                Some(acc) => {
+                    match tokio::time::timeout(Duration::from_secs(15), acc.accept(tcp)).await {
+                        Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), svc).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(peer = %addr, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => http.serve_connection(TokioIo::new(tcp), svc).await,
+            };
+            if let Err(e) = res {
+                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

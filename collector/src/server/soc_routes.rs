@@ -1,0 +1,148 @@
+//! SOC routes: findings search, reports, exports, fleet list, whoami.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use shadowai_api::{AgentInfo, FindingQuery, FindingsPage, ServiceReport, TrendPoint, WhoAmI};
+
+use super::SharedState;
+use super::agent_routes::check_text;
+use super::auth::{Caller, Cap};
+use super::error::{ApiError, bad};
+use super::extract::QueryParams;
+
+const EXPORT_DEFAULT: u32 = 10_000;
+const EXPORT_MAX: u32 = 100_000;
+
+/// Checks filters; returns (limit, cursor).
+fn check_query(q: &FindingQuery, default: u32, max: u32) -> Result<(u32, Option<i64>), ApiError> {
+    for (name, v) in [
+        ("service", &q.service),
+        ("category", &q.category),
+        ("host", &q.host),
+        ("user", &q.user),
+        ("process", &q.process),
+        ("container", &q.container),
+    ] {
+        if let Some(v) = v {
+            check_text(&format!("query parameter `{name}`"), v, 4096)?;
+        }
+    }
+    if let (Some(f), Some(t)) = (q.from_ms, q.to_ms)
+        && f > t
+    {
+        return Err(bad(format!(
+            "query parameters: from_ms ({f}) is after to_ms ({t})"
+        )));
+    }
+    let limit = q.limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(bad(format!(
+            "query parameter `limit`: must be 1..={max}, got {limit}"
+        )));
+    }
+    let cursor = match &q.cursor {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
+            bad(format!(
+                "query parameter `cursor`: {c:?} is not a cursor from next_cursor"
+            ))
+        })?),
+    };
+    Ok((limit, cursor))
+}
+
+pub async fn whoami(caller: Caller) -> Result<Json<WhoAmI>, ApiError> {
+    caller.require(Cap::Person)?;
+    match caller {
+        Caller::Person { name, role } => Ok(Json(WhoAmI { name, role })),
+        Caller::Agent(_) => Err(ApiError::Forbidden {
+            message: "agents have no person identity".into(),
+        }),
+    }
+}
+
+pub async fn findings(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<FindingQuery>,
+) -> Result<Json<FindingsPage>, ApiError> {
+    caller.require(Cap::Read)?;
+    let (limit, cursor) = check_query(&q, 100, 1000)?;
+    let (items, next) = st.db(move |s| s.search(&q, limit, cursor)).await?;
+    Ok(Json(FindingsPage {
+        items,
+        next_cursor: next.map(|c| c.to_string()),
+    }))
+}
+
+pub async fn services(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<FindingQuery>,
+) -> Result<Json<Vec<ServiceReport>>, ApiError> {
+    caller.require(Cap::Read)?;
+    check_query(&q, 100, 1000)?;
+    Ok(Json(st.db(move |s| s.services_report(&q)).await?))
+}
+
+pub async fn trend(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<FindingQuery>,
+) -> Result<Json<Vec<TrendPoint>>, ApiError> {
+    caller.require(Cap::Read)?;
+    check_query(&q, 100, 1000)?;
+    Ok(Json(st.db(move |s| s.trend(&q)).await?))
+}
+
+async fn export_rows(
+    st: &SharedState,
+    q: FindingQuery,
+) -> Result<Vec<shadowai_api::Finding>, ApiError> {
+    let (limit, cursor) = check_query(&q, EXPORT_DEFAULT, EXPORT_MAX)?;
+    Ok(st.db(move |s| s.search(&q, limit, cursor)).await?.0)
+}
+
+pub async fn export_csv(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<FindingQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Cap::Export)?;
+    let rows = export_rows(&st, q).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"shadowai-findings.csv\"",
+            ),
+        ],
+        crate::export::to_csv(&rows),
+    )
+        .into_response())
+}
+
+pub async fn export_ocsf(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<FindingQuery>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    caller.require(Cap::Export)?;
+    let rows = export_rows(&st, q).await?;
+    Ok(Json(
+        rows.iter()
+            .map(shadowai_api::ocsf::finding_to_ocsf)
+            .collect(),
+    ))
+}
+
+pub async fn agents(
+    caller: Caller,
+    State(st): State<SharedState>,
+) -> Result<Json<Vec<AgentInfo>>, ApiError> {
+    caller.require(Cap::Read)?;
+    Ok(Json(st.db(|s| s.list_agents()).await?))
+}
