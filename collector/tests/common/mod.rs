@@ -191,3 +191,95 @@ impl Drop for PgServer {
 pub fn data_dir(p: &Path) -> PathBuf {
     p.to_path_buf()
 }
+
+/// An in-process collector on a loopback port (plain HTTP unless `tls`), stopped on drop.
+pub struct TestServer {
+    pub url: String,
+    pub admin: String,
+    pub secret: String,
+    pub cert: Option<PathBuf>,
+    pub state: shadowai_collector::server::SharedState,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub async fn start_server(
+    tls: bool,
+    tweak: impl FnOnce(&mut shadowai_collector::config::Config),
+) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = shadowai_collector::config::Config::minimal(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("data"),
+    );
+    cfg.insecure_http = !tls;
+    cfg.limits.rate_per_sec = 10_000.0;
+    cfg.limits.rate_burst = 10_000.0;
+    tweak(&mut cfg);
+    let p = shadowai_collector::app::prepare(cfg).await.unwrap();
+    let url = p.url().replace("127.0.0.1", if tls { "localhost" } else { "127.0.0.1" });
+    let admin = p.first.admin_token.clone().unwrap();
+    let secret = p.first.enrollment_secret.clone().unwrap();
+    let cert = p.cert.clone();
+    let state = p.state.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(p.serve(async move {
+        let _ = rx.await;
+    }));
+    TestServer { url, admin, secret, cert, state, dir, stop: Some(tx) }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestServer {
+    pub fn client(&self, token: Option<&str>) -> shadowai_api::client::Client {
+        let mut b = shadowai_api::client::Client::builder(&self.url);
+        if let Some(c) = &self.cert {
+            b = b.ca_pem(&std::fs::read(c).unwrap());
+        }
+        if let Some(t) = token {
+            b = b.token(t);
+        }
+        b.build().unwrap()
+    }
+
+    /// A person token with `role`.
+    pub fn person(&self, name: &str, role: shadowai_api::Role) -> String {
+        let t = shadowai_collector::server::auth::new_secret("sau_").unwrap();
+        self.state
+            .store
+            .create_token("test", name, role, &shadowai_collector::server::auth::hash_secret(&t), 1)
+            .unwrap();
+        t
+    }
+
+    pub async fn enroll(&self, host: &str, group: Option<&str>) -> (String, String) {
+        let r = self
+            .client(None)
+            .enroll(&shadowai_api::EnrollRequest {
+                secret: self.secret.clone(),
+                host_id: host.to_owned(),
+                hostname: format!("{host}.example"),
+                group: group.map(str::to_owned),
+                agent_version: "0.1.0".to_owned(),
+            })
+            .await
+            .unwrap();
+        (r.agent_id, r.token)
+    }
+
+    pub fn count(&self) -> u64 {
+        self.state.store.count_findings().unwrap()
+    }
+}
+
+/// A raw HTTP client for hostile requests (plain HTTP test servers only).
+pub fn raw() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
