@@ -267,11 +267,11 @@ impl Decoder {
         match (pkt.tcp_seq, st.base) {
             (None, _) => {
                 let off = st.buf.contiguous().len() as u64;
-                place(st, off, pkt, &limits);
+                place(st, off, pkt);
             }
             (Some(seq), None) if tls::looks_like_handshake_record(pkt.payload) => {
                 st.base = Some(seq);
-                place(st, 0, pkt, &limits);
+                place(st, 0, pkt);
                 for (eseq, bytes) in std::mem::take(&mut st.early) {
                     let off = u64::from(eseq.wrapping_sub(seq));
                     if off < 1 << 31 {
@@ -302,7 +302,7 @@ impl Decoder {
                     s.not_this += 1;
                     return;
                 }
-                place(st, off, pkt, &limits);
+                place(st, off, pkt);
             }
         }
         let stream = st.buf.contiguous();
@@ -451,8 +451,7 @@ impl Decoder {
 }
 
 /// Place a TLS segment's captured bytes; remember where a truncated capture left a hole.
-fn place(st: &mut TlsFlow, off: u64, pkt: &PacketIn<'_>, limits: &Limits) {
-    let _ = limits;
+fn place(st: &mut TlsFlow, off: u64, pkt: &PacketIn<'_>) {
     // Over-limit bytes are refused; the head is kept and the parser reports TooLarge if the
     // ClientHello really needs them.
     let _ = st.buf.insert(off, pkt.payload);
