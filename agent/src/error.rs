@@ -28,6 +28,12 @@ pub enum AgentError {
     NothingAttached,
     #[error("capture {}: {reason}", path.display())]
     Capture { path: PathBuf, reason: String },
+    #[error("spool: {what}: {reason}")]
+    Spool { what: String, reason: String },
+    #[error("collector: {what}: {reason}")]
+    Uplink { what: String, reason: String },
+    #[error(transparent)]
+    Rules(#[from] shadowai_rules::RulesError),
     #[error("config {}: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
 }

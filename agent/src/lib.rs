@@ -8,9 +8,11 @@ pub mod correlate;
 pub mod enrich;
 pub mod error;
 pub mod event;
+pub mod live;
 pub mod metrics;
 pub mod output;
 pub mod replay;
+pub mod run;
 pub mod sensor;
 pub mod watch;
 

@@ -51,6 +51,35 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 50)]
         poll_ms: u64,
     },
+    /// The daemon: classify live events against the rules, aggregate findings, spool them
+    /// durably and upload them to the collector (needs root).
+    Run {
+        /// Agent configuration (TOML).
+        #[arg(
+            long,
+            short,
+            value_name = "FILE",
+            default_value = "/etc/shadowai/agent.toml"
+        )]
+        config: std::path::PathBuf,
+        /// Print each classified AI use and each finding to stdout.
+        #[arg(long)]
+        print: bool,
+        /// Drain the ring buffer at least this often (milliseconds).
+        #[arg(long, value_name = "MS", default_value_t = 100)]
+        poll_ms: u64,
+    },
+    /// Check a configuration file and the rules it points at, then exit.
+    Validate {
+        /// Agent configuration (TOML).
+        #[arg(
+            long,
+            short,
+            value_name = "FILE",
+            default_value = "/etc/shadowai/agent.toml"
+        )]
+        config: std::path::PathBuf,
+    },
     /// Run a pcap/pcapng capture through the same decode and correlation pipeline as
     /// `watch` and print the same events (JSON lines by default; no process identity).
     Replay {
@@ -101,6 +130,22 @@ fn main() -> anyhow::Result<()> {
             },
             poll: Duration::from_millis(poll_ms.max(1)),
         })),
+        Command::Run {
+            config,
+            print,
+            poll_ms,
+        } => {
+            let cfg = shadowai_agent::run::config::AgentConfig::load(&config)?;
+            rt.block_on(shadowai_agent::run::run(
+                cfg,
+                print,
+                Duration::from_millis(poll_ms.max(1)),
+            ))
+        }
+        Command::Validate { config } => {
+            println!("{}", shadowai_agent::run::validate(&config)?);
+            Ok(())
+        }
         Command::Replay { file, text } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

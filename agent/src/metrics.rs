@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub decode: DecodeStats,
     pub processes: usize,
     pub dns_cache_entries: usize,
+    /// Pre-formatted extra families (e.g. `run`'s uplink and findings counters).
+    pub extra: String,
 }
 
 pub type Shared = Arc<Mutex<Snapshot>>;

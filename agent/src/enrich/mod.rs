@@ -37,8 +37,9 @@ pub struct ProcInfo {
     pub container_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub systemd_unit: Option<String>,
+    /// When the process exited (kernel ns), if it did.
     #[serde(skip)]
-    exited_ns: Option<u64>,
+    pub exited_ns: Option<u64>,
 }
 
 /// pid → [`ProcInfo`].

@@ -1,0 +1,168 @@
+//! The live pipeline shared by `watch` and `run`: kernel ring buffer → correlation →
+//! attributed [`Event`]s, with housekeeping and the metrics snapshot.
+
+use std::time::Duration;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+
+use crate::correlate::{Clock, Correlator, monotonic_ns};
+use crate::error::AgentError;
+use crate::event::{Event, EventKind};
+use crate::metrics::{self, Shared, Snapshot};
+use crate::sensor::records::{self, KernelEvent};
+use crate::sensor::{Sensor, SensorOptions};
+
+/// Counts per event kind, in a fixed order for metrics.
+#[derive(Default)]
+struct Counts([u64; 5]);
+
+impl Counts {
+    const NAMES: [&'static str; 5] = [
+        "dns_query",
+        "dns_response",
+        "tls_client_hello",
+        "quic_client_hello",
+        "connect",
+    ];
+    fn add(&mut self, k: &EventKind) {
+        let i = match k {
+            EventKind::DnsQuery => 0,
+            EventKind::DnsResponse => 1,
+            EventKind::TlsClientHello => 2,
+            EventKind::QuicClientHello => 3,
+            EventKind::Connect => 4,
+        };
+        self.0[i] += 1;
+    }
+    fn pairs(&self) -> Vec<(&'static str, u64)> {
+        Self::NAMES
+            .iter()
+            .copied()
+            .zip(self.0.iter().copied())
+            .collect()
+    }
+}
+
+pub struct Live {
+    sensor: Sensor,
+    ring: AsyncFd<RingBuf<MapData>>,
+    pub corr: Correlator,
+    counts: Counts,
+    record_errors: u64,
+    poll: tokio::time::Interval,
+    housekeeping: tokio::time::Interval,
+    sigterm: tokio::signal::unix::Signal,
+    pub metrics: Shared,
+    /// Extra metrics text appended by the caller (e.g. `run`'s uplink counters).
+    pub extra_metrics: Option<Box<dyn Fn() -> String + Send>>,
+}
+
+impl Live {
+    pub fn start(
+        opts: &SensorOptions,
+        poll: Duration,
+        metrics_addr: Option<std::net::SocketAddr>,
+    ) -> Result<Self, AgentError> {
+        let (sensor, ring) = Sensor::start(opts)?;
+        let attached: Vec<&str> = sensor
+            .hooks
+            .iter()
+            .filter(|h| h.attached)
+            .map(|h| h.name)
+            .collect();
+        tracing::info!(hooks = ?attached, "sensor started");
+        // SAFETY: the ring buffer owns its map fd and moves into the AsyncFd, so the fd stays
+        // open for exactly as long as it is registered.
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| AgentError::Io {
+            what: "registering the ring buffer with the event loop".into(),
+            source: e.into(),
+        })?;
+        let shared: Shared = Default::default();
+        if let Some(addr) = metrics_addr {
+            let s = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = metrics::serve(addr, s).await {
+                    tracing::error!(%addr, error = %e, "metrics server stopped");
+                }
+            });
+        }
+        let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|source| AgentError::Io {
+                what: "installing the SIGTERM handler".into(),
+                source,
+            })?;
+        Ok(Self {
+            sensor,
+            ring,
+            corr: Correlator::new(Clock::system()),
+            counts: Counts::default(),
+            record_errors: 0,
+            poll: tokio::time::interval(poll),
+            housekeeping: tokio::time::interval(Duration::from_secs(1)),
+            sigterm,
+            metrics: shared,
+            extra_metrics: None,
+        })
+    }
+
+    /// Kernel-side losses so far (ring buffer full), for heartbeats.
+    pub fn lost_events(&self) -> u64 {
+        self.sensor
+            .drops()
+            .iter()
+            .filter(|(_, r, _)| *r == "ringbuf_full")
+            .map(|(_, _, n)| n)
+            .sum()
+    }
+
+    /// Waits for the next batch of events; `false` once the agent should stop.
+    pub async fn next_batch(&mut self, events: &mut Vec<Event>) -> bool {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return false,
+            _ = self.sigterm.recv() => return false,
+            r = self.ring.readable_mut() => { if let Ok(mut g) = r { g.clear_ready(); } }
+            _ = self.poll.tick() => {}
+            _ = self.housekeeping.tick() => self.housekeep(),
+        }
+        let rb = self.ring.get_mut();
+        while let Some(item) = rb.next() {
+            match records::parse(&item) {
+                Ok(KernelEvent::Exec(e)) => self.corr.on_exec(&e),
+                Ok(KernelEvent::Exit { pid, ts_ns }) => self.corr.on_exit(pid, ts_ns),
+                Ok(KernelEvent::Connect(c)) => events.push(self.corr.on_connect(&c)),
+                Ok(KernelEvent::Packet(p)) => self.corr.on_kernel_packet(&p, events),
+                Err(err) => {
+                    self.record_errors += 1;
+                    tracing::debug!(?err, "unreadable ring-buffer record");
+                }
+            }
+        }
+        for e in events.iter() {
+            self.counts.add(&e.kind);
+        }
+        true
+    }
+
+    fn housekeep(&mut self) {
+        self.corr.tick(monotonic_ns());
+        let mut s = Snapshot {
+            events: self.counts.pairs(),
+            record_errors: self.record_errors,
+            drops: self.sensor.drops(),
+            hooks: self
+                .sensor
+                .hooks
+                .iter()
+                .map(|h| (h.name, h.attached))
+                .collect(),
+            decode: self.corr.decode_stats().clone(),
+            processes: self.corr.procs.len(),
+            dns_cache_entries: self.corr.dns.len(),
+            extra: self.extra_metrics.as_ref().map(|f| f()).unwrap_or_default(),
+        };
+        if let Ok(mut g) = self.metrics.lock() {
+            std::mem::swap(&mut *g, &mut s);
+        }
+    }
+}

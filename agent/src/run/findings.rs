@@ -1,0 +1,353 @@
+//! Classified events → aggregated findings, one per (service, process, user, verdict,
+//! action) and time window, with counts, first/last seen and bounded evidence. The
+//! finding id is a hash of that key with the host and window, so the same finding re-sent
+//! after a crash is recognised by the collector.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use sha2::{Digest, Sha256};
+use shadowai_api::{Action, Evidence, Finding, ProcessRef, Verdict};
+
+use crate::event::{Event, EventKind};
+
+/// Evidence values kept per finding and kind at most.
+const MAX_EVIDENCE: usize = 16;
+
+/// The service and decision for one event, as the classifier saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    pub service_id: String,
+    pub service_name: String,
+    pub vendor: String,
+    pub category: String,
+    pub risk_score: u8,
+    pub verdict: Verdict,
+    pub action: Action,
+    pub rule: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    service_id: String,
+    exe: String,
+    user: String,
+    verdict: u8,
+    action: u8,
+    container: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Agg {
+    c: Classified,
+    process: ProcessRef,
+    uid: u32,
+    count: u64,
+    first_ms: i64,
+    last_ms: i64,
+    dns: BTreeSet<String>,
+    sni: BTreeSet<String>,
+    ips: BTreeSet<String>,
+    ports: BTreeSet<u16>,
+    protocols: BTreeSet<String>,
+    /// Sockets already counted (a connect and its ClientHello count once).
+    cookies: HashSet<u64>,
+}
+
+pub struct Aggregator {
+    host_id: String,
+    hostname: String,
+    window_ms: i64,
+    window_start_ms: Option<i64>,
+    open: BTreeMap<Key, Agg>,
+}
+
+fn push_bounded<T: Ord>(set: &mut BTreeSet<T>, v: T) {
+    if set.len() < MAX_EVIDENCE {
+        set.insert(v);
+    }
+}
+
+impl Aggregator {
+    pub fn new(host_id: String, hostname: String, window_ms: i64) -> Self {
+        Self {
+            host_id,
+            hostname,
+            window_ms: window_ms.max(1000),
+            window_start_ms: None,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one classified event. DNS responses are evidence, not uses: they do not count.
+    pub fn observe(&mut self, e: &Event, c: &Classified) {
+        if self.window_start_ms.is_none() {
+            self.window_start_ms = Some(e.time_ms - e.time_ms.rem_euclid(self.window_ms));
+        }
+        let (exe, name, uid, user, container, unit) = match &e.process {
+            Some(p) => (
+                p.exe.clone(),
+                p.name.clone(),
+                p.uid,
+                p.user.clone(),
+                p.container_id.clone(),
+                p.systemd_unit.clone(),
+            ),
+            None => (String::new(), String::new(), 0, String::new(), None, None),
+        };
+        let key = Key {
+            service_id: c.service_id.clone(),
+            exe: exe.clone(),
+            user: user.clone(),
+            verdict: c.verdict as u8,
+            action: c.action as u8,
+            container: container.clone(),
+        };
+        let agg = self.open.entry(key).or_insert_with(|| Agg {
+            c: c.clone(),
+            process: ProcessRef {
+                exe,
+                name,
+                exe_sha256: None,
+                container_id: container,
+                systemd_unit: unit,
+            },
+            uid,
+            count: 0,
+            first_ms: e.time_ms,
+            last_ms: e.time_ms,
+            dns: BTreeSet::new(),
+            sni: BTreeSet::new(),
+            ips: BTreeSet::new(),
+            ports: BTreeSet::new(),
+            protocols: BTreeSet::new(),
+            cookies: HashSet::new(),
+        });
+        agg.first_ms = agg.first_ms.min(e.time_ms);
+        agg.last_ms = agg.last_ms.max(e.time_ms);
+        let counts = match e.kind {
+            EventKind::DnsResponse => false,
+            EventKind::DnsQuery => true,
+            EventKind::Connect | EventKind::TlsClientHello | EventKind::QuicClientHello => {
+                e.cookie == 0 || agg.cookies.insert(e.cookie)
+            }
+        };
+        if counts {
+            agg.count += 1;
+        }
+        match e.kind {
+            EventKind::DnsQuery | EventKind::DnsResponse => {
+                if let Some(d) = &e.dns {
+                    push_bounded(&mut agg.dns, d.question.clone());
+                }
+                push_bounded(&mut agg.protocols, "dns".to_string());
+            }
+            EventKind::TlsClientHello | EventKind::QuicClientHello => {
+                if let Some(s) = e.tls.as_ref().and_then(|t| t.sni.clone()) {
+                    push_bounded(&mut agg.sni, s);
+                }
+                push_bounded(&mut agg.ips, e.dst.ip().to_string());
+                push_bounded(&mut agg.ports, e.dst.port());
+                push_bounded(
+                    &mut agg.protocols,
+                    if e.kind == EventKind::QuicClientHello {
+                        "quic"
+                    } else {
+                        "tls"
+                    }
+                    .to_string(),
+                );
+            }
+            EventKind::Connect => {
+                push_bounded(&mut agg.ips, e.dst.ip().to_string());
+                push_bounded(&mut agg.ports, e.dst.port());
+                push_bounded(&mut agg.protocols, e.protocol.to_string());
+            }
+        }
+    }
+
+    /// Closes the window if `now_ms` is past it (or `force`), returning its findings.
+    pub fn close_if_due(&mut self, now_ms: i64, force: bool) -> Vec<Finding> {
+        let Some(start) = self.window_start_ms else {
+            return Vec::new();
+        };
+        let end = start + self.window_ms;
+        if !force && now_ms < end {
+            return Vec::new();
+        }
+        self.window_start_ms = None;
+        let open = std::mem::take(&mut self.open);
+        open.into_iter()
+            .filter(|(_, a)| a.count > 0 || !a.dns.is_empty())
+            .map(|(k, a)| self.finding(&k, a, start, end))
+            .collect()
+    }
+
+    fn finding(&self, k: &Key, a: Agg, start: i64, end: i64) -> Finding {
+        let mut h = Sha256::new();
+        for part in [
+            self.host_id.as_str(),
+            &start.to_string(),
+            &k.service_id,
+            &k.exe,
+            &k.user,
+            &k.verdict.to_string(),
+            &k.action.to_string(),
+            k.container.as_deref().unwrap_or(""),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        Finding {
+            id: hex::encode(&h.finalize()[..16]),
+            host_id: self.host_id.clone(),
+            hostname: self.hostname.clone(),
+            window_start_ms: start,
+            window_end_ms: end,
+            service_id: a.c.service_id,
+            service_name: a.c.service_name,
+            vendor: a.c.vendor,
+            category: a.c.category,
+            risk_score: a.c.risk_score,
+            verdict: a.c.verdict,
+            action: a.c.action,
+            rule: a.c.rule,
+            process: a.process,
+            user: k.user.clone(),
+            uid: a.uid,
+            count: a.count.max(1),
+            first_seen_ms: a.first_ms,
+            last_seen_ms: a.last_ms,
+            evidence: Evidence {
+                dns_names: a.dns.into_iter().collect(),
+                sni: a.sni.into_iter().collect(),
+                ips: a.ips.into_iter().collect(),
+                ports: a.ports.into_iter().collect(),
+                protocols: a.protocols.into_iter().collect(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::enrich::ProcInfo;
+    use crate::event::{DnsInfo, TlsInfo};
+
+    pub(crate) fn finding(id: &str) -> Finding {
+        Finding {
+            id: id.into(),
+            host_id: "h".into(),
+            hostname: "host".into(),
+            window_start_ms: 0,
+            window_end_ms: 60_000,
+            service_id: "openai-api".into(),
+            service_name: "OpenAI API".into(),
+            vendor: "OpenAI".into(),
+            category: "model_api".into(),
+            risk_score: 50,
+            verdict: Verdict::Unsanctioned,
+            action: Action::Allowed,
+            rule: "default".into(),
+            process: ProcessRef::default(),
+            user: "root".into(),
+            uid: 0,
+            count: 1,
+            first_seen_ms: 0,
+            last_seen_ms: 0,
+            evidence: Evidence::default(),
+        }
+    }
+
+    fn class() -> Classified {
+        Classified {
+            service_id: "openai-api".into(),
+            service_name: "OpenAI API".into(),
+            vendor: "OpenAI".into(),
+            category: "model_api".into(),
+            risk_score: 50,
+            verdict: Verdict::Unsanctioned,
+            action: Action::Allowed,
+            rule: "default".into(),
+        }
+    }
+
+    fn ev(kind: EventKind, t: i64, cookie: u64, pid: u32, exe: &str) -> Event {
+        Event {
+            time_ms: t,
+            kind: kind.clone(),
+            protocol: "tcp",
+            process: Some(ProcInfo {
+                pid,
+                exe: exe.into(),
+                user: "alice".into(),
+                uid: 1000,
+                ..ProcInfo::default()
+            }),
+            src: None,
+            dst: "10.0.0.1:443".parse().unwrap(),
+            hostname: Some("api.openai.com".into()),
+            name_source: None,
+            dns: matches!(kind, EventKind::DnsQuery | EventKind::DnsResponse).then(|| DnsInfo {
+                question: "api.openai.com".into(),
+                ..DnsInfo::default()
+            }),
+            tls: matches!(kind, EventKind::TlsClientHello).then(|| TlsInfo {
+                sni: Some("api.openai.com".into()),
+                ..TlsInfo::default()
+            }),
+            signals: vec![],
+            cookie,
+        }
+    }
+
+    #[test]
+    fn one_connection_counts_once_and_ids_are_stable() {
+        let mut a = Aggregator::new("host-1".into(), "h".into(), 60_000);
+        a.observe(
+            &ev(EventKind::DnsQuery, 61_000, 9, 1, "/usr/bin/curl"),
+            &class(),
+        );
+        a.observe(
+            &ev(EventKind::DnsResponse, 61_001, 9, 1, "/usr/bin/curl"),
+            &class(),
+        );
+        a.observe(
+            &ev(EventKind::Connect, 61_002, 10, 1, "/usr/bin/curl"),
+            &class(),
+        );
+        a.observe(
+            &ev(EventKind::TlsClientHello, 61_003, 10, 1, "/usr/bin/curl"),
+            &class(),
+        );
+        a.observe(
+            &ev(EventKind::Connect, 61_004, 11, 2, "/usr/bin/python3"),
+            &class(),
+        );
+        assert!(
+            a.close_if_due(119_999, false).is_empty(),
+            "window still open"
+        );
+        let f = a.close_if_due(120_000, false);
+        assert_eq!(f.len(), 2);
+        let curl = f.iter().find(|f| f.process.exe == "/usr/bin/curl").unwrap();
+        assert_eq!(curl.count, 2, "one lookup + one connection");
+        assert_eq!(curl.window_start_ms, 60_000);
+        assert_eq!(curl.evidence.sni, vec!["api.openai.com"]);
+        assert_eq!(curl.evidence.dns_names, vec!["api.openai.com"]);
+        assert_eq!(curl.evidence.protocols, vec!["dns", "tcp", "tls"]);
+        assert_eq!(curl.user, "alice");
+
+        let mut b = Aggregator::new("host-1".into(), "h".into(), 60_000);
+        b.observe(
+            &ev(EventKind::Connect, 61_500, 77, 5, "/usr/bin/curl"),
+            &class(),
+        );
+        let g = b.close_if_due(0, true);
+        assert_eq!(
+            g[0].id, curl.id,
+            "same host, window, service, process, user, verdict → same id"
+        );
+    }
+}
