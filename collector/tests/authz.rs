@@ -31,30 +31,95 @@ struct Route {
 
 fn routes() -> Vec<Route> {
     use Who::*;
-    let r = |method, path, body, allowed| Route { method, path, body, allowed };
+    let r = |method, path, body, allowed| Route {
+        method,
+        path,
+        body,
+        allowed,
+    };
     vec![
-        r("POST", "/api/v1/ingest", Some(r#"{"batch_id":"b1","findings":[]}"#), &[Agent]),
-        r("POST", "/api/v1/heartbeat", Some(r#"{"agent_version":"0.1.0","mode":"monitor"}"#), &[Agent]),
+        r(
+            "POST",
+            "/api/v1/ingest",
+            Some(r#"{"batch_id":"b1","findings":[]}"#),
+            &[Agent],
+        ),
+        r(
+            "POST",
+            "/api/v1/heartbeat",
+            Some(r#"{"agent_version":"0.1.0","mode":"monitor"}"#),
+            &[Agent],
+        ),
         r("GET", "/api/v1/bundle", None, &[Agent]),
         r("GET", "/api/v1/whoami", None, EVERYONE),
         r("GET", "/api/v1/findings", None, EVERYONE),
         r("GET", "/api/v1/reports/services", None, EVERYONE),
         r("GET", "/api/v1/reports/trend", None, EVERYONE),
-        r("GET", "/api/v1/exports/findings.csv", None, &[Analyst, Admin, Approver]),
-        r("GET", "/api/v1/exports/findings.ocsf.json", None, &[Analyst, Admin, Approver]),
+        r(
+            "GET",
+            "/api/v1/exports/findings.csv",
+            None,
+            &[Analyst, Admin, Approver],
+        ),
+        r(
+            "GET",
+            "/api/v1/exports/findings.ocsf.json",
+            None,
+            &[Analyst, Admin, Approver],
+        ),
         r("GET", "/api/v1/agents", None, EVERYONE),
-        r("POST", "/api/v1/agents/agt_doesnotexist/revoke", Some("{}"), &[Admin]),
+        r(
+            "POST",
+            "/api/v1/agents/agt_doesnotexist/revoke",
+            Some("{}"),
+            &[Admin],
+        ),
         r("GET", "/api/v1/proposals", None, EVERYONE),
-        r("POST", "/api/v1/proposals", Some(r#"{"service_id":"x","verdict":"tolerated","scope":{"kind":"fleet"}}"#), &[Admin]),
-        r("POST", "/api/v1/proposals/999999/approve", Some("{}"), &[Approver]),
-        r("POST", "/api/v1/proposals/999999/reject", Some("{}"), &[Approver]),
+        r(
+            "POST",
+            "/api/v1/proposals",
+            Some(r#"{"service_id":"x","verdict":"tolerated","scope":{"kind":"fleet"}}"#),
+            &[Admin],
+        ),
+        r(
+            "POST",
+            "/api/v1/proposals/999999/approve",
+            Some("{}"),
+            &[Approver],
+        ),
+        r(
+            "POST",
+            "/api/v1/proposals/999999/reject",
+            Some("{}"),
+            &[Approver],
+        ),
         r("GET", "/api/v1/policy", None, EVERYONE),
         r("GET", "/api/v1/bundles", None, EVERYONE),
-        r("POST", "/api/v1/bundles?version=1.0.0", Some("not a bundle"), &[Admin]),
+        r(
+            "POST",
+            "/api/v1/bundles?version=1.0.0",
+            Some("not a bundle"),
+            &[Admin],
+        ),
         r("GET", "/api/v1/rollouts", None, EVERYONE),
-        r("POST", "/api/v1/rollouts", Some(r#"{"bundle_version":"9.9.9","canary_group":"canary"}"#), &[Admin]),
-        r("POST", "/api/v1/rollouts/999999/advance", Some("{}"), &[Admin]),
-        r("POST", "/api/v1/rollouts/999999/rollback", Some("{}"), &[Admin]),
+        r(
+            "POST",
+            "/api/v1/rollouts",
+            Some(r#"{"bundle_version":"9.9.9","canary_group":"canary"}"#),
+            &[Admin],
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts/999999/advance",
+            Some("{}"),
+            &[Admin],
+        ),
+        r(
+            "POST",
+            "/api/v1/rollouts/999999/rollback",
+            Some("{}"),
+            &[Admin],
+        ),
         r("GET", "/api/v1/audit", None, &[Admin, Approver]),
         r("GET", "/api/v1/audit/export", None, &[Admin, Approver]),
     ]
@@ -65,7 +130,10 @@ async fn every_route_refuses_the_callers_it_must() {
     let srv = start_server(false, |_| {}).await;
     let (_, agent) = srv.enroll("host-1", None).await;
     let (revoked_id, revoked_agent) = srv.enroll("host-2", None).await;
-    srv.client(Some(&srv.admin)).revoke_agent(&revoked_id, Some("test")).await.unwrap();
+    srv.client(Some(&srv.admin))
+        .revoke_agent(&revoked_id, Some("test"))
+        .await
+        .unwrap();
     let revoked_person = srv.person("mallory", Role::Admin);
     let tokens = srv.state.store.list_tokens().unwrap();
     let mallory = tokens.iter().find(|t| t.name == "mallory").unwrap();
@@ -126,7 +194,10 @@ async fn every_route_refuses_the_callers_it_must() {
     assert_eq!(checked, routes().len() * callers.len());
     // Refused admin calls wrote nothing to the audit log; the one allowed proposal did.
     let after = srv.state.store.audit_entries(0, 10_000).unwrap();
-    let new: Vec<&str> = after[before_audit..].iter().map(|e| e.action.as_str()).collect();
+    let new: Vec<&str> = after[before_audit..]
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
     assert_eq!(new, vec!["proposal.apply"], "{new:?}");
 }
 

@@ -217,7 +217,9 @@ pub async fn start_server(
     cfg.limits.rate_burst = 10_000.0;
     tweak(&mut cfg);
     let p = shadowai_collector::app::prepare(cfg).await.unwrap();
-    let url = p.url().replace("127.0.0.1", if tls { "localhost" } else { "127.0.0.1" });
+    let url = p
+        .url()
+        .replace("127.0.0.1", if tls { "localhost" } else { "127.0.0.1" });
     let admin = p.first.admin_token.clone().unwrap();
     let secret = p.first.enrollment_secret.clone().unwrap();
     let cert = p.cert.clone();
@@ -226,7 +228,15 @@ pub async fn start_server(
     tokio::spawn(p.serve(async move {
         let _ = rx.await;
     }));
-    TestServer { url, admin, secret, cert, state, dir, stop: Some(tx) }
+    TestServer {
+        url,
+        admin,
+        secret,
+        cert,
+        state,
+        dir,
+        stop: Some(tx),
+    }
 }
 
 impl Drop for TestServer {
@@ -254,7 +264,13 @@ impl TestServer {
         let t = shadowai_collector::server::auth::new_secret("sau_").unwrap();
         self.state
             .store
-            .create_token("test", name, role, &shadowai_collector::server::auth::hash_secret(&t), 1)
+            .create_token(
+                "test",
+                name,
+                role,
+                &shadowai_collector::server::auth::hash_secret(&t),
+                1,
+            )
             .unwrap();
         t
     }

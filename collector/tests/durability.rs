@@ -1,0 +1,220 @@
+//! Durability across `kill -9`: the real collector binary is killed while agents upload;
+//! every batch it acknowledged is there after restart, and re-sending everything (as an
+//! agent's spool does) never stores a finding twice.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::finding;
+use shadowai_api::client::Client;
+use shadowai_api::{EnrollRequest, FindingQuery, IngestBatch, Verdict};
+
+const MAX_BATCHES: usize = 100_000;
+
+struct Collector {
+    child: Child,
+    url: String,
+    lines: Vec<String>,
+}
+
+fn spawn(data: &std::path::Path) -> Collector {
+    let fresh = !data.join("collector.db").exists();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shadowai-collector"))
+        .args([
+            "serve",
+            "--insecure-http",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("SHADOWAI_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // First start: URL, admin token, enrollment secret. A restart: the URL only.
+    let mut lines = Vec::new();
+    for _ in 0..if fresh { 3 } else { 1 } {
+        let mut l = String::new();
+        assert!(
+            out.read_line(&mut l).unwrap() > 0,
+            "collector exited early: {lines:?}"
+        );
+        lines.push(l.trim().to_owned());
+    }
+    let url = lines[0]
+        .strip_prefix("shadowai-collector: listening on ")
+        .expect("URL line first")
+        .to_owned();
+    // Keep the pipe drained so the child never blocks on stdout.
+    std::thread::spawn(move || for _ in out.lines() {});
+    Collector { child, url, lines }
+}
+
+fn secret(lines: &[String], what: &str) -> String {
+    lines
+        .iter()
+        .find(|l| l.contains(what))
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+fn batch(n: usize) -> IngestBatch {
+    IngestBatch {
+        batch_id: format!("batch-{n}"),
+        findings: (0..20)
+            .map(|i| {
+                finding(
+                    &format!("f-{n}-{i}"),
+                    "host-k",
+                    "chatgpt",
+                    Verdict::Unsanctioned,
+                    "alice",
+                    1_763_769_600_000 + i as i64,
+                )
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_batches_survive_kill_9_and_retries_never_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut c = spawn(&data);
+    let admin_token = secret(&c.lines, "admin token");
+    let enroll_secret = secret(&c.lines, "enrollment secret");
+    let anon = Client::builder(&c.url).build().unwrap();
+    let mut ok = false;
+    for _ in 0..100 {
+        if anon.healthz().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "collector came up");
+    let enrolled = anon
+        .enroll(&EnrollRequest {
+            secret: enroll_secret,
+            host_id: "host-k".into(),
+            hostname: "host-k".into(),
+            group: None,
+            agent_version: "0.1.0".into(),
+        })
+        .await
+        .unwrap();
+
+    // Upload in the background; kill -9 the collector in the middle of it.
+    let agent = Client::builder(&c.url)
+        .token(&enrolled.token)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    let uploader = tokio::spawn({
+        let agent = agent.clone();
+        let progress = progress.clone();
+        async move {
+            let mut acked = Vec::new();
+            for n in 0..MAX_BATCHES {
+                match agent.ingest(&batch(n)).await {
+                    Ok(ack) => {
+                        assert!(!ack.replayed);
+                        acked.push(n);
+                        progress.store(acked.len(), Ordering::SeqCst);
+                    }
+                    Err(_) => break, // the collector is gone
+                }
+            }
+            acked
+        }
+    });
+    while progress.load(Ordering::SeqCst) < 15 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    c.child.kill().unwrap(); // SIGKILL, mid-upload
+    c.child.wait().unwrap();
+    let acked = uploader.await.unwrap();
+    assert!(
+        acked.len() >= 15 && acked.len() < MAX_BATCHES,
+        "acked {}",
+        acked.len()
+    );
+
+    // Restart on the same data directory.
+    let c2 = spawn(&data);
+    assert!(
+        !c2.lines.iter().any(|l| l.contains("shown once")),
+        "no new secrets on restart: {:?}",
+        c2.lines
+    );
+    let admin = Client::builder(&c2.url)
+        .token(&admin_token)
+        .build()
+        .unwrap();
+    let agent = Client::builder(&c2.url)
+        .token(&enrolled.token)
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        if admin.healthz().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let count = |admin: Client| async move {
+        let mut ids = Vec::new();
+        let mut q = FindingQuery {
+            limit: Some(1000),
+            ..Default::default()
+        };
+        loop {
+            let p = admin.findings(&q).await.unwrap();
+            ids.extend(p.items.into_iter().map(|f| f.id));
+            match p.next_cursor {
+                Some(cur) => q.cursor = Some(cur),
+                None => break,
+            }
+        }
+        ids
+    };
+    let ids = count(admin.clone()).await;
+    for n in &acked {
+        assert!(
+            ids.contains(&format!("f-{n}-0")) && ids.contains(&format!("f-{n}-19")),
+            "acknowledged batch {n} was lost"
+        );
+    }
+    // The spool re-sends everything not acknowledged, and some that were: no duplicates.
+    let last = *acked.last().unwrap();
+    for n in 0..=(last + 3) {
+        let ack = agent.ingest(&batch(n)).await.unwrap();
+        if acked.contains(&n) {
+            assert!(
+                ack.replayed,
+                "batch {n} was acknowledged before, so this is a replay"
+            );
+        }
+    }
+    let ids = count(admin).await;
+    assert_eq!(ids.len(), (last + 4) * 20);
+    let mut dedup = ids.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(dedup.len(), ids.len(), "no finding stored twice");
+    let mut c2 = c2;
+    c2.child.kill().unwrap();
+    c2.child.wait().unwrap();
+}
