@@ -209,6 +209,11 @@ async fn open_routes_and_enrollment_secret() {
         let r = http.get(format!("{}{path}", srv.url)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
     }
+    let index = http.get(format!("{}/", srv.url)).send().await.unwrap();
+    assert!(index.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(index.headers().contains_key("content-security-policy"));
+    let missing = http.get(format!("{}/ui/../Cargo.toml", srv.url)).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
     let bad = http
         .post(format!("{}/api/v1/enroll", srv.url))
         .json(&serde_json::json!({"secret": "sae_wrong", "host_id": "h", "hostname": "h"}))
