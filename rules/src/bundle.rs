@@ -107,12 +107,18 @@ pub struct VerifiedBundle {
 impl VerifiedBundle {
     /// What to remember as "in use" after loading it.
     pub fn in_use(&self) -> InUse {
-        InUse { version: self.version.clone(), sha256: self.sha256 }
+        InUse {
+            version: self.version.clone(),
+            sha256: self.sha256,
+        }
     }
 }
 
 fn parse_version(s: &str) -> Result<semver::Version, RulesError> {
-    semver::Version::parse(s).map_err(|source| RulesError::BadVersion { value: s.to_string(), source })
+    semver::Version::parse(s).map_err(|source| RulesError::BadVersion {
+        value: s.to_string(),
+        source,
+    })
 }
 
 /// Short id of a public key: first 8 bytes of its SHA-256, hex.
@@ -121,9 +127,16 @@ pub fn key_id(key: &VerifyingKey) -> String {
 }
 
 /// Compile catalogue + policy into a body. Fails if the pair would not load in an engine.
-pub fn compile(catalogue: &Catalogue, policy: &Policy, opts: &CompileOptions) -> Result<BundleBody, RulesError> {
+pub fn compile(
+    catalogue: &Catalogue,
+    policy: &Policy,
+    opts: &CompileOptions,
+) -> Result<BundleBody, RulesError> {
     if opts.expires_at <= opts.issued_at {
-        return Err(RulesError::BadValidity { issued_at: opts.issued_at, expires_at: opts.expires_at });
+        return Err(RulesError::BadValidity {
+            issued_at: opts.issued_at,
+            expires_at: opts.expires_at,
+        });
     }
     // Prove it loads: catalogue re-check + every policy reference.
     crate::engine::Engine::new(catalogue.clone(), policy.clone())?;
@@ -143,9 +156,19 @@ pub fn canonical_body(body: &BundleBody) -> Result<String, RulesError> {
     serde_json::to_string(body).map_err(|source| RulesError::BundleFormat { source })
 }
 
-fn envelope_bytes(body: &str, key_id: Option<String>, signature: Option<String>) -> Result<Vec<u8>, RulesError> {
-    let raw: &RawValue = serde_json::from_str(body).map_err(|source| RulesError::BundleFormat { source })?;
-    let mut out = serde_json::to_vec(&Envelope { body: raw, key_id, signature }).map_err(|source| RulesError::BundleFormat { source })?;
+fn envelope_bytes(
+    body: &str,
+    key_id: Option<String>,
+    signature: Option<String>,
+) -> Result<Vec<u8>, RulesError> {
+    let raw: &RawValue =
+        serde_json::from_str(body).map_err(|source| RulesError::BundleFormat { source })?;
+    let mut out = serde_json::to_vec(&Envelope {
+        body: raw,
+        key_id,
+        signature,
+    })
+    .map_err(|source| RulesError::BundleFormat { source })?;
     out.push(b'\n');
     Ok(out)
 }
@@ -159,7 +182,11 @@ pub fn unsigned_bytes(body: &BundleBody) -> Result<Vec<u8>, RulesError> {
 pub fn sign_body(body: &BundleBody, key: &SigningKey) -> Result<Vec<u8>, RulesError> {
     let text = canonical_body(body)?;
     let sig = key.sign(&[CONTEXT, text.as_bytes()].concat());
-    envelope_bytes(&text, Some(key_id(&key.verifying_key())), Some(hex::encode(sig.to_bytes())))
+    envelope_bytes(
+        &text,
+        Some(key_id(&key.verifying_key())),
+        Some(hex::encode(sig.to_bytes())),
+    )
 }
 
 /// Sign a bundle file (signed or not); its body must be canonical and well-formed.
@@ -173,7 +200,8 @@ fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, RulesError> {
 }
 
 fn parse_canonical(raw: &RawValue) -> Result<BundleBody, RulesError> {
-    let body: BundleBody = serde_json::from_str(raw.get()).map_err(|source| RulesError::BundleFormat { source })?;
+    let body: BundleBody =
+        serde_json::from_str(raw.get()).map_err(|source| RulesError::BundleFormat { source })?;
     if canonical_body(&body)? != raw.get() {
         return Err(RulesError::NotCanonical);
     }
@@ -188,47 +216,84 @@ pub fn read_unverified(bytes: &[u8]) -> Result<BundleBody, RulesError> {
 
 /// Verify a bundle file: signature (before the body is even parsed), canonical form,
 /// format, dates, rollback, agent version.
-pub fn verify(bytes: &[u8], key: &VerifyingKey, opts: &VerifyOptions<'_>) -> Result<VerifiedBundle, RulesError> {
+pub fn verify(
+    bytes: &[u8],
+    key: &VerifyingKey,
+    opts: &VerifyOptions<'_>,
+) -> Result<VerifiedBundle, RulesError> {
     let env = parse_envelope(bytes)?;
     let expected = key_id(key);
     let sig_hex = env.signature.as_deref().ok_or(RulesError::Unsigned)?;
     if let Some(found) = env.key_id.as_deref().filter(|k| *k != expected) {
-        return Err(RulesError::WrongKey { found: found.to_string(), expected });
+        return Err(RulesError::WrongKey {
+            found: found.to_string(),
+            expected,
+        });
     }
     let sig_bytes: [u8; 64] = hex::decode(sig_hex)
         .ok()
         .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| RulesError::BadSignature { key_id: expected.clone() })?;
+        .ok_or_else(|| RulesError::BadSignature {
+            key_id: expected.clone(),
+        })?;
     let body_text = env.body.get();
-    key.verify(&[CONTEXT, body_text.as_bytes()].concat(), &Signature::from_bytes(&sig_bytes))
-        .map_err(|_| RulesError::BadSignature { key_id: expected.clone() })?;
+    key.verify(
+        &[CONTEXT, body_text.as_bytes()].concat(),
+        &Signature::from_bytes(&sig_bytes),
+    )
+    .map_err(|_| RulesError::BadSignature {
+        key_id: expected.clone(),
+    })?;
     let body = parse_canonical(env.body)?;
     if body.format != FORMAT {
-        return Err(RulesError::BadArgument { arg: "format", reason: format!("unsupported bundle format `{}`", body.format) });
+        return Err(RulesError::BadArgument {
+            arg: "format",
+            reason: format!("unsupported bundle format `{}`", body.format),
+        });
     }
     let version = parse_version(&body.version)?;
     let min_agent = parse_version(&body.min_agent_version)?;
     if body.expires_at <= body.issued_at {
-        return Err(RulesError::BadValidity { issued_at: body.issued_at, expires_at: body.expires_at });
+        return Err(RulesError::BadValidity {
+            issued_at: body.issued_at,
+            expires_at: body.expires_at,
+        });
     }
     if opts.now >= body.expires_at {
-        return Err(RulesError::Expired { expires_at: format_rfc3339(body.expires_at), now: format_rfc3339(opts.now) });
+        return Err(RulesError::Expired {
+            expires_at: format_rfc3339(body.expires_at),
+            now: format_rfc3339(opts.now),
+        });
     }
     if body.issued_at > opts.now.saturating_add(MAX_CLOCK_SKEW) {
-        return Err(RulesError::NotYetValid { issued_at: format_rfc3339(body.issued_at), now: format_rfc3339(opts.now) });
+        return Err(RulesError::NotYetValid {
+            issued_at: format_rfc3339(body.issued_at),
+            now: format_rfc3339(opts.now),
+        });
     }
     let sha256: [u8; 32] = Sha256::digest(body_text.as_bytes()).into();
-    if let Some(cur) = opts.in_use {
-        if version < cur.version || (version == cur.version && sha256 != cur.sha256) {
-            return Err(RulesError::Rollback { offered: version.to_string(), in_use: cur.version.to_string() });
-        }
+    if let Some(cur) = opts.in_use
+        && (version < cur.version || (version == cur.version && sha256 != cur.sha256))
+    {
+        return Err(RulesError::Rollback {
+            offered: version.to_string(),
+            in_use: cur.version.to_string(),
+        });
     }
-    if let Some(agent) = opts.agent_version {
-        if *agent < min_agent {
-            return Err(RulesError::AgentTooOld { required: min_agent.to_string(), agent: agent.to_string() });
-        }
+    if let Some(agent) = opts.agent_version
+        && *agent < min_agent
+    {
+        return Err(RulesError::AgentTooOld {
+            required: min_agent.to_string(),
+            agent: agent.to_string(),
+        });
     }
-    Ok(VerifiedBundle { body, version, sha256, key_id: expected })
+    Ok(VerifiedBundle {
+        body,
+        version,
+        sha256,
+        key_id: expected,
+    })
 }
 
 /// A new random signing key.
@@ -240,13 +305,28 @@ pub fn generate_key() -> Result<SigningKey, RulesError> {
 
 fn read_key_hex(path: &Path) -> Result<[u8; 32], RulesError> {
     let text = std::fs::read_to_string(path).map_err(|e| RulesError::io(path, e))?;
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
-    let line = lines.next().ok_or_else(|| RulesError::BadKey { path: path.into(), reason: "no key line" })?;
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let line = lines.next().ok_or_else(|| RulesError::BadKey {
+        path: path.into(),
+        reason: "no key line",
+    })?;
     if lines.next().is_some() {
-        return Err(RulesError::BadKey { path: path.into(), reason: "more than one key line" });
+        return Err(RulesError::BadKey {
+            path: path.into(),
+            reason: "more than one key line",
+        });
     }
-    let bytes = hex::decode(line).map_err(|_| RulesError::BadKey { path: path.into(), reason: "key line is not hex" })?;
-    bytes.try_into().map_err(|_| RulesError::BadKey { path: path.into(), reason: "key is not 32 bytes (64 hex digits)" })
+    let bytes = hex::decode(line).map_err(|_| RulesError::BadKey {
+        path: path.into(),
+        reason: "key line is not hex",
+    })?;
+    bytes.try_into().map_err(|_| RulesError::BadKey {
+        path: path.into(),
+        reason: "key is not 32 bytes (64 hex digits)",
+    })
 }
 
 /// Read a secret key file (hex seed).
@@ -257,7 +337,10 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, RulesError> {
 /// Read a public key file (hex).
 pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey, RulesError> {
     let b = read_key_hex(path)?;
-    VerifyingKey::from_bytes(&b).map_err(|_| RulesError::BadKey { path: path.into(), reason: "not a valid ed25519 public key" })
+    VerifyingKey::from_bytes(&b).map_err(|_| RulesError::BadKey {
+        path: path.into(),
+        reason: "not a valid ed25519 public key",
+    })
 }
 
 /// Write a secret key file (mode 0600 on unix; refuses to overwrite).
@@ -276,13 +359,23 @@ pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), RulesError
         key_id(&key.verifying_key()),
         hex::encode(key.to_bytes())
     );
-    f.write_all(text.as_bytes()).map_err(|e| RulesError::io(path, e))
+    f.write_all(text.as_bytes())
+        .map_err(|e| RulesError::io(path, e))
 }
 
 /// Write a public key file (refuses to overwrite).
 pub fn write_verifying_key(path: &Path, key: &VerifyingKey) -> Result<(), RulesError> {
     use std::io::Write;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path).map_err(|e| RulesError::io(path, e))?;
-    let text = format!("# shadowai rules public key (ed25519, hex)\n# key id {}\n{}\n", key_id(key), hex::encode(key.as_bytes()));
-    f.write_all(text.as_bytes()).map_err(|e| RulesError::io(path, e))
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| RulesError::io(path, e))?;
+    let text = format!(
+        "# shadowai rules public key (ed25519, hex)\n# key id {}\n{}\n",
+        key_id(key),
+        hex::encode(key.as_bytes())
+    );
+    f.write_all(text.as_bytes())
+        .map_err(|e| RulesError::io(path, e))
 }

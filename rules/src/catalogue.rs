@@ -211,7 +211,11 @@ impl Risk {
         let mut controls = self.enterprise_controls.clone();
         controls.sort();
         controls.dedup();
-        let c = if local { 0 } else { 20u8.saturating_sub(4 * controls.len() as u8) };
+        let c = if local {
+            0
+        } else {
+            20u8.saturating_sub(4 * controls.len() as u8)
+        };
         t + r + j + c
     }
 }
@@ -303,13 +307,16 @@ pub struct Service {
 impl Service {
     /// The tenant label of `name` (normalised) if it lies below one of the tenant suffixes.
     pub fn tenant_of<'n>(&self, name: &'n str) -> Option<&'n str> {
-        self.tenant_hints.iter().filter_map(|h| h.suffix.as_deref()).find_map(|suffix| {
-            if name.len() > suffix.len() && is_at_or_below(name, suffix) {
-                name.split('.').next()
-            } else {
-                None
-            }
-        })
+        self.tenant_hints
+            .iter()
+            .filter_map(|h| h.suffix.as_deref())
+            .find_map(|suffix| {
+                if name.len() > suffix.len() && is_at_or_below(name, suffix) {
+                    name.split('.').next()
+                } else {
+                    None
+                }
+            })
     }
 }
 
@@ -460,13 +467,18 @@ pub struct Catalogue {
 pub const SHARED_INFRA_FILE: &str = "_shared-infra.toml";
 
 fn split<T>(v: Vec<Spanned<T>>) -> (Vec<T>, Vec<usize>) {
-    v.into_iter().map(|s| (s.span().start, s.into_inner())).map(|(o, t)| (t, o)).unzip()
+    v.into_iter()
+        .map(|s| (s.span().start, s.into_inner()))
+        .map(|(o, t)| (t, o))
+        .unzip()
 }
 
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-')
         && !id.ends_with('-')
 }
@@ -476,7 +488,11 @@ fn valid_jurisdiction(j: &str) -> bool {
 }
 
 /// Parse one service file. Diagnostics go to `report`; `None` if it cannot be used.
-fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Service, Spans, SourceMap)> {
+fn parse_service(
+    path: &Path,
+    text: &str,
+    report: &mut Report,
+) -> Option<(Service, Spans, SourceMap)> {
     let sm = SourceMap::new(path, text);
     let raw: RawService = match toml::from_str(text) {
         Ok(r) => r,
@@ -493,11 +509,22 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
     let id_off = raw.id.span().start;
     let id = raw.id.into_inner();
     if !valid_id(&id) {
-        err(id_off, format!("id `{id}` must be lower-case letters, digits and '-' (at most 64)"));
+        err(
+            id_off,
+            format!("id `{id}` must be lower-case letters, digits and '-' (at most 64)"),
+        );
     }
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     // Reported, but the service is kept so cross-file checks (duplicate ids) still run.
-    let stem_mismatch = (stem != id).then(|| sm.error(Some(id_off), format!("id `{id}` does not match the file name `{stem}.toml`")));
+    let stem_mismatch = (stem != id).then(|| {
+        sm.error(
+            Some(id_off),
+            format!("id `{id}` does not match the file name `{stem}.toml`"),
+        )
+    });
     let name_off = raw.name.span().start;
     let name = raw.name.into_inner();
     if name.trim().is_empty() || raw.vendor.trim().is_empty() {
@@ -506,19 +533,30 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
     let j_off = raw.risk.jurisdiction.span().start;
     let jurisdiction = raw.risk.jurisdiction.into_inner();
     if !valid_jurisdiction(&jurisdiction) {
-        err(j_off, format!("jurisdiction `{jurisdiction}`: use an ISO 3166-1 alpha-2 code, `EU` or `LOCAL`"));
+        err(
+            j_off,
+            format!(
+                "jurisdiction `{jurisdiction}`: use an ISO 3166-1 alpha-2 code, `EU` or `LOCAL`"
+            ),
+        );
     }
     let src_off = raw.provenance.sources.span().start;
     let sources = raw.provenance.sources.into_inner();
     if sources.is_empty() || sources.iter().any(|s| s.trim().is_empty()) {
-        err(src_off, "provenance.sources must list at least one non-empty source".into());
+        err(
+            src_off,
+            "provenance.sources must list at least one non-empty source".into(),
+        );
     }
     let chk_off = raw.provenance.checked.span().start;
     let checked_dt = raw.provenance.checked.into_inner();
     let checked = match (checked_dt.date, checked_dt.time) {
         (Some(d), None) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
         _ => {
-            err(chk_off, "provenance.checked must be a date (YYYY-MM-DD)".into());
+            err(
+                chk_off,
+                "provenance.checked must be a date (YYYY-MM-DD)".into(),
+            );
             String::new()
         }
     };
@@ -535,7 +573,10 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
             }
             None => None,
         };
-        tenant_hints.push(TenantHint { suffix, note: h.note });
+        tenant_hints.push(TenantHint {
+            suffix,
+            note: h.note,
+        });
     }
     let (domains, d_sp) = split(raw.domains);
     let (hosts, h_sp) = split(raw.hosts);
@@ -545,17 +586,33 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
     let (process_hints, ph_sp) = split(raw.process_hints);
     let (matches, m_sp) = split(raw.examples.matches);
     let (no_match, nm_sp) = split(raw.examples.no_match);
-    if domains.is_empty() && hosts.is_empty() && sni.is_empty() && cidrs.is_empty() && process_hints.is_empty() && ports.is_empty() {
-        err(id_off, "service has nothing to match: give domains, hosts, sni, cidrs, ports or process_hints".into());
+    if domains.is_empty()
+        && hosts.is_empty()
+        && sni.is_empty()
+        && cidrs.is_empty()
+        && process_hints.is_empty()
+        && ports.is_empty()
+    {
+        err(
+            id_off,
+            "service has nothing to match: give domains, hosts, sni, cidrs, ports or process_hints"
+                .into(),
+        );
     }
     if raw.port_alone && ports.is_empty() {
         err(id_off, "`port_alone = true` but no `ports`".into());
     }
     if raw.category == Category::SelfHostedRuntime && process_hints.is_empty() && ports.is_empty() {
-        err(id_off, "a self-hosted runtime needs `ports` or `process_hints`".into());
+        err(
+            id_off,
+            "a self-hosted runtime needs `ports` or `process_hints`".into(),
+        );
     }
     if matches.is_empty() {
-        err(id_off, "examples.match must list at least one example".into());
+        err(
+            id_off,
+            "examples.match must list at least one example".into(),
+        );
     }
     let mut risk = Risk {
         trains_on_user_data: raw.risk.trains_on_user_data,
@@ -580,7 +637,11 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
         process_hints,
         risk,
         tenant_hints,
-        provenance: Provenance { sources, checked, note: raw.provenance.note },
+        provenance: Provenance {
+            sources,
+            checked,
+            note: raw.provenance.note,
+        },
         examples: Examples { matches, no_match },
     };
     let spans = Spans {
@@ -600,14 +661,29 @@ fn parse_service(path: &Path, text: &str, report: &mut Report) -> Option<(Servic
     ok.then_some((svc, spans, sm))
 }
 
-fn check_shared(svc: &Service, spans: &Spans, sm: &SourceMap, shared: &[SharedInfra], report: &mut Report) {
+fn check_shared(
+    svc: &Service,
+    spans: &Spans,
+    sm: &SourceMap,
+    shared: &[SharedInfra],
+    report: &mut Report,
+) {
     let mut check = |field: Field, item: usize, p: &str, is_suffix: bool| {
         for s in shared {
             let off = spans.of(field, item as u32);
             if p == s.suffix {
-                report.push(sm.error(off, format!("`{p}` is shared infrastructure ({:?}): {}", s.kind, s.note)));
+                report.push(sm.error(
+                    off,
+                    format!("`{p}` is shared infrastructure ({:?}): {}", s.kind, s.note),
+                ));
             } else if is_suffix && is_at_or_below(&s.suffix, p) {
-                report.push(sm.error(off, format!("`{p}` would claim shared infrastructure `{}` below it", s.suffix)));
+                report.push(sm.error(
+                    off,
+                    format!(
+                        "`{p}` would claim shared infrastructure `{}` below it",
+                        s.suffix
+                    ),
+                ));
             } else if !s.children_allowed && is_at_or_below(p, &s.suffix) {
                 report.push(sm.error(
                     off,
@@ -628,7 +704,10 @@ fn check_shared(svc: &Service, spans: &Spans, sm: &SourceMap, shared: &[SharedIn
                 if is_at_or_below(&glob.literal_suffix, &s.suffix) {
                     report.push(sm.error(
                         spans.of(Field::Sni, i as u32),
-                        format!("`{g}` lies under shared infrastructure `{}` ({:?})", s.suffix, s.kind),
+                        format!(
+                            "`{g}` lies under shared infrastructure `{}` ({:?})",
+                            s.suffix, s.kind
+                        ),
                     ));
                 }
             }
@@ -640,10 +719,14 @@ fn check_shared(svc: &Service, spans: &Spans, sm: &SourceMap, shared: &[SharedIn
 /// error if the item is not understood.
 pub(crate) fn example_hit(m: &Matcher, item: &str) -> Result<Option<u32>, String> {
     let hit = if let Some(ip) = item.strip_prefix("ip:") {
-        let ip: std::net::IpAddr = ip.parse().map_err(|_| format!("`{ip}` is not an IP address"))?;
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| format!("`{ip}` is not an IP address"))?;
         m.match_ip(ip)
     } else if let Some(port) = item.strip_prefix("port:") {
-        let port: u16 = port.parse().map_err(|_| format!("`{port}` is not a port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{port}` is not a port"))?;
         m.match_port(port)
     } else if let Some(p) = item.strip_prefix("process:") {
         m.match_process(p)
@@ -658,26 +741,40 @@ impl Catalogue {
     /// report.
     pub fn load_dir(dir: &Path) -> Result<Self, RulesError> {
         let (cat, report) = load_dir_report(dir)?;
-        if report.is_ok() { Ok(cat) } else { Err(RulesError::Invalid { report }) }
+        if report.is_ok() {
+            Ok(cat)
+        } else {
+            Err(RulesError::Invalid { report })
+        }
     }
 
     /// Look a service up by id.
     pub fn service(&self, id: &str) -> Option<&Service> {
-        self.services.binary_search_by(|s| s.id.as_str().cmp(id)).ok().and_then(|i| self.services.get(i))
+        self.services
+            .binary_search_by(|s| s.id.as_str().cmp(id))
+            .ok()
+            .and_then(|i| self.services.get(i))
     }
 
     /// Re-check a catalogue that did not come from files (e.g. from a bundle): index
     /// conflicts, shared infrastructure, examples. Returns problems as text.
     pub fn check(&self) -> Result<Matcher, Vec<String>> {
         let mut errs = Vec::new();
-        if self.services.windows(2).any(|w| w.first().map(|a| &a.id) >= w.get(1).map(|b| &b.id)) {
+        if self
+            .services
+            .windows(2)
+            .any(|w| w.first().map(|a| &a.id) >= w.get(1).map(|b| &b.id))
+        {
             errs.push("services are not sorted by id or an id is duplicated".to_string());
         }
         let m = match Matcher::build(&self.services) {
             Ok(m) => m,
             Err(problems) => {
                 errs.extend(problems.into_iter().map(|p| {
-                    let id = self.services.get(p.service as usize).map_or("?", |s| s.id.as_str());
+                    let id = self
+                        .services
+                        .get(p.service as usize)
+                        .map_or("?", |s| s.id.as_str());
                     format!("service `{id}`: {}: {}", p.field.key(), p.message)
                 }));
                 return Err(errs);
@@ -686,9 +783,13 @@ impl Catalogue {
         for s in &self.services {
             for d in s.domains.iter().chain(&s.hosts) {
                 if let Some(sh) = self.shared_infra.iter().find(|sh| {
-                    is_at_or_below(&sh.suffix, d) || (!sh.children_allowed && is_at_or_below(d, &sh.suffix))
+                    is_at_or_below(&sh.suffix, d)
+                        || (!sh.children_allowed && is_at_or_below(d, &sh.suffix))
                 }) {
-                    errs.push(format!("service `{}`: `{d}` overlaps shared infrastructure `{}`", s.id, sh.suffix));
+                    errs.push(format!(
+                        "service `{}`: `{d}` overlaps shared infrastructure `{}`",
+                        s.id, sh.suffix
+                    ));
                 }
             }
         }
@@ -723,7 +824,10 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
                         let off = s.span().start;
                         let s = s.into_inner();
                         if let Err(e) = pattern::check_literal(&s.suffix) {
-                            report.push(sm.error(Some(off), format!("invalid shared suffix `{}`: {e}", s.suffix)));
+                            report.push(sm.error(
+                                Some(off),
+                                format!("invalid shared suffix `{}`: {e}", s.suffix),
+                            ));
                         } else {
                             shared.push(s);
                         }
@@ -732,15 +836,20 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
                 Err(e) => report.push(sm.toml_error(&e)),
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.push(
-            SourceMap::new(&shared_path, "")
-                .warning(None, "no shared-infrastructure list: shared-host checks skipped".into()),
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            report.push(SourceMap::new(&shared_path, "").warning(
+                None,
+                "no shared-infrastructure list: shared-host checks skipped".into(),
+            ))
+        }
         Err(e) => return Err(RulesError::io(shared_path, e)),
     }
 
     let mut parsed: Vec<(Service, Spans, SourceMap)> = Vec::new();
-    for path in files.iter().filter(|p| p.file_name().is_some_and(|n| n != SHARED_INFRA_FILE)) {
+    for path in files
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != SHARED_INFRA_FILE))
+    {
         report.files_checked += 1;
         let text = match std::fs::read(path) {
             Ok(b) => match String::from_utf8(b) {
@@ -764,7 +873,11 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
             let (line, _) = prev.2.line_col(prev.1.id);
             report.push(p.2.error(
                 Some(p.1.id),
-                format!("duplicate id `{}` (also in {}:{line})", p.0.id, prev.2.path().display()),
+                format!(
+                    "duplicate id `{}` (also in {}:{line})",
+                    p.0.id,
+                    prev.2.path().display()
+                ),
             ));
             continue;
         }
@@ -776,7 +889,13 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
     let services: Vec<Service> = keep.iter().map(|k| k.0.clone()).collect();
     match Matcher::build(&services) {
         Err(problems) => {
-            for BuildProblem { service, field, item, message } in problems {
+            for BuildProblem {
+                service,
+                field,
+                item,
+                message,
+            } in problems
+            {
                 if let Some((_, spans, sm)) = keep.get(service as usize) {
                     report.push(sm.error(spans.of(field, item), message));
                 }
@@ -790,8 +909,16 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
                         Err(e) => report.push(sm.error(off, format!("example `{ex}`: {e}"))),
                         Ok(Some(h)) if h as usize == si => {}
                         Ok(other) => {
-                            let got = other.and_then(|h| services.get(h as usize)).map_or("nothing", |s| s.id.as_str());
-                            report.push(sm.error(off, format!("example `{ex}` should match `{}` but matches {got}", svc.id)));
+                            let got = other
+                                .and_then(|h| services.get(h as usize))
+                                .map_or("nothing", |s| s.id.as_str());
+                            report.push(sm.error(
+                                off,
+                                format!(
+                                    "example `{ex}` should match `{}` but matches {got}",
+                                    svc.id
+                                ),
+                            ));
                         }
                     }
                 }
@@ -799,9 +926,9 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
                     let off = spans.no_match.get(i).copied();
                     match example_hit(&m, ex) {
                         Err(e) => report.push(sm.error(off, format!("example `{ex}`: {e}"))),
-                        Ok(Some(h)) if h as usize == si => {
-                            report.push(sm.error(off, format!("no_match example `{ex}` matches `{}`", svc.id)))
-                        }
+                        Ok(Some(h)) if h as usize == si => report.push(
+                            sm.error(off, format!("no_match example `{ex}` matches `{}`", svc.id)),
+                        ),
                         Ok(_) => {}
                     }
                 }
@@ -809,5 +936,11 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
         }
     }
     report.sort();
-    Ok((Catalogue { services, shared_infra: shared }, report))
+    Ok((
+        Catalogue {
+            services,
+            shared_infra: shared,
+        },
+        report,
+    ))
 }

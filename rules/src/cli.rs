@@ -156,13 +156,19 @@ fn w(out: &mut dyn Write, s: std::fmt::Arguments<'_>) -> Result<(), RulesError> 
 }
 
 fn semver(arg: &'static str, s: &str) -> Result<semver::Version, RulesError> {
-    semver::Version::parse(s).map_err(|e| RulesError::BadArgument { arg, reason: format!("`{s}` is not semver: {e}") })
+    semver::Version::parse(s).map_err(|e| RulesError::BadArgument {
+        arg,
+        reason: format!("`{s}` is not semver: {e}"),
+    })
 }
 
 fn time_arg(arg: &'static str, s: Option<&str>) -> Result<i64, RulesError> {
     match s {
         None => Ok(now_unix()),
-        Some(s) => parse_rfc3339(s).ok_or_else(|| RulesError::BadArgument { arg, reason: format!("`{s}` is not an RFC 3339 date-time with offset") }),
+        Some(s) => parse_rfc3339(s).ok_or_else(|| RulesError::BadArgument {
+            arg,
+            reason: format!("`{s}` is not an RFC 3339 date-time with offset"),
+        }),
     }
 }
 
@@ -216,13 +222,38 @@ pub fn run(cmd: &RulesCommand, out: &mut dyn Write) -> Result<ExitCode, RulesErr
                     report.warning_count()
                 ),
             )?;
-            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        RulesCommand::Explain { name, ip, port, process, user, groups, host_tags, catalogue, policy, bundle: b, pubkey, json } => {
+        RulesCommand::Explain {
+            name,
+            ip,
+            port,
+            process,
+            user,
+            groups,
+            host_tags,
+            catalogue,
+            policy,
+            bundle: b,
+            pubkey,
+            json,
+        } => {
             let engine = match (b, pubkey) {
                 (Some(b), Some(k)) => {
                     let key = bundle::read_verifying_key(k)?;
-                    let vb = bundle::verify(&read(b)?, &key, &VerifyOptions { now: now_unix(), in_use: None, agent_version: None })?;
+                    let vb = bundle::verify(
+                        &read(b)?,
+                        &key,
+                        &VerifyOptions {
+                            now: now_unix(),
+                            in_use: None,
+                            agent_version: None,
+                        },
+                    )?;
                     Engine::from_bundle(&vb)?
                 }
                 _ => {
@@ -256,14 +287,26 @@ pub fn run(cmd: &RulesCommand, out: &mut dyn Write) -> Result<ExitCode, RulesErr
                     w(out, format_args!("{v}\n"))?;
                 }
                 Some(d) => {
-                    w(out, format_args!("{} ({}) -> {}\n", d.service.id, d.service.name, d.verdict))?;
+                    w(
+                        out,
+                        format_args!("{} ({}) -> {}\n", d.service.id, d.service.name, d.verdict),
+                    )?;
                     w(out, format_args!("rule: {}\n", d.rule_id()))?;
                     w(out, format_args!("why: {}\n", d.explain()))?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        RulesCommand::Compile { catalogue, policy, version, valid_days, issued_at, min_agent_version, key, output } => {
+        RulesCommand::Compile {
+            catalogue,
+            policy,
+            version,
+            valid_days,
+            issued_at,
+            min_agent_version,
+            key,
+            output,
+        } => {
             let (cat, pol) = load_pair(catalogue, Some(policy))?;
             let issued = time_arg("--issued-at", issued_at.as_deref())?;
             let opts = CompileOptions {
@@ -293,31 +336,59 @@ pub fn run(cmd: &RulesCommand, out: &mut dyn Write) -> Result<ExitCode, RulesErr
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        RulesCommand::Sign { bundle: b, key, output } => {
+        RulesCommand::Sign {
+            bundle: b,
+            key,
+            output,
+        } => {
             let k = bundle::read_signing_key(key)?;
             let signed = bundle::sign(&read(b)?, &k)?;
             let dest = output.as_deref().unwrap_or(b);
             write_file(dest, &signed)?;
-            w(out, format_args!("signed {} with key {}\n", dest.display(), bundle::key_id(&k.verifying_key())))?;
+            w(
+                out,
+                format_args!(
+                    "signed {} with key {}\n",
+                    dest.display(),
+                    bundle::key_id(&k.verifying_key())
+                ),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
-        RulesCommand::Verify { bundle: b, pubkey, in_use_version, in_use_sha256, agent_version, at } => {
+        RulesCommand::Verify {
+            bundle: b,
+            pubkey,
+            in_use_version,
+            in_use_sha256,
+            agent_version,
+            at,
+        } => {
             let key = bundle::read_verifying_key(pubkey)?;
             let in_use = match in_use_version {
                 Some(v) => Some(InUse {
                     version: semver("--in-use-version", v)?,
                     sha256: match in_use_sha256 {
-                        Some(h) => hex::decode(h).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| RulesError::BadArgument {
-                            arg: "--in-use-sha256",
-                            reason: "expected 64 hex digits".into(),
-                        })?,
+                        Some(h) => hex::decode(h)
+                            .ok()
+                            .and_then(|v| v.try_into().ok())
+                            .ok_or_else(|| RulesError::BadArgument {
+                                arg: "--in-use-sha256",
+                                reason: "expected 64 hex digits".into(),
+                            })?,
                         None => [0; 32],
                     },
                 }),
                 None => None,
             };
-            let agent = agent_version.as_deref().map(|v| semver("--agent-version", v)).transpose()?;
-            let opts = VerifyOptions { now: time_arg("--at", at.as_deref())?, in_use: in_use.as_ref(), agent_version: agent.as_ref() };
+            let agent = agent_version
+                .as_deref()
+                .map(|v| semver("--agent-version", v))
+                .transpose()?;
+            let opts = VerifyOptions {
+                now: time_arg("--at", at.as_deref())?,
+                in_use: in_use.as_ref(),
+                agent_version: agent.as_ref(),
+            };
             match bundle::verify(&read(b)?, &key, &opts) {
                 Ok(vb) => {
                     w(
@@ -340,12 +411,18 @@ pub fn run(cmd: &RulesCommand, out: &mut dyn Write) -> Result<ExitCode, RulesErr
                 }
             }
         }
-        RulesCommand::Diff { old, new, catalogue, json } => {
+        RulesCommand::Diff {
+            old,
+            new,
+            catalogue,
+            json,
+        } => {
             let o = engine_from(old, catalogue)?;
             let n = engine_from(new, catalogue)?;
             let d = diff(&o, &n, now_unix());
             if *json {
-                let v = serde_json::to_string(&d).map_err(|source| RulesError::BundleFormat { source })?;
+                let v = serde_json::to_string(&d)
+                    .map_err(|source| RulesError::BundleFormat { source })?;
                 w(out, format_args!("{v}\n"))?;
             } else {
                 w(out, format_args!("{d}"))?;
@@ -356,7 +433,15 @@ pub fn run(cmd: &RulesCommand, out: &mut dyn Write) -> Result<ExitCode, RulesErr
             let k = bundle::generate_key()?;
             bundle::write_signing_key(secret, &k)?;
             bundle::write_verifying_key(public, &k.verifying_key())?;
-            w(out, format_args!("key {}: secret {}, public {}\n", bundle::key_id(&k.verifying_key()), secret.display(), public.display()))?;
+            w(
+                out,
+                format_args!(
+                    "key {}: secret {}, public {}\n",
+                    bundle::key_id(&k.verifying_key()),
+                    secret.display(),
+                    public.display()
+                ),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

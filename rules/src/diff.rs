@@ -63,10 +63,16 @@ impl DiffReport {
     }
 }
 
-fn audiences_of(rules: &[Rule], groups: &std::collections::BTreeMap<String, Vec<String>>, out: &mut BTreeSet<Audience>) {
+fn audiences_of(
+    rules: &[Rule],
+    groups: &std::collections::BTreeMap<String, Vec<String>>,
+    out: &mut BTreeSet<Audience>,
+) {
     for r in rules {
         let tag = r.host_tags.first().cloned().or_else(|| {
-            r.host_groups.iter().find_map(|g| groups.get(g).and_then(|t| t.first().cloned()))
+            r.host_groups
+                .iter()
+                .find_map(|g| groups.get(g).and_then(|t| t.first().cloned()))
         });
         out.insert(Audience {
             who: r.scope_text(),
@@ -93,8 +99,14 @@ pub fn diff(old: &Engine, new: &Engine, now: i64) -> DiffReport {
     let nc = new.catalogue();
     let old_ids: BTreeSet<&str> = oc.services.iter().map(|s| s.id.as_str()).collect();
     let new_ids: BTreeSet<&str> = nc.services.iter().map(|s| s.id.as_str()).collect();
-    report.added_services = new_ids.difference(&old_ids).map(|s| s.to_string()).collect();
-    report.removed_services = old_ids.difference(&new_ids).map(|s| s.to_string()).collect();
+    report.added_services = new_ids
+        .difference(&old_ids)
+        .map(|s| s.to_string())
+        .collect();
+    report.removed_services = old_ids
+        .difference(&new_ids)
+        .map(|s| s.to_string())
+        .collect();
     report.changed_services = old_ids
         .intersection(&new_ids)
         .filter(|id| oc.service(id) != nc.service(id))
@@ -108,14 +120,25 @@ pub fn diff(old: &Engine, new: &Engine, now: i64) -> DiffReport {
         audiences_of(&p.rules, &p.host_groups, &mut audiences);
         audiences_of(&p.exceptions, &p.host_groups, &mut audiences);
     }
-    let everyone = Audience { who: "everyone".into(), user: None, unix_group: None, host_tag: None, tenant: None };
+    let everyone = Audience {
+        who: "everyone".into(),
+        user: None,
+        unix_group: None,
+        host_tag: None,
+        tenant: None,
+    };
     audiences.insert(everyone);
     for id in old_ids.union(&new_ids) {
         let mut seen_for: Vec<(Option<Verdict>, Option<Verdict>, String)> = Vec::new();
         for a in &audiences {
             let groups: Vec<&str> = a.unix_group.iter().map(String::as_str).collect();
             let tags: Vec<&str> = a.host_tag.iter().map(String::as_str).collect();
-            let q = Query { user: a.user.as_deref(), unix_groups: &groups, host_tags: &tags, ..Query::default() };
+            let q = Query {
+                user: a.user.as_deref(),
+                unix_groups: &groups,
+                host_tags: &tags,
+                ..Query::default()
+            };
             let o = old.verdict_for(id, &q, a.tenant.as_deref(), now);
             let n = new.verdict_for(id, &q, a.tenant.as_deref(), now);
             let (ov, nv) = (o.map(|x| x.0), n.map(|x| x.0));
@@ -127,7 +150,11 @@ pub fn diff(old: &Engine, new: &Engine, now: i64) -> DiffReport {
                 seen_for.push(key);
                 report.verdict_changes.push(VerdictChange {
                     service: id.to_string(),
-                    who: if a.who == "everyone" { "everyone (no narrower rule)".into() } else { a.who.clone() },
+                    who: if a.who == "everyone" {
+                        "everyone (no narrower rule)".into()
+                    } else {
+                        a.who.clone()
+                    },
                     old: ov,
                     new: nv,
                     old_rule: o.map_or_else(|| "absent".into(), |x| rule_name(&x.1)),
@@ -158,7 +185,16 @@ impl fmt::Display for DiffReport {
         }
         let v = |x: Option<Verdict>| x.map_or("absent", verdict_str);
         for c in &self.verdict_changes {
-            writeln!(f, "{}: for {}: {} -> {} ({} -> {})", c.service, c.who, v(c.old), v(c.new), c.old_rule, c.new_rule)?;
+            writeln!(
+                f,
+                "{}: for {}: {} -> {} ({} -> {})",
+                c.service,
+                c.who,
+                v(c.old),
+                v(c.new),
+                c.old_rule,
+                c.new_rule
+            )?;
         }
         Ok(())
     }

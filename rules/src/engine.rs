@@ -61,8 +61,14 @@ impl fmt::Display for MatchedBy<'_> {
             Self::Host(p) => write!(f, "exact host `{p}`"),
             Self::Sni(p) => write!(f, "SNI pattern `{p}`"),
             Self::Cidr(p) => write!(f, "address range {p}"),
-            Self::Process { hint, port_too: true } => write!(f, "process `{hint}` on one of its default ports"),
-            Self::Process { hint, port_too: false } => write!(f, "process `{hint}`"),
+            Self::Process {
+                hint,
+                port_too: true,
+            } => write!(f, "process `{hint}` on one of its default ports"),
+            Self::Process {
+                hint,
+                port_too: false,
+            } => write!(f, "process `{hint}`"),
             Self::Port(p) => write!(f, "default port {p}"),
         }
     }
@@ -136,11 +142,18 @@ impl fmt::Display for Decision<'_> {
                 r.id,
                 r.scope_text(),
                 r.approver,
-                r.expires_at.map(crate::time::format_rfc3339).unwrap_or_default(),
+                r.expires_at
+                    .map(crate::time::format_rfc3339)
+                    .unwrap_or_default(),
                 r.reason
             )?,
-            DecidedBy::Rule(r) => write!(f, "; verdict {v} by rule `{}` for {}", r.id, r.scope_text())?,
-            DecidedBy::Default => write!(f, "; verdict {v} by the policy default (no rule covers this service)")?,
+            DecidedBy::Rule(r) => {
+                write!(f, "; verdict {v} by rule `{}` for {}", r.id, r.scope_text())?
+            }
+            DecidedBy::Default => write!(
+                f,
+                "; verdict {v} by the policy default (no rule covers this service)"
+            )?,
         }
         match (self.mode, self.verdict) {
             (Mode::Enforce, Verdict::Blocked) => write!(f, "; enforce mode: traffic is blocked"),
@@ -173,15 +186,22 @@ impl Compiled {
     fn targets(&self, si: u32, svc: &Service) -> bool {
         self.services.binary_search(&si).is_ok()
             || self.categories & svc.category.bit() != 0
-            || self.rule.jurisdictions.iter().any(|j| *j == svc.risk.jurisdiction)
+            || self.rule.jurisdictions.contains(&svc.risk.jurisdiction)
     }
 
     fn in_scope(&self, q: &Query<'_>, tenant: Option<&str>) -> bool {
         let r = &self.rule;
         (r.users.is_empty() || q.user.is_some_and(|u| r.users.iter().any(|x| x == u)))
-            && (r.unix_groups.is_empty() || q.unix_groups.iter().any(|g| r.unix_groups.iter().any(|x| x == g)))
-            && (self.host_tags.is_empty() || q.host_tags.iter().any(|t| self.host_tags.iter().any(|x| x == t)))
-            && (r.tenants.is_empty() || tenant.is_some_and(|t| r.tenants.iter().any(|x| x.eq_ignore_ascii_case(t))))
+            && (r.unix_groups.is_empty()
+                || q.unix_groups
+                    .iter()
+                    .any(|g| r.unix_groups.iter().any(|x| x == g)))
+            && (self.host_tags.is_empty()
+                || q.host_tags
+                    .iter()
+                    .any(|t| self.host_tags.iter().any(|x| x == t)))
+            && (r.tenants.is_empty()
+                || tenant.is_some_and(|t| r.tenants.iter().any(|x| x.eq_ignore_ascii_case(t))))
     }
 }
 
@@ -205,7 +225,13 @@ impl Engine {
             report: Report {
                 diagnostics: errs
                     .into_iter()
-                    .map(|message| Diagnostic { file: "<catalogue>".into(), line: 0, col: 0, severity: Severity::Error, message })
+                    .map(|message| Diagnostic {
+                        file: "<catalogue>".into(),
+                        line: 0,
+                        col: 0,
+                        severity: Severity::Error,
+                        message,
+                    })
                     .collect(),
                 files_checked: 0,
             },
@@ -216,29 +242,63 @@ impl Engine {
                 let idx = catalogue
                     .services
                     .binary_search_by(|x| x.id.as_str().cmp(s))
-                    .map_err(|_| RulesError::UnknownReference { rule: rule.id.clone(), what: "service", name: s.clone() })?;
+                    .map_err(|_| RulesError::UnknownReference {
+                        rule: rule.id.clone(),
+                        what: "service",
+                        name: s.clone(),
+                    })?;
                 services.push(idx as u32);
             }
             services.sort_unstable();
             let mut host_tags = rule.host_tags.clone();
             for g in &rule.host_groups {
-                let tags = policy.host_groups.get(g).ok_or_else(|| RulesError::UnknownReference {
-                    rule: rule.id.clone(),
-                    what: "host group",
-                    name: g.clone(),
-                })?;
+                let tags =
+                    policy
+                        .host_groups
+                        .get(g)
+                        .ok_or_else(|| RulesError::UnknownReference {
+                            rule: rule.id.clone(),
+                            what: "host group",
+                            name: g.clone(),
+                        })?;
                 host_tags.extend(tags.iter().cloned());
             }
             if !rule.host_groups.is_empty() && host_tags.is_empty() {
                 // A group without tags matches no host; keep a tag no host can have.
                 host_tags.push(String::new());
             }
-            let categories = rule.categories.iter().fold(0, |acc, c: &Category| acc | c.bit());
-            Ok(Compiled { rule, services, categories, host_tags })
+            let categories = rule
+                .categories
+                .iter()
+                .fold(0, |acc, c: &Category| acc | c.bit());
+            Ok(Compiled {
+                rule,
+                services,
+                categories,
+                host_tags,
+            })
         };
-        let rules = policy.rules.iter().cloned().map(compile).collect::<Result<Vec<_>, _>>()?;
-        let exceptions = policy.exceptions.iter().cloned().map(compile).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { catalogue, matcher, mode: policy.mode, default_verdict: policy.default_verdict, rules, exceptions, policy })
+        let rules = policy
+            .rules
+            .iter()
+            .cloned()
+            .map(compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        let exceptions = policy
+            .exceptions
+            .iter()
+            .cloned()
+            .map(compile)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            catalogue,
+            matcher,
+            mode: policy.mode,
+            default_verdict: policy.default_verdict,
+            rules,
+            exceptions,
+            policy,
+        })
     }
 
     /// Build from a verified bundle.
@@ -264,7 +324,9 @@ impl Engine {
     /// Hot path: which AI service, if any, does this DNS name / SNI belong to?
     #[inline]
     pub fn match_name(&self, name: &str) -> Option<&Service> {
-        self.matcher.match_name(name).and_then(|h| self.catalogue.services.get(h.service as usize))
+        self.matcher
+            .match_name(name)
+            .and_then(|h| self.catalogue.services.get(h.service as usize))
     }
 
     /// Classify an event against the catalogue and the policy, exceptions evaluated at the
@@ -279,17 +341,35 @@ impl Engine {
         let service = self.catalogue.services.get(hit.service as usize)?;
         let tenant = q.name.and_then(|n| tenant_of(service, n));
         let (verdict, decided_by) = self.decide(hit.service, service, q, tenant, now);
-        Some(Decision { service, verdict, mode: self.mode, matched_by, decided_by, tenant })
+        Some(Decision {
+            service,
+            verdict,
+            mode: self.mode,
+            matched_by,
+            decided_by,
+            tenant,
+        })
     }
 
-    fn decide<'a>(&'a self, si: u32, service: &Service, q: &Query<'_>, tenant: Option<&str>, now: i64) -> (Verdict, DecidedBy<'a>) {
-        if let Some(c) = self
-            .exceptions
-            .iter()
-            .find(|c| c.rule.expires_at.is_some_and(|t| t > now) && c.targets(si, service) && c.in_scope(q, tenant))
-        {
+    fn decide<'a>(
+        &'a self,
+        si: u32,
+        service: &Service,
+        q: &Query<'_>,
+        tenant: Option<&str>,
+        now: i64,
+    ) -> (Verdict, DecidedBy<'a>) {
+        if let Some(c) = self.exceptions.iter().find(|c| {
+            c.rule.expires_at.is_some_and(|t| t > now)
+                && c.targets(si, service)
+                && c.in_scope(q, tenant)
+        }) {
             (c.rule.verdict, DecidedBy::Exception(&c.rule))
-        } else if let Some(c) = self.rules.iter().find(|c| c.targets(si, service) && c.in_scope(q, tenant)) {
+        } else if let Some(c) = self
+            .rules
+            .iter()
+            .find(|c| c.targets(si, service) && c.in_scope(q, tenant))
+        {
             (c.rule.verdict, DecidedBy::Rule(&c.rule))
         } else {
             (self.default_verdict, DecidedBy::Default)
@@ -305,7 +385,11 @@ impl Engine {
         tenant: Option<&str>,
         now: i64,
     ) -> Option<(Verdict, DecidedBy<'a>)> {
-        let si = self.catalogue.services.binary_search_by(|s| s.id.as_str().cmp(service_id)).ok()?;
+        let si = self
+            .catalogue
+            .services
+            .binary_search_by(|s| s.id.as_str().cmp(service_id))
+            .ok()?;
         let service = self.catalogue.services.get(si)?;
         Some(self.decide(si as u32, service, who, tenant, now))
     }
@@ -331,9 +415,18 @@ impl Engine {
         }
         if let Some(h) = q.process.and_then(|p| m.match_process(p)) {
             let port_too = q.port.is_some_and(|port| {
-                self.catalogue.services.get(h.service as usize).is_some_and(|s| s.ports.contains(&port))
+                self.catalogue
+                    .services
+                    .get(h.service as usize)
+                    .is_some_and(|s| s.ports.contains(&port))
             });
-            return Some((h, MatchedBy::Process { hint: text(h), port_too }));
+            return Some((
+                h,
+                MatchedBy::Process {
+                    hint: text(h),
+                    port_too,
+                },
+            ));
         }
         if let Some((h, port)) = q.port.and_then(|p| m.match_port(p).map(|h| (h, p))) {
             return Some((h, MatchedBy::Port(port)));

@@ -46,7 +46,12 @@ pub enum Verdict {
 
 impl Verdict {
     /// All verdicts, least to most restrictive.
-    pub const ALL: [Verdict; 4] = [Self::Sanctioned, Self::Tolerated, Self::Unsanctioned, Self::Blocked];
+    pub const ALL: [Verdict; 4] = [
+        Self::Sanctioned,
+        Self::Tolerated,
+        Self::Unsanctioned,
+        Self::Blocked,
+    ];
 
     /// The snake_case name (as in files and on the wire).
     pub fn as_str(self) -> &'static str {

@@ -93,12 +93,16 @@ pub enum Cidr {
 pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => {
-            let l: u8 = l.parse().map_err(|_| format!("prefix length `{l}` is not a number"))?;
+            let l: u8 = l
+                .parse()
+                .map_err(|_| format!("prefix length `{l}` is not a number"))?;
             (a, Some(l))
         }
         None => (s, None),
     };
-    let ip: IpAddr = addr.parse().map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
     match ip {
         IpAddr::V4(v4) => {
             let len = len.unwrap_or(32);
@@ -107,7 +111,10 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
             }
             let bits = u32::from(v4);
             if bits & !mask32(len) != 0 {
-                return Err(format!("host bits set: did you mean {}/{len}?", std::net::Ipv4Addr::from(bits & mask32(len))));
+                return Err(format!(
+                    "host bits set: did you mean {}/{len}?",
+                    std::net::Ipv4Addr::from(bits & mask32(len))
+                ));
             }
             Ok(Cidr::V4(bits, len))
         }
@@ -118,7 +125,10 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
             }
             let bits = u128::from(v6);
             if bits & !mask128(len) != 0 {
-                return Err(format!("host bits set: did you mean {}/{len}?", std::net::Ipv6Addr::from(bits & mask128(len))));
+                return Err(format!(
+                    "host bits set: did you mean {}/{len}?",
+                    std::net::Ipv6Addr::from(bits & mask128(len))
+                ));
             }
             Ok(Cidr::V6(bits, len))
         }
@@ -126,11 +136,19 @@ pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
 }
 
 fn mask32(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    }
 }
 
 fn mask128(len: u8) -> u128 {
-    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) }
+    if len == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(len))
+    }
 }
 
 /// How a query was matched to a service.
@@ -177,13 +195,27 @@ impl Matcher {
         for (si, svc) in services.iter().enumerate() {
             let si = si as u32;
             let add = |m: &mut Self, field, item: usize, text: &str| -> u32 {
-                m.patterns.push(PatternInfo { service: si, field, item: item as u32, text: text.into() });
+                m.patterns.push(PatternInfo {
+                    service: si,
+                    field,
+                    item: item as u32,
+                    text: text.into(),
+                });
                 (m.patterns.len() - 1) as u32
             };
-            let problem = |field, item: usize, message: String| BuildProblem { service: si, field, item: item as u32, message };
+            let problem = |field, item: usize, message: String| BuildProblem {
+                service: si,
+                field,
+                item: item as u32,
+                message,
+            };
             for (i, d) in svc.domains.iter().enumerate() {
                 if let Err(e) = pattern::check_literal(d) {
-                    problems.push(problem(Field::Domains, i, format!("invalid domain `{d}`: {e}")));
+                    problems.push(problem(
+                        Field::Domains,
+                        i,
+                        format!("invalid domain `{d}`: {e}"),
+                    ));
                     continue;
                 }
                 let pid = add(&mut m, Field::Domains, i, d);
@@ -199,30 +231,47 @@ impl Matcher {
             }
             for (i, g) in svc.sni.iter().enumerate() {
                 match pattern::parse_glob(g) {
-                    Err(e) => problems.push(problem(Field::Sni, i, format!("invalid SNI pattern `{g}`: {e}"))),
+                    Err(e) => problems.push(problem(
+                        Field::Sni,
+                        i,
+                        format!("invalid SNI pattern `{g}`: {e}"),
+                    )),
                     Ok(glob) => {
                         let dup = globs_by_key
                             .get(glob.literal_suffix.as_str())
                             .and_then(|v| v.iter().find(|(o, _)| *o == glob).map(|(_, p)| *p));
                         if let Some(other) = dup {
-                            problems.push(problem(Field::Sni, i, m.conflict_msg(services, g, other)));
+                            problems.push(problem(
+                                Field::Sni,
+                                i,
+                                m.conflict_msg(services, g, other),
+                            ));
                             continue;
                         }
                         let pid = add(&mut m, Field::Sni, i, g);
-                        globs_by_key.entry(glob.literal_suffix.clone().into()).or_default().push((glob, pid));
+                        globs_by_key
+                            .entry(glob.literal_suffix.clone().into())
+                            .or_default()
+                            .push((glob, pid));
                     }
                 }
             }
             for (i, c) in svc.cidrs.iter().enumerate() {
                 match parse_cidr(c) {
-                    Err(e) => problems.push(problem(Field::Cidrs, i, format!("invalid CIDR `{c}`: {e}"))),
+                    Err(e) => {
+                        problems.push(problem(Field::Cidrs, i, format!("invalid CIDR `{c}`: {e}")))
+                    }
                     Ok(cidr) => {
                         let prev = match cidr {
                             Cidr::V4(a, l) => v4.entry(l).or_default().get(&a).copied(),
                             Cidr::V6(a, l) => v6.entry(l).or_default().get(&a).copied(),
                         };
                         if let Some(other) = prev {
-                            problems.push(problem(Field::Cidrs, i, m.conflict_msg(services, c, other)));
+                            problems.push(problem(
+                                Field::Cidrs,
+                                i,
+                                m.conflict_msg(services, c, other),
+                            ));
                             continue;
                         }
                         let pid = add(&mut m, Field::Cidrs, i, c);
@@ -234,7 +283,12 @@ impl Matcher {
                 }
             }
             for (i, p) in svc.process_hints.iter().enumerate() {
-                if p.is_empty() || p.contains('/') || p.len() > 255 || p.bytes().any(|b| b.is_ascii_uppercase() || b.is_ascii_control()) {
+                if p.is_empty()
+                    || p.contains('/')
+                    || p.len() > 255
+                    || p.bytes()
+                        .any(|b| b.is_ascii_uppercase() || b.is_ascii_control())
+                {
                     problems.push(problem(
                         Field::ProcessHints,
                         i,
@@ -243,7 +297,11 @@ impl Matcher {
                     continue;
                 }
                 if let Some(&other) = m.process.get(p.as_str()) {
-                    problems.push(problem(Field::ProcessHints, i, m.conflict_msg(services, p, other)));
+                    problems.push(problem(
+                        Field::ProcessHints,
+                        i,
+                        m.conflict_msg(services, p, other),
+                    ));
                     continue;
                 }
                 let pid = add(&mut m, Field::ProcessHints, i, p);
@@ -259,7 +317,11 @@ impl Matcher {
                 }
                 if svc.port_alone {
                     if let Some(&other) = m.ports_alone.get(&port) {
-                        problems.push(problem(Field::Ports, i, m.conflict_msg(services, &port.to_string(), other)));
+                        problems.push(problem(
+                            Field::Ports,
+                            i,
+                            m.conflict_msg(services, &port.to_string(), other),
+                        ));
                         continue;
                     }
                     let pid = add(&mut m, Field::Ports, i, &port.to_string());
@@ -272,17 +334,26 @@ impl Matcher {
             let start = m.globs.len() as u32;
             let len = list.len() as u32;
             m.globs.extend(list);
-            let slot = m.names.entry(key).or_insert(Slot { exact: NONE, suffix: NONE, glob_start: 0, glob_len: 0 });
+            let slot = m.names.entry(key).or_insert(Slot {
+                exact: NONE,
+                suffix: NONE,
+                glob_start: 0,
+                glob_len: 0,
+            });
             slot.glob_start = start;
             slot.glob_len = len;
         }
         let mut v4: Vec<_> = v4.into_iter().filter(|(_, t)| !t.is_empty()).collect();
-        v4.sort_by(|a, b| b.0.cmp(&a.0));
+        v4.sort_by_key(|t| std::cmp::Reverse(t.0));
         let mut v6: Vec<_> = v6.into_iter().filter(|(_, t)| !t.is_empty()).collect();
-        v6.sort_by(|a, b| b.0.cmp(&a.0));
+        v6.sort_by_key(|t| std::cmp::Reverse(t.0));
         m.v4 = v4;
         m.v6 = v6;
-        if problems.is_empty() { Ok(m) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(m)
+        } else {
+            Err(problems)
+        }
     }
 
     fn conflict_msg(&self, services: &[Service], text: &str, other_pattern: u32) -> String {
@@ -294,8 +365,20 @@ impl Matcher {
         format!("`{text}` is already claimed by service `{other}`")
     }
 
-    fn claim(&mut self, services: &[Service], name: &str, pid: u32, kind: PatternKind, problems: &mut Vec<BuildProblem>) {
-        let empty = Slot { exact: NONE, suffix: NONE, glob_start: 0, glob_len: 0 };
+    fn claim(
+        &mut self,
+        services: &[Service],
+        name: &str,
+        pid: u32,
+        kind: PatternKind,
+        problems: &mut Vec<BuildProblem>,
+    ) {
+        let empty = Slot {
+            exact: NONE,
+            suffix: NONE,
+            glob_start: 0,
+            glob_len: 0,
+        };
         let cur = self.names.get(name).copied().unwrap_or(empty);
         // The same name as an exact host and as a suffix of two services is still one name
         // claimed twice: refuse it.
@@ -305,8 +388,15 @@ impl Matcher {
         };
         let owner = |p: u32| self.patterns.get(p as usize).map(|p| p.service);
         let me = owner(pid);
-        let Some(info) = self.patterns.get(pid as usize).cloned() else { return };
-        let report = |message: String| BuildProblem { service: info.service, field: info.field, item: info.item, message };
+        let Some(info) = self.patterns.get(pid as usize).cloned() else {
+            return;
+        };
+        let report = |message: String| BuildProblem {
+            service: info.service,
+            field: info.field,
+            item: info.item,
+            message,
+        };
         if other != NONE && owner(other) != me {
             problems.push(report(self.conflict_msg(services, name, other)));
             return;
@@ -360,7 +450,10 @@ impl Matcher {
                 if !first && slot.glob_len != 0 {
                     let head = &name[..name.len() - s.len() - 1];
                     let start = slot.glob_start as usize;
-                    let globs = self.globs.get(start..start + slot.glob_len as usize).unwrap_or(&[]);
+                    let globs = self
+                        .globs
+                        .get(start..start + slot.glob_len as usize)
+                        .unwrap_or(&[]);
                     for (g, pid) in globs {
                         if g.matches_head(head) {
                             return self.hit(*pid);
@@ -378,7 +471,10 @@ impl Matcher {
 
     #[inline]
     fn hit(&self, pid: u32) -> Option<Hit> {
-        self.patterns.get(pid as usize).map(|p| Hit { service: p.service, pattern: pid })
+        self.patterns.get(pid as usize).map(|p| Hit {
+            service: p.service,
+            pattern: pid,
+        })
     }
 
     /// Longest-prefix match of an address against the catalogue's CIDRs.
@@ -391,11 +487,17 @@ impl Matcher {
         match ip {
             IpAddr::V4(a) => {
                 let bits = u32::from(a);
-                self.v4.iter().find_map(|(len, t)| t.get(&(bits & mask32(*len)))).and_then(|&p| self.hit(p))
+                self.v4
+                    .iter()
+                    .find_map(|(len, t)| t.get(&(bits & mask32(*len))))
+                    .and_then(|&p| self.hit(p))
             }
             IpAddr::V6(a) => {
                 let bits = u128::from(a);
-                self.v6.iter().find_map(|(len, t)| t.get(&(bits & mask128(*len)))).and_then(|&p| self.hit(p))
+                self.v6
+                    .iter()
+                    .find_map(|(len, t)| t.get(&(bits & mask128(*len))))
+                    .and_then(|&p| self.hit(p))
             }
         }
     }
@@ -417,10 +519,11 @@ impl Matcher {
         if let Some(&pid) = self.process.get(base) {
             return self.hit(pid);
         }
-        if base.len() == COMM_LEN && !process.contains('/') {
-            if let Some(&pid) = self.process_trunc.get(base) {
-                return self.hit(pid);
-            }
+        if base.len() == COMM_LEN
+            && !process.contains('/')
+            && let Some(&pid) = self.process_trunc.get(base)
+        {
+            return self.hit(pid);
         }
         None
     }

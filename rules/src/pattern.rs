@@ -82,7 +82,10 @@ impl Glob {
 }
 
 fn valid_chars(label: &str) -> Result<(), String> {
-    if let Some(c) = label.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_')) {
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
         return Err(format!(
             "label `{label}` contains `{c}`: use lower-case a-z, 0-9, '-', '_' (IDNs in punycode)"
         ));
@@ -125,12 +128,17 @@ pub(crate) fn check_literal(p: &str) -> Result<(), String> {
     }
     let labels: Vec<&str> = p.split('.').collect();
     if labels.len() < 2 {
-        return Err("a pattern needs at least two labels (a bare TLD would claim a whole registry)".into());
+        return Err(
+            "a pattern needs at least two labels (a bare TLD would claim a whole registry)".into(),
+        );
     }
     for l in &labels {
         valid_label(l)?;
     }
-    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
         return Err("looks like an IP address: put addresses in `cidrs`".into());
     }
     Ok(())
@@ -145,7 +153,9 @@ pub(crate) fn parse_glob(p: &str) -> Result<Glob, String> {
     let last_wild = labels
         .iter()
         .rposition(|l| l.contains('*'))
-        .ok_or_else(|| "an `sni` pattern needs a `*`; put plain names in `domains` or `hosts`".to_string())?;
+        .ok_or_else(|| {
+            "an `sni` pattern needs a `*`; put plain names in `domains` or `hosts`".to_string()
+        })?;
     let literal = &labels[last_wild + 1..];
     if literal.len() < 2 {
         return Err("the part right of the last wildcard needs at least two labels".into());
@@ -171,11 +181,18 @@ pub(crate) fn parse_glob(p: &str) -> Result<Glob, String> {
                 valid_partial(suf)?;
                 GlobLabel::Suffix(suf.into())
             }
-            _ => return Err(format!("label `{l}`: one `*` per label, at its start or end")),
+            _ => {
+                return Err(format!(
+                    "label `{l}`: one `*` per label, at its start or end"
+                ));
+            }
         };
         head.push(g);
     }
-    Ok(Glob { head, literal_suffix: literal.join(".") })
+    Ok(Glob {
+        head,
+        literal_suffix: literal.join("."),
+    })
 }
 
 /// Normalise a name for matching into `buf`: strip one trailing dot, ASCII-lower-case.

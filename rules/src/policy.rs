@@ -96,7 +96,11 @@ impl Rule {
         add("unix group", &self.unix_groups);
         add("user", &self.users);
         add("tenant", &self.tenants);
-        if parts.is_empty() { "everyone".into() } else { parts.join(", ") }
+        if parts.is_empty() {
+            "everyone".into()
+        } else {
+            parts.join(", ")
+        }
     }
 }
 
@@ -206,7 +210,12 @@ fn convert(
         let off = j.span().start;
         let j = j.into_inner();
         if !(j.len() == 2 && j.bytes().all(|b| b.is_ascii_uppercase()) || j == "LOCAL") {
-            report.push(sm.error(Some(off), format!("rule `{id}`: jurisdiction `{j}` is not an upper-case ISO code, `EU` or `LOCAL`")));
+            report.push(sm.error(
+                Some(off),
+                format!(
+                    "rule `{id}`: jurisdiction `{j}` is not an upper-case ISO code, `EU` or `LOCAL`"
+                ),
+            ));
         }
         jurisdictions.push(j);
     }
@@ -215,7 +224,10 @@ fn convert(
         let off = g.span().start;
         let g = g.into_inner();
         if !groups.contains_key(&g) {
-            report.push(sm.error(Some(off), format!("rule `{id}`: host group `{g}` is not defined in [host_groups]")));
+            report.push(sm.error(
+                Some(off),
+                format!("rule `{id}`: host group `{g}` is not defined in [host_groups]"),
+            ));
         }
         host_groups.push(g);
     }
@@ -252,7 +264,10 @@ fn convert(
             },
         }
     } else if let Some(e) = &r.expires {
-        report.push(sm.error(Some(e.span().start), format!("rule `{id}`: rules do not expire; move it to [[exceptions]]")));
+        report.push(sm.error(
+            Some(e.span().start),
+            format!("rule `{id}`: rules do not expire; move it to [[exceptions]]"),
+        ));
     }
     Rule {
         id,
@@ -277,7 +292,10 @@ impl Policy {
     /// no error) and every diagnostic.
     pub fn parse(path: &Path, text: &str, cat: &Catalogue, now: i64) -> (Option<Self>, Report) {
         let sm = SourceMap::new(path, text);
-        let mut report = Report { files_checked: 1, ..Report::default() };
+        let mut report = Report {
+            files_checked: 1,
+            ..Report::default()
+        };
         let raw: RawPolicy = match toml::from_str(text) {
             Ok(r) => r,
             Err(e) => {
@@ -285,26 +303,44 @@ impl Policy {
                 return (None, report);
             }
         };
-        let rules: Vec<Rule> =
-            raw.rules.into_iter().map(|r| convert(r, false, &sm, cat, &raw.host_groups, now, &mut report)).collect();
-        let exceptions: Vec<Rule> =
-            raw.exceptions.into_iter().map(|r| convert(r, true, &sm, cat, &raw.host_groups, now, &mut report)).collect();
+        let rules: Vec<Rule> = raw
+            .rules
+            .into_iter()
+            .map(|r| convert(r, false, &sm, cat, &raw.host_groups, now, &mut report))
+            .collect();
+        let exceptions: Vec<Rule> = raw
+            .exceptions
+            .into_iter()
+            .map(|r| convert(r, true, &sm, cat, &raw.host_groups, now, &mut report))
+            .collect();
         let mut seen = std::collections::BTreeSet::new();
         for r in rules.iter().chain(&exceptions) {
             if !seen.insert(r.id.as_str()) {
-                report.push(sm.error(find_id(text, &r.id), format!("duplicate rule id `{}`", r.id)));
+                report.push(sm.error(
+                    find_id(text, &r.id),
+                    format!("duplicate rule id `{}`", r.id),
+                ));
             }
         }
         for (i, r) in rules.iter().enumerate() {
             if let Some(earlier) = rules[..i].iter().find(|e| shadows(e, r)) {
                 report.push(sm.warning(
                     find_id(text, &r.id),
-                    format!("rule `{}` can never apply: `{}` before it matches everything it does", r.id, earlier.id),
+                    format!(
+                        "rule `{}` can never apply: `{}` before it matches everything it does",
+                        r.id, earlier.id
+                    ),
                 ));
             }
         }
         report.sort();
-        let policy = Self { mode: raw.mode, default_verdict: raw.default_verdict, host_groups: raw.host_groups, rules, exceptions };
+        let policy = Self {
+            mode: raw.mode,
+            default_verdict: raw.default_verdict,
+            host_groups: raw.host_groups,
+            rules,
+            exceptions,
+        };
         (report.is_ok().then_some(policy), report)
     }
 
@@ -327,7 +363,14 @@ pub fn validate_policy(path: &Path, cat: &Catalogue) -> Result<Report, RulesErro
 /// Byte offset of `id = "<id>"` in the text, for pointing at a rule.
 fn find_id(text: &str, id: &str) -> Option<usize> {
     let needle = format!("\"{id}\"");
-    text.match_indices(&needle).map(|(i, _)| i).find(|&i| text[..i].trim_end().ends_with('=') && text[..i].trim_end().trim_end_matches('=').trim_end().ends_with("id"))
+    text.match_indices(&needle).map(|(i, _)| i).find(|&i| {
+        text[..i].trim_end().ends_with('=')
+            && text[..i]
+                .trim_end()
+                .trim_end_matches('=')
+                .trim_end()
+                .ends_with("id")
+    })
 }
 
 /// `a` (earlier, unscoped) covers everything `b` targets.

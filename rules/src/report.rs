@@ -36,7 +36,14 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {sev}: {}", self.file.display(), self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {sev}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
     }
 }
 
@@ -52,11 +59,17 @@ pub struct Report {
 impl Report {
     /// Number of errors.
     pub fn error_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
     /// Number of warnings.
     pub fn warning_count(&self) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
     }
     /// True when there is no error (warnings allowed).
     pub fn is_ok(&self) -> bool {
@@ -64,7 +77,8 @@ impl Report {
     }
     /// Sort by file, line, column.
     pub fn sort(&mut self) {
-        self.diagnostics.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        self.diagnostics
+            .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
     }
     pub(crate) fn push(&mut self, d: Diagnostic) {
         self.diagnostics.push(d);
@@ -95,7 +109,10 @@ impl SourceMap {
     pub(crate) fn new(path: &Path, text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Self { path: path.to_path_buf(), line_starts }
+        Self {
+            path: path.to_path_buf(),
+            line_starts,
+        }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -112,9 +129,20 @@ impl SourceMap {
         (idx + 1, offset.saturating_sub(start) + 1)
     }
 
-    pub(crate) fn diag(&self, offset: Option<usize>, severity: Severity, message: String) -> Diagnostic {
+    pub(crate) fn diag(
+        &self,
+        offset: Option<usize>,
+        severity: Severity,
+        message: String,
+    ) -> Diagnostic {
         let (line, col) = offset.map_or((0, 0), |o| self.line_col(o));
-        Diagnostic { file: self.path.clone(), line, col, severity, message }
+        Diagnostic {
+            file: self.path.clone(),
+            line,
+            col,
+            severity,
+            message,
+        }
     }
 
     pub(crate) fn error(&self, offset: Option<usize>, message: String) -> Diagnostic {

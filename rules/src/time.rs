@@ -29,7 +29,12 @@ pub fn format_rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// Unix seconds of a TOML offset date-time; `None` for local (offset-less) values or
@@ -46,7 +51,11 @@ pub(crate) fn toml_datetime_to_unix(dt: &toml::value::Datetime) -> Option<i64> {
         (Some(_), Some(toml::value::Offset::Custom { minutes })) => i64::from(minutes),
         (Some(_), None) => return None,
     };
-    let days = days_from_civil(i64::from(date.year), u32::from(date.month), u32::from(date.day));
+    let days = days_from_civil(
+        i64::from(date.year),
+        u32::from(date.month),
+        u32::from(date.day),
+    );
     Some(days * 86_400 + h * 3600 + mi * 60 + s - offset_min * 60)
 }
 
@@ -73,9 +82,19 @@ mod tests {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
-        assert_eq!(parse_rfc3339("2026-11-22T15:00:00+01:00"), parse_rfc3339("2026-11-22T14:00:00Z"));
-        assert_eq!(parse_rfc3339("2026-11-22"), parse_rfc3339("2026-11-22T00:00:00Z"));
-        assert_eq!(parse_rfc3339("2026-11-22T10:00:00"), None, "local time is ambiguous");
+        assert_eq!(
+            parse_rfc3339("2026-11-22T15:00:00+01:00"),
+            parse_rfc3339("2026-11-22T14:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-22"),
+            parse_rfc3339("2026-11-22T00:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-22T10:00:00"),
+            None,
+            "local time is ambiguous"
+        );
         assert_eq!(parse_rfc3339("not a date"), None);
         for s in [-86_401_i64, 1, 1_700_000_000, 4_102_444_800] {
             assert_eq!(parse_rfc3339(&format_rfc3339(s)), Some(s));

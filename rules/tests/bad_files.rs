@@ -74,7 +74,11 @@ fn unknown_field_is_reported_at_its_line() {
     let diag = find(&r, "homepage");
     assert_eq!(diag.line, line_of(&text, "homepage"));
     assert!(diag.file.ends_with("acme-chat.toml"));
-    assert!(diag.to_string().starts_with(&format!("{}:{}:", diag.file.display(), diag.line)), "{diag}");
+    assert!(
+        diag.to_string()
+            .starts_with(&format!("{}:{}:", diag.file.display(), diag.line)),
+        "{diag}"
+    );
     assert!(Catalogue::load_dir(d.path()).is_err());
 }
 
@@ -90,7 +94,17 @@ fn unknown_enum_value_names_the_choices() {
 
 #[test]
 fn duplicate_ids_are_reported() {
-    let d = setup(&[("acme-chat.toml", GOOD), ("acme-copy.toml", &GOOD.replace("acmechat.example", "other.example").replace("api.acme-ai.example", "api.other.example").replace("192.0.2.0/24", "198.51.100.0/24").replace("192.0.2.9", "198.51.100.9"))]);
+    let d = setup(&[
+        ("acme-chat.toml", GOOD),
+        (
+            "acme-copy.toml",
+            &GOOD
+                .replace("acmechat.example", "other.example")
+                .replace("api.acme-ai.example", "api.other.example")
+                .replace("192.0.2.0/24", "198.51.100.0/24")
+                .replace("192.0.2.9", "198.51.100.9"),
+        ),
+    ]);
     let r = validate_dir(d.path()).unwrap();
     let diag = find(&r, "duplicate id `acme-chat`");
     assert_eq!(diag.line, 1);
@@ -101,13 +115,25 @@ fn duplicate_ids_are_reported() {
 #[test]
 fn invalid_patterns_and_cidrs_are_reported_at_their_lines() {
     let text = GOOD
-        .replace("domains = [\"acmechat.example\"]", "domains = [\"acmechat.example\",\n  \"Bad..Name\",\n  \"ai\"]")
-        .replace("cidrs = [\"192.0.2.0/24\"]", "cidrs = [\"192.0.2.0/24\",\n  \"192.0.2.1/16\",\n  \"10.0.0.0/33\",\n  \"not-an-ip\"]")
-        .replace("hosts = [\"api.acme-ai.example\"]", "hosts = [\"api.acme-ai.example\"]\nsni = [\"*.com\", \"a**.acme.example\"]");
+        .replace(
+            "domains = [\"acmechat.example\"]",
+            "domains = [\"acmechat.example\",\n  \"Bad..Name\",\n  \"ai\"]",
+        )
+        .replace(
+            "cidrs = [\"192.0.2.0/24\"]",
+            "cidrs = [\"192.0.2.0/24\",\n  \"192.0.2.1/16\",\n  \"10.0.0.0/33\",\n  \"not-an-ip\"]",
+        )
+        .replace(
+            "hosts = [\"api.acme-ai.example\"]",
+            "hosts = [\"api.acme-ai.example\"]\nsni = [\"*.com\", \"a**.acme.example\"]",
+        );
     let d = setup(&[("acme-chat.toml", &text)]);
     let r = validate_dir(d.path()).unwrap();
     assert_eq!(find(&r, "`Bad..Name`").line, line_of(&text, "Bad..Name"));
-    assert_eq!(find(&r, "invalid domain `ai`").line, line_of(&text, "\"ai\"]"));
+    assert_eq!(
+        find(&r, "invalid domain `ai`").line,
+        line_of(&text, "\"ai\"]")
+    );
     let host_bits = find(&r, "192.0.2.1/16");
     assert_eq!(host_bits.line, line_of(&text, "192.0.2.1/16"));
     assert!(host_bits.message.contains("host bits"), "{host_bits}");
@@ -115,23 +141,41 @@ fn invalid_patterns_and_cidrs_are_reported_at_their_lines() {
     assert_eq!(find(&r, "not-an-ip").line, line_of(&text, "not-an-ip"));
     assert_eq!(find(&r, "`*.com`").line, line_of(&text, "*.com"));
     find(&r, "a**.acme.example");
-    assert!(r.diagnostics.iter().all(|d| d.severity == Severity::Error && d.line > 0));
+    assert!(
+        r.diagnostics
+            .iter()
+            .all(|d| d.severity == Severity::Error && d.line > 0)
+    );
 }
 
 #[test]
 fn a_name_claimed_by_two_services_is_an_error_naming_both() {
     let other = GOOD
         .replace("acme-chat", "beta-chat")
-        .replace("hosts = [\"api.acme-ai.example\"]", "hosts = [\"acmechat.example\"]")
-        .replace("domains = [\"acmechat.example\"]", "domains = [\"beta.example\"]")
-        .replace("192.0.2.0/24", "192.0.2.0/24")
-        .replace("match = [\"acmechat.example\", \"www.acmechat.example\", \"ip:192.0.2.9\"]", "match = [\"beta.example\"]");
+        .replace(
+            "hosts = [\"api.acme-ai.example\"]",
+            "hosts = [\"acmechat.example\"]",
+        )
+        .replace(
+            "domains = [\"acmechat.example\"]",
+            "domains = [\"beta.example\"]",
+        )
+        .replace(
+            "match = [\"acmechat.example\", \"www.acmechat.example\", \"ip:192.0.2.9\"]",
+            "match = [\"beta.example\"]",
+        );
     let d = setup(&[("acme-chat.toml", GOOD), ("beta-chat.toml", &other)]);
     let r = validate_dir(d.path()).unwrap();
-    let name = find(&r, "`acmechat.example` is already claimed by service `acme-chat`");
+    let name = find(
+        &r,
+        "`acmechat.example` is already claimed by service `acme-chat`",
+    );
     assert!(name.file.ends_with("beta-chat.toml"));
     assert_eq!(name.line, line_of(&other, "hosts ="));
-    let cidr = find(&r, "`192.0.2.0/24` is already claimed by service `acme-chat`");
+    let cidr = find(
+        &r,
+        "`192.0.2.0/24` is already claimed by service `acme-chat`",
+    );
     assert!(cidr.file.ends_with("beta-chat.toml"));
 }
 
@@ -141,24 +185,49 @@ fn shared_infrastructure_cannot_be_claimed() {
         "domains = [\"acmechat.example\"]",
         "domains = [\"acmechat.example\", \"cdn.example\", \"example\"]\nsni = [\"acme-*.telemetry.example\"]",
     );
-    let text = text.replace("hosts = [\"api.acme-ai.example\"]", "hosts = [\"api.acme-ai.example\", \"o1.telemetry.example\", \"acme.cdn.example\"]");
+    let text = text.replace(
+        "hosts = [\"api.acme-ai.example\"]",
+        "hosts = [\"api.acme-ai.example\", \"o1.telemetry.example\", \"acme.cdn.example\"]",
+    );
     let d = setup(&[("acme-chat.toml", &text)]);
     let r = validate_dir(d.path()).unwrap();
     find(&r, "`cdn.example` is shared infrastructure");
-    find(&r, "`o1.telemetry.example` lies under shared infrastructure `telemetry.example`");
-    find(&r, "`acme.cdn.example` lies under shared infrastructure `cdn.example`");
-    find(&r, "`acme-*.telemetry.example` lies under shared infrastructure");
+    find(
+        &r,
+        "`o1.telemetry.example` lies under shared infrastructure `telemetry.example`",
+    );
+    find(
+        &r,
+        "`acme.cdn.example` lies under shared infrastructure `cdn.example`",
+    );
+    find(
+        &r,
+        "`acme-*.telemetry.example` lies under shared infrastructure",
+    );
     find(&r, "invalid domain `example`");
 }
 
 #[test]
 fn examples_that_do_not_hold_are_errors() {
-    let text = GOOD.replace("no_match = [\"notacmechat.example\"]", "no_match = [\"sub.acmechat.example\", \"ip:nope\"]")
-        .replace("\"ip:192.0.2.9\"]", "\"ip:192.0.2.9\", \"unrelated.example\"]");
+    let text = GOOD
+        .replace(
+            "no_match = [\"notacmechat.example\"]",
+            "no_match = [\"sub.acmechat.example\", \"ip:nope\"]",
+        )
+        .replace(
+            "\"ip:192.0.2.9\"]",
+            "\"ip:192.0.2.9\", \"unrelated.example\"]",
+        );
     let d = setup(&[("acme-chat.toml", &text)]);
     let r = validate_dir(d.path()).unwrap();
-    find(&r, "no_match example `sub.acmechat.example` matches `acme-chat`");
-    find(&r, "example `unrelated.example` should match `acme-chat` but matches nothing");
+    find(
+        &r,
+        "no_match example `sub.acmechat.example` matches `acme-chat`",
+    );
+    find(
+        &r,
+        "example `unrelated.example` should match `acme-chat` but matches nothing",
+    );
     find(&r, "`nope` is not an IP address");
 }
 
@@ -175,10 +244,16 @@ fn malformed_toml_is_reported_with_its_line() {
 fn missing_required_sections_and_bad_values() {
     let no_examples = GOOD.split("[examples]").next().unwrap().to_string();
     let bad_jur = GOOD.replace("\"ZZ\"", "\"Germany\"");
-    let d = setup(&[("acme-chat.toml", &no_examples), ("acme-two.toml", &bad_jur.replace("acme-chat", "acme-two"))]);
+    let d = setup(&[
+        ("acme-chat.toml", &no_examples),
+        ("acme-two.toml", &bad_jur.replace("acme-chat", "acme-two")),
+    ]);
     let r = validate_dir(d.path()).unwrap();
     find(&r, "missing field `examples`");
-    assert_eq!(find(&r, "jurisdiction `Germany`").line, line_of(&bad_jur, "Germany"));
+    assert_eq!(
+        find(&r, "jurisdiction `Germany`").line,
+        line_of(&bad_jur, "Germany")
+    );
 }
 
 #[test]
@@ -236,21 +311,80 @@ fn good_policy_is_clean() {
 #[test]
 fn bad_policies_are_reported_with_lines() {
     let cases: Vec<(String, &str, &str)> = vec![
-        (POLICY.replace("mode = \"enforce\"", "mode = \"enforce\"\nstrict = true"), "strict", "unknown field"),
-        (POLICY.replace("services = [\"acme-chat\"]\nhost_groups", "services = [\"nope-chat\"]\nhost_groups"), "nope-chat", "unknown service `nope-chat`"),
-        (POLICY.replace("host_groups = [\"servers\"]", "host_groups = [\"ghosts\"]"), "ghosts", "host group `ghosts` is not defined"),
-        (POLICY.replace("verdict = \"blocked\"", "verdict = \"deny\""), "deny", "unknown variant `deny`"),
-        (POLICY.replace("expires = 2030-01-01T00:00:00Z", "expires = 2030-01-01T00:00:00"), "expires", "offset"),
-        (POLICY.replace("approver = \"bob\"\n", ""), "[[exceptions]]", "needs an `approver`"),
-        (POLICY.replace("services = [\"acme-chat\"]\nhost_groups = [\"servers\"]", "host_groups = [\"servers\"]"), "[[rules]]", "targets nothing"),
-        (POLICY.replace("id = \"acme-for-alice\"", "id = \"block-acme\""), "id = \"block-acme\"", "duplicate rule id"),
-        (POLICY.replace("verdict = \"blocked\"", "verdict = \"blocked\"\nexpires = 2030-01-01"), "expires = 2030-01-01\n", "rules do not expire"),
-        (POLICY.replace("default_verdict = \"unsanctioned\"", "default_verdict = [unsanctioned"), "[host_groups]", "expected"),
+        (
+            POLICY.replace("mode = \"enforce\"", "mode = \"enforce\"\nstrict = true"),
+            "strict",
+            "unknown field",
+        ),
+        (
+            POLICY.replace(
+                "services = [\"acme-chat\"]\nhost_groups",
+                "services = [\"nope-chat\"]\nhost_groups",
+            ),
+            "nope-chat",
+            "unknown service `nope-chat`",
+        ),
+        (
+            POLICY.replace("host_groups = [\"servers\"]", "host_groups = [\"ghosts\"]"),
+            "ghosts",
+            "host group `ghosts` is not defined",
+        ),
+        (
+            POLICY.replace("verdict = \"blocked\"", "verdict = \"deny\""),
+            "deny",
+            "unknown variant `deny`",
+        ),
+        (
+            POLICY.replace(
+                "expires = 2030-01-01T00:00:00Z",
+                "expires = 2030-01-01T00:00:00",
+            ),
+            "expires",
+            "offset",
+        ),
+        (
+            POLICY.replace("approver = \"bob\"\n", ""),
+            "[[exceptions]]",
+            "needs an `approver`",
+        ),
+        (
+            POLICY.replace(
+                "services = [\"acme-chat\"]\nhost_groups = [\"servers\"]",
+                "host_groups = [\"servers\"]",
+            ),
+            "[[rules]]",
+            "targets nothing",
+        ),
+        (
+            POLICY.replace("id = \"acme-for-alice\"", "id = \"block-acme\""),
+            "id = \"block-acme\"",
+            "duplicate rule id",
+        ),
+        (
+            POLICY.replace(
+                "verdict = \"blocked\"",
+                "verdict = \"blocked\"\nexpires = 2030-01-01",
+            ),
+            "expires = 2030-01-01\n",
+            "rules do not expire",
+        ),
+        (
+            POLICY.replace(
+                "default_verdict = \"unsanctioned\"",
+                "default_verdict = [unsanctioned",
+            ),
+            "[host_groups]",
+            "expected",
+        ),
     ];
     for (text, at, msg) in cases {
         let r = policy_report(&text);
         assert!(!r.is_ok(), "expected an error for {msg:?}:\n{text}");
-        let d = r.diagnostics.iter().find(|d| d.severity == Severity::Error && d.message.contains(msg)).unwrap_or_else(|| panic!("{msg:?} not in\n{r}"));
+        let d = r
+            .diagnostics
+            .iter()
+            .find(|d| d.severity == Severity::Error && d.message.contains(msg))
+            .unwrap_or_else(|| panic!("{msg:?} not in\n{r}"));
         let needle = at.trim_end_matches('\n');
         let expect = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
         assert_eq!(d.line, expect, "{msg:?}: {d}");

@@ -14,8 +14,15 @@ fn dir() -> PathBuf {
 #[test]
 fn shipped_catalogue_validates_without_errors_or_warnings() {
     let (cat, report) = load_dir_report(&dir()).unwrap();
-    assert!(report.diagnostics.is_empty(), "catalogue problems:\n{report}");
-    assert!(cat.services.len() >= 400, "only {} services", cat.services.len());
+    assert!(
+        report.diagnostics.is_empty(),
+        "catalogue problems:\n{report}"
+    );
+    assert!(
+        cat.services.len() >= 400,
+        "only {} services",
+        cat.services.len()
+    );
 }
 
 #[test]
@@ -26,7 +33,10 @@ fn every_category_is_covered_and_regions_are_present() {
         assert!(n >= 5, "category {c} has only {n} services");
     }
     for j in ["CN", "FR", "DE", "KR", "JP", "RU", "IN", "LOCAL"] {
-        assert!(cat.services.iter().any(|s| s.risk.jurisdiction == j), "no service in {j}");
+        assert!(
+            cat.services.iter().any(|s| s.risk.jurisdiction == j),
+            "no service in {j}"
+        );
     }
 }
 
@@ -55,15 +65,28 @@ fn every_entry_examples_hold_through_the_engine() {
             e.classify_at(&q, 0).map(|d| d.service.id.clone())
         };
         for m in &svc.examples.matches {
-            assert_eq!(run(m).as_deref(), Some(svc.id.as_str()), "{}: example `{m}`", svc.id);
+            assert_eq!(
+                run(m).as_deref(),
+                Some(svc.id.as_str()),
+                "{}: example `{m}`",
+                svc.id
+            );
             checked += 1;
         }
         for m in &svc.examples.no_match {
-            assert_ne!(run(m).as_deref(), Some(svc.id.as_str()), "{}: no_match `{m}`", svc.id);
+            assert_ne!(
+                run(m).as_deref(),
+                Some(svc.id.as_str()),
+                "{}: no_match `{m}`",
+                svc.id
+            );
             checked += 1;
         }
         if let Some(d) = svc.domains.first() {
-            assert_eq!(e.match_name(d).map(|s| s.id.as_str()), Some(svc.id.as_str()));
+            assert_eq!(
+                e.match_name(d).map(|s| s.id.as_str()),
+                Some(svc.id.as_str())
+            );
         }
     }
     assert!(checked > 2000, "only {checked} examples");
@@ -72,14 +95,25 @@ fn every_entry_examples_hold_through_the_engine() {
 #[test]
 fn benign_popular_names_never_match() {
     let e = engine();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/benign.txt")).unwrap();
-    let names: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/benign.txt"),
+    )
+    .unwrap();
+    let names: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
     assert!(names.len() >= 1000, "benign list has only {}", names.len());
     let hits: Vec<String> = names
         .iter()
         .filter_map(|n| e.match_name(n).map(|s| format!("{n} -> {}", s.id)))
         .collect();
-    assert!(hits.is_empty(), "benign names matched AI services:\n{}", hits.join("\n"));
+    assert!(
+        hits.is_empty(),
+        "benign names matched AI services:\n{}",
+        hits.join("\n")
+    );
 }
 
 #[test]
@@ -88,8 +122,16 @@ fn shared_infrastructure_never_matches() {
     let cat = e.catalogue();
     assert!(cat.shared_infra.len() >= 50);
     for s in &cat.shared_infra {
-        for n in [s.suffix.clone(), format!("zz-unrelated-customer.{}", s.suffix), format!("a.b.{}", s.suffix)] {
-            assert!(e.match_name(&n).is_none(), "shared host {n} matched {:?}", e.match_name(&n).map(|s| &s.id));
+        for n in [
+            s.suffix.clone(),
+            format!("zz-unrelated-customer.{}", s.suffix),
+            format!("a.b.{}", s.suffix),
+        ] {
+            assert!(
+                e.match_name(&n).is_none(),
+                "shared host {n} matched {:?}",
+                e.match_name(&n).map(|s| &s.id)
+            );
         }
     }
 }

@@ -40,20 +40,52 @@ fn validate_shipped_catalogue_and_example_policy() {
 #[test]
 fn validate_reports_file_and_line_and_fails() {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("x.toml"), "id = \"x\"\nname = \"X\"\nbogus = 1\n").unwrap();
+    std::fs::write(
+        d.path().join("x.toml"),
+        "id = \"x\"\nname = \"X\"\nbogus = 1\n",
+    )
+    .unwrap();
     let (code, out) = exec(&["validate", "--catalogue", &s(d.path())]);
     assert_eq!(code, ExitCode::from(1));
-    assert!(out.contains("x.toml:3:1: error: unknown field `bogus`"), "{out}");
+    assert!(
+        out.contains("x.toml:3:1: error: unknown field `bogus`"),
+        "{out}"
+    );
 }
 
 #[test]
 fn explain_names_service_verdict_and_reason() {
     let cat = s(&root().join("catalogue"));
     let pol = s(&root().join("policy.example.toml"));
-    let (_, out) = exec(&["explain", "API.DeepSeek.com.", "--user", "carol", "--catalogue", &cat, "--policy", &pol]);
-    assert!(out.starts_with("deepseek-api (DeepSeek API) -> blocked"), "{out}");
+    let (_, out) = exec(&[
+        "explain",
+        "API.DeepSeek.com.",
+        "--user",
+        "carol",
+        "--catalogue",
+        &cat,
+        "--policy",
+        &pol,
+    ]);
+    assert!(
+        out.starts_with("deepseek-api (DeepSeek API) -> blocked"),
+        "{out}"
+    );
     assert!(out.contains("rule: rule:high-risk-jurisdictions"), "{out}");
-    let (_, out) = exec(&["explain", "--process", "/opt/ollama/bin/ollama", "--port", "11434", "--host-tag", "laptop", "--catalogue", &cat, "--policy", &pol, "--json"]);
+    let (_, out) = exec(&[
+        "explain",
+        "--process",
+        "/opt/ollama/bin/ollama",
+        "--port",
+        "11434",
+        "--host-tag",
+        "laptop",
+        "--catalogue",
+        &cat,
+        "--policy",
+        &pol,
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["match"]["service"], "ollama");
     assert_eq!(v["verdict"], "tolerated");
@@ -71,7 +103,21 @@ fn keygen_compile_sign_verify_explain_diff() {
     let (code, out) = exec(&["keygen", "--secret", &p("k.sec"), "--public", &p("k.pub")]);
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
 
-    let (_, out) = exec(&["compile", "--catalogue", &cat, "--policy", &pol, "--version", "1.0.0", "--issued-at", "2026-11-20T00:00:00Z", "--valid-days", "3650", "-o", &p("b1.json")]);
+    let (_, out) = exec(&[
+        "compile",
+        "--catalogue",
+        &cat,
+        "--policy",
+        &pol,
+        "--version",
+        "1.0.0",
+        "--issued-at",
+        "2026-11-20T00:00:00Z",
+        "--valid-days",
+        "3650",
+        "-o",
+        &p("b1.json"),
+    ]);
     assert!(out.contains("unsigned"), "{out}");
     let (code, out) = exec(&["verify", &p("b1.json"), "--pubkey", &p("k.pub")]);
     assert_eq!(code, ExitCode::from(1));
@@ -81,27 +127,72 @@ fn keygen_compile_sign_verify_explain_diff() {
     let (code, out) = exec(&["verify", &p("b1.json"), "--pubkey", &p("k.pub")]);
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
     assert!(out.starts_with("OK: version 1.0.0"), "{out}");
-    let (code, out) = exec(&["verify", &p("b1.json"), "--pubkey", &p("k.pub"), "--in-use-version", "1.0.1"]);
+    let (code, out) = exec(&[
+        "verify",
+        &p("b1.json"),
+        "--pubkey",
+        &p("k.pub"),
+        "--in-use-version",
+        "1.0.1",
+    ]);
     assert_eq!(code, ExitCode::from(1));
     assert!(out.contains("rollback refused"), "{out}");
-    let (code, out) = exec(&["verify", &p("b1.json"), "--pubkey", &p("k.pub"), "--at", "2040-01-01T00:00:00Z"]);
+    let (code, out) = exec(&[
+        "verify",
+        &p("b1.json"),
+        "--pubkey",
+        &p("k.pub"),
+        "--at",
+        "2040-01-01T00:00:00Z",
+    ]);
     assert_eq!(code, ExitCode::from(1));
     assert!(out.contains("expired"), "{out}");
 
-    let (_, out) = exec(&["explain", "chatgpt.com", "--bundle", &p("b1.json"), "--pubkey", &p("k.pub")]);
+    let (_, out) = exec(&[
+        "explain",
+        "chatgpt.com",
+        "--bundle",
+        &p("b1.json"),
+        "--pubkey",
+        &p("k.pub"),
+    ]);
     assert!(out.contains("-> tolerated"), "{out}");
 
     // A new policy: block ChatGPT for sales, enforce.
-    let new_pol = std::fs::read_to_string(&pol).unwrap().replace("mode = \"monitor\"", "mode = \"enforce\"")
+    let new_pol = std::fs::read_to_string(&pol)
+        .unwrap()
+        .replace("mode = \"monitor\"", "mode = \"enforce\"")
         + "\n[[exceptions]]\nid = \"sales-no-chatgpt\"\nverdict = \"blocked\"\nservices = [\"openai-chatgpt\"]\nunix_groups = [\"sales\"]\nreason = \"leak\"\napprover = \"ciso\"\nexpires = 2099-01-01T00:00:00Z\n";
     std::fs::write(d.path().join("new.toml"), new_pol).unwrap();
-    let (code, out) = exec(&["compile", "--catalogue", &cat, "--policy", &p("new.toml"), "--version", "1.1.0", "--issued-at", "2026-11-21T00:00:00Z", "--valid-days", "3650", "--key", &p("k.sec"), "-o", &p("b2.json")]);
+    let (code, out) = exec(&[
+        "compile",
+        "--catalogue",
+        &cat,
+        "--policy",
+        &p("new.toml"),
+        "--version",
+        "1.1.0",
+        "--issued-at",
+        "2026-11-21T00:00:00Z",
+        "--valid-days",
+        "3650",
+        "--key",
+        &p("k.sec"),
+        "-o",
+        &p("b2.json"),
+    ]);
     assert_eq!(code, ExitCode::SUCCESS, "{out}");
     assert!(out.contains("signed"), "{out}");
     let (_, out) = exec(&["diff", &p("b1.json"), &p("b2.json")]);
     assert!(out.contains("mode: Monitor -> Enforce"), "{out}");
     assert!(out.contains("openai-chatgpt: for unix group sales: tolerated -> blocked (rule:chat-tolerated -> exception:sales-no-chatgpt)"), "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("openai-chatgpt")).count(), 1, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("openai-chatgpt"))
+            .count(),
+        1,
+        "{out}"
+    );
     let (_, out) = exec(&["diff", &pol, &p("new.toml"), "--catalogue", &cat, "--json"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["verdict_changes"].as_array().unwrap().len(), 1, "{out}");
@@ -111,8 +202,25 @@ fn keygen_compile_sign_verify_explain_diff() {
 
 #[test]
 fn io_errors_are_errors_not_panics() {
-    let cli = Cli::try_parse_from(["rules", "verify", "/nonexistent/b.json", "--pubkey", "/nonexistent/k.pub"]).unwrap();
+    let cli = Cli::try_parse_from([
+        "rules",
+        "verify",
+        "/nonexistent/b.json",
+        "--pubkey",
+        "/nonexistent/k.pub",
+    ])
+    .unwrap();
     assert!(run(&cli.cmd, &mut Vec::new()).is_err());
-    let cli = Cli::try_parse_from(["rules", "compile", "--policy", "/nonexistent/p.toml", "--version", "x", "-o", "/tmp/never"]).unwrap();
+    let cli = Cli::try_parse_from([
+        "rules",
+        "compile",
+        "--policy",
+        "/nonexistent/p.toml",
+        "--version",
+        "x",
+        "-o",
+        "/tmp/never",
+    ])
+    .unwrap();
     assert!(run(&cli.cmd, &mut Vec::new()).is_err());
 }
