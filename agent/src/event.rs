@@ -65,6 +65,8 @@ pub struct TlsInfo {
     /// ECH offered: the SNI above is the outer (public) name.
     pub ech: bool,
     pub hello_len: usize,
+    /// Only a prefix of the hello was available (the rest never arrived in time).
+    pub partial: bool,
     /// QUIC wire version when the hello came in QUIC Initials.
     pub quic_version: Option<u32>,
 }

@@ -399,3 +399,95 @@ fn garbage_packets_are_counted_not_fatal_and_metrics_are_served() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn quic_initials_and_client_hellos_split_across_segments_are_named_live() {
+    let _g = serial();
+    let (mut t, cert) = topology();
+    let key = t.dir.path().join("key.pem");
+    // A real QUIC server (aioquic) in the remote namespace, on UDP 4433.
+    let helper = repo_root().join("agent/decode/tests/netns_helper.py");
+    let v4 = t.remote_v4.clone();
+    t.start_server(
+        "python3",
+        &[
+            helper.to_str().unwrap(),
+            "quic-server",
+            &cert,
+            key.to_str().unwrap(),
+            &v4,
+        ],
+    )
+    .unwrap();
+    let agent = Agent::start(&["--poll-ms", "20"]).unwrap();
+
+    let quic = client(
+        &t,
+        "python3",
+        &[
+            helper.to_str().unwrap(),
+            "quic-client",
+            &v4,
+            "api.openai.com",
+        ],
+    );
+    let q = agent
+        .wait_for("QUIC ClientHello", T, |v| {
+            of_pid(quic)(v) && kind(v) == (4001, 6)
+        })
+        .unwrap();
+    assert_eq!(s(&q, &["connection_info", "protocol_name"]), "quic");
+    assert_eq!(s(&q, &["tls", "sni"]), "api.openai.com");
+    assert_eq!(s(&q, &["unmapped", "quic_version"]), "0x00000001");
+    assert_eq!(n(&q, &["dst_endpoint", "port"]), 4433);
+
+    // Shrink the client's link so every ClientHello spans several TCP segments.
+    let dev = sh(Command::new("ip").args(["-n", &t.client, "-o", "link", "show", "type", "veth"]))
+        .unwrap();
+    let dev = dev
+        .split(':')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    sh(Command::new("ip").args(["-n", &t.client, "link", "set", &dev, "mtu", "300"])).unwrap();
+    let ossl = client(
+        &t,
+        "sh",
+        &[
+            "-c",
+            "exec openssl s_client -connect api.anthropic.com:443 -servername api.anthropic.com -brief </dev/null",
+        ],
+    );
+    let h = agent
+        .wait_for("split openssl ClientHello", T, |v| {
+            of_pid(ossl)(v) && kind(v) == (4001, 6)
+        })
+        .unwrap();
+    assert_eq!(s(&h, &["tls", "sni"]), "api.anthropic.com");
+    // MTU 300 leaves 260 bytes of TCP payload per segment: this hello needed several.
+    assert!(n(&h, &["unmapped", "client_hello_len"]) > 260, "{h}");
+    assert!(
+        h["unmapped"]["client_hello_partial"].is_null(),
+        "reassembled whole: {h}"
+    );
+    let curl = client(
+        &t,
+        "curl",
+        &["-4", "-sS", "--cacert", &cert, "https://api.openai.com/"],
+    );
+    let h = agent
+        .wait_for("split curl ClientHello", T, |v| {
+            of_pid(curl)(v) && kind(v) == (4001, 6)
+        })
+        .unwrap();
+    assert_eq!(s(&h, &["tls", "sni"]), "api.openai.com");
+    assert!(n(&h, &["unmapped", "client_hello_len"]) > 260, "{h}");
+    assert!(
+        h["unmapped"]["client_hello_partial"].is_null(),
+        "reassembled whole: {h}"
+    );
+}

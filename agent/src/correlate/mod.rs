@@ -352,6 +352,7 @@ impl Correlator {
                         ja4: hello.ja4.clone(),
                         ech: hello.ech.is_some(),
                         hello_len: hello.hello_len,
+                        partial: hello.partial,
                         quic_version,
                     }),
                     signals,

@@ -159,6 +159,10 @@ pub fn render(e: &Event, device: &Device) -> Value {
     if let Some(t) = &e.tls {
         unmapped.insert("alpn".into(), json!(t.alpn));
         unmapped.insert("ech".into(), json!(t.ech));
+        unmapped.insert("client_hello_len".into(), json!(t.hello_len));
+        if t.partial {
+            unmapped.insert("client_hello_partial".into(), json!(true));
+        }
         if let Some(v) = t.quic_version {
             unmapped.insert("quic_version".into(), json!(format!("0x{v:08x}")));
         }
