@@ -1,0 +1,65 @@
+// Small SVG charts drawn from the trend report (one point per UTC day × service × verdict).
+
+import { svg, h } from "./dom.js";
+
+/** The last `days` UTC day strings, oldest first, ending today. */
+export function dayRange(days, now = Date.now()) {
+  const out = [];
+  for (let i = days - 1; i >= 0; i--) out.push(new Date(now - i * 86400000).toISOString().slice(0, 10));
+  return out;
+}
+
+/** Sums trend points into {day → events} for the given days. */
+export function eventsPerDay(points, days) {
+  const m = new Map(days.map((d) => [d, 0]));
+  for (const p of points) if (m.has(p.day)) m.set(p.day, m.get(p.day) + p.events);
+  return days.map((d) => m.get(d));
+}
+
+/** A 100×24 sparkline of daily events. */
+export function sparkline(values, label) {
+  const w = 100, hgt = 24, max = Math.max(1, ...values);
+  const step = values.length > 1 ? w / (values.length - 1) : w;
+  const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(hgt - 2 - (v / max) * (hgt - 4)).toFixed(1)}`);
+  // "Growing": the later half of the period has more events than the earlier half.
+  const half = Math.floor(values.length / 2);
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  const rising = values.length > 1 && sum(values.slice(values.length - half)) > sum(values.slice(0, half));
+  return svg(
+    "svg",
+    { class: `spark ${rising ? "rising" : ""}`, "data-rising": rising ? "yes" : "no", viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt, role: "img", "aria-label": label },
+    svg("title", {}, rising ? `${label} (growing)` : label),
+    svg("polyline", { points: pts.join(" "), fill: "none" }),
+  );
+}
+
+const COLORS = { sanctioned: "#2f9e44", tolerated: "#f08c00", unsanctioned: "#e03131", blocked: "#495057" };
+
+/** Stacked daily bars by verdict, with day labels and a legend. */
+export function trendChart(points, days) {
+  const verdicts = ["sanctioned", "tolerated", "unsanctioned", "blocked"];
+  const per = new Map(days.map((d) => [d, Object.fromEntries(verdicts.map((v) => [v, 0]))]));
+  for (const p of points) if (per.has(p.day)) per.get(p.day)[p.verdict] += p.events;
+  const totals = days.map((d) => verdicts.reduce((s, v) => s + per.get(d)[v], 0));
+  const max = Math.max(1, ...totals);
+  const W = 640, H = 180, pad = 24, bw = (W - pad * 2) / days.length;
+  const root = svg("svg", { class: "trend", viewBox: `0 0 ${W} ${H + 20}`, role: "img", "aria-label": "events per day" });
+  days.forEach((d, i) => {
+    let y = H;
+    for (const v of verdicts) {
+      const n = per.get(d)[v];
+      if (!n) continue;
+      const bh = (n / max) * (H - pad);
+      y -= bh;
+      root.appendChild(
+        svg("rect", { x: pad + i * bw + 2, y, width: Math.max(1, bw - 4), height: bh, fill: COLORS[v] }, svg("title", {}, `${d} ${v}: ${n} events`)),
+      );
+    }
+    if (days.length <= 14 || i % Math.ceil(days.length / 10) === 0) {
+      root.appendChild(svg("text", { x: pad + i * bw + bw / 2, y: H + 14, "text-anchor": "middle" }, d.slice(5)));
+    }
+  });
+  root.appendChild(svg("text", { x: 2, y: 12 }, String(max)));
+  const legend = h("div", { class: "legend" }, verdicts.map((v) => h("span", { class: `swatch verdict-${v}` }, v)));
+  return h("div", { class: "chart" }, root, legend);
+}

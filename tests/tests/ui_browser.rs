@@ -1,0 +1,428 @@
+//! The web UI in a real headless Chromium against a real collector.
+//!
+//! Starts `shadowai-collector serve` on a loopback port with a temporary data dir, creates two
+//! people (an admin and an approver) with the collector's own `token create`, enrolls two agents
+//! and posts heartbeats and findings through the real ingest API, then runs
+//! `tests/ui/ui.test.mjs` (playwright-core driving Debian's /usr/bin/chromium), which logs in,
+//! clicks through overview → service detail → host drill-down → findings filters → CSV export
+//! → approval by the second person → audit log → fleet, and saves screenshots.
+//!
+//! Needs: `cargo build --bins` (the collector binary), `.ci/deps/collector-ui.sh` (chromium and
+//! tests/ui/node_modules).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use shadowai_api::client::Client;
+use shadowai_api::wire::{AgentMode, EnrollRequest, Heartbeat, IngestBatch};
+use shadowai_api::{Action, Evidence, Finding, ProcessRef, Verdict};
+
+const ADMIN: &str = "alice";
+const APPROVER: &str = "bob";
+const CONTAINER: &str = "c0ffee0123456789abcdef";
+
+fn collector_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("shadowai-collector");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` before this test (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn ui_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
+}
+
+fn prerequisites() -> String {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run `bash .ci/deps/collector-ui.sh` (Debian's chromium + chromium-driver)"
+    );
+    assert!(
+        ui_dir().join("node_modules/playwright-core").exists(),
+        "tests/ui/node_modules/playwright-core is missing: run `bash .ci/deps/collector-ui.sh` (npm ci)"
+    );
+    chromium
+}
+
+/// Runs a collector admin command and returns the line of stdout that starts with `prefix`.
+fn admin_secret(data: &Path, args: &[&str], prefix: &str) -> String {
+    let out = Command::new(collector_bin())
+        .args(args)
+        .args(["--data", data.to_str().unwrap()])
+        .env("SHADOWAI_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("{args:?} printed no {prefix}… line: {stdout}"))
+        .to_owned()
+}
+
+/// The collector process; killed (and its log shown on failure) when dropped.
+struct Collector {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking()
+            && let Ok(log) = std::fs::read_to_string(&self.log)
+        {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- collector log (last lines) ---");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+fn start_collector(data: &Path) -> (Collector, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = data.join("collector.log");
+    let child = Command::new(collector_bin())
+        .args(["serve", "--data", data.to_str().unwrap(), "--insecure-http"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::options().append(true).open(&log).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    (Collector { child, log }, format!("http://127.0.0.1:{port}"))
+}
+
+struct Service {
+    id: &'static str,
+    name: &'static str,
+    vendor: &'static str,
+    category: &'static str,
+    risk: u8,
+    verdict: Verdict,
+}
+
+const SERVICES: [Service; 4] = [
+    Service {
+        id: "openai-chatgpt",
+        name: "ChatGPT",
+        vendor: "OpenAI",
+        category: "chat",
+        risk: 70,
+        verdict: Verdict::Unsanctioned,
+    },
+    Service {
+        id: "deepseek-chat",
+        name: "DeepSeek",
+        vendor: "DeepSeek",
+        category: "chat",
+        risk: 90,
+        verdict: Verdict::Unsanctioned,
+    },
+    Service {
+        id: "github-copilot",
+        name: "GitHub Copilot",
+        vendor: "GitHub",
+        category: "coding",
+        risk: 40,
+        verdict: Verdict::Sanctioned,
+    },
+    Service {
+        id: "anthropic-claude",
+        name: "Claude",
+        vendor: "Anthropic",
+        category: "chat",
+        risk: 60,
+        verdict: Verdict::Tolerated,
+    },
+];
+
+const HOSTS: [(&str, &str, &str, u64); 2] = [
+    ("h-web-01", "web-01", "canary", 0),
+    ("h-db-02", "db-02", "prod", 7),
+];
+
+fn verdict_str(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Sanctioned => "sanctioned",
+        Verdict::Tolerated => "tolerated",
+        Verdict::Unsanctioned => "unsanctioned",
+        Verdict::Blocked => "blocked",
+    }
+}
+
+/// Four days of use on two hosts by two users; db-02 never uses Copilot, bob only every other day.
+fn findings_for(host: &(&str, &str, &str, u64), now: i64) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for day in 0..4i64 {
+        for (si, s) in SERVICES.iter().enumerate() {
+            if host.1 == "db-02" && s.id == "github-copilot" {
+                continue;
+            }
+            for (user, uid, exe, comm, container) in [
+                ("alice", 1000, "/usr/bin/python3.11", "python3", None),
+                ("bob", 1001, "/usr/bin/curl", "curl", Some(CONTAINER)),
+            ] {
+                if day % 2 == 1 && user == "bob" {
+                    continue;
+                }
+                let start = now - day * 86_400_000 - 3_600_000;
+                out.push(Finding {
+                    id: format!("{}-{}-{day}-{user}", host.0, s.id),
+                    host_id: host.0.into(),
+                    hostname: host.1.into(),
+                    window_start_ms: start,
+                    window_end_ms: start + 60_000,
+                    service_id: s.id.into(),
+                    service_name: s.name.into(),
+                    vendor: s.vendor.into(),
+                    category: s.category.into(),
+                    risk_score: s.risk,
+                    verdict: s.verdict,
+                    action: Action::Allowed,
+                    rule: format!("catalogue:{}", s.id),
+                    process: ProcessRef {
+                        exe: exe.into(),
+                        name: comm.into(),
+                        exe_sha256: Some("ab".repeat(32)),
+                        container_id: container.map(str::to_owned),
+                        systemd_unit: None,
+                    },
+                    user: user.into(),
+                    uid,
+                    count: 3 + day as u64 + si as u64,
+                    first_seen_ms: start + 1_000,
+                    last_seen_ms: start + 50_000,
+                    evidence: Evidence {
+                        dns_names: vec![format!("api.{}.example", s.id)],
+                        sni: vec![format!("api.{}.example", s.id)],
+                        ips: vec!["203.0.113.7".into()],
+                        ports: vec![443],
+                        protocols: vec!["tls".into()],
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn web_ui_click_through_in_headless_chromium() {
+    let chromium = prerequisites();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let admin_token = admin_secret(
+        &data,
+        &["token", "create", "--role", "admin", "--name", ADMIN],
+        "sau_",
+    );
+    let approver_token = admin_secret(
+        &data,
+        &["token", "create", "--role", "approver", "--name", APPROVER],
+        "sau_",
+    );
+    let secret = admin_secret(&data, &["rotate-enrollment-secret"], "sae_");
+    let (_collector, url) = start_collector(&data);
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut all: Vec<Finding> = Vec::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let anon = Client::builder(&url)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while anon.healthz().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the collector did not answer /healthz within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for host in &HOSTS {
+            let enrolled = anon
+                .enroll(&EnrollRequest {
+                    secret: secret.clone(),
+                    host_id: host.0.into(),
+                    hostname: host.1.into(),
+                    group: Some(host.2.into()),
+                    agent_version: "0.1.0".into(),
+                })
+                .await
+                .unwrap();
+            let agent = anon.with_token(enrolled.token);
+            agent
+                .heartbeat(&Heartbeat {
+                    agent_version: "0.1.0".into(),
+                    bundle_version: Some("1.4.0".into()),
+                    mode: AgentMode::Monitor,
+                    lost_events: host.3,
+                    group: None,
+                })
+                .await
+                .unwrap();
+            let findings = findings_for(host, now);
+            let ack = agent
+                .ingest(&IngestBatch {
+                    batch_id: format!("seed-{}", host.0),
+                    findings: findings.clone(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(ack.accepted as usize, findings.len());
+            all.extend(findings);
+        }
+    });
+
+    // What a person must see, computed from what was seeded.
+    let services: Vec<_> = SERVICES
+        .iter()
+        .map(|s| {
+            let of: Vec<&Finding> = all.iter().filter(|f| f.service_id == s.id).collect();
+            let hosts: BTreeSet<_> = of.iter().map(|f| &f.host_id).collect();
+            let users: BTreeSet<_> = of.iter().map(|f| &f.user).collect();
+            json!({"name": s.name, "verdict": verdict_str(s.verdict), "hosts": hosts.len(), "users": users.len()})
+        })
+        .collect();
+    let detail = &SERVICES[1];
+    let detail_findings = all.iter().filter(|f| f.service_id == detail.id).count();
+    let mut per_host: BTreeMap<&str, usize> = BTreeMap::new();
+    for f in &all {
+        *per_host.entry(f.hostname.as_str()).or_default() += 1;
+    }
+    let filtered = all
+        .iter()
+        .filter(|f| {
+            f.verdict == Verdict::Unsanctioned
+                && f.user == "bob"
+                && f.process.container_id.as_deref() == Some(CONTAINER)
+        })
+        .count();
+    assert!(filtered > 0 && filtered < all.len() && all.len() <= 100);
+    let bob: Vec<&Finding> = all.iter().filter(|f| f.user == "bob").collect();
+    let bob_services: BTreeSet<_> = bob.iter().map(|f| (&f.service_id, f.verdict)).collect();
+    // The UI's time filter has minute precision: 30 hours ago, floored to the minute.
+    let from_ms = (now - 30 * 3_600_000) / 60_000 * 60_000;
+    let in_time = all.iter().filter(|f| f.window_end_ms > from_ms).count();
+    assert!(in_time > 0 && in_time < all.len());
+    let fixture = json!({
+        "admin_token": admin_token, "admin_name": ADMIN,
+        "approver_token": approver_token, "approver_name": APPROVER,
+        "services": services,
+        "detail": {"id": detail.id, "name": detail.name, "findings": detail_findings.min(50), "hosts": ["web-01", "db-02"]},
+        "host": {"id": "web-01", "name": "web-01", "findings": per_host["web-01"], "agent_version": "0.1.0"},
+        "user": {"name": "bob", "findings": bob.len(), "services": bob_services.len()},
+        "time": {"from_ms": from_ms, "expected": in_time},
+        "total_findings": all.len(),
+        "filter": {"verdict": "unsanctioned", "user": "bob", "container": CONTAINER, "expected": filtered},
+        "block_reason": "data residency: no DeepSeek",
+        "agents": HOSTS.len(),
+        "lost_events": HOSTS.iter().map(|h| h.3).sum::<u64>(),
+    });
+
+    let shots = std::env::var("SHADOWAI_UI_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut node = Command::new("node")
+        .arg(ui_dir().join("ui.test.mjs"))
+        .current_dir(ui_dir())
+        .env("SHADOWAI_URL", &url)
+        .env("SHADOWAI_FIXTURE", fixture.to_string())
+        .env("SCREENSHOT_DIR", &shots)
+        .env("CHROMIUM", &chromium)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (Node.js) must be installed: run `bash .ci/deps/collector-ui.sh`");
+    let mut stdout = node.stdout.take().unwrap();
+    let mut stderr = node.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            let _ = node.wait();
+            panic!(
+                "the browser test did not finish within 240 s: {}",
+                out_reader.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = out_reader.join().unwrap();
+    let err = err_reader.join().unwrap();
+    println!("{out}");
+    assert!(
+        status.success(),
+        "browser test failed ({status}):\n{out}\n{err}\nscreenshots in {}",
+        shots.display()
+    );
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    for name in [
+        "02-overview",
+        "03-service-detail",
+        "04-host",
+        "05-findings-filtered",
+        "05b-user",
+        "07-approved",
+        "08-audit",
+    ] {
+        let png = shots.join(format!("{name}.png"));
+        let len = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            len > 10_000,
+            "screenshot {} is missing or empty",
+            png.display()
+        );
+    }
+}
