@@ -39,7 +39,10 @@ fn engine_10k() -> Engine {
         n += 1;
     }
     cat.services.sort_by(|a, b| a.id.cmp(&b.id));
-    let e = Engine::new(cat, Policy::default()).unwrap();
+    // The example policy: 9 rules, host groups, one exception, so classify does real work.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let policy = Policy::load(&root.join("policy.example.toml"), &cat).unwrap();
+    let e = Engine::new(cat, policy).unwrap();
     assert!(e.matcher().pattern_count() >= 10_000);
     e
 }

@@ -205,6 +205,9 @@ impl Compiled {
     }
 }
 
+/// Indices of (exceptions, rules) that target one service.
+type Candidates = (Box<[u32]>, Box<[u32]>);
+
 /// Catalogue + policy, ready to classify.
 #[derive(Debug)]
 pub struct Engine {
@@ -214,6 +217,9 @@ pub struct Engine {
     default_verdict: Verdict,
     rules: Vec<Compiled>,
     exceptions: Vec<Compiled>,
+    /// Per service: indices of the exceptions and rules that target it (targets depend only
+    /// on the service), so `classify` checks only scopes.
+    candidates: Vec<Candidates>,
     policy: Policy,
 }
 
@@ -290,6 +296,21 @@ impl Engine {
             .cloned()
             .map(compile)
             .collect::<Result<Vec<_>, _>>()?;
+        let candidates = catalogue
+            .services
+            .iter()
+            .enumerate()
+            .map(|(si, svc)| {
+                let pick = |list: &[Compiled]| -> Box<[u32]> {
+                    list.iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.targets(si as u32, svc))
+                        .map(|(i, _)| i as u32)
+                        .collect()
+                };
+                (pick(&exceptions), pick(&rules))
+            })
+            .collect();
         Ok(Self {
             catalogue,
             matcher,
@@ -297,6 +318,7 @@ impl Engine {
             default_verdict: policy.default_verdict,
             rules,
             exceptions,
+            candidates,
             policy,
         })
     }
@@ -340,7 +362,7 @@ impl Engine {
         let (hit, matched_by) = self.find(q)?;
         let service = self.catalogue.services.get(hit.service as usize)?;
         let tenant = q.name.and_then(|n| tenant_of(service, n));
-        let (verdict, decided_by) = self.decide(hit.service, service, q, tenant, now);
+        let (verdict, decided_by) = self.decide(hit.service, q, tenant, now);
         Some(Decision {
             service,
             verdict,
@@ -354,25 +376,27 @@ impl Engine {
     fn decide<'a>(
         &'a self,
         si: u32,
-        service: &Service,
         q: &Query<'_>,
         tenant: Option<&str>,
         now: i64,
     ) -> (Verdict, DecidedBy<'a>) {
-        if let Some(c) = self.exceptions.iter().find(|c| {
-            c.rule.expires_at.is_some_and(|t| t > now)
-                && c.targets(si, service)
-                && c.in_scope(q, tenant)
-        }) {
-            (c.rule.verdict, DecidedBy::Exception(&c.rule))
-        } else if let Some(c) = self
-            .rules
+        let Some((exc, rules)) = self.candidates.get(si as usize) else {
+            return (self.default_verdict, DecidedBy::Default);
+        };
+        let exception = exc
             .iter()
-            .find(|c| c.targets(si, service) && c.in_scope(q, tenant))
+            .filter_map(|&i| self.exceptions.get(i as usize))
+            .find(|c| c.rule.expires_at.is_some_and(|t| t > now) && c.in_scope(q, tenant));
+        if let Some(c) = exception {
+            return (c.rule.verdict, DecidedBy::Exception(&c.rule));
+        }
+        match rules
+            .iter()
+            .filter_map(|&i| self.rules.get(i as usize))
+            .find(|c| c.in_scope(q, tenant))
         {
-            (c.rule.verdict, DecidedBy::Rule(&c.rule))
-        } else {
-            (self.default_verdict, DecidedBy::Default)
+            Some(c) => (c.rule.verdict, DecidedBy::Rule(&c.rule)),
+            None => (self.default_verdict, DecidedBy::Default),
         }
     }
 
@@ -390,8 +414,7 @@ impl Engine {
             .services
             .binary_search_by(|s| s.id.as_str().cmp(service_id))
             .ok()?;
-        let service = self.catalogue.services.get(si)?;
-        Some(self.decide(si as u32, service, who, tenant, now))
+        Some(self.decide(si as u32, who, tenant, now))
     }
 
     /// Policy mode.

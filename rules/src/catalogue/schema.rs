@@ -1,0 +1,358 @@
+//! The catalogue's public schema: services, risk attributes, shared infrastructure.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pattern::is_at_or_below;
+
+/// What kind of AI service this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Conversational assistants (ChatGPT, Claude, Gemini, companions).
+    ChatAssistant,
+    /// Model APIs and inference clouds.
+    ModelApi,
+    /// Coding assistants and AI IDEs.
+    CodingAssistant,
+    /// Image generation and editing.
+    ImageGeneration,
+    /// Video generation and avatars.
+    VideoGeneration,
+    /// Voice, speech, music.
+    AudioGeneration,
+    /// AI search and research engines.
+    AiSearch,
+    /// Agent builders and autonomous agents.
+    AgentPlatform,
+    /// Remote MCP (Model Context Protocol) servers.
+    McpEndpoint,
+    /// Model hubs and registries.
+    ModelHub,
+    /// Enterprise tenants on cloud AI platforms (Azure OpenAI, Bedrock, Vertex...).
+    EnterpriseTenant,
+    /// Self-hosted runtimes (Ollama, vLLM, ...), found by port and process.
+    SelfHostedRuntime,
+    /// Writing, paraphrasing, translation assistants.
+    WritingAssistant,
+    /// Meeting notes, documents, slides, browser assistants.
+    ProductivityAi,
+    /// LLM gateways, observability, vector databases.
+    LlmOps,
+}
+
+impl Category {
+    /// Every category, in declaration order.
+    pub const ALL: [Category; 15] = [
+        Self::ChatAssistant,
+        Self::ModelApi,
+        Self::CodingAssistant,
+        Self::ImageGeneration,
+        Self::VideoGeneration,
+        Self::AudioGeneration,
+        Self::AiSearch,
+        Self::AgentPlatform,
+        Self::McpEndpoint,
+        Self::ModelHub,
+        Self::EnterpriseTenant,
+        Self::SelfHostedRuntime,
+        Self::WritingAssistant,
+        Self::ProductivityAi,
+        Self::LlmOps,
+    ];
+
+    /// The snake_case name used in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatAssistant => "chat_assistant",
+            Self::ModelApi => "model_api",
+            Self::CodingAssistant => "coding_assistant",
+            Self::ImageGeneration => "image_generation",
+            Self::VideoGeneration => "video_generation",
+            Self::AudioGeneration => "audio_generation",
+            Self::AiSearch => "ai_search",
+            Self::AgentPlatform => "agent_platform",
+            Self::McpEndpoint => "mcp_endpoint",
+            Self::ModelHub => "model_hub",
+            Self::EnterpriseTenant => "enterprise_tenant",
+            Self::SelfHostedRuntime => "self_hosted_runtime",
+            Self::WritingAssistant => "writing_assistant",
+            Self::ProductivityAi => "productivity_ai",
+            Self::LlmOps => "llm_ops",
+        }
+    }
+
+    /// Parse the snake_case name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Bit for set membership.
+    pub(crate) fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Does the service train models on what users send?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Training {
+    /// Yes, by default, no opt-out offered.
+    Yes,
+    /// Yes by default for consumer use; users or admins can opt out.
+    OptOut,
+    /// Only if the user opts in.
+    OptIn,
+    /// No (by terms of service).
+    No,
+    /// Not documented.
+    Unknown,
+}
+
+/// How long prompts/outputs are kept by the provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    /// Not stored (or zero-retention by default).
+    None,
+    /// Bounded (e.g. 30 days for abuse monitoring).
+    Limited,
+    /// Kept until deleted, or longer than 30 days.
+    Extended,
+    /// Not documented.
+    Unknown,
+}
+
+/// Controls an organisation can have over its use of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Single sign-on (SAML/OIDC).
+    Sso,
+    /// SCIM provisioning.
+    Scim,
+    /// Admin audit log.
+    AuditLog,
+    /// Data processing agreement.
+    Dpa,
+    /// Zero data retention available.
+    ZeroRetention,
+    /// Data residency choice.
+    DataResidency,
+    /// Tenant restriction (the network can enforce the corporate tenant).
+    TenantRestriction,
+}
+
+/// Risk attributes and the score derived from them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Risk {
+    /// Trains on user data?
+    pub trains_on_user_data: Training,
+    /// Retention of prompts and outputs.
+    pub retention: Retention,
+    /// ISO 3166-1 alpha-2 code of the provider's legal seat, `EU`, `ZZ` (unknown) or
+    /// `LOCAL` (self-hosted).
+    pub jurisdiction: String,
+    /// Controls available to an organisation.
+    #[serde(default)]
+    pub enterprise_controls: Vec<Control>,
+    /// 0 (low) ..= 100 (high): see [`Risk::compute_score`]. Computed, not written by hand.
+    #[serde(default)]
+    pub score: u8,
+}
+
+/// The user-assigned ISO code used for "not known".
+pub const UNKNOWN_JURISDICTION: &str = "ZZ";
+
+/// Jurisdictions scored as high risk for data export.
+pub const HIGH_RISK_JURISDICTIONS: [&str; 4] = ["CN", "RU", "IR", "KP"];
+
+impl Risk {
+    /// The score: training (0–35) + retention (0–20) + jurisdiction (0–25) + missing
+    /// enterprise controls (0–20). Documented in rules/README.md.
+    pub fn compute_score(&self) -> u8 {
+        let t = match self.trains_on_user_data {
+            Training::Yes => 35,
+            Training::OptOut => 25,
+            Training::Unknown => 20,
+            Training::OptIn => 10,
+            Training::No => 0,
+        };
+        let r = match self.retention {
+            Retention::Extended => 20,
+            Retention::Unknown => 15,
+            Retention::Limited => 5,
+            Retention::None => 0,
+        };
+        let local = self.jurisdiction == "LOCAL";
+        let j = if local {
+            0
+        } else if self.jurisdiction == UNKNOWN_JURISDICTION {
+            15
+        } else if HIGH_RISK_JURISDICTIONS.contains(&self.jurisdiction.as_str()) {
+            25
+        } else {
+            10
+        };
+        let mut controls = self.enterprise_controls.clone();
+        controls.sort();
+        controls.dedup();
+        let c = if local {
+            0
+        } else {
+            20u8.saturating_sub(4 * controls.len() as u8)
+        };
+        t + r + j + c
+    }
+}
+
+/// A hint on telling an enterprise tenant from personal use, as far as the network can.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantHint {
+    /// When set: names below this suffix carry the tenant in their left-most label
+    /// (e.g. `contoso.openai.azure.com` → tenant `contoso`). Policies can scope on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    /// What an analyst should know.
+    pub note: String,
+}
+
+/// Where the entry's data comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// Sources (vendor documentation URLs, `v2fly:<list>`...).
+    pub sources: Vec<String>,
+    /// Date the entry was last checked (YYYY-MM-DD).
+    pub checked: String,
+    /// Free-form note.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// Inline tests: names (or `ip:`, `port:`, `process:` items) that must / must not match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Examples {
+    /// Must be attributed to this service.
+    #[serde(rename = "match")]
+    pub matches: Vec<String>,
+    /// Must not be attributed to this service.
+    #[serde(default)]
+    pub no_match: Vec<String>,
+}
+
+/// One AI service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Stable id (also the file name).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Company.
+    pub vendor: String,
+    /// Category.
+    pub category: Category,
+    /// One line on what it is.
+    #[serde(default)]
+    pub description: String,
+    /// Label-boundary suffixes.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Exact host names.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Glob (SNI) patterns.
+    #[serde(default)]
+    pub sni: Vec<String>,
+    /// Published address ranges.
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+    /// Default ports (self-hosted runtimes).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// True when a connection to one of `ports` alone identifies the service.
+    #[serde(default)]
+    pub port_alone: bool,
+    /// Executable names / comms.
+    #[serde(default)]
+    pub process_hints: Vec<String>,
+    /// Risk attributes and score.
+    pub risk: Risk,
+    /// Enterprise-tenant hints.
+    #[serde(default)]
+    pub tenant_hints: Vec<TenantHint>,
+    /// Provenance.
+    pub provenance: Provenance,
+    /// Inline examples.
+    pub examples: Examples,
+}
+
+impl Service {
+    /// The tenant label of `name` (normalised) if it lies below one of the tenant suffixes.
+    pub fn tenant_of<'n>(&self, name: &'n str) -> Option<&'n str> {
+        self.tenant_hints
+            .iter()
+            .filter_map(|h| h.suffix.as_deref())
+            .find_map(|suffix| {
+                if name.len() > suffix.len() && is_at_or_below(name, suffix) {
+                    name.split('.').next()
+                } else {
+                    None
+                }
+            })
+    }
+}
+
+/// What kind of shared infrastructure an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedKind {
+    /// Content delivery network.
+    Cdn,
+    /// Generic cloud hosting / object storage / API front doors.
+    Cloud,
+    /// Telemetry, analytics, error reporting.
+    Telemetry,
+    /// Shared web hosting of many customers' sites.
+    Hosting,
+    /// Identity providers.
+    Identity,
+}
+
+/// A host or suffix that many unrelated services share.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedInfra {
+    /// The suffix.
+    pub suffix: String,
+    /// Kind.
+    pub kind: SharedKind,
+    /// Whether a service may claim a specific name below it (e.g. a dedicated
+    /// `bedrock-runtime.*.amazonaws.com`); never for telemetry.
+    #[serde(default)]
+    pub children_allowed: bool,
+    /// Why it is listed.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// The catalogue: services sorted by id, and the shared-infrastructure list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    /// Services, sorted by id.
+    pub services: Vec<Service>,
+    /// Hosts no service may claim.
+    pub shared_infra: Vec<SharedInfra>,
+}
