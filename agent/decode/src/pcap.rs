@@ -253,6 +253,12 @@ impl<R: Read> Reader<R> {
                     }));
                 }
                 3 => {
+                    if body.len() < 4 {
+                        return Err(DecodeError::PcapFormat {
+                            what: "pcapng simple packet block",
+                            offset: at,
+                        });
+                    }
                     let iface = self.iface(0, at)?;
                     let orig = u32_at(body, 0, self.big);
                     let avail = body.len().saturating_sub(4);

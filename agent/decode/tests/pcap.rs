@@ -251,6 +251,11 @@ fn bad_files_give_named_errors() {
     ng.truncate(ng.len() - 3);
     let last = Reader::new(&ng[..]).unwrap().last().unwrap();
     assert!(last.is_err());
+    // A simple packet block too short for its own header.
+    let mut spb = pcapng(&frames()[..1]);
+    spb.extend_from_slice(&block(3, &[]));
+    let last = Reader::new(&spb[..]).unwrap().last().unwrap().unwrap_err();
+    assert!(last.to_string().contains("simple packet block"), "{last}");
     // An unknown link type is counted by replay, not fatal.
     let file = pcap(false, false, 147, &[vec![1, 2, 3]]);
     let out = decode_reader(&file[..], Limits::default()).unwrap();
