@@ -9,6 +9,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod demo;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "shadowai build, test and run commands")]
 struct Cli {
@@ -37,8 +39,16 @@ enum Cmd {
     },
     /// cargo fmt --check and cargo clippy -D warnings.
     Lint,
-    /// Build and run the agent watching this host (needs root).
+    /// The main job: a local collector on its embedded store plus the agent streaming live
+    /// findings to it (needs root). Ctrl-C stops both.
     Run {
+        /// Also generate AI traffic from real clients in two network namespaces created for
+        /// the demo (for machines where nothing else uses AI services).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Build and run `shadowai-agent watch` (live events only, no collector).
+    Watch {
         /// Arguments for `shadowai-agent watch`.
         #[arg(last = true)]
         args: Vec<String>,
@@ -65,7 +75,14 @@ fn main() -> Result<()> {
                 .args(&args)
                 .current_dir(&root))
         }
-        Cmd::Run { args } => {
+        Cmd::Run { demo } => {
+            setup(&root, false)?;
+            run(Command::new("cargo")
+                .args(["build", "--release", "-p", "shadowai-agent", "-p", "shadowai-collector", "-p", "shadowai-cli"])
+                .current_dir(&root))?;
+            demo::run(&root, &target_dir(&root), demo)
+        }
+        Cmd::Watch { args } => {
             setup(&root, false)?;
             run(Command::new("cargo")
                 .args(["build", "--release", "-p", "shadowai-agent"])
