@@ -6,8 +6,6 @@
 
 pub mod dns_cache;
 
-use std::net::SocketAddr;
-
 use shadowai_decode::{
     DecodeStats, Decoded, Decoder, Direction, Hint, Limits, PacketIn, RData, Transport,
 };
@@ -301,30 +299,17 @@ impl Correlator {
                 if hello.ech.is_some() {
                     signals.push(Signal::Ech);
                 }
-                let (hostname, name_source) = match &hello.sni {
-                    Some(s) => (Some(s.clone()), Some(NameSource::Sni)),
-                    None => {
-                        let pid = owner.map_or(0, |o| o.pid);
-                        let netns = owner.map_or(0, |o| o.netns);
-                        match self.dns.lookup(pid, netns, dst.ip(), *ts_ns) {
-                            Some(r) => (Some(r.name), Some(NameSource::DnsCache(r.scope))),
-                            None => (None, None),
-                        }
-                    }
-                };
-                if self
-                    .dns
-                    .lookup(
-                        owner.map_or(0, |o| o.pid),
-                        owner.map_or(0, |o| o.netns),
-                        dst.ip(),
-                        *ts_ns,
-                    )
-                    .is_none()
-                    && !dst.ip().is_loopback()
-                {
+                let pid = owner.map_or(0, |o| o.pid);
+                let netns = owner.map_or(0, |o| o.netns);
+                let resolved = self.dns.lookup(pid, netns, dst.ip(), *ts_ns);
+                if resolved.is_none() && !dst.ip().is_loopback() {
                     signals.push(Signal::NeverResolved);
                 }
+                let (hostname, name_source) = match (&hello.sni, resolved) {
+                    (Some(s), _) => (Some(s.clone()), Some(NameSource::Sni)),
+                    (None, Some(r)) => (Some(r.name), Some(NameSource::DnsCache(r.scope))),
+                    (None, None) => (None, None),
+                };
                 if shadowai_decode::signals::encrypted_dns_endpoint(
                     hostname.as_deref(),
                     Some(dst.ip()),
@@ -361,9 +346,4 @@ impl Correlator {
             }
         }
     }
-}
-
-/// The address a connect-less event would have used (for tests and replay).
-pub fn unspecified() -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], 0))
 }
