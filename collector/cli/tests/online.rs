@@ -1,0 +1,427 @@
+//! The `shadowai` binary against a real `shadowai-collector` on a loopback port: login file,
+//! reports, exports, proposals and approvals by two people, bundles and staged rollouts,
+//! agents, the audit export and its offline verification, and the exit codes on refusals.
+//!
+//! Needs the collector binary next to this crate's: `cargo build --bins` (cargo xtask test
+//! does it before the tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use shadowai_api::client::Client;
+use shadowai_api::wire::{EnrollRequest, IngestBatch};
+use shadowai_api::{Action, Evidence, Finding, ProcessRef, Verdict};
+
+fn collector_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("shadowai-collector");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` before this test (cargo xtask test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn secret_line(data: &Path, args: &[&str], prefix: &str) -> String {
+    let out = Command::new(collector_bin())
+        .args(args)
+        .args(["--data", data.to_str().unwrap()])
+        .env("SHADOWAI_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap()
+        .to_owned()
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Env {
+    url: String,
+    config: PathBuf,
+}
+
+impl Env {
+    /// Runs `shadowai ARGS` (whitespace-separated; the paths used here have no spaces) with the
+    /// login file, and `token` (if any) overriding it.
+    fn run(&self, token: Option<&str>, args: &str) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shadowai"));
+        cmd.args(args.split_whitespace())
+            .env("SHADOWAI_CONFIG", &self.config)
+            .env_remove("SHADOWAI_URL")
+            .env_remove("SHADOWAI_CA")
+            .env_remove("SHADOWAI_TOKEN");
+        if let Some(t) = token {
+            cmd.env("SHADOWAI_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, token: Option<&str>, args: &str) -> String {
+        let out = self.run(token, args);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "shadowai {args} failed ({}): {stdout}{stderr}",
+            out.status
+        );
+        stdout.into_owned()
+    }
+
+    fn json(&self, token: Option<&str>, args: &str) -> Value {
+        serde_json::from_str(&self.ok(token, args)).unwrap()
+    }
+
+    fn fails(&self, token: Option<&str>, args: &str, code: i32, message: &str) {
+        let out = self.run(token, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "shadowai {args}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "shadowai {args}: expected {message:?} in {stderr}"
+        );
+    }
+}
+
+fn finding(i: usize, host: &str, service: &str, verdict: Verdict, now: i64) -> Finding {
+    Finding {
+        id: format!("{host}-{service}-{i}"),
+        host_id: host.into(),
+        hostname: host.into(),
+        window_start_ms: now - 3_600_000 - i as i64 * 60_000,
+        window_end_ms: now - 3_540_000 - i as i64 * 60_000,
+        service_id: service.into(),
+        service_name: service.into(),
+        vendor: "v".into(),
+        category: "chat".into(),
+        risk_score: 80,
+        verdict,
+        action: Action::Allowed,
+        rule: format!("catalogue:{service}"),
+        process: ProcessRef {
+            exe: "/usr/bin/python3".into(),
+            name: "python3".into(),
+            ..Default::default()
+        },
+        user: "alice".into(),
+        uid: 1000,
+        count: 2,
+        first_seen_ms: now - 3_600_000,
+        last_seen_ms: now - 3_550_000,
+        evidence: Evidence {
+            sni: vec![format!("api.{service}.example")],
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn cli_against_a_real_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let alice = secret_line(
+        &data,
+        &["token", "create", "--role", "admin", "--name", "alice"],
+        "sau_",
+    );
+    let bob = secret_line(
+        &data,
+        &["token", "create", "--role", "approver", "--name", "bob"],
+        "sau_",
+    );
+    let enroll_secret = secret_line(&data, &["rotate-enrollment-secret"], "sae_");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = Server(
+        Command::new(collector_bin())
+            .args(["serve", "--data", data.to_str().unwrap(), "--insecure-http"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("SHADOWAI_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // Seed: one agent, 5 unsanctioned + 3 sanctioned findings.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let agent = rt.block_on(async {
+        let anon = Client::builder(&url).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while anon.healthz().await.is_err() {
+            assert!(Instant::now() < deadline, "collector did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let e = anon
+            .enroll(&EnrollRequest {
+                secret: enroll_secret.clone(),
+                host_id: "web-01".into(),
+                hostname: "web-01".into(),
+                group: Some("canary".into()),
+                agent_version: "0.1.0".into(),
+            })
+            .await
+            .unwrap();
+        let agent = anon.with_token(e.token);
+        let mut findings: Vec<Finding> = (0..5)
+            .map(|i| finding(i, "web-01", "deepseek", Verdict::Unsanctioned, now))
+            .collect();
+        findings.extend(
+            (0..3).map(|i| finding(i, "web-01", "github-copilot", Verdict::Sanctioned, now)),
+        );
+        agent
+            .ingest(&IngestBatch {
+                batch_id: "b1".into(),
+                findings,
+            })
+            .await
+            .unwrap();
+        (agent, e.agent_id)
+    });
+
+    let env = Env {
+        url: url.clone(),
+        config: dir.path().join("home/.config/shadowai/cli.toml"),
+    };
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+
+    // login: checks the token, writes the file 0600; a bad token writes nothing (exit 4).
+    env.fails(
+        Some("sau_wrong"),
+        &format!("login --url {}", env.url),
+        4,
+        "401",
+    );
+    assert!(!env.config.exists());
+    let out = env.ok(Some(&alice), &format!("login --url {}", env.url));
+    assert!(out.contains("logged in as alice (admin)"), "{out}");
+    let mode = std::fs::metadata(&env.config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(env.ok(None, "whoami").trim(), "alice (admin)");
+
+    // Reports.
+    let page = env.json(None, "findings --verdict unsanctioned --json");
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    let table = env.ok(None, "findings --service github-copilot");
+    assert_eq!(table.lines().count(), 4, "header + 3 rows:\n{table}");
+    assert!(table.starts_with("LAST SEEN"));
+    assert_eq!(
+        env.json(None, "services --json --since 7d")
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(env.ok(None, "services").contains("deepseek"));
+    assert!(env.ok(None, "trend").contains("deepseek"));
+
+    // Exports.
+    env.ok(
+        None,
+        &format!(
+            "export --format csv --verdict unsanctioned -o {}",
+            path("f.csv")
+        ),
+    );
+    let csv = std::fs::read_to_string(path("f.csv")).unwrap();
+    assert!(csv.starts_with("id,host_id,hostname,"));
+    assert_eq!(csv.trim().lines().count(), 6);
+    let ocsf = env.json(None, "export --format ocsf");
+    let ocsf = ocsf.as_array().unwrap();
+    assert_eq!(ocsf.len(), 8);
+    assert!(ocsf.iter().all(|o| o["class_uid"] == 2004));
+
+    // Alice proposes a fleet-wide block; she cannot approve it herself (exit 4).
+    let p = env.json(
+        None,
+        "rules propose --service deepseek --verdict blocked --reason residency --json",
+    );
+    assert_eq!(p["status"], "pending");
+    let id = p["id"].as_i64().unwrap();
+    assert!(
+        env.ok(None, "rules proposals --status pending")
+            .contains("deepseek")
+    );
+    env.fails(None, &format!("rules approve {id}"), 4, "403");
+    env.fails(
+        None,
+        "rules proposals --status maybe",
+        1,
+        "expected pending",
+    );
+
+    // A real signed bundle that blocks the service fleet-wide, made with the mounted local
+    // rules tools: the collector refuses it while the block is not approved.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let catalogue = repo.join("rules/catalogue");
+    std::fs::write(
+        path("policy.toml"),
+        "mode = \"enforce\"\ndefault_verdict = \"unsanctioned\"\n\n[[rules]]\n\
+         id = \"block-deepseek\"\nverdict = \"blocked\"\nservices = [\"deepseek\"]\n",
+    )
+    .unwrap();
+    env.ok(
+        None,
+        &format!(
+            "rules keygen --secret {} --public {}",
+            path("k.sec"),
+            path("k.pub")
+        ),
+    );
+    env.ok(
+        None,
+        &format!(
+            "rules compile --catalogue {} --policy {} --version 1.5.0 --key {} -o {}",
+            catalogue.display(),
+            path("policy.toml"),
+            path("k.sec"),
+            path("bundle.json")
+        ),
+    );
+    env.ok(
+        None,
+        &format!(
+            "rules verify {} --pubkey {}",
+            path("bundle.json"),
+            path("k.pub")
+        ),
+    );
+    let upload = format!("rules upload {} --version 1.5.0", path("bundle.json"));
+    env.fails(None, &upload, 4, "without an approved proposal");
+
+    // Bob approves; approving twice is a conflict (exit 5).
+    let approved = env.ok(Some(&bob), &format!("rules approve {id} --note ok"));
+    assert!(
+        approved.contains("is approved (decided by bob)"),
+        "{approved}"
+    );
+    env.fails(Some(&bob), &format!("rules approve {id}"), 5, "409");
+    let policy = env.json(None, "rules policy --json");
+    assert_eq!(
+        (
+            policy[0]["service_id"].as_str(),
+            policy[0]["verdict"].as_str()
+        ),
+        (Some("deepseek"), Some("blocked"))
+    );
+
+    // Now the bundle is accepted, rolled out in stages, and rolled back.
+    assert!(env.ok(None, &upload).contains("uploaded bundle 1.5.0"));
+    assert!(env.ok(None, "rules bundles").contains("1.5.0"));
+    let started = env.ok(
+        None,
+        "rules rollout start --bundle-version 1.5.0 --canary-group canary",
+    );
+    assert!(started.contains("stage canary"), "{started}");
+    let rid = started
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':')
+        .to_owned();
+    let advanced = env.ok(None, &format!("rules rollout advance {rid} --percent 25"));
+    assert!(advanced.contains("stage percent 25%"), "{advanced}");
+    env.fails(
+        None,
+        "rules rollout start --bundle-version 1.5.0 --canary-group canary",
+        5,
+        "409",
+    );
+    env.fails(Some(&bob), &format!("rules rollback {rid}"), 4, "403");
+    let rolled_back = env.ok(None, &format!("rules rollback {rid} --reason bad-canary"));
+    assert!(rolled_back.contains("stage rolled_back"), "{rolled_back}");
+    assert!(env.ok(None, "rules rollout list").contains("rolled_back"));
+
+    // Agents: list, revoke; the revoked agent's token is refused from then on.
+    let agents = env.json(None, "agents list --json");
+    assert_eq!(agents[0]["hostname"], "web-01");
+    assert!(
+        env.ok(None, &format!("agents revoke {} --reason gone", agent.1))
+            .contains("revoked")
+    );
+    assert!(env.ok(None, "agents list").contains("revoked"));
+    let refused = rt.block_on(agent.0.ingest(&IngestBatch {
+        batch_id: "b2".into(),
+        findings: vec![],
+    }));
+    assert_eq!(refused.unwrap_err().status(), Some(401));
+
+    // Audit: export (verified on the way), list, verify offline; a changed approver fails at
+    // that entry with exit code 7.
+    let out = env.run(None, &format!("audit export -o {}", path("audit.json")));
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit log verified"));
+    let listed = env.ok(Some(&bob), "audit list");
+    for action in [
+        "proposal.create",
+        "proposal.approve",
+        "bundle.upload",
+        "rollout.rollback",
+        "agent.revoke",
+    ] {
+        assert!(
+            listed.contains(action),
+            "audit list lacks {action}:\n{listed}"
+        );
+    }
+    assert!(
+        env.ok(None, &format!("audit verify {}", path("audit.json")))
+            .contains("verified")
+    );
+    let text = std::fs::read_to_string(path("audit.json")).unwrap();
+    let mut entries: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let at = entries
+        .iter()
+        .position(|e| e["action"] == "proposal.approve")
+        .unwrap();
+    entries[at]["actor"] = Value::from("alice");
+    std::fs::write(path("audit.json"), serde_json::to_vec(&entries).unwrap()).unwrap();
+    env.fails(
+        None,
+        &format!("audit verify {}", path("audit.json")),
+        7,
+        &format!("entry #{}", at + 1),
+    );
+
+    // After logout, commands need a login again.
+    assert!(env.ok(None, "logout").contains("removed"));
+    env.fails(None, "whoami", 3, "not logged in");
+}
