@@ -188,7 +188,7 @@ fn convert(
     groups: &BTreeMap<String, Vec<String>>,
     now: i64,
     report: &mut Report,
-) -> Rule {
+) -> (Rule, usize) {
     let start = raw.span().start;
     let r = raw.into_inner();
     let id_off = r.id.span().start;
@@ -269,7 +269,7 @@ fn convert(
             format!("rule `{id}`: rules do not expire; move it to [[exceptions]]"),
         ));
     }
-    Rule {
+    let rule = Rule {
         id,
         verdict: r.verdict,
         services,
@@ -284,7 +284,8 @@ fn convert(
         reason: r.reason.unwrap_or_default(),
         approver: r.approver.unwrap_or_default(),
         expires_at,
-    }
+    };
+    (rule, id_off)
 }
 
 impl Policy {
@@ -303,29 +304,33 @@ impl Policy {
                 return (None, report);
             }
         };
-        let rules: Vec<Rule> = raw
+        let (rules, rule_offs): (Vec<Rule>, Vec<usize>) = raw
             .rules
             .into_iter()
             .map(|r| convert(r, false, &sm, cat, &raw.host_groups, now, &mut report))
-            .collect();
-        let exceptions: Vec<Rule> = raw
+            .unzip();
+        let (exceptions, exc_offs): (Vec<Rule>, Vec<usize>) = raw
             .exceptions
             .into_iter()
             .map(|r| convert(r, true, &sm, cat, &raw.host_groups, now, &mut report))
-            .collect();
+            .unzip();
         let mut seen = std::collections::BTreeSet::new();
-        for r in rules.iter().chain(&exceptions) {
+        for (r, off) in rules
+            .iter()
+            .zip(&rule_offs)
+            .chain(exceptions.iter().zip(&exc_offs))
+        {
             if !seen.insert(r.id.as_str()) {
-                report.push(sm.error(
-                    find_id(text, &r.id),
-                    format!("duplicate rule id `{}`", r.id),
-                ));
+                report.push(sm.error(Some(*off), format!("duplicate rule id `{}`", r.id)));
             }
         }
-        for (i, r) in rules.iter().enumerate() {
-            if let Some(earlier) = rules[..i].iter().find(|e| shadows(e, r)) {
+        for (i, (r, off)) in rules.iter().zip(&rule_offs).enumerate() {
+            if let Some(earlier) = rules
+                .get(..i)
+                .and_then(|e| e.iter().find(|e| shadows(e, r)))
+            {
                 report.push(sm.warning(
-                    find_id(text, &r.id),
+                    Some(*off),
                     format!(
                         "rule `{}` can never apply: `{}` before it matches everything it does",
                         r.id, earlier.id
@@ -358,19 +363,6 @@ impl Policy {
 pub fn validate_policy(path: &Path, cat: &Catalogue) -> Result<Report, RulesError> {
     let text = std::fs::read_to_string(path).map_err(|e| RulesError::io(path, e))?;
     Ok(Policy::parse(path, &text, cat, crate::time::now_unix()).1)
-}
-
-/// Byte offset of `id = "<id>"` in the text, for pointing at a rule.
-fn find_id(text: &str, id: &str) -> Option<usize> {
-    let needle = format!("\"{id}\"");
-    text.match_indices(&needle).map(|(i, _)| i).find(|&i| {
-        text[..i].trim_end().ends_with('=')
-            && text[..i]
-                .trim_end()
-                .trim_end_matches('=')
-                .trim_end()
-                .ends_with("id")
-    })
 }
 
 /// `a` (earlier, unscoped) covers everything `b` targets.

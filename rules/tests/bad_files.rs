@@ -386,7 +386,13 @@ fn bad_policies_are_reported_with_lines() {
             .find(|d| d.severity == Severity::Error && d.message.contains(msg))
             .unwrap_or_else(|| panic!("{msg:?} not in\n{r}"));
         let needle = at.trim_end_matches('\n');
-        let expect = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let lines: Vec<&str> = text.lines().collect();
+        let expect = lines
+            .iter()
+            .rposition(|l| *l == needle)
+            .or_else(|| lines.iter().rposition(|l| l.contains(needle)))
+            .unwrap()
+            + 1;
         assert_eq!(d.line, expect, "{msg:?}: {d}");
     }
 }
