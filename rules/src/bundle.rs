@@ -230,8 +230,14 @@ pub fn verify(
             expected,
         });
     }
+    // Exactly 128 lower-case hex digits: one encoding per signature.
+    let canonical_hex = sig_hex.len() == 128
+        && sig_hex
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let sig_bytes: [u8; 64] = hex::decode(sig_hex)
         .ok()
+        .filter(|_| canonical_hex)
         .and_then(|v| v.try_into().ok())
         .ok_or_else(|| RulesError::BadSignature {
             key_id: expected.clone(),

@@ -63,24 +63,67 @@ impl DiffReport {
     }
 }
 
+fn describe(a: &Audience) -> String {
+    let mut parts = Vec::new();
+    if let Some(t) = &a.host_tag {
+        parts.push(format!("host tag {t}"));
+    }
+    if let Some(g) = &a.unix_group {
+        parts.push(format!("unix group {g}"));
+    }
+    if let Some(u) = &a.user {
+        parts.push(format!("user {u}"));
+    }
+    if let Some(t) = &a.tenant {
+        parts.push(format!("tenant {t}"));
+    }
+    if parts.is_empty() {
+        "everyone".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// One audience per value named in a rule's scope (each user, group, tag, tenant), the other
+/// dimensions set to the rule's first value, so every person a rule names is evaluated.
 fn audiences_of(
     rules: &[Rule],
     groups: &std::collections::BTreeMap<String, Vec<String>>,
     out: &mut BTreeSet<Audience>,
 ) {
     for r in rules {
-        let tag = r.host_tags.first().cloned().or_else(|| {
-            r.host_groups
-                .iter()
-                .find_map(|g| groups.get(g).and_then(|t| t.first().cloned()))
-        });
-        out.insert(Audience {
-            who: r.scope_text(),
+        let mut tags: Vec<String> = r.host_tags.clone();
+        for g in &r.host_groups {
+            tags.extend(groups.get(g).into_iter().flatten().cloned());
+        }
+        let first = Audience {
+            who: String::new(),
             user: r.users.first().cloned(),
             unix_group: r.unix_groups.first().cloned(),
-            host_tag: tag,
+            host_tag: tags.first().cloned(),
             tenant: r.tenants.first().cloned(),
-        });
+        };
+        let mut variants = vec![first.clone()];
+        variants.extend(r.users.iter().map(|u| Audience {
+            user: Some(u.clone()),
+            ..first.clone()
+        }));
+        variants.extend(r.unix_groups.iter().map(|g| Audience {
+            unix_group: Some(g.clone()),
+            ..first.clone()
+        }));
+        variants.extend(tags.iter().map(|t| Audience {
+            host_tag: Some(t.clone()),
+            ..first.clone()
+        }));
+        variants.extend(r.tenants.iter().map(|t| Audience {
+            tenant: Some(t.clone()),
+            ..first.clone()
+        }));
+        for mut a in variants {
+            a.who = describe(&a);
+            out.insert(a);
+        }
     }
 }
 

@@ -468,3 +468,33 @@ fn tenant_of<'a>(service: &Service, name: &'a str) -> Option<&'a str> {
     service.tenant_of(norm)?;
     name.split('.').next()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_and_decision_can_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Engine>();
+        send_sync::<Decision<'static>>();
+    }
+
+    #[test]
+    fn empty_engine_matches_nothing() {
+        let Ok(e) = Engine::new(Catalogue::default(), Policy::default()) else {
+            panic!("an empty catalogue is valid");
+        };
+        assert!(e.match_name("api.openai.com").is_none());
+        assert!(
+            e.classify_at(
+                &Query {
+                    port: Some(11434),
+                    ..Query::default()
+                },
+                0
+            )
+            .is_none()
+        );
+    }
+}

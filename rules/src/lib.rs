@@ -8,6 +8,30 @@
 //! - [`cli`]: the `shadowai rules …` subcommand.
 //!
 //! See rules/README.md for formats and design decisions.
+//!
+//! ```
+//! use std::path::Path;
+//! use shadowai_rules::{Catalogue, Engine, Policy, Query, Verdict};
+//!
+//! let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+//! let cat = Catalogue::load_dir(&dir.join("catalogue"))?;
+//! let policy = Policy::load(&dir.join("policy.example.toml"), &cat)?;
+//! let engine = Engine::new(cat, policy)?;
+//!
+//! assert_eq!(engine.match_name("API.openai.com.").map(|s| s.id.as_str()), Some("openai-api"));
+//! assert!(engine.match_name("notopenai.com").is_none());
+//!
+//! let groups = ["engineering"];
+//! let tags = ["laptop"];
+//! let q = Query { name: Some("api.githubcopilot.com"), user: Some("dana"),
+//!                 unix_groups: &groups, host_tags: &tags, ..Query::default() };
+//! let d = engine.classify(&q).expect("GitHub Copilot is in the catalogue");
+//! assert_eq!(d.service.id, "github-copilot");
+//! assert_eq!(d.verdict, Verdict::Sanctioned);
+//! assert_eq!(d.rule_id(), "rule:copilot-engineering");
+//! println!("{}", d.explain());
+//! # Ok::<(), shadowai_rules::RulesError>(())
+//! ```
 
 use serde::{Deserialize, Serialize};
 

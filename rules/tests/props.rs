@@ -84,7 +84,8 @@ proptest! {
         let glued = format!("{glue}{d}");
         prop_assert!(m.match_name(&glued).is_none(), "{glued} must not match {d}");
         // The pattern followed by more labels is another name.
-        let longer = format!("{d}.{glue}x");
+        // The last label has a digit, so it can never be d's (letters-only) TLD again.
+        let longer = format!("{d}.{glue}0x9");
         prop_assert!(m.match_name(&longer).is_none(), "{longer} must not match {d}");
     }
 
@@ -164,6 +165,30 @@ proptest! {
         let m = Matcher::build(&[a]).unwrap();
         let _ = m.match_name(&name);
         let _ = m.match_process(&name);
+    }
+
+    /// Arbitrary bytes, and mutations of a real signed bundle, never verify and never panic.
+    #[test]
+    fn arbitrary_bundles_never_panic(junk in prop::collection::vec(any::<u8>(), 0..200), pos in any::<usize>(), byte in any::<u8>()) {
+        use shadowai_rules::bundle;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let opts = bundle::VerifyOptions { now: 10, in_use: None, agent_version: None };
+        prop_assert!(bundle::verify(&junk, &key.verifying_key(), &opts).is_err());
+        let body = bundle::BundleBody {
+            format: bundle::FORMAT.into(),
+            version: "1.0.0".into(),
+            issued_at: 0,
+            expires_at: 100,
+            min_agent_version: "0.1.0".into(),
+            catalogue: Catalogue::default(),
+            policy: Policy::default(),
+        };
+        let mut signed = bundle::sign_body(&body, &key).unwrap();
+        prop_assert!(bundle::verify(&signed, &key.verifying_key(), &opts).is_ok());
+        let i = pos % signed.len();
+        prop_assume!(signed[i] != byte && i + 1 != signed.len());
+        signed[i] = byte;
+        prop_assert!(bundle::verify(&signed, &key.verifying_key(), &opts).is_err(), "mutated byte {i} accepted");
     }
 
     /// Arbitrary text as a service file or a policy: diagnostics, never a panic.
