@@ -2,6 +2,7 @@
 
 import { api } from "./api.js";
 import { h, fmtTime, fmtAgo, fmtNum, verdictBadge, link, table, card } from "./dom.js";
+import { verifyChain } from "./auditchain.js";
 
 const scopeText = (s) => (s.kind === "group" ? `group ${s.group}` : "whole fleet");
 
@@ -145,6 +146,7 @@ export async function fleetView(ctx) {
 /** #/audit */
 export async function auditView(ctx) {
   const holder = h("div", {});
+  const chain = h("p", { class: "chain", "data-testid": "chain-status" });
   const more = h("button", { type: "button", hidden: true }, "Load more");
   let entries = [];
   async function load() {
@@ -152,6 +154,14 @@ export async function auditView(ctx) {
     const page = await api.audit(after, 200);
     entries = entries.concat(page);
     more.hidden = page.length < 200;
+    const v = await verifyChain(entries);
+    chain.className = `chain chain-${v.status}`;
+    chain.textContent =
+      v.status === "verified"
+        ? `✓ Hash chain verified in this browser: ${v.count} entries (seq 1–${v.count}), head ${v.head.slice(0, 16)}…`
+        : v.status === "broken"
+          ? `✗ The hash chain breaks at seq ${v.seq}: ${v.reason}. Export the log and run shadowai audit verify.`
+          : `The chain could not be checked in the browser at seq ${v.seq ?? "-"}: ${v.reason}. Use shadowai audit verify.`;
     holder.replaceChildren(table(["Seq", "Time", "Actor", "Action", "Target", "Details", "Hash"], entries.map((e) => [
       String(e.seq), fmtTime(e.ts_ms), e.actor, h("code", {}, e.action), e.target,
       h("code", { class: "details" }, JSON.stringify(e.details)), h("code", { title: `prev ${e.prev_hash}\nhash ${e.hash}` }, e.hash.slice(0, 12) + "…"),
@@ -162,6 +172,6 @@ export async function auditView(ctx) {
   return [
     h("h1", {}, "Audit log"),
     h("p", { class: "muted" }, "Append-only and hash-chained. Check an export offline: ", h("code", {}, "shadowai audit export -o audit.json && shadowai audit verify audit.json")),
-    card(null, holder, more),
+    card(null, chain, holder, more),
   ];
 }

@@ -231,7 +231,28 @@ try {
     const rows = await rowsOf("audit-table").allInnerTexts();
     check(rows.some((r) => r.includes(fx.admin_name) && r.includes("proposal.create")), "proposal.create by the admin");
     check(rows.some((r) => r.includes(fx.approver_name) && r.includes("proposal.approve")), "proposal.approve by the approver");
+    const chain = await textOf('[data-testid="chain-status"]');
+    check(chain.includes("verified in this browser") && chain.includes(`${rows.length} entries`), chain);
     await shot("08-audit");
+  });
+
+  await step("an audit entry altered in transit fails the in-browser chain check at that entry", async () => {
+    let tamperedSeq = null;
+    await page.route("**/api/v1/audit?*", async (route) => {
+      const response = await route.fetch();
+      const entries = await response.json();
+      const e = entries.find((x) => x.action === "proposal.approve");
+      e.actor = fx.admin_name; // "the admin approved it herself"
+      tamperedSeq = e.seq;
+      await route.fulfill({ response, json: entries });
+    });
+    await page.reload();
+    const status = page.getByTestId("chain-status");
+    await page.waitForFunction(() => document.querySelector('[data-testid="chain-status"]')?.textContent.includes("breaks"));
+    const text = await status.innerText();
+    check(text.includes(`breaks at seq ${tamperedSeq}`) && text.includes("hash does not match"), text);
+    await shot("08b-audit-tampered");
+    await page.unroute("**/api/v1/audit?*");
   });
 
   await step("fleet health lists the agents, versions and lost events", async () => {
