@@ -147,7 +147,15 @@ pub struct Prepared {
 /// Opens the store, bootstraps, loads or generates TLS material, binds the listener.
 pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
     cfg.validate("command line")?;
-    let store = open_store(&cfg)?;
+    // Opening may connect to PostgreSQL with a blocking client: not on a runtime thread.
+    let store = {
+        let c = cfg.clone();
+        tokio::task::spawn_blocking(move || open_store(&c))
+            .await
+            .map_err(|e| ApiError::Internal {
+                what: e.to_string(),
+            })??
+    };
     let (secret_hash, first) = {
         let s = store.clone();
         let c = cfg.clone();

@@ -210,9 +210,18 @@ async fn open_routes_and_enrollment_secret() {
         assert_eq!(r.status(), 200, "{path}");
     }
     let index = http.get(format!("{}/", srv.url)).send().await.unwrap();
-    assert!(index.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        index.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(index.headers().contains_key("content-security-policy"));
-    let missing = http.get(format!("{}/ui/../Cargo.toml", srv.url)).send().await.unwrap();
+    let missing = http
+        .get(format!("{}/ui/../Cargo.toml", srv.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     let bad = http
         .post(format!("{}/api/v1/enroll", srv.url))

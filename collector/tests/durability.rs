@@ -23,17 +23,20 @@ struct Collector {
     lines: Vec<String>,
 }
 
-fn spawn(data: &std::path::Path) -> Collector {
-    let fresh = !data.join("collector.db").exists();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shadowai-collector"))
-        .args([
-            "serve",
-            "--insecure-http",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(data)
+fn spawn(data: &std::path::Path, postgres: Option<&str>, fresh: bool) -> Collector {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shadowai-collector"));
+    cmd.args([
+        "serve",
+        "--insecure-http",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+    ])
+    .arg(data);
+    if let Some(pg) = postgres {
+        cmd.args(["--postgres", pg]);
+    }
+    let mut child = cmd
         .env("SHADOWAI_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -89,10 +92,21 @@ fn batch(n: usize) -> IngestBatch {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_batches_survive_kill_9_and_retries_never_duplicate() {
+async fn sqlite_acknowledged_batches_survive_kill_9_and_retries_never_duplicate() {
+    kill_9_scenario(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_acknowledged_batches_survive_kill_9_and_retries_never_duplicate() {
+    let pg = common::PgServer::start();
+    let conn = pg.create_db("durability");
+    kill_9_scenario(Some(&conn)).await;
+}
+
+async fn kill_9_scenario(postgres: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut c = spawn(&data);
+    let mut c = spawn(&data, postgres, true);
     let admin_token = secret(&c.lines, "admin token");
     let enroll_secret = secret(&c.lines, "enrollment secret");
     let anon = Client::builder(&c.url).build().unwrap();
@@ -154,7 +168,7 @@ async fn acknowledged_batches_survive_kill_9_and_retries_never_duplicate() {
     );
 
     // Restart on the same data directory.
-    let c2 = spawn(&data);
+    let c2 = spawn(&data, postgres, false);
     assert!(
         !c2.lines.iter().any(|l| l.contains("shown once")),
         "no new secrets on restart: {:?}",

@@ -12,7 +12,13 @@ use shadowai_api::{IngestBatch, Verdict};
 const T0: i64 = 1_763_769_600_000;
 
 /// (content-type, content-encoding, body, expected status, words expected in the message)
-type Case = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use shadowai_api::{Finding, Verdict};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -216,11 +216,7 @@ impl SyslogSink {
             bytes.extend_from_slice(&frame(&format_message(&self.cfg, f)));
         }
         if let Some(conn) = &mut self.conn {
-            let closed = match conn {
-                Conn::Tcp(s) => peer_closed(s).await,
-                Conn::Tls(s) => peer_closed(s.as_mut()).await,
-            };
-            if closed {
+            if peer_closed(conn).await {
                 tracing::info!(forwarder = %self.cfg.name, "syslog receiver closed the connection; reconnecting");
                 self.conn = None;
             }
@@ -258,15 +254,39 @@ async fn write_all<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io::R
     s.flush().await
 }
 
-/// True when the receiver has closed (EOF or error). Polls the read side once without waiting:
-/// a syslog receiver never sends, so anything readable is an EOF, an alert or junk.
-async fn peer_closed<S: AsyncRead + Unpin>(s: &mut S) -> bool {
-    let mut buf = [0u8; 256];
-    match tokio::time::timeout(Duration::ZERO, s.read(&mut buf)).await {
-        Err(_) => false,    // nothing to read: still open
-        Ok(Ok(0)) => true,  // EOF
-        Ok(Ok(_)) => false, // unexpected bytes from the receiver: ignore them
-        Ok(Err(_)) => true, // reset, TLS alert
+/// What a non-blocking `MSG_PEEK` on the TCP socket says about the receiver: `Some(true)` it
+/// closed (EOF or error), `Some(false)` nothing to read (still open), `None` bytes are waiting
+/// (TLS records such as session tickets or a close_notify alert) and only TLS can tell.
+/// A syscall, so the answer does not depend on when the runtime last polled epoll.
+fn tcp_peer_closed(tcp: &TcpStream) -> Option<bool> {
+    let sock = socket2::SockRef::from(tcp);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match sock.peek(&mut buf) {
+        Ok(0) => Some(true),
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Some(false),
+        Err(_) => Some(true),
+    }
+}
+
+/// True when the receiver has closed the connection. Syslog receivers never send data, so
+/// for TCP a peek decides; for TLS pending records are read through rustls (an alert or EOF
+/// means closed) without waiting.
+async fn peer_closed(conn: &mut Conn) -> bool {
+    match conn {
+        Conn::Tcp(s) => tcp_peer_closed(s).unwrap_or(false),
+        Conn::Tls(s) => match tcp_peer_closed(s.get_ref().0) {
+            Some(closed) => closed,
+            None => {
+                let mut buf = [0u8; 256];
+                match tokio::time::timeout(Duration::ZERO, s.read(&mut buf)).await {
+                    Err(_) => false,    // nothing for the application: still open
+                    Ok(Ok(0)) => true,  // close_notify / EOF
+                    Ok(Ok(_)) => false, // unexpected data from the receiver: ignored
+                    Ok(Err(_)) => true, // alert, reset
+                }
+            }
+        },
     }
 }
 

@@ -127,9 +127,9 @@ async fn a_receiver_that_closed_the_connection_gets_a_new_one() {
     .unwrap();
     fwd.forward(&finding("f-1", Verdict::Unsanctioned));
     wait_for(&fwd, "first message", |s| s.events_sent == 1).await;
-    wait_until(|| rx.received().len() == 1 && !rx.all_bytes().is_empty()).await;
-    // Give the FIN time to arrive, then send again: the forwarder must notice and reconnect.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Once the receiver has closed its end, send again: the forwarder must notice and reconnect
+    // instead of writing into the dead socket.
+    wait_until(|| rx.closed.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
     fwd.forward(&finding("f-2", Verdict::Unsanctioned));
     wait_for(&fwd, "second message", |s| s.events_sent == 2).await;
     wait_until(|| rx.received().len() == 2 && deframe(&rx.received()[1]).len() == 1).await;

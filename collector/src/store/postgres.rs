@@ -85,6 +85,23 @@ pub fn open(conn: &str, pool_size: usize) -> Result<SqlStore<Postgres>, StoreErr
     Ok(SqlStore::new(backend))
 }
 
+impl Drop for Postgres {
+    /// `postgres::Client` blocks on its own runtime when dropped, which panics on a tokio
+    /// worker thread; close the connections on a plain thread instead.
+    fn drop(&mut self) {
+        let clients: Vec<Client> = self
+            .pool
+            .iter_mut()
+            .filter_map(|m| m.get_mut().ok().and_then(Option::take))
+            .collect();
+        if !clients.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(clients));
+        }
+    }
+}
+
 impl Postgres {
     fn with_client<T>(
         &self,

@@ -168,8 +168,16 @@ impl PgServer {
 
     /// Creates a fresh database.
     pub fn create_db(&self, name: &str) -> String {
-        let mut c = postgres::Client::connect(&self.conn("postgres"), postgres::NoTls).unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        // The sync client runs its own runtime: keep it off any async test's threads.
+        let admin = self.conn("postgres");
+        let name2 = name.to_owned();
+        std::thread::spawn(move || {
+            let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            c.batch_execute(&format!("CREATE DATABASE {name2}"))
+                .unwrap();
+        })
+        .join()
+        .unwrap();
         self.conn(name)
     }
 

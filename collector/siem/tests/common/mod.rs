@@ -259,6 +259,8 @@ pub type Connections = Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>;
 pub struct SyslogReceiver {
     pub addr: SocketAddr,
     pub connections: Connections,
+    /// Connections the receiver has closed (after `close_after` bytes or EOF).
+    pub closed: Arc<std::sync::atomic::AtomicUsize>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -274,6 +276,8 @@ impl SyslogReceiver {
         let addr = listener.local_addr().unwrap();
         let connections: Connections = Arc::new(Mutex::new(Vec::new()));
         let conns = connections.clone();
+        let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let closed_count = closed.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -282,6 +286,7 @@ impl SyslogReceiver {
                 let bytes = Arc::new(Mutex::new(Vec::new()));
                 conns.lock().unwrap().push(bytes.clone());
                 let tls = tls.clone();
+                let closed_count = closed_count.clone();
                 tokio::spawn(async move {
                     match tls {
                         None => read_into(tcp, bytes, close_after).await,
@@ -291,6 +296,8 @@ impl SyslogReceiver {
                             }
                         }
                     }
+                    // read_into owned the stream: it is closed now.
+                    closed_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
         });
