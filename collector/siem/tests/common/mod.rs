@@ -304,6 +304,7 @@ impl SyslogReceiver {
         SyslogReceiver {
             addr,
             connections,
+            closed,
             task,
         }
     }
