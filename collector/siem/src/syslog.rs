@@ -215,11 +215,11 @@ impl SyslogSink {
         for f in batch {
             bytes.extend_from_slice(&frame(&format_message(&self.cfg, f)));
         }
-        if let Some(conn) = &mut self.conn {
-            if peer_closed(conn).await {
-                tracing::info!(forwarder = %self.cfg.name, "syslog receiver closed the connection; reconnecting");
-                self.conn = None;
-            }
+        if let Some(conn) = &mut self.conn
+            && peer_closed(conn).await
+        {
+            tracing::info!(forwarder = %self.cfg.name, "syslog receiver closed the connection; reconnecting");
+            self.conn = None;
         }
         let mut conn = match self.conn.take() {
             Some(c) => c,
