@@ -203,6 +203,9 @@ impl Config {
                 "rate_per_sec must be > 0 and rate_burst >= 1".to_owned(),
             ));
         }
+        self.siem
+            .validate()
+            .map_err(|e| bad("siem", e.to_string()))?;
         if let Database::Postgres { pool, .. } = &self.database
             && !(1..=64).contains(pool)
         {

@@ -54,6 +54,8 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("the store connection pool is poisoned (a previous call panicked)")]
     Poisoned,
+    #[error("{what} returned no row")]
+    NoRow { what: &'static str },
 }
 
 /// A person's API token as stored (the token itself is never stored, only its SHA-256).

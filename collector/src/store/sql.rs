@@ -199,7 +199,7 @@ impl<B: Backend> Store for SqlStore<B> {
                 ),
                 &[name.into(), role.as_str().into(), token_hash.into(), now_ms.into()],
             )?;
-            let rec = rows.first().map(token_row).transpose()?.ok_or(StoreError::Poisoned)?;
+            let rec = rows.first().map(token_row).transpose()?.ok_or(StoreError::NoRow { what: "INSERT … RETURNING" })?;
             audit_in(
                 tx,
                 actor,

@@ -128,7 +128,7 @@ impl<B: Backend> SqlStore<B> {
                 .first()
                 .map(proposal_row)
                 .transpose()?
-                .ok_or(StoreError::Poisoned)?;
+                .ok_or(StoreError::NoRow { what: "INSERT … RETURNING" })?;
             let details = serde_json::json!({
                 "service_id": p.service_id, "verdict": verdict_str(p.verdict),
                 "scope": scope_to_str(&p.scope), "reason": p.reason, "status": status.as_str(),
@@ -388,7 +388,9 @@ impl<B: Backend> SqlStore<B> {
                 .first()
                 .map(rollout_row)
                 .transpose()?
-                .ok_or(StoreError::Poisoned)?;
+                .ok_or(StoreError::NoRow {
+                    what: "INSERT … RETURNING",
+                })?;
             audit_in(
                 tx,
                 actor,

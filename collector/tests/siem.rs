@@ -1,0 +1,149 @@
+//! SIEM forwarding from the ingest path: a webhook on loopback receives the new findings as
+//! OCSF, an unreachable one is counted as failing in /metrics, and ingest never waits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use common::{finding, raw, start_server};
+use shadowai_api::{IngestBatch, Verdict};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_findings_reach_the_webhook_and_failures_are_counted() {
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = received.clone();
+    let hook = Router::new().route(
+        "/hook",
+        post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let v: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+                sink.lock().unwrap().extend(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let dead_port = common::free_port();
+
+    // Through the real config file format.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("collector.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            r#"
+listen = "127.0.0.1:0"
+data_dir = "{data}"
+insecure_http = true
+
+[[siem.forwarder]]
+kind = "webhook"
+name = "soc"
+url = "http://{hook_addr}/hook"
+[siem.forwarder.delivery]
+batch_max_wait_ms = 20
+
+[[siem.forwarder]]
+kind = "webhook"
+name = "down"
+url = "http://127.0.0.1:{dead_port}/hook"
+[siem.forwarder.delivery]
+batch_max_wait_ms = 20
+max_attempts = 2
+initial_backoff_ms = 10
+max_backoff_ms = 20
+timeout_ms = 500
+"#,
+            data = dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let loaded = shadowai_collector::config::Config::load(&cfg_path).unwrap();
+    assert_eq!(loaded.siem.forwarders.len(), 2);
+    let srv = start_server(false, |c| c.siem = loaded.siem.clone()).await;
+
+    let (_, tok) = srv.enroll("host-s", None).await;
+    let agent = srv.client(Some(&tok));
+    let batch = IngestBatch {
+        batch_id: "s1".into(),
+        findings: (0..5)
+            .map(|i| {
+                finding(
+                    &format!("s{i}"),
+                    "host-s",
+                    "deepseek",
+                    Verdict::Blocked,
+                    "eve",
+                    1_763_769_600_000,
+                )
+            })
+            .collect(),
+    };
+    let ack = agent.ingest(&batch).await.unwrap();
+    assert_eq!(ack.accepted, 5);
+    // A replayed batch is not forwarded again.
+    assert!(agent.ingest(&batch).await.unwrap().replayed);
+
+    let http = raw();
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = http
+            .get(format!("{}/metrics", srv.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if received.lock().unwrap().len() >= 5
+            && !metrics.contains("shadowai_collector_siem_forward_failures_total 0")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 5, "each new finding forwarded exactly once");
+    assert!(
+        got.iter()
+            .all(|o| o["class_uid"] == 2004 && o["device"]["uid"] == "host-s")
+    );
+    assert!(
+        metrics.contains("shadowai_collector_siem_events_forwarded_total 5"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("shadowai_collector_siem_forward_failures_total 0"),
+        "failures are counted: {metrics}"
+    );
+}
+
+#[test]
+fn bad_siem_config_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, "data_dir = \"/tmp/x\"\n[[siem.forwarder]]\nkind = \"webhook\"\nname = \"x\"\nurl = \"http://127.0.0.1:1/\"\nbogus = 1\n").unwrap();
+    let err = shadowai_collector::config::Config::load(&p)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("c.toml"), "{err}");
+    std::fs::write(
+        &p,
+        "data_dir = \"/tmp/x\"\nlisten = \"0.0.0.0:1\"\ninsecure_http = true\n",
+    )
+    .unwrap();
+    let err = shadowai_collector::config::Config::load(&p)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("insecure_http") && err.contains("loopback"),
+        "{err}"
+    );
+}
