@@ -269,7 +269,7 @@ impl Decoder {
                 let off = st.buf.contiguous().len() as u64;
                 place(st, off, pkt);
             }
-            (Some(seq), None) if tls::looks_like_handshake_record(pkt.payload) => {
+            (Some(seq), None) if tls::may_start_handshake_record(pkt.payload) => {
                 st.base = Some(seq);
                 place(st, 0, pkt);
                 for (eseq, bytes) in std::mem::take(&mut st.early) {

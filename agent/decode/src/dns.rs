@@ -89,8 +89,8 @@ pub struct SvcbInfo {
 }
 
 /// Parse one DNS message (a UDP payload, or a TCP message without its length prefix).
-/// `NotThis` when the bytes cannot be a DNS header at all (shorter than 12 bytes while the
-/// hint is DNS is reported as `Truncated` instead by the caller).
+/// Fewer than 12 bytes is `Truncated`; anything hickory-proto rejects (bad counts, labels,
+/// compression loops, record data) is `Dns { source }`.
 pub fn parse_message(b: &[u8]) -> Result<DnsMessage, DecodeError> {
     if b.len() < HEADER_LEN {
         return Err(DecodeError::Truncated {

@@ -217,7 +217,7 @@ impl Classifier {
 }
 
 fn is_client_hello_start(p: &[u8]) -> bool {
-    tls::looks_like_handshake_record(p) && p.get(5).is_none_or(|&t| t == 0x01)
+    tls::may_start_handshake_record(p) && p.get(5).is_none_or(|&t| t == 0x01)
 }
 
 /// FNV-1a over the canonical 5-tuple (endpoints sorted): both directions share the hash.

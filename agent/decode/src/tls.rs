@@ -101,6 +101,11 @@ pub fn looks_like_handshake_record(b: &[u8]) -> bool {
     b.len() >= 3 && b[0] == CONTENT_HANDSHAKE && b[1] == 0x03 && b[2] <= 0x04
 }
 
+/// Whether a (possibly 1- or 2-byte) first segment can be the start of a handshake record.
+pub fn may_start_handshake_record(b: &[u8]) -> bool {
+    !b.is_empty() && prefix_ok(b)
+}
+
 /// Collect handshake bytes from consecutive handshake records until one whole handshake
 /// message is present.
 fn handshake_from_records(
