@@ -45,6 +45,11 @@ function toLocal(ms) {
 export async function findingsView(ctx, params) {
   const filters = {};
   for (const k of [...FILTER_FIELDS, "from_ms", "to_ms"]) if (params.get(k)) filters[k] = params.get(k);
+  // Without an explicit From, the header's time range applies (to the table and the export).
+  const range = ctx.range();
+  const query = { ...filters };
+  if (!filters.from_ms && !filters.to_ms && range.query.from_ms) query.from_ms = range.query.from_ms;
+  const scope = filters.from_ms || filters.to_ms ? "in the chosen time window" : `in ${range.label}`;
 
   const form = h("form", { class: "filters", "data-testid": "findings-filters" });
   const input = (name, label, placeholder) =>
@@ -94,17 +99,17 @@ export async function findingsView(ctx, params) {
   let cursor = null;
 
   async function load() {
-    const page = await api.findings({ ...filters, limit: 100, cursor: cursor || undefined });
+    const page = await api.findings({ ...query, limit: 100, cursor: cursor || undefined });
     items = items.concat(page.items);
     cursor = page.next_cursor;
     holder.replaceChildren(table(FINDING_HEADERS, findingRows(items), { empty: "No findings match these filters.", testid: "findings-table" }));
-    status.textContent = `${items.length} finding${items.length === 1 ? "" : "s"}${cursor ? " (more available)" : ""}`;
+    status.textContent = `${items.length} finding${items.length === 1 ? "" : "s"} ${scope}${cursor ? " (more available)" : ""}`;
     more.hidden = !cursor;
   }
   more.addEventListener("click", () => load().catch(ctx.showError));
   exportBtn.addEventListener("click", async () => {
     try {
-      const blob = await api.exportCsv(filters);
+      const blob = await api.exportCsv(query);
       const url = URL.createObjectURL(blob);
       const a = h("a", { href: url, download: `shadowai-findings-${new Date().toISOString().slice(0, 10)}.csv` });
       document.body.appendChild(a);
