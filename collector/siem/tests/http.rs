@@ -170,6 +170,34 @@ async fn retries_after_receiver_failures_then_delivers_once() {
 }
 
 #[tokio::test]
+async fn retry_after_is_honoured_up_to_the_backoff_cap() {
+    let rx = HttpReceiver::start(None).await;
+    rx.fail_next_with_retry_after(429, 30);
+    let mut delivery = fast(10, 3);
+    delivery.initial_backoff_ms = 10;
+    delivery.max_backoff_ms = 400;
+    let fwd = Forwarder::start(&ForwarderConfig::SplunkHec(hec(
+        format!("http://{}", rx.addr),
+        delivery,
+    )))
+    .unwrap();
+    fwd.forward(&finding("f-1", Verdict::Unsanctioned));
+    let s = wait_for(&fwd, "delivery after 429", |s| s.batches_sent == 1).await;
+    assert_eq!(s.send_failures, 1);
+    let reqs = rx.requests();
+    let waited = reqs[1].at - reqs[0].at;
+    // Retry-After (30 s) beats the 10 ms backoff but is capped at max_backoff_ms (400 ms).
+    assert!(
+        waited >= Duration::from_millis(390),
+        "retried after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(20),
+        "the cap was not applied: {waited:?}"
+    );
+}
+
+#[tokio::test]
 async fn gives_up_after_max_attempts_and_counts_the_loss() {
     let rx = HttpReceiver::start(None).await;
     rx.fail_next(&[503, 503, 503]);

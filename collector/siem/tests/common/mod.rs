@@ -126,6 +126,7 @@ pub struct Request {
     /// Header names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub at: std::time::Instant,
 }
 
 impl Request {
@@ -137,12 +138,16 @@ impl Request {
     }
 }
 
+/// Statuses to answer in order, each with an optional `Retry-After` (seconds).
+pub type Script = Arc<Mutex<VecDeque<(u16, Option<u64>)>>>;
+
 /// A minimal HTTP/1.1 server: records every request, answers from a script of statuses
 /// (then 200 with Splunk's success body), keeps connections alive.
 pub struct HttpReceiver {
     pub addr: SocketAddr,
     pub requests: Arc<Mutex<Vec<Request>>>,
-    pub script: Arc<Mutex<VecDeque<u16>>>,
+    /// Statuses to answer in order (with an optional `Retry-After` in seconds), then 200.
+    pub script: Script,
 }
 
 impl HttpReceiver {
@@ -178,7 +183,17 @@ impl HttpReceiver {
     }
 
     pub fn fail_next(&self, statuses: &[u16]) {
-        self.script.lock().unwrap().extend(statuses.iter().copied());
+        self.script
+            .lock()
+            .unwrap()
+            .extend(statuses.iter().map(|s| (*s, None)));
+    }
+
+    pub fn fail_next_with_retry_after(&self, status: u16, seconds: u64) {
+        self.script
+            .lock()
+            .unwrap()
+            .push_back((status, Some(seconds)));
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -189,7 +204,7 @@ impl HttpReceiver {
 async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     reqs: Arc<Mutex<Vec<Request>>>,
-    script: Arc<Mutex<VecDeque<u16>>>,
+    script: Script,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -228,8 +243,10 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let body: Vec<u8> = buf.drain(..len).collect();
-        let status = script.lock().unwrap().pop_front().unwrap_or(200);
+        let (status, retry_after) = script.lock().unwrap().pop_front().unwrap_or((200, None));
+        let at = std::time::Instant::now();
         reqs.lock().unwrap().push(Request {
+            at,
             method,
             path,
             headers,
@@ -241,7 +258,10 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
             format!(r#"{{"text":"scripted failure","code":{status}}}"#)
         };
         let response = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{}Content-Length: {}\r\n\r\n{reply}",
+            retry_after
+                .map(|s| format!("Retry-After: {s}\r\n"))
+                .unwrap_or_default(),
             reply.len()
         );
         if s.write_all(response.as_bytes()).await.is_err() {
