@@ -17,6 +17,8 @@ use shadowai_decode::{Decoded, Limits, Transport};
 
 const SERVER_IP: &str = "10.77.0.1";
 const CLIENT_IP: &str = "10.77.0.2";
+const SERVER_IP6: &str = "fd77::1";
+const CLIENT_IP6: &str = "fd77::2";
 /// A QUIC Initial is >= 1200 bytes and must not be IP-fragmented; a ~2 KB ClientHello still
 /// spans two segments at this MTU.
 const MTU: &str = "1500";
@@ -58,21 +60,24 @@ fn spawn_ready(mut cmd: Command, on_stderr: bool) -> Child {
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     }
     let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    if on_stderr {
-        let mut r = BufReader::new(child.stderr.take().unwrap());
-        r.read_line(&mut line).unwrap();
-        // Keep draining so tcpdump never blocks on a full pipe.
-        std::thread::spawn(move || for _ in r.lines() {});
+    let mut r: Box<dyn BufRead + Send> = if on_stderr {
+        Box::new(BufReader::new(child.stderr.take().unwrap()))
     } else {
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        Box::new(BufReader::new(child.stdout.take().unwrap()))
+    };
+    // Skip warnings until the readiness line (EOF means the process died: fail).
+    let mut seen = Vec::new();
+    loop {
+        let mut line = String::new();
+        let n = r.read_line(&mut line).unwrap();
+        if line.contains("ready") || line.contains("listening") {
+            break;
+        }
+        seen.push(line);
+        assert!(n > 0 && seen.len() < 20, "not ready: {seen:?}");
     }
-    assert!(
-        line.contains("ready") || line.contains("listening"),
-        "not ready: {line:?}"
-    );
+    // Keep draining so the process never blocks on a full pipe.
+    std::thread::spawn(move || for _ in r.lines() {});
     child
 }
 
@@ -112,7 +117,12 @@ fn real_clients_in_namespaces_replay_to_the_right_names() {
         "ip", "link", "add", &if_s, "netns", &ns_s, "mtu", MTU, "type", "veth", "peer", "name",
         &if_c, "netns", &ns_c, "mtu", MTU,
     ]);
-    for (ns, ifc, ip) in [(&ns_s, &if_s, SERVER_IP), (&ns_c, &if_c, CLIENT_IP)] {
+    for (ns, ifc, ip, ip6) in [
+        (&ns_s, &if_s, SERVER_IP, SERVER_IP6),
+        (&ns_c, &if_c, CLIENT_IP, CLIENT_IP6),
+    ] {
+        let v6 = format!("{ip6}/64");
+        run(&["ip", "-n", ns, "addr", "add", &v6, "dev", ifc, "nodad"]);
         run(&[
             "ip",
             "-n",
@@ -134,6 +144,7 @@ fn real_clients_in_namespaces_replay_to_the_right_names() {
         "api.anthropic.com",
         "generativelanguage.googleapis.com",
         "api.mistral.ai",
+        "chatgpt.com",
     ];
     let san = names
         .iter()
@@ -167,6 +178,13 @@ fn real_clients_in_namespaces_replay_to_the_right_names() {
         in_ns(
             &ns_s,
             &["python3", helper, "tls-server", cert, key, SERVER_IP],
+        ),
+        false,
+    ));
+    g.children.push(spawn_ready(
+        in_ns(
+            &ns_s,
+            &["python3", helper, "tls-server", cert, key, SERVER_IP6],
         ),
         false,
     ));
@@ -224,6 +242,18 @@ fn real_clients_in_namespaces_replay_to_the_right_names() {
         SERVER_IP,
         "api.anthropic.com",
     ]);
+    // IPv6, which IPv4-only SNI tracers miss.
+    let resolve6 = format!("chatgpt.com:443:[{SERVER_IP6}]");
+    client(&[
+        "curl",
+        "-sk",
+        "-6",
+        "--max-time",
+        "5",
+        "--resolve",
+        &resolve6,
+        "https://chatgpt.com/",
+    ]);
     // A ClientHello of ~2 KB (post-quantum size): dozens of long ALPN ids, many groups and signature algorithms.
     let alpn = (0..64)
         .map(|i| format!("shadowai-test-protocol-{i:02}"))
@@ -279,9 +309,11 @@ fn real_clients_in_namespaces_replay_to_the_right_names() {
             Decoded::ClientHello {
                 transport: Transport::Tcp,
                 hello,
+                dst,
                 ..
             } => {
                 tcp_names.push(hello.sni.clone().unwrap());
+                assert_eq!(dst.is_ipv6(), hello.sni.as_deref() == Some("chatgpt.com"));
                 big_hello = big_hello.max(hello.hello_len);
                 assert!(!hello.partial);
                 assert!(hello.ja4.starts_with("t13d"), "{}", hello.ja4);
@@ -306,7 +338,7 @@ fn real_clients_in_namespaces_replay_to_the_right_names() {
     let size = std::fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0);
     assert_eq!(
         tcp_names,
-        vec![names[1], names[0], names[2]],
+        vec![names[1], names[0], names[4], names[2]],
         "{size} bytes, {:?} {:?}",
         out.replay_stats,
         out.decode_stats
@@ -315,7 +347,7 @@ fn real_clients_in_namespaces_replay_to_the_right_names() {
     assert_eq!(dns_names, vec!["chat.deepseek.com"]);
     // The large hello spanned two segments and was reassembled.
     assert!(big_hello > 1600, "{big_hello}");
-    assert!(out.replay_stats.tls >= 6, "{:?}", out.replay_stats);
+    assert!(out.replay_stats.tls >= 7, "{:?}", out.replay_stats);
     assert_eq!(
         out.decode_stats.tls.error_total() + out.decode_stats.quic.error_total(),
         0,
