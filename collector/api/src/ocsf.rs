@@ -6,7 +6,7 @@ use shadowai_rules::Verdict;
 use crate::{Action, Finding};
 
 /// OCSF schema version the objects follow.
-pub const OCSF_VERSION: &str = "1.4.0";
+pub const OCSF_VERSION: &str = "1.8.0";
 
 /// OCSF severity_id: 1 informational, 2 low, 3 medium, 4 high.
 fn severity(f: &Finding) -> (u8, &'static str) {
@@ -26,6 +26,38 @@ fn verdict_str(v: Verdict) -> &'static str {
         Verdict::Unsanctioned => "unsanctioned",
         Verdict::Blocked => "blocked",
     }
+}
+
+/// Names and addresses seen, as an OCSF evidence artifact (absent parts left out).
+fn evidence(f: &Finding) -> Value {
+    let mut dst = serde_json::Map::new();
+    if let Some(h) = f.evidence.sni.first().or(f.evidence.dns_names.first()) {
+        dst.insert("hostname".into(), json!(h));
+    }
+    if let Some(ip) = f.evidence.ips.first() {
+        dst.insert("ip".into(), json!(ip));
+    }
+    if let Some(port) = f.evidence.ports.first() {
+        dst.insert("port".into(), json!(port));
+    }
+    let mut ev = json!({
+        "data": {
+            "dns_names": f.evidence.dns_names,
+            "sni": f.evidence.sni,
+            "ips": f.evidence.ips,
+            "ports": f.evidence.ports,
+            "protocols": f.evidence.protocols,
+        },
+    });
+    if let Some(obj) = ev.as_object_mut() {
+        if !dst.is_empty() {
+            obj.insert("dst_endpoint".into(), Value::Object(dst));
+        }
+        if let Some(q) = f.evidence.dns_names.first() {
+            obj.insert("query".into(), json!({"hostname": q}));
+        }
+    }
+    ev
 }
 
 /// Maps one finding to an OCSF Detection Finding (`class_uid` 2004, activity Create).
@@ -72,7 +104,7 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
             "version": OCSF_VERSION,
             "uid": f.id,
             "product": {"name": "shadowai", "vendor_name": "shadowai"},
-            "profiles": ["host", "security_control"],
+            "profiles": ["host", "security_control", "ai_operation"],
         },
         "finding_info": {
             "uid": f.id,
@@ -86,16 +118,8 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
         "actor": {"process": process, "user": {"name": f.user, "uid": f.uid.to_string()}},
         "resources": [{"uid": f.service_id, "name": f.service_name, "type": "ai_service",
                        "data": {"vendor": f.vendor, "category": f.category}}],
-        "evidences": [{
-            "query": {"hostname": f.evidence.dns_names.first()},
-            "data": {
-                "dns_names": f.evidence.dns_names,
-                "sni": f.evidence.sni,
-                "ips": f.evidence.ips,
-                "ports": f.evidence.ports,
-                "protocols": f.evidence.protocols,
-            },
-        }],
+        "ai_model": {"name": f.service_name, "uid": f.service_id, "ai_provider": f.vendor},
+        "evidences": [evidence(f)],
         "risk_score": f.risk_score,
         "unmapped": {
             "shadowai": {
@@ -105,4 +129,85 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
             }
         },
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::{Evidence, ProcessRef};
+
+    fn f(action: Action, verdict: Verdict, evidence: Evidence) -> Finding {
+        Finding {
+            id: "f1".into(),
+            host_id: "h1".into(),
+            hostname: "web-01".into(),
+            window_start_ms: 1,
+            window_end_ms: 2,
+            service_id: "deepseek-chat".into(),
+            service_name: "DeepSeek".into(),
+            vendor: "DeepSeek".into(),
+            category: "chat_assistant".into(),
+            risk_score: 80,
+            verdict,
+            action,
+            rule: "policy:block-deepseek".into(),
+            process: ProcessRef {
+                exe: "/usr/bin/python3.11".into(),
+                name: "python3".into(),
+                exe_sha256: Some("ab".repeat(32)),
+                container_id: Some("c0ffee".into()),
+                systemd_unit: None,
+            },
+            user: "alice".into(),
+            uid: 1000,
+            count: 7,
+            first_seen_ms: 1,
+            last_seen_ms: 2,
+            evidence,
+        }
+    }
+
+    #[test]
+    fn detection_finding_shape() {
+        let ev = Evidence {
+            dns_names: vec!["chat.deepseek.com".into()],
+            sni: vec!["chat.deepseek.com".into()],
+            ips: vec!["192.0.2.9".into()],
+            ports: vec![443],
+            protocols: vec!["tls".into()],
+        };
+        let o = finding_to_ocsf(&f(Action::Blocked, Verdict::Blocked, ev));
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["type_uid"].as_u64()),
+            (Some(2004), Some(200401))
+        );
+        assert_eq!(o["metadata"]["version"], OCSF_VERSION);
+        assert_eq!(o["disposition"], "Blocked");
+        assert_eq!(o["action_id"], 2);
+        assert_eq!(o["actor"]["process"]["file"]["name"], "python3.11");
+        assert_eq!(
+            o["actor"]["process"]["file"]["hashes"][0]["algorithm_id"],
+            3
+        );
+        assert_eq!(o["actor"]["process"]["container"]["uid"], "c0ffee");
+        assert_eq!(o["ai_model"]["ai_provider"], "DeepSeek");
+        assert_eq!(
+            o["evidences"][0]["dst_endpoint"]["hostname"],
+            "chat.deepseek.com"
+        );
+        assert_eq!(o["evidences"][0]["dst_endpoint"]["port"], 443);
+        assert_eq!(o["severity_id"], 3);
+        let u = finding_to_ocsf(&f(
+            Action::Allowed,
+            Verdict::Unsanctioned,
+            Evidence::default(),
+        ));
+        assert_eq!(
+            (u["severity_id"].as_u64(), u["disposition_id"].as_u64()),
+            (Some(4), Some(1))
+        );
+        assert!(u["evidences"][0].get("dst_endpoint").is_none());
+        assert!(u["evidences"][0].get("query").is_none());
+    }
 }
