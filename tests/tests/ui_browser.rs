@@ -251,6 +251,11 @@ fn web_ui_click_through_in_headless_chromium() {
         &["token", "create", "--role", "approver", "--name", APPROVER],
         "sau_",
     );
+    let viewer_token = admin_secret(
+        &data,
+        &["token", "create", "--role", "viewer", "--name", "vera"],
+        "sau_",
+    );
     let secret = admin_secret(&data, &["rotate-enrollment-secret"], "sae_");
     let (_collector, url) = start_collector(&data);
 
@@ -345,6 +350,7 @@ fn web_ui_click_through_in_headless_chromium() {
     let fixture = json!({
         "admin_token": admin_token, "admin_name": ADMIN,
         "approver_token": approver_token, "approver_name": APPROVER,
+        "viewer_token": viewer_token,
         "services": services,
         "detail": {"id": detail.id, "name": detail.name, "findings": detail_findings.min(50), "hosts": ["web-01", "db-02"]},
         "host": {"id": "web-01", "name": "web-01", "findings": per_host["web-01"], "agent_version": "0.1.0"},

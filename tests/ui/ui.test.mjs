@@ -264,6 +264,19 @@ try {
     await shot("09-fleet");
   });
 
+  await step("a viewer reads reports but gets no export, audit or admin controls", async () => {
+    await page.getByTestId("logout").click();
+    await login(fx.viewer_token);
+    check((await textOf('[data-testid="whoami"]')).endsWith("(viewer)"), "whoami shows the viewer");
+    check((await page.getByTestId("nav-audit-log").count()) === 0, "no audit log link for a viewer");
+    await page.goto(`${base}/#/service/${encodeURIComponent(fx.detail.id)}`);
+    await page.getByTestId("service-title").waitFor();
+    check((await page.getByTestId("propose-form").count()) === 0, "no propose form for a viewer");
+    await page.getByTestId("nav-findings").click();
+    await rowsOf("findings-table").first().waitFor();
+    check(await page.getByTestId("export-csv").isDisabled(), "export is disabled for a viewer");
+  });
+
   await step("an API failure is shown as a clear error", async () => {
     await page.route("**/api/v1/reports/services*", (route) =>
       route.fulfill({ status: 500, contentType: "application/json", body: '{"error":{"code":"internal","message":"store unavailable"}}' }));
