@@ -47,7 +47,9 @@ pub fn crypto_chunks(
         let at = pos;
         let ty = varint(plain, &mut pos).map_err(|_| err("frame type", at))?;
         match ty {
-            0x00 | 0x01 => {}
+            // PADDING comes in long runs (Initials are padded to 1200 bytes): skip the run.
+            0x00 => pos += plain[pos..].iter().take_while(|&&b| b == 0).count(),
+            0x01 => {}
             0x02 | 0x03 => {
                 // largest, delay, range count, first range, then count x (gap, len) [+3 ECN]
                 varint(plain, &mut pos).map_err(|_| err("ACK frame", at))?;
