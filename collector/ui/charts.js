@@ -2,6 +2,13 @@
 
 import { svg, h } from "./dom.js";
 
+/** "▲ +40%", "▲ new", "▼ −25%" or "=" for a growth() result. */
+export function growthBadge(g, alarming = true) {
+  if (g.dir === "flat") return h("span", { class: "growth flat", title: "no change between the halves of the period" }, "=");
+  const text = g.dir === "up" ? (g.pct === null ? "▲ new" : `▲ +${g.pct}%`) : `▼ ${g.pct}%`;
+  return h("span", { class: `growth ${g.dir}${alarming ? "" : " calm"}`, title: "events in the later half of the period vs the earlier half" }, text);
+}
+
 /** The last `days` UTC day strings, oldest first, ending today. */
 export function dayRange(days, now = Date.now()) {
   const out = [];
@@ -16,18 +23,29 @@ export function eventsPerDay(points, days) {
   return days.map((d) => m.get(d));
 }
 
+/**
+ * Is use growing? Compares the later half of the period with the earlier half:
+ * {dir: "up" | "down" | "flat", pct} (pct null when the earlier half had no events).
+ */
+export function growth(values) {
+  const half = Math.floor(values.length / 2);
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  const before = sum(values.slice(0, half));
+  const after = sum(values.slice(values.length - half));
+  if (after === before) return { dir: "flat", pct: 0 };
+  const pct = before ? Math.round(((after - before) / before) * 100) : null;
+  return { dir: after > before ? "up" : "down", pct };
+}
+
 /** A 100×24 sparkline of daily events. */
-export function sparkline(values, label) {
+export function sparkline(values, label, alarming = true) {
   const w = 100, hgt = 24, max = Math.max(1, ...values);
   const step = values.length > 1 ? w / (values.length - 1) : w;
   const pts = values.map((v, i) => `${(i * step).toFixed(1)},${(hgt - 2 - (v / max) * (hgt - 4)).toFixed(1)}`);
-  // "Growing": the later half of the period has more events than the earlier half.
-  const half = Math.floor(values.length / 2);
-  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
-  const rising = values.length > 1 && sum(values.slice(values.length - half)) > sum(values.slice(0, half));
+  const rising = values.length > 1 && growth(values).dir === "up";
   return svg(
     "svg",
-    { class: `spark ${rising ? "rising" : ""}`, "data-rising": rising ? "yes" : "no", viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt, role: "img", "aria-label": label },
+    { class: `spark ${rising && alarming ? "rising" : ""}`, "data-rising": rising ? "yes" : "no", viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt, role: "img", "aria-label": label },
     svg("title", {}, rising ? `${label} (growing)` : label),
     svg("polyline", { points: pts.join(" "), fill: "none" }),
   );

@@ -2,12 +2,15 @@
 
 import { api } from "./api.js";
 import { h, fmtTime, fmtAgo, fmtNum, verdictBadge, riskBadge, link, table, card, VERDICTS } from "./dom.js";
-import { dayRange, eventsPerDay, sparkline, trendChart } from "./charts.js";
+import { dayRange, eventsPerDay, growth, growthBadge, sparkline, trendChart } from "./charts.js";
 import { findingRows, FINDING_HEADERS } from "./findings.js";
 
 function stat(label, value, cls, testid) {
   return h("div", { class: `stat ${cls || ""}`, "data-testid": testid }, h("div", { class: "value" }, value), h("div", { class: "label" }, label));
 }
+
+/** Growth of unapproved use is what the SOC worries about; growth of sanctioned use is not. */
+const alarming = (verdict) => verdict === "unsanctioned" || verdict === "blocked";
 
 function serviceRows(rows, trend, days) {
   return rows.map((r) => {
@@ -23,7 +26,12 @@ function serviceRows(rows, trend, days) {
       fmtNum(r.users),
       fmtNum(r.processes),
       fmtNum(r.events),
-      sparkline(series, `${r.service_name}: ${series.join(", ")} events per day`),
+      h(
+        "span",
+        { class: "trendcell" },
+        sparkline(series, `${r.service_name}: ${series.join(", ")} events per day`, alarming(r.verdict)),
+        growthBadge(growth(series), alarming(r.verdict)),
+      ),
       fmtTime(r.first_seen_ms),
       fmtAgo(r.last_seen_ms),
     ];

@@ -106,6 +106,9 @@ try {
       check(row, `a row for ${s.name}`);
       check(row.toLowerCase().includes(s.verdict), `${s.name} is ${s.verdict}: ${row}`);
       check(row.includes(`\t${s.hosts}\t${s.users}\t`), `${s.name} hosts/users ${s.hosts}/${s.users}: ${row}`);
+      // Seeded use is in the last 4 days of the 7-day view and heavier on recent days: growing
+      // ("▲ new", or "▲ +N%" when the run straddles UTC midnight).
+      check(row.includes("▲"), `${s.name} is marked as growing: ${row}`);
     }
     check((await textOf('[data-testid="stat-services"] .value')) === String(fx.services.length), "services stat");
     check((await page.locator("svg.trend rect").count()) > 0, "the trend chart has bars");
