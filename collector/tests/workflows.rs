@@ -234,12 +234,29 @@ fn signed_bundle(version: &str, key: &ed25519_dalek::SigningKey, block: Option<&
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn approvals_bundles_rollouts_and_audit() {
+async fn approvals_bundles_rollouts_and_audit_on_sqlite() {
+    approvals_bundles_rollouts_and_audit(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_bundles_rollouts_and_audit_on_postgres() {
+    let pg = common::PgServer::start();
+    let conn = pg.create_db("workflows");
+    approvals_bundles_rollouts_and_audit(Some(conn)).await;
+}
+
+async fn approvals_bundles_rollouts_and_audit(postgres: Option<String>) {
     let key = bundle::generate_key().unwrap();
     let keydir = tempfile::tempdir().unwrap();
     let pubkey = keydir.path().join("bundle.pub");
     bundle::write_verifying_key(&pubkey, &key.verifying_key()).unwrap();
-    let srv = start_server(false, |c| c.bundle_public_key = Some(pubkey.clone())).await;
+    let srv = start_server(false, |c| {
+        c.bundle_public_key = Some(pubkey.clone());
+        if let Some(url) = postgres {
+            c.database = shadowai_collector::config::Database::Postgres { url, pool: 2 };
+        }
+    })
+    .await;
 
     let alice = srv.client(Some(&srv.person("alice", Role::Admin)));
     let alice_appr = srv.client(Some(&srv.person("alice", Role::Approver)));

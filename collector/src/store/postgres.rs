@@ -92,7 +92,7 @@ impl Drop for Postgres {
         let clients: Vec<Client> = self
             .pool
             .iter_mut()
-            .filter_map(|m| m.get_mut().ok().and_then(Option::take))
+            .filter_map(|m| m.get_mut().unwrap_or_else(|p| p.into_inner()).take())
             .collect();
         if !clients.is_empty() {
             let _ = std::thread::Builder::new()

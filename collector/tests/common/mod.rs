@@ -200,6 +200,12 @@ pub fn data_dir(p: &Path) -> PathBuf {
     p.to_path_buf()
 }
 
+/// Runs `f` on a plain thread: the PostgreSQL client blocks on its own runtime, which
+/// panics on a tokio worker thread.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
 /// An in-process collector on a loopback port (plain HTTP unless `tls`), stopped on drop.
 pub struct TestServer {
     pub url: String,
@@ -270,16 +276,8 @@ impl TestServer {
     /// A person token with `role`.
     pub fn person(&self, name: &str, role: shadowai_api::Role) -> String {
         let t = shadowai_collector::server::auth::new_secret("sau_").unwrap();
-        self.state
-            .store
-            .create_token(
-                "test",
-                name,
-                role,
-                &shadowai_collector::server::auth::hash_secret(&t),
-                1,
-            )
-            .unwrap();
+        let h = shadowai_collector::server::auth::hash_secret(&t);
+        off_runtime(|| self.state.store.create_token("test", name, role, &h, 1)).unwrap();
         t
     }
 
@@ -299,7 +297,7 @@ impl TestServer {
     }
 
     pub fn count(&self) -> u64 {
-        self.state.store.count_findings().unwrap()
+        off_runtime(|| self.state.store.count_findings()).unwrap()
     }
 }
 
