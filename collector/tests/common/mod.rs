@@ -137,26 +137,34 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB",
-            dir.path().display()
-        );
-        let out = pg_cmd("pg_ctl")
-            .args(["-w", "-t", "60", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &opts, "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {} {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PgServer { dir, port }
+        // A port picked by bind-and-release can be taken by someone else before the server
+        // binds it: try a few.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port();
+            let opts = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB",
+                dir.path().display()
+            );
+            let out = pg_cmd("pg_ctl")
+                .args(["-w", "-t", "60", "-l"])
+                .arg(dir.path().join("log"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-o", &opts, "start"])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return PgServer { dir, port };
+            }
+            last = format!(
+                "{} {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+            );
+        }
+        panic!("pg_ctl start failed three times: {last}");
     }
 
     pub fn conn(&self, db: &str) -> String {
