@@ -64,7 +64,8 @@ fn start_collector(bin: &Path, data: &Path, dir: &Path) -> Result<Child> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut listening = false;
     while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(if listening { 1500 } else { 200 })) else {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(if listening { 1500 } else { 200 }))
+        else {
             if listening {
                 break;
             }
@@ -80,13 +81,19 @@ fn start_collector(bin: &Path, data: &Path, dir: &Path) -> Result<Child> {
         }
     }
     if !listening {
-        bail!("the collector did not start; see {}", dir.join("collector.log").display());
+        bail!(
+            "the collector did not start; see {}",
+            dir.join("collector.log").display()
+        );
     }
     Ok(child)
 }
 
 fn ip(args: &[&str]) -> Result<()> {
-    let st = Command::new("ip").args(args).status().context("running ip")?;
+    let st = Command::new("ip")
+        .args(args)
+        .status()
+        .context("running ip")?;
     if !st.success() {
         bail!("ip {args:?} failed");
     }
@@ -95,7 +102,10 @@ fn ip(args: &[&str]) -> Result<()> {
 
 fn teardown_demo() {
     for ns in [DEMO_CLIENT, DEMO_REMOTE] {
-        let _ = Command::new("ip").args(["netns", "del", ns]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
     }
     let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(DEMO_CLIENT));
 }
@@ -106,10 +116,15 @@ fn start_demo(root: &Path, dir: &Path, stop: Arc<AtomicBool>) -> Result<Killed> 
     teardown_demo();
     ip(&["netns", "add", DEMO_CLIENT])?;
     ip(&["netns", "add", DEMO_REMOTE])?;
-    ip(&["link", "add", "sademo-c", "type", "veth", "peer", "name", "sademo-r"])?;
+    ip(&[
+        "link", "add", "sademo-c", "type", "veth", "peer", "name", "sademo-r",
+    ])?;
     ip(&["link", "set", "sademo-c", "netns", DEMO_CLIENT])?;
     ip(&["link", "set", "sademo-r", "netns", DEMO_REMOTE])?;
-    for (ns, dev, addr) in [(DEMO_CLIENT, "sademo-c", "10.253.0.2/24"), (DEMO_REMOTE, "sademo-r", "10.253.0.1/24")] {
+    for (ns, dev, addr) in [
+        (DEMO_CLIENT, "sademo-c", "10.253.0.2/24"),
+        (DEMO_REMOTE, "sademo-r", "10.253.0.1/24"),
+    ] {
         ip(&["-n", ns, "addr", "add", addr, "dev", dev])?;
         ip(&["-n", ns, "link", "set", dev, "up"])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
@@ -119,11 +134,29 @@ fn start_demo(root: &Path, dir: &Path, stop: Arc<AtomicBool>) -> Result<Killed> 
     std::fs::write(etc.join("resolv.conf"), "nameserver 10.253.0.1\n")?;
     std::fs::write(etc.join("hosts"), "127.0.0.1 localhost\n")?;
     let zone = dir.join("demo-zone.txt");
-    std::fs::write(&zone, DEMO_NAMES.iter().map(|n| format!("{n} A 10.253.0.1\n")).collect::<String>())?;
+    std::fs::write(
+        &zone,
+        DEMO_NAMES
+            .iter()
+            .map(|n| format!("{n} A 10.253.0.1\n"))
+            .collect::<String>(),
+    )?;
     let (cert, key) = (dir.join("demo-cert.pem"), dir.join("demo-key.pem"));
     let san: Vec<String> = DEMO_NAMES.iter().map(|n| format!("DNS:{n}")).collect();
     let st = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30", "-subj", "/CN=shadowai-demo"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=shadowai-demo",
+        ])
         .arg("-addext")
         .arg(format!("subjectAltName={}", san.join(",")))
         .arg("-keyout")
@@ -138,8 +171,17 @@ fn start_demo(root: &Path, dir: &Path, stop: Arc<AtomicBool>) -> Result<Killed> 
     let fx = root.join("tests/fixtures");
     let mut servers = Killed(Vec::new());
     for args in [
-        vec![fx.join("dns_server.py"), zone.clone(), PathBuf::from("10.253.0.1")],
-        vec![fx.join("tls_server.py"), cert.clone(), key.clone(), PathBuf::from("10.253.0.1")],
+        vec![
+            fx.join("dns_server.py"),
+            zone.clone(),
+            PathBuf::from("10.253.0.1"),
+        ],
+        vec![
+            fx.join("tls_server.py"),
+            cert.clone(),
+            key.clone(),
+            PathBuf::from("10.253.0.1"),
+        ],
     ] {
         let child = Command::new("ip")
             .args(["netns", "exec", DEMO_REMOTE, "python3"])
@@ -156,7 +198,18 @@ fn start_demo(root: &Path, dir: &Path, stop: Arc<AtomicBool>) -> Result<Killed> 
             let name = DEMO_NAMES[i % DEMO_NAMES.len()];
             i += 1;
             let _ = Command::new("ip")
-                .args(["netns", "exec", DEMO_CLIENT, "curl", "-s", "-o", "/dev/null", "--max-time", "3", "--cacert"])
+                .args([
+                    "netns",
+                    "exec",
+                    DEMO_CLIENT,
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "--max-time",
+                    "3",
+                    "--cacert",
+                ])
                 .arg(&cert)
                 .arg(format!("https://{name}/"))
                 .status();
@@ -195,7 +248,11 @@ pub fn run(root: &Path, target: &Path, demo: bool) -> Result<()> {
         ),
     )?;
     let stop = Arc::new(AtomicBool::new(false));
-    let _servers = if demo { Some(start_demo(root, &dir, stop.clone())?) } else { None };
+    let _servers = if demo {
+        Some(start_demo(root, &dir, stop.clone())?)
+    } else {
+        None
+    };
     println!(
         "\nshadowai is running on this host.\n  collector UI/API: https://{LISTEN}/  (CA: {ca}; admin token in {tok})\n  agent metrics:    http://127.0.0.1:9464/metrics\n  findings (OCSF):  {jsonl}\n  stop with Ctrl-C\n",
         ca = data.join("tls/cert.pem").display(),

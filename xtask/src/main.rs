@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod overhead;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "shadowai build, test and run commands")]
@@ -47,6 +48,16 @@ enum Cmd {
         #[arg(long)]
         demo: bool,
     },
+    /// Measure what the agent costs the host: loopback connects/s bare and with the agent
+    /// attached, plus the agent's CPU and peak RSS (needs root; writes nothing).
+    BenchOverhead {
+        /// Seconds per trial.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Trials per side (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        trials: u32,
+    },
     /// Build and run `shadowai-agent watch` (live events only, no collector).
     Watch {
         /// Arguments for `shadowai-agent watch`.
@@ -78,9 +89,29 @@ fn main() -> Result<()> {
         Cmd::Run { demo } => {
             setup(&root, false)?;
             run(Command::new("cargo")
-                .args(["build", "--release", "-p", "shadowai-agent", "-p", "shadowai-collector", "-p", "shadowai-cli"])
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "shadowai-agent",
+                    "-p",
+                    "shadowai-collector",
+                    "-p",
+                    "shadowai-cli",
+                ])
                 .current_dir(&root))?;
             demo::run(&root, &target_dir(&root), demo)
+        }
+        Cmd::BenchOverhead { secs, trials } => {
+            setup(&root, false)?;
+            run(Command::new("cargo")
+                .args(["build", "--release", "-p", "shadowai-agent"])
+                .current_dir(&root))?;
+            overhead::run(
+                &target_dir(&root).join("release/shadowai-agent"),
+                secs,
+                trials.max(1),
+            )
         }
         Cmd::Watch { args } => {
             setup(&root, false)?;

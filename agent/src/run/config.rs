@@ -220,10 +220,14 @@ mod tests {
     #[test]
     fn the_packaged_default_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/config/agent.toml");
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.agent.state_dir, PathBuf::from("/var/lib/shadowai"));
-        assert_eq!(c.output.metrics, Some("127.0.0.1:9464".parse().unwrap_or_else(|e| panic!("{e}"))));
+        assert_eq!(
+            c.output.metrics,
+            Some("127.0.0.1:9464".parse().unwrap_or_else(|e| panic!("{e}")))
+        );
     }
 
     #[test]

@@ -323,8 +323,8 @@ fn emit(
         lines.push('\n');
         if print {
             println!(
-                "FINDING {} {} by {} ({}) user={} count={} verdict={:?}",
-                f.service_name, f.process.exe, f.user, f.hostname, f.user, f.count, f.verdict
+                "FINDING {} by {} user={} host={} count={} verdict={:?} rule={}",
+                f.service_name, f.process.exe, f.user, f.hostname, f.count, f.verdict, f.rule
             );
         }
     }

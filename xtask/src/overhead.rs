@@ -1,0 +1,100 @@
+//! `cargo xtask bench-overhead`: what the agent costs the host. A loopback
+//! connect()+accept()+close() loop (the worst case for per-connection hooks) runs bare and
+//! then with `shadowai-agent watch` attached; the report gives connects/s for both, the
+//! ratio, and the agent's CPU time and peak RSS while it watched.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// Connects per second over `secs` seconds (single thread, loopback).
+fn connect_rate(secs: f64) -> Result<f64> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        let c = TcpStream::connect(addr)?;
+        let (s, _) = listener.accept()?;
+        drop(c);
+        drop(s);
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// (utime + stime in clock ticks, VmHWM in KiB) of a process.
+fn usage(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = fields
+        .get(11)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    let mut status = String::new();
+    if let Ok(mut f) = std::fs::File::open(format!("/proc/{pid}/status")) {
+        let _ = f.read_to_string(&mut status);
+    }
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    (ticks, hwm)
+}
+
+pub fn run(agent: &Path, secs: f64, trials: u32) -> Result<()> {
+    let mut bare = Vec::new();
+    for _ in 0..trials {
+        bare.push(connect_rate(secs)?);
+    }
+    let mut child = Command::new(agent)
+        .args(["watch", "--json"])
+        .env("SHADOWAI_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the agent")?;
+    std::thread::sleep(Duration::from_secs(3)); // load + attach
+    let (t0, _) = usage(child.id());
+    let wall = Instant::now();
+    let mut with = Vec::new();
+    for _ in 0..trials {
+        with.push(connect_rate(secs)?);
+    }
+    let elapsed = wall.elapsed().as_secs_f64();
+    let (t1, hwm) = usage(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (b, w) = (median(&mut bare), median(&mut with));
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let cpu = (t1.saturating_sub(t0)) as f64 / hz / elapsed * 100.0;
+    println!("loopback connect+accept+close, {trials} trials of {secs} s, median:");
+    println!("  bare:            {b:>10.0} connects/s");
+    println!(
+        "  agent attached:  {w:>10.0} connects/s  ({:.2}x of bare)",
+        w / b
+    );
+    println!(
+        "  agent CPU while the loop ran: {cpu:.1}% of one core; agent peak RSS: {} MiB",
+        hwm / 1024
+    );
+    Ok(())
+}
