@@ -63,7 +63,9 @@ pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
         Database::Sqlite => Arc::new(crate::store::sqlite::open(
             &cfg.data_dir.join("collector.db"),
         )?),
-        Database::Postgres { url, pool } => Arc::new(crate::store::postgres::open(url, *pool)?),
+        Database::Postgres { url, pool, ca } => {
+            Arc::new(crate::store::postgres::open(url, *pool, ca.as_deref())?)
+        }
     })
 }
 

@@ -65,6 +65,9 @@ pub enum Database {
         url: String,
         #[serde(default = "default_pool")]
         pool: usize,
+        /// PEM CA of the database server's certificate: connect over TLS and verify it.
+        #[serde(default)]
+        ca: Option<PathBuf>,
     },
 }
 

@@ -33,6 +33,9 @@ struct Where {
     /// Use PostgreSQL instead of SQLite (`host=… user=… dbname=…`).
     #[arg(long, env = "SHADOWAI_POSTGRES", conflicts_with = "config")]
     postgres: Option<String>,
+    /// CA (PEM) of the PostgreSQL server certificate: connect over verified TLS.
+    #[arg(long, requires = "postgres")]
+    postgres_ca: Option<PathBuf>,
 }
 
 impl Where {
@@ -55,6 +58,7 @@ impl Where {
             cfg.database = shadowai_collector::config::Database::Postgres {
                 url: url.clone(),
                 pool: 4,
+                ca: self.postgres_ca.clone(),
             };
         }
         cfg.validate("command line")?;

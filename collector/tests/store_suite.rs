@@ -477,15 +477,36 @@ fn sqlite_store_passes_the_suite() {
 }
 
 #[test]
-fn postgres_store_passes_the_suite() {
-    let pg = PgServer::start();
+fn postgres_store_passes_the_suite_over_tls() {
+    let pg = PgServer::start_tls();
     let conn = pg.create_db("suite");
-    let s = shadowai_collector::store::postgres::open(&conn, 2).unwrap();
+    let ca = pg.ca.clone().unwrap();
+    // The server refuses plain connections; a wrong CA is refused by the client.
+    let plain = shadowai_collector::store::postgres::open(&conn, 1, None)
+        .err()
+        .expect("plain connection must be refused");
+    assert!(format!("{plain:?}").contains("pg_hba.conf"), "{plain:?}");
+    let other = tempfile::NamedTempFile::new().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(other.path(), ck.cert.pem()).unwrap();
+    let wrong = shadowai_collector::store::postgres::open(&conn, 1, Some(other.path()))
+        .err()
+        .expect("a certificate from another CA must be refused");
+    assert!(
+        format!("{wrong:?}").contains("InvalidCertificate"),
+        "{wrong:?}"
+    );
+    let s = shadowai_collector::store::postgres::open(&conn, 2, Some(&ca)).unwrap();
     suite(&s);
     drop(s);
-    let s = shadowai_collector::store::postgres::open(&conn, 1).unwrap();
+    let s = shadowai_collector::store::postgres::open(&conn, 1, Some(&ca)).unwrap();
     assert_eq!(s.count_findings().unwrap(), 4);
-    let mut c = postgres::Client::connect(&conn, postgres::NoTls).unwrap();
+    let socket = format!(
+        "host={} port={} user=postgres dbname=suite",
+        pg.dir.path().display(),
+        pg.port
+    );
+    let mut c = postgres::Client::connect(&socket, postgres::NoTls).unwrap();
     let e = c
         .execute("UPDATE audit SET actor = 'mallory' WHERE seq = 1", &[])
         .unwrap_err();
@@ -499,8 +520,8 @@ fn postgres_store_passes_the_suite() {
 fn postgres_replicas_share_one_consistent_store() {
     let pg = PgServer::start();
     let conn = pg.create_db("replicas");
-    let a = std::sync::Arc::new(shadowai_collector::store::postgres::open(&conn, 2).unwrap());
-    let b = std::sync::Arc::new(shadowai_collector::store::postgres::open(&conn, 2).unwrap());
+    let a = std::sync::Arc::new(shadowai_collector::store::postgres::open(&conn, 2, None).unwrap());
+    let b = std::sync::Arc::new(shadowai_collector::store::postgres::open(&conn, 2, None).unwrap());
     enroll(&*a, "agt-r", "host-r", None);
     let mut threads = Vec::new();
     for (i, s) in [a.clone(), b.clone(), a.clone(), b.clone()]

@@ -253,7 +253,11 @@ async fn approvals_bundles_rollouts_and_audit(postgres: Option<String>) {
     let srv = start_server(false, |c| {
         c.bundle_public_key = Some(pubkey.clone());
         if let Some(url) = postgres {
-            c.database = shadowai_collector::config::Database::Postgres { url, pool: 2 };
+            c.database = shadowai_collector::config::Database::Postgres {
+                url,
+                pool: 2,
+                ca: None,
+            };
         }
     })
     .await;

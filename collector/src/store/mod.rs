@@ -54,6 +54,8 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("the store connection pool is poisoned (a previous call panicked)")]
     Poisoned,
+    #[error("PostgreSQL CA file {path}: {reason}")]
+    TlsCa { path: String, reason: String },
     #[error("{what} returned no row")]
     NoRow { what: &'static str },
 }

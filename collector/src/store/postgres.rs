@@ -3,14 +3,22 @@
 //! Replicas share the database; writes that must be serialised fleet-wide (the audit hash
 //! chain, rollouts, proposals) take a transaction-scoped advisory lock. Uses the synchronous
 //! `postgres` client (the store is called through `spawn_blocking`) with a small pool.
-//! Connections are made without TLS: run the database on the same host, a unix socket or a
-//! private link (see README.md).
+//! With a CA configured, connections use TLS (rustls, ring provider) with `sslmode=require`
+//! and full certificate and host name verification; without one they are plain (a local
+//! database, a unix socket or a private link).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::path::Path;
+use std::sync::Arc;
+
+use postgres::config::SslMode;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StoreError;
 use super::rows::{Backend, Dialect, Row, Tx, V};
@@ -68,21 +76,58 @@ CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit
 
 pub struct Postgres {
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     pool: Vec<Mutex<Option<Client>>>,
     next: AtomicUsize,
 }
 
-/// Connects (`host=… user=… dbname=…` or a `postgresql://` URL) and migrates.
-pub fn open(conn: &str, pool_size: usize) -> Result<SqlStore<Postgres>, StoreError> {
-    let config: Config = conn.parse()?;
+/// Connects (`host=… user=… dbname=…` or a `postgresql://` URL) and migrates. With `ca`
+/// (PEM), every connection is TLS and the server certificate must chain to it.
+pub fn open(
+    conn: &str,
+    pool_size: usize,
+    ca: Option<&Path>,
+) -> Result<SqlStore<Postgres>, StoreError> {
+    let mut config: Config = conn.parse()?;
+    let tls = match ca {
+        None => None,
+        Some(path) => {
+            config.ssl_mode(SslMode::Require);
+            Some(tls_connector(path)?)
+        }
+    };
     let pool = (0..pool_size.max(1)).map(|_| Mutex::new(None)).collect();
     let backend = Postgres {
         config,
+        tls,
         pool,
         next: AtomicUsize::new(0),
     };
     backend.migrate()?;
     Ok(SqlStore::new(backend))
+}
+
+fn tls_connector(ca: &Path) -> Result<MakeRustlsConnect, StoreError> {
+    let bad = |reason: String| StoreError::TlsCa {
+        path: ca.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in the file".to_owned()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(cfg))
 }
 
 impl Drop for Postgres {
@@ -127,7 +172,10 @@ impl Postgres {
             }
         };
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(self.config.connect(NoTls)?);
+            *guard = Some(match &self.tls {
+                Some(tls) => self.config.connect(tls.clone())?,
+                None => self.config.connect(NoTls)?,
+            });
         }
         match guard.as_mut() {
             Some(c) => f(c),

@@ -101,10 +101,22 @@ fn pg_cmd(name: &str) -> Command {
 pub struct PgServer {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// PEM of the server's self-signed certificate when started with TLS.
+    pub ca: Option<PathBuf>,
 }
 
 impl PgServer {
     pub fn start() -> PgServer {
+        PgServer::start_with(false)
+    }
+
+    /// A server that requires TLS (`hostssl` only) with a self-signed certificate for
+    /// `127.0.0.1`, returned in `ca`.
+    pub fn start_tls() -> PgServer {
+        PgServer::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> PgServer {
         let dir = tempfile::Builder::new()
             .prefix("shadowai-pg")
             .tempdir()
@@ -137,13 +149,45 @@ impl PgServer {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut extra = String::new();
+        let mut ca = None;
+        if tls {
+            let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+            let cert = dir.path().join("server.crt");
+            let key = dir.path().join("server.key");
+            std::fs::write(&cert, ck.cert.pem()).unwrap();
+            std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let st = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&cert)
+                    .arg(&key)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+            // Only TLS connections from loopback are accepted.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
+            )
+            .unwrap();
+            extra = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
+            ca = Some(cert);
+        }
         // A port picked by bind-and-release can be taken by someone else before the server
         // binds it: try a few.
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
             let opts = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB{extra}",
                 dir.path().display()
             );
             let out = pg_cmd("pg_ctl")
@@ -155,7 +199,7 @@ impl PgServer {
                 .output()
                 .unwrap();
             if out.status.success() {
-                return PgServer { dir, port };
+                return PgServer { dir, port, ca };
             }
             last = format!(
                 "{} {} {}",
@@ -177,7 +221,11 @@ impl PgServer {
     /// Creates a fresh database.
     pub fn create_db(&self, name: &str) -> String {
         // The sync client runs its own runtime: keep it off any async test's threads.
-        let admin = self.conn("postgres");
+        let admin = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        );
         let name2 = name.to_owned();
         std::thread::spawn(move || {
             let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
