@@ -534,3 +534,19 @@ fn plain_http_off_loopback_is_refused() {
     let err = cfg.validate("test").unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err}");
 }
+
+#[test]
+fn the_readme_config_example_is_valid() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```toml\n").expect("README has a toml example") + "```toml\n".len();
+    let len = readme[start..].find("```").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("collector.toml");
+    std::fs::write(&p, &readme[start..start + len]).unwrap();
+    let cfg = shadowai_collector::config::Config::load(&p).unwrap();
+    assert!(matches!(
+        cfg.database,
+        shadowai_collector::config::Database::Postgres { .. }
+    ));
+    assert_eq!(cfg.siem.forwarders.len(), 1);
+}
