@@ -190,6 +190,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         metrics: Metrics::new(),
         limits: cfg.limits.clone(),
         limiter: RateLimiter::new(cfg.limits.rate_per_sec, cfg.limits.rate_burst),
+        ip_limiter: RateLimiter::new(cfg.limits.ip_rate_per_sec, cfg.limits.ip_rate_burst),
         enroll_secret_hash: secret_hash,
         bundle_key,
         sink,

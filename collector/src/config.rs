@@ -98,6 +98,13 @@ pub struct Limits {
     pub rate_per_sec: f64,
     #[serde(default = "default_burst")]
     pub rate_burst: f64,
+    /// Token bucket per client IP over all its requests, whatever token they carry (stops
+    /// a client that rotates garbage tokens). Keep it well above what the agents behind one
+    /// NAT address send together.
+    #[serde(default = "default_ip_rate")]
+    pub ip_rate_per_sec: f64,
+    #[serde(default = "default_ip_burst")]
+    pub ip_rate_burst: f64,
 }
 
 impl Default for Limits {
@@ -108,6 +115,8 @@ impl Default for Limits {
             findings_per_batch: default_findings(),
             rate_per_sec: default_rate(),
             rate_burst: default_burst(),
+            ip_rate_per_sec: default_ip_rate(),
+            ip_rate_burst: default_ip_burst(),
         }
     }
 }
@@ -132,6 +141,12 @@ fn default_rate() -> f64 {
 }
 fn default_burst() -> f64 {
     200.0
+}
+fn default_ip_rate() -> f64 {
+    500.0
+}
+fn default_ip_burst() -> f64 {
+    2000.0
 }
 
 impl Config {
@@ -200,10 +215,15 @@ impl Config {
                 "body_bytes must be >= 1024 and inflated_bytes >= body_bytes".to_owned(),
             ));
         }
-        if !(self.limits.rate_per_sec > 0.0 && self.limits.rate_burst >= 1.0) {
+        if !(self.limits.rate_per_sec > 0.0
+            && self.limits.rate_burst >= 1.0
+            && self.limits.ip_rate_per_sec > 0.0
+            && self.limits.ip_rate_burst >= 1.0)
+        {
             return Err(bad(
                 "limits",
-                "rate_per_sec must be > 0 and rate_burst >= 1".to_owned(),
+                "rate_per_sec and ip_rate_per_sec must be > 0, rate_burst and ip_rate_burst >= 1"
+                    .to_owned(),
             ));
         }
         self.siem

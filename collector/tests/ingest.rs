@@ -352,3 +352,24 @@ async fn rate_limit_answers_429_with_retry_after() {
         .unwrap();
     assert!(m.contains("shadowai_collector_rate_limited_total 1"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_tokens_does_not_escape_the_per_ip_limit() {
+    let srv = start_server(false, |c| {
+        c.limits.ip_rate_per_sec = 0.5;
+        c.limits.ip_rate_burst = 5.0;
+    })
+    .await;
+    let http = raw();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let r = http
+            .get(format!("{}/api/v1/findings", srv.url))
+            .bearer_auth(format!("sau_garbage{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, vec![401, 401, 401, 401, 401, 429]);
+}

@@ -40,7 +40,10 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// Per token (per IP for anonymous calls).
     pub limiter: RateLimiter,
+    /// Per client IP, all requests.
+    pub ip_limiter: RateLimiter,
     /// SHA-256 (hex) of the enrollment secret.
     pub enroll_secret_hash: String,
     /// When set, uploaded bundles must verify against this key.
@@ -170,20 +173,27 @@ async fn metrics_route(State(st): State<SharedState>) -> Response {
         .into_response()
 }
 
-/// Per-token (or per-IP) token bucket, before any database work.
+/// Token buckets per client IP and per token (or per IP when anonymous), before any
+/// database work.
 async fn rate_limit(State(st): State<SharedState>, req: Request, next: Next) -> Response {
+    let ip = match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(a)) => format!("ip:{}", a.ip()),
+        None => "ip:unknown".to_owned(),
+    };
     let key = match req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
         Some(v) => format!("t:{}", &auth::hash_secret(v)[..16]),
-        None => match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(a)) => format!("ip:{}", a.ip()),
-            None => "ip:unknown".to_owned(),
-        },
+        None => ip.clone(),
     };
-    if let Err(retry_after_s) = st.limiter.check(&key, Instant::now()) {
+    let now = Instant::now();
+    let verdict = st
+        .ip_limiter
+        .check(&ip, now)
+        .and_then(|()| st.limiter.check(&key, now));
+    if let Err(retry_after_s) = verdict {
         st.metrics.rate_limited.inc();
         return ApiError::RateLimited { retry_after_s }.into_response();
     }

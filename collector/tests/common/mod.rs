@@ -285,6 +285,8 @@ pub async fn start_server(
     cfg.insecure_http = !tls;
     cfg.limits.rate_per_sec = 10_000.0;
     cfg.limits.rate_burst = 10_000.0;
+    cfg.limits.ip_rate_per_sec = 10_000.0;
+    cfg.limits.ip_rate_burst = 10_000.0;
     tweak(&mut cfg);
     let p = shadowai_collector::app::prepare(cfg).await.unwrap();
     let url = p
