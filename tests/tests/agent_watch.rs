@@ -364,11 +364,11 @@ fn garbage_packets_are_counted_not_fatal_and_metrics_are_served() {
             .sum()
     };
     assert!(
-        errors(&after, "dns") >= errors(&before, "dns") + 1,
+        errors(&after, "dns") > errors(&before, "dns"),
         "DNS garbage counted:\n{after}"
     );
     assert!(
-        errors(&after, "tls") >= errors(&before, "tls") + 1,
+        errors(&after, "tls") > errors(&before, "tls"),
         "TLS garbage counted:\n{after}"
     );
 

@@ -162,12 +162,12 @@ impl ProcTable {
             apply_status(info, &status);
             info.user = self.users.name(info.uid);
         }
-        if let Ok(cg) = std::fs::read_to_string(dir.join("cgroup")) {
-            if let Some(path) = cgroup::v2_path(&cg) {
-                let pl = cgroup::placement(path);
-                info.container_id = pl.container_id;
-                info.systemd_unit = pl.systemd_unit;
-            }
+        if let Ok(cg) = std::fs::read_to_string(dir.join("cgroup"))
+            && let Some(path) = cgroup::v2_path(&cg)
+        {
+            let pl = cgroup::placement(path);
+            info.container_id = pl.container_id;
+            info.systemd_unit = pl.systemd_unit;
         }
         if info.exe.is_empty() {
             info.exe = Path::new(&info.name).display().to_string();
@@ -184,10 +184,10 @@ fn apply_status(info: &mut ProcInfo, status: &str) {
             if let Some(uid) = v.split_whitespace().next().and_then(|u| u.parse().ok()) {
                 info.uid = uid;
             }
-        } else if let Some(v) = line.strip_prefix("Name:") {
-            if info.name.is_empty() {
-                info.name = v.trim().to_string();
-            }
+        } else if let Some(v) = line.strip_prefix("Name:")
+            && info.name.is_empty()
+        {
+            info.name = v.trim().to_string();
         }
     }
 }

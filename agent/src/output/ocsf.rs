@@ -151,10 +151,8 @@ pub fn render(e: &Event, device: &Device) -> Value {
     if !e.signals.is_empty() {
         unmapped.insert("signals".into(), json!(e.signals));
     }
-    if let Some(p) = &e.process {
-        if let Some(u) = &p.systemd_unit {
-            unmapped.insert("systemd_unit".into(), json!(u));
-        }
+    if let Some(u) = e.process.as_ref().and_then(|p| p.systemd_unit.as_ref()) {
+        unmapped.insert("systemd_unit".into(), json!(u));
     }
     if let Some(t) = &e.tls {
         unmapped.insert("alpn".into(), json!(t.alpn));

@@ -38,11 +38,11 @@ pub fn render(e: &Event) -> String {
         "{time} {kind} {:<4} {who} -> {} name={name}",
         e.protocol, e.dst
     );
-    if let Some(d) = &e.dns {
-        if e.kind == EventKind::DnsResponse {
-            let ans: Vec<&str> = d.answers.iter().map(|a| a.rdata.as_str()).collect();
-            line.push_str(&format!(" answers=[{}]", ans.join(",")));
-        }
+    if let Some(d) = &e.dns
+        && e.kind == EventKind::DnsResponse
+    {
+        let ans: Vec<&str> = d.answers.iter().map(|a| a.rdata.as_str()).collect();
+        line.push_str(&format!(" answers=[{}]", ans.join(",")));
     }
     if let Some(t) = &e.tls {
         if !t.alpn.is_empty() {

@@ -202,6 +202,7 @@ impl AgentConfig {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn parse(t: &str) -> Result<AgentConfig, String> {

@@ -155,10 +155,10 @@ impl Uplink {
                 match self.client.ingest(&batch).await {
                     Ok(ack) => {
                         tracing::debug!(batch = %ack.batch_id, accepted = ack.accepted, duplicates = ack.duplicates, "batch acknowledged");
-                        if let Ok(mut s) = self.spool.lock() {
-                            if let Err(e) = s.ack(key) {
-                                tracing::error!(error = %e, "deleting an acknowledged batch");
-                            }
+                        if let Ok(mut s) = self.spool.lock()
+                            && let Err(e) = s.ack(key)
+                        {
+                            tracing::error!(error = %e, "deleting an acknowledged batch");
                         }
                         if let Ok(mut st) = self.stats.lock() {
                             st.batches_sent += 1;
