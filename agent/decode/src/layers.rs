@@ -1,7 +1,7 @@
 //! Link, network and transport layers of a captured frame: Ethernet (802.1Q/802.1ad tags,
-//! PPPoE sessions, MPLS), Linux SLL/SLL2, raw IPv4/IPv6, BSD loopback (NULL/LOOP) → IPv4 (options,
-//! first fragments only) / IPv6 (hop-by-hop, routing, fragment, destination-options, AH headers) →
-//! TCP / UDP.
+//! PPPoE sessions, MPLS), Linux SLL/SLL2, raw IPv4/IPv6, BSD loopback (NULL/LOOP) → IPv4
+//! (options) / IPv6 (hop-by-hop, routing, destination-options, AH headers) → TCP / UDP.
+//! IPv4 and IPv6 fragments come back as [`L3::Fragment`] for [`crate::defrag`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -39,6 +39,34 @@ pub struct Segment<'a> {
     pub wire_len: u32,
 }
 
+/// Identity of the datagram an IP fragment belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub id: u32,
+    /// Transport protocol of the reassembled datagram.
+    pub proto: u8,
+}
+
+/// One IPv4 fragment, or the fragmentable part of an IPv6 fragment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    pub key: FragKey,
+    /// Byte offset of `data` in the reassembled IP payload.
+    pub offset: usize,
+    /// More fragments follow.
+    pub more: bool,
+    pub data: &'a [u8],
+}
+
+/// What a frame holds at the network layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L3<'a> {
+    Segment(Segment<'a>),
+    Fragment(Fragment<'a>),
+}
+
 /// Whether the reader understands a link type.
 pub fn supported_linktype(linktype: u32) -> bool {
     matches!(
@@ -61,8 +89,16 @@ fn err(what: &'static str, offset: usize) -> DecodeError {
 }
 
 /// Parse a frame down to TCP/UDP. `Ok(None)` for frames that are not IP/TCP/UDP (ARP, ICMP,
-/// non-first fragments …); `Err` for frames that claim to be but are malformed.
+/// IP fragments …); `Err` for frames that claim to be but are malformed.
 pub fn parse_frame(linktype: u32, f: &[u8]) -> Result<Option<Segment<'_>>, DecodeError> {
+    Ok(match parse_l3(linktype, f)? {
+        Some(L3::Segment(s)) => Some(s),
+        _ => None,
+    })
+}
+
+/// Like [`parse_frame`], but IP fragments come back as [`L3::Fragment`] for reassembly.
+pub fn parse_l3(linktype: u32, f: &[u8]) -> Result<Option<L3<'_>>, DecodeError> {
     let (ethertype, off) = match linktype {
         LINKTYPE_ETHERNET => {
             let mut off = 12;
@@ -152,7 +188,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     b.get(at..at + 2).map(|x| u16::from_be_bytes([x[0], x[1]]))
 }
 
-fn ipv4(f: &[u8], off: usize) -> Result<Option<Segment<'_>>, DecodeError> {
+fn ipv4(f: &[u8], off: usize) -> Result<Option<L3<'_>>, DecodeError> {
     let h = f
         .get(off..off + 20)
         .ok_or_else(|| err("IPv4 header", off))?;
@@ -168,21 +204,33 @@ fn ipv4(f: &[u8], off: usize) -> Result<Option<Segment<'_>>, DecodeError> {
         return Err(err("IPv4 options", off + 20));
     }
     let frag_off = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
-    if frag_off != 0 {
-        return Ok(None);
-    }
+    let more = h[6] & 0x20 != 0;
     let src = IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15]));
     let dst = IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19]));
+    if frag_off != 0 || more {
+        let end = (off + total).min(f.len());
+        return Ok(Some(L3::Fragment(Fragment {
+            key: FragKey {
+                src,
+                dst,
+                id: u32::from(u16::from_be_bytes([h[4], h[5]])),
+                proto: h[9],
+            },
+            offset: usize::from(frag_off) * 8,
+            more,
+            data: f.get(off + ihl..end).unwrap_or(&[]),
+        })));
+    }
     // Total length 0 happens with TSO captures: trust the capture then.
     let l4_wire = if total == 0 {
         f.len() - off - ihl
     } else {
         total - ihl
     };
-    transport(f, off + ihl, l4_wire, h[9], src, dst)
+    transport(f, off + ihl, l4_wire, h[9], src, dst).map(|s| s.map(L3::Segment))
 }
 
-fn ipv6(f: &[u8], off: usize) -> Result<Option<Segment<'_>>, DecodeError> {
+fn ipv6(f: &[u8], off: usize) -> Result<Option<L3<'_>>, DecodeError> {
     let h = f
         .get(off..off + 40)
         .ok_or_else(|| err("IPv6 header", off))?;
@@ -206,11 +254,23 @@ fn ipv6(f: &[u8], off: usize) -> Result<Option<Segment<'_>>, DecodeError> {
                     .ok_or_else(|| err("IPv6 extension header", pos))?;
                 let len = match next {
                     44 => {
-                        let frag = u16::from_be_bytes([e[2], e[3]]) >> 3;
-                        if frag != 0 {
-                            return Ok(None);
-                        }
-                        8
+                        let frag = usize::from(u16::from_be_bytes([e[2], e[3]]) >> 3);
+                        let end = if payload_len == 0 {
+                            f.len()
+                        } else {
+                            (off + 40 + payload_len).min(f.len())
+                        };
+                        return Ok(Some(L3::Fragment(Fragment {
+                            key: FragKey {
+                                src,
+                                dst,
+                                id: u32::from_be_bytes([e[4], e[5], e[6], e[7]]),
+                                proto: e[0],
+                            },
+                            offset: frag * 8,
+                            more: e[3] & 0x01 != 0,
+                            data: f.get(pos + 8..end).unwrap_or(&[]),
+                        })));
                     }
                     51 => (usize::from(e[1]) + 2) * 4,
                     _ => (usize::from(e[1]) + 1) * 8,
@@ -227,7 +287,7 @@ fn ipv6(f: &[u8], off: usize) -> Result<Option<Segment<'_>>, DecodeError> {
                         .checked_sub(ext_len)
                         .ok_or_else(|| err("IPv6 payload length", off + 4))?
                 };
-                return transport(f, pos, l4_wire, next, src, dst);
+                return transport(f, pos, l4_wire, next, src, dst).map(|s| s.map(L3::Segment));
             }
         }
     }

@@ -10,6 +10,7 @@
 //! kernel would deliver; [`signals`] knows encrypted-DNS endpoints.
 
 pub mod decoder;
+pub mod defrag;
 pub mod dns;
 pub mod error;
 pub mod ja4;

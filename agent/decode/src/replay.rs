@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::decoder::{Decoder, Limits};
+use crate::defrag::{Defrag, DefragStats};
 use crate::error::DecodeError;
-use crate::layers::{self, L4Kind};
+use crate::layers::{self, L3, L4Kind, LINKTYPE_RAW};
 use crate::pcap::{Frame, Reader};
 use crate::stats::DecodeStats;
 use crate::{Decoded, Direction, Hint, PacketIn, quic, tls};
@@ -70,6 +71,8 @@ pub struct ReplayStats {
     pub quic: u64,
     /// Packets ignored (not a kind the kernel captures, or past its per-flow caps).
     pub ignored: u64,
+    /// IP fragments seen, datagrams reassembled from them, datagrams given up.
+    pub defrag: DefragStats,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -92,6 +95,7 @@ enum FlowClass {
 #[derive(Default)]
 pub struct Classifier {
     flows: HashMap<u64, FlowClass>,
+    defrag: Defrag,
     pub stats: ReplayStats,
 }
 
@@ -103,8 +107,27 @@ impl Classifier {
     /// Classify one frame; `None` when the kernel would not have captured it.
     pub fn classify(&mut self, frame: &Frame) -> Option<ReplayPacket> {
         self.stats.frames += 1;
-        let seg = match layers::parse_frame(frame.linktype, &frame.data) {
-            Ok(Some(s)) => s,
+        let whole;
+        let l3 = match layers::parse_l3(frame.linktype, &frame.data) {
+            Ok(Some(L3::Fragment(fr))) => {
+                let done = self.defrag.add(frame.ts_ns, &fr);
+                self.stats.defrag = self.defrag.stats.clone();
+                match done {
+                    Some(p) => {
+                        whole = p;
+                        layers::parse_l3(LINKTYPE_RAW, &whole)
+                    }
+                    None => return None,
+                }
+            }
+            other => other,
+        };
+        let seg = match l3 {
+            Ok(Some(L3::Segment(s))) => s,
+            Ok(Some(L3::Fragment(_))) => {
+                self.stats.malformed += 1;
+                return None;
+            }
             Ok(None) => {
                 self.stats.not_ip += 1;
                 return None;

@@ -261,3 +261,79 @@ fn bad_files_give_named_errors() {
     let out = decode_reader(&file[..], Limits::default()).unwrap();
     assert_eq!(out.replay_stats.unsupported_link, 1);
 }
+
+fn ipv4_fragment(id: u16, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let total = 20 + data.len();
+    let fo = ((offset / 8) as u16) | if more { 0x2000 } else { 0 };
+    let mut h = vec![0x45, 0, (total >> 8) as u8, total as u8];
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(&fo.to_be_bytes());
+    h.extend_from_slice(&[64, 17, 0, 0, 192, 0, 2, 10, 192, 0, 2, 53]);
+    h.extend_from_slice(data);
+    h
+}
+
+fn ipv6_fragment(id: u32, offset: usize, more: bool, data: &[u8]) -> Vec<u8> {
+    let plen = 8 + data.len();
+    let mut h = vec![0x60, 0, 0, 0, (plen >> 8) as u8, plen as u8, 44, 64];
+    h.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    h.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    let fo = (((offset / 8) as u16) << 3) | u16::from(more);
+    h.extend_from_slice(&[17, 0]);
+    h.extend_from_slice(&fo.to_be_bytes());
+    h.extend_from_slice(&id.to_be_bytes());
+    h.extend_from_slice(data);
+    h
+}
+
+/// A 1.3 KB DNS query split into IPv4 fragments and a QUIC Initial split into IPv6 fragments,
+/// both delivered out of order with a duplicate, reassemble and decode.
+#[test]
+fn ip_fragments_are_reassembled() {
+    let mut q = vec![0x12, 0x34, 1, 0, 0, 30, 0, 0, 0, 0, 0, 0];
+    for i in 0..30 {
+        let name = if i == 0 {
+            "perplexity.ai".to_string()
+        } else {
+            format!("a-rather-long-label-number-{i:02}.example")
+        };
+        for l in name.split('.') {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    }
+    let dgram = udp(5353, 53, &q);
+    assert!(dgram.len() > 1100);
+    let v4: Vec<Vec<u8>> = dgram
+        .chunks(504)
+        .enumerate()
+        .map(|(i, c)| ipv4_fragment(7, i * 504, (i + 1) * 504 < dgram.len(), c))
+        .collect();
+    let initial = common::read_fixture("rfc/rfc9001-a2-client-initial.bin");
+    let qd = udp(50000, 443, &initial);
+    let v6 = [
+        ipv6_fragment(99, 0, true, &qd[..800]),
+        ipv6_fragment(99, 800, false, &qd[800..]),
+    ];
+    let frames = [&v4[2], &v4[0], &v4[0], &v6[1], &v4[1], &v6[0]];
+    let file = pcap(
+        false,
+        false,
+        101,
+        &frames.iter().map(|f| f.to_vec()).collect::<Vec<_>>(),
+    );
+    let out = decode_reader(&file[..], Limits::default()).unwrap();
+    let got: Vec<String> = out
+        .decoded
+        .iter()
+        .map(|d| match d {
+            Decoded::Dns { msg, .. } => msg.questions[0].name.clone(),
+            Decoded::ClientHello { hello, .. } => hello.sni.clone().unwrap(),
+        })
+        .collect();
+    assert_eq!(got, vec!["perplexity.ai", "example.com"]);
+    assert_eq!(out.replay_stats.defrag.reassembled, 2);
+    assert_eq!(out.replay_stats.defrag.fragments, 6);
+    assert_eq!(out.replay_stats.malformed, 0);
+}
