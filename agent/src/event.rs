@@ -3,6 +3,7 @@
 //! [`crate::output`]. Names, addresses and process identity only — never payloads.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -83,14 +84,15 @@ pub enum Signal {
     NeverResolved,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     /// Unix milliseconds.
     pub time_ms: i64,
     pub kind: EventKind,
     /// `udp`, `tcp` or `quic`.
     pub protocol: &'static str,
-    pub process: Option<ProcInfo>,
+    /// Shared with the process table: events of one process do not copy its identity.
+    pub process: Option<Arc<ProcInfo>>,
     pub src: Option<SocketAddr>,
     pub dst: SocketAddr,
     /// The destination's name, and how we know it.

@@ -10,6 +10,7 @@ pub mod users;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -44,7 +45,7 @@ pub struct ProcInfo {
 
 /// pid → [`ProcInfo`].
 pub struct ProcTable {
-    procs: HashMap<u32, ProcInfo>,
+    procs: HashMap<u32, Arc<ProcInfo>>,
     users: users::Users,
     proc_root: std::path::PathBuf,
 }
@@ -80,19 +81,19 @@ impl ProcTable {
             info.cmdline = e.args.clone();
         }
         self.evict_if_full();
-        self.procs.insert(e.pid, info);
+        self.procs.insert(e.pid, Arc::new(info));
     }
 
     pub fn on_exit(&mut self, pid: u32, ts_ns: u64) {
         if let Some(p) = self.procs.get_mut(&pid) {
-            p.exited_ns = Some(ts_ns);
+            Arc::make_mut(p).exited_ns = Some(ts_ns);
         }
     }
 
     /// The process behind a socket owner; looked up in /proc on first sight.
-    pub fn resolve(&mut self, owner: &Owner) -> ProcInfo {
+    pub fn resolve(&mut self, owner: &Owner) -> Arc<ProcInfo> {
         if let Some(p) = self.procs.get(&owner.pid) {
-            return p.clone();
+            return Arc::clone(p);
         }
         let mut info = ProcInfo {
             pid: owner.pid,
@@ -103,7 +104,8 @@ impl ProcTable {
         };
         self.fill_from_proc(&mut info);
         self.evict_if_full();
-        self.procs.insert(owner.pid, info.clone());
+        let info = Arc::new(info);
+        self.procs.insert(owner.pid, Arc::clone(&info));
         info
     }
 

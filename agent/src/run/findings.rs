@@ -278,13 +278,13 @@ pub(crate) mod tests {
             time_ms: t,
             kind: kind.clone(),
             protocol: "tcp",
-            process: Some(ProcInfo {
+            process: Some(std::sync::Arc::new(ProcInfo {
                 pid,
                 exe: exe.into(),
                 user: "alice".into(),
                 uid: 1000,
                 ..ProcInfo::default()
-            }),
+            })),
             src: None,
             dst: "10.0.0.1:443".parse().unwrap(),
             hostname: Some("api.openai.com".into()),
