@@ -3,7 +3,6 @@
 //! DNS-over-TCP streams, the QUIC CRYPTO stream across Initials — and counts every outcome.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use crate::error::{DecodeError, Parsed, Proto};
 use crate::reasm::Reassembly;
@@ -501,12 +500,5 @@ fn dns_out(pkt: &PacketIn<'_>, transport: Transport, msg: dns::DnsMessage) -> De
         dst: pkt.dst,
         transport,
         msg,
-    }
-}
-
-/// Addresses of a decoded message, for callers that only need the endpoints.
-pub fn endpoints(d: &Decoded) -> (SocketAddr, SocketAddr) {
-    match d {
-        Decoded::Dns { src, dst, .. } | Decoded::ClientHello { src, dst, .. } => (*src, *dst),
     }
 }
