@@ -59,6 +59,10 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> 
     } else {
         p.meta.sport
     });
+    // Ingress carries nothing we capture but DNS answers: stop before any map work.
+    if direction != dir::EGRESS && !is_dns {
+        return Ok(());
+    }
     // SAFETY: ctx.skb is the program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     p.meta.cookie = cookie;
@@ -69,23 +73,8 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> 
             return emit(ctx, &mut p, prog_id);
         }
         if direction == dir::EGRESS && is_quic_initial(ctx, p.off)? {
-            let st = FLOWS.get_ptr_mut(&cookie);
-            let segs = match st {
-                // SAFETY: valid map value pointer.
-                Some(s) => unsafe { (*s).segs },
-                None => 0,
-            };
-            if segs >= flow::MAX_QUIC_PKTS {
+            if !count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id) {
                 return Ok(());
-            }
-            let next = FlowState {
-                state: flow::CAPTURING,
-                want: 0,
-                got: 0,
-                segs: segs + 1,
-            };
-            if FLOWS.insert(&cookie, &next, 0).is_err() {
-                count_drop(prog_id, drop::MAP_FULL);
             }
             p.meta.payload = payload::QUIC;
             return emit(ctx, &mut p, prog_id);
@@ -95,29 +84,11 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> 
 
     // TCP.
     if is_dns {
-        let st = FLOWS.get_ptr_mut(&cookie);
-        let segs = match st {
-            // SAFETY: valid map value pointer.
-            Some(s) => unsafe { (*s).segs },
-            None => 0,
-        };
-        if segs >= flow::MAX_DNS_TCP_SEGS {
+        if !count_packet(cookie, flow::MAX_DNS_TCP_SEGS, prog_id) {
             return Ok(());
-        }
-        let next = FlowState {
-            state: flow::CAPTURING,
-            want: 0,
-            got: 0,
-            segs: segs + 1,
-        };
-        if FLOWS.insert(&cookie, &next, 0).is_err() {
-            count_drop(prog_id, drop::MAP_FULL);
         }
         p.meta.payload = payload::DNS_TCP;
         return emit(ctx, &mut p, prog_id);
-    }
-    if direction != dir::EGRESS {
-        return Ok(());
     }
     match FLOWS.get_ptr_mut(&cookie) {
         Some(s) => {
@@ -165,6 +136,29 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> 
     }
     p.meta.payload = payload::TLS;
     emit(ctx, &mut p, prog_id)
+}
+
+/// Counts one more captured packet for this socket; `false` once `max` were captured.
+#[inline(always)]
+fn count_packet(cookie: u64, max: u32, prog_id: u32) -> bool {
+    let segs = match FLOWS.get_ptr_mut(&cookie) {
+        // SAFETY: valid map value pointer.
+        Some(s) => unsafe { (*s).segs },
+        None => 0,
+    };
+    if segs >= max {
+        return false;
+    }
+    let next = FlowState {
+        state: flow::CAPTURING,
+        want: 0,
+        got: 0,
+        segs: segs + 1,
+    };
+    if FLOWS.insert(&cookie, &next, 0).is_err() {
+        count_drop(prog_id, drop::MAP_FULL);
+    }
+    true
 }
 
 #[inline(always)]

@@ -91,6 +91,13 @@ fn kind(v: &Value) -> (u64, u64) {
     (n(v, &["class_uid"]), n(v, &["activity_id"]))
 }
 
+/// Waits for an event of `pid` of one OCSF (class, activity).
+fn event_of(agent: &Agent, what: &str, pid: u32, class: (u64, u64)) -> Value {
+    agent
+        .wait_for(what, T, |v| of_pid(pid)(v) && kind(v) == class)
+        .unwrap()
+}
+
 #[test]
 fn attributes_dns_tls_and_connections_over_ipv4_and_ipv6() {
     let _g = serial();
@@ -162,11 +169,7 @@ fn attributes_dns_tls_and_connections_over_ipv4_and_ipv6() {
             "exec openssl s_client -connect api.anthropic.com:443 -servername api.anthropic.com -brief </dev/null",
         ],
     );
-    let h = agent
-        .wait_for("openssl ClientHello", T, |v| {
-            of_pid(ossl)(v) && kind(v) == (4001, 6)
-        })
-        .unwrap();
+    let h = event_of(&agent, "openssl ClientHello", ossl, (4001, 6));
     assert_eq!(s(&h, &["tls", "sni"]), "api.anthropic.com");
     assert_eq!(
         s(&h, &["actor", "process", "file", "path"]),
@@ -181,22 +184,14 @@ fn attributes_dns_tls_and_connections_over_ipv4_and_ipv6() {
         v6 = t.remote_v6
     );
     let py = client(&t, "python3", &["-c", &code]);
-    let h6 = agent
-        .wait_for("python IPv6 ClientHello", T, |v| {
-            of_pid(py)(v) && kind(v) == (4001, 6)
-        })
-        .unwrap();
+    let h6 = event_of(&agent, "python IPv6 ClientHello", py, (4001, 6));
     assert_eq!(s(&h6, &["tls", "sni"]), "api.anthropic.com");
     assert_eq!(s(&h6, &["dst_endpoint", "ip"]), t.remote_v6);
     assert_eq!(
         s(&h6, &["actor", "process", "file", "path"]),
         realpath("python3")
     );
-    let c6 = agent
-        .wait_for("python IPv6 connect", T, |v| {
-            of_pid(py)(v) && kind(v) == (4001, 1)
-        })
-        .unwrap();
+    let c6 = event_of(&agent, "python IPv6 connect", py, (4001, 1));
     assert_eq!(s(&c6, &["dst_endpoint", "ip"]), t.remote_v6);
 
     // Another user: curl as nobody over IPv6 (AAAA through the CNAME chain).
@@ -215,11 +210,7 @@ fn attributes_dns_tls_and_connections_over_ipv4_and_ipv6() {
             "https://api.openai.com/",
         ],
     );
-    let hn = agent
-        .wait_for("nobody's ClientHello", T, |v| {
-            of_pid(nobody)(v) && kind(v) == (4001, 6)
-        })
-        .unwrap();
+    let hn = event_of(&agent, "nobody's ClientHello", nobody, (4001, 6));
     assert_eq!(s(&hn, &["actor", "user", "name"]), "nobody");
     assert_eq!(s(&hn, &["actor", "user", "uid"]), "65534");
     assert_eq!(s(&hn, &["dst_endpoint", "ip"]), t.remote_v6);
@@ -233,11 +224,7 @@ fn attributes_dns_tls_and_connections_over_ipv4_and_ipv6() {
         v4 = t.remote_v4
     );
     let tcpdns = client(&t, "python3", &["-c", &code]);
-    let d = agent
-        .wait_for("DNS-over-TCP answer", T, |v| {
-            of_pid(tcpdns)(v) && kind(v) == (4003, 2)
-        })
-        .unwrap();
+    let d = event_of(&agent, "DNS-over-TCP answer", tcpdns, (4003, 2));
     assert_eq!(s(&d, &["connection_info", "protocol_name"]), "tcp");
     assert_eq!(s(&d, &["query", "type"]), "AAAA");
     assert!(
@@ -266,11 +253,7 @@ fn a_process_that_exits_right_after_connecting_keeps_its_identity() {
         !std::path::Path::new(&format!("/proc/{pid}")).exists(),
         "the client has exited"
     );
-    let c = agent
-        .wait_for("short-lived connect", T, |v| {
-            of_pid(pid)(v) && kind(v) == (4001, 1)
-        })
-        .unwrap();
+    let c = event_of(&agent, "short-lived connect", pid, (4001, 1));
     let exe = s(&c, &["actor", "process", "file", "path"]);
     // /proc is gone: this is the path the kernel saw at execve().
     let py = realpath("python3");
@@ -350,11 +333,7 @@ fn garbage_packets_are_counted_not_fatal_and_metrics_are_served() {
         v4 = t.remote_v4
     );
     let pid = client(&t, "python3", &["-c", &code]);
-    agent
-        .wait_for("garbage sender's connect", T, |v| {
-            of_pid(pid)(v) && kind(v) == (4001, 1)
-        })
-        .unwrap();
+    event_of(&agent, "garbage sender's connect", pid, (4001, 1));
     std::thread::sleep(Duration::from_millis(1500));
     let after = scrape(addr);
     let errors = |text: &str, proto: &str| -> u64 {
@@ -378,11 +357,7 @@ fn garbage_packets_are_counted_not_fatal_and_metrics_are_served() {
         "curl",
         &["-4", "-sS", "--cacert", &cert, "https://api.anthropic.com/"],
     );
-    let h = agent
-        .wait_for("ClientHello after garbage", T, |v| {
-            of_pid(ok)(v) && kind(v) == (4001, 6)
-        })
-        .unwrap();
+    let h = event_of(&agent, "ClientHello after garbage", ok, (4001, 6));
     assert_eq!(s(&h, &["tls", "sni"]), "api.anthropic.com");
     // The snapshot behind /metrics is refreshed every second.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -431,11 +406,7 @@ fn quic_initials_and_client_hellos_split_across_segments_are_named_live() {
             "api.openai.com",
         ],
     );
-    let q = agent
-        .wait_for("QUIC ClientHello", T, |v| {
-            of_pid(quic)(v) && kind(v) == (4001, 6)
-        })
-        .unwrap();
+    let q = event_of(&agent, "QUIC ClientHello", quic, (4001, 6));
     assert_eq!(s(&q, &["connection_info", "protocol_name"]), "quic");
     assert_eq!(s(&q, &["tls", "sni"]), "api.openai.com");
     assert_eq!(s(&q, &["unmapped", "quic_version"]), "0x00000001");
@@ -462,11 +433,7 @@ fn quic_initials_and_client_hellos_split_across_segments_are_named_live() {
             "exec openssl s_client -connect api.anthropic.com:443 -servername api.anthropic.com -brief </dev/null",
         ],
     );
-    let h = agent
-        .wait_for("split openssl ClientHello", T, |v| {
-            of_pid(ossl)(v) && kind(v) == (4001, 6)
-        })
-        .unwrap();
+    let h = event_of(&agent, "split openssl ClientHello", ossl, (4001, 6));
     assert_eq!(s(&h, &["tls", "sni"]), "api.anthropic.com");
     // MTU 300 leaves 260 bytes of TCP payload per segment: this hello needed several.
     assert!(n(&h, &["unmapped", "client_hello_len"]) > 260, "{h}");
@@ -479,11 +446,7 @@ fn quic_initials_and_client_hellos_split_across_segments_are_named_live() {
         "curl",
         &["-4", "-sS", "--cacert", &cert, "https://api.openai.com/"],
     );
-    let h = agent
-        .wait_for("split curl ClientHello", T, |v| {
-            of_pid(curl)(v) && kind(v) == (4001, 6)
-        })
-        .unwrap();
+    let h = event_of(&agent, "split curl ClientHello", curl, (4001, 6));
     assert_eq!(s(&h, &["tls", "sni"]), "api.openai.com");
     assert!(n(&h, &["unmapped", "client_hello_len"]) > 260, "{h}");
     assert!(
