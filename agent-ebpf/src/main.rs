@@ -19,9 +19,9 @@ mod sock;
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use shadowai_common::{drop, ArgsBuf, Config, FlowState, SendKey, SockOwner};
+use shadowai_common::{drop, ArgsBuf, Config, FlowState, SendKey, SockOwner, QNAME_MAX};
 
 /// All events to userspace (8 MiB).
 #[map]
@@ -50,6 +50,37 @@ static EXEC_ARGS: LruHashMap<u32, ArgsBuf> = LruHashMap::with_max_entries(4096, 
 /// Per-CPU scratch space for building an [`ArgsBuf`] off the 512-byte stack.
 #[map]
 static ARGS_SCRATCH: PerCpuArray<ArgsBuf> = PerCpuArray::with_max_entries(1, 0);
+
+/// Enforcement: blocked name suffixes, reversed wire form (see `qname_suffix_key`).
+#[map]
+static BLOCK_NAMES: LpmTrie<[u8; QNAME_MAX], u32> = LpmTrie::with_max_entries(16384, 0);
+
+/// Enforcement: blocked IPv4 / IPv6 networks (catalogue CIDRs of blocked services).
+#[map]
+static BLOCK_NETS4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(4096, 0);
+#[map]
+static BLOCK_NETS6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(4096, 0);
+
+/// Per-CPU scratch: a DNS question name as loaded, and its reversed lookup key.
+#[map]
+static QNAME_SCRATCH: PerCpuArray<[u8; 256]> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static QNAME_KEY: PerCpuArray<Key<[u8; QNAME_MAX]>> = PerCpuArray::with_max_entries(1, 0);
+
+/// Is `daddr` inside a blocked network?
+#[inline(always)]
+fn blocked_addr(v6: bool, daddr: &[u8; 16]) -> bool {
+    if config().block_nets == 0 {
+        return false;
+    }
+    if v6 {
+        BLOCK_NETS6.get(&Key::new(128, *daddr)).is_some()
+    } else {
+        BLOCK_NETS4
+            .get(&Key::new(32, [daddr[0], daddr[1], daddr[2], daddr[3]]))
+            .is_some()
+    }
+}
 
 /// Drop counters, `prog * drop::REASONS + reason`.
 #[map]

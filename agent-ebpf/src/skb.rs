@@ -11,13 +11,19 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use shadowai_common::{
-    dir, drop, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta, MAX_PAYLOAD,
+    dir, drop, flags, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta, MAX_PAYLOAD,
+    QNAME_LABELS, QNAME_MAX,
 };
 
-use crate::{count_drop, wakeup_flags, DNS_PORTS, EVENTS, FLOWS, SOCK_OWNERS};
+use crate::{
+    config, count_drop, wakeup_flags, BLOCK_NAMES, DNS_PORTS, EVENTS, FLOWS, QNAME_KEY,
+    QNAME_SCRATCH, SOCK_OWNERS,
+};
 
 /// Let the packet through (cgroup_skb return value).
 const PASS: i32 = 1;
+/// Drop it (on egress a UDP sender gets EPERM at once).
+const DROP: i32 = 0;
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
@@ -27,8 +33,10 @@ const QUIC_V2: u32 = 0x6b33_43cf;
 
 #[cgroup_skb]
 pub fn skb_egress(ctx: SkBuffContext) -> i32 {
-    let _ = try_skb(&ctx, dir::EGRESS, prog::SKB_EGRESS);
-    PASS
+    match try_skb(&ctx, dir::EGRESS, prog::SKB_EGRESS) {
+        Ok(true) => DROP,
+        _ => PASS,
+    }
 }
 
 #[cgroup_skb]
@@ -47,12 +55,13 @@ struct Parsed {
 }
 
 #[inline(always)]
-fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> {
+/// `Ok(true)`: drop the packet (a DNS query for a blocked name, in enforce mode).
+fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64> {
     let Some(mut p) = parse(ctx, direction)? else {
-        return Ok(());
+        return Ok(false);
     };
     if p.len == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let is_dns = dns_port(if direction == dir::EGRESS {
         p.meta.dport
@@ -61,7 +70,7 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> 
     });
     // Ingress carries nothing we capture but DNS answers: stop before any map work.
     if direction != dir::EGRESS && !is_dns {
-        return Ok(());
+        return Ok(false);
     }
     // SAFETY: ctx.skb is the program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
@@ -70,32 +79,45 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> 
     if p.meta.protocol == IPPROTO_UDP {
         if is_dns {
             p.meta.payload = payload::DNS_UDP;
-            return emit(ctx, &mut p, prog_id);
+            let blocked = direction == dir::EGRESS && qname_blocked(ctx, p.off + 12, p.len);
+            if blocked {
+                p.meta.flags = flags::BLOCKED;
+            }
+            emit(ctx, &mut p, prog_id)?;
+            return Ok(blocked);
         }
         if direction == dir::EGRESS && is_quic_initial(ctx, p.off)? {
             if !count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id) {
-                return Ok(());
+                return Ok(false);
             }
             p.meta.payload = payload::QUIC;
-            return emit(ctx, &mut p, prog_id);
+            emit(ctx, &mut p, prog_id)?;
+            return Ok(false);
         }
-        return Ok(());
+        return Ok(false);
     }
 
     // TCP.
     if is_dns {
         if !count_packet(cookie, flow::MAX_DNS_TCP_SEGS, prog_id) {
-            return Ok(());
+            return Ok(false);
         }
         p.meta.payload = payload::DNS_TCP;
-        return emit(ctx, &mut p, prog_id);
+        // A query segment starts with its 2-byte length, then the 12-byte header.
+        let blocked =
+            direction == dir::EGRESS && qname_blocked(ctx, p.off + 14, p.len.saturating_sub(2));
+        if blocked {
+            p.meta.flags = flags::BLOCKED;
+        }
+        emit(ctx, &mut p, prog_id)?;
+        return Ok(blocked);
     }
     match FLOWS.get_ptr_mut(&cookie) {
         Some(s) => {
             // SAFETY: valid map value pointer; per-socket state, races only lose a count.
             let st = unsafe { &mut *s };
             if st.state != flow::CAPTURING {
-                return Ok(());
+                return Ok(false);
             }
             st.got = st.got.saturating_add(p.len);
             st.segs += 1;
@@ -130,12 +152,75 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<(), i64> 
                 count_drop(prog_id, drop::MAP_FULL);
             }
             if !is_hello {
-                return Ok(());
+                return Ok(false);
             }
         }
     }
     p.meta.payload = payload::TLS;
-    emit(ctx, &mut p, prog_id)
+    emit(ctx, &mut p, prog_id)?;
+    Ok(false)
+}
+
+/// Does the DNS question name at `qoff` (wire format) end in a blocked suffix?
+///
+/// Walk the labels to find the name's end (at most [`QNAME_LABELS`] jumps), copy the name
+/// reversed and lower-cased into the lookup key (one flat loop), and do one longest-prefix
+/// lookup in `BLOCK_NAMES`: any stored suffix that prefixes the key is a blocked suffix of
+/// the name, at a label boundary. Longer names, compression pointers and garbage are never
+/// blocked.
+#[inline(never)]
+fn qname_blocked(ctx: &SkBuffContext, qoff: u32, plen: u32) -> bool {
+    if config().block_names == 0 || plen <= 12 {
+        return false;
+    }
+    let (Some(buf), Some(key)) = (QNAME_SCRATCH.get_ptr_mut(0), QNAME_KEY.get_ptr_mut(0)) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch slots, ours while this program runs.
+    let (buf, key) = unsafe { (&mut *buf, &mut *key) };
+    let avail = plen - 12;
+    let m = if avail as usize > QNAME_MAX {
+        QNAME_MAX as u32
+    } else {
+        avail
+    };
+    // Written so the verifier sees 1..=QNAME_MAX without relying on the checks above
+    // (LLVM folds those away).
+    let n = ((m.wrapping_sub(1)) & (QNAME_MAX as u32 - 1)) + 1;
+    // SAFETY: `buf` has 256 bytes and `n` <= 128.
+    let rc = unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), qoff, buf.as_mut_ptr().cast(), n) };
+    if rc != 0 {
+        return false;
+    }
+    let n = n as usize;
+    let mut end = 0usize;
+    let mut found = false;
+    for _ in 0..QNAME_LABELS {
+        if end >= n {
+            return false;
+        }
+        let len = buf[end & 0xff] as usize;
+        if len == 0 {
+            found = true;
+            break;
+        }
+        if len > 63 {
+            return false; // compression pointer or garbage
+        }
+        end += len + 1;
+    }
+    if !found || end == 0 || end > QNAME_MAX {
+        return false;
+    }
+    for i in 0..QNAME_MAX {
+        if i >= end {
+            break;
+        }
+        let b = buf[(end - 1 - i) & 0xff];
+        key.data[i & (QNAME_MAX - 1)] = b | (((b.wrapping_sub(b'A') < 26) as u8) << 5);
+    }
+    key.prefix_len = (end * 8) as u32;
+    BLOCK_NAMES.get(&*key).is_some()
 }
 
 /// Counts one more captured packet for this socket; `false` once `max` were captured.

@@ -11,35 +11,34 @@ use aya_ebpf::{
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use shadowai_common::{drop, hook, kind, prog, ConnectEvent, SendKey, SockOwner};
+use shadowai_common::{drop, flags, hook, kind, prog, ConnectEvent, SendKey, SockOwner};
 
-use crate::{config, count_drop, wakeup_flags, EVENTS, SEEN, SOCK_OWNERS};
+use crate::{blocked_addr, config, count_drop, wakeup_flags, EVENTS, SEEN, SOCK_OWNERS};
+
+/// Refuse the operation: connect()/sendmsg() fail with EPERM at once.
+const DENY: i32 = 0;
 
 /// Allow the operation (cgroup_sock_addr return value).
 const ALLOW: i32 = 1;
 
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx, hook::CONNECT4, prog::CONNECT4, false);
-    ALLOW
+    on_sock_addr(&ctx, hook::CONNECT4, prog::CONNECT4, false)
 }
 
 #[cgroup_sock_addr(connect6)]
 pub fn connect6(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx, hook::CONNECT6, prog::CONNECT6, true);
-    ALLOW
+    on_sock_addr(&ctx, hook::CONNECT6, prog::CONNECT6, true)
 }
 
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx, hook::SENDMSG4, prog::SENDMSG4, false);
-    ALLOW
+    on_sock_addr(&ctx, hook::SENDMSG4, prog::SENDMSG4, false)
 }
 
 #[cgroup_sock_addr(sendmsg6)]
 pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
-    on_sock_addr(&ctx, hook::SENDMSG6, prog::SENDMSG6, true);
-    ALLOW
+    on_sock_addr(&ctx, hook::SENDMSG6, prog::SENDMSG6, true)
 }
 
 /// The current task as a socket owner.
@@ -59,8 +58,10 @@ pub fn current_owner() -> SockOwner {
     }
 }
 
+/// Records the owner, reports the destination, and decides: ALLOW, or DENY for a
+/// destination inside a blocked network (always reported, never de-duplicated).
 #[inline(always)]
-fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) {
+fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i32 {
     let sa = ctx.sock_addr;
     // SAFETY: the context pointer is valid for the duration of the program.
     let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
@@ -86,6 +87,7 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) {
         (u16::from_be((*sa).user_port as u16), (*sa).protocol as u8)
     };
 
+    let blocked = blocked_addr(v6, &daddr);
     // Report each (process, hook, destination) once per window.
     let key = SendKey {
         owner: ((owner.pid as u64) << 32) | hook_id as u64,
@@ -96,23 +98,26 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let window = config().dedup_ns;
-    if let Some(last) = unsafe { SEEN.get(&key) } {
-        if window != 0 && now.wrapping_sub(*last) < window {
-            return;
+    let verdict = if blocked { DENY } else { ALLOW };
+    if !blocked {
+        if let Some(last) = unsafe { SEEN.get(&key) } {
+            if window != 0 && now.wrapping_sub(*last) < window {
+                return verdict;
+            }
         }
+        let _ = SEEN.insert(&key, &now, 0);
     }
-    let _ = SEEN.insert(&key, &now, 0);
 
     let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {
         count_drop(prog_id, drop::RINGBUF_FULL);
-        return;
+        return verdict;
     };
     entry.write(ConnectEvent {
         kind: kind::CONNECT,
         hook: hook_id,
         protocol,
         family: if v6 { 6 } else { 4 },
-        _pad0: 0,
+        flags: if blocked { flags::BLOCKED as u8 } else { 0 },
         ts_ns: now,
         cookie,
         owner,
@@ -122,4 +127,5 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) {
         daddr,
     });
     entry.submit(wakeup_flags());
+    verdict
 }

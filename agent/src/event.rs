@@ -103,4 +103,6 @@ pub struct Event {
     pub signals: Vec<Signal>,
     /// Socket cookie (joins events of one socket).
     pub cookie: u64,
+    /// The kernel refused this connection or dropped this query (enforce mode).
+    pub blocked: bool,
 }

@@ -106,6 +106,11 @@ impl Live {
         })
     }
 
+    /// Replaces the kernel's enforcement filters.
+    pub fn set_blocklist(&mut self, b: &crate::run::enforce::Blocklist) -> Result<(), AgentError> {
+        self.sensor.set_blocklist(b)
+    }
+
     /// Kernel-side losses so far (ring buffer full), for heartbeats.
     pub fn lost_events(&self) -> u64 {
         self.sensor

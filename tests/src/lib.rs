@@ -307,6 +307,34 @@ impl Drop for Agent {
     }
 }
 
+/// A long-running child (agent, collector) stopped with SIGTERM — then SIGKILL after 10 s —
+/// when dropped, so a failing test never leaves it behind.
+pub struct Daemon(pub Child);
+
+impl Daemon {
+    /// Stops it now (SIGTERM, wait).
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `v[a][b]...` as a string, or "".
 pub fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     let mut cur = v;

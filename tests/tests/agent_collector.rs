@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shadowai_tests::{Topology, bin, repo_root, serial, sh};
+use shadowai_tests::{Daemon, Topology, bin, repo_root, serial, sh};
 
 struct Collector {
     child: Child,
@@ -113,25 +113,6 @@ impl Collector {
 impl Drop for Collector {
     fn drop(&mut self) {
         self.kill9();
-    }
-}
-
-struct AgentRun(Child);
-
-impl Drop for AgentRun {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -249,7 +230,7 @@ fn agent_findings_reach_the_collector_once_even_across_a_collector_kill() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let _agent = AgentRun(agent);
+    let _agent = Daemon(agent);
     std::thread::sleep(Duration::from_secs(2)); // sensor attach + enrollment
 
     let openai_pid = curl_in(&t, &cert, "https://api.openai.com/");

@@ -122,7 +122,8 @@ pub struct ConnectEvent {
     pub protocol: u8,
     /// 4 or 6.
     pub family: u8,
-    pub _pad0: u8,
+    /// [`flags`] bits.
+    pub flags: u8,
     pub ts_ns: u64,
     pub cookie: u64,
     pub owner: SockOwner,
@@ -156,7 +157,48 @@ pub struct PacketMeta {
     pub protocol: u8,
     pub direction: u8,
     pub payload: u8,
-    pub _pad: u32,
+    /// [`flags`] bits.
+    pub flags: u32,
+}
+
+/// Bits of `ConnectEvent::flags` / `PacketMeta::flags`.
+pub mod flags {
+    /// The kernel refused this connection or dropped this DNS query (enforce mode).
+    pub const BLOCKED: u32 = 1;
+}
+
+/// Longest DNS question name (wire bytes) the query filter considers.
+pub const QNAME_MAX: usize = 128;
+/// Labels of a question name the query filter walks at most.
+pub const QNAME_LABELS: usize = 32;
+
+/// The DNS query filter's key for a name suffix (`["deepseek", "com"]`): its wire form
+/// (length-prefixed labels, no root byte) reversed and lower-cased, so that a longest-prefix
+/// match on the reversed question name finds every blocked suffix — and only at a label
+/// boundary, because the suffix's own leading length byte is part of the key. Returns the
+/// key bytes and the prefix length in bits; `None` for an empty label, a label over 63
+/// bytes, or a name over [`QNAME_MAX`] wire bytes.
+pub fn qname_suffix_key<'a>(
+    labels: impl Iterator<Item = &'a [u8]>,
+) -> Option<([u8; QNAME_MAX], u32)> {
+    let mut wire = [0u8; QNAME_MAX];
+    let mut n = 0usize;
+    for l in labels {
+        if l.is_empty() || l.len() > 63 || n + 1 + l.len() > QNAME_MAX {
+            return None;
+        }
+        wire[n] = l.len() as u8;
+        wire[n + 1..n + 1 + l.len()].copy_from_slice(l);
+        n += 1 + l.len();
+    }
+    if n == 0 {
+        return None;
+    }
+    let mut key = [0u8; QNAME_MAX];
+    for i in 0..n {
+        key[i] = wire[n - 1 - i].to_ascii_lowercase();
+    }
+    Some((key, (n * 8) as u32))
 }
 
 /// A captured packet payload (DNS message, handshake bytes, QUIC Initial).
@@ -247,6 +289,10 @@ pub struct Config {
     pub wakeup_bytes: u64,
     /// Re-report a (process, destination) pair after this many nanoseconds.
     pub dedup_ns: u64,
+    /// Entries in `BLOCK_NAMES`; 0 skips the DNS query filter entirely.
+    pub block_names: u64,
+    /// Entries in `BLOCK_NETS4` + `BLOCK_NETS6`; 0 skips the connect filter.
+    pub block_nets: u64,
 }
 
 /// argv captured at execve() entry, keyed by thread id until the exec completes.

@@ -142,6 +142,7 @@ impl Correlator {
             tls: None,
             signals,
             cookie: c.cookie,
+            blocked: c.blocked,
         }
     }
 
@@ -169,7 +170,13 @@ impl Correlator {
             wire_len: p.meta.wire_len,
             payload: &p.data,
         };
+        let first = out.len();
         self.on_packet(&pkt, p.owner.as_ref(), out);
+        if p.meta.flags & shadowai_common::flags::BLOCKED != 0 {
+            for e in &mut out[first..] {
+                e.blocked = true;
+            }
+        }
     }
 
     /// A packet from any source (kernel or capture file) with its owner, if known.
@@ -279,6 +286,7 @@ impl Correlator {
                     tls: None,
                     signals,
                     cookie: *flow,
+                    blocked: false,
                 })
             }
             Decoded::ClientHello {
@@ -342,6 +350,7 @@ impl Correlator {
                     }),
                     signals,
                     cookie: *flow,
+                    blocked: false,
                 })
             }
         }

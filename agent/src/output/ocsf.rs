@@ -64,6 +64,15 @@ pub fn render(e: &Event, device: &Device) -> Value {
     o.insert("activity_name".into(), json!(activity_name));
     o.insert("type_uid".into(), json!(class_uid * 100 + activity_id));
     o.insert("severity_id".into(), json!(1));
+    if e.blocked {
+        o.insert("action_id".into(), json!(2));
+        o.insert("action".into(), json!("Denied"));
+        o.insert("disposition_id".into(), json!(2));
+        o.insert("disposition".into(), json!("Blocked"));
+    } else {
+        o.insert("action_id".into(), json!(1));
+        o.insert("action".into(), json!("Allowed"));
+    }
     o.insert("time".into(), json!(e.time_ms));
     o.insert(
         "metadata".into(),

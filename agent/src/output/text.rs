@@ -50,6 +50,9 @@ pub fn render(e: &Event) -> String {
         }
         line.push_str(&format!(" ja4={}", t.ja4));
     }
+    if e.blocked {
+        line.push_str(" BLOCKED");
+    }
     for s in &e.signals {
         line.push_str(&format!(
             " !{}",

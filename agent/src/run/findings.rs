@@ -299,6 +299,7 @@ pub(crate) mod tests {
             }),
             signals: vec![],
             cookie,
+            blocked: false,
         }
     }
 

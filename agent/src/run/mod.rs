@@ -4,6 +4,7 @@
 //! appended to a local OCSF JSONL file and printed.
 
 pub mod config;
+pub mod enforce;
 pub mod findings;
 pub mod spool;
 pub mod uplink;
@@ -55,8 +56,11 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         category: d.service.category.as_str().to_string(),
         risk_score: d.service.risk.score,
         verdict: d.verdict,
-        // Enforcement is not built yet: every use is observed and let through.
-        action: Action::Allowed,
+        action: if e.blocked {
+            Action::Blocked
+        } else {
+            Action::Allowed
+        },
         rule: d.rule_id(),
     })
 }
@@ -259,6 +263,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         None => None,
     };
     let mut engine = engine_rx.borrow_and_update().clone();
+    apply_blocklist(&mut live, &engine, &tag_refs)?;
     let mut events = Vec::new();
     let mut stdout = std::io::stdout();
     tracing::info!(host_id = %identity.host_id, "agent running");
@@ -266,6 +271,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         let go_on = live.next_batch(&mut events).await;
         if engine_rx.has_changed().unwrap_or(false) {
             engine = engine_rx.borrow_and_update().clone();
+            apply_blocklist(&mut live, &engine, &tag_refs)?;
         }
         for e in events.drain(..) {
             if let Some(c) = classify(&engine, &e, &tag_refs) {
@@ -301,6 +307,16 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         spooled = spool.lock().map(|s| s.len()).unwrap_or(0),
         "stopping; unsent findings stay in the spool"
     );
+    Ok(())
+}
+
+/// Loads what the rules block on this host into the kernel (enforce mode only).
+fn apply_blocklist(live: &mut Live, engine: &Engine, tags: &[&str]) -> Result<(), AgentError> {
+    let b = enforce::blocklist(engine, tags);
+    live.set_blocklist(&b)?;
+    if engine.policy().mode == Mode::Enforce {
+        tracing::info!(services = ?b.services, names = b.names.len(), networks = b.nets4.len() + b.nets6.len(), "enforcing blocks in the kernel");
+    }
     Ok(())
 }
 

@@ -13,7 +13,10 @@ use std::os::fd::AsFd;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{
+        Array, HashMap, MapData, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
 use shadowai_common::{Config, drop, prog};
@@ -55,6 +58,11 @@ pub struct HookStatus {
 pub struct Sensor {
     // Keeps programs and links alive; dropping it detaches everything.
     _ebpf: Ebpf,
+    config: Array<MapData, Config>,
+    base_config: Config,
+    block_names: LpmTrie<MapData, [u8; shadowai_common::QNAME_MAX], u32>,
+    block_nets4: LpmTrie<MapData, [u8; 4], u32>,
+    block_nets6: LpmTrie<MapData, [u8; 16], u32>,
     drops: PerCpuArray<MapData, u64>,
     pub hooks: Vec<HookStatus>,
 }
@@ -116,14 +124,80 @@ impl Sensor {
                 name: "DROPS",
                 reason: e.to_string(),
             })?;
+        let map = |e: aya::maps::MapError, name: &'static str| AgentError::Map {
+            name,
+            reason: e.to_string(),
+        };
+        let config =
+            Array::try_from(take_map(&mut ebpf, "CONFIG")?).map_err(|e| map(e, "CONFIG"))?;
+        let block_names = LpmTrie::try_from(take_map(&mut ebpf, "BLOCK_NAMES")?)
+            .map_err(|e| map(e, "BLOCK_NAMES"))?;
+        let block_nets4 = LpmTrie::try_from(take_map(&mut ebpf, "BLOCK_NETS4")?)
+            .map_err(|e| map(e, "BLOCK_NETS4"))?;
+        let block_nets6 = LpmTrie::try_from(take_map(&mut ebpf, "BLOCK_NETS6")?)
+            .map_err(|e| map(e, "BLOCK_NETS6"))?;
         Ok((
             Self {
                 _ebpf: ebpf,
+                config,
+                base_config: base_config(opts),
+                block_names,
+                block_nets4,
+                block_nets6,
                 drops,
                 hooks,
             },
             ring,
         ))
+    }
+
+    /// Replaces what the kernel refuses (enforce mode); an empty list turns the filters off.
+    pub fn set_blocklist(&mut self, b: &crate::run::enforce::Blocklist) -> Result<(), AgentError> {
+        let err = |name: &'static str| {
+            move |e: aya::maps::MapError| AgentError::Map {
+                name,
+                reason: e.to_string(),
+            }
+        };
+        // Filters off first, so no half-updated list is ever consulted.
+        self.config
+            .set(0, self.base_config, 0)
+            .map_err(err("CONFIG"))?;
+        let old: Vec<Key<[u8; shadowai_common::QNAME_MAX]>> =
+            self.block_names.keys().filter_map(Result::ok).collect();
+        for k in old {
+            let _ = self.block_names.remove(&k);
+        }
+        let old4: Vec<Key<[u8; 4]>> = self.block_nets4.keys().filter_map(Result::ok).collect();
+        for k in old4 {
+            let _ = self.block_nets4.remove(&k);
+        }
+        let old6: Vec<Key<[u8; 16]>> = self.block_nets6.keys().filter_map(Result::ok).collect();
+        for k in old6 {
+            let _ = self.block_nets6.remove(&k);
+        }
+        for (key, bits) in &b.names {
+            self.block_names
+                .insert(&Key::new(*bits, *key), 1, 0)
+                .map_err(err("BLOCK_NAMES"))?;
+        }
+        for (net, len) in &b.nets4 {
+            self.block_nets4
+                .insert(&Key::new(*len, *net), 1, 0)
+                .map_err(err("BLOCK_NETS4"))?;
+        }
+        for (net, len) in &b.nets6 {
+            self.block_nets6
+                .insert(&Key::new(*len, *net), 1, 0)
+                .map_err(err("BLOCK_NETS6"))?;
+        }
+        let cfg = Config {
+            block_names: b.names.len() as u64,
+            block_nets: (b.nets4.len() + b.nets6.len()) as u64,
+            ..self.base_config
+        };
+        self.config.set(0, cfg, 0).map_err(err("CONFIG"))?;
+        Ok(())
     }
 
     /// Drop counters summed over CPUs: (program, reason, count).
@@ -178,10 +252,7 @@ fn configure(ebpf: &mut Ebpf, opts: &SensorOptions) -> Result<(), AgentError> {
             reason: e.to_string(),
         }
     };
-    let cfg = Config {
-        wakeup_bytes: opts.wakeup_bytes,
-        dedup_ns: u64::try_from(opts.dedup.as_nanos()).unwrap_or(u64::MAX),
-    };
+    let cfg = base_config(opts);
     {
         let m = ebpf.map_mut("CONFIG").ok_or(AgentError::Map {
             name: "CONFIG",
@@ -199,6 +270,15 @@ fn configure(ebpf: &mut Ebpf, opts: &SensorOptions) -> Result<(), AgentError> {
         ports.insert(p, 1, 0).map_err(map_err("DNS_PORTS"))?;
     }
     Ok(())
+}
+
+fn base_config(opts: &SensorOptions) -> Config {
+    Config {
+        wakeup_bytes: opts.wakeup_bytes,
+        dedup_ns: u64::try_from(opts.dedup.as_nanos()).unwrap_or(u64::MAX),
+        block_names: 0,
+        block_nets: 0,
+    }
 }
 
 fn attach_sock_addr(ebpf: &mut Ebpf, name: &str, cgroup: &impl AsFd) -> Result<(), String> {

@@ -29,6 +29,8 @@ pub struct Owner {
 #[derive(Clone, Debug)]
 pub struct Connect {
     pub ts_ns: u64,
+    /// The kernel refused it (enforce mode).
+    pub blocked: bool,
     pub hook: u8,
     pub protocol: u8,
     pub cookie: u64,
@@ -114,6 +116,7 @@ pub fn parse(buf: &[u8]) -> Result<KernelEvent, RecordError> {
             let e: ConnectEvent = read(buf).ok_or(short)?;
             Ok(KernelEvent::Connect(Connect {
                 ts_ns: e.ts_ns,
+                blocked: u32::from(e.flags) & shadowai_common::flags::BLOCKED != 0,
                 hook: e.hook,
                 protocol: e.protocol,
                 cookie: e.cookie,
