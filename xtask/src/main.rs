@@ -88,6 +88,9 @@ fn main() -> Result<()> {
         }
         Cmd::Run { demo } => {
             setup(&root, false)?;
+            run(Command::new("bash")
+                .arg(root.join(".ci/deps/agent.sh"))
+                .current_dir(&root))?;
             run(Command::new("cargo")
                 .args([
                     "build",
