@@ -157,6 +157,39 @@ impl Topology {
         Ok(())
     }
 
+    /// A topology whose remote side serves DNS (a zone of `records`: `name TYPE value`
+    /// lines, `{v4}`/`{v6}` replaced by the remote's addresses) and TLS on port 443 with a
+    /// self-signed certificate for `names`. Returns it and the certificate's path.
+    pub fn with_servers(names: &[&str], records: &str) -> Result<(Self, String)> {
+        let mut t = Self::new()?;
+        let (cert, key) = t.cert(names)?;
+        let zone = t.dir.path().join("zone.txt");
+        std::fs::write(
+            &zone,
+            records
+                .replace("{v4}", &t.remote_v4)
+                .replace("{v6}", &t.remote_v6),
+        )?;
+        let fx = repo_root().join("tests/fixtures");
+        let (v4, v6) = (t.remote_v4.clone(), t.remote_v6.clone());
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        t.start_server(
+            "python3",
+            &[&path(&fx.join("dns_server.py")), &path(&zone), &v4, &v6],
+        )?;
+        t.start_server(
+            "python3",
+            &[
+                &path(&fx.join("tls_server.py")),
+                &path(&cert),
+                &path(&key),
+                &v4,
+                &v6,
+            ],
+        )?;
+        Ok((t, path(&cert)))
+    }
+
     /// Self-signed certificate for `names` (SANs), written to the temp dir.
     pub fn cert(&self, names: &[&str]) -> Result<(PathBuf, PathBuf)> {
         let cert = self.dir.path().join("cert.pem");

@@ -141,37 +141,9 @@ fn curl_in(t: &Topology, cert: &str, url: &str) -> u32 {
 #[test]
 fn agent_findings_reach_the_collector_once_even_across_a_collector_kill() {
     let _g = serial();
-    let mut t = Topology::new().unwrap();
-    let (cert, key) = t.cert(&["api.openai.com", "api.anthropic.com"]).unwrap();
-    let cert = cert.to_str().unwrap().to_string();
-    let zone = t.dir.path().join("zone.txt");
-    std::fs::write(
-        &zone,
-        format!(
-            "api.openai.com A {v4}\napi.anthropic.com A {v4}\n",
-            v4 = t.remote_v4
-        ),
-    )
-    .unwrap();
-    let fx = repo_root().join("tests/fixtures");
-    let v4 = t.remote_v4.clone();
-    t.start_server(
-        "python3",
-        &[
-            fx.join("dns_server.py").to_str().unwrap(),
-            zone.to_str().unwrap(),
-            &v4,
-        ],
-    )
-    .unwrap();
-    t.start_server(
-        "python3",
-        &[
-            fx.join("tls_server.py").to_str().unwrap(),
-            &cert,
-            key.to_str().unwrap(),
-            &v4,
-        ],
+    let (t, cert) = Topology::with_servers(
+        &["api.openai.com", "api.anthropic.com"],
+        "api.openai.com A {v4}\napi.anthropic.com A {v4}\n",
     )
     .unwrap();
 

@@ -35,37 +35,9 @@ fn curl(t: &Topology, cert: &str, url: &str) -> (i32, Duration) {
 #[test]
 fn enforce_mode_blocks_precisely_reports_and_fails_open() {
     let _g = serial();
-    let mut t = Topology::new().unwrap();
-    let (cert, key) = t.cert(&["api.deepseek.com", "api.openai.com"]).unwrap();
-    let cert = cert.to_str().unwrap().to_string();
-    let zone = t.dir.path().join("zone.txt");
-    std::fs::write(
-        &zone,
-        format!(
-            "api.deepseek.com A {v4}\napi.openai.com A {v4}\n",
-            v4 = t.remote_v4
-        ),
-    )
-    .unwrap();
-    let fx = repo_root().join("tests/fixtures");
-    let v4 = t.remote_v4.clone();
-    t.start_server(
-        "python3",
-        &[
-            fx.join("dns_server.py").to_str().unwrap(),
-            zone.to_str().unwrap(),
-            &v4,
-        ],
-    )
-    .unwrap();
-    t.start_server(
-        "python3",
-        &[
-            fx.join("tls_server.py").to_str().unwrap(),
-            &cert,
-            key.to_str().unwrap(),
-            &v4,
-        ],
+    let (t, cert) = Topology::with_servers(
+        &["api.deepseek.com", "api.openai.com"],
+        "api.deepseek.com A {v4}\napi.openai.com A {v4}\n",
     )
     .unwrap();
 

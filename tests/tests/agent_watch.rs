@@ -26,46 +26,15 @@ fn realpath(cmd: &str) -> String {
 }
 
 fn topology() -> (Topology, String) {
-    let mut t = Topology::new().unwrap();
-    let (cert, key) = t.cert(&["api.openai.com", "api.anthropic.com"]).unwrap();
-    let zone = t.dir.path().join("zone.txt");
-    std::fs::write(
-        &zone,
-        format!(
-            "api.openai.com CNAME openai-edge.cdn.test\n\
-             openai-edge.cdn.test A {v4}\n\
-             openai-edge.cdn.test AAAA {v6}\n\
-             api.anthropic.com A {v4}\n\
-             api.anthropic.com AAAA {v6}\n",
-            v4 = t.remote_v4,
-            v6 = t.remote_v6
-        ),
+    Topology::with_servers(
+        &["api.openai.com", "api.anthropic.com"],
+        "api.openai.com CNAME openai-edge.cdn.test\n\
+         openai-edge.cdn.test A {v4}\n\
+         openai-edge.cdn.test AAAA {v6}\n\
+         api.anthropic.com A {v4}\n\
+         api.anthropic.com AAAA {v6}\n",
     )
-    .unwrap();
-    let fixtures = repo_root().join("tests/fixtures");
-    let (v4, v6) = (t.remote_v4.clone(), t.remote_v6.clone());
-    t.start_server(
-        "python3",
-        &[
-            fixtures.join("dns_server.py").to_str().unwrap(),
-            zone.to_str().unwrap(),
-            &v4,
-            &v6,
-        ],
-    )
-    .unwrap();
-    t.start_server(
-        "python3",
-        &[
-            fixtures.join("tls_server.py").to_str().unwrap(),
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
-            &v4,
-            &v6,
-        ],
-    )
-    .unwrap();
-    (t, cert.to_str().unwrap().to_string())
+    .unwrap()
 }
 
 /// Runs a client in the client namespace to completion; returns its pid.
