@@ -161,7 +161,7 @@ fn agent_findings_reach_the_collector_once_even_across_a_collector_kill() {
     let policy = work.path().join("policy.toml");
     std::fs::write(
         &policy,
-        "mode = \"monitor\"\ndefault_verdict = \"unsanctioned\"\n\n[[rules]]\nid = \"anthropic-ok\"\nverdict = \"sanctioned\"\nservices = [\"anthropic-api\"]\n",
+        "mode = \"monitor\"\ndefault_verdict = \"unsanctioned\"\n\n[[rules]]\nid = \"anthropic-ok\"\nverdict = \"sanctioned\"\nservices = [\"anthropic-api\"]\nunix_groups = [\"root\"]\n",
     )
     .unwrap();
     let jsonl = work.path().join("findings.jsonl");
@@ -233,6 +233,12 @@ fn agent_findings_reach_the_collector_once_even_across_a_collector_kill() {
     assert_eq!(o["user"], "root");
     assert_eq!(o["hostname"], "e2e-host");
     assert_eq!(o["host_id"], "e2e-host-id");
+    let sum = sh(Command::new("sha256sum").arg(&curl)).unwrap();
+    assert_eq!(
+        o["process"]["exe_sha256"],
+        sum.split_whitespace().next().unwrap(),
+        "{o}"
+    );
     assert!(
         o["evidence"]["sni"]
             .as_array()
@@ -250,7 +256,10 @@ fn agent_findings_reach_the_collector_once_even_across_a_collector_kill() {
         "{o}"
     );
     let a = &of(&fs, "anthropic-api")[0];
-    assert_eq!(a["verdict"], "sanctioned", "policy rule anthropic-ok: {a}");
+    assert_eq!(
+        a["verdict"], "sanctioned",
+        "policy rule anthropic-ok, scoped to unix group root: {a}"
+    );
     assert_eq!(a["rule"], "rule:anthropic-ok");
     // Privacy: names, addresses, identity and counts only.
     let text = serde_json::to_string(&fs).unwrap();

@@ -6,6 +6,7 @@
 //! processes are kept for a grace period so late packets still resolve.
 
 pub mod cgroup;
+pub mod exe_hash;
 pub mod users;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub struct ProcInfo {
     pub cmdline: Vec<String>,
     pub uid: u32,
     pub user: String,
+    /// Names of the process's groups (primary first, then supplementary).
+    pub groups: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,6 +50,7 @@ pub struct ProcInfo {
 pub struct ProcTable {
     procs: HashMap<u32, Arc<ProcInfo>>,
     users: users::Users,
+    group_names: users::Users,
     proc_root: std::path::PathBuf,
 }
 
@@ -61,6 +65,7 @@ impl ProcTable {
         Self {
             procs: HashMap::new(),
             users: users::Users::new(),
+            group_names: users::Users::groups(),
             proc_root: proc_root.into(),
         }
     }
@@ -74,6 +79,7 @@ impl ProcTable {
             cmdline: e.args.clone(),
             uid: e.uid,
             user: self.users.name(e.uid),
+            groups: vec![self.group_names.name(e.gid)],
             ..ProcInfo::default()
         };
         self.fill_from_proc(&mut info);
@@ -100,6 +106,7 @@ impl ProcTable {
             name: owner.comm.clone(),
             uid: owner.uid,
             user: self.users.name(owner.uid),
+            groups: vec![self.group_names.name(owner.gid)],
             ..ProcInfo::default()
         };
         self.fill_from_proc(&mut info);
@@ -161,8 +168,11 @@ impl ProcTable {
             }
         }
         if let Ok(status) = std::fs::read_to_string(dir.join("status")) {
-            apply_status(info, &status);
+            let gids = apply_status(info, &status);
             info.user = self.users.name(info.uid);
+            if !gids.is_empty() {
+                info.groups = gids.into_iter().map(|g| self.group_names.name(g)).collect();
+            }
         }
         if let Ok(cg) = std::fs::read_to_string(dir.join("cgroup"))
             && let Some(path) = cgroup::v2_path(&cg)
@@ -177,9 +187,21 @@ impl ProcTable {
     }
 }
 
-/// Name, PPid and real Uid from /proc/PID/status.
-fn apply_status(info: &mut ProcInfo, status: &str) {
+/// Name, PPid and real Uid from /proc/PID/status; returns the real gid followed by the
+/// supplementary gids.
+fn apply_status(info: &mut ProcInfo, status: &str) -> Vec<u32> {
+    let mut gids = Vec::new();
     for line in status.lines() {
+        if let Some(v) = line.strip_prefix("Gid:") {
+            if let Some(g) = v.split_whitespace().next().and_then(|g| g.parse().ok()) {
+                gids.insert(0, g);
+            }
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("Groups:") {
+            gids.extend(v.split_whitespace().filter_map(|g| g.parse::<u32>().ok()));
+            continue;
+        }
         if let Some(v) = line.strip_prefix("PPid:") {
             info.ppid = v.trim().parse().ok();
         } else if let Some(v) = line.strip_prefix("Uid:") {
@@ -192,6 +214,14 @@ fn apply_status(info: &mut ProcInfo, status: &str) {
             info.name = v.trim().to_string();
         }
     }
+    // The primary group usually appears again among the supplementary ones.
+    let mut seen = Vec::with_capacity(gids.len());
+    gids.retain(|g| {
+        let new = !seen.contains(g);
+        seen.push(*g);
+        new
+    });
+    gids
 }
 
 #[cfg(test)]
@@ -249,10 +279,11 @@ mod tests {
     #[test]
     fn status_parsing() {
         let mut i = ProcInfo::default();
-        apply_status(
+        let gids = apply_status(
             &mut i,
-            "Name:\tpython3\nPPid:\t12\nUid:\t1000\t1000\t1000\t1000\nbad line\n",
+            "Name:\tpython3\nPPid:\t12\nUid:\t1000\t1000\t1000\t1000\nGid:\t100\t100\t100\t100\nGroups:\t27 100 1001 \nbad line\n",
         );
+        assert_eq!(gids, vec![100, 27, 1001], "primary first, no repeats");
         assert_eq!(i.ppid, Some(12));
         assert_eq!(i.uid, 1000);
         assert_eq!(i.name, "python3");

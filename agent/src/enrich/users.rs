@@ -1,4 +1,5 @@
-//! uid → user name, from the host's passwd database (cached; re-read when it changes).
+//! uid → user name and gid → group name, from the host's passwd and group databases
+//! (cached; re-read when the file changes). Both files start `name:x:id:`.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -13,6 +14,11 @@ pub struct Users {
 impl Users {
     pub fn new() -> Self {
         Self::with_path("/etc/passwd")
+    }
+
+    /// The group database: gid → group name.
+    pub fn groups() -> Self {
+        Self::with_path("/etc/group")
     }
 
     pub fn with_path(path: impl Into<std::path::PathBuf>) -> Self {

@@ -59,6 +59,7 @@ pub struct Aggregator {
     window_ms: i64,
     window_start_ms: Option<i64>,
     open: BTreeMap<Key, Agg>,
+    hashes: crate::enrich::exe_hash::ExeHashes,
 }
 
 fn push_bounded<T: Ord>(set: &mut BTreeSet<T>, v: T) {
@@ -75,6 +76,7 @@ impl Aggregator {
             window_ms: window_ms.max(1000),
             window_start_ms: None,
             open: BTreeMap::new(),
+            hashes: Default::default(),
         }
     }
 
@@ -176,10 +178,17 @@ impl Aggregator {
         }
         self.window_start_ms = None;
         let open = std::mem::take(&mut self.open);
-        open.into_iter()
-            .filter(|(_, a)| a.count > 0 || !a.dns.is_empty())
-            .map(|(k, a)| self.finding(&k, a, start, end))
-            .collect()
+        let mut out = Vec::with_capacity(open.len());
+        for (k, mut a) in open {
+            if a.count == 0 && a.dns.is_empty() {
+                continue;
+            }
+            if !a.process.exe.is_empty() {
+                a.process.exe_sha256 = self.hashes.get(&a.process.exe);
+            }
+            out.push(self.finding(&k, a, start, end));
+        }
+        out
     }
 
     fn finding(&self, k: &Key, a: Agg, start: i64, end: i64) -> Finding {

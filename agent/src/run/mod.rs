@@ -39,13 +39,17 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
     } else {
         e.hostname.as_deref()
     };
+    let groups: Vec<&str> = e
+        .process
+        .as_ref()
+        .map_or_else(Vec::new, |p| p.groups.iter().map(String::as_str).collect());
     let q = Query {
         name,
         ip: (!dns).then(|| e.dst.ip()),
         port: (!dns).then(|| e.dst.port()),
         process: e.process.as_ref().map(|p| p.exe.as_str()),
         user: e.process.as_ref().map(|p| p.user.as_str()),
-        unix_groups: &[],
+        unix_groups: &groups,
         host_tags,
     };
     let d = engine.classify(&q)?;
