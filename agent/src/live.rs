@@ -54,6 +54,8 @@ pub struct Live {
     housekeeping: tokio::time::Interval,
     sigterm: tokio::signal::unix::Signal,
     pub metrics: Shared,
+    /// Ring-buffer-full drops, refreshed once a second.
+    lost_events: u64,
     /// Extra metrics text appended by the caller (e.g. `run`'s uplink counters).
     pub extra_metrics: Option<Box<dyn Fn() -> String + Send>>,
 }
@@ -102,6 +104,7 @@ impl Live {
             housekeeping: tokio::time::interval(Duration::from_secs(1)),
             sigterm,
             metrics: shared,
+            lost_events: 0,
             extra_metrics: None,
         })
     }
@@ -111,14 +114,9 @@ impl Live {
         self.sensor.set_blocklist(b)
     }
 
-    /// Kernel-side losses so far (ring buffer full), for heartbeats.
+    /// Kernel-side losses (ring buffer full) as of the last housekeeping tick.
     pub fn lost_events(&self) -> u64 {
-        self.sensor
-            .drops()
-            .iter()
-            .filter(|(_, r, _)| *r == "ringbuf_full")
-            .map(|(_, _, n)| n)
-            .sum()
+        self.lost_events
     }
 
     /// Waits for the next batch of events; `false` once the agent should stop.
@@ -151,10 +149,16 @@ impl Live {
 
     fn housekeep(&mut self) {
         self.corr.tick(monotonic_ns());
+        let drops = self.sensor.drops();
+        self.lost_events = drops
+            .iter()
+            .filter(|(_, r, _)| *r == "ringbuf_full")
+            .map(|(_, _, n)| n)
+            .sum();
         let mut s = Snapshot {
             events: self.counts.pairs(),
             record_errors: self.record_errors,
-            drops: self.sensor.drops(),
+            drops,
             hooks: self
                 .sensor
                 .hooks

@@ -345,6 +345,17 @@ impl Drop for Agent {
 pub struct Daemon(pub Child);
 
 impl Daemon {
+    /// Starts `shadowai-agent run --config CONFIG` (stdout discarded).
+    pub fn agent_run(config: &Path) -> Result<Self> {
+        let child = Command::new(bin("shadowai-agent")?)
+            .args(["run", "--poll-ms", "50", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting shadowai-agent run")?;
+        Ok(Self(child))
+    }
+
     /// Stops it now (SIGTERM, wait).
     pub fn stop(self) {
         drop(self);

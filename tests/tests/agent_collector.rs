@@ -191,18 +191,7 @@ fn agent_findings_reach_the_collector_once_even_across_a_collector_kill() {
     .unwrap();
     assert!(validated.contains(": ok ("), "{validated}");
 
-    let agent = Command::new(bin("shadowai-agent").unwrap())
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--poll-ms",
-            "50",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _agent = Daemon(agent);
+    let _agent = Daemon::agent_run(&config).unwrap();
     std::thread::sleep(Duration::from_secs(2)); // sensor attach + enrollment
 
     let openai_pid = curl_in(&t, &cert, "https://api.openai.com/");

@@ -6,10 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use shadowai_tests::{Daemon, Topology, bin, repo_root, serial};
+use shadowai_tests::{Daemon, Topology, repo_root, serial};
 
 fn curl(t: &Topology, cert: &str, url: &str) -> (i32, Duration) {
     let start = Instant::now();
@@ -70,18 +70,7 @@ fn enforce_mode_blocks_precisely_reports_and_fails_open() {
         "baseline"
     );
 
-    let agent = Command::new(bin("shadowai-agent").unwrap())
-        .args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--poll-ms",
-            "50",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let agent = Daemon(agent);
+    let agent = Daemon::agent_run(&config).unwrap();
     std::thread::sleep(Duration::from_secs(3));
 
     // The blocked name: the resolver's query fails with EPERM, so curl cannot resolve it,
