@@ -1,6 +1,10 @@
 //! Store throughput on SQLite (the embedded default): ingest of a 500-finding batch
 //! (one durable transaction), a findings page, and the services report over 20 000 findings.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};

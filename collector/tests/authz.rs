@@ -1,6 +1,10 @@
 //! The per-route authorisation matrix: every route refuses the callers it must (anonymous →
 //! 401, wrong role or an agent → 403) and lets the right ones through.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

@@ -1,7 +1,11 @@
 //! Durability across `kill -9`: the real collector binary is killed while agents upload;
 //! every batch it acknowledged is there after restart, and re-sending everything (as an
 //! agent's spool does) never stores a finding twice.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

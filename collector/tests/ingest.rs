@@ -1,6 +1,10 @@
 //! Ingest over HTTP: idempotency, host scoping, and hostile or malformed requests that must
 //! get a clear 4xx JSON error and change nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! SIEM forwarding from the ingest path: a webhook on loopback receives the new findings as
 //! OCSF, an unreachable one is counted as failing in /metrics, and ingest never waits.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

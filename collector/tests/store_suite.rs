@@ -1,5 +1,9 @@
 //! One store test suite, run against SQLite and against a throwaway PostgreSQL server.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

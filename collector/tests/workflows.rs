@@ -1,7 +1,11 @@
 //! SOC queries and exports, approvals with the two-person rule, signed bundles in rollout
 //! rings with ETags and rollback, and the audit log export (intact and tampered) — all over
 //! HTTP through `shadowai_api::client::Client`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! Name classification throughput against the shipped catalogue padded to 10,000 patterns.
 //! Target: >= 5 million classifications per second per core.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -1,6 +1,10 @@
 //! Bad catalogue and policy files: every problem is reported with file:line and a clear
 //! message; nothing panics.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::path::Path;
 

@@ -1,6 +1,10 @@
 //! Bundles: canonical bytes, ed25519 signatures, and every refusal (tamper, wrong key,
 //! rollback, expiry, not-yet-valid, agent too old, non-canonical body).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::path::Path;
 use std::sync::OnceLock;

@@ -1,6 +1,10 @@
 //! The shipped catalogue: validates cleanly, every entry's inline examples hold, shared
 //! infrastructure and a benign list of popular non-AI names never match.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 

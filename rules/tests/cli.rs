@@ -1,5 +1,9 @@
 //! The `shadowai rules …` subcommand, driven through `cli::run` (as the admin CLI does).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,5 +1,9 @@
 //! Policy semantics through the engine: scopes, order, exceptions, tenants, modes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::net::IpAddr;
 use std::path::Path;

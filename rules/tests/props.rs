@@ -1,6 +1,10 @@
 //! Property tests on matching (label boundary, case, trailing dot, glob, CIDR longest
 //! prefix) and on parsing arbitrary input (never panics).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;

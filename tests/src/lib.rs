@@ -2,7 +2,11 @@
 //! real servers and clients. Everything here runs as root (CI is root) and sends traffic
 //! only inside namespaces the test created.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

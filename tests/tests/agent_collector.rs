@@ -3,7 +3,11 @@
 //! collector on its embedded store — exactly once, even across a collector `kill -9`.
 //! Needs root (eBPF, namespaces).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

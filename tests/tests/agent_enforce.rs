@@ -4,7 +4,11 @@
 //! reports the blocked uses as findings with action `blocked`, and fails open when it
 //! stops. Needs root.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -2,7 +2,11 @@
 //! connections in namespaces this test creates (IPv4 and IPv6), including a process that
 //! exits right after connecting, and counts garbage instead of crashing. Needs root.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::process::Command;
 use std::time::Duration;

@@ -10,7 +10,11 @@
 //! Needs: `cargo build --bins` (the collector binary), `.ci/deps/collector-ui.sh` (chromium and
 //! tests/ui/node_modules).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

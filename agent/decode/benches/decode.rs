@@ -1,6 +1,10 @@
 //! Decoder throughput per protocol (bytes/s and messages/s) and replay packets/s.
 //! `cargo bench -p shadowai-decode` (criterion prints MiB/s or Kelem/s per benchmark).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::hint::black_box;
 use std::net::SocketAddr;

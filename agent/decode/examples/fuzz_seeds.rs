@@ -1,6 +1,10 @@
 //! Write fuzzing seed corpora from the test fixtures:
 //! `cargo run --example fuzz_seeds -- OUT_DIR` (creates OUT_DIR/{tls,quic,dns,pcap}).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,9 @@
 //! Print what the decoder extracts from a capture: `cargo run --example replay -- FILE`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use shadowai_decode::{Decoded, Limits, replay};
 

@@ -1,6 +1,10 @@
 //! DNS: answers the agent relies on (CNAME chains, AAAA, HTTPS with ALPN/ECH/hints, EDNS),
 //! DNS over TCP split across segments, malformed and truncated messages counted.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

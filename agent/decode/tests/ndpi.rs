@@ -1,7 +1,11 @@
 //! Every capture from nDPI's test suite: the names replay extracts equal the `Hostname/SNI`
 //! nDPI printed for the TLS, QUIC and DNS flows (and no SNI where nDPI found none), and the
 //! JA4 hashes agree with nDPI's.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

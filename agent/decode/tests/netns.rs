@@ -3,7 +3,11 @@
 //! namespaces this test creates; tcpdump records the client side; replaying the capture must
 //! name every server. Needs root, tcpdump, curl, openssl, python3 with aioquic (installed by
 //! .ci/deps/decode.sh). Skipped, loudly, when not root.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

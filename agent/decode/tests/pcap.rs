@@ -1,7 +1,11 @@
 //! The capture reader and link/IP layers on synthetic files: pcap in both byte orders and
 //! both time resolutions, pcapng with several sections/interfaces and `if_tsresol`, link types
 //! Ethernet+VLAN, Linux SLL, SLL2, raw, BSD NULL/LOOP, IPv6 extension headers, fragments.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! Model-based properties: however a stream is cut, reordered and duplicated, reassembly gives
 //! back exactly the stream, and the decoder names the server exactly once.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! QUIC Initials: the RFC 9001 / RFC 9369 Appendix A vectors, and CRYPTO data split across
 //! packets, out of order, duplicated and coalesced.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

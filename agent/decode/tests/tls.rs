@@ -1,6 +1,10 @@
 //! ClientHellos over TCP: split across segments out of order with duplicates, fragmented
 //! across records, cut by the capture, bounded.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! Every fixture, every truncated prefix: no panic, and every packet ends in a counted
 //! outcome (an error, "need more", or "not this").
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

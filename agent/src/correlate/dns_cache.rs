@@ -181,7 +181,10 @@ fn resolved(e: &Entry, scope: NameScope) -> Resolved {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
     use shadowai_decode::{DnsAnswer, DnsQuestion};
 

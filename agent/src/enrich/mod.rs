@@ -226,7 +226,10 @@ fn apply_status(info: &mut ProcInfo, status: &str) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
 
     fn owner(pid: u32) -> Owner {

@@ -202,7 +202,10 @@ impl AgentConfig {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
 
     fn parse(t: &str) -> Result<AgentConfig, String> {

@@ -101,7 +101,10 @@ pub fn blocklist(engine: &Engine, host_tags: &[&str]) -> Blocklist {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
 
     /// The kernel's lookup, modelled: the question name in wire form, reversed and

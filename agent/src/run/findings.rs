@@ -239,7 +239,10 @@ impl Aggregator {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
     use crate::enrich::ProcInfo;
     use crate::event::{DnsInfo, TlsInfo};

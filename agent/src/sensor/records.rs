@@ -170,7 +170,10 @@ pub fn parse(buf: &[u8]) -> Result<KernelEvent, RecordError> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
 
     #[test]

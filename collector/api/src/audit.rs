@@ -182,7 +182,11 @@ pub fn verify(entries: &[AuditEntry]) -> Result<(), AuditError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -132,7 +132,11 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 mod tests {
     use super::*;
     use crate::{Evidence, ProcessRef};

@@ -116,7 +116,11 @@ impl FilterArgs {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
 
     #[test]

@@ -1,5 +1,9 @@
 //! The `shadowai` binary's offline behaviour: audit verification, login errors, exit codes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::process::{Command, Output};
 

@@ -4,7 +4,11 @@
 //!
 //! Needs the collector binary next to this crate's: `cargo build --bins` (cargo xtask test
 //! does it before the tests).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,10 @@
 //! What one forwarded finding costs to render: the RFC 5424 syslog frame, the Splunk HEC
 //! body and the webhook body, for a batch of 100 findings.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use std::hint::black_box;
 

@@ -1,5 +1,9 @@
 //! The forwarder configuration as an operator writes it (TOML), and its validation errors.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 use shadowai_api::Verdict;
 use shadowai_siem::{Facility, ForwarderConfig, SiemConfig, SiemError, SyslogTransport};

@@ -1,5 +1,9 @@
 //! Webhook and Splunk HEC forwarders against a real HTTP receiver on 127.0.0.1.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

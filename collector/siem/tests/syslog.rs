@@ -1,5 +1,9 @@
 //! RFC 5424 syslog over TCP and TLS against a real listener on 127.0.0.1.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
 
 mod common;
 

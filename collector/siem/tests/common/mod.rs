@@ -1,6 +1,11 @@
 //! Real receivers on 127.0.0.1 for the forwarder tests: a raw HTTP/1.1 server (so requests
 //! can be asserted byte for byte), a syslog TCP/TLS listener, and test certificates (rcgen).
-#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    dead_code,
+    reason = "test helpers: a failed unwrap is a failed test; not every test binary uses every helper"
+)]
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
