@@ -52,6 +52,42 @@ fn token_path(state: &Path) -> PathBuf {
     state.join("agent.token")
 }
 
+/// This host's per-host credential (hex of 32 random bytes, mode 0600 in the state dir),
+/// created on first use. The collector binds the host id to it at enrollment, so the
+/// fleet-wide enrollment secret alone cannot take over this host's identity.
+pub fn host_key(state: &Path) -> Result<String, AgentError> {
+    let path = state.join("host.key");
+    match std::fs::read_to_string(&path) {
+        Ok(k) if k.trim().len() == 64 && k.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Ok(k.trim().to_string());
+        }
+        Ok(_) => {
+            return Err(AgentError::Uplink {
+                what: "host key".into(),
+                reason: format!(
+                    "{} is not 64 hex digits; remove it only if this host was released by an admin",
+                    path.display()
+                ),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(AgentError::Io {
+                what: format!("reading {}", path.display()),
+                source,
+            });
+        }
+    }
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| AgentError::Uplink {
+        what: "host key".into(),
+        reason: format!("the OS refused randomness: {e}"),
+    })?;
+    let key = hex::encode(b);
+    write_private(&path, key.as_bytes())?;
+    Ok(key)
+}
+
 /// Enrolls once (token kept 0600 in the state dir) and returns a client that carries it.
 pub async fn enroll(
     base: &Client,
@@ -84,6 +120,7 @@ pub async fn enroll(
             hostname: id.hostname.clone(),
             group: id.group.clone(),
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            host_key: host_key(state)?,
         })
         .await
         .map_err(|e| AgentError::Uplink {

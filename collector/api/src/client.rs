@@ -274,6 +274,11 @@ impl Client {
         self.post("/api/v1/enroll", req).await
     }
 
+    /// A fresh token for an enrolled host, proven by its per-host key (see [`ReenrollRequest`]).
+    pub async fn reenroll(&self, req: &ReenrollRequest) -> Result<EnrollResponse, ClientError> {
+        self.post("/api/v1/reenroll", req).await
+    }
+
     /// Uploads a batch gzip-compressed. Returns only when the collector committed it.
     pub async fn ingest(&self, batch: &IngestBatch) -> Result<IngestAck, ClientError> {
         let route = "/api/v1/ingest";

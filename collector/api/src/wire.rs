@@ -56,6 +56,25 @@ pub struct EnrollRequest {
     pub group: Option<String>,
     #[serde(default)]
     pub agent_version: String,
+    /// The per-host credential: hex of 32 random bytes the agent generated before its first
+    /// enrollment and keeps (mode 0600) in its state directory. The collector binds `host_id`
+    /// to its SHA-256 on first enrollment; a later enrollment of the same `host_id` with another
+    /// key is refused (409 `host_identity_conflict`) until an admin releases the host.
+    #[serde(default)]
+    pub host_key: String,
+}
+
+/// `POST /api/v1/reenroll`: an enrolled host whose token stopped working (401) proves it is
+/// the same host with its per-host key and gets a fresh token; no enrollment secret is needed.
+/// Refused with 403 `agent_revoked` when an admin revoked the host, with 409
+/// `host_identity_conflict` when the key does not match the one bound to `host_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReenrollRequest {
+    pub host_id: String,
+    pub host_key: String,
+    #[serde(default)]
+    pub agent_version: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -353,6 +353,7 @@ impl TestServer {
                 hostname: format!("{host}.example"),
                 group: group.map(str::to_owned),
                 agent_version: "0.1.0".to_owned(),
+                host_key: format!("{host}-key"),
             })
             .await
             .unwrap();
