@@ -389,6 +389,35 @@ impl Client {
             .await
     }
 
+    /// Revokes only the agent's current token (say it leaked): the host stays enrolled and
+    /// its agent, on its next 401, re-enrolls with its per-host key (`/api/v1/reenroll`).
+    /// Contrast [`Client::revoke_agent`], which refuses re-enrollment until a release.
+    pub async fn rotate_agent_token(
+        &self,
+        agent_id: &str,
+        reason: Option<&str>,
+    ) -> Result<AgentInfo, ClientError> {
+        let body = NoteRequest {
+            note: reason.map(str::to_owned),
+        };
+        self.post(&format!("/api/v1/agents/{agent_id}/rotate-token"), &body)
+            .await
+    }
+
+    /// Lifts a revocation or an identity conflict: clears the host's key binding so that the
+    /// host may enroll anew with the enrollment secret (audited; admin only).
+    pub async fn release_agent(
+        &self,
+        agent_id: &str,
+        reason: Option<&str>,
+    ) -> Result<AgentInfo, ClientError> {
+        let body = NoteRequest {
+            note: reason.map(str::to_owned),
+        };
+        self.post(&format!("/api/v1/agents/{agent_id}/release"), &body)
+            .await
+    }
+
     // ---- policy and approvals ----
 
     pub async fn proposals(
