@@ -105,6 +105,18 @@ pub struct Limits {
     pub ip_rate_per_sec: f64,
     #[serde(default = "default_ip_burst")]
     pub ip_rate_burst: f64,
+    /// Largest enroll / reenroll body (they are a few hundred bytes).
+    #[serde(default = "default_enroll_body")]
+    pub enroll_body_bytes: usize,
+    /// Enroll and reenroll calls per client IP (token bucket), and per host id for reenroll.
+    #[serde(default = "default_enroll_rate")]
+    pub enroll_rate_per_sec: f64,
+    #[serde(default = "default_enroll_burst")]
+    pub enroll_rate_burst: f64,
+    /// Most hosts bound at once; new hosts are refused beyond it (enrollment spam cannot
+    /// grow the agents table without bound). Release or revoke hosts to make room.
+    #[serde(default = "default_max_hosts")]
+    pub max_hosts: u64,
 }
 
 impl Default for Limits {
@@ -117,6 +129,10 @@ impl Default for Limits {
             rate_burst: default_burst(),
             ip_rate_per_sec: default_ip_rate(),
             ip_rate_burst: default_ip_burst(),
+            enroll_body_bytes: default_enroll_body(),
+            enroll_rate_per_sec: default_enroll_rate(),
+            enroll_rate_burst: default_enroll_burst(),
+            max_hosts: default_max_hosts(),
         }
     }
 }
@@ -147,6 +163,18 @@ fn default_ip_rate() -> f64 {
 }
 fn default_ip_burst() -> f64 {
     2000.0
+}
+fn default_enroll_body() -> usize {
+    16 << 10
+}
+fn default_enroll_rate() -> f64 {
+    2.0
+}
+fn default_enroll_burst() -> f64 {
+    50.0
+}
+fn default_max_hosts() -> u64 {
+    100_000
 }
 
 impl Config {
@@ -225,6 +253,24 @@ impl Config {
                 "rate_per_sec and ip_rate_per_sec must be > 0, rate_burst and ip_rate_burst >= 1"
                     .to_owned(),
             ));
+        }
+        if !(256..=self.limits.body_bytes).contains(&self.limits.enroll_body_bytes) {
+            return Err(bad(
+                "limits.enroll_body_bytes",
+                format!(
+                    "must be 256..=body_bytes ({}), got {}",
+                    self.limits.body_bytes, self.limits.enroll_body_bytes
+                ),
+            ));
+        }
+        if !(self.limits.enroll_rate_per_sec > 0.0 && self.limits.enroll_rate_burst >= 1.0) {
+            return Err(bad(
+                "limits",
+                "enroll_rate_per_sec must be > 0 and enroll_rate_burst >= 1".to_owned(),
+            ));
+        }
+        if self.limits.max_hosts == 0 {
+            return Err(bad("limits.max_hosts", "must be at least 1".to_owned()));
         }
         self.siem
             .validate()

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub auth_failures: Counter,
     pub rate_limited: Counter,
     pub enrollments: Counter,
+    pub identity_conflicts: Counter,
+    pub heartbeat_group_ignored: Counter,
     pub siem_forwarded: Counter,
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
@@ -47,6 +49,8 @@ impl Metrics {
             auth_failures: Counter::default(),
             rate_limited: Counter::default(),
             enrollments: Counter::default(),
+            identity_conflicts: Counter::default(),
+            heartbeat_group_ignored: Counter::default(),
             siem_forwarded: Counter::default(),
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
@@ -84,6 +88,16 @@ impl Metrics {
             m.rate_limited.clone(),
         );
         r.register("enrollments", "Agents enrolled", m.enrollments.clone());
+        r.register(
+            "host_identity_conflicts",
+            "Enrollments refused because the host id is bound to another host key",
+            m.identity_conflicts.clone(),
+        );
+        r.register(
+            "heartbeat_group_ignored",
+            "Heartbeats whose group differs from the admin-assigned one (not applied)",
+            m.heartbeat_group_ignored.clone(),
+        );
         r.register(
             "siem_events_forwarded",
             "Findings handed to SIEM forwarders",

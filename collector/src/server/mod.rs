@@ -3,8 +3,10 @@
 mod admin_routes;
 mod agent_routes;
 pub mod auth;
+mod enroll_routes;
 pub mod error;
 mod extract;
+mod fleet_routes;
 pub mod metrics;
 pub mod ratelimit;
 mod soc_routes;
@@ -44,8 +46,10 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Per client IP, all requests.
     pub ip_limiter: RateLimiter,
-    /// SHA-256 (hex) of the enrollment secret.
-    pub enroll_secret_hash: String,
+    /// Enroll / reenroll calls per client IP and per host id.
+    pub enroll_limiter: RateLimiter,
+    /// Agents already warned about a heartbeat group that differs from the admin's (bounded).
+    pub group_warned: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When set, uploaded bundles must verify against this key.
     pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
     pub sink: Option<Arc<dyn FindingSink>>,
@@ -81,7 +85,6 @@ pub fn now_ms() -> i64 {
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.limits.body_bytes;
     let api = Router::new()
-        .route("/api/v1/enroll", post(agent_routes::enroll))
         .route("/api/v1/ingest", post(agent_routes::ingest))
         .route("/api/v1/heartbeat", post(agent_routes::heartbeat))
         .route("/api/v1/bundle", get(agent_routes::bundle))
@@ -127,6 +130,39 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));
+    // ---- host identity (issue 13): enrollment with a small body limit and its own
+    // per-IP bucket, token rotation, release, enrollment keys ----
+    let enroll_body = state.limits.enroll_body_bytes;
+    let enroll_layer = |h: axum::routing::MethodRouter<SharedState>| {
+        h.layer(DefaultBodyLimit::max(enroll_body))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                enroll_routes::enroll_limit,
+            ))
+    };
+    let identity = Router::new()
+        .route("/api/v1/enroll", enroll_layer(post(enroll_routes::enroll)))
+        .route(
+            "/api/v1/reenroll",
+            enroll_layer(post(enroll_routes::reenroll)),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/rotate-token",
+            post(fleet_routes::rotate_token),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/release",
+            post(fleet_routes::release),
+        )
+        .route(
+            "/api/v1/enrollment-keys",
+            get(fleet_routes::list_keys).post(fleet_routes::create_key),
+        )
+        .route(
+            "/api/v1/enrollment-keys/{id}/revoke",
+            post(fleet_routes::revoke_key),
+        );
+    let api = api.merge(identity);
     Router::new()
         .merge(api)
         .route("/healthz", get(healthz))
