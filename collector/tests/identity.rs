@@ -52,6 +52,26 @@ fn one_finding(host: &str, id: &str) -> IngestBatch {
     }
 }
 
+/// The audit log (off the runtime: the PostgreSQL client blocks).
+fn audit(srv: &common::TestServer) -> Vec<shadowai_api::audit::AuditEntry> {
+    common::off_runtime(|| srv.state.store.audit_entries(0, 10_000)).unwrap()
+}
+
+/// A server on SQLite, or on a throwaway PostgreSQL when `pg` is given.
+async fn server(pg: Option<&common::PgServer>, db: &str) -> common::TestServer {
+    let url = pg.map(|p| p.create_db(db));
+    start_server(false, |c| {
+        if let Some(url) = url {
+            c.database = shadowai_collector::config::Database::Postgres {
+                url,
+                pool: 2,
+                ca: None,
+            };
+        }
+    })
+    .await
+}
+
 fn code(e: &shadowai_api::client::ClientError) -> String {
     match e {
         shadowai_api::client::ClientError::Status { code, .. } => code.clone(),
@@ -60,8 +80,17 @@ fn code(e: &shadowai_api::client::ClientError) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn takeover_with_the_enrollment_secret_is_refused_and_the_real_agent_keeps_working() {
-    let srv = start_server(false, |_| {}).await;
+async fn takeover_is_refused_and_the_real_agent_keeps_working_on_sqlite() {
+    takeover_is_refused(server(None, "").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_is_refused_and_the_real_agent_keeps_working_on_postgres() {
+    let pg = common::PgServer::start();
+    takeover_is_refused(server(Some(&pg), "takeover").await).await;
+}
+
+async fn takeover_is_refused(srv: common::TestServer) {
     let anon = srv.client(None);
     let admin = srv.client(Some(&srv.admin));
     let (agent_id, tok) = srv.enroll("host-a", None).await;
@@ -70,7 +99,7 @@ async fn takeover_with_the_enrollment_secret_is_refused_and_the_real_agent_keeps
 
     // The attacker holds the fleet-wide secret but not host-a's key.
     let evil_key = "ee".repeat(32);
-    let before_audit = srv.state.store.audit_entries(0, 10_000).unwrap().len();
+    let before_audit = audit(&srv).len();
     for _ in 0..20 {
         let e = anon
             .enroll(&enroll_req(&srv.secret, "host-a", &evil_key))
@@ -105,7 +134,7 @@ async fn takeover_with_the_enrollment_secret_is_refused_and_the_real_agent_keeps
     assert_eq!(agents[0].agent_id, agent_id);
     assert_eq!(agents[0].identity_conflicts, 21);
     assert!(agents[0].last_identity_conflict_ms.is_some());
-    let audit = srv.state.store.audit_entries(0, 10_000).unwrap();
+    let audit = audit(&srv);
     let conflicts: Vec<_> = audit[before_audit..]
         .iter()
         .filter(|e| e.action == "agent.identity_conflict")
@@ -156,8 +185,17 @@ async fn takeover_with_the_enrollment_secret_is_refused_and_the_real_agent_keeps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reenroll_rotate_revoke_and_release() {
-    let srv = start_server(false, |_| {}).await;
+async fn reenroll_rotate_revoke_and_release_on_sqlite() {
+    reenroll_rotate_revoke_and_release(server(None, "").await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reenroll_rotate_revoke_and_release_on_postgres() {
+    let pg = common::PgServer::start();
+    reenroll_rotate_revoke_and_release(server(Some(&pg), "reenroll").await).await;
+}
+
+async fn reenroll_rotate_revoke_and_release(srv: common::TestServer) {
     let anon = srv.client(None);
     let admin_token = srv.person("adam", shadowai_api::Role::Admin);
     let admin = srv.client(Some(&admin_token));
@@ -243,7 +281,7 @@ async fn reenroll_rotate_revoke_and_release() {
         .unwrap();
 
     // Every admin step is audited with the person who did it.
-    let audit = srv.state.store.audit_entries(0, 10_000).unwrap();
+    let audit = audit(&srv);
     for action in ["agent.rotate_token", "agent.revoke", "agent.release"] {
         let e = audit
             .iter()
@@ -342,7 +380,7 @@ async fn enrollment_keys_expire_run_out_and_rotate_at_once() {
         .unwrap_err();
     assert_eq!(e.status(), Some(401), "{e}");
     enroll(new, "h6").await.unwrap();
-    let audit = srv.state.store.audit_entries(0, 10_000).unwrap();
+    let audit = audit(&srv);
     let rot = audit
         .iter()
         .find(|e| e.action == "enrollment.rotate")
@@ -364,7 +402,7 @@ async fn enrollment_spam_is_bounded_and_heartbeats_cannot_set_the_group() {
     for i in 1..5 {
         srv.enroll(&format!("h{i}"), None).await;
     }
-    let before_audit = srv.state.store.audit_entries(0, 10_000).unwrap().len();
+    let before_audit = audit(&srv).len();
     // The sixth host is refused: the agents table does not grow past max_hosts.
     let e = anon
         .enroll(&enroll_req(&srv.secret, "h5", &host_key("h5")))
@@ -390,9 +428,14 @@ async fn enrollment_spam_is_bounded_and_heartbeats_cannot_set_the_group() {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
-    assert_eq!(srv.state.store.list_agents().unwrap().len(), 5);
     assert_eq!(
-        srv.state.store.audit_entries(0, 10_000).unwrap().len(),
+        common::off_runtime(|| srv.state.store.list_agents())
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        audit(&srv).len(),
         before_audit,
         "refused enrollments write no audit entries"
     );
