@@ -252,8 +252,8 @@ impl Prepared {
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
-        let app = crate::server::router(self.state);
-        crate::server::serve(self.listener, app, self.tls, shutdown).await;
+        let app = crate::server::router(self.state.clone());
+        crate::server::conn::serve(self.listener, app, self.tls, self.state, shutdown).await;
     }
 }
 

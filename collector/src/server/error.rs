@@ -28,6 +28,9 @@ pub enum ApiError {
     AgentRevoked { message: String },
     #[error("{message}")]
     PayloadTooLarge { message: String },
+    /// 408 `request_timeout`: the body arrived below the minimum rate.
+    #[error("{message}")]
+    RequestTimeout { message: String },
     #[error("{message}")]
     UnsupportedMediaType { message: String },
     #[error("too many requests; retry after {retry_after_s} s")]
@@ -76,6 +79,7 @@ impl ApiError {
                 (StatusCode::CONFLICT, "host_identity_conflict")
             }
             ApiError::AgentRevoked { .. } => (StatusCode::FORBIDDEN, "agent_revoked"),
+            ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }

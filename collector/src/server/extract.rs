@@ -22,6 +22,9 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                     message: "request body exceeds the configured limit (limits.body_bytes)".into(),
                 })
             }
+            Err(e) if super::slowbody::is_too_slow(&e) => Err(ApiError::RequestTimeout {
+                message: format!("{e}; connection closed"),
+            }),
             Err(e) => Err(bad(format!("reading the request body: {}", e.body_text()))),
         }
     }

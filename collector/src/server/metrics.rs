@@ -31,6 +31,9 @@ pub struct Metrics {
     pub enrollments: Counter,
     pub identity_conflicts: Counter,
     pub heartbeat_group_ignored: Counter,
+    pub accept_errors: Counter,
+    pub connections_refused: Counter,
+    pub slow_bodies: Counter,
     pub siem_forwarded: Counter,
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
@@ -51,6 +54,9 @@ impl Metrics {
             enrollments: Counter::default(),
             identity_conflicts: Counter::default(),
             heartbeat_group_ignored: Counter::default(),
+            accept_errors: Counter::default(),
+            connections_refused: Counter::default(),
+            slow_bodies: Counter::default(),
             siem_forwarded: Counter::default(),
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
@@ -97,6 +103,21 @@ impl Metrics {
             "heartbeat_group_ignored",
             "Heartbeats whose group differs from the admin-assigned one (not applied)",
             m.heartbeat_group_ignored.clone(),
+        );
+        r.register(
+            "accept_errors",
+            "Failed accept() calls (e.g. out of descriptors); the loop backs off",
+            m.accept_errors.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed at once: global or per-IP connection cap reached",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "slow_request_bodies",
+            "Requests cut off because the body arrived below the minimum rate",
+            m.slow_bodies.clone(),
         );
         r.register(
             "siem_events_forwarded",

@@ -3,19 +3,21 @@
 mod admin_routes;
 mod agent_routes;
 pub mod auth;
+pub mod conn;
 mod enroll_routes;
 pub mod error;
 mod extract;
 mod fleet_routes;
 pub mod metrics;
 pub mod ratelimit;
+mod slowbody;
 mod soc_routes;
 pub mod tls;
 mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
@@ -252,6 +254,9 @@ async fn observe(State(st): State<SharedState>, req: Request, next: Next) -> Res
         .unwrap_or_default();
     let mut resp = next.run(req).await;
     let status = resp.status().as_u16();
+    if status == 408 {
+        st.metrics.slow_bodies.inc();
+    }
     let method_label = match method.as_str() {
         m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD") => m.to_owned(),
         _ => "other".to_owned(),
@@ -285,72 +290,4 @@ async fn observe(State(st): State<SharedState>, req: Request, next: Next) -> Res
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
-}
-
-/// Serves `app` on `listener` (TLS when `tls` is set) until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
-
-    /// Open connections beyond this are closed at once (file descriptors, memory).
-    const MAX_CONNECTIONS: usize = 4096;
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, addr) = tokio::select! {
-            _ = &mut shutdown => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "connection limit reached; closing");
-            drop(tcp);
-            continue;
-        };
-        let app = app.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(axum::body::Body::new);
-                    req.extensions_mut().insert(ConnectInfo(addr));
-                    app.clone().oneshot(req)
-                });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(15))
-                .max_buf_size(64 * 1024);
-            let res = match tls {
-                Some(acc) => {
-                    match tokio::time::timeout(Duration::from_secs(15), acc.accept(tcp)).await {
-                        Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), svc).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(peer = %addr, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-                None => http.serve_connection(TokioIo::new(tcp), svc).await,
-            };
-            if let Err(e) = res {
-                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
-            }
-        });
-    }
 }

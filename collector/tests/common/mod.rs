@@ -6,6 +6,8 @@
     reason = "test helpers: a failed unwrap is a failed test; not every test binary uses every helper"
 )]
 
+pub mod binary;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
