@@ -60,6 +60,12 @@ fn check_list(
     Ok(())
 }
 
+/// Events one finding may aggregate: sums over 2^31 findings stay inside i64, so reports
+/// cannot overflow.
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+/// 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
     let p = |name: &str| format!("findings[{i}].{name}");
     check_ident(&p("id"), &f.id, 128)?;
@@ -100,6 +106,19 @@ fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
             f.risk_score
         )));
     }
+    for (name, v) in [
+        ("window_start_ms", f.window_start_ms),
+        ("window_end_ms", f.window_end_ms),
+        ("first_seen_ms", f.first_seen_ms),
+        ("last_seen_ms", f.last_seen_ms),
+    ] {
+        if !(0..=MAX_TIME_MS).contains(&v) {
+            return Err(bad(format!(
+                "{}: must be 0..={MAX_TIME_MS} (Unix ms up to year 9999), got {v}",
+                p(name)
+            )));
+        }
+    }
     if f.window_start_ms < 0 || f.window_end_ms < f.window_start_ms {
         return Err(bad(format!(
             "{}: window must satisfy 0 <= start <= end, got {}..{}",
@@ -114,8 +133,12 @@ fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
             p("last_seen_ms")
         )));
     }
-    if f.count > i64::MAX as u64 {
-        return Err(bad(format!("{}: too large", p("count"))));
+    if f.count > MAX_COUNT {
+        return Err(bad(format!(
+            "{}: must be 0..={MAX_COUNT} per finding, got {}",
+            p("count"),
+            f.count
+        )));
     }
     check_list(&p("evidence.dns_names"), &f.evidence.dns_names, 64, 253)?;
     check_list(&p("evidence.sni"), &f.evidence.sni, 64, 253)?;

@@ -8,6 +8,7 @@ mod enroll_routes;
 pub mod error;
 mod extract;
 mod fleet_routes;
+mod gate;
 pub mod metrics;
 pub mod ratelimit;
 mod slowbody;
@@ -164,7 +165,9 @@ pub fn router(state: SharedState) -> Router {
             "/api/v1/enrollment-keys/{id}/revoke",
             post(fleet_routes::revoke_key),
         );
-    let api = api.merge(identity);
+    let api = api
+        .merge(identity)
+        .route_layer(middleware::from_fn_with_state(state.clone(), gate::gate));
     Router::new()
         .merge(api)
         .route("/healthz", get(healthz))

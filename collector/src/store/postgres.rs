@@ -86,6 +86,7 @@ CREATE TABLE enrollment_keys (
     created_by TEXT NOT NULL, created_ms BIGINT NOT NULL, expires_ms BIGINT, max_uses BIGINT,
     uses BIGINT NOT NULL DEFAULT 0, revoked_ms BIGINT);
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
+UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
 ];
 

@@ -73,6 +73,7 @@ CREATE TABLE enrollment_keys (
     created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER, max_uses INTEGER,
     uses INTEGER NOT NULL DEFAULT 0, revoked_ms INTEGER);
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
+UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
 ];
 
