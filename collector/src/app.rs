@@ -220,6 +220,12 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
             cfg.limits.enroll_rate_burst,
         ),
         group_warned: Default::default(),
+        parse_permits: Arc::new(tokio::sync::Semaphore::new(cfg.limits.parse_concurrency)),
+        read_permits: Arc::new(tokio::sync::Semaphore::new(cfg.limits.heavy_readers)),
+        export_limiter: RateLimiter::new(
+            cfg.limits.exports_per_min / 60.0,
+            cfg.limits.exports_per_min.clamp(1.0, 10.0),
+        ),
         bundle_key,
         sink,
     });

@@ -132,6 +132,15 @@ pub struct Limits {
     pub body_min_bytes_per_sec: u64,
     #[serde(default = "default_body_grace")]
     pub body_grace_s: u64,
+    /// Ingest bodies inflated and parsed at once, off the async workers.
+    #[serde(default = "default_parse_concurrency")]
+    pub parse_concurrency: usize,
+    /// Report queries and export pages running at once; the rest is ingest's.
+    #[serde(default = "default_heavy_readers")]
+    pub heavy_readers: usize,
+    /// Exports a person may start per minute (burst up to 10).
+    #[serde(default = "default_exports_per_min")]
+    pub exports_per_min: f64,
 }
 
 impl Default for Limits {
@@ -153,6 +162,9 @@ impl Default for Limits {
             header_timeout_s: default_header_timeout(),
             body_min_bytes_per_sec: default_body_rate(),
             body_grace_s: default_body_grace(),
+            parse_concurrency: default_parse_concurrency(),
+            heavy_readers: default_heavy_readers(),
+            exports_per_min: default_exports_per_min(),
         }
     }
 }
@@ -210,6 +222,15 @@ fn default_body_rate() -> u64 {
 }
 fn default_body_grace() -> u64 {
     10
+}
+fn default_parse_concurrency() -> usize {
+    2
+}
+fn default_heavy_readers() -> usize {
+    2
+}
+fn default_exports_per_min() -> f64 {
+    6.0
 }
 
 impl Config {
@@ -323,6 +344,28 @@ impl Config {
             return Err(bad(
                 "limits.body_min_bytes_per_sec",
                 "must be at least 1".to_owned(),
+            ));
+        }
+        if !(1..=64).contains(&l.parse_concurrency) || !(1..=64).contains(&l.heavy_readers) {
+            return Err(bad(
+                "limits",
+                "parse_concurrency and heavy_readers must be 1..=64".to_owned(),
+            ));
+        }
+        if !(l.exports_per_min > 0.0 && l.exports_per_min <= 6000.0) {
+            return Err(bad(
+                "limits.exports_per_min",
+                format!("must be > 0 and <= 6000, got {}", l.exports_per_min),
+            ));
+        }
+        if !(1..=shadowai_api::MAX_FINDINGS_PER_BATCH).contains(&l.findings_per_batch) {
+            return Err(bad(
+                "limits.findings_per_batch",
+                format!(
+                    "must be 1..={}, got {}",
+                    shadowai_api::MAX_FINDINGS_PER_BATCH,
+                    l.findings_per_batch
+                ),
             ));
         }
         if self.limits.max_hosts == 0 {

@@ -30,6 +30,13 @@ pub fn to_csv(findings: &[Finding]) -> String {
     let mut out = String::with_capacity(256 * (findings.len() + 1));
     out.push_str(CSV_HEADER);
     out.push_str("\r\n");
+    out.push_str(&csv_rows(findings));
+    out
+}
+
+/// The rows of `findings`, without the header (exports stream page by page).
+pub fn csv_rows(findings: &[Finding]) -> String {
+    let mut out = String::with_capacity(256 * findings.len());
     for f in findings {
         let row = [
             cell(&f.id),

@@ -31,27 +31,10 @@ async fn agent(srv: &Binary, host: &str) -> shadowai_api::client::Client {
     srv.client(Some(&r.token))
 }
 
-fn person(srv: &Binary, role: Role) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shadowai-collector"))
-        .args(["token", "create", "--role", role.as_str(), "--name"])
-        .arg(format!("p-{}", role.as_str()))
-        .arg("--config")
-        .arg(srv.dir.path().join("collector.toml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_role_is_checked_before_the_body_is_parsed() {
     let srv = Binary::start("", None).await;
-    let viewer = person(&srv, Role::Viewer);
+    let viewer = srv.person(Role::Viewer);
     let agent_client = agent(&srv, "h1").await;
     let http = reqwest::Client::new();
     let garbage = "{ this is not json".to_owned();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 pub use shadowai_rules::Verdict;
 
 pub mod audit;
+pub mod bounded;
 pub mod client;
 pub mod ocsf;
 pub mod wire;
@@ -47,19 +48,19 @@ pub struct ProcessRef {
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
     /// DNS names queried that matched the service.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
     pub dns_names: Vec<String>,
     /// TLS/QUIC SNI values seen.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
     pub sni: Vec<String>,
     /// Destination IPs (text form).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
     pub ips: Vec<String>,
     /// Destination ports.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
     pub ports: Vec<u16>,
     /// Protocols seen (`dns`, `tls`, `quic`, `tcp`, `udp`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "bounded::vec::<_, _, 16>")]
     pub protocols: Vec<String>,
 }
 

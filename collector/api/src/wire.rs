@@ -89,8 +89,13 @@ pub struct EnrollResponse {
 #[serde(deny_unknown_fields)]
 pub struct IngestBatch {
     pub batch_id: String,
+    /// At most [`MAX_FINDINGS_PER_BATCH`], refused while parsing.
+    #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_FINDINGS_PER_BATCH>")]
     pub findings: Vec<Finding>,
 }
+
+/// The most findings one ingest batch may carry.
+pub const MAX_FINDINGS_PER_BATCH: usize = 10_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestAck {

@@ -1,16 +1,15 @@
 //! Agent routes: enroll, ingest, heartbeat, bundle fetch.
 
-use std::io::Read;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shadowai_api::{Finding, Heartbeat, HeartbeatAck, IngestAck, IngestBatch};
+use shadowai_api::{Finding, Heartbeat, HeartbeatAck, IngestAck};
 
 use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
-use super::extract::{JsonBody, RawBody, parse_json, require_json};
+use super::extract::{JsonBody, RawBody, require_json};
+use super::ingest_decode::{Encoding, decode_limited};
 use super::metrics::ResultLabels;
 use super::{SharedState, now_ms};
 use crate::store::desired_version;
@@ -66,7 +65,7 @@ pub const MAX_COUNT: u64 = u32::MAX as u64;
 /// 9999-12-31T23:59:59.999Z.
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
-fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
+pub(super) fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
     let p = |name: &str| format!("findings[{i}].{name}");
     check_ident(&p("id"), &f.id, 128)?;
     if f.host_id != host_id {
@@ -153,22 +152,6 @@ fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Inflates a gzip body, refusing more than `max` bytes out (zip bombs).
-fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    let mut dec = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| bad(format!("request body: invalid gzip data: {e}")))?;
-    if out.len() > max {
-        return Err(ApiError::PayloadTooLarge {
-            message: format!(
-                "request body inflates to more than {max} bytes (limits.inflated_bytes)"
-            ),
-        });
-    }
-    Ok(out)
-}
-
 pub async fn ingest(
     caller: Caller,
     State(st): State<SharedState>,
@@ -177,7 +160,7 @@ pub async fn ingest(
 ) -> Result<Json<IngestAck>, ApiError> {
     caller.require(Cap::Agent)?;
     let agent = caller.agent()?.clone();
-    let res = ingest_inner(&st, &agent, &headers, &body).await;
+    let res = ingest_inner(&st, &agent, &headers, body).await;
     let result = match &res {
         Ok(a) if a.replayed => "replayed",
         Ok(_) => "accepted",
@@ -194,37 +177,15 @@ async fn ingest_inner(
     st: &SharedState,
     agent: &crate::store::AgentRecord,
     headers: &HeaderMap,
-    body: &[u8],
+    body: axum::body::Bytes,
 ) -> Result<IngestAck, ApiError> {
     require_json(headers)?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("identity")
-        .trim()
-        .to_ascii_lowercase();
-    let batch: IngestBatch = match encoding.as_str() {
-        "gzip" | "x-gzip" => parse_json(&gunzip(body, st.limits.inflated_bytes)?)?,
-        "identity" => parse_json(body)?,
-        other => {
-            return Err(ApiError::UnsupportedMediaType {
-                message: format!("Content-Encoding {other:?} is not supported (use gzip or none)"),
-            });
-        }
-    };
-    check_ident("batch_id", &batch.batch_id, 128)?;
-    if batch.findings.len() > st.limits.findings_per_batch {
-        return Err(ApiError::PayloadTooLarge {
-            message: format!(
-                "batch has {} findings; at most {} per batch (limits.findings_per_batch)",
-                batch.findings.len(),
-                st.limits.findings_per_batch
-            ),
-        });
-    }
-    for (i, f) in batch.findings.iter().enumerate() {
-        check_finding(i, f, &agent.host_id)?;
-    }
+    let encoding = Encoding::parse(
+        headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("(not text)")),
+    )?;
+    let batch = decode_limited(st, body, encoding, agent.host_id.clone()).await?;
     let agent_id = agent.agent_id.clone();
     let now = now_ms();
     let batch = std::sync::Arc::new(batch);

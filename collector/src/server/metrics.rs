@@ -34,6 +34,8 @@ pub struct Metrics {
     pub accept_errors: Counter,
     pub connections_refused: Counter,
     pub slow_bodies: Counter,
+    pub ingest_busy: Counter,
+    pub export_errors: Counter,
     pub siem_forwarded: Counter,
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
@@ -57,6 +59,8 @@ impl Metrics {
             accept_errors: Counter::default(),
             connections_refused: Counter::default(),
             slow_bodies: Counter::default(),
+            ingest_busy: Counter::default(),
+            export_errors: Counter::default(),
             siem_forwarded: Counter::default(),
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
@@ -118,6 +122,16 @@ impl Metrics {
             "slow_request_bodies",
             "Requests cut off because the body arrived below the minimum rate",
             m.slow_bodies.clone(),
+        );
+        r.register(
+            "ingest_busy",
+            "Ingest requests refused with 503 because every decode slot stayed busy",
+            m.ingest_busy.clone(),
+        );
+        r.register(
+            "export_errors",
+            "Exports aborted mid-stream by a store error (the response is cut, not completed)",
+            m.export_errors.clone(),
         );
         r.register(
             "siem_events_forwarded",

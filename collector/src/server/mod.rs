@@ -6,9 +6,11 @@ pub mod auth;
 pub mod conn;
 mod enroll_routes;
 pub mod error;
+mod export_stream;
 mod extract;
 mod fleet_routes;
 mod gate;
+mod ingest_decode;
 pub mod metrics;
 pub mod ratelimit;
 mod slowbody;
@@ -53,6 +55,13 @@ pub struct AppState {
     pub enroll_limiter: RateLimiter,
     /// Agents already warned about a heartbeat group that differs from the admin's (bounded).
     pub group_warned: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Ingest bodies decoded at once (`limits.parse_concurrency`).
+    pub parse_permits: Arc<tokio::sync::Semaphore>,
+    /// Heavy reads (report queries, export pages) at once (`limits.heavy_readers`): the rest
+    /// of the store's capacity stays for ingest.
+    pub read_permits: Arc<tokio::sync::Semaphore>,
+    /// Exports per person (token bucket, `limits.exports_per_min`).
+    pub export_limiter: RateLimiter,
     /// When set, uploaded bundles must verify against this key.
     pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
     pub sink: Option<Arc<dyn FindingSink>>,

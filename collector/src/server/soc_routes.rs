@@ -10,6 +10,7 @@ use super::SharedState;
 use super::agent_routes::check_text;
 use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
+use super::export_stream::{self, Format};
 use super::extract::QueryParams;
 
 const EXPORT_DEFAULT: u32 = 10_000;
@@ -70,7 +71,7 @@ pub async fn findings(
 ) -> Result<Json<FindingsPage>, ApiError> {
     caller.require(Cap::Read)?;
     let (limit, cursor) = check_query(&q, 100, 1000)?;
-    let (items, next) = st.db(move |s| s.search(&q, limit, cursor)).await?;
+    let (items, next) = heavy(&st, move |s| s.search(&q, limit, cursor)).await?;
     Ok(Json(FindingsPage {
         items,
         next_cursor: next.map(|c| c.to_string()),
@@ -84,7 +85,7 @@ pub async fn services(
 ) -> Result<Json<Vec<ServiceReport>>, ApiError> {
     caller.require(Cap::Read)?;
     check_query(&q, 100, 1000)?;
-    Ok(Json(st.db(move |s| s.services_report(&q)).await?))
+    Ok(Json(heavy(&st, move |s| s.services_report(&q)).await?))
 }
 
 pub async fn trend(
@@ -94,15 +95,38 @@ pub async fn trend(
 ) -> Result<Json<Vec<TrendPoint>>, ApiError> {
     caller.require(Cap::Read)?;
     check_query(&q, 100, 1000)?;
-    Ok(Json(st.db(move |s| s.trend(&q)).await?))
+    Ok(Json(heavy(&st, move |s| s.trend(&q)).await?))
 }
 
-async fn export_rows(
-    st: &SharedState,
+/// Takes one export from the person's bucket.
+fn export_allowed(st: &SharedState, caller: &Caller) -> Result<(), ApiError> {
+    st.export_limiter
+        .check(caller.person(), std::time::Instant::now())
+        .map_err(|retry_after_s| {
+            st.metrics.rate_limited.inc();
+            ApiError::RateLimited { retry_after_s }
+        })
+}
+
+fn export_response(
+    st: SharedState,
+    caller: &Caller,
     q: FindingQuery,
-) -> Result<Vec<shadowai_api::Finding>, ApiError> {
+    format: Format,
+    content_type: &'static str,
+    filename: &'static str,
+) -> Result<Response, ApiError> {
     let (limit, cursor) = check_query(&q, EXPORT_DEFAULT, EXPORT_MAX)?;
-    Ok(st.db(move |s| s.search(&q, limit, cursor)).await?.0)
+    export_allowed(&st, caller)?;
+    let body = export_stream::start(st, q, limit, cursor, format);
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        axum::body::Body::new(body),
+    )
+        .into_response())
 }
 
 pub async fn export_csv(
@@ -111,32 +135,47 @@ pub async fn export_csv(
     QueryParams(q): QueryParams<FindingQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(Cap::Export)?;
-    let rows = export_rows(&st, q).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"shadowai-findings.csv\"",
-            ),
-        ],
-        crate::export::to_csv(&rows),
+    export_response(
+        st,
+        &caller,
+        q,
+        Format::Csv,
+        "text/csv; charset=utf-8",
+        "attachment; filename=\"shadowai-findings.csv\"",
     )
-        .into_response())
 }
 
 pub async fn export_ocsf(
     caller: Caller,
     State(st): State<SharedState>,
     QueryParams(q): QueryParams<FindingQuery>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Cap::Export)?;
-    let rows = export_rows(&st, q).await?;
-    Ok(Json(
-        rows.iter()
-            .map(shadowai_api::ocsf::finding_to_ocsf)
-            .collect(),
-    ))
+    export_response(
+        st,
+        &caller,
+        q,
+        Format::OcsfJsonArray,
+        "application/json",
+        "attachment; filename=\"shadowai-findings.ocsf.json\"",
+    )
+}
+
+/// Runs a heavy read (report, search) under a read permit.
+async fn heavy<T, F>(st: &SharedState, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+{
+    let _permit =
+        st.read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ApiError::Internal {
+                what: format!("read permits closed: {e}"),
+            })?;
+    st.db(f).await
 }
 
 pub async fn agents(

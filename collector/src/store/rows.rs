@@ -159,6 +159,14 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+    /// Runs a read-only `f` where it does not hold up writers (SQLite: a separate reader
+    /// connection on the WAL snapshot). The default is an ordinary transaction.
+    fn read(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.transaction(f)
+    }
     /// A statement taking the global write lock (audit chain, rollouts) inside a transaction.
     fn lock_sql(&self) -> Option<&'static str>;
     /// SQL fragment for the current backend where dialects differ.

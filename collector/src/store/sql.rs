@@ -35,6 +35,19 @@ impl<B: Backend> SqlStore<B> {
         out.ok_or(StoreError::Poisoned)
     }
 
+    /// Runs a read-only `f` off the writer's path (see [`Backend::read`]).
+    pub(super) fn read_tx<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut out = None;
+        self.backend.read(&mut |tx| {
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        out.ok_or(StoreError::Poisoned)
+    }
+
     /// Takes the cross-replica write lock (no-op on SQLite, which serialises writers anyway).
     pub(super) fn lock(&self, tx: &mut dyn Tx) -> Result<(), StoreError> {
         if let Some(sql) = self.backend.lock_sql() {
@@ -509,7 +522,7 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     fn count_findings(&self) -> Result<u64, StoreError> {
-        self.tx(|tx| {
+        self.read_tx(|tx| {
             let rows = tx.query("findings", "SELECT COUNT(*) FROM findings", &[])?;
             rows.first().map(|r| r.u64(0)).unwrap_or(Ok(0))
         })

@@ -227,7 +227,7 @@ impl<B: Backend> SqlStore<B> {
         limit: u32,
         cursor: Option<i64>,
     ) -> Result<(Vec<Finding>, Option<i64>), StoreError> {
-        self.tx(|tx| {
+        self.read_tx(|tx| {
             let mut params = Vec::new();
             let mut clause = where_clause(filter, &mut params);
             if let Some(c) = cursor {
@@ -256,7 +256,7 @@ impl<B: Backend> SqlStore<B> {
         &self,
         filter: &FindingFilter,
     ) -> Result<Vec<ServiceReport>, StoreError> {
-        self.tx(|tx| {
+        self.read_tx(|tx| {
             let mut params = Vec::new();
             let clause = where_clause(filter, &mut params);
             let sql = format!(
@@ -293,7 +293,7 @@ impl<B: Backend> SqlStore<B> {
         &self,
         filter: &FindingFilter,
     ) -> Result<Vec<TrendPoint>, StoreError> {
-        self.tx(|tx| {
+        self.read_tx(|tx| {
             let mut params = Vec::new();
             let clause = where_clause(filter, &mut params);
             let sql = format!(

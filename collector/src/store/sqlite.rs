@@ -79,7 +79,14 @@ UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 
 pub struct Sqlite {
     conn: Mutex<Connection>,
+    /// Read-only connections for searches, reports and exports: on WAL they read a snapshot
+    /// without waiting for (or holding up) the writer.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
+
+/// Reader connections beside the writer.
+const READERS: usize = 2;
 
 /// Opens (creating if needed) the database file and migrates it.
 pub fn open(path: &Path) -> Result<SqlStore<Sqlite>, StoreError> {
@@ -91,10 +98,24 @@ pub fn open(path: &Path) -> Result<SqlStore<Sqlite>, StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    let backend = Sqlite {
+    let mut backend = Sqlite {
         conn: Mutex::new(conn),
+        readers: Vec::new(),
+        next_reader: std::sync::atomic::AtomicUsize::new(0),
     };
     backend.migrate()?;
+    for _ in 0..READERS {
+        let r = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
+        r.busy_timeout(std::time::Duration::from_secs(10))?;
+        backend.readers.push(Mutex::new(r));
+    }
     Ok(SqlStore::new(backend))
 }
 
@@ -185,6 +206,32 @@ impl Backend for Sqlite {
     ) -> Result<(), StoreError> {
         let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        f(&mut SqliteTx(&tx))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // An idle reader if there is one, else wait for one in turn.
+        let mut guard = self.readers.iter().find_map(|m| m.try_lock().ok());
+        if guard.is_none() {
+            let i = self
+                .next_reader
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                % self.readers.len().max(1);
+            match self.readers.get(i) {
+                Some(m) => guard = Some(m.lock().map_err(|_| StoreError::Poisoned)?),
+                None => return self.transaction(f),
+            }
+        }
+        let Some(mut conn) = guard else {
+            return self.transaction(f);
+        };
+        // A deferred transaction: one consistent snapshot for the whole read.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         f(&mut SqliteTx(&tx))?;
         tx.commit()?;
         Ok(())

@@ -99,6 +99,32 @@ impl Binary {
         Err(b.log_text())
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A new person token with `role` (through the binary's `token create`).
+    pub fn person(&self, role: shadowai_api::Role) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_shadowai-collector"))
+            .args(["token", "create", "--role", role.as_str(), "--name"])
+            .arg(format!("p-{}", role.as_str()))
+            .arg("--config")
+            .arg(self.dir.path().join("collector.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
