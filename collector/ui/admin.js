@@ -126,7 +126,10 @@ export async function fleetView(ctx) {
       a.bundle_version || "-",
       a.mode || "-",
       h("span", { class: a.lost_events ? "warn" : "" }, fmtNum(a.lost_events)),
-      a.revoked ? h("span", { class: "badge verdict-blocked" }, "revoked") : isStale ? h("span", { class: "badge verdict-tolerated" }, "stale") : h("span", { class: "badge verdict-sanctioned" }, "healthy"),
+      h("span", {},
+        a.revoked ? h("span", { class: "badge verdict-blocked" }, "revoked") : isStale ? h("span", { class: "badge verdict-tolerated" }, "stale") : h("span", { class: "badge verdict-sanctioned" }, "healthy"),
+        // Enrollments of this host id with another host key were refused: a cloned machine or a takeover attempt.
+        a.identity_conflicts ? h("span", { class: "badge verdict-blocked", "data-testid": "host-seen-twice", title: `last ${fmtAgo(a.last_identity_conflict_ms, now)}` }, `host seen twice (${fmtNum(a.identity_conflicts)})`) : ""),
       ctx.can("admin") && !a.revoked ? h("button", { class: "danger", onclick: revoke(a) }, "Revoke") : "",
     ];
   });
