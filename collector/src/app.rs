@@ -43,6 +43,11 @@ pub enum AppError {
     BundleKey { path: String, reason: String },
 }
 
+/// Token re-issues per host id: one per 10 minutes after a burst of 5 (an agent needs one
+/// after a 401; more is a loop or an abuse, and each is an audit entry).
+const HOST_REISSUE_PER_SEC: f64 = 1.0 / 600.0;
+const HOST_REISSUE_BURST: f64 = 5.0;
+
 /// Where collectors before enrollment keys kept the hash of their one secret.
 const LEGACY_ENROLL_KEY: &str = "enrollment_secret_sha256";
 
@@ -219,6 +224,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
             cfg.limits.enroll_rate_per_sec,
             cfg.limits.enroll_rate_burst,
         ),
+        host_limiter: RateLimiter::new(HOST_REISSUE_PER_SEC, HOST_REISSUE_BURST),
         group_warned: Default::default(),
         parse_permits: Arc::new(tokio::sync::Semaphore::new(cfg.limits.parse_concurrency)),
         read_permits: Arc::new(tokio::sync::Semaphore::new(cfg.limits.heavy_readers)),

@@ -100,7 +100,7 @@ async fn takeover_is_refused(srv: common::TestServer) {
     // The attacker holds the fleet-wide secret but not host-a's key.
     let evil_key = "ee".repeat(32);
     let before_audit = audit(&srv).len();
-    for _ in 0..20 {
+    for _ in 0..5 {
         let e = anon
             .enroll(&enroll_req(&srv.secret, "host-a", &evil_key))
             .await
@@ -108,11 +108,19 @@ async fn takeover_is_refused(srv: common::TestServer) {
         assert_eq!(e.status(), Some(409), "{e}");
         assert_eq!(code(&e), "host_identity_conflict", "{e}");
     }
-    // Also without the secret, through reenroll.
+    // Then the attempts with that key are rate-limited per (host id, key)...
+    for _ in 0..15 {
+        let e = anon
+            .enroll(&enroll_req(&srv.secret, "host-a", &evil_key))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(429), "{e}");
+    }
+    // ...and through reenroll, without the secret, with another key: refused too.
     let e = anon
         .reenroll(&ReenrollRequest {
             host_id: "host-a".into(),
-            host_key: evil_key.clone(),
+            host_key: "dd".repeat(32),
             agent_version: String::new(),
         })
         .await
@@ -128,11 +136,11 @@ async fn takeover_is_refused(srv: common::TestServer) {
     assert_eq!(ack.accepted, 1);
     assert_eq!(srv.count(), 2);
 
-    // Admins see "host seen twice"; the audit log has one entry (not 21) naming the key.
+    // Admins see "host seen twice"; the audit log has one entry (not 6) naming the key.
     let agents = admin.agents().await.unwrap();
     assert_eq!(agents.len(), 1, "a refused claim adds no agent row");
     assert_eq!(agents[0].agent_id, agent_id);
-    assert_eq!(agents[0].identity_conflicts, 21);
+    assert_eq!(agents[0].identity_conflicts, 6);
     assert!(agents[0].last_identity_conflict_ms.is_some());
     let audit = audit(&srv);
     let conflicts: Vec<_> = audit[before_audit..]
@@ -156,7 +164,7 @@ async fn takeover_is_refused(srv: common::TestServer) {
         .await
         .unwrap();
     assert!(
-        metrics.contains("shadowai_collector_host_identity_conflicts_total 21"),
+        metrics.contains("shadowai_collector_host_identity_conflicts_total 6"),
         "{metrics}"
     );
 

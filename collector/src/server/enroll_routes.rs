@@ -26,6 +26,19 @@ pub async fn enroll_limit(State(st): State<SharedState>, req: Request, next: Nex
     next.run(req).await
 }
 
+/// Per host id and presented key: token re-issues write audit entries, so they are rare by
+/// design; keyed with the key so that someone flooding a host id with another key cannot use
+/// up the real host's budget.
+fn host_reissue_allowed(st: &SharedState, host_id: &str, key_sha256: &str) -> Result<(), ApiError> {
+    let key = format!("{host_id}/{}", key_sha256.get(..16).unwrap_or(key_sha256));
+    st.host_limiter
+        .check(&key, Instant::now())
+        .map_err(|retry_after_s| {
+            st.metrics.rate_limited.inc();
+            ApiError::RateLimited { retry_after_s }
+        })
+}
+
 /// SHA-256 (hex) of a host key: exactly 64 hex digits (32 random bytes).
 fn host_key_hash(key: &str) -> Result<String, ApiError> {
     if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -106,6 +119,7 @@ pub async fn enroll(
     }
     check_text("agent_version", &req.agent_version, 64)?;
     let key_sha256 = host_key_hash(&req.host_key)?;
+    host_reissue_allowed(&st, &req.host_id, &key_sha256)?;
     let (token, token_hash) = new_token()?;
     let attempt = EnrollAttempt {
         secret_hash,
@@ -137,14 +151,7 @@ pub async fn reenroll(
     check_ident("host_id", &req.host_id, 253)?;
     check_text("agent_version", &req.agent_version, 64)?;
     let key_sha256 = host_key_hash(&req.host_key)?;
-    // Per host id too: one address cannot hammer a host's binding, nor many addresses one host.
-    if let Err(retry_after_s) = st
-        .enroll_limiter
-        .check(&format!("host:{}", req.host_id), Instant::now())
-    {
-        st.metrics.rate_limited.inc();
-        return Err(ApiError::RateLimited { retry_after_s });
-    }
+    host_reissue_allowed(&st, &req.host_id, &key_sha256)?;
     let (token, token_hash) = new_token()?;
     let now = now_ms();
     let (host, p) = (req.host_id.clone(), peer.clone());

@@ -53,6 +53,9 @@ pub struct AppState {
     pub ip_limiter: RateLimiter,
     /// Enroll / reenroll calls per client IP and per host id.
     pub enroll_limiter: RateLimiter,
+    /// Token re-issues per host id (reenroll, or enroll of a bound host with its key): each
+    /// writes an audit entry, so a host holding its own key cannot flood the log.
+    pub host_limiter: RateLimiter,
     /// Agents already warned about a heartbeat group that differs from the admin's (bounded).
     pub group_warned: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Ingest bodies decoded at once (`limits.parse_concurrency`).
