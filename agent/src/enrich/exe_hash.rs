@@ -1,7 +1,8 @@
 //! SHA-256 of executables, for findings' process evidence.
 //!
-//! Cached per inode (device, inode) and re-hashed only when the file's size, mtime or ctime
-//! changes, so a thousand hard links or copies-by-path of one large binary cost one read.
+//! Cached per inode (device, inode) and re-hashed only when the file's size or mtime
+//! (with nanoseconds) changes, so a thousand hard links to one large binary cost one read
+//! (ctime is left out on purpose: every new link changes it).
 //! The cache is bounded ([`MAX_ENTRIES`], oldest insert evicted first, O(1)); files over
 //! [`MAX_BYTES`] and anything that is not a regular file are not hashed; and the caller
 //! passes a byte budget per window, so a window with many large, distinct executables
@@ -78,7 +79,7 @@ impl ExeHashes {
             return Err(Skip::TooLarge);
         }
         let inode = (meta.dev(), meta.ino());
-        let stamp = (meta.len(), meta.mtime(), meta.ctime());
+        let stamp = (meta.len(), meta.mtime(), meta.mtime_nsec());
         if let Some((s, h)) = self.cache.get(&inode)
             && *s == stamp
         {

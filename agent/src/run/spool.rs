@@ -337,7 +337,7 @@ mod tests {
             s.append(&batch("a", 2)).unwrap();
             s.append(&batch("b", 1)).unwrap();
         }
-        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        let mut s = reopen(dir.path());
         let p = s.pending(10).unwrap();
         assert_eq!(
             p.iter()
@@ -347,7 +347,7 @@ mod tests {
         );
         s.ack(p[0].0).unwrap();
         drop(s);
-        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        let mut s = reopen(dir.path());
         let p = s.pending(10).unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].1.batch_id, "b");
@@ -397,6 +397,17 @@ mod tests {
         );
     }
 
+    /// sled's flusher thread may hold the store's lock a moment after the drop.
+    fn reopen(dir: &Path) -> Spool {
+        for _ in 0..100 {
+            if let Ok(s) = Spool::open(dir, 1 << 30) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Spool::open(dir, 1 << 30).unwrap()
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Append,
@@ -432,7 +443,7 @@ mod tests {
                     }
                     Op::Reopen => {
                         drop(s);
-                        s = Spool::open(dir.path(), 1 << 30).unwrap();
+                        s = reopen(dir.path());
                     }
                 }
             }
