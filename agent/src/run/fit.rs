@@ -18,6 +18,11 @@ pub const MAX_FINDINGS_PER_BATCH: usize = 500;
 /// Most JSON bytes in one batch (the collector inflates at most 32 MiB).
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
+/// Largest count per finding the collector stores.
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+/// Latest time the collector accepts (Unix ms, end of year 9999).
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 /// Text field limits in bytes, as the collector checks them.
 pub mod limit {
     pub const HOSTNAME: usize = 253;
@@ -114,8 +119,26 @@ pub fn sanitize(f: &mut Finding) -> bool {
         f.risk_score = 100;
         t = true;
     }
-    if f.count > i64::MAX as u64 {
-        f.count = i64::MAX as u64;
+    if f.count > MAX_COUNT {
+        f.count = MAX_COUNT;
+        t = true;
+    }
+    for v in [
+        &mut f.window_start_ms,
+        &mut f.window_end_ms,
+        &mut f.first_seen_ms,
+        &mut f.last_seen_ms,
+    ] {
+        let c = (*v).clamp(0, MAX_TIME_MS);
+        t |= c != *v;
+        *v = c;
+    }
+    if f.window_end_ms < f.window_start_ms {
+        f.window_end_ms = f.window_start_ms;
+        t = true;
+    }
+    if f.last_seen_ms < f.first_seen_ms {
+        f.last_seen_ms = f.first_seen_ms;
         t = true;
     }
     t
@@ -196,6 +219,13 @@ mod tests {
             && list(&f.evidence.ips, 64, 64)
             && list(&f.evidence.protocols, 16, 16)
             && f.evidence.ports.len() <= 64
+            && f.count <= MAX_COUNT
+            && (0..=MAX_TIME_MS).contains(&f.window_start_ms)
+            && f.window_start_ms <= f.window_end_ms
+            && f.window_end_ms <= MAX_TIME_MS
+            && (0..=MAX_TIME_MS).contains(&f.first_seen_ms)
+            && f.first_seen_ms <= f.last_seen_ms
+            && f.last_seen_ms <= MAX_TIME_MS
     }
 
     proptest! {
@@ -206,6 +236,8 @@ mod tests {
             user in ".{0,300}",
             snis in proptest::collection::vec(".{0,300}", 0..80),
             ports in proptest::collection::vec(any::<u16>(), 0..100),
+            count in any::<u64>(),
+            times in proptest::array::uniform4(any::<i64>()),
         ) {
             let mut f = finding("x");
             f.process.exe = exe;
@@ -213,6 +245,8 @@ mod tests {
             f.user = user;
             f.evidence.sni = snis;
             f.evidence.ports = ports;
+            f.count = count;
+            [f.window_start_ms, f.window_end_ms, f.first_seen_ms, f.last_seen_ms] = times;
             let before = f.clone();
             let changed = sanitize(&mut f);
             prop_assert!(acceptable(&f), "{f:?}");
