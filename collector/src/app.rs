@@ -14,7 +14,7 @@ use crate::server::metrics::Metrics;
 use crate::server::ratelimit::RateLimiter;
 use crate::server::tls::TlsError;
 use crate::server::{AppState, FindingSink, now_ms};
-use crate::store::{Store, StoreError};
+use crate::store::{NewEnrollmentKey, Store, StoreError};
 
 /// The collector's top-level error: everything start-up and the admin commands can hit.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,8 @@ pub enum AppError {
     BundleKey { path: String, reason: String },
 }
 
-const ENROLL_KEY: &str = "enrollment_secret_sha256";
+/// Where collectors before enrollment keys kept the hash of their one secret.
+const LEGACY_ENROLL_KEY: &str = "enrollment_secret_sha256";
 
 /// Creates the data directory (mode 0700) and opens the configured store.
 pub fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, AppError> {
@@ -76,23 +77,46 @@ pub struct FirstStart {
     pub enrollment_secret: Option<String>,
 }
 
-/// Ensures an enrollment secret and at least one admin token exist.
-pub fn bootstrap(store: &dyn Store, cfg: &Config) -> Result<(String, FirstStart), AppError> {
+/// Ensures an enrollment key and at least one admin token exist.
+///
+/// The first enrollment key is seeded once: from a pre-keys database's stored secret, else
+/// from `enrollment_secret` in the config, else generated (and shown once). After that the
+/// keys in the database rule: rotation and revocation take effect at once and the config
+/// value is no longer consulted.
+pub fn bootstrap(store: &dyn Store, cfg: &Config) -> Result<FirstStart, AppError> {
     let mut first = FirstStart::default();
-    let secret_hash = match &cfg.enrollment_secret {
-        Some(s) => hash_secret(s),
-        None => match store.get_setting(ENROLL_KEY)? {
-            Some(h) => h,
-            None => {
-                let s = new_secret(ENROLL_PREFIX)?;
-                if store.set_setting_if_absent(ENROLL_KEY, &hash_secret(&s))? {
-                    first.enrollment_secret = Some(s);
-                }
-                // Another replica may have won the race: use what is stored.
-                store.get_setting(ENROLL_KEY)?.unwrap_or_default()
-            }
-        },
+    let now = now_ms();
+    let (hash, note, generated) = match (
+        store.get_setting(LEGACY_ENROLL_KEY)?,
+        &cfg.enrollment_secret,
+    ) {
+        (Some(h), _) => (h, "secret of the collector before enrollment keys", None),
+        (None, Some(s)) => (
+            hash_secret(s),
+            "seeded from enrollment_secret in the config",
+            None,
+        ),
+        (None, None) => {
+            let s = new_secret(ENROLL_PREFIX)?;
+            (hash_secret(&s), "generated on first start", Some(s))
+        }
     };
+    let seed = NewEnrollmentKey {
+        key_hash: hash.clone(),
+        note: note.to_owned(),
+        expires_ms: None,
+        max_uses: None,
+    };
+    if store.seed_enrollment_key(&seed, now)? {
+        first.enrollment_secret = generated;
+    } else if let Some(s) = &cfg.enrollment_secret
+        && !store.enrollment_key_valid(&hash_secret(s), now)?
+    {
+        tracing::warn!(
+            "enrollment_secret in the config is not a usable enrollment key (rotated or revoked); \
+             it is ignored — the keys in the database decide"
+        );
+    }
     if store.list_tokens()?.is_empty() {
         let t = new_secret(PERSON_PREFIX)?;
         store.create_token(
@@ -111,20 +135,20 @@ pub fn bootstrap(store: &dyn Store, cfg: &Config) -> Result<(String, FirstStart)
         )?;
         first.admin_token = Some(t);
     }
-    Ok((secret_hash, first))
+    Ok(first)
 }
 
-/// Replaces the enrollment secret (already enrolled agents keep working).
+/// Replaces every enrollment key with one new secret, at once (enrolled agents keep working;
+/// hosts not yet enrolled need the new secret).
 pub fn rotate_enrollment_secret(store: &dyn Store, actor: &str) -> Result<String, AppError> {
     let s = new_secret(ENROLL_PREFIX)?;
-    store.put_setting(ENROLL_KEY, &hash_secret(&s))?;
-    store.append_audit(
-        "system",
-        "enrollment.rotate",
-        "collector",
-        serde_json::json!({"by": actor}),
-        now_ms(),
-    )?;
+    let key = NewEnrollmentKey {
+        key_hash: hash_secret(&s),
+        note: "rotated with shadowai-collector rotate-enrollment-secret".to_owned(),
+        expires_ms: None,
+        max_uses: None,
+    };
+    store.create_enrollment_key(&format!("cli:{actor}"), &key, true, now_ms())?;
     Ok(s)
 }
 
@@ -158,7 +182,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
                 what: e.to_string(),
             })??
     };
-    let (secret_hash, first) = {
+    let first = {
         let s = store.clone();
         let c = cfg.clone();
         tokio::task::spawn_blocking(move || bootstrap(&*s, &c))
@@ -191,7 +215,11 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         limits: cfg.limits.clone(),
         limiter: RateLimiter::new(cfg.limits.rate_per_sec, cfg.limits.rate_burst),
         ip_limiter: RateLimiter::new(cfg.limits.ip_rate_per_sec, cfg.limits.ip_rate_burst),
-        enroll_secret_hash: secret_hash,
+        enroll_limiter: RateLimiter::new(
+            cfg.limits.enroll_rate_per_sec,
+            cfg.limits.enroll_rate_burst,
+        ),
+        group_warned: Default::default(),
         bundle_key,
         sink,
     });
@@ -224,8 +252,8 @@ impl Prepared {
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
-        let app = crate::server::router(self.state);
-        crate::server::serve(self.listener, app, self.tls, shutdown).await;
+        let app = crate::server::router(self.state.clone());
+        crate::server::conn::serve(self.listener, app, self.tls, self.state, shutdown).await;
     }
 }
 

@@ -105,6 +105,33 @@ pub struct Limits {
     pub ip_rate_per_sec: f64,
     #[serde(default = "default_ip_burst")]
     pub ip_rate_burst: f64,
+    /// Largest enroll / reenroll body (they are a few hundred bytes).
+    #[serde(default = "default_enroll_body")]
+    pub enroll_body_bytes: usize,
+    /// Enroll and reenroll calls per client IP (token bucket), and per host id for reenroll.
+    #[serde(default = "default_enroll_rate")]
+    pub enroll_rate_per_sec: f64,
+    #[serde(default = "default_enroll_burst")]
+    pub enroll_rate_burst: f64,
+    /// Most hosts bound at once; new hosts are refused beyond it (enrollment spam cannot
+    /// grow the agents table without bound). Release or revoke hosts to make room.
+    #[serde(default = "default_max_hosts")]
+    pub max_hosts: u64,
+    /// Open connections in all (capped further by the descriptor limit, which start-up
+    /// raises towards its hard limit) and per client IP.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_connections_per_ip")]
+    pub connections_per_ip: u32,
+    /// Seconds to receive a request's headers — on a new connection (TLS handshake included)
+    /// or an idle keep-alive one — before it is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_s: u64,
+    /// A request body must arrive at this average rate once `body_grace_s` have passed (408).
+    #[serde(default = "default_body_rate")]
+    pub body_min_bytes_per_sec: u64,
+    #[serde(default = "default_body_grace")]
+    pub body_grace_s: u64,
 }
 
 impl Default for Limits {
@@ -117,6 +144,15 @@ impl Default for Limits {
             rate_burst: default_burst(),
             ip_rate_per_sec: default_ip_rate(),
             ip_rate_burst: default_ip_burst(),
+            enroll_body_bytes: default_enroll_body(),
+            enroll_rate_per_sec: default_enroll_rate(),
+            enroll_rate_burst: default_enroll_burst(),
+            max_hosts: default_max_hosts(),
+            max_connections: default_max_connections(),
+            connections_per_ip: default_connections_per_ip(),
+            header_timeout_s: default_header_timeout(),
+            body_min_bytes_per_sec: default_body_rate(),
+            body_grace_s: default_body_grace(),
         }
     }
 }
@@ -147,6 +183,33 @@ fn default_ip_rate() -> f64 {
 }
 fn default_ip_burst() -> f64 {
     2000.0
+}
+fn default_enroll_body() -> usize {
+    16 << 10
+}
+fn default_enroll_rate() -> f64 {
+    2.0
+}
+fn default_enroll_burst() -> f64 {
+    50.0
+}
+fn default_max_hosts() -> u64 {
+    100_000
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_connections_per_ip() -> u32 {
+    128
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_body_rate() -> u64 {
+    4096
+}
+fn default_body_grace() -> u64 {
+    10
 }
 
 impl Config {
@@ -225,6 +288,45 @@ impl Config {
                 "rate_per_sec and ip_rate_per_sec must be > 0, rate_burst and ip_rate_burst >= 1"
                     .to_owned(),
             ));
+        }
+        if !(256..=self.limits.body_bytes).contains(&self.limits.enroll_body_bytes) {
+            return Err(bad(
+                "limits.enroll_body_bytes",
+                format!(
+                    "must be 256..=body_bytes ({}), got {}",
+                    self.limits.body_bytes, self.limits.enroll_body_bytes
+                ),
+            ));
+        }
+        if !(self.limits.enroll_rate_per_sec > 0.0 && self.limits.enroll_rate_burst >= 1.0) {
+            return Err(bad(
+                "limits",
+                "enroll_rate_per_sec must be > 0 and enroll_rate_burst >= 1".to_owned(),
+            ));
+        }
+        let l = &self.limits;
+        if !(1..=1_000_000).contains(&l.max_connections)
+            || !(1..=1_000_000).contains(&l.connections_per_ip)
+        {
+            return Err(bad(
+                "limits",
+                "max_connections and connections_per_ip must be 1..=1000000".to_owned(),
+            ));
+        }
+        if !(1..=3600).contains(&l.header_timeout_s) || !(1..=3600).contains(&l.body_grace_s) {
+            return Err(bad(
+                "limits",
+                "header_timeout_s and body_grace_s must be 1..=3600".to_owned(),
+            ));
+        }
+        if l.body_min_bytes_per_sec == 0 {
+            return Err(bad(
+                "limits.body_min_bytes_per_sec",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.limits.max_hosts == 0 {
+            return Err(bad("limits.max_hosts", "must be at least 1".to_owned()));
         }
         self.siem
             .validate()

@@ -89,7 +89,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
-    /// Replace the agent enrollment secret (prints the new one once).
+    /// Replace every enrollment key with one new secret, at once (prints it once).
     RotateEnrollmentSecret {
         #[command(flatten)]
         at: Where,

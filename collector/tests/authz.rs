@@ -124,6 +124,31 @@ fn routes() -> Vec<Route> {
             Some("{}"),
             &[Admin],
         ),
+        r(
+            "POST",
+            "/api/v1/agents/agt_doesnotexist/rotate-token",
+            Some("{}"),
+            &[Admin],
+        ),
+        r(
+            "POST",
+            "/api/v1/agents/agt_doesnotexist/release",
+            Some("{}"),
+            &[Admin],
+        ),
+        r("GET", "/api/v1/enrollment-keys", None, &[Admin]),
+        r(
+            "POST",
+            "/api/v1/enrollment-keys",
+            Some(r#"{"ttl_s":0}"#),
+            &[Admin],
+        ),
+        r(
+            "POST",
+            "/api/v1/enrollment-keys/999999/revoke",
+            Some("{}"),
+            &[Admin],
+        ),
         r("GET", "/api/v1/audit", None, &[Admin, Approver]),
         r("GET", "/api/v1/audit/export", None, &[Admin, Approver]),
     ]

@@ -130,7 +130,7 @@ async fn kill_9_scenario(postgres: Option<&str>) {
             hostname: "host-k".into(),
             group: None,
             agent_version: "0.1.0".into(),
-            host_key: "host-k-key".into(),
+            host_key: "4b".repeat(32),
         })
         .await
         .unwrap();

@@ -293,7 +293,7 @@ fn web_ui_click_through_in_headless_chromium() {
                     hostname: host.1.into(),
                     group: Some(host.2.into()),
                     agent_version: "0.1.0".into(),
-                    host_key: format!("{}-key", host.0),
+                    host_key: "ab".repeat(32),
                 })
                 .await
                 .unwrap();

@@ -418,6 +418,29 @@ impl Client {
             .await
     }
 
+    // ---- enrollment keys (admin) ----
+
+    /// Creates an enrollment secret (shown once in the answer).
+    pub async fn create_enrollment_key(
+        &self,
+        req: &EnrollmentKeyRequest,
+    ) -> Result<EnrollmentKeyCreated, ClientError> {
+        self.post("/api/v1/enrollment-keys", req).await
+    }
+
+    pub async fn enrollment_keys(&self) -> Result<Vec<EnrollmentKeyInfo>, ClientError> {
+        self.get("/api/v1/enrollment-keys", &()).await
+    }
+
+    /// Revokes an enrollment key at once (already enrolled hosts keep working).
+    pub async fn revoke_enrollment_key(&self, id: i64) -> Result<EnrollmentKeyInfo, ClientError> {
+        self.post(
+            &format!("/api/v1/enrollment-keys/{id}/revoke"),
+            &NoteRequest::default(),
+        )
+        .await
+    }
+
     // ---- policy and approvals ----
 
     pub async fn proposals(

@@ -26,6 +26,7 @@ pub enum Action {
 
 /// The process behind a finding.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProcessRef {
     /// Executable path (`/usr/bin/python3.11`).
     pub exe: String,
@@ -43,6 +44,7 @@ pub struct ProcessRef {
 
 /// Evidence for a finding: names and addresses only.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Evidence {
     /// DNS names queried that matched the service.
     #[serde(default)]
@@ -63,6 +65,7 @@ pub struct Evidence {
 
 /// One aggregated shadow-AI finding (OCSF Detection Finding 2004 when exported).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Finding {
     /// Stable id: the same (host, window, service, process, user, verdict) always gets the
     /// same id, so re-sent findings are recognised and never stored twice.

@@ -225,6 +225,50 @@ pub struct AgentInfo {
     pub mode: Option<AgentMode>,
     pub lost_events: u64,
     pub revoked: bool,
+    /// Enrollments of this agent's `host_id` refused because they carried another host key
+    /// ("host seen twice": a cloned machine, or someone holding the enrollment secret trying
+    /// to take the host over). Non-zero is an alert for the admins.
+    #[serde(default)]
+    pub identity_conflicts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_identity_conflict_ms: Option<i64>,
+}
+
+// ---- enrollment keys (admin): the secrets agents enroll with ----
+
+/// `POST /api/v1/enrollment-keys` (admin): a new enrollment secret, limited in time and uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentKeyRequest {
+    #[serde(default)]
+    pub note: String,
+    /// Seconds until the key stops working (1..=31 536 000); none = no expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
+    /// How many distinct hosts may enroll with it (1..=1 000 000); none = no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u64>,
+}
+
+/// An enrollment key as stored (the secret itself is stored only as SHA-256).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentKeyInfo {
+    pub id: i64,
+    pub note: String,
+    pub created_by: String,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub max_uses: Option<u64>,
+    pub uses: u64,
+    pub revoked: bool,
+}
+
+/// Answer to `POST /api/v1/enrollment-keys`: the secret is shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentKeyCreated {
+    pub key: EnrollmentKeyInfo,
+    /// `sae_…`, to hand to the hosts that will enroll with it.
+    pub secret: String,
 }
 
 /// Body of revoke / approve / reject / rollback calls.

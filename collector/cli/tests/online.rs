@@ -201,7 +201,7 @@ fn cli_against_a_real_collector() {
                 hostname: "web-01".into(),
                 group: Some("canary".into()),
                 agent_version: "0.1.0".into(),
-                host_key: "web-01-key".into(),
+                host_key: "0e".repeat(32),
             })
             .await
             .unwrap();

@@ -6,16 +6,14 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shadowai_api::{
-    EnrollRequest, EnrollResponse, Finding, Heartbeat, HeartbeatAck, IngestAck, IngestBatch,
-};
+use shadowai_api::{Finding, Heartbeat, HeartbeatAck, IngestAck, IngestBatch};
 
-use super::auth::{AGENT_PREFIX, Caller, Cap, ct_eq, hash_secret, new_secret};
+use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
 use super::extract::{JsonBody, RawBody, parse_json, require_json};
 use super::metrics::ResultLabels;
 use super::{SharedState, now_ms};
-use crate::store::{NewAgent, desired_version};
+use crate::store::desired_version;
 
 /// `[A-Za-z0-9._:-]{1,max}`.
 pub fn check_ident(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
@@ -62,6 +60,12 @@ fn check_list(
     Ok(())
 }
 
+/// Events one finding may aggregate: sums over 2^31 findings stay inside i64, so reports
+/// cannot overflow.
+pub const MAX_COUNT: u64 = u32::MAX as u64;
+/// 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
 fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
     let p = |name: &str| format!("findings[{i}].{name}");
     check_ident(&p("id"), &f.id, 128)?;
@@ -102,6 +106,19 @@ fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
             f.risk_score
         )));
     }
+    for (name, v) in [
+        ("window_start_ms", f.window_start_ms),
+        ("window_end_ms", f.window_end_ms),
+        ("first_seen_ms", f.first_seen_ms),
+        ("last_seen_ms", f.last_seen_ms),
+    ] {
+        if !(0..=MAX_TIME_MS).contains(&v) {
+            return Err(bad(format!(
+                "{}: must be 0..={MAX_TIME_MS} (Unix ms up to year 9999), got {v}",
+                p(name)
+            )));
+        }
+    }
     if f.window_start_ms < 0 || f.window_end_ms < f.window_start_ms {
         return Err(bad(format!(
             "{}: window must satisfy 0 <= start <= end, got {}..{}",
@@ -116,8 +133,12 @@ fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
             p("last_seen_ms")
         )));
     }
-    if f.count > i64::MAX as u64 {
-        return Err(bad(format!("{}: too large", p("count"))));
+    if f.count > MAX_COUNT {
+        return Err(bad(format!(
+            "{}: must be 0..={MAX_COUNT} per finding, got {}",
+            p("count"),
+            f.count
+        )));
     }
     check_list(&p("evidence.dns_names"), &f.evidence.dns_names, 64, 253)?;
     check_list(&p("evidence.sni"), &f.evidence.sni, 64, 253)?;
@@ -130,39 +151,6 @@ fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-pub async fn enroll(
-    State(st): State<SharedState>,
-    JsonBody(req): JsonBody<EnrollRequest>,
-) -> Result<Json<EnrollResponse>, ApiError> {
-    if !ct_eq(&hash_secret(&req.secret), &st.enroll_secret_hash) {
-        st.metrics.auth_failures.inc();
-        return Err(ApiError::Unauthenticated {
-            message: "wrong enrollment secret".into(),
-        });
-    }
-    check_ident("host_id", &req.host_id, 253)?;
-    check_ident("hostname", &req.hostname, 253)?;
-    if let Some(g) = &req.group {
-        check_ident("group", g, 64)?;
-    }
-    check_text("agent_version", &req.agent_version, 64)?;
-    let agent_id = format!("agt_{}", &new_secret("")?[..24]);
-    let token = new_secret(AGENT_PREFIX)?;
-    let agent = NewAgent {
-        agent_id: agent_id.clone(),
-        token_hash: hash_secret(&token),
-        host_id: req.host_id,
-        hostname: req.hostname,
-        group: req.group,
-        agent_version: req.agent_version,
-    };
-    let now = now_ms();
-    st.db(move |s| s.enroll_agent(&agent, now)).await?;
-    st.metrics.enrollments.inc();
-    tracing::info!(agent_id = %agent_id, "agent enrolled");
-    Ok(Json(EnrollResponse { agent_id, token }))
 }
 
 /// Inflates a gzip body, refusing more than `max` bytes out (zip bombs).
@@ -266,8 +254,13 @@ pub async fn heartbeat(
     }
     if let Some(g) = &hb.group {
         check_ident("group", g, 64)?;
+        if agent.group.as_deref() != Some(g.as_str()) {
+            // The group is the admin's: a heartbeat cannot move an agent into a canary ring.
+            st.metrics.heartbeat_group_ignored.inc();
+            warn_group_once(&st, &agent, g);
+        }
     }
-    let group = hb.group.clone().or(agent.group.clone());
+    let group = agent.group.clone();
     let now = now_ms();
     let id = agent.agent_id.clone();
     let rollouts = st
@@ -280,6 +273,19 @@ pub async fn heartbeat(
         server_time_ms: now,
         desired_bundle_version: desired_version(&rollouts, &agent.agent_id, group.as_deref()),
     }))
+}
+
+/// Logs a refused heartbeat group once per agent (the set is bounded; cleared when full).
+fn warn_group_once(st: &SharedState, agent: &crate::store::AgentRecord, group: &str) {
+    const MAX_WARNED: usize = 10_000;
+    let mut set = st.group_warned.lock().unwrap_or_else(|p| p.into_inner());
+    if set.len() >= MAX_WARNED {
+        set.clear();
+    }
+    if set.insert(agent.agent_id.clone()) {
+        tracing::warn!(agent_id = %agent.agent_id, sent = group, assigned = ?agent.group,
+            "heartbeat names another group than the assigned one; ignored (groups are set by admins)");
+    }
 }
 
 pub async fn bundle(

@@ -126,12 +126,21 @@ impl FromRequestParts<SharedState> for Caller {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Caller, ApiError> {
-        let res = resolve(parts, state).await;
-        if res.is_err() {
-            state.metrics.auth_failures.inc();
+        // Resolved once by the gate in front of every API route.
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(c.clone());
         }
-        res
+        resolve_counted(parts, state).await
     }
+}
+
+/// Resolves the caller; failures are counted in `auth_failures_total`.
+pub async fn resolve_counted(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let res = resolve(parts, state).await;
+    if res.is_err() {
+        state.metrics.auth_failures.inc();
+    }
+    res
 }
 
 async fn resolve(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {

@@ -20,8 +20,17 @@ pub enum ApiError {
     MethodNotAllowed { message: String },
     #[error("{message}")]
     Conflict { message: String },
+    /// 409 `host_identity_conflict`: the host id is bound to another host key.
+    #[error("{message}")]
+    HostIdentityConflict { message: String },
+    /// 403 `agent_revoked`: an admin revoked this host.
+    #[error("{message}")]
+    AgentRevoked { message: String },
     #[error("{message}")]
     PayloadTooLarge { message: String },
+    /// 408 `request_timeout`: the body arrived below the minimum rate.
+    #[error("{message}")]
+    RequestTimeout { message: String },
     #[error("{message}")]
     UnsupportedMediaType { message: String },
     #[error("too many requests; retry after {retry_after_s} s")]
@@ -66,6 +75,11 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
             }
             ApiError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            ApiError::HostIdentityConflict { .. } => {
+                (StatusCode::CONFLICT, "host_identity_conflict")
+            }
+            ApiError::AgentRevoked { .. } => (StatusCode::FORBIDDEN, "agent_revoked"),
+            ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }

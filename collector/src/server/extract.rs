@@ -22,6 +22,9 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                     message: "request body exceeds the configured limit (limits.body_bytes)".into(),
                 })
             }
+            Err(e) if super::slowbody::is_too_slow(&e) => Err(ApiError::RequestTimeout {
+                message: format!("{e}; connection closed"),
+            }),
             Err(e) => Err(bad(format!("reading the request body: {}", e.body_text()))),
         }
     }
@@ -76,4 +79,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             .map(QueryParams)
             .map_err(|e| bad(format!("query string: {e}")))
     }
+}
+
+/// The client's IP address as text (`unknown` when the connection did not record it).
+pub struct Peer(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Peer, ApiError> {
+        Ok(Peer(peer_of(&parts.extensions)))
+    }
+}
+
+/// The client IP recorded by the accept loop.
+pub fn peer_of(ext: &axum::http::Extensions) -> String {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
 }

@@ -29,6 +29,11 @@ pub struct Metrics {
     pub auth_failures: Counter,
     pub rate_limited: Counter,
     pub enrollments: Counter,
+    pub identity_conflicts: Counter,
+    pub heartbeat_group_ignored: Counter,
+    pub accept_errors: Counter,
+    pub connections_refused: Counter,
+    pub slow_bodies: Counter,
     pub siem_forwarded: Counter,
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
@@ -47,6 +52,11 @@ impl Metrics {
             auth_failures: Counter::default(),
             rate_limited: Counter::default(),
             enrollments: Counter::default(),
+            identity_conflicts: Counter::default(),
+            heartbeat_group_ignored: Counter::default(),
+            accept_errors: Counter::default(),
+            connections_refused: Counter::default(),
+            slow_bodies: Counter::default(),
             siem_forwarded: Counter::default(),
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
@@ -84,6 +94,31 @@ impl Metrics {
             m.rate_limited.clone(),
         );
         r.register("enrollments", "Agents enrolled", m.enrollments.clone());
+        r.register(
+            "host_identity_conflicts",
+            "Enrollments refused because the host id is bound to another host key",
+            m.identity_conflicts.clone(),
+        );
+        r.register(
+            "heartbeat_group_ignored",
+            "Heartbeats whose group differs from the admin-assigned one (not applied)",
+            m.heartbeat_group_ignored.clone(),
+        );
+        r.register(
+            "accept_errors",
+            "Failed accept() calls (e.g. out of descriptors); the loop backs off",
+            m.accept_errors.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "Connections closed at once: global or per-IP connection cap reached",
+            m.connections_refused.clone(),
+        );
+        r.register(
+            "slow_request_bodies",
+            "Requests cut off because the body arrived below the minimum rate",
+            m.slow_bodies.clone(),
+        );
         r.register(
             "siem_events_forwarded",
             "Findings handed to SIEM forwarders",

@@ -3,17 +3,22 @@
 mod admin_routes;
 mod agent_routes;
 pub mod auth;
+pub mod conn;
+mod enroll_routes;
 pub mod error;
 mod extract;
+mod fleet_routes;
+mod gate;
 pub mod metrics;
 pub mod ratelimit;
+mod slowbody;
 mod soc_routes;
 pub mod tls;
 mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
@@ -44,8 +49,10 @@ pub struct AppState {
     pub limiter: RateLimiter,
     /// Per client IP, all requests.
     pub ip_limiter: RateLimiter,
-    /// SHA-256 (hex) of the enrollment secret.
-    pub enroll_secret_hash: String,
+    /// Enroll / reenroll calls per client IP and per host id.
+    pub enroll_limiter: RateLimiter,
+    /// Agents already warned about a heartbeat group that differs from the admin's (bounded).
+    pub group_warned: std::sync::Mutex<std::collections::HashSet<String>>,
     /// When set, uploaded bundles must verify against this key.
     pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
     pub sink: Option<Arc<dyn FindingSink>>,
@@ -81,7 +88,6 @@ pub fn now_ms() -> i64 {
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.limits.body_bytes;
     let api = Router::new()
-        .route("/api/v1/enroll", post(agent_routes::enroll))
         .route("/api/v1/ingest", post(agent_routes::ingest))
         .route("/api/v1/heartbeat", post(agent_routes::heartbeat))
         .route("/api/v1/bundle", get(agent_routes::bundle))
@@ -127,6 +133,41 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));
+    // ---- host identity (issue 13): enrollment with a small body limit and its own
+    // per-IP bucket, token rotation, release, enrollment keys ----
+    let enroll_body = state.limits.enroll_body_bytes;
+    let enroll_layer = |h: axum::routing::MethodRouter<SharedState>| {
+        h.layer(DefaultBodyLimit::max(enroll_body))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                enroll_routes::enroll_limit,
+            ))
+    };
+    let identity = Router::new()
+        .route("/api/v1/enroll", enroll_layer(post(enroll_routes::enroll)))
+        .route(
+            "/api/v1/reenroll",
+            enroll_layer(post(enroll_routes::reenroll)),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/rotate-token",
+            post(fleet_routes::rotate_token),
+        )
+        .route(
+            "/api/v1/agents/{agent_id}/release",
+            post(fleet_routes::release),
+        )
+        .route(
+            "/api/v1/enrollment-keys",
+            get(fleet_routes::list_keys).post(fleet_routes::create_key),
+        )
+        .route(
+            "/api/v1/enrollment-keys/{id}/revoke",
+            post(fleet_routes::revoke_key),
+        );
+    let api = api
+        .merge(identity)
+        .route_layer(middleware::from_fn_with_state(state.clone(), gate::gate));
     Router::new()
         .merge(api)
         .route("/healthz", get(healthz))
@@ -216,6 +257,9 @@ async fn observe(State(st): State<SharedState>, req: Request, next: Next) -> Res
         .unwrap_or_default();
     let mut resp = next.run(req).await;
     let status = resp.status().as_u16();
+    if status == 408 {
+        st.metrics.slow_bodies.inc();
+    }
     let method_label = match method.as_str() {
         m @ ("GET" | "POST" | "PUT" | "DELETE" | "HEAD") => m.to_owned(),
         _ => "other".to_owned(),
@@ -249,72 +293,4 @@ async fn observe(State(st): State<SharedState>, req: Request, next: Next) -> Res
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
-}
-
-/// Serves `app` on `listener` (TLS when `tls` is set) until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
-
-    /// Open connections beyond this are closed at once (file descriptors, memory).
-    const MAX_CONNECTIONS: usize = 4096;
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, addr) = tokio::select! {
-            _ = &mut shutdown => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "connection limit reached; closing");
-            drop(tcp);
-            continue;
-        };
-        let app = app.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(axum::body::Body::new);
-                    req.extensions_mut().insert(ConnectInfo(addr));
-                    app.clone().oneshot(req)
-                });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(15))
-                .max_buf_size(64 * 1024);
-            let res = match tls {
-                Some(acc) => {
-                    match tokio::time::timeout(Duration::from_secs(15), acc.accept(tcp)).await {
-                        Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), svc).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(peer = %addr, "TLS handshake timed out");
-                            return;
-                        }
-                    }
-                }
-                None => http.serve_connection(TokioIo::new(tcp), svc).await,
-            };
-            if let Err(e) = res {
-                tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
-            }
-        });
-    }
 }

@@ -10,13 +10,15 @@ pub mod postgres;
 pub mod rows;
 pub mod sql;
 mod sql_findings;
+mod sql_identity;
 mod sql_policy;
 pub mod sqlite;
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, BundleInfo, FindingQuery, Heartbeat, IngestAck, IngestBatch, PolicyEntry, Proposal,
-    ProposalRequest, ProposalStatus, Role, Rollout, RolloutStage, ServiceReport, TrendPoint,
+    AgentInfo, BundleInfo, EnrollmentKeyInfo, FindingQuery, Heartbeat, IngestAck, IngestBatch,
+    PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout, RolloutStage,
+    ServiceReport, TrendPoint,
 };
 use shadowai_api::{Finding, PolicyScope};
 
@@ -93,6 +95,55 @@ pub struct NewAgent {
 /// Filters already validated by the server (see `FindingQuery`).
 pub type FindingFilter = FindingQuery;
 
+// ---- host identity and enrollment keys (issue 13) ----
+
+/// An enrollment request, validated by the server; the store decides it in one transaction.
+#[derive(Clone, Debug)]
+pub struct EnrollAttempt {
+    /// SHA-256 of the enrollment secret presented.
+    pub secret_hash: String,
+    pub host_id: String,
+    pub hostname: String,
+    pub group: Option<String>,
+    pub agent_version: String,
+    /// SHA-256 (hex) of the host key presented.
+    pub key_sha256: String,
+    /// Used when the host is bound for the first time.
+    pub new_agent_id: String,
+    pub token_hash: String,
+    /// Refuse a new binding when this many hosts are bound already.
+    pub max_hosts: u64,
+    /// The client's address, for the audit entry of a refused takeover.
+    pub peer: String,
+}
+
+/// What an enrollment or re-enrollment came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// The token in the attempt is now the host's agent token. `rebound`: the host was
+    /// already bound to this key (the agent keeps its id; its old token is dead).
+    Enrolled { agent_id: String, rebound: bool },
+    /// No usable enrollment key has this secret (unknown, revoked, expired or used up).
+    BadSecret,
+    /// The host id is bound to another host key (counted, audited at most hourly per host).
+    Conflict { conflicts: u64 },
+    /// An admin revoked the host.
+    Revoked,
+    /// Re-enrollment of a host id that is not bound.
+    UnknownHost,
+    /// `max_hosts` hosts are bound already.
+    HostLimit,
+}
+
+/// A new enrollment key to store.
+#[derive(Clone, Debug)]
+pub struct NewEnrollmentKey {
+    pub key_hash: String,
+    pub note: String,
+    pub expires_ms: Option<i64>,
+    pub max_uses: Option<u64>,
+}
+
 /// The collector's storage contract.
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip to the database.
@@ -136,6 +187,58 @@ pub trait Store: Send + Sync + 'static {
         hb: &Heartbeat,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+
+    // ---- host identity and enrollment keys (issue 13) ----
+    /// True when `secret_hash` names a usable enrollment key (no write).
+    fn enrollment_key_valid(&self, secret_hash: &str, now_ms: i64) -> Result<bool, StoreError>;
+    /// Enrolls a host: binds a new host id to its key, or re-issues the token of a host
+    /// already bound to the same key; refuses another key (see [`EnrollOutcome`]).
+    fn enroll_host(&self, a: &EnrollAttempt, now_ms: i64) -> Result<EnrollOutcome, StoreError>;
+    /// A fresh token for a bound host that proves its key (no enrollment secret).
+    fn reenroll_host(
+        &self,
+        host_id: &str,
+        key_sha256: &str,
+        token_hash: &str,
+        peer: &str,
+        now_ms: i64,
+    ) -> Result<EnrollOutcome, StoreError>;
+    /// Kills the agent's current token (replaced by `dead_hash`, which no token hashes to);
+    /// the host stays bound and re-enrolls with its key.
+    fn rotate_agent_token(
+        &self,
+        actor: &str,
+        agent_id: &str,
+        reason: Option<&str>,
+        dead_hash: &str,
+        now_ms: i64,
+    ) -> Result<AgentInfo, StoreError>;
+    /// Clears the host's key binding (and revokes the agent) so the host may enroll anew.
+    fn release_agent(
+        &self,
+        actor: &str,
+        agent_id: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<AgentInfo, StoreError>;
+    /// Stores a key; with `replace_all`, revokes every other key in the same transaction
+    /// (rotation).
+    fn create_enrollment_key(
+        &self,
+        actor: &str,
+        key: &NewEnrollmentKey,
+        replace_all: bool,
+        now_ms: i64,
+    ) -> Result<EnrollmentKeyInfo, StoreError>;
+    /// Stores `key` only if no enrollment key was ever stored; true when stored.
+    fn seed_enrollment_key(&self, key: &NewEnrollmentKey, now_ms: i64) -> Result<bool, StoreError>;
+    fn list_enrollment_keys(&self) -> Result<Vec<EnrollmentKeyInfo>, StoreError>;
+    fn revoke_enrollment_key(
+        &self,
+        actor: &str,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<EnrollmentKeyInfo, StoreError>;
 
     // ---- findings ----
     /// Stores a batch atomically; idempotent by batch id and finding id.

@@ -27,7 +27,8 @@ use super::sql::SqlStore;
 /// The advisory lock key for serialised writes ("shai").
 const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(1936220521)";
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tokens (
     id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
@@ -72,7 +73,22 @@ CREATE FUNCTION shadowai_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
     BEGIN RAISE EXCEPTION 'the audit log is append-only'; END; $f$;
 CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION shadowai_audit_append_only();
-"#];
+"#,
+    // ---- 2: host identity, enrollment keys, batch content hashes (issue 13) ----
+    r#"
+CREATE TABLE hosts (
+    host_id TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL, agent_id TEXT NOT NULL,
+    bound_ms BIGINT NOT NULL, revoked_ms BIGINT, conflicts BIGINT NOT NULL DEFAULT 0,
+    last_conflict_ms BIGINT, last_conflict_audit_ms BIGINT);
+CREATE INDEX hosts_agent ON hosts (agent_id);
+CREATE TABLE enrollment_keys (
+    id BIGSERIAL PRIMARY KEY, key_hash TEXT NOT NULL UNIQUE, note TEXT NOT NULL,
+    created_by TEXT NOT NULL, created_ms BIGINT NOT NULL, expires_ms BIGINT, max_uses BIGINT,
+    uses BIGINT NOT NULL DEFAULT 0, revoked_ms BIGINT);
+ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
+UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
+"#,
+];
 
 pub struct Postgres {
     config: Config,

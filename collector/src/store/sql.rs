@@ -2,13 +2,16 @@
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, AgentMode, BundleInfo, Finding, Heartbeat, IngestAck, IngestBatch, PolicyEntry,
-    Proposal, ProposalRequest, ProposalStatus, Role, Rollout, RolloutStage, ServiceReport,
-    TrendPoint,
+    AgentInfo, AgentMode, BundleInfo, EnrollmentKeyInfo, Finding, Heartbeat, IngestAck,
+    IngestBatch, PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout,
+    RolloutStage, ServiceReport, TrendPoint,
 };
 
 use super::rows::{Backend, Row, Tx, V};
-use super::{AgentRecord, FindingFilter, NewAgent, Store, StoreError, TokenRecord};
+use super::{
+    AgentRecord, EnrollAttempt, EnrollOutcome, FindingFilter, NewAgent, NewEnrollmentKey, Store,
+    StoreError, TokenRecord,
+};
 
 pub struct SqlStore<B: Backend> {
     pub(super) backend: B,
@@ -115,7 +118,9 @@ fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
 }
 
 pub(super) const AGENT_COLS: &str = "agent_id, host_id, hostname, grp, enrolled_ms, last_seen_ms, \
-     agent_version, bundle_version, mode, lost_events, revoked_ms";
+     agent_version, bundle_version, mode, lost_events, revoked_ms, \
+     (SELECT h.conflicts FROM hosts h WHERE h.agent_id = agents.agent_id), \
+     (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id)";
 
 pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
     let mode = match r.opt_text(8)?.as_deref() {
@@ -141,6 +146,8 @@ pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
         mode,
         lost_events: r.u64(9)?,
         revoked: r.opt_i64(10)?.is_some(),
+        identity_conflicts: r.opt_i64(11)?.map_or(0, |v| u64::try_from(v).unwrap_or(0)),
+        last_identity_conflict_ms: r.opt_i64(12)?,
     })
 }
 
@@ -364,6 +371,11 @@ impl<B: Backend> Store for SqlStore<B> {
                     reason: "already revoked".into(),
                 });
             }
+            // The host stays revoked: re-enrollment is refused until an admin releases it.
+            tx.exec(
+                "UPDATE hosts SET revoked_ms = $1 WHERE agent_id = $2",
+                &[now_ms.into(), agent_id.into()],
+            )?;
             audit_in(
                 tx,
                 actor,
@@ -386,20 +398,88 @@ impl<B: Backend> Store for SqlStore<B> {
         let lost = i64::try_from(hb.lost_events).unwrap_or(i64::MAX);
         self.tx(|tx| {
             tx.exec(
+                // `grp` is the admin's: a heartbeat never changes it.
                 "UPDATE agents SET last_seen_ms = $1, agent_version = $2, bundle_version = $3, \
-                 mode = $4, lost_events = $5, grp = COALESCE($6, grp) WHERE agent_id = $7",
+                 mode = $4, lost_events = $5 WHERE agent_id = $6",
                 &[
                     now_ms.into(),
                     hb.agent_version.as_str().into(),
                     hb.bundle_version.clone().into(),
                     hb.mode.as_str().into(),
                     lost.into(),
-                    hb.group.clone().into(),
                     agent_id.into(),
                 ],
             )?;
             Ok(())
         })
+    }
+
+    // ---- host identity and enrollment keys (issue 13) ----
+    fn enrollment_key_valid(&self, secret_hash: &str, now_ms: i64) -> Result<bool, StoreError> {
+        self.key_valid(secret_hash, now_ms)
+    }
+
+    fn enroll_host(&self, a: &EnrollAttempt, now_ms: i64) -> Result<EnrollOutcome, StoreError> {
+        self.host_enroll(a, now_ms)
+    }
+
+    fn reenroll_host(
+        &self,
+        host_id: &str,
+        key_sha256: &str,
+        token_hash: &str,
+        peer: &str,
+        now_ms: i64,
+    ) -> Result<EnrollOutcome, StoreError> {
+        self.host_reenroll(host_id, key_sha256, token_hash, peer, now_ms)
+    }
+
+    fn rotate_agent_token(
+        &self,
+        actor: &str,
+        agent_id: &str,
+        reason: Option<&str>,
+        dead_hash: &str,
+        now_ms: i64,
+    ) -> Result<AgentInfo, StoreError> {
+        self.agent_rotate_token(actor, agent_id, reason, dead_hash, now_ms)
+    }
+
+    fn release_agent(
+        &self,
+        actor: &str,
+        agent_id: &str,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> Result<AgentInfo, StoreError> {
+        self.agent_release(actor, agent_id, reason, now_ms)
+    }
+
+    fn create_enrollment_key(
+        &self,
+        actor: &str,
+        key: &NewEnrollmentKey,
+        replace_all: bool,
+        now_ms: i64,
+    ) -> Result<EnrollmentKeyInfo, StoreError> {
+        self.key_create(actor, key, replace_all, now_ms)
+    }
+
+    fn seed_enrollment_key(&self, key: &NewEnrollmentKey, now_ms: i64) -> Result<bool, StoreError> {
+        self.key_seed(key, now_ms)
+    }
+
+    fn list_enrollment_keys(&self) -> Result<Vec<EnrollmentKeyInfo>, StoreError> {
+        self.key_list()
+    }
+
+    fn revoke_enrollment_key(
+        &self,
+        actor: &str,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<EnrollmentKeyInfo, StoreError> {
+        self.key_revoke(actor, id, now_ms)
     }
 
     fn ingest(

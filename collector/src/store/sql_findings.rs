@@ -77,6 +77,17 @@ pub fn day_string(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// SHA-256 of the batch as the collector re-encodes it (field order and formatting of the
+/// sender do not matter; any change of a value does).
+fn batch_sha256(batch: &IngestBatch) -> Result<String, StoreError> {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(batch).map_err(|e| StoreError::Corrupt {
+        table: "batches",
+        reason: format!("cannot encode batch {:?}: {e}", batch.batch_id),
+    })?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
 impl<B: Backend> SqlStore<B> {
     pub(super) fn ingest_batch(
         &self,
@@ -84,6 +95,7 @@ impl<B: Backend> SqlStore<B> {
         batch: &IngestBatch,
         now_ms: i64,
     ) -> Result<IngestAck, StoreError> {
+        let content = batch_sha256(batch)?;
         self.tx(|tx| {
             let agent = tx.query(
                 "agents",
@@ -104,24 +116,37 @@ impl<B: Backend> SqlStore<B> {
                 });
             }
             let fresh = tx.exec(
-                "INSERT INTO batches (host_id, batch_id, agent_id, received_ms, accepted, duplicates) \
-                 VALUES ($1, $2, $3, $4, 0, 0) ON CONFLICT (host_id, batch_id) DO NOTHING",
+                "INSERT INTO batches (host_id, batch_id, agent_id, received_ms, accepted, duplicates, \
+                 content_sha256) VALUES ($1, $2, $3, $4, 0, 0, $5) \
+                 ON CONFLICT (host_id, batch_id) DO NOTHING",
                 &[
                     host_id.as_str().into(),
                     batch.batch_id.as_str().into(),
                     agent_id.into(),
                     now_ms.into(),
+                    content.as_str().into(),
                 ],
             )?;
             if fresh == 0 {
                 let rows = tx.query(
                     "batches",
-                    "SELECT accepted, duplicates FROM batches WHERE host_id = $1 AND batch_id = $2",
+                    "SELECT accepted, duplicates, content_sha256 FROM batches \
+                     WHERE host_id = $1 AND batch_id = $2",
                     &[host_id.as_str().into(), batch.batch_id.as_str().into()],
                 )?;
                 let r = rows.first().ok_or_else(|| StoreError::NotFound {
                     what: format!("batch {:?}", batch.batch_id),
                 })?;
+                // Batches stored before content hashes existed (NULL) are taken as replays.
+                if r.opt_text(2)?.is_some_and(|h| h != content) {
+                    return Err(StoreError::Conflict {
+                        what: format!(
+                            "batch {:?} with other content (a batch id is committed once; \
+                             new findings need a new batch id)",
+                            batch.batch_id
+                        ),
+                    });
+                }
                 return Ok(IngestAck {
                     batch_id: batch.batch_id.clone(),
                     accepted: r.u64(0)?,

@@ -14,7 +14,8 @@ use super::rows::{Backend, Dialect, Row, Tx, V};
 use super::sql::SqlStore;
 
 /// Schema migrations, applied in order; `schema_version` holds how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL,
@@ -59,7 +60,22 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#];
+"#,
+    // ---- 2: host identity, enrollment keys, batch content hashes (issue 13) ----
+    r#"
+CREATE TABLE hosts (
+    host_id TEXT PRIMARY KEY, key_sha256 TEXT NOT NULL, agent_id TEXT NOT NULL,
+    bound_ms INTEGER NOT NULL, revoked_ms INTEGER, conflicts INTEGER NOT NULL DEFAULT 0,
+    last_conflict_ms INTEGER, last_conflict_audit_ms INTEGER);
+CREATE INDEX hosts_agent ON hosts (agent_id);
+CREATE TABLE enrollment_keys (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key_hash TEXT NOT NULL UNIQUE, note TEXT NOT NULL,
+    created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER, max_uses INTEGER,
+    uses INTEGER NOT NULL DEFAULT 0, revoked_ms INTEGER);
+ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
+UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
+"#,
+];
 
 pub struct Sqlite {
     conn: Mutex<Connection>,

@@ -6,6 +6,8 @@
     reason = "test helpers: a failed unwrap is a failed test; not every test binary uses every helper"
 )]
 
+pub mod binary;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -293,12 +295,13 @@ pub async fn start_server(
     cfg.limits.ip_rate_per_sec = 10_000.0;
     cfg.limits.ip_rate_burst = 10_000.0;
     tweak(&mut cfg);
+    let cfg_secret = cfg.enrollment_secret.clone();
     let p = shadowai_collector::app::prepare(cfg).await.unwrap();
     let url = p
         .url()
         .replace("127.0.0.1", if tls { "localhost" } else { "127.0.0.1" });
     let admin = p.first.admin_token.clone().unwrap();
-    let secret = p.first.enrollment_secret.clone().unwrap();
+    let secret = p.first.enrollment_secret.clone().or(cfg_secret).unwrap();
     let cert = p.cert.clone();
     let state = p.state.clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -353,7 +356,7 @@ impl TestServer {
                 hostname: format!("{host}.example"),
                 group: group.map(str::to_owned),
                 agent_version: "0.1.0".to_owned(),
-                host_key: format!("{host}-key"),
+                host_key: host_key(host),
             })
             .await
             .unwrap();
@@ -363,6 +366,12 @@ impl TestServer {
     pub fn count(&self) -> u64 {
         off_runtime(|| self.state.store.count_findings()).unwrap()
     }
+}
+
+/// A stable host key for a test host (64 hex digits, as the agent makes them).
+pub fn host_key(host: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(format!("{host}-key").as_bytes()))
 }
 
 /// A raw HTTP client for hostile requests (plain HTTP test servers only).

@@ -1,0 +1,210 @@
+//! Connection-level attacks against the real collector binary on loopback: slowloris
+//! headers, idle keep-alives and slow bodies are cut off in bounded time, one client IP holds
+//! a bounded number of connections, and a legitimate client from another address is served
+//! meanwhile — with a descriptor limit low enough that the old global cap would exhaust it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::binary::{Binary, SECRET};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const LIMITS: &str = "connections_per_ip = 16\nheader_timeout_s = 2\nbody_grace_s = 1\n\
+                      body_min_bytes_per_sec = 1000\nenroll_rate_burst = 1000.0\n";
+
+async fn connect_from(src: &str, url: &str) -> std::io::Result<TcpStream> {
+    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let sock = TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(src.parse::<IpAddr>().unwrap(), 0))?;
+    sock.connect(addr).await
+}
+
+/// Trickles header bytes until the server closes the connection; returns how long it was
+/// open.
+async fn slowloris(url: String) -> Option<Duration> {
+    let Ok(mut s) = connect_from("127.0.0.1", &url).await else {
+        return Some(Duration::ZERO);
+    };
+    // From the handshake on (a full accept queue delays connect() by SYN retries).
+    let start = Instant::now();
+    if s.write_all(b"POST /api/v1/enroll HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .is_err()
+    {
+        return Some(start.elapsed());
+    }
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(10) {
+        tokio::select! {
+            r = s.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return Some(start.elapsed()),
+                Ok(_) => {}
+            },
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                if s.write_all(b"X-Slow: y\r\n").await.is_err() {
+                    return Some(start.elapsed());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_and_idle_connections_are_bounded_in_count_and_time() {
+    // 512 descriptors: the cap becomes 384 connections, 16 per client IP.
+    let srv = Binary::start(LIMITS, Some(512)).await;
+    let attackers: Vec<_> = (0..300)
+        .map(|_| tokio::spawn(slowloris(srv.url.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // A legitimate client from another address is served during the attack.
+    let legit = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    let r = legit
+        .get(format!("{}/healthz", srv.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let legit_latency = t.elapsed();
+    assert!(legit_latency < Duration::from_secs(1), "{legit_latency:?}");
+
+    // An idle keep-alive connection is closed after header_timeout_s.
+    let mut idle = connect_from("127.0.0.3", &srv.url).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let t = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "idle keep-alive still open after 6 s");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    let mut lived = Vec::new();
+    for a in attackers {
+        lived.push(
+            a.await
+                .unwrap()
+                .expect("a slowloris connection outlived 10 s"),
+        );
+    }
+    lived.sort();
+    let held = lived
+        .iter()
+        .filter(|d| **d > Duration::from_millis(400))
+        .count();
+    assert!(
+        held <= 16,
+        "{held} connections of one IP were held: {lived:?}"
+    );
+    let longest = *lived.last().unwrap();
+    assert!(
+        longest < Duration::from_secs(4),
+        "header timeout 2 s, longest connection {longest:?}"
+    );
+    let log = srv.log_text();
+    assert!(!log.contains("accept failed"), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    let metrics = legit
+        .get(format!("{}/metrics", srv.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("shadowai_collector_connections_refused_total"),
+        "{metrics}"
+    );
+    eprintln!(
+        "slowloris: 300 connections, {held} held, longest {longest:?}; legit latency {legit_latency:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_get_408_and_enroll_bodies_are_small() {
+    let srv = Binary::start(LIMITS, None).await;
+    let mut s = connect_from("127.0.0.1", &srv.url).await.unwrap();
+    s.write_all(
+        b"POST /api/v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 8000\r\n\r\n{\"secret\":\"",
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 1024];
+    let reader = async {
+        loop {
+            tokio::select! {
+                r = s.read(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => resp.extend_from_slice(&buf[..n]),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    // 50 bytes/s, far below the 1000 bytes/s minimum.
+                    if s.write_all(&[b'a'; 10]).await.is_err() { break; }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(8), reader)
+        .await
+        .expect("the slow body was not cut off within 8 s");
+    let took = start.elapsed();
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+
+    // Enrollment bodies are capped far below the general body limit.
+    let big = serde_json::json!({
+        "secret": SECRET, "host_id": "h", "hostname": "h", "host_key": "ab".repeat(32),
+        "agent_version": "x".repeat(20_000),
+    });
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/enroll", srv.url))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let metrics = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("shadowai_collector_slow_request_bodies_total 1"),
+        "{metrics}"
+    );
+}
