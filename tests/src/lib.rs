@@ -610,7 +610,7 @@ pub fn parse_exposition(text: &str) -> Result<Vec<Sample>> {
         }
         // name{labels} value [timestamp]
         let (name_labels, rest) = match line.find('{') {
-            Some(b) => {
+            Some(_) => {
                 let e = line
                     .rfind('}')
                     .with_context(|| format!("line {at}: no closing brace"))?;

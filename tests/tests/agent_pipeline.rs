@@ -23,12 +23,13 @@ use shadowai_tests::{
     Collector, Daemon, Topology, bin, parse_exposition, repo_root, sample, serial, sh, wait_until,
 };
 
-/// 254 bytes, a name under platform.openai.com (catalogue service `openai-api`).
+/// 254 bytes: a 253-byte name under platform.openai.com (catalogue service `openai-api`)
+/// with its root dot, which the rules ignore and the collector's 253-byte limit does not.
 fn long_sni() -> String {
     let n = format!(
-        "{a}.{a}.{a}.{b}.platform.openai.com",
+        "{a}.{a}.{a}.{b}.platform.openai.com.",
         a = "a".repeat(63),
-        b = "b".repeat(42)
+        b = "b".repeat(41)
     );
     assert_eq!(n.len(), 254);
     n
@@ -138,11 +139,13 @@ fn hostile_names_do_not_stop_other_findings_from_arriving() {
     }
 
     let of = |fs: &[Value], pred: &dyn Fn(&Value) -> bool| fs.iter().find(|f| pred(f)).cloned();
+    let last = std::cell::RefCell::new(Vec::new());
     let fs = wait_until(
         "all three findings at the collector",
         Duration::from_secs(40),
         || {
             let fs = collector.findings(&token);
+            *last.borrow_mut() = fs.clone();
             let ok = of(&fs, &|f| f["service_id"] == "anthropic-api")?;
             let evil = of(&fs, &|f| {
                 f["process"]["exe"]
@@ -158,7 +161,7 @@ fn hostile_names_do_not_stop_other_findings_from_arriving() {
             Some((ok, evil, long))
         },
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}: {:#?}", last.borrow()));
     let (_, evil, long) = fs;
     assert_eq!(evil["service_id"], "openai-api", "{evil}");
     let sni = long["evidence"]["sni"][0].as_str().unwrap().to_string();
