@@ -241,7 +241,7 @@ fn a_full_disk_keeps_the_agent_alive_and_the_loss_reported() {
         }
     };
     curl(8);
-    let lost = wait_until(
+    let (lost, held) = wait_until(
         "the loss counted in /metrics",
         Duration::from_secs(20),
         || {
@@ -249,7 +249,8 @@ fn a_full_disk_keeps_the_agent_alive_and_the_loss_reported() {
             let s = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
             let failures = sample(&s, "shadowai_spool_write_failures_total", &[])?;
             let lost = sample(&s, "shadowai_spool_lost_findings_total", &[])?;
-            (failures > 0.0 && lost > 0.0).then_some(lost)
+            let held = sample(&s, "shadowai_spool_batches", &[])?;
+            (failures > 0.0 && lost > 0.0).then_some((lost, held))
         },
     )
     .unwrap();
@@ -267,7 +268,7 @@ fn a_full_disk_keeps_the_agent_alive_and_the_loss_reported() {
         || {
             let text = scrape(&metrics);
             let s = parse_exposition(&text).ok()?;
-            (sample(&s, "shadowai_spool_batches", &[])? > 0.0).then_some(())
+            (sample(&s, "shadowai_spool_batches", &[])? > held).then_some(())
         },
     )
     .unwrap();

@@ -46,6 +46,10 @@ pub enum SpoolError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "the disk holding the spool has {free} bytes free, under the {needed} a write needs; batch not written"
+    )]
+    NoSpace { free: u64, needed: u64 },
 }
 
 impl SpoolError {
@@ -53,6 +57,7 @@ impl SpoolError {
     pub fn is_disk_full(&self) -> bool {
         let io = match self {
             SpoolError::Open { source, .. } | SpoolError::Store { source, .. } => source,
+            SpoolError::NoSpace { .. } => return true,
             SpoolError::Encode { .. } => return false,
         };
         matches!(io, sled::Error::Io(e) if e.raw_os_error() == Some(libc::ENOSPC)
@@ -82,7 +87,25 @@ impl Dropped {
 /// it from blocking threads.
 pub type SpoolHandle = Arc<parking_lot::Mutex<Spool>>;
 
+/// Free bytes a write must leave on the spool's filesystem: sled grows its files a segment
+/// at a time and cannot recover in-process from a write the disk refused, so the spool
+/// never lets it get that far.
+pub const DISK_RESERVE: u64 = 2 << 20;
+
+/// Bytes available to unprivileged writers on the filesystem holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter; `c` is a NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call.
+    let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    let frsize = st.f_frsize;
+    (r == 0).then(|| st.f_bavail.saturating_mul(frsize))
+}
+
 pub struct Spool {
+    dir: PathBuf,
     db: sled::Db,
     tree: sled::Tree,
     quarantine: sled::Tree,
@@ -119,6 +142,7 @@ impl Spool {
             .map(|v| v.len() as u64)
             .sum();
         Ok(Self {
+            dir: dir.to_path_buf(),
             db,
             tree,
             quarantine,
@@ -129,11 +153,19 @@ impl Spool {
     }
 
     /// Stores a batch durably (flushed before returning). Over the cap, the oldest batches
-    /// are dropped (counted in [`Spool::dropped`]). When the disk is full, the oldest
-    /// batches are dropped to make room and the write is tried once more; if it still
-    /// fails the error is returned and the spool stays usable.
+    /// are dropped (counted in [`Spool::dropped`]). A batch the disk has no room for
+    /// ([`DISK_RESERVE`] kept free) is refused with [`SpoolError::NoSpace`] before sled
+    /// touches the disk, so the spool stays usable and writes resume once there is room.
+    /// If the disk still refuses a write, the oldest batches are dropped and the write is
+    /// tried once more.
     pub fn append(&mut self, batch: &Batch) -> Result<(), SpoolError> {
         let bytes = serde_json::to_vec(batch).map_err(|source| SpoolError::Encode { source })?;
+        let needed = DISK_RESERVE + 4 * bytes.len() as u64;
+        if let Some(free) = free_bytes(&self.dir)
+            && free < needed
+        {
+            return Err(SpoolError::NoSpace { free, needed });
+        }
         match self.write(&bytes) {
             Err(e) if e.is_disk_full() => {
                 let freed = self.drop_oldest(self.tree.len().div_ceil(2).max(1))?;
@@ -153,11 +185,20 @@ impl Spool {
             .db
             .generate_id()
             .map_err(store("allocating a sequence number"))?;
+        let key = seq.to_be_bytes();
         self.tree
-            .insert(seq.to_be_bytes(), bytes)
+            .insert(key, bytes)
             .map_err(store("writing a batch"))?;
+        if let Err(e) = self.tree.flush() {
+            // Not on disk: take it back out, so a batch counted as lost is really gone
+            // and never turns up later as a surprise.
+            let _ = self.tree.remove(key);
+            return Err(SpoolError::Store {
+                what: "flushing a batch to disk",
+                source: e,
+            });
+        }
         self.bytes += bytes.len() as u64;
-        self.tree.flush().map_err(store("flushing"))?;
         Ok(())
     }
 
