@@ -28,10 +28,30 @@ pub enum AgentError {
     NothingAttached,
     #[error("capture {}: {reason}", path.display())]
     Capture { path: PathBuf, reason: String },
-    #[error("spool: {what}: {reason}")]
-    Spool { what: String, reason: String },
+    #[error("spool")]
+    Spool(#[from] crate::run::spool::SpoolError),
     #[error("collector: {what}: {reason}")]
     Uplink { what: String, reason: String },
+    #[error("collector: {what}")]
+    Client {
+        what: &'static str,
+        #[source]
+        source: shadowai_api::client::ClientError,
+    },
+    #[error(
+        "no agent token in {} and no collector.enroll_secret_file configured", token.display()
+    )]
+    NotEnrolled { token: PathBuf },
+    #[error(
+        "host key {} is not 64 hex digits; remove it only if an admin released this host", path.display()
+    )]
+    HostKey { path: PathBuf },
+    #[error("the OS refused randomness for {what}")]
+    Random {
+        what: &'static str,
+        #[source]
+        source: getrandom::Error,
+    },
     #[error(transparent)]
     Rules(#[from] shadowai_rules::RulesError),
     #[error("config {}: {reason}", path.display())]

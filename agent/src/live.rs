@@ -1,5 +1,6 @@
-//! The live pipeline shared by `watch` and `run`: kernel ring buffer → correlation →
-//! attributed [`Event`]s, with housekeeping and the metrics snapshot.
+//! The source of events shared by `watch` and `run`: kernel ring buffer → correlation →
+//! attributed [`Event`]s, with housekeeping and the sensor's metrics snapshot. It knows
+//! nothing of the daemon: what consumes the events is the caller's business.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 use crate::correlate::{Clock, Correlator, monotonic_ns};
 use crate::error::AgentError;
 use crate::event::{Event, EventKind};
-use crate::metrics::{self, Shared, Snapshot};
+use crate::metrics::{SensorCollector, Shared, Snapshot};
 use crate::sensor::records::{self, KernelEvent};
 use crate::sensor::{Sensor, SensorOptions};
 
@@ -53,19 +54,13 @@ pub struct Live {
     poll: tokio::time::Interval,
     housekeeping: tokio::time::Interval,
     sigterm: tokio::signal::unix::Signal,
-    pub metrics: Shared,
+    metrics: Shared,
     /// Ring-buffer-full drops, refreshed once a second.
     lost_events: u64,
-    /// Extra metrics text appended by the caller (e.g. `run`'s uplink counters).
-    pub extra_metrics: Option<Box<dyn Fn() -> String + Send>>,
 }
 
 impl Live {
-    pub fn start(
-        opts: &SensorOptions,
-        poll: Duration,
-        metrics_addr: Option<std::net::SocketAddr>,
-    ) -> Result<Self, AgentError> {
+    pub fn start(opts: &SensorOptions, poll: Duration) -> Result<Self, AgentError> {
         let (sensor, ring) = Sensor::start(opts)?;
         let attached: Vec<&str> = sensor
             .hooks
@@ -81,14 +76,6 @@ impl Live {
             source: e.into(),
         })?;
         let shared: Shared = Default::default();
-        if let Some(addr) = metrics_addr {
-            let s = shared.clone();
-            tokio::spawn(async move {
-                if let Err(e) = metrics::serve(addr, s).await {
-                    tracing::error!(%addr, error = %e, "metrics server stopped");
-                }
-            });
-        }
         let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|source| AgentError::Io {
                 what: "installing the SIGTERM handler".into(),
@@ -105,12 +92,19 @@ impl Live {
             sigterm,
             metrics: shared,
             lost_events: 0,
-            extra_metrics: None,
         })
     }
 
+    /// The sensor's metrics, for a registry: encoded from the latest snapshot per scrape.
+    pub fn collector(&self) -> SensorCollector {
+        SensorCollector(self.metrics.clone())
+    }
+
     /// Replaces the kernel's enforcement filters.
-    pub fn set_blocklist(&mut self, b: &crate::run::enforce::Blocklist) -> Result<(), AgentError> {
+    pub fn set_blocklist(
+        &mut self,
+        b: &crate::sensor::blocklist::Blocklist,
+    ) -> Result<(), AgentError> {
         self.sensor.set_blocklist(b)
     }
 
@@ -168,10 +162,7 @@ impl Live {
             decode: self.corr.decode_stats().clone(),
             processes: self.corr.procs.len(),
             dns_cache_entries: self.corr.dns.len(),
-            extra: self.extra_metrics.as_ref().map(|f| f()).unwrap_or_default(),
         };
-        if let Ok(mut g) = self.metrics.lock() {
-            std::mem::swap(&mut *g, &mut s);
-        }
+        std::mem::swap(&mut *self.metrics.lock(), &mut s);
     }
 }

@@ -1,16 +1,27 @@
-//! Prometheus text exposition on a local address (`/metrics`).
+//! Prometheus metrics: one `prometheus-client` registry per process, served on a local
+//! address at `/metrics` (OpenMetrics text).
 //!
-//! The event loop publishes a [`Snapshot`] once a second; the HTTP side only formats the
-//! latest one, so scrapes never touch the hot path. Labels are bounded (hook, program,
-//! reason, protocol, kind): never a domain or a pid.
+//! Two kinds of metric live in the registry: counters and gauges the pipeline stages
+//! update as they go (atomics, registered by [`crate::run::health`]), and the sensor's
+//! figures, which the event loop publishes as a [`Snapshot`] once a second and
+//! [`SensorCollector`] encodes at scrape time, so a scrape never touches the hot path.
+//! Labels are bounded (hook, program, reason, protocol, kind, stage): never a domain or a
+//! pid.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use shadowai_decode::DecodeStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The sensor's figures as of the last housekeeping tick.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Events emitted, by kind.
@@ -24,106 +35,160 @@ pub struct Snapshot {
     pub decode: DecodeStats,
     pub processes: usize,
     pub dns_cache_entries: usize,
-    /// Pre-formatted extra families (e.g. `run`'s uplink and findings counters).
-    pub extra: String,
 }
 
+/// The latest snapshot, shared between the event loop (writer) and scrapes (readers).
 pub type Shared = Arc<Mutex<Snapshot>>;
 
-/// Formats a snapshot in the Prometheus text format.
-pub fn render(s: &Snapshot) -> String {
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_events_total Events emitted by kind.\n# TYPE shadowai_events_total counter"
-    );
-    for (k, v) in &s.events {
-        let _ = writeln!(o, "shadowai_events_total{{kind=\"{k}\"}} {v}");
-    }
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_kernel_drops_total Events lost or cut in the kernel, by program and reason.\n# TYPE shadowai_kernel_drops_total counter"
-    );
-    for (p, r, v) in &s.drops {
-        let _ = writeln!(
-            o,
-            "shadowai_kernel_drops_total{{program=\"{p}\",reason=\"{r}\"}} {v}"
-        );
-    }
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_record_errors_total Ring-buffer records that could not be read.\n# TYPE shadowai_record_errors_total counter\nshadowai_record_errors_total {}",
-        s.record_errors
-    );
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_hook_attached Whether an eBPF hook is attached (1) or unavailable (0).\n# TYPE shadowai_hook_attached gauge"
-    );
-    for (h, a) in &s.hooks {
-        let _ = writeln!(o, "shadowai_hook_attached{{hook=\"{h}\"}} {}", u8::from(*a));
-    }
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_decode_packets_total Packets handed to each decoder.\n# TYPE shadowai_decode_packets_total counter"
-    );
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_decode_errors_total Decode errors by protocol and kind.\n# TYPE shadowai_decode_errors_total counter"
-    );
-    for (name, p) in [
-        ("dns", &s.decode.dns),
-        ("tls", &s.decode.tls),
-        ("quic", &s.decode.quic),
-    ] {
-        let _ = writeln!(
-            o,
-            "shadowai_decode_packets_total{{proto=\"{name}\"}} {}",
-            p.packets
-        );
-        let _ = writeln!(
-            o,
-            "shadowai_decode_messages_total{{proto=\"{name}\"}} {}",
-            p.decoded
-        );
-        let _ = writeln!(
-            o,
-            "shadowai_decode_truncated_total{{proto=\"{name}\"}} {}",
-            p.truncated_input
-        );
-        let _ = writeln!(
-            o,
-            "shadowai_decode_expired_total{{proto=\"{name}\"}} {}",
-            p.expired
-        );
-        for (kind, v) in &p.errors {
-            let _ = writeln!(
-                o,
-                "shadowai_decode_errors_total{{proto=\"{name}\",kind=\"{}\"}} {v}",
-                kind.as_str()
-            );
+/// Encodes the latest [`Snapshot`] on each scrape.
+#[derive(Debug)]
+pub struct SensorCollector(pub Shared);
+
+type Labels<'a> = Vec<(&'static str, &'a str)>;
+
+fn family<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    ty: MetricType,
+    samples: impl IntoIterator<Item = (Labels<'a>, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, None, ty)?;
+    for (labels, v) in samples {
+        let e = m.encode_family(&labels)?;
+        match ty {
+            MetricType::Gauge => ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(e)?,
+            _ => ConstCounter::new(v).encode(e)?,
         }
     }
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_processes Processes in the attribution table.\n# TYPE shadowai_processes gauge\nshadowai_processes {}",
-        s.processes
-    );
-    let _ = writeln!(
-        o,
-        "# HELP shadowai_dns_cache_entries Address-to-name entries cached.\n# TYPE shadowai_dns_cache_entries gauge\nshadowai_dns_cache_entries {}",
-        s.dns_cache_entries
-    );
-    o
+    Ok(())
+}
+
+impl Collector for SensorCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.lock().clone();
+        let c = MetricType::Counter;
+        family(
+            &mut enc,
+            "shadowai_events",
+            "Events emitted by kind.",
+            c,
+            s.events.iter().map(|(k, v)| (vec![("kind", *k)], *v)),
+        )?;
+        family(
+            &mut enc,
+            "shadowai_kernel_drops",
+            "Events lost or cut in the kernel, by program and reason.",
+            c,
+            s.drops
+                .iter()
+                .map(|(p, r, v)| (vec![("program", *p), ("reason", *r)], *v)),
+        )?;
+        family(
+            &mut enc,
+            "shadowai_record_errors",
+            "Ring-buffer records that could not be read.",
+            c,
+            [(vec![], s.record_errors)],
+        )?;
+        family(
+            &mut enc,
+            "shadowai_hook_attached",
+            "Whether an eBPF hook is attached (1) or unavailable (0).",
+            MetricType::Gauge,
+            s.hooks
+                .iter()
+                .map(|(h, a)| (vec![("hook", *h)], u64::from(*a))),
+        )?;
+        let protos = [
+            ("dns", &s.decode.dns),
+            ("tls", &s.decode.tls),
+            ("quic", &s.decode.quic),
+        ];
+        for (name, help, get) in [
+            (
+                "shadowai_decode_packets",
+                "Packets handed to each decoder.",
+                (|p| p.packets) as fn(&shadowai_decode::stats::ProtoStats) -> u64,
+            ),
+            (
+                "shadowai_decode_messages",
+                "Messages decoded, by protocol.",
+                |p| p.decoded,
+            ),
+            (
+                "shadowai_decode_truncated",
+                "Inputs cut short (a message needed more bytes than arrived), by protocol.",
+                |p| p.truncated_input,
+            ),
+            (
+                "shadowai_decode_expired",
+                "Partial flows given up on, by protocol.",
+                |p| p.expired,
+            ),
+        ] {
+            family(
+                &mut enc,
+                name,
+                help,
+                c,
+                protos.iter().map(|(n, p)| (vec![("proto", *n)], get(p))),
+            )?;
+        }
+        family(
+            &mut enc,
+            "shadowai_decode_errors",
+            "Decode errors by protocol and kind.",
+            c,
+            protos.iter().flat_map(|(n, p)| {
+                p.errors
+                    .iter()
+                    .map(|(k, v)| (vec![("proto", *n), ("kind", k.as_str())], *v))
+            }),
+        )?;
+        family(
+            &mut enc,
+            "shadowai_processes",
+            "Processes in the attribution table.",
+            MetricType::Gauge,
+            [(vec![], s.processes as u64)],
+        )?;
+        family(
+            &mut enc,
+            "shadowai_dns_cache_entries",
+            "Address-to-name entries cached.",
+            MetricType::Gauge,
+            [(vec![], s.dns_cache_entries as u64)],
+        )
+    }
+}
+
+/// The registry in the text format, or the reason it could not be encoded.
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// Serves `registry` at `http://addr/metrics` on a task of its own; a failure to bind is
+/// logged (the agent keeps running without metrics).
+pub fn spawn_server(addr: SocketAddr, registry: Registry) {
+    let registry = Arc::new(registry);
+    tokio::spawn(async move {
+        if let Err(e) = serve(addr, registry).await {
+            tracing::error!(%addr, error = %e, "metrics server stopped");
+        }
+    });
 }
 
 /// Serves `GET /metrics` on `addr` until the task is dropped. Anything else gets 404;
 /// requests are read with a size cap and a timeout.
-pub async fn serve(addr: SocketAddr, shared: Shared) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics listening");
     loop {
         let (mut sock, _) = listener.accept().await?;
-        let shared = shared.clone();
+        let registry = registry.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let n =
@@ -138,18 +203,24 @@ pub async fn serve(addr: SocketAddr, shared: Shared) -> std::io::Result<()> {
                 let mut it = l.split(' ');
                 (it.next() == Some("GET")).then(|| it.next()).flatten()
             });
-            let (status, body) = match path {
-                Some("/metrics") => {
-                    let snap = match shared.lock() {
-                        Ok(s) => s.clone(),
-                        Err(p) => p.into_inner().clone(),
-                    };
-                    ("200 OK", render(&snap))
+            let (status, ctype, body) = match path.map(|p| (p, render(&registry))) {
+                Some(("/metrics", Ok(body))) => (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    body,
+                ),
+                Some(("/metrics", Err(e))) => {
+                    tracing::error!(error = %e, "encoding metrics");
+                    (
+                        "500 Internal Server Error",
+                        "text/plain",
+                        "metrics could not be encoded\n".into(),
+                    )
                 }
-                _ => ("404 Not Found", "not found\n".to_string()),
+                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
             };
             let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = sock.write_all(resp.as_bytes()).await;
@@ -159,6 +230,10 @@ pub async fn serve(addr: SocketAddr, shared: Shared) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
     use super::*;
 
     #[test]
@@ -169,12 +244,21 @@ mod tests {
             hooks: vec![("connect4", true), ("sched_process_exec", false)],
             ..Snapshot::default()
         };
-        let t = render(&s);
-        assert!(t.contains("shadowai_events_total{kind=\"dns_query\"} 3"));
+        let mut r = Registry::default();
+        r.register_collector(Box::new(SensorCollector(Arc::new(Mutex::new(s)))));
+        let t = render(&r).unwrap();
+        assert!(
+            t.contains("shadowai_events_total{kind=\"dns_query\"} 3"),
+            "{t}"
+        );
         assert!(t.contains(
             "shadowai_kernel_drops_total{program=\"skb_egress\",reason=\"ringbuf_full\"} 2"
         ));
         assert!(t.contains("shadowai_hook_attached{hook=\"sched_process_exec\"} 0"));
         assert!(t.contains("shadowai_decode_packets_total{proto=\"quic\"} 0"));
+        let types = t.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = t.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types, helps, "every family has HELP and TYPE");
+        assert!(t.ends_with("# EOF\n"), "{t}");
     }
 }

@@ -23,7 +23,12 @@ pub struct WatchOptions {
 }
 
 pub async fn run(opts: WatchOptions) -> anyhow::Result<()> {
-    let mut live = Live::start(&opts.sensor, opts.poll, opts.metrics)?;
+    let mut live = Live::start(&opts.sensor, opts.poll)?;
+    if let Some(addr) = opts.metrics {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(live.collector()));
+        crate::metrics::spawn_server(addr, registry);
+    }
     let device = ocsf::Device {
         hostname: hostname(),
     };

@@ -405,3 +405,337 @@ pub fn n(v: &Value, path: &[&str]) -> u64 {
 pub fn of_pid(pid: u32) -> impl Fn(&Value) -> bool {
     move |v| n(v, &["actor", "process", "pid"]) == u64::from(pid)
 }
+
+/// A real collector (`shadowai-collector serve` on its embedded store, TLS with its own
+/// certificate), stopped with SIGKILL when dropped.
+pub struct Collector {
+    pub child: Child,
+    pub url: String,
+    pub ca: PathBuf,
+    /// Bootstrap admin token and enrollment secret, printed on a first start.
+    pub admin_token: Option<String>,
+    pub enroll_secret: Option<String>,
+}
+
+impl Collector {
+    /// Starts the collector on `data`, listening on 127.0.0.1:`port`.
+    pub fn start(data: &Path, port: u16) -> Result<Self> {
+        let mut child = Command::new(bin("shadowai-collector")?)
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting shadowai-collector")?;
+        let out = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let tail = |l: &str| l.rsplit(": ").next().unwrap_or("").trim().to_string();
+        let (mut token, mut secret, mut ca, mut listening) = (None, None, None, false);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut settle: Option<Instant> = None;
+        while Instant::now() < deadline {
+            if settle.is_some_and(|s| Instant::now() > s) {
+                break;
+            }
+            let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            eprintln!("[collector] {line}");
+            if line.contains("bootstrap admin token") {
+                token = Some(tail(&line));
+            } else if line.contains("enrollment secret") {
+                secret = Some(tail(&line));
+            } else if line.contains("TLS certificate") {
+                ca = Some(PathBuf::from(tail(&line)));
+            } else if line.contains("listening on") {
+                listening = true;
+            }
+            if listening && settle.is_none() {
+                // Token and secret follow the listening line on a first start.
+                settle = Some(Instant::now() + Duration::from_secs(2));
+            }
+            if listening && token.is_some() && secret.is_some() {
+                break;
+            }
+        }
+        if !listening {
+            let _ = child.kill();
+            bail!("the collector did not start within 60 s");
+        }
+        Ok(Self {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            ca: ca.unwrap_or_else(|| data.join("tls/cert.pem")),
+            admin_token: token,
+            enroll_secret: secret,
+        })
+    }
+
+    /// `GET path` with `token`, as JSON (curl against the collector's own CA).
+    pub fn get(&self, token: &str, path: &str) -> Result<Value> {
+        let body = sh(Command::new("curl").args([
+            "-sS",
+            "--fail-with-body",
+            "--cacert",
+            self.ca.to_str().context("CA path")?,
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{}{path}", self.url),
+        ]))?;
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Findings stored so far (first 1000).
+    pub fn findings(&self, token: &str) -> Vec<Value> {
+        self.get(token, "/api/v1/findings?limit=1000")
+            .ok()
+            .and_then(|v| v["items"].as_array().cloned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 300 ms until it returns `Some`, failing after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// One sample of a metrics exposition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Parses a Prometheus/OpenMetrics text exposition strictly: every sample belongs to a
+/// family announced by `# TYPE` (with `# HELP`), a family's samples are contiguous and
+/// never reopened, names and labels follow the grammar, values are numbers, and an
+/// OpenMetrics body ends with `# EOF`. Errors name the line.
+pub fn parse_exposition(text: &str) -> Result<Vec<Sample>> {
+    let ident = |s: &str| {
+        let mut c = s.chars();
+        c.next()
+            .is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || f == ':')
+            && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || x == ':')
+    };
+    let mut out = Vec::new();
+    let mut families: Vec<(String, String, bool)> = Vec::new(); // (name, type, has help)
+    let mut closed: std::collections::HashSet<String> = Default::default();
+    let mut current: Option<String> = None;
+    let mut eof = false;
+    for (i, line) in text.lines().enumerate() {
+        let at = i + 1;
+        if eof {
+            bail!("line {at}: content after # EOF");
+        }
+        if line == "# EOF" {
+            eof = true;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kw, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let arg = parts.next().unwrap_or("");
+            if !ident(name) {
+                bail!("line {at}: bad metric name {name:?}");
+            }
+            if current.as_deref() != Some(name) {
+                if let Some(c) = current.take() {
+                    closed.insert(c);
+                }
+                if closed.contains(name) {
+                    bail!("line {at}: family {name} reopened (interleaved families)");
+                }
+                current = Some(name.to_string());
+                families.push((name.to_string(), String::new(), false));
+            }
+            let fam = families.last_mut().context("family")?;
+            match kw {
+                "TYPE" => {
+                    if !fam.1.is_empty() {
+                        bail!("line {at}: second TYPE for {name}");
+                    }
+                    if ![
+                        "counter",
+                        "gauge",
+                        "histogram",
+                        "summary",
+                        "info",
+                        "stateset",
+                        "unknown",
+                        "untyped",
+                        "gaugehistogram",
+                    ]
+                    .contains(&arg)
+                    {
+                        bail!("line {at}: unknown type {arg:?}");
+                    }
+                    fam.1 = arg.to_string();
+                }
+                "HELP" => {
+                    if fam.2 {
+                        bail!("line {at}: second HELP for {name}");
+                    }
+                    fam.2 = true;
+                }
+                "UNIT" => {}
+                _ => bail!("line {at}: unknown directive {kw:?}"),
+            }
+            continue;
+        }
+        if line.trim().is_empty() {
+            bail!("line {at}: empty line");
+        }
+        // name{labels} value [timestamp]
+        let (name_labels, rest) = match line.find('{') {
+            Some(_) => {
+                let e = line
+                    .rfind('}')
+                    .with_context(|| format!("line {at}: no closing brace"))?;
+                (&line[..=e], line[e + 1..].trim_start())
+            }
+            None => line
+                .split_once(' ')
+                .with_context(|| format!("line {at}: no value"))?,
+        };
+        let (name, labels_src) = match name_labels.find('{') {
+            Some(b) => (
+                &name_labels[..b],
+                &name_labels[b + 1..name_labels.len() - 1],
+            ),
+            None => (name_labels, ""),
+        };
+        if !ident(name) {
+            bail!("line {at}: bad sample name {name:?}");
+        }
+        let fam = families
+            .last()
+            .with_context(|| format!("line {at}: sample {name} before any TYPE"))?;
+        let suffix_ok = match fam.1.as_str() {
+            "counter" => {
+                name == format!("{}_total", fam.0)
+                    || name == format!("{}_created", fam.0)
+                    || name == fam.0
+            }
+            "histogram" | "gaugehistogram" => {
+                ["_bucket", "_sum", "_count", "_created", "_gsum", "_gcount"]
+                    .iter()
+                    .any(|s| name == format!("{}{s}", fam.0))
+            }
+            "summary" => {
+                name == fam.0
+                    || ["_sum", "_count", "_created"]
+                        .iter()
+                        .any(|s| name == format!("{}{s}", fam.0))
+            }
+            "info" => name == format!("{}_info", fam.0),
+            _ => name == fam.0,
+        };
+        if !suffix_ok || current.as_deref() != Some(fam.0.as_str()) {
+            bail!(
+                "line {at}: sample {name} does not belong to family {} ({})",
+                fam.0,
+                fam.1
+            );
+        }
+        if fam.1.is_empty() || !fam.2 {
+            bail!("line {at}: family {} lacks TYPE or HELP", fam.0);
+        }
+        let mut labels = Vec::new();
+        let mut rest_l = labels_src;
+        while !rest_l.is_empty() {
+            let (k, v) = rest_l
+                .split_once("=\"")
+                .with_context(|| format!("line {at}: bad label in {labels_src:?}"))?;
+            if !ident(k) {
+                bail!("line {at}: bad label name {k:?}");
+            }
+            let mut val = String::new();
+            let mut chars = v.char_indices();
+            let mut end = None;
+            while let Some((j, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => val.push('\n'),
+                        Some((_, '\\')) => val.push('\\'),
+                        Some((_, '"')) => val.push('"'),
+                        other => bail!("line {at}: bad escape {other:?}"),
+                    },
+                    '"' => {
+                        end = Some(j);
+                        break;
+                    }
+                    '\n' => bail!("line {at}: raw newline in a label value"),
+                    c => val.push(c),
+                }
+            }
+            let end = end.with_context(|| format!("line {at}: unterminated label value"))?;
+            labels.push((k.to_string(), val));
+            rest_l = &v[end + 1..];
+            rest_l = rest_l.strip_prefix(',').unwrap_or(rest_l);
+        }
+        let mut fields = rest.split(' ');
+        let value = fields.next().unwrap_or("");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .with_context(|| format!("line {at}: bad value {v:?}"))?,
+        };
+        if let Some(ts) = fields.next()
+            && ts.parse::<f64>().is_err()
+        {
+            bail!("line {at}: bad timestamp {ts:?}");
+        }
+        if fields.next().is_some() {
+            bail!("line {at}: trailing fields");
+        }
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    if text.contains("# EOF") != eof {
+        bail!("# EOF is not a line of its own");
+    }
+    Ok(out)
+}
+
+/// The value of `name` with exactly `labels` (order-insensitive), if present.
+pub fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| {
+            s.name == name
+                && s.labels.len() == labels.len()
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+        })
+        .map(|s| s.value)
+}

@@ -2,11 +2,11 @@
 //! per-flow state for the three things that span packets — ClientHellos across TCP segments,
 //! DNS-over-TCP streams, the QUIC CRYPTO stream across Initials — and counts every outcome.
 
-use std::collections::HashMap;
+use crate::flows::FlowTable;
 
 use crate::error::{DecodeError, Parsed, Proto};
 use crate::reasm::Reassembly;
-use crate::stats::{DecodeStats, ProtoStats};
+use crate::stats::DecodeStats;
 use crate::{Decoded, Direction, Hint, PacketIn, Transport, dns, quic, tls};
 
 /// Bounds on the decoder's memory and patience.
@@ -28,11 +28,6 @@ impl Default for Limits {
             max_flows: 8192,
         }
     }
-}
-
-struct Flow<S> {
-    last_ns: u64,
-    state: Option<S>,
 }
 
 struct TlsFlow {
@@ -64,9 +59,9 @@ struct QuicFlow {
 pub struct Decoder {
     limits: Limits,
     stats: DecodeStats,
-    tls: HashMap<u64, Flow<TlsFlow>>,
-    dns_tcp: HashMap<(u64, bool), Flow<DnsTcpFlow>>,
-    quic: HashMap<u64, Flow<QuicFlow>>,
+    tls: FlowTable<u64, TlsFlow>,
+    dns_tcp: FlowTable<(u64, bool), DnsTcpFlow>,
+    quic: FlowTable<u64, QuicFlow>,
 }
 
 impl Decoder {
@@ -74,9 +69,9 @@ impl Decoder {
         Decoder {
             limits,
             stats: DecodeStats::default(),
-            tls: HashMap::new(),
-            dns_tcp: HashMap::new(),
-            quic: HashMap::new(),
+            tls: FlowTable::new(),
+            dns_tcp: FlowTable::new(),
+            quic: FlowTable::new(),
         }
     }
 
@@ -108,28 +103,9 @@ impl Decoder {
     /// Drop flows idle for longer than the timeout; partial ones are counted as expired.
     pub fn expire(&mut self, now_ns: u64) {
         let timeout = self.limits.flow_timeout_ns;
-        let stale = |last: u64| now_ns.saturating_sub(last) > timeout;
-        let mut n = 0;
-        self.tls.retain(|_, f| {
-            let keep = !stale(f.last_ns);
-            n += u64::from(!keep && f.state.is_some());
-            keep
-        });
-        self.stats.tls.expired += n;
-        n = 0;
-        self.dns_tcp.retain(|_, f| {
-            let keep = !stale(f.last_ns);
-            n += u64::from(!keep && f.state.as_ref().is_some_and(|s| s.buf.held() > 0));
-            keep
-        });
-        self.stats.dns.expired += n;
-        n = 0;
-        self.quic.retain(|_, f| {
-            let keep = !stale(f.last_ns);
-            n += u64::from(!keep && f.state.is_some());
-            keep
-        });
-        self.stats.quic.expired += n;
+        self.stats.tls.expired += self.tls.expire(now_ns, timeout, |_| true);
+        self.stats.dns.expired += self.dns_tcp.expire(now_ns, timeout, |s| s.buf.held() > 0);
+        self.stats.quic.expired += self.quic.expire(now_ns, timeout, |_| true);
     }
 
     fn push_dns_udp(&mut self, pkt: &PacketIn<'_>, out: &mut Vec<Decoded>) {
@@ -165,14 +141,14 @@ impl Decoder {
             return;
         }
         let key = (pkt.flow, pkt.direction == Direction::Egress);
-        let flow = entry(&mut self.dns_tcp, key, pkt.ts_ns, &limits, s, || {
-            DnsTcpFlow {
+        let flow = self
+            .dns_tcp
+            .entry(key, pkt.ts_ns, limits.max_flows, s, || DnsTcpFlow {
                 base: None,
                 origin: 0,
                 parsed: 0,
                 buf: Reassembly::new(limits.max_flow_bytes),
-            }
-        });
+            });
         let Some(st) = flow.state.as_mut() else {
             s.after_done += 1;
             return;
@@ -252,13 +228,15 @@ impl Decoder {
             s.not_this += 1;
             return;
         }
-        let flow = entry(&mut self.tls, pkt.flow, pkt.ts_ns, &limits, s, || TlsFlow {
-            base: None,
-            early: Vec::new(),
-            early_bytes: 0,
-            buf: Reassembly::new(limits.max_flow_bytes),
-            cut_at: None,
-        });
+        let flow = self
+            .tls
+            .entry(pkt.flow, pkt.ts_ns, limits.max_flows, s, || TlsFlow {
+                base: None,
+                early: Vec::new(),
+                early_bytes: 0,
+                buf: Reassembly::new(limits.max_flow_bytes),
+                cut_at: None,
+            });
         let Some(st) = flow.state.as_mut() else {
             s.after_done += 1;
             return;
@@ -358,12 +336,11 @@ impl Decoder {
             s.not_this += 1;
             return;
         }
-        if let Some(f) = self.quic.get_mut(&pkt.flow) {
-            f.last_ns = f.last_ns.max(pkt.ts_ns);
-            if f.state.is_none() {
-                s.after_done += 1;
-                return;
-            }
+        if let Some(f) = self.quic.touch(pkt.flow, pkt.ts_ns)
+            && f.state.is_none()
+        {
+            s.after_done += 1;
+            return;
         }
         let fallback = self
             .quic
@@ -392,12 +369,12 @@ impl Decoder {
             }
         };
         let version = d.version;
-        let flow = entry(&mut self.quic, pkt.flow, pkt.ts_ns, &limits, s, || {
-            QuicFlow {
+        let flow = self
+            .quic
+            .entry(pkt.flow, pkt.ts_ns, limits.max_flows, s, || QuicFlow {
                 first_dcid: d.dcid.clone(),
                 buf: Reassembly::new(limits.max_flow_bytes),
-            }
-        });
+            });
         let Some(st) = flow.state.as_mut() else {
             s.after_done += 1;
             return;
@@ -458,38 +435,6 @@ fn place(st: &mut TlsFlow, off: u64, pkt: &PacketIn<'_>) {
         let cut = off + pkt.payload.len() as u64;
         st.cut_at = Some(st.cut_at.map_or(cut, |c| c.min(cut)));
     }
-}
-
-/// Find or create the flow entry, evicting the least recently seen one when full.
-fn entry<'m, K, S>(
-    map: &'m mut HashMap<K, Flow<S>>,
-    key: K,
-    ts_ns: u64,
-    limits: &Limits,
-    stats: &mut ProtoStats,
-    make: impl FnOnce() -> S,
-) -> &'m mut Flow<S>
-where
-    K: std::hash::Hash + Eq + Copy,
-{
-    if !map.contains_key(&key) && map.len() >= limits.max_flows.max(1) {
-        let oldest = map
-            .iter()
-            .min_by_key(|(_, f)| f.last_ns)
-            .map(|(k, f)| (*k, f.state.is_some()));
-        if let Some((k, partial)) = oldest {
-            map.remove(&k);
-            if partial {
-                stats.evicted += 1;
-            }
-        }
-    }
-    let f = map.entry(key).or_insert_with(|| Flow {
-        last_ns: ts_ns,
-        state: Some(make()),
-    });
-    f.last_ns = f.last_ns.max(ts_ns);
-    f
 }
 
 fn dns_out(pkt: &PacketIn<'_>, transport: Transport, msg: dns::DnsMessage) -> Decoded {

@@ -13,6 +13,7 @@ pub mod decoder;
 pub mod defrag;
 pub mod dns;
 pub mod error;
+mod flows;
 pub mod ja4;
 pub mod layers;
 pub mod pcap;

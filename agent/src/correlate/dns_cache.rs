@@ -5,10 +5,12 @@
 //! one another process in the same namespace got; entries live as long as the record's
 //! TTL (with a short floor: TTL-0 answers are common and the connect follows at once).
 //! CNAME chains are followed, so an address reached through `api.openai.com → x.cdn.net`
-//! is named `api.openai.com`. The cache is bounded; the entry closest to expiry goes first.
+//! is named `api.openai.com`. The cache is bounded; the entry closest to expiry goes
+//! first, found through an expiry index in O(log n).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use shadowai_decode::{DnsMessage, RData};
@@ -39,18 +41,42 @@ pub struct Resolved {
     pub scope: NameScope,
 }
 
-#[derive(Clone, Debug)]
-struct Entry {
+/// The name an answer gave, shared by every address and scope it was stored under.
+#[derive(Debug)]
+struct Named {
     name: String,
     chain: Vec<String>,
-    expires_ns: u64,
 }
 
+#[derive(Clone, Debug)]
+struct Entry {
+    named: Arc<Named>,
+    expires_ns: u64,
+    /// Insertion number: with `expires_ns`, this entry's key in the expiry index.
+    seq: u64,
+}
+
+/// Which map an index entry points into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Proc(u32, IpAddr),
+    Netns(u64, IpAddr),
+    Host(IpAddr),
+}
+
+/// Three scopes of address → name, plus one expiry index over all of them, so expiry and
+/// eviction cost O(log n) per entry whatever the cache holds: a flood of long-TTL answers
+/// cannot make each insert scan the cache.
 pub struct DnsCache {
     by_proc: HashMap<(u32, IpAddr), Entry>,
     by_netns: HashMap<(u64, IpAddr), Entry>,
     by_host: HashMap<IpAddr, Entry>,
+    /// (expires_ns, seq) → where the entry lives; exactly one per stored entry.
+    expiry: BTreeMap<(u64, u64), Slot>,
+    next_seq: u64,
     cap: usize,
+    /// Entries evicted before expiry because the cache was full.
+    pub evicted: u64,
 }
 
 impl DnsCache {
@@ -59,7 +85,10 @@ impl DnsCache {
             by_proc: HashMap::new(),
             by_netns: HashMap::new(),
             by_host: HashMap::new(),
+            expiry: BTreeMap::new(),
+            next_seq: 0,
             cap: cap.max(1),
+            evicted: 0,
         }
     }
 
@@ -70,6 +99,10 @@ impl DnsCache {
         }
         for q in &msg.questions {
             let chain = msg.cname_chain(&q.name);
+            let named = Arc::new(Named {
+                name: q.name.clone(),
+                chain: chain.clone(),
+            });
             for a in &msg.answers {
                 if !chain.iter().any(|c| c.eq_ignore_ascii_case(&a.name)) {
                     continue;
@@ -82,20 +115,34 @@ impl DnsCache {
                     _ => continue,
                 };
                 for ip in ips {
-                    let e = Entry {
-                        name: q.name.clone(),
-                        chain: chain.clone(),
-                        expires_ns,
-                    };
                     if let Some(pid) = pid {
-                        self.by_proc.insert((pid, ip), e.clone());
+                        self.insert(Slot::Proc(pid, ip), &named, expires_ns);
                     }
-                    self.by_netns.insert((netns, ip), e.clone());
-                    self.by_host.insert(ip, e);
+                    self.insert(Slot::Netns(netns, ip), &named, expires_ns);
+                    self.insert(Slot::Host(ip), &named, expires_ns);
                 }
             }
         }
         self.bound(now_ns);
+    }
+
+    fn insert(&mut self, slot: Slot, named: &Arc<Named>, expires_ns: u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let e = Entry {
+            named: Arc::clone(named),
+            expires_ns,
+            seq,
+        };
+        let old = match slot {
+            Slot::Proc(pid, ip) => self.by_proc.insert((pid, ip), e),
+            Slot::Netns(ns, ip) => self.by_netns.insert((ns, ip), e),
+            Slot::Host(ip) => self.by_host.insert(ip, e),
+        };
+        if let Some(old) = old {
+            self.expiry.remove(&(old.expires_ns, old.seq));
+        }
+        self.expiry.insert((expires_ns, seq), slot);
     }
 
     /// The name behind `ip` for `pid` (or its namespace), if an unexpired answer says so.
@@ -113,11 +160,35 @@ impl DnsCache {
             .map(|e| resolved(e, NameScope::Host))
     }
 
-    /// Drops expired entries.
+    /// Drops expired entries: O(log n) each, nothing else is visited.
     pub fn expire(&mut self, now_ns: u64) {
-        self.by_proc.retain(|_, e| e.expires_ns > now_ns);
-        self.by_netns.retain(|_, e| e.expires_ns > now_ns);
-        self.by_host.retain(|_, e| e.expires_ns > now_ns);
+        while let Some(entry) = self.expiry.first_entry() {
+            if entry.key().0 > now_ns {
+                break;
+            }
+            let slot = entry.remove();
+            self.remove_slot(slot);
+        }
+    }
+
+    /// Removes the entry closest to expiry.
+    fn evict_one(&mut self) -> bool {
+        match self.expiry.pop_first() {
+            Some((_, slot)) => {
+                self.remove_slot(slot);
+                self.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_slot(&mut self, slot: Slot) {
+        match slot {
+            Slot::Proc(pid, ip) => self.by_proc.remove(&(pid, ip)),
+            Slot::Netns(ns, ip) => self.by_netns.remove(&(ns, ip)),
+            Slot::Host(ip) => self.by_host.remove(&ip),
+        };
     }
 
     pub fn len(&self) -> usize {
@@ -128,53 +199,20 @@ impl DnsCache {
         self.len() == 0
     }
 
+    /// Keeps at most `cap` entries: expired ones go first, then those closest to expiry.
     fn bound(&mut self, now_ns: u64) {
         if self.len() <= self.cap {
             return;
         }
         self.expire(now_ns);
-        while self.len() > self.cap {
-            if let Some(k) = self
-                .by_host
-                .iter()
-                .min_by_key(|(_, e)| e.expires_ns)
-                .map(|(k, _)| *k)
-            {
-                self.by_host.remove(&k);
-                if self.len() <= self.cap {
-                    break;
-                }
-            }
-            let p = self
-                .by_proc
-                .iter()
-                .min_by_key(|(_, e)| e.expires_ns)
-                .map(|(k, e)| (*k, e.expires_ns));
-            let n = self
-                .by_netns
-                .iter()
-                .min_by_key(|(_, e)| e.expires_ns)
-                .map(|(k, e)| (*k, e.expires_ns));
-            match (p, n) {
-                (Some((pk, pe)), Some((_, ne))) if pe <= ne => {
-                    self.by_proc.remove(&pk);
-                }
-                (_, Some((nk, _))) => {
-                    self.by_netns.remove(&nk);
-                }
-                (Some((pk, _)), None) => {
-                    self.by_proc.remove(&pk);
-                }
-                (None, None) => break,
-            }
-        }
+        while self.len() > self.cap && self.evict_one() {}
     }
 }
 
 fn resolved(e: &Entry, scope: NameScope) -> Resolved {
     Resolved {
-        name: e.name.clone(),
-        chain: e.chain.clone(),
+        name: e.named.name.clone(),
+        chain: e.named.chain.clone(),
         scope,
     }
 }
@@ -321,5 +359,101 @@ mod tests {
             );
         }
         assert!(c.len() <= 10);
+    }
+
+    /// Consistency the index must keep: one index entry per stored entry.
+    fn consistent(c: &DnsCache) -> bool {
+        c.expiry.len() == c.len()
+            && c.expiry.iter().all(|((exp, seq), slot)| {
+                let e = match *slot {
+                    Slot::Proc(p, ip) => c.by_proc.get(&(p, ip)),
+                    Slot::Netns(n, ip) => c.by_netns.get(&(n, ip)),
+                    Slot::Host(ip) => c.by_host.get(&ip),
+                };
+                e.is_some_and(|e| e.expires_ns == *exp && e.seq == *seq)
+            })
+    }
+
+    fn flood(n_records: u32, base: u32, ttl: u32) -> DnsMessage {
+        answer(
+            "flood.example",
+            (0..n_records)
+                .map(|i| {
+                    (
+                        "flood.example",
+                        ttl,
+                        RData::Addr(IpAddr::from((base + i).to_be_bytes())),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_long_ttl_flood_at_the_bound_evicts_closest_to_expiry_and_stays_consistent() {
+        let mut c = DnsCache::new(1000);
+        let real = ip("104.18.6.192");
+        // A real answer that expires late, then a flood of day-long TTL records.
+        c.learn(
+            Some(7),
+            1,
+            &answer(
+                "api.openai.com",
+                vec![("api.openai.com", 3600, RData::Addr(real))],
+            ),
+            0,
+        );
+        for r in 0..50u32 {
+            c.learn(Some(100 + r), 1, &flood(200, r * 1000, 30), S);
+            assert!(c.len() <= 1000);
+        }
+        assert!(consistent(&c));
+        assert!(c.evicted > 0);
+        assert_eq!(
+            c.lookup(7, 1, real, 2 * S).map(|r| r.name).as_deref(),
+            Some("api.openai.com"),
+            "the flood (closer to expiry) went first"
+        );
+        c.expire(3600 * S);
+        assert!(c.is_empty() && c.expiry.is_empty());
+    }
+
+    #[test]
+    fn re_learning_an_address_replaces_its_index_entry() {
+        let mut c = DnsCache::new(100);
+        let a = ip("10.0.0.1");
+        for ttl in [60, 30, 600, 10] {
+            c.learn(
+                Some(1),
+                0,
+                &answer("x.example", vec![("x.example", ttl, RData::Addr(a))]),
+                0,
+            );
+            assert_eq!(c.len(), 3);
+            assert!(consistent(&c));
+        }
+        assert!(c.lookup(1, 0, a, 11 * S).is_none(), "the last TTL counts");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_sequence_keeps_the_bound_and_the_index(
+            ops in proptest::collection::vec((0u32..50, 0u32..20, 0u32..7200, 0u64..4000), 1..200),
+            cap in 1usize..64,
+        ) {
+            let mut c = DnsCache::new(cap);
+            let mut now = 0;
+            for (pid, addr, ttl, step) in ops {
+                now += step * 1_000_000;
+                let m = answer("p.example", vec![("p.example", ttl, RData::Addr(IpAddr::from([10, 0, 0, addr as u8])))]);
+                c.learn(Some(pid), u64::from(pid % 3), &m, now);
+                proptest::prop_assert!(c.len() <= cap);
+                proptest::prop_assert!(consistent(&c));
+                if step % 7 == 0 {
+                    c.expire(now);
+                    proptest::prop_assert!(consistent(&c));
+                }
+            }
+        }
     }
 }

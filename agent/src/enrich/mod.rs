@@ -9,7 +9,7 @@ pub mod cgroup;
 pub mod exe_hash;
 pub mod users;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -46,9 +46,19 @@ pub struct ProcInfo {
     pub exited_ns: Option<u64>,
 }
 
-/// pid → [`ProcInfo`].
+/// pid → [`ProcInfo`], bounded: when full, the process that exited longest ago goes
+/// first, else the one recorded longest ago — both found through ordered indexes in
+/// O(log n), so a fork flood cannot make each insert scan the table.
 pub struct ProcTable {
-    procs: HashMap<u32, Arc<ProcInfo>>,
+    procs: HashMap<u32, (Arc<ProcInfo>, u64)>,
+    /// Insertion number → pid (oldest first).
+    by_age: BTreeMap<u64, u32>,
+    /// (exit time, pid) of exited processes.
+    exited: BTreeSet<(u64, u32)>,
+    next_seq: u64,
+    cap: usize,
+    /// Entries evicted because the table was full.
+    pub evicted: u64,
     users: users::Users,
     group_names: users::Users,
     proc_root: std::path::PathBuf,
@@ -64,6 +74,11 @@ impl ProcTable {
     pub fn new(proc_root: impl Into<std::path::PathBuf>) -> Self {
         Self {
             procs: HashMap::new(),
+            by_age: BTreeMap::new(),
+            exited: BTreeSet::new(),
+            next_seq: 0,
+            cap: MAX_PROCS,
+            evicted: 0,
             users: users::Users::new(),
             group_names: users::Users::groups(),
             proc_root: proc_root.into(),
@@ -86,19 +101,50 @@ impl ProcTable {
         if info.cmdline.is_empty() {
             info.cmdline = e.args.clone();
         }
-        self.evict_if_full();
-        self.procs.insert(e.pid, Arc::new(info));
+        self.insert(Arc::new(info));
     }
 
     pub fn on_exit(&mut self, pid: u32, ts_ns: u64) {
-        if let Some(p) = self.procs.get_mut(&pid) {
+        if let Some((p, _)) = self.procs.get_mut(&pid) {
+            if let Some(old) = p.exited_ns {
+                self.exited.remove(&(old, pid));
+            }
             Arc::make_mut(p).exited_ns = Some(ts_ns);
+            self.exited.insert((ts_ns, pid));
+        }
+    }
+
+    /// A smaller bound (tests).
+    pub fn with_capacity(mut self, cap: usize) -> Self {
+        self.cap = cap.max(1);
+        self
+    }
+
+    fn insert(&mut self, info: Arc<ProcInfo>) {
+        let pid = info.pid;
+        self.remove(pid);
+        self.evict_if_full();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(t) = info.exited_ns {
+            self.exited.insert((t, pid));
+        }
+        self.by_age.insert(seq, pid);
+        self.procs.insert(pid, (info, seq));
+    }
+
+    fn remove(&mut self, pid: u32) {
+        if let Some((p, seq)) = self.procs.remove(&pid) {
+            self.by_age.remove(&seq);
+            if let Some(t) = p.exited_ns {
+                self.exited.remove(&(t, pid));
+            }
         }
     }
 
     /// The process behind a socket owner; looked up in /proc on first sight.
     pub fn resolve(&mut self, owner: &Owner) -> Arc<ProcInfo> {
-        if let Some(p) = self.procs.get(&owner.pid) {
+        if let Some((p, _)) = self.procs.get(&owner.pid) {
             return Arc::clone(p);
         }
         let mut info = ProcInfo {
@@ -110,18 +156,20 @@ impl ProcTable {
             ..ProcInfo::default()
         };
         self.fill_from_proc(&mut info);
-        self.evict_if_full();
         let info = Arc::new(info);
-        self.procs.insert(owner.pid, Arc::clone(&info));
+        self.insert(Arc::clone(&info));
         info
     }
 
-    /// Forgets processes that exited more than the grace period before `now_ns`.
+    /// Forgets processes that exited more than the grace period before `now_ns`; visits
+    /// only those.
     pub fn expire(&mut self, now_ns: u64) {
-        self.procs.retain(|_, p| match p.exited_ns {
-            Some(t) => now_ns.saturating_sub(t) < EXITED_GRACE_NS,
-            None => true,
-        });
+        while let Some(&(t, pid)) = self.exited.first() {
+            if now_ns.saturating_sub(t) < EXITED_GRACE_NS {
+                break;
+            }
+            self.remove(pid);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -133,19 +181,15 @@ impl ProcTable {
     }
 
     fn evict_if_full(&mut self) {
-        if self.procs.len() < MAX_PROCS {
-            return;
-        }
-        let oldest = self
-            .procs
-            .iter()
-            .filter_map(|(pid, p)| p.exited_ns.map(|t| (t, *pid)))
-            .min();
-        let victim = oldest
-            .map(|(_, pid)| pid)
-            .or_else(|| self.procs.keys().next().copied());
-        if let Some(pid) = victim {
-            self.procs.remove(&pid);
+        while self.procs.len() >= self.cap {
+            let victim = self
+                .exited
+                .first()
+                .map(|(_, pid)| *pid)
+                .or_else(|| self.by_age.first_key_value().map(|(_, pid)| *pid));
+            let Some(pid) = victim else { break };
+            self.remove(pid);
+            self.evicted += 1;
         }
     }
 
@@ -290,5 +334,48 @@ mod tests {
         assert_eq!(i.ppid, Some(12));
         assert_eq!(i.uid, 1000);
         assert_eq!(i.name, "python3");
+    }
+
+    fn exec(pid: u32) -> Exec {
+        Exec {
+            ts_ns: 1,
+            pid,
+            uid: 0,
+            gid: 0,
+            cgroup_id: 0,
+            comm: "x".into(),
+            filename: format!("/tmp/x{pid}"),
+            args: vec![],
+        }
+    }
+
+    #[test]
+    fn a_fork_flood_at_the_bound_evicts_exited_first_then_oldest() {
+        let mut t = ProcTable::new("/nonexistent-proc").with_capacity(100);
+        for pid in 1..=100 {
+            t.on_exec(&exec(pid));
+        }
+        t.on_exit(50, 5);
+        t.on_exit(60, 3);
+        t.on_exec(&exec(1000));
+        assert_eq!(t.len(), 100);
+        assert!(!t.procs.contains_key(&60), "exited longest ago goes first");
+        t.on_exec(&exec(1001));
+        assert!(!t.procs.contains_key(&50));
+        // No exited left: the oldest recorded goes.
+        for pid in 2000..12_000 {
+            t.on_exec(&exec(pid));
+            assert!(t.len() <= 100);
+        }
+        assert!(t.procs.contains_key(&11_999) && !t.procs.contains_key(&1));
+        assert_eq!(t.by_age.len(), t.len());
+        assert!(t.exited.is_empty());
+        // Exit and re-exec of one pid keeps the indexes in step.
+        t.on_exit(11_999, 10);
+        t.on_exec(&exec(11_999));
+        assert!(t.exited.is_empty() && t.by_age.len() == t.len());
+        t.on_exit(11_998, 10);
+        t.expire(10 + EXITED_GRACE_NS);
+        assert!(!t.procs.contains_key(&11_998) && t.by_age.len() == t.len());
     }
 }

@@ -12,6 +12,12 @@ use crate::event::{Event, EventKind};
 
 /// Evidence values kept per finding and kind at most.
 const MAX_EVIDENCE: usize = 16;
+/// Findings open in one window at most: a flood of distinct process names cannot grow
+/// the aggregator without bound (uses beyond it are refused and counted by the caller).
+pub const MAX_OPEN: usize = 10_000;
+/// Sockets remembered per finding for counting a connection once; past it every event
+/// counts (an overcount, never a loss).
+const MAX_COOKIES: usize = 4096;
 
 /// The service and decision for one event, as the classifier saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +65,6 @@ pub struct Aggregator {
     window_ms: i64,
     window_start_ms: Option<i64>,
     open: BTreeMap<Key, Agg>,
-    hashes: crate::enrich::exe_hash::ExeHashes,
 }
 
 fn push_bounded<T: Ord>(set: &mut BTreeSet<T>, v: T) {
@@ -76,12 +81,13 @@ impl Aggregator {
             window_ms: window_ms.max(1000),
             window_start_ms: None,
             open: BTreeMap::new(),
-            hashes: Default::default(),
         }
     }
 
     /// Adds one classified event. DNS responses are evidence, not uses: they do not count.
-    pub fn observe(&mut self, e: &Event, c: &Classified) {
+    /// False when the window already holds [`MAX_OPEN`] findings and this event would
+    /// open another one (the event is not aggregated).
+    pub fn observe(&mut self, e: &Event, c: &Classified) -> bool {
         if self.window_start_ms.is_none() {
             self.window_start_ms = Some(e.time_ms - e.time_ms.rem_euclid(self.window_ms));
         }
@@ -104,6 +110,9 @@ impl Aggregator {
             action: c.action as u8,
             container: container.clone(),
         };
+        if self.open.len() >= MAX_OPEN && !self.open.contains_key(&key) {
+            return false;
+        }
         let agg = self.open.entry(key).or_insert_with(|| Agg {
             c: c.clone(),
             process: ProcessRef {
@@ -130,7 +139,7 @@ impl Aggregator {
             EventKind::DnsResponse => false,
             EventKind::DnsQuery => true,
             EventKind::Connect | EventKind::TlsClientHello | EventKind::QuicClientHello => {
-                e.cookie == 0 || agg.cookies.insert(e.cookie)
+                e.cookie == 0 || agg.cookies.len() >= MAX_COOKIES || agg.cookies.insert(e.cookie)
             }
         };
         if counts {
@@ -165,9 +174,11 @@ impl Aggregator {
                 push_bounded(&mut agg.protocols, e.protocol.to_string());
             }
         }
+        true
     }
 
-    /// Closes the window if `now_ms` is past it (or `force`), returning its findings.
+    /// Closes the window if `now_ms` is past it (or `force`), returning its findings
+    /// (executable hashes are filled in later, by the output stage).
     pub fn close_if_due(&mut self, now_ms: i64, force: bool) -> Vec<Finding> {
         let Some(start) = self.window_start_ms else {
             return Vec::new();
@@ -179,12 +190,9 @@ impl Aggregator {
         self.window_start_ms = None;
         let open = std::mem::take(&mut self.open);
         let mut out = Vec::with_capacity(open.len());
-        for (k, mut a) in open {
+        for (k, a) in open {
             if a.count == 0 && a.dns.is_empty() {
                 continue;
-            }
-            if !a.process.exe.is_empty() {
-                a.process.exe_sha256 = self.hashes.get(&a.process.exe);
             }
             out.push(self.finding(&k, a, start, end));
         }
@@ -313,6 +321,30 @@ pub(crate) mod tests {
             cookie,
             blocked: false,
         }
+    }
+
+    #[test]
+    fn a_flood_of_process_names_is_bounded() {
+        let mut a = Aggregator::new("host-1".into(), "h".into(), 60_000);
+        let mut refused = 0;
+        for i in 0..(MAX_OPEN + 500) {
+            let e = ev(
+                EventKind::Connect,
+                61_000,
+                i as u64 + 1,
+                1,
+                &format!("/tmp/x{i}"),
+            );
+            if !a.observe(&e, &class()) {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 500);
+        assert!(
+            a.observe(&ev(EventKind::Connect, 61_001, 1, 1, "/tmp/x0"), &class()),
+            "an open finding still counts"
+        );
+        assert_eq!(a.close_if_due(0, true).len(), MAX_OPEN);
     }
 
     #[test]

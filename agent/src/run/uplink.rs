@@ -1,234 +1,279 @@
-//! The agent's side of the collector: enrollment, upload of spooled batches (deleted only
-//! once acknowledged), heartbeats, and signed-bundle updates (verified, never rolled back,
-//! saved as the last good bundle before they are swapped in).
+//! The agent's side of the collector: upload of spooled batches (deleted only once
+//! acknowledged), heartbeats, signed-bundle updates (verified, never rolled back, saved as
+//! the last good bundle before they are swapped in), and keeping this host's identity.
+//!
+//! Nothing here can stall the queue or spin:
+//! - a batch the collector refuses for good (a 4xx other than 401/408/429) is quarantined,
+//!   counted and reported, and the next batch goes up;
+//! - transient failures (transport, 5xx, 429) back off exponentially up to
+//!   [`MAX_BACKOFF`], and the spool keeps filling meanwhile;
+//! - 401 (token revoked or rotated) re-enrolls with the per-host key, no secret needed; a
+//!   403 `agent_revoked` or 409 `host_identity_conflict` answer is logged as an error once,
+//!   shown in `/metrics` (`shadowai_identity_state`) and retried at the backoff ceiling, in
+//!   case an admin releases the host.
+//!
+//! Spool calls block (fsync), so they run on the blocking pool.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use shadowai_api::client::{BundleFetch, Client};
-use shadowai_api::{AgentMode, EnrollRequest, Heartbeat, IngestBatch};
+use shadowai_api::client::{BundleFetch, Client, ClientError};
+use shadowai_api::{AgentMode, Heartbeat, IngestBatch, ReenrollRequest};
 use shadowai_rules::Engine;
-use shadowai_rules::bundle::{InUse, VerifyOptions};
+use shadowai_rules::bundle::InUse;
 use tokio::sync::watch;
 
-use super::spool::Spool;
+use super::enroll::{self, Identity};
+use super::health::{Health, IdentityState, Trouble};
+use super::spool::{Batch, SpoolError, SpoolHandle};
 use crate::error::AgentError;
 
-/// What the uplink needs to know about this agent.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    pub host_id: String,
-    pub hostname: String,
-    pub group: Option<String>,
+// Earlier home of these; kept so callers (e.g. an `enroll` subcommand) keep working.
+pub use super::enroll::{Identity as UplinkIdentity, enroll, host_key, write_private};
+pub use super::rules::load_bundle;
+
+/// Longest wait between attempts while the collector is failing.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Batches read from the spool per round.
+const PER_ROUND: usize = 8;
+
+/// What a failed call means for the uplink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again later (transport error, 5xx, 408, 429).
+    Transient,
+    /// The token is not accepted (401): re-enroll.
+    Unauthorized,
+    /// The request itself is refused for good (other 4xx): do not send it again.
+    Permanent(u16),
 }
 
-/// Counters the uplink keeps (for metrics and heartbeats).
-#[derive(Clone, Debug, Default)]
-pub struct UplinkStats {
-    pub batches_sent: u64,
-    pub findings_sent: u64,
-    pub upload_failures: u64,
-    pub bundle_updates: u64,
-    pub bundle_rejected: u64,
-    pub bundle_version: Option<String>,
+impl Failure {
+    pub fn of(e: &ClientError) -> Self {
+        match e.status() {
+            Some(401) => Failure::Unauthorized,
+            Some(408 | 429) => Failure::Transient,
+            Some(s) if (400..500).contains(&s) => Failure::Permanent(s),
+            _ => Failure::Transient,
+        }
+    }
+}
+
+/// The next wait after a round: the period after success, doubling up to the ceiling
+/// after failures.
+pub fn next_delay(current: Duration, period: Duration, ok: bool) -> Duration {
+    if ok {
+        period
+    } else {
+        current
+            .max(period)
+            .saturating_mul(2)
+            .min(MAX_BACKOFF.max(period))
+    }
 }
 
 pub struct Uplink {
+    /// Carries the agent token.
     pub client: Client,
-    pub spool: Arc<Mutex<Spool>>,
+    /// The same collector without a token (re-enrollment).
+    pub base: Client,
+    pub spool: SpoolHandle,
     pub identity: Identity,
     pub state_dir: PathBuf,
     pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
     pub engine_tx: watch::Sender<Arc<Engine>>,
     pub in_use: Option<InUse>,
     pub period: Duration,
-    pub stats: Arc<Mutex<UplinkStats>>,
-    pub lost_events: Arc<std::sync::atomic::AtomicU64>,
+    pub health: Health,
     pub mode: AgentMode,
+    pub bundle_version: Option<String>,
+    pub spool_trouble: Trouble,
 }
 
-fn token_path(state: &Path) -> PathBuf {
-    state.join("agent.token")
-}
-
-/// This host's per-host credential (hex of 32 random bytes, mode 0600 in the state dir),
-/// created on first use. The collector binds the host id to it at enrollment, so the
-/// fleet-wide enrollment secret alone cannot take over this host's identity.
-pub fn host_key(state: &Path) -> Result<String, AgentError> {
-    let path = state.join("host.key");
-    match std::fs::read_to_string(&path) {
-        Ok(k) if k.trim().len() == 64 && k.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
-            return Ok(k.trim().to_string());
-        }
-        Ok(_) => {
-            return Err(AgentError::Uplink {
-                what: "host key".into(),
-                reason: format!(
-                    "{} is not 64 hex digits; remove it only if this host was released by an admin",
-                    path.display()
-                ),
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(AgentError::Io {
-                what: format!("reading {}", path.display()),
-                source,
-            });
-        }
-    }
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| AgentError::Uplink {
-        what: "host key".into(),
-        reason: format!("the OS refused randomness: {e}"),
-    })?;
-    let key = hex::encode(b);
-    write_private(&path, key.as_bytes())?;
-    Ok(key)
-}
-
-/// Enrolls once (token kept 0600 in the state dir) and returns a client that carries it.
-pub async fn enroll(
-    base: &Client,
-    id: &Identity,
-    state: &Path,
-    secret_file: Option<&Path>,
-) -> Result<Client, AgentError> {
-    let tp = token_path(state);
-    if let Ok(t) = std::fs::read_to_string(&tp) {
-        let t = t.trim();
-        if !t.is_empty() {
-            return Ok(base.with_token(t));
-        }
-    }
-    let secret_file = secret_file.ok_or_else(|| AgentError::Uplink {
-        what: "enrollment".into(),
-        reason: format!(
-            "no token in {} and no collector.enroll_secret_file configured",
-            tp.display()
-        ),
-    })?;
-    let secret = std::fs::read_to_string(secret_file).map_err(|source| AgentError::Io {
-        what: format!("reading enrollment secret {}", secret_file.display()),
-        source,
-    })?;
-    let resp = base
-        .enroll(&EnrollRequest {
-            secret: secret.trim().to_string(),
-            host_id: id.host_id.clone(),
-            hostname: id.hostname.clone(),
-            group: id.group.clone(),
-            agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            host_key: host_key(state)?,
-        })
-        .await
-        .map_err(|e| AgentError::Uplink {
-            what: "enrollment".into(),
-            reason: e.to_string(),
-        })?;
-    write_private(&tp, resp.token.as_bytes())?;
-    tracing::info!(agent_id = %resp.agent_id, "enrolled with the collector");
-    Ok(base.with_token(resp.token))
-}
-
-/// Writes a file readable by root only.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let io = |source| AgentError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+/// What one round achieved.
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    Ok,
+    Failed,
+    Unauthorized,
 }
 
 impl Uplink {
     pub async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.period);
         let mut etag: Option<String> = None;
+        let mut delay = self.period;
         loop {
-            tick.tick().await;
-            self.upload().await;
-            self.heartbeat().await;
-            if self.bundle_key.is_some() {
+            tokio::time::sleep(delay).await;
+            let mut r = self.upload().await;
+            if r == Round::Ok {
+                r = self.heartbeat().await;
+            }
+            if r == Round::Unauthorized {
+                r = self.reenroll().await;
+            }
+            if r == Round::Ok && self.bundle_key.is_some() {
                 self.fetch_bundle(&mut etag).await;
             }
+            delay = next_delay(delay, self.period, r == Round::Ok);
         }
     }
 
-    async fn upload(&self) {
-        loop {
-            let pending = match self.spool.lock() {
-                Ok(mut s) => s.pending(8),
-                Err(_) => return,
-            };
-            let pending = match pending {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(error = %e, "reading the spool");
-                    return;
+    async fn spool_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut super::spool::Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Option<T> {
+        let spool = self.spool.clone();
+        let r = tokio::task::spawn_blocking(move || f(&mut spool.lock())).await;
+        match r {
+            Ok(Ok(v)) => {
+                if self.spool_trouble.ok() {
+                    tracing::info!("spool reads work again");
                 }
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                if self.spool_trouble.fail() {
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), "spool access failed; retrying later");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spool task failed");
+                None
+            }
+        }
+    }
+
+    async fn upload(&self) -> Round {
+        loop {
+            let Some(pending) = self.spool_call(|s| s.pending(PER_ROUND)).await else {
+                return Round::Failed;
             };
             if pending.is_empty() {
-                return;
+                return Round::Ok;
             }
             for (key, b) in pending {
-                let n = b.findings.len() as u64;
-                let batch = IngestBatch {
-                    batch_id: b.batch_id,
-                    findings: b.findings,
-                };
-                match self.client.ingest(&batch).await {
-                    Ok(ack) => {
-                        tracing::debug!(batch = %ack.batch_id, accepted = ack.accepted, duplicates = ack.duplicates, "batch acknowledged");
-                        if let Ok(mut s) = self.spool.lock()
-                            && let Err(e) = s.ack(key)
-                        {
-                            tracing::error!(error = %e, "deleting an acknowledged batch");
-                        }
-                        if let Ok(mut st) = self.stats.lock() {
-                            st.batches_sent += 1;
-                            st.findings_sent += n;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "upload failed; the batch stays spooled and is retried");
-                        if let Ok(mut st) = self.stats.lock() {
-                            st.upload_failures += 1;
-                        }
-                        return;
-                    }
+                match self.send(key, b).await {
+                    Round::Ok => {}
+                    other => return other,
                 }
             }
         }
     }
 
-    async fn heartbeat(&self) {
-        let bundle_version = self
-            .stats
-            .lock()
-            .ok()
-            .and_then(|s| s.bundle_version.clone());
+    /// One batch up; acknowledged → deleted, refused for good → quarantined.
+    async fn send(&self, key: u64, b: Batch) -> Round {
+        let n = b.findings.len() as u64;
+        let id = b.batch_id.clone();
+        let batch = IngestBatch {
+            batch_id: b.batch_id,
+            findings: b.findings,
+        };
+        match self.client.ingest(&batch).await {
+            Ok(ack) => {
+                tracing::debug!(batch = %ack.batch_id, accepted = ack.accepted, duplicates = ack.duplicates, "batch acknowledged");
+                self.health.uplink_batches.inc();
+                self.health.uplink_findings.inc_by(n);
+                let left = self.spool_call(move |s| s.ack(key).map(|()| s.len())).await;
+                if let Some(left) = left {
+                    self.health.spool_batches.set(left as i64);
+                }
+                Round::Ok
+            }
+            Err(e) => match Failure::of(&e) {
+                Failure::Permanent(status) => {
+                    tracing::error!(batch = %id, status, findings = n, error = %e, "the collector refused this batch for good: quarantined (counted); the queue moves on");
+                    self.health.quarantined_batches.inc();
+                    self.health.quarantined_findings.inc_by(n);
+                    match self.spool_call(move |s| s.quarantine(key)).await {
+                        Some(()) => Round::Ok,
+                        None => Round::Failed,
+                    }
+                }
+                Failure::Unauthorized => Round::Unauthorized,
+                Failure::Transient => {
+                    self.health.uplink_failures.inc();
+                    tracing::warn!(error = %e, "upload failed; the batch stays spooled and is retried with backoff");
+                    Round::Failed
+                }
+            },
+        }
+    }
+
+    async fn heartbeat(&self) -> Round {
         let hb = Heartbeat {
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
-            bundle_version,
+            bundle_version: self.bundle_version.clone(),
             mode: self.mode,
-            lost_events: self.lost_events.load(std::sync::atomic::Ordering::Relaxed),
+            lost_events: self.health.lost_events(),
             group: self.identity.group.clone(),
         };
-        if let Err(e) = self.client.heartbeat(&hb).await {
-            tracing::warn!(error = %e, "heartbeat failed");
+        match self.client.heartbeat(&hb).await {
+            Ok(_) => Round::Ok,
+            Err(e) => match Failure::of(&e) {
+                Failure::Unauthorized => Round::Unauthorized,
+                _ => {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    Round::Failed
+                }
+            },
+        }
+    }
+
+    /// The token stopped working: prove this host with its host key and get a fresh one.
+    async fn reenroll(&mut self) -> Round {
+        let was = self.health.identity_state();
+        if was == IdentityState::Ok {
+            tracing::warn!(
+                "the collector no longer accepts this agent's token (401); re-enrolling with the host key"
+            );
+        }
+        self.health.set_identity(IdentityState::Reenrolling);
+        let req = match enroll::host_key(&self.state_dir) {
+            Ok(host_key) => ReenrollRequest {
+                host_id: self.identity.host_id.clone(),
+                host_key,
+                agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "cannot re-enroll without the host key");
+                return Round::Failed;
+            }
+        };
+        match self.base.reenroll(&req).await {
+            Ok(resp) => {
+                if let Err(e) = enroll::save_token(&self.state_dir, &resp.token) {
+                    tracing::error!(error = %e, "saving the new token failed; it is used until restart");
+                }
+                self.client = self.base.with_token(resp.token);
+                self.health.reenrollments.inc();
+                self.health.set_identity(IdentityState::Ok);
+                tracing::info!(agent_id = %resp.agent_id, "re-enrolled with the host key; uploads resume");
+                Round::Ok
+            }
+            Err(e) => {
+                let state = match e.status() {
+                    Some(403) => IdentityState::Revoked,
+                    Some(409) => IdentityState::Conflict,
+                    _ => IdentityState::Reenrolling,
+                };
+                self.health.set_identity(state);
+                if state != was {
+                    match state {
+                        IdentityState::Revoked => {
+                            tracing::error!(error = %e, "an admin revoked this host: nothing is uploaded; findings stay spooled until an admin releases it")
+                        }
+                        IdentityState::Conflict => {
+                            tracing::error!(error = %e, "the collector binds this host id to another host key (409): nothing is uploaded; an admin must release the host")
+                        }
+                        _ => {
+                            tracing::warn!(error = %e, "re-enrollment failed; retrying with backoff")
+                        }
+                    }
+                }
+                Round::Failed
+            }
         }
     }
 
@@ -239,25 +284,23 @@ impl Uplink {
                 bytes,
                 etag: new_etag,
                 version,
-            }) => match load_bundle(&bytes, &key, self.in_use.as_ref()) {
+            }) => match super::rules::load_bundle(&bytes, &key, self.in_use.as_ref()) {
                 Ok((engine, in_use)) => {
-                    if let Err(e) = write_private(&self.state_dir.join("bundle.json"), &bytes) {
+                    if let Err(e) =
+                        enroll::write_private(&self.state_dir.join("bundle.json"), &bytes)
+                    {
                         tracing::error!(error = %e, "saving the last good bundle");
                     }
                     tracing::info!(%version, "rule bundle verified and loaded");
                     self.in_use = Some(in_use);
                     let _ = self.engine_tx.send(Arc::new(engine));
-                    if let Ok(mut st) = self.stats.lock() {
-                        st.bundle_updates += 1;
-                        st.bundle_version = Some(version);
-                    }
+                    self.health.bundle_updates.inc();
+                    self.bundle_version = Some(version);
                     *etag = Some(new_etag);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, %version, "rule bundle refused; keeping the one in use");
-                    if let Ok(mut st) = self.stats.lock() {
-                        st.bundle_rejected += 1;
-                    }
+                    self.health.bundle_rejected.inc();
                     *etag = Some(new_etag);
                 }
             },
@@ -267,25 +310,43 @@ impl Uplink {
     }
 }
 
-/// Verifies a bundle (signature, expiry, rollback, agent version) and builds its engine.
-pub fn load_bundle(
-    bytes: &[u8],
-    key: &ed25519_dalek::VerifyingKey,
-    in_use: Option<&InUse>,
-) -> Result<(Engine, InUse), AgentError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let agent = semver::Version::parse(env!("CARGO_PKG_VERSION")).ok();
-    let verified = shadowai_rules::bundle::verify(
-        bytes,
-        key,
-        &VerifyOptions {
-            now,
-            in_use,
-            agent_version: agent.as_ref(),
-        },
-    )?;
-    let engine = Engine::from_bundle(&verified)?;
-    Ok((engine, verified.in_use()))
+/// Builds the collector client from the configuration (CA file read here).
+pub fn base_client(c: &super::config::CollectorSection) -> Result<Client, AgentError> {
+    let mut b = Client::builder(c.url.clone());
+    if let Some(ca) = &c.ca {
+        let pem = std::fs::read(ca).map_err(|source| AgentError::Io {
+            what: format!("reading collector CA {}", ca.display()),
+            source,
+        })?;
+        b = b.ca_pem(&pem);
+    }
+    b.build().map_err(|source| AgentError::Client {
+        what: "building the collector client",
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_ceiling_and_resets_on_success() {
+        let p = Duration::from_secs(10);
+        let mut d = p;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            d = next_delay(d, p, false);
+            seen.push(d.as_secs());
+        }
+        assert_eq!(&seen[..5], &[20, 40, 80, 160, 300]);
+        assert!(seen.iter().all(|s| *s <= 300), "bounded: {seen:?}");
+        assert_eq!(next_delay(d, p, true), p);
+        let long = Duration::from_secs(600);
+        assert_eq!(
+            next_delay(long, long, false),
+            long,
+            "a period above the ceiling stays"
+        );
+    }
 }

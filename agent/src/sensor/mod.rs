@@ -6,6 +6,7 @@
 //! running. Links are owned by the returned [`Sensor`]: when the agent exits they detach
 //! (fail-open).
 
+pub mod blocklist;
 pub mod mounts;
 pub mod records;
 
@@ -152,7 +153,7 @@ impl Sensor {
     }
 
     /// Replaces what the kernel refuses (enforce mode); an empty list turns the filters off.
-    pub fn set_blocklist(&mut self, b: &crate::run::enforce::Blocklist) -> Result<(), AgentError> {
+    pub fn set_blocklist(&mut self, b: &blocklist::Blocklist) -> Result<(), AgentError> {
         let err = |name: &'static str| {
             move |e: aya::maps::MapError| AgentError::Map {
                 name,

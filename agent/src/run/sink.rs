@@ -1,0 +1,225 @@
+//! The output stage: closed windows in, durable batches and local copies out. It runs on a
+//! thread of its own because everything it does blocks — hashing executables, fsyncing
+//! the spool, appending to the JSONL file — and none of that may delay the task that
+//! drains the ring buffer.
+//!
+//! For each window: exe hashes are filled in (per-inode cache, byte budget), values are
+//! made to fit the collector ([`super::fit`]), the window is split into batches that fit,
+//! and each batch is spooled under a fresh random id. A failed write (full disk, a bad
+//! JSONL path) is counted and logged when it starts and ends; the stage goes on.
+
+use std::io::Write;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+
+use shadowai_api::Finding;
+
+use super::fit;
+use super::health::{Health, Trouble};
+use super::spool::{Batch, SpoolHandle};
+use crate::enrich::exe_hash::ExeHashes;
+
+/// Windows waiting for the output stage at most (a window closes every `window_secs`).
+pub const QUEUE: usize = 16;
+/// Bytes of executables hashed per window at most.
+pub const HASH_BUDGET: u64 = 256 * 1024 * 1024;
+
+/// The findings of one closed window.
+#[derive(Debug)]
+pub struct Window(pub Vec<Finding>);
+
+/// The classify stage's end of the queue into the output stage.
+#[derive(Clone)]
+pub struct WindowSender {
+    tx: SyncSender<Window>,
+    health: Health,
+}
+
+impl WindowSender {
+    /// Hands a window over without waiting; a full queue drops it (counted, logged).
+    pub fn send(&self, w: Window) {
+        let n = w.0.len() as u64;
+        match self.tx.try_send(w) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.health.drop_at("output", "findings", n);
+                self.health.spool_lost_findings.inc_by(n);
+                tracing::error!(
+                    findings = n,
+                    "output stage is behind (queue full): window dropped"
+                );
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.health.drop_at("output", "findings", n);
+                tracing::error!(findings = n, "output stage has stopped: window dropped");
+            }
+        }
+    }
+}
+
+/// Where findings go besides the spool.
+pub struct Outputs {
+    pub jsonl: Option<std::fs::File>,
+    /// Print each finding on stdout.
+    pub print: bool,
+}
+
+pub struct Sink {
+    spool: SpoolHandle,
+    hashes: ExeHashes,
+    outputs: Outputs,
+    health: Health,
+    spool_trouble: Trouble,
+    jsonl_trouble: Trouble,
+    stdout_closed: bool,
+}
+
+impl Sink {
+    pub fn new(spool: SpoolHandle, outputs: Outputs, health: Health) -> Self {
+        Self {
+            spool,
+            hashes: ExeHashes::default(),
+            outputs,
+            health,
+            spool_trouble: Trouble::default(),
+            jsonl_trouble: Trouble::default(),
+            stdout_closed: false,
+        }
+    }
+
+    /// Starts the stage on its own thread; it ends when every sender is dropped.
+    pub fn spawn(self) -> std::io::Result<(WindowSender, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
+        let health = self.health.clone();
+        let h = std::thread::Builder::new()
+            .name("shadowai-output".into())
+            .spawn(move || self.run(rx))?;
+        Ok((WindowSender { tx, health }, h))
+    }
+
+    fn run(mut self, rx: Receiver<Window>) {
+        for w in rx {
+            self.handle(w.0);
+        }
+    }
+
+    /// One window through hashing, fitting, spooling and the local outputs.
+    pub fn handle(&mut self, mut findings: Vec<Finding>) {
+        let mut budget = HASH_BUDGET;
+        for f in &mut findings {
+            if f.process.exe.is_empty() {
+                continue;
+            }
+            match self.hashes.get(&f.process.exe, &mut budget) {
+                Ok(h) => f.process.exe_sha256 = Some(h),
+                Err(skip) => {
+                    self.health
+                        .exe_hash_skipped
+                        .get_or_create(&vec![("reason", skip.as_str())])
+                        .inc();
+                }
+            }
+            if fit::sanitize(f) {
+                self.health.findings_truncated.inc();
+            }
+        }
+        self.write_local(&findings);
+        for part in fit::split(findings) {
+            self.spool_batch(part);
+        }
+    }
+
+    fn spool_batch(&mut self, findings: Vec<Finding>) {
+        let n = findings.len() as u64;
+        let batch_id = match new_batch_id() {
+            Ok(id) => id,
+            Err(e) => {
+                self.health.spool_write_failures.inc();
+                self.health.spool_lost_findings.inc_by(n);
+                if self.spool_trouble.fail() {
+                    tracing::error!(error = %e, findings = n, "the OS refused randomness for a batch id: batch not spooled (counted as lost)");
+                }
+                return;
+            }
+        };
+        let batch = Batch { batch_id, findings };
+        let mut spool = self.spool.lock();
+        let before = spool.dropped;
+        let r = spool.append(&batch);
+        let after = spool.dropped;
+        self.health.spool_batches.set(spool.len() as i64);
+        self.health
+            .spool_bytes
+            .set(i64::try_from(spool.size_on_disk()).unwrap_or(i64::MAX));
+        drop(spool);
+        self.health
+            .spool_lost_batches
+            .inc_by(after.batches - before.batches);
+        self.health
+            .spool_lost_findings
+            .inc_by(after.findings - before.findings);
+        match r {
+            Ok(()) => {
+                if self.spool_trouble.ok() {
+                    tracing::info!("spool writes work again");
+                }
+            }
+            Err(e) => {
+                self.health.spool_write_failures.inc();
+                self.health.spool_lost_batches.inc();
+                self.health.spool_lost_findings.inc_by(n);
+                if self.spool_trouble.fail() {
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), disk_full = e.is_disk_full(), findings = n, "spooling a batch failed: its findings are lost (counted); the agent keeps running");
+                }
+            }
+        }
+    }
+
+    fn write_local(&mut self, findings: &[Finding]) {
+        if let Some(w) = &mut self.outputs.jsonl {
+            let mut lines = String::new();
+            for f in findings {
+                lines.push_str(&shadowai_api::ocsf::finding_to_ocsf(f).to_string());
+                lines.push('\n');
+            }
+            match w.write_all(lines.as_bytes()) {
+                Ok(()) => {
+                    if self.jsonl_trouble.ok() {
+                        tracing::info!("findings JSONL writes work again");
+                    }
+                }
+                Err(e) => {
+                    self.health
+                        .output_failures
+                        .get_or_create(&vec![("output", "jsonl")])
+                        .inc();
+                    if self.jsonl_trouble.fail() {
+                        tracing::error!(error = %e, "writing findings JSONL failed (counted); the spool still has them");
+                    }
+                }
+            }
+        }
+        if self.outputs.print && !self.stdout_closed {
+            let mut out = std::io::stdout().lock();
+            for f in findings {
+                let r = writeln!(
+                    out,
+                    "FINDING {} by {} user={} host={} count={} verdict={:?} rule={}",
+                    f.service_name, f.process.exe, f.user, f.hostname, f.count, f.verdict, f.rule
+                );
+                if r.is_err() {
+                    self.stdout_closed = true;
+                    tracing::warn!("stdout is closed: findings are no longer printed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// 128 random bits as hex; an error when the OS refuses randomness (never a made-up id: a
+/// repeated id would be acknowledged as a replay and its findings lost).
+pub fn new_batch_id() -> Result<String, getrandom::Error> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b)?;
+    Ok(hex::encode(b))
+}
