@@ -39,6 +39,7 @@ pub mod bundle;
 pub mod catalogue;
 pub mod cli;
 pub mod diff;
+pub mod effective;
 pub mod engine;
 pub mod error;
 pub mod matcher;
@@ -46,6 +47,7 @@ pub mod pattern;
 pub mod policy;
 pub mod report;
 pub mod time;
+pub mod twoperson;
 
 pub use bundle::{BundleBody, CompileOptions, InUse, VerifiedBundle, VerifyOptions};
 pub use catalogue::{Catalogue, Category, Service, validate_dir};
