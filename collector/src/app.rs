@@ -135,6 +135,30 @@ fn read_bundle_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, AppError>
     })
 }
 
+/// Loads the catalogue off the runtime; a failure is logged once and kept as the reason
+/// policy routes give.
+async fn load_catalogue(dir: &Path) -> Result<Arc<shadowai_rules::Catalogue>, String> {
+    let d = dir.to_owned();
+    let res = tokio::task::spawn_blocking(move || shadowai_rules::Catalogue::load_dir(&d))
+        .await
+        .map_err(|e| format!("loading task failed: {e}"))
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match res {
+        Ok(c) => {
+            tracing::info!(dir = %dir.display(), services = c.services.len(), "catalogue loaded");
+            Ok(Arc::new(c))
+        }
+        Err(e) => {
+            let reason = format!(
+                "the collector's catalogue {} could not be loaded: {e}",
+                dir.display()
+            );
+            tracing::error!(dir = %dir.display(), error = %e, "catalogue not loaded: proposals and bundle uploads will be refused");
+            Err(reason)
+        }
+    }
+}
+
 /// A bound, bootstrapped collector, ready to serve.
 pub struct Prepared {
     pub addr: SocketAddr,
@@ -185,6 +209,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         Some(s) => Some(Arc::new(s)),
         None => None,
     };
+    let catalogue = load_catalogue(&cfg.catalogue).await;
     let state = Arc::new(AppState {
         store,
         metrics: Metrics::new(),
@@ -194,6 +219,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         enroll_secret_hash: secret_hash,
         bundle_key,
         sink,
+        catalogue,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

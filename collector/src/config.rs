@@ -52,6 +52,18 @@ pub struct Config {
     /// SIEM forwarders (`[[siem.forwarder]]` tables, see collector/siem/README.md).
     #[serde(default)]
     pub siem: shadowai_siem::SiemConfig,
+    /// The AI-service catalogue directory the collector checks proposals and bundles
+    /// against (the two-person rule is computed over it). A bundle must carry exactly this
+    /// catalogue.
+    #[serde(default = "default_catalogue")]
+    pub catalogue: PathBuf,
+}
+
+/// Where the packages install the catalogue.
+pub const DEFAULT_CATALOGUE: &str = "/usr/share/shadowai/catalogue";
+
+fn default_catalogue() -> PathBuf {
+    PathBuf::from(DEFAULT_CATALOGUE)
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -162,6 +174,7 @@ impl Config {
             limits: Limits::default(),
             bundle_public_key: None,
             siem: Default::default(),
+            catalogue: default_catalogue(),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod app;
 pub mod bundles;
 pub mod config;
 pub mod export;
+pub mod identity;
 pub mod server;
 pub mod siem;
 pub mod store;

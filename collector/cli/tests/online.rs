@@ -170,6 +170,8 @@ fn cli_against_a_real_collector() {
     let _server = Server(
         Command::new(collector_bin())
             .args(["serve", "--data", data.to_str().unwrap(), "--insecure-http"])
+            .arg("--catalogue")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/catalogue"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("SHADOWAI_LOG", "warn")
             .stdout(Stdio::null())
@@ -330,7 +332,7 @@ fn cli_against_a_real_collector() {
         ),
     );
     let upload = format!("rules upload {} --version 1.5.0", path("bundle.json"));
-    env.fails(None, &upload, 4, "without an approved proposal");
+    env.fails(None, &upload, 4, "without an approval by a second person");
 
     // Bob approves; approving twice is a conflict (exit 5).
     let approved = env.ok(Some(&bob), &format!("rules approve {id} --note ok"));

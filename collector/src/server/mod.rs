@@ -49,6 +49,10 @@ pub struct AppState {
     /// When set, uploaded bundles must verify against this key.
     pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
     pub sink: Option<Arc<dyn FindingSink>>,
+    // ---- policy (issue 10): the catalogue proposals and bundles are checked against ----
+    /// The collector's own catalogue, or why it could not be loaded (then proposals and
+    /// bundle uploads are refused with that reason; everything else works).
+    pub catalogue: Result<Arc<shadowai_rules::Catalogue>, String>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -1,0 +1,284 @@
+//! The two-person rule over HTTP, against a real collector on SQLite with the repository's
+//! catalogue: every bypass of the old rule-pattern check is refused (a block through
+//! `[[exceptions]]`, through `jurisdictions` riding along an approved service, by widening a
+//! host group, by redefining a service inside the bundle's catalogue, by scoping to a unix
+//! group; lifting a block), approver names that differ only in case, spacing, invisible or
+//! look-alike characters are one person, proposals are validated against the catalogue, and
+//! every refused attempt leaves an audit entry.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+mod common;
+
+use common::start_server;
+use shadowai_api::client::Client;
+use shadowai_api::{PolicyScope, ProposalRequest, ProposalStatus, Role, Verdict};
+use shadowai_rules::bundle;
+use shadowai_rules::{BundleBody, Catalogue, Policy};
+
+struct Env {
+    srv: common::TestServer,
+    key: ed25519_dalek::SigningKey,
+    alice: Client,
+    bob: Client,
+    _keydir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let key = bundle::generate_key().unwrap();
+    let keydir = tempfile::tempdir().unwrap();
+    let pubkey = keydir.path().join("bundle.pub");
+    bundle::write_verifying_key(&pubkey, &key.verifying_key()).unwrap();
+    let srv = start_server(false, |c| c.bundle_public_key = Some(pubkey.clone())).await;
+    let alice = srv.client(Some(&srv.person("alice", Role::Admin)));
+    let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
+    Env {
+        srv,
+        key,
+        alice,
+        bob,
+        _keydir: keydir,
+    }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn policy(v: serde_json::Value) -> Policy {
+    let mut base = serde_json::json!({"mode": "enforce", "default_verdict": "unsanctioned"});
+    for (k, x) in v.as_object().unwrap() {
+        base[k] = x.clone();
+    }
+    serde_json::from_value(base).unwrap()
+}
+
+fn signed(e: &Env, version: &str, catalogue: &Catalogue, policy: Policy) -> Vec<u8> {
+    let body = BundleBody {
+        format: bundle::FORMAT.to_owned(),
+        version: version.to_owned(),
+        issued_at: now_s() - 10,
+        expires_at: now_s() + 86_400,
+        min_agent_version: "0.1.0".to_owned(),
+        catalogue: catalogue.clone(),
+        policy,
+    };
+    bundle::sign_body(&body, &e.key).unwrap()
+}
+
+/// Alice proposes, Bob approves.
+async fn approved(e: &Env, target: &str, verdict: Verdict, scope: PolicyScope) {
+    let p = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: target.into(),
+            verdict,
+            scope,
+            reason: "tested".into(),
+        })
+        .await
+        .unwrap();
+    if p.status == ProposalStatus::Pending {
+        e.bob.approve(p.id, Some("ok")).await.unwrap();
+    }
+}
+
+/// Uploads `policy` as `version`; returns the refusal message (403) if refused.
+async fn upload(e: &Env, version: &str, policy: Policy) -> Result<(), String> {
+    let b = signed(e, version, common::catalogue(), policy);
+    match e.alice.upload_bundle(version, None, b).await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            assert_eq!(err.status(), Some(403), "{err}");
+            Err(err.to_string())
+        }
+    }
+}
+
+fn block_deepseek() -> Policy {
+    policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["deepseek"]}]}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_known_bypass_is_refused_and_audited() {
+    let e = env().await;
+    approved(&e, "deepseek", Verdict::Blocked, PolicyScope::Fleet).await;
+    approved(
+        &e,
+        "openai-api",
+        Verdict::Blocked,
+        PolicyScope::Group {
+            group: "lab".into(),
+        },
+    )
+    .await;
+
+    // 1. a block through [[exceptions]] of a service nobody approved
+    let exc = policy(serde_json::json!({"exceptions": [
+        {"id": "x", "verdict": "blocked", "services": ["anthropic-claude"], "reason": "r",
+         "approver": "bob", "expires_at": now_s() + 3600}]}));
+    let m = upload(&e, "1.0.0", exc).await.unwrap_err();
+    assert!(m.contains("`anthropic-claude` becomes blocked"), "{m}");
+
+    // 2. jurisdictions riding along an approved service
+    let juris = policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["deepseek"], "jurisdictions": ["FR"]}]}));
+    let m = upload(&e, "1.0.0", juris).await.unwrap_err();
+    assert!(m.contains("becomes blocked"), "{m}");
+
+    // 3. a host group widened to take in every laptop
+    let wide = policy(serde_json::json!({
+        "host_groups": {"lab": ["lab", "laptop"]},
+        "rules": [{"id": "r", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
+    let m = upload(&e, "1.0.0", wide).await.unwrap_err();
+    assert!(m.contains("hosts tagged laptop"), "{m}");
+
+    // 4. an approved service redefined inside the bundle's own catalogue
+    let mut evil = common::catalogue().clone();
+    let i = evil
+        .services
+        .iter()
+        .position(|s| s.id == "deepseek")
+        .unwrap();
+    evil.services[i].domains.push("example.org".into());
+    let b = signed(&e, "1.0.0", &evil, block_deepseek());
+    let err = e.alice.upload_bundle("1.0.0", None, b).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert!(err.to_string().contains("service `deepseek`"), "{err}");
+
+    // 5. a unix group everyone is in, for a service approved only for the lab
+    let ug = policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["openai-api"], "unix_groups": ["users"]}]}));
+    let m = upload(&e, "1.0.0", ug).await.unwrap_err();
+    assert!(m.contains("unix groups users"), "{m}");
+
+    // What was approved goes through, exactly.
+    let honest = policy(serde_json::json!({
+        "host_groups": {"lab": ["lab"]},
+        "rules": [
+            {"id": "d", "verdict": "blocked", "services": ["deepseek"]},
+            {"id": "o", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
+    upload(&e, "1.0.0", honest).await.unwrap();
+
+    // 6. lifting the block needs a second person too: the proposal waits for approval…
+    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    assert!(m.contains("`deepseek` stops being blocked"), "{m}");
+    let lift = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "deepseek".into(),
+            verdict: Verdict::Unsanctioned,
+            scope: PolicyScope::Fleet,
+            reason: "contract signed".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(lift.status, ProposalStatus::Pending);
+    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    assert!(m.contains("stops being blocked"), "{m}");
+    e.bob.approve(lift.id, None).await.unwrap();
+    // …the lab block on openai-api is still in force, so only deepseek may go.
+    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    assert!(m.contains("`openai-api` stops being blocked"), "{m}");
+    let keep_lab = policy(serde_json::json!({
+        "host_groups": {"lab": ["lab"]},
+        "rules": [{"id": "o", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
+    upload(&e, "1.1.0", keep_lab).await.unwrap();
+
+    // Every refusal is in the audit log, with its reason, and the chain still verifies.
+    let log = e.alice.audit_export().await.unwrap();
+    shadowai_api::audit::verify(&log).unwrap();
+    let refused: Vec<_> = log
+        .iter()
+        .filter(|x| x.action == "bundle.refused")
+        .collect();
+    assert_eq!(refused.len(), 8, "{refused:?}");
+    assert!(refused.iter().all(|x| x.actor == "alice"));
+    assert!(
+        refused[0].details["reason"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic-claude")
+    );
+    drop(e.srv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_under_many_spellings_cannot_approve_their_own_proposal() {
+    let e = env().await;
+    let p = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "kimi".into(),
+            verdict: Verdict::Blocked,
+            scope: PolicyScope::Fleet,
+            reason: "data residency".into(),
+        })
+        .await
+        .unwrap();
+    for name in [
+        "Alice",
+        "alice ",
+        "a\u{200b}lice",
+        "\u{0430}lice",
+        "ＡＬＩＣＥ",
+    ] {
+        let other = e.srv.client(Some(&e.srv.person(name, Role::Approver)));
+        let err = other.approve(p.id, None).await.unwrap_err();
+        assert_eq!(err.status(), Some(403), "{name:?}: {err}");
+        assert!(err.to_string().contains("different person"), "{err}");
+    }
+    let log = e.alice.audit_export().await.unwrap();
+    let refused = log
+        .iter()
+        .filter(|x| x.action == "proposal.approve.refused")
+        .count();
+    assert_eq!(refused, 5);
+    // A bundle blocking it is refused while the proposal waits; Bob's approval lets it in.
+    let b = policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["kimi"]}]}));
+    assert!(upload(&e, "1.0.0", b.clone()).await.is_err());
+    e.bob.approve(p.id, None).await.unwrap();
+    upload(&e, "1.0.0", b).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_are_checked_against_the_catalogue() {
+    let e = env().await;
+    let req = |target: &str, reason: &str| ProposalRequest {
+        service_id: target.into(),
+        verdict: Verdict::Tolerated,
+        scope: PolicyScope::Fleet,
+        reason: reason.into(),
+    };
+    for (target, reason, needle) in [
+        ("no-such-service", "x", "unknown service"),
+        ("category:nonsense", "x", "is not a service id"),
+        (
+            "jurisdiction:XQ",
+            "x",
+            "no catalogue service is in jurisdiction",
+        ),
+        ("deepseek", "   ", "reason: required"),
+    ] {
+        let err = e.alice.propose(&req(target, reason)).await.unwrap_err();
+        assert_eq!(err.status(), Some(400), "{target}: {err}");
+        assert!(err.to_string().contains(needle), "{target}: {err}");
+    }
+    for ok in [
+        "deepseek",
+        "category:chat_assistant",
+        "jurisdiction:CN",
+        "*",
+    ] {
+        let p = e.alice.propose(&req(ok, "fine")).await.unwrap();
+        assert_eq!(p.status, ProposalStatus::Applied, "{ok}");
+    }
+}
