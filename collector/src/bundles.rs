@@ -82,7 +82,7 @@ fn services_of<'c>(cat: &'c Catalogue, t: &Target) -> BTreeSet<&'c str> {
 
 /// The decisions in force: approved or applied proposals, the newest decision per
 /// (target, scope) winning.
-fn in_force(proposals: &[Proposal]) -> Vec<&Proposal> {
+pub(crate) fn in_force(proposals: &[Proposal]) -> Vec<&Proposal> {
     let mut decided: Vec<&Proposal> = proposals
         .iter()
         .filter(|p| matches!(p.status, ProposalStatus::Approved | ProposalStatus::Applied))

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod bundles;
+pub mod compose;
 pub mod config;
 pub mod export;
 pub mod identity;

@@ -282,3 +282,107 @@ async fn proposals_are_checked_against_the_catalogue() {
         assert_eq!(p.status, ProposalStatus::Applied, "{ok}");
     }
 }
+
+/// What `shadowai rules publish` does, step by step through the typed client: the policy
+/// in force comes from the collector (no hand-written TOML), is compiled with the
+/// collector's catalogue, signed with the publisher's key, uploaded, rolled out to a canary
+/// group — and the canary agent receives a bundle that verifies and blocks the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_approval_to_the_agent_in_one_flow() {
+    use shadowai_api::RolloutRequest;
+    use shadowai_api::client::BundleFetch;
+    use shadowai_rules::{Engine, Mode, Query};
+
+    let e = env().await;
+    approved(&e, "kimi", Verdict::Blocked, PolicyScope::Fleet).await;
+    // a non-block decision applies at once and is part of the policy too
+    approved(
+        &e,
+        "category:ai_search",
+        Verdict::Tolerated,
+        PolicyScope::Fleet,
+    )
+    .await;
+    approved(
+        &e,
+        "perplexity",
+        Verdict::Sanctioned,
+        PolicyScope::Group {
+            group: "research".into(),
+        },
+    )
+    .await;
+
+    // the mode is never guessed
+    let r = common::raw()
+        .get(format!("{}/api/v1/policy/document", e.srv.url))
+        .bearer_auth(&e.srv.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let doc = e.alice.policy_document(Mode::Enforce).await.unwrap();
+    let ids: Vec<&str> = doc.policy.rules.iter().map(|r| r.id.as_str()).collect();
+    // service decisions first (group before fleet), then the category
+    assert_eq!(ids, ["proposal-3", "proposal-1", "proposal-2"], "{doc:?}");
+    assert_eq!(doc.proposals, [1, 2, 3]);
+    let cat = e.alice.catalogue().await.unwrap();
+    assert_eq!(&cat, common::catalogue());
+
+    let opts = bundle::CompileOptions {
+        version: semver::Version::new(1, 0, 0),
+        issued_at: now_s() - 10,
+        expires_at: now_s() + 86_400,
+        min_agent_version: semver::Version::new(0, 1, 0),
+    };
+    let body = bundle::compile(&cat, &doc.policy, &opts).unwrap();
+    let signed = bundle::sign_body(&body, &e.key).unwrap();
+    e.alice
+        .upload_bundle("1.0.0", Some("publish"), signed.clone())
+        .await
+        .unwrap();
+    e.alice
+        .start_rollout(&RolloutRequest {
+            bundle_version: "1.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    let (_, token) = e.srv.enroll("host-c", Some("canary")).await;
+    let BundleFetch::Bundle { bytes, .. } =
+        e.srv.client(Some(&token)).fetch_bundle(None).await.unwrap()
+    else {
+        panic!("the canary agent gets the bundle")
+    };
+    assert_eq!(bytes, signed);
+    let v = bundle::verify(
+        &bytes,
+        &e.key.verifying_key(),
+        &bundle::VerifyOptions {
+            now: now_s(),
+            in_use: None,
+            agent_version: None,
+        },
+    )
+    .unwrap();
+    let engine = Engine::from_bundle(&v).unwrap();
+    let ask = |name: &'static str, tags: &'static [&'static str]| {
+        let d = engine
+            .classify(&Query {
+                name: Some(name),
+                host_tags: tags,
+                ..Query::default()
+            })
+            .unwrap();
+        (d.verdict, d.enforce())
+    };
+    assert_eq!(ask("www.kimi.com", &["canary"]), (Verdict::Blocked, true));
+    assert_eq!(
+        ask("perplexity.ai", &["canary"]),
+        (Verdict::Tolerated, false)
+    );
+    assert_eq!(
+        ask("perplexity.ai", &["research"]),
+        (Verdict::Sanctioned, false)
+    );
+}

@@ -509,6 +509,25 @@ impl Client {
             .await
     }
 
+    // ---- policy document and catalogue (publish) ----
+
+    /// The collector's catalogue: every service, with its facts.
+    pub async fn catalogue(&self) -> Result<shadowai_rules::Catalogue, ClientError> {
+        self.get("/api/v1/catalogue", &()).await
+    }
+
+    /// The policy in force, composed, in `mode` (`enforce` or `monitor`).
+    pub async fn policy_document(
+        &self,
+        mode: shadowai_rules::Mode,
+    ) -> Result<crate::wire::PolicyDocument, ClientError> {
+        let m = match mode {
+            shadowai_rules::Mode::Enforce => "enforce",
+            shadowai_rules::Mode::Monitor => "monitor",
+        };
+        self.get("/api/v1/policy/document", &[("mode", m)]).await
+    }
+
     // ---- audit ----
 
     pub async fn audit(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, ClientError> {

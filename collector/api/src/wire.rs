@@ -374,3 +374,15 @@ pub struct Rollout {
     pub created_ms: i64,
     pub updated_ms: i64,
 }
+
+// ---- policy as structured data, publish (issue 10) ----
+
+/// `GET /api/v1/policy/document?mode=enforce|monitor`: the decisions in force composed into
+/// one policy, ready to be compiled with the collector's catalogue (`GET /api/v1/catalogue`)
+/// and signed by the publisher (`shadowai rules publish`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    pub policy: shadowai_rules::Policy,
+    /// The proposals it is made of.
+    pub proposals: Vec<i64>,
+}

@@ -65,6 +65,9 @@ pub enum RulesCmd {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Compose the approved policy with the collector's catalogue, sign it here with your
+    /// key, upload it and start a canary rollout.
+    Publish(crate::publish::PublishArgs),
     /// List uploaded bundles.
     Bundles {
         #[arg(long)]
@@ -279,6 +282,7 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 b.version, b.size, b.sha256
             );
         }
+        RulesCmd::Publish(args) => crate::publish::run(&client, args).await?,
         RulesCmd::Bundles { json } => {
             let list = client.bundles().await?;
             if json {

@@ -377,6 +377,20 @@ fn cli_against_a_real_collector() {
     assert!(rolled_back.contains("stage rolled_back"), "{rolled_back}");
     assert!(env.ok(None, "rules rollout list").contains("rolled_back"));
 
+    // Publish: the policy in force (Bob's approved block), composed by the collector, with
+    // its catalogue, signed here with the local key, uploaded, canary rollout started.
+    let publish = format!(
+        "rules publish --key {} --mode enforce --canary-group canary",
+        path("k.sec")
+    );
+    let published = env.ok(None, &publish);
+    assert!(published.contains("published bundle 1.6.0"), "{published}");
+    assert!(
+        published.contains("to canary group \"canary\""),
+        "{published}"
+    );
+    assert!(env.ok(None, "rules bundles").contains("1.6.0"));
+
     // Agents: list, revoke; the revoked agent's token is refused from then on.
     let agents = env.json(None, "agents list --json");
     assert_eq!(agents[0]["hostname"], "web-01");

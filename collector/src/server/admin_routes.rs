@@ -19,6 +19,7 @@ use super::agent_routes::{check_ident, check_text};
 use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
 use super::extract::{JsonBody, QueryParams, RawBody};
+use super::policy_routes::catalogue_of as catalogue;
 use super::{SharedState, now_ms};
 
 fn parse_id(s: &str) -> Result<i64, ApiError> {
@@ -76,15 +77,8 @@ pub async fn list_proposals(
     Ok(Json(st.db(move |s| s.list_proposals(status)).await?))
 }
 
-/// The collector's catalogue, or 503-like refusal saying why there is none.
-fn catalogue(st: &SharedState) -> Result<std::sync::Arc<shadowai_rules::Catalogue>, ApiError> {
-    st.catalogue
-        .clone()
-        .map_err(|what| ApiError::Internal { what })
-}
-
 /// Appends an audit entry for a refused attempt; the refusal itself is returned either way
-/// (a failed audit write is logged, and counted by the store's error metrics upstream).
+/// (a failed audit write is logged with the actor and action).
 async fn audit_refusal(
     st: &SharedState,
     actor: &str,

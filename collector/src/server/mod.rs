@@ -2,10 +2,12 @@
 
 mod admin_routes;
 mod agent_routes;
+// issue 10: policy document and catalogue
 pub mod auth;
 pub mod error;
 mod extract;
 pub mod metrics;
+mod policy_routes;
 pub mod ratelimit;
 mod soc_routes;
 pub mod tls;
@@ -129,6 +131,10 @@ pub fn router(state: SharedState) -> Router {
             "/api/v1/rollouts/{id}/rollback",
             post(admin_routes::rollback_rollout),
         )
+        // ---- policy as data, publish (issue 10) ----
+        .route("/api/v1/catalogue", get(policy_routes::catalogue))
+        .route("/api/v1/policy/document", get(policy_routes::document))
+        // ----
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));
     Router::new()
