@@ -100,7 +100,12 @@ fn routes() -> Vec<Route> {
             &[Approver],
         ),
         r("GET", "/api/v1/policy", None, EVERYONE),
-        r("GET", "/api/v1/policy/document?mode=enforce", None, EVERYONE),
+        r(
+            "GET",
+            "/api/v1/policy/document?mode=enforce",
+            None,
+            EVERYONE,
+        ),
         r("GET", "/api/v1/catalogue", None, EVERYONE),
         r("GET", "/api/v1/bundles", None, EVERYONE),
         r(

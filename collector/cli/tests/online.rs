@@ -429,6 +429,33 @@ fn cli_against_a_real_collector() {
     );
     let text = std::fs::read_to_string(path("audit.json")).unwrap();
     let mut entries: Vec<Value> = serde_json::from_str(&text).unwrap();
+    // The head was kept as a checkpoint; it can also be given explicitly.
+    let head = entries.last().unwrap();
+    let head = format!("{}:{}", head["seq"], head["hash"].as_str().unwrap());
+    let anchored = format!("audit verify {} --expect-head {head}", path("audit.json"));
+    assert!(env.ok(None, &anchored).contains("matches 1 expected head"));
+    let cut = entries.len() - 2;
+    let short = serde_json::to_vec(&entries[..cut]).unwrap();
+    std::fs::write(path("short.json"), short).unwrap();
+    let truncated = format!("audit verify {} --expect-head {head}", path("short.json"));
+    env.fails(None, &truncated, 7, "truncated");
+    // Someone with database access cuts the log's tail (dropping the append-only trigger):
+    // the shorter chain still verifies on its own, but not against the kept checkpoint.
+    let db = data.join("collector.db");
+    let sql = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute('DROP TRIGGER audit_no_delete'); \
+         c.execute('DELETE FROM audit WHERE seq > {cut}'); c.commit()",
+        db.display().to_string()
+    );
+    let st = Command::new("python3").args(["-c", &sql]).status().unwrap();
+    assert!(st.success());
+    env.fails(
+        None,
+        &format!("audit export -o {}", path("again.json")),
+        7,
+        "does NOT match checkpoint",
+    );
+    assert!(!path_exists(&path("again.json")));
     let at = entries
         .iter()
         .position(|e| e["action"] == "proposal.approve")
@@ -445,4 +472,8 @@ fn cli_against_a_real_collector() {
     // After logout, commands need a login again.
     assert!(env.ok(None, "logout").contains("removed"));
     env.fails(None, "whoami", 3, "not logged in");
+}
+
+fn path_exists(p: &str) -> bool {
+    Path::new(p).exists()
 }
