@@ -9,6 +9,7 @@ pub mod compose;
 pub mod config;
 pub mod export;
 pub mod identity;
+pub mod impact;
 pub mod server;
 pub mod siem;
 pub mod store;

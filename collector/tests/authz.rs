@@ -107,6 +107,7 @@ fn routes() -> Vec<Route> {
             EVERYONE,
         ),
         r("GET", "/api/v1/catalogue", None, EVERYONE),
+        r("GET", "/api/v1/proposals/999999/impact", None, EVERYONE),
         r("GET", "/api/v1/bundles", None, EVERYONE),
         r(
             "POST",

@@ -386,3 +386,94 @@ async fn from_approval_to_the_agent_in_one_flow() {
         (Verdict::Sanctioned, false)
     );
 }
+
+/// Before approving, an approver sees which services change verdict for whom, and from
+/// recent findings which hosts, users and processes use them — only within the proposal's
+/// group when it has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_shows_its_impact_before_approval() {
+    use shadowai_api::IngestBatch;
+
+    let e = env().await;
+    let (_, lab) = e.srv.enroll("host-a", Some("lab")).await;
+    let (_, other) = e.srv.enroll("host-b", None).await;
+    let now = now_s() * 1000;
+    for (token, host, user) in [(&lab, "host-a", "alice"), (&other, "host-b", "bob")] {
+        let mut f = common::finding(
+            "f1",
+            host,
+            "deepseek",
+            Verdict::Unsanctioned,
+            user,
+            now - 3_600_000,
+        );
+        if host == "host-b" {
+            f.process.exe = "/usr/bin/curl".into();
+        }
+        e.srv
+            .client(Some(token))
+            .ingest(&IngestBatch {
+                batch_id: "b1".into(),
+                findings: vec![f],
+            })
+            .await
+            .unwrap();
+    }
+    let p = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "deepseek".into(),
+            verdict: Verdict::Blocked,
+            scope: PolicyScope::Group {
+                group: "lab".into(),
+            },
+            reason: "lab data must not leave".into(),
+        })
+        .await
+        .unwrap();
+    let bob_view = e.bob.proposal_impact(p.id).await.unwrap();
+    assert_eq!(bob_view.proposal, p.id);
+    let ch: Vec<(&str, &str, Option<Verdict>, Option<Verdict>)> = bob_view
+        .changes
+        .iter()
+        .map(|c| (c.service_id.as_str(), c.who.as_str(), c.old, c.new))
+        .collect();
+    assert_eq!(
+        ch,
+        [(
+            "deepseek",
+            "host tag lab",
+            Some(Verdict::Unsanctioned),
+            Some(Verdict::Blocked)
+        )],
+        "{bob_view:?}"
+    );
+    assert_eq!(bob_view.affected.len(), 1);
+    let a = &bob_view.affected[0];
+    assert_eq!(a.hosts, ["host-a.example"]);
+    assert_eq!(a.users, ["alice"]);
+    assert_eq!(a.processes, ["/usr/bin/python3"]);
+    // a fleet-wide proposal reaches both hosts
+    let q = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "jurisdiction:CN".into(),
+            verdict: Verdict::Blocked,
+            scope: PolicyScope::Fleet,
+            reason: "residency".into(),
+        })
+        .await
+        .unwrap();
+    let fleet = e.bob.proposal_impact(q.id).await.unwrap();
+    assert!(fleet.changes.len() > 10, "every CN service changes");
+    let d = fleet
+        .affected
+        .iter()
+        .find(|a| a.service_id == "deepseek")
+        .unwrap();
+    assert_eq!(d.hosts, ["host-a.example", "host-b.example"]);
+    assert_eq!(
+        e.bob.proposal_impact(999).await.unwrap_err().status(),
+        Some(404)
+    );
+}

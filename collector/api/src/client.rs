@@ -528,6 +528,15 @@ impl Client {
         self.get("/api/v1/policy/document", &[("mode", m)]).await
     }
 
+    /// What approving a proposal would change, and who uses the services today.
+    pub async fn proposal_impact(
+        &self,
+        id: i64,
+    ) -> Result<crate::wire::ProposalImpact, ClientError> {
+        self.get(&format!("/api/v1/proposals/{id}/impact"), &())
+            .await
+    }
+
     // ---- audit ----
 
     pub async fn audit(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEntry>, ClientError> {

@@ -386,3 +386,33 @@ pub struct PolicyDocument {
     /// The proposals it is made of.
     pub proposals: Vec<i64>,
 }
+
+/// `GET /api/v1/proposals/{id}/impact`: what approving it would change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalImpact {
+    pub proposal: i64,
+    /// Services whose verdict changes, and for whom (host groups, users, … named by the
+    /// policy; "everyone" for the rest).
+    pub changes: Vec<ImpactChange>,
+    /// From findings of the last `window_ms`: who uses the changing services today.
+    pub affected: Vec<AffectedUse>,
+    pub window_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpactChange {
+    pub service_id: String,
+    pub who: String,
+    pub old: Option<Verdict>,
+    pub new: Option<Verdict>,
+}
+
+/// Hosts, users and processes (most active first, at most 20 each) seen using a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffectedUse {
+    pub service_id: String,
+    pub findings: u64,
+    pub hosts: Vec<String>,
+    pub users: Vec<String>,
+    pub processes: Vec<String>,
+}

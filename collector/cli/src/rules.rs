@@ -40,6 +40,13 @@ pub enum RulesCmd {
         #[arg(long)]
         json: bool,
     },
+    /// What approving a proposal would change: verdicts per service and audience, and the
+    /// hosts, users and processes that use those services (findings of the last 7 days).
+    Impact {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve a pending proposal (approver role; never your own).
     Approve {
         id: i64,
@@ -227,6 +234,36 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 println!("no proposals");
             } else {
                 table.print()?;
+            }
+        }
+        RulesCmd::Impact { id, json } => {
+            let imp = client.proposal_impact(id).await?;
+            if json {
+                return print_json(&imp).map(|()| ExitCode::SUCCESS);
+            }
+            let v =
+                |x: Option<shadowai_api::Verdict>| x.map_or_else(|| "absent".into(), verdict_text);
+            if imp.changes.is_empty() {
+                println!("proposal {id} changes no verdict");
+            }
+            for c in &imp.changes {
+                println!(
+                    "{}: for {}: {} -> {}",
+                    c.service_id,
+                    c.who,
+                    v(c.old),
+                    v(c.new)
+                );
+            }
+            for a in &imp.affected {
+                println!(
+                    "{} in use ({} findings): hosts {}; users {}; processes {}",
+                    a.service_id,
+                    a.findings,
+                    a.hosts.join(", "),
+                    a.users.join(", "),
+                    a.processes.join(", ")
+                );
             }
         }
         RulesCmd::Approve { id, note } => {
