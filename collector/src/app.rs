@@ -128,8 +128,8 @@ pub fn rotate_enrollment_secret(store: &dyn Store, actor: &str) -> Result<String
     Ok(s)
 }
 
-fn read_bundle_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, AppError> {
-    shadowai_rules::bundle::read_verifying_key(path).map_err(|e| AppError::BundleKey {
+fn read_bundle_key(path: &Path) -> Result<shadowai_rules::keyset::KeySet, AppError> {
+    shadowai_rules::keyset::KeySet::read(path).map_err(|e| AppError::BundleKey {
         path: path.display().to_string(),
         reason: e.to_string(),
     })

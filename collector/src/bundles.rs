@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ed25519_dalek::VerifyingKey;
 use shadowai_api::{PolicyScope, Proposal, ProposalStatus, Verdict};
 use shadowai_rules::bundle::{self, VerifyOptions};
 use shadowai_rules::twoperson::{Approval, Scope, Target};
@@ -15,20 +14,20 @@ use shadowai_rules::{BundleBody, Catalogue};
 use crate::identity::same_person;
 use crate::server::error::{ApiError, bad};
 
-/// Parses (and verifies, with `key`) a signed bundle.
+/// Parses (and verifies, with the key of `keys` it names) a signed bundle.
 pub fn check_bundle(
     bytes: &[u8],
-    key: Option<&VerifyingKey>,
+    keys: Option<&shadowai_rules::keyset::KeySet>,
     now_s: i64,
 ) -> Result<BundleBody, ApiError> {
-    match key {
+    match keys {
         Some(k) => {
             let opts = VerifyOptions {
                 now: now_s,
                 in_use: None,
                 agent_version: None,
             };
-            bundle::verify(bytes, k, &opts)
+            k.verify(bytes, &opts)
                 .map(|v| v.body)
                 .map_err(|e| bad(format!("bundle: {e}")))
         }

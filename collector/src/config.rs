@@ -45,8 +45,9 @@ pub struct Config {
     pub enrollment_secret: Option<String>,
     #[serde(default)]
     pub limits: Limits,
-    /// Path of the rules bundle public key (64 hex digits); when set, uploaded bundles must
-    /// carry a valid signature by it.
+    /// Path of the rules bundle public key file (one or more lines of 64 hex digits: several
+    /// keys let publishers rotate with overlap); when set, uploaded bundles must carry a
+    /// valid signature by the key they name.
     #[serde(default)]
     pub bundle_public_key: Option<PathBuf>,
     /// SIEM forwarders (`[[siem.forwarder]]` tables, see collector/siem/README.md).

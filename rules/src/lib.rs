@@ -42,6 +42,7 @@ pub mod diff;
 pub mod effective;
 pub mod engine;
 pub mod error;
+pub mod keyset;
 pub mod matcher;
 pub mod pattern;
 pub mod policy;

@@ -48,8 +48,8 @@ pub struct AppState {
     pub ip_limiter: RateLimiter,
     /// SHA-256 (hex) of the enrollment secret.
     pub enroll_secret_hash: String,
-    /// When set, uploaded bundles must verify against this key.
-    pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
+    /// When set, uploaded bundles must verify against one of these keys (by key id).
+    pub bundle_key: Option<shadowai_rules::keyset::KeySet>,
     pub sink: Option<Arc<dyn FindingSink>>,
     // ---- policy (issue 10): the catalogue proposals and bundles are checked against ----
     /// The collector's own catalogue, or why it could not be loaded (then proposals and
