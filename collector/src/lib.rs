@@ -10,6 +10,7 @@ pub mod config;
 pub mod export;
 pub mod identity;
 pub mod impact;
+pub mod rollout_agents;
 pub mod server;
 pub mod siem;
 pub mod store;

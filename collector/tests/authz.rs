@@ -108,6 +108,7 @@ fn routes() -> Vec<Route> {
         ),
         r("GET", "/api/v1/catalogue", None, EVERYONE),
         r("GET", "/api/v1/proposals/999999/impact", None, EVERYONE),
+        r("GET", "/api/v1/rollouts/999999/agents", None, EVERYONE),
         r("GET", "/api/v1/bundles", None, EVERYONE),
         r(
             "POST",

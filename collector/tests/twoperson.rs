@@ -341,14 +341,52 @@ async fn from_approval_to_the_agent_in_one_flow() {
         .upload_bundle("1.0.0", Some("publish"), signed.clone())
         .await
         .unwrap();
-    e.alice
+    let r = e
+        .alice
         .start_rollout(&RolloutRequest {
             bundle_version: "1.0.0".into(),
             canary_group: "canary".into(),
         })
         .await
         .unwrap();
+    // Nobody is in the canary group yet: the collector says so.
+    let st = e.alice.rollout_agents(r.id).await.unwrap();
+    assert_eq!(st.canary.agents, 0);
+    assert!(st.warnings[0].contains("has no agents"), "{st:?}");
     let (_, token) = e.srv.enroll("host-c", Some("canary")).await;
+    e.srv.enroll("host-d", None).await;
+    let st = e.alice.rollout_agents(r.id).await.unwrap();
+    assert_eq!(
+        (st.canary.agents, st.canary.silent, st.rest.agents),
+        (1, 1, 1)
+    );
+    assert!(
+        st.warnings[0].contains("1 of 1 canary agents sent no heartbeat"),
+        "{st:?}"
+    );
+    e.srv
+        .client(Some(&token))
+        .heartbeat(&shadowai_api::Heartbeat {
+            agent_version: "0.1.0".into(),
+            bundle_version: Some("1.0.0".into()),
+            mode: shadowai_api::AgentMode::Enforce,
+            lost_events: 0,
+            group: Some("canary".into()),
+        })
+        .await
+        .unwrap();
+    let st = e.alice.rollout_agents(r.id).await.unwrap();
+    assert_eq!((st.canary.on_version, st.canary.silent), (1, 0));
+    assert!(st.warnings.is_empty(), "{st:?}");
+    // Widening needs an explicit percentage: there is no default of 100 %.
+    let resp = common::raw()
+        .post(format!("{}/api/v1/rollouts/{}/advance", e.srv.url, r.id))
+        .bearer_auth(&e.srv.admin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
     let BundleFetch::Bundle { bytes, .. } =
         e.srv.client(Some(&token)).fetch_bundle(None).await.unwrap()
     else {

@@ -412,9 +412,9 @@ async fn approvals_bundles_rollouts_and_audit(postgres: Option<String>) {
             .status(),
         Some(409)
     );
-    let r1 = alice.advance_rollout(r1.id, Some(50)).await.unwrap();
+    let r1 = alice.advance_rollout(r1.id, 50).await.unwrap();
     assert_eq!((r1.stage, r1.percent), (RolloutStage::Percent, 50));
-    let r1 = alice.advance_rollout(r1.id, None).await.unwrap();
+    let r1 = alice.advance_rollout(r1.id, 100).await.unwrap();
     assert_eq!(r1.stage, RolloutStage::All);
     assert!(matches!(
         plain.fetch_bundle(None).await.unwrap(),

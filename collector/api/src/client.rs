@@ -485,14 +485,13 @@ impl Client {
         self.post("/api/v1/rollouts", req).await
     }
 
-    pub async fn advance_rollout(
-        &self,
-        id: i64,
-        percent: Option<u8>,
-    ) -> Result<Rollout, ClientError> {
+    /// Widens a rollout to `percent` of the agents (100: all).
+    pub async fn advance_rollout(&self, id: i64, percent: u8) -> Result<Rollout, ClientError> {
         self.post(
             &format!("/api/v1/rollouts/{id}/advance"),
-            &AdvanceRequest { percent },
+            &AdvanceRequest {
+                percent: Some(percent),
+            },
         )
         .await
     }
@@ -534,6 +533,12 @@ impl Client {
         id: i64,
     ) -> Result<crate::wire::ProposalImpact, ClientError> {
         self.get(&format!("/api/v1/proposals/{id}/impact"), &())
+            .await
+    }
+
+    /// How many agents each stage of a rollout reaches, with warnings.
+    pub async fn rollout_agents(&self, id: i64) -> Result<crate::wire::RolloutAgents, ClientError> {
+        self.get(&format!("/api/v1/rollouts/{id}/agents"), &())
             .await
     }
 

@@ -357,7 +357,7 @@ pub struct RolloutRequest {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceRequest {
-    /// 1..=99 → stage `percent`; absent or 100 → stage `all`.
+    /// Required: 1..=99 → stage `percent`; 100 → stage `all` (absent is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
 }
@@ -415,4 +415,28 @@ pub struct AffectedUse {
     pub hosts: Vec<String>,
     pub users: Vec<String>,
     pub processes: Vec<String>,
+}
+
+/// `GET /api/v1/rollouts/{id}/agents`: who each stage reaches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutAgents {
+    pub rollout: i64,
+    pub bundle_version: String,
+    /// Agents of the canary group.
+    pub canary: StageAgents,
+    /// Other agents inside the rollout's percentage (0 agents until it is advanced).
+    pub percent: StageAgents,
+    /// Everyone else (they get the bundle when the rollout reaches `all`).
+    pub rest: StageAgents,
+    /// E.g. a stage that reaches no agent, canary agents that stopped heartbeating.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageAgents {
+    pub agents: u64,
+    /// Reporting the rollout's bundle version in their last heartbeat.
+    pub on_version: u64,
+    /// No heartbeat for 5 minutes (or never).
+    pub silent: u64,
 }

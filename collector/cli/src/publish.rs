@@ -116,5 +116,6 @@ pub async fn run(client: &Client, a: PublishArgs) -> Result<()> {
         "rollout {}: bundle {} to canary group {:?} (advance with `shadowai rules rollout advance {} --percent N`)",
         r.id, r.bundle_version, r.canary_group, r.id
     );
+    crate::rules::print_stages(&client.rollout_agents(r.id).await?);
     Ok(())
 }

@@ -103,11 +103,19 @@ pub enum RolloutCmd {
         #[arg(long)]
         canary_group: String,
     },
-    /// Widen a rollout to a percentage of agents (1–99), or to all when omitted.
+    /// Widen a rollout to a percentage of agents (1–99), or to all with 100 (required:
+    /// there is no default).
     Advance {
         id: i64,
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
-        percent: Option<u8>,
+        percent: u8,
+    },
+    /// Agents each stage of a rollout reaches, and warnings (a stage with no agents,
+    /// canary agents that stopped heartbeating).
+    Status {
+        id: i64,
+        #[arg(long)]
+        json: bool,
     },
     /// List rollouts, newest first.
     List {
@@ -161,6 +169,23 @@ fn describe_rollout(r: &Rollout) -> String {
             String::new()
         }
     )
+}
+
+/// Agents per stage, then each warning on stderr.
+pub fn print_stages(a: &shadowai_api::RolloutAgents) {
+    for (name, s) in [
+        ("canary", &a.canary),
+        ("percent", &a.percent),
+        ("rest", &a.rest),
+    ] {
+        println!(
+            "  {name:<8} {} agents, {} on {}, {} silent",
+            s.agents, s.on_version, a.bundle_version, s.silent
+        );
+    }
+    for w in &a.warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
@@ -360,13 +385,21 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 })
                 .await?;
             println!("{}", describe_rollout(&r));
+            print_stages(&client.rollout_agents(r.id).await?);
         }
         RulesCmd::Rollout(RolloutCmd::Advance { id, percent }) => {
-            let percent = percent.filter(|p| *p < 100);
             println!(
                 "{}",
                 describe_rollout(&client.advance_rollout(id, percent).await?)
             );
+            print_stages(&client.rollout_agents(id).await?);
+        }
+        RulesCmd::Rollout(RolloutCmd::Status { id, json }) => {
+            let a = client.rollout_agents(id).await?;
+            if json {
+                return print_json(&a).map(|()| ExitCode::SUCCESS);
+            }
+            print_stages(&a);
         }
         RulesCmd::Rollout(RolloutCmd::List { json }) => {
             let list = client.rollouts().await?;

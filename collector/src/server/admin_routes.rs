@@ -327,10 +327,16 @@ pub async fn advance_rollout(
 ) -> Result<Json<Rollout>, ApiError> {
     caller.require(Cap::Admin)?;
     let id = parse_id(&id)?;
+    // Never a default of 100 %: the caller says how far.
     let (stage, percent) = match req.percent {
-        None | Some(100) => (RolloutStage::All, 100),
+        Some(100) => (RolloutStage::All, 100),
         Some(p @ 1..=99) => (RolloutStage::Percent, p),
         Some(p) => return Err(bad(format!("percent: must be 1..=100, got {p}"))),
+        None => {
+            return Err(bad(
+                "percent: required (1..=99 for a share of the agents, 100 for all)",
+            ));
+        }
     };
     let actor = caller.person().to_owned();
     let now = now_ms();

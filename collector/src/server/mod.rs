@@ -135,6 +135,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/catalogue", get(policy_routes::catalogue))
         .route("/api/v1/policy/document", get(policy_routes::document))
         .route("/api/v1/proposals/{id}/impact", get(policy_routes::impact))
+        .route(
+            "/api/v1/rollouts/{id}/agents",
+            get(policy_routes::rollout_agents),
+        )
         // ----
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));

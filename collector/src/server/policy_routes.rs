@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
-use shadowai_api::{PolicyDocument, ProposalImpact};
+use shadowai_api::{PolicyDocument, ProposalImpact, RolloutAgents};
 use shadowai_rules::Catalogue;
 use shadowai_rules::policy::Mode;
 
@@ -125,4 +125,28 @@ pub async fn impact(
         }
     }
     Ok(Json(impact::impact(&p, changes, affected)))
+}
+
+/// `GET /api/v1/rollouts/{id}/agents`: agents per stage, with warnings.
+pub async fn rollout_agents(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<RolloutAgents>, ApiError> {
+    caller.require(Cap::Read)?;
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| bad(format!("path: {id:?} is not a valid id")))?;
+    let r = st
+        .db(|s| s.list_rollouts())
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::NotFound {
+            message: format!("rollout {id} not found"),
+        })?;
+    let agents = st.db(|s| s.list_agents()).await?;
+    Ok(Json(crate::rollout_agents::count(&r, &agents, now_ms())))
 }
