@@ -109,6 +109,7 @@ fn routes() -> Vec<Route> {
         r("GET", "/api/v1/catalogue", None, EVERYONE),
         r("GET", "/api/v1/proposals/999999/impact", None, EVERYONE),
         r("GET", "/api/v1/rollouts/999999/agents", None, EVERYONE),
+        r("GET", "/api/v1/bundles/9.9.9/file", None, EVERYONE),
         r("GET", "/api/v1/bundles", None, EVERYONE),
         r(
             "POST",

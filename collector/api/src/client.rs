@@ -536,6 +536,22 @@ impl Client {
             .await
     }
 
+    /// The stored bytes of an uploaded bundle (to re-sign its content in a rollback).
+    pub async fn bundle_file(&self, version: &str) -> Result<Vec<u8>, ClientError> {
+        let route = "/api/v1/bundles/{version}/file";
+        let rb = self.request(Method::GET, &format!("/api/v1/bundles/{version}/file"));
+        let resp = self.send(Method::GET, route, rb).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: Method::GET,
+                route: route.to_owned(),
+                source,
+            })?;
+        Ok(bytes.to_vec())
+    }
+
     /// How many agents each stage of a rollout reaches, with warnings.
     pub async fn rollout_agents(&self, id: i64) -> Result<crate::wire::RolloutAgents, ClientError> {
         self.get(&format!("/api/v1/rollouts/{id}/agents"), &())

@@ -119,3 +119,51 @@ pub async fn run(client: &Client, a: PublishArgs) -> Result<()> {
     crate::rules::print_stages(&client.rollout_agents(r.id).await?);
     Ok(())
 }
+
+/// `rules rollback ID --key K`: the collector stops the rollout, then the content of the
+/// bundle it replaced is signed here again under a new, higher version, uploaded (the
+/// two-person rule is checked again: lifting a block still needs an approval) and rolled out
+/// to every agent at once. Agents that already loaded the bad bundle accept it because its
+/// version is higher: anti-rollback protection stays on.
+pub async fn rollback(
+    client: &Client,
+    id: i64,
+    reason: Option<&str>,
+    key: &std::path::Path,
+    valid_days: u32,
+) -> Result<()> {
+    let key = bundle::read_signing_key(key)?;
+    let r = client.rollback_rollout(id, reason).await?;
+    println!("rollout {id} of {} stopped", r.bundle_version);
+    let Some(prev) = r.previous_version.clone() else {
+        bail!("rollout {id} replaced no earlier bundle: there is no content to return to");
+    };
+    let old = client.bundle_file(&prev).await?;
+    let mut body = bundle::read_unverified(&old)
+        .with_context(|| format!("stored bundle {prev} does not parse"))?;
+    let version = next_version(&client.bundles().await?);
+    body.version = version.to_string();
+    body.issued_at = now_s()?;
+    body.expires_at = body.issued_at + i64::from(valid_days) * 86_400;
+    let signed = bundle::sign_body(&body, &key)?;
+    let note = format!("rollback of rollout {id}: the content of {prev}");
+    let info = client
+        .upload_bundle(&body.version, Some(&note), signed)
+        .await
+        .context("the re-signed earlier content was refused")?;
+    let r2 = client
+        .start_rollout(&RolloutRequest {
+            bundle_version: info.version.clone(),
+            canary_group: r.canary_group.clone(),
+        })
+        .await?;
+    let r2 = client.advance_rollout(r2.id, 100).await?;
+    println!(
+        "re-published the content of {prev} as {} (rollout {}, stage {}): every agent returns to it",
+        info.version,
+        r2.id,
+        r2.stage.as_str()
+    );
+    crate::rules::print_stages(&client.rollout_agents(r2.id).await?);
+    Ok(())
+}

@@ -83,11 +83,19 @@ pub enum RulesCmd {
     /// Staged rollouts: start (canary group), advance (percent, then all), list.
     #[command(subcommand)]
     Rollout(RolloutCmd),
-    /// Roll a rollout back: agents return to the previous stable bundle at their next fetch.
+    /// Roll a rollout back. Without `--key`, agents that have not loaded it yet stay on the
+    /// previous bundle, but agents that did keep it (they refuse older versions). With
+    /// `--key`, the previous content is signed again under a higher version and rolled out
+    /// to all: every agent returns to it.
     Rollback {
         id: i64,
         #[arg(long)]
         reason: Option<String>,
+        /// Publisher's secret key: re-sign the previous content (a real rollback).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+        valid_days: u32,
     },
     /// Local catalogue and bundle tools (no collector needed).
     #[command(flatten)]
@@ -427,10 +435,24 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 table.print()?;
             }
         }
-        RulesCmd::Rollback { id, reason } => {
+        RulesCmd::Rollback {
+            id,
+            reason,
+            key: Some(key),
+            valid_days,
+        } => crate::publish::rollback(&client, id, reason.as_deref(), &key, valid_days).await?,
+        RulesCmd::Rollback {
+            id,
+            reason,
+            key: None,
+            ..
+        } => {
             println!(
                 "{}",
                 describe_rollout(&client.rollback_rollout(id, reason.as_deref()).await?)
+            );
+            eprintln!(
+                "note: agents that already loaded it keep it; `--key` re-signs the previous content so they return"
             );
         }
     }

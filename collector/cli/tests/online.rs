@@ -390,6 +390,65 @@ fn cli_against_a_real_collector() {
         "{published}"
     );
     assert!(env.ok(None, "rules bundles").contains("1.6.0"));
+    let rollout_of = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("rollout "))
+            .and_then(|l| l.split(':').next())
+            .unwrap()
+            .to_owned()
+    };
+    env.ok(
+        None,
+        &format!(
+            "rules rollout advance {} --percent 100",
+            rollout_of(&published)
+        ),
+    );
+    // A later, non-blocking change goes out to the canary…
+    env.ok(
+        None,
+        "rules propose --service category:ai_search --verdict tolerated --reason pilot",
+    );
+    let second = env.ok(None, &publish);
+    assert!(second.contains("published bundle 1.7.0"), "{second}");
+
+    // …and is rolled back for real: the content of 1.6.0 signed again as 1.8.0 and rolled
+    // out to all. An agent that runs 1.7.0 accepts it (higher version) and gets 1.6.0's
+    // policy back.
+    let back = env.ok(
+        None,
+        &format!(
+            "rules rollback {} --key {} --reason bad",
+            rollout_of(&second),
+            path("k.sec")
+        ),
+    );
+    assert!(
+        back.contains("re-published the content of 1.6.0 as 1.8.0"),
+        "{back}"
+    );
+    let fetched = rt.block_on(agent.0.fetch_bundle(None)).unwrap();
+    let shadowai_api::client::BundleFetch::Bundle { bytes, version, .. } = fetched else {
+        panic!("the agent gets the rollback bundle: {fetched:?}")
+    };
+    assert_eq!(version, "1.8.0");
+    std::fs::write(path("rollback.json"), &bytes).unwrap();
+    let verified = env.ok(
+        None,
+        &format!(
+            "rules verify {} --pubkey {} --in-use-version 1.7.0",
+            path("rollback.json"),
+            path("k.pub")
+        ),
+    );
+    assert!(verified.starts_with("OK"), "{verified}");
+    let body = shadowai_rules::bundle::read_unverified(&bytes).unwrap();
+    let ids: Vec<&str> = body.policy.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["proposal-1"],
+        "the 1.6.0 content: only the approved block"
+    );
 
     // Agents: list, revoke; the revoked agent's token is refused from then on.
     let agents = env.json(None, "agents list --json");

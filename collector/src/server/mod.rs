@@ -139,6 +139,10 @@ pub fn router(state: SharedState) -> Router {
             "/api/v1/rollouts/{id}/agents",
             get(policy_routes::rollout_agents),
         )
+        .route(
+            "/api/v1/bundles/{version}/file",
+            get(policy_routes::bundle_file),
+        )
         // ----
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));

@@ -150,3 +150,26 @@ pub async fn rollout_agents(
     let agents = st.db(|s| s.list_agents()).await?;
     Ok(Json(crate::rollout_agents::count(&r, &agents, now_ms())))
 }
+
+/// `GET /api/v1/bundles/{version}/file`: a stored bundle as uploaded (signed bytes).
+pub async fn bundle_file(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(version): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    caller.require(Cap::Read)?;
+    super::agent_routes::check_text("version", &version, 64)?;
+    let v = version.clone();
+    let (_, bytes) = st
+        .db(move |s| s.bundle(&v))
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            message: format!("bundle version {version:?} not found"),
+        })?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
+}
