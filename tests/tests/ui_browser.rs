@@ -116,6 +116,9 @@ fn start_collector(data: &Path) -> (Collector, String) {
     let child = Command::new(collector_bin())
         .args(["serve", "--data", data.to_str().unwrap(), "--insecure-http"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        // proposals are checked against the collector's catalogue
+        .arg("--catalogue")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue"))
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(
             std::fs::File::options().append(true).open(&log).unwrap(),
@@ -144,7 +147,7 @@ const SERVICES: [Service; 4] = [
         verdict: Verdict::Unsanctioned,
     },
     Service {
-        id: "deepseek-chat",
+        id: "deepseek",
         name: "DeepSeek",
         vendor: "DeepSeek",
         category: "chat",
