@@ -4,8 +4,10 @@
 //! people (an admin and an approver) with the collector's own `token create`, enrolls two agents
 //! and posts heartbeats and findings through the real ingest API, then runs
 //! `tests/ui/ui.test.mjs` (playwright-core driving Debian's /usr/bin/chromium), which logs in,
-//! clicks through overview → service detail → host drill-down → findings filters → CSV export
-//! → approval by the second person → audit log → fleet, and saves screenshots.
+//! clicks through overview → service detail → a proposal → the catalogue browser (every
+//! service, filter, "propose a verdict") → host drill-down → findings filters → CSV export →
+//! the proposal's impact and its approval by the second person → audit log → fleet, and saves
+//! screenshots.
 //!
 //! Needs: `cargo build --bins` (the collector binary), `.ci/deps/collector-ui.sh` (chromium and
 //! tests/ui/node_modules).
