@@ -162,6 +162,8 @@ async fn load_catalogue(dir: &Path) -> Result<Arc<shadowai_rules::Catalogue>, St
 /// A bound, bootstrapped collector, ready to serve.
 pub struct Prepared {
     pub addr: SocketAddr,
+    /// Seconds of canary silence that halt a rollout (0: never).
+    rollout_halt_silent_secs: u64,
     pub first: FirstStart,
     /// Path of the server certificate (clients pin it), when serving TLS.
     pub cert: Option<std::path::PathBuf>,
@@ -233,6 +235,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
     })?;
     Ok(Prepared {
         addr,
+        rollout_halt_silent_secs: cfg.rollout_halt_silent_secs,
         first,
         cert,
         state,
@@ -250,8 +253,17 @@ impl Prepared {
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        let guard = (self.rollout_halt_silent_secs > 0).then(|| {
+            tokio::spawn(crate::rollout_guard::run(
+                self.state.store.clone(),
+                std::time::Duration::from_secs(self.rollout_halt_silent_secs),
+            ))
+        });
         let app = crate::server::router(self.state);
         crate::server::serve(self.listener, app, self.tls, shutdown).await;
+        if let Some(g) = guard {
+            g.abort();
+        }
     }
 }
 

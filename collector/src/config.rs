@@ -58,6 +58,14 @@ pub struct Config {
     /// catalogue.
     #[serde(default = "default_catalogue")]
     pub catalogue: PathBuf,
+    /// A rollout in progress is rolled back on its own when a canary agent that heartbeated
+    /// during it has been silent this many seconds (0: never).
+    #[serde(default = "default_rollout_halt")]
+    pub rollout_halt_silent_secs: u64,
+}
+
+fn default_rollout_halt() -> u64 {
+    600
 }
 
 /// Where the packages install the catalogue.
@@ -176,6 +184,7 @@ impl Config {
             bundle_public_key: None,
             siem: Default::default(),
             catalogue: default_catalogue(),
+            rollout_halt_silent_secs: default_rollout_halt(),
         }
     }
 

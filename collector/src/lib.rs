@@ -11,6 +11,7 @@ pub mod export;
 pub mod identity;
 pub mod impact;
 pub mod rollout_agents;
+pub mod rollout_guard;
 pub mod server;
 pub mod siem;
 pub mod store;

@@ -4,7 +4,8 @@
 //! host group, by redefining a service inside the bundle's catalogue, by scoping to a unix
 //! group; lifting a block), approver names that differ only in case, spacing, invisible or
 //! look-alike characters are one person, proposals are validated against the catalogue, and
-//! every refused attempt leaves an audit entry.
+//! every refused attempt leaves an audit entry. Also the rest of the flow from approval to
+//! the agent: impact before approval, publish, rollout stages, automatic halt.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -513,5 +514,76 @@ async fn a_proposal_shows_its_impact_before_approval() {
     assert_eq!(
         e.bob.proposal_impact(999).await.unwrap_err().status(),
         Some(404)
+    );
+}
+
+/// A canary agent that heartbeats during a rollout and then goes silent halts the rollout
+/// by itself (audited as `system`); a canary host that was already dead before it started
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_halts_when_canary_agents_go_silent() {
+    use shadowai_api::{AgentMode, Heartbeat, RolloutRequest, RolloutStage};
+
+    let key = bundle::generate_key().unwrap();
+    let srv = start_server(false, |c| c.rollout_halt_silent_secs = 1).await;
+    let alice = srv.client(Some(&srv.person("alice", Role::Admin)));
+    let (_, dead) = srv.enroll("host-dead", Some("canary")).await;
+    let hb = Heartbeat {
+        agent_version: "0.1.0".into(),
+        bundle_version: None,
+        mode: AgentMode::Monitor,
+        lost_events: 0,
+        group: Some("canary".into()),
+    };
+    srv.client(Some(&dead)).heartbeat(&hb).await.unwrap();
+    let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
+    let e = Env {
+        srv,
+        key,
+        alice,
+        bob,
+        _keydir: tempfile::tempdir().unwrap(),
+    };
+    let b = signed(&e, "1.0.0", common::catalogue(), Policy::default());
+    e.alice.upload_bundle("1.0.0", None, b).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let r = e
+        .alice
+        .start_rollout(&RolloutRequest {
+            bundle_version: "1.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    let stage = |e: &Env| {
+        let c = e.alice.clone();
+        async move { c.rollouts().await.unwrap()[0].stage }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        stage(&e).await,
+        RolloutStage::Canary,
+        "a host dead before the rollout does not halt it"
+    );
+    let (_, live) = e.srv.enroll("host-c", Some("canary")).await;
+    e.srv.client(Some(&live)).heartbeat(&hb).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stage(&e).await != RolloutStage::RolledBack {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout was not halted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = e.alice.audit_export().await.unwrap();
+    let halt = log
+        .iter()
+        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{}", r.id))
+        .unwrap();
+    assert_eq!(halt.actor, "system");
+    let note = halt.details["note"].as_str().unwrap();
+    assert!(
+        note.contains("host-c.example") && !note.contains("host-dead"),
+        "{note}"
     );
 }
