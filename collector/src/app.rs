@@ -157,16 +157,42 @@ pub fn rotate_enrollment_secret(store: &dyn Store, actor: &str) -> Result<String
     Ok(s)
 }
 
-fn read_bundle_key(path: &Path) -> Result<ed25519_dalek::VerifyingKey, AppError> {
-    shadowai_rules::bundle::read_verifying_key(path).map_err(|e| AppError::BundleKey {
+fn read_bundle_key(path: &Path) -> Result<shadowai_rules::keyset::KeySet, AppError> {
+    shadowai_rules::keyset::KeySet::read(path).map_err(|e| AppError::BundleKey {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
 }
 
+/// Loads the catalogue off the runtime; a failure is logged once and kept as the reason
+/// policy routes give.
+async fn load_catalogue(dir: &Path) -> Result<Arc<shadowai_rules::Catalogue>, String> {
+    let d = dir.to_owned();
+    let res = tokio::task::spawn_blocking(move || shadowai_rules::Catalogue::load_dir(&d))
+        .await
+        .map_err(|e| format!("loading task failed: {e}"))
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match res {
+        Ok(c) => {
+            tracing::info!(dir = %dir.display(), services = c.services.len(), "catalogue loaded");
+            Ok(Arc::new(c))
+        }
+        Err(e) => {
+            let reason = format!(
+                "the collector's catalogue {} could not be loaded: {e}",
+                dir.display()
+            );
+            tracing::error!(dir = %dir.display(), error = %e, "catalogue not loaded: proposals and bundle uploads will be refused");
+            Err(reason)
+        }
+    }
+}
+
 /// A bound, bootstrapped collector, ready to serve.
 pub struct Prepared {
     pub addr: SocketAddr,
+    /// Seconds of canary silence that halt a rollout (0: never).
+    rollout_halt_silent_secs: u64,
     pub first: FirstStart,
     /// Path of the server certificate (clients pin it), when serving TLS.
     pub cert: Option<std::path::PathBuf>,
@@ -214,6 +240,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         Some(s) => Some(Arc::new(s)),
         None => None,
     };
+    let catalogue = load_catalogue(&cfg.catalogue).await;
     let state = Arc::new(AppState {
         store,
         metrics: Metrics::new(),
@@ -234,6 +261,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         ),
         bundle_key,
         sink,
+        catalogue,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -247,6 +275,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
     })?;
     Ok(Prepared {
         addr,
+        rollout_halt_silent_secs: cfg.rollout_halt_silent_secs,
         first,
         cert,
         state,
@@ -264,8 +293,17 @@ impl Prepared {
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
+        let guard = (self.rollout_halt_silent_secs > 0).then(|| {
+            tokio::spawn(crate::rollout_guard::run(
+                self.state.store.clone(),
+                std::time::Duration::from_secs(self.rollout_halt_silent_secs),
+            ))
+        });
         let app = crate::server::router(self.state.clone());
         crate::server::conn::serve(self.listener, app, self.tls, self.state, shutdown).await;
+        if let Some(g) = guard {
+            g.abort();
+        }
     }
 }
 

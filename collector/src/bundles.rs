@@ -1,28 +1,33 @@
-//! Checks on uploaded rules bundles: well-formed and signed (verified when the collector
-//! knows the public key), and every fleet-wide or group-wide block in the bundle's policy
-//! backed by an approved proposal (two-person rule).
+//! Checks on uploaded rules bundles and proposals: well-formed and signed (verified when the
+//! collector knows the public key), proposals validated against the collector's catalogue,
+//! and the two-person rule decided on effective verdicts (see `shadowai_rules::twoperson`):
+//! every use whose `blocked` status the bundle changes, compared with the last accepted
+//! bundle, must be covered by a proposal a different person approved.
 
-use ed25519_dalek::VerifyingKey;
-use shadowai_api::{PolicyEntry, PolicyScope, Verdict};
+use std::collections::{BTreeSet, HashMap};
+
+use shadowai_api::{PolicyScope, Proposal, ProposalStatus, Verdict};
 use shadowai_rules::bundle::{self, VerifyOptions};
-use shadowai_rules::{BundleBody, Policy};
+use shadowai_rules::twoperson::{Approval, Scope, Target};
+use shadowai_rules::{BundleBody, Catalogue};
 
+use crate::identity::same_person;
 use crate::server::error::{ApiError, bad};
 
-/// Parses (and verifies, with `key`) a signed bundle.
+/// Parses (and verifies, with the key of `keys` it names) a signed bundle.
 pub fn check_bundle(
     bytes: &[u8],
-    key: Option<&VerifyingKey>,
+    keys: Option<&shadowai_rules::keyset::KeySet>,
     now_s: i64,
 ) -> Result<BundleBody, ApiError> {
-    match key {
+    match keys {
         Some(k) => {
             let opts = VerifyOptions {
                 now: now_s,
                 in_use: None,
                 agent_version: None,
             };
-            bundle::verify(bytes, k, &opts)
+            k.verify(bytes, &opts)
                 .map(|v| v.body)
                 .map_err(|e| bad(format!("bundle: {e}")))
         }
@@ -39,69 +44,100 @@ pub fn check_bundle(
     }
 }
 
-fn category_name(c: &shadowai_rules::Category) -> String {
-    match serde_json::to_value(c) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{c:?}"),
+/// A proposal's target, checked against the catalogue: a known service id,
+/// `category:<name>`, `jurisdiction:<code>` some service has, or `*`.
+pub fn check_target(cat: &Catalogue, target: &str) -> Result<Target, ApiError> {
+    let t = Target::parse(target).ok_or_else(|| {
+        bad(format!(
+            "service_id: {target:?} is not a service id, `category:<name>`, `jurisdiction:<code>` or `*`"
+        ))
+    })?;
+    match &t {
+        Target::Service(s) if cat.service(s).is_none() => Err(bad(format!(
+            "service_id: unknown service {s:?} (not in the collector's catalogue)"
+        ))),
+        Target::Jurisdiction(j) if !cat.services.iter().any(|s| s.risk.jurisdiction == *j) => {
+            Err(bad(format!(
+                "service_id: no catalogue service is in jurisdiction {j:?}"
+            )))
+        }
+        _ => Ok(t),
     }
 }
 
-fn approved(entries: &[PolicyEntry], target: &str, scope: &PolicyScope) -> bool {
-    entries.iter().any(|e| {
-        e.verdict == Verdict::Blocked
-            && e.service_id == target
-            && (e.scope == *scope || e.scope == PolicyScope::Fleet)
-    })
+/// The service ids a target covers.
+fn services_of<'c>(cat: &'c Catalogue, t: &Target) -> BTreeSet<&'c str> {
+    cat.services
+        .iter()
+        .filter(|s| match t {
+            Target::Service(id) => s.id == *id,
+            Target::Category(c) => s.category == *c,
+            Target::Jurisdiction(j) => s.risk.jurisdiction == *j,
+            Target::Any => true,
+        })
+        .map(|s| s.id.as_str())
+        .collect()
 }
 
-/// Refuses a bundle that blocks a service for the fleet or a host group without an
-/// approved proposal for it (`service_id` = service id, `category:<name>` or `*`).
-pub fn check_blocks_approved(policy: &Policy, entries: &[PolicyEntry]) -> Result<(), ApiError> {
-    let refuse = |target: &str, scope: &PolicyScope| ApiError::Forbidden {
-        message: format!(
-            "bundle blocks {target:?} for {} without an approved proposal; propose it and have a different person with the approver role approve it",
-            match scope {
-                PolicyScope::Fleet => "the whole fleet".to_owned(),
-                PolicyScope::Group { group } => format!("group {group:?}"),
-            }
-        ),
-    };
-    if policy.default_verdict == Verdict::Blocked && !approved(entries, "*", &PolicyScope::Fleet) {
-        return Err(refuse("*", &PolicyScope::Fleet));
+/// The decisions in force: approved or applied proposals, the newest decision per
+/// (target, scope) winning.
+pub(crate) fn in_force(proposals: &[Proposal]) -> Vec<&Proposal> {
+    let mut decided: Vec<&Proposal> = proposals
+        .iter()
+        .filter(|p| matches!(p.status, ProposalStatus::Approved | ProposalStatus::Applied))
+        .collect();
+    decided.sort_by_key(|p| (p.decided_ms.unwrap_or(p.proposed_ms), p.id));
+    let mut latest: HashMap<(&str, &PolicyScope), &Proposal> = HashMap::new();
+    for p in decided {
+        latest.insert((p.service_id.as_str(), &p.scope), p);
     }
-    for rule in &policy.rules {
-        let per_person =
-            !(rule.users.is_empty() && rule.unix_groups.is_empty() && rule.tenants.is_empty());
-        if rule.verdict != Verdict::Blocked || per_person {
-            continue;
-        }
-        let scopes: Vec<PolicyScope> = if rule.host_groups.is_empty() && rule.host_tags.is_empty() {
-            vec![PolicyScope::Fleet]
-        } else {
-            rule.host_groups
-                .iter()
-                .map(|g| PolicyScope::Group { group: g.clone() })
-                .chain(rule.host_tags.iter().map(|t| PolicyScope::Group {
-                    group: format!("tag:{t}"),
-                }))
-                .collect()
-        };
-        let mut targets: Vec<String> = rule.services.clone();
-        targets.extend(
-            rule.categories
-                .iter()
-                .map(|c| format!("category:{}", category_name(c))),
-        );
-        if targets.is_empty() {
-            targets.push("*".to_owned());
-        }
-        for t in &targets {
-            for s in &scopes {
-                if !approved(entries, t, s) {
-                    return Err(refuse(t, s));
-                }
-            }
-        }
+    let mut out: Vec<&Proposal> = latest.into_values().collect();
+    out.sort_by_key(|p| p.id);
+    out
+}
+
+/// Does a new proposal for `target` need a second person? Blocking does, and so does any
+/// verdict that would replace a block in force on one of the same services.
+pub fn needs_approval(
+    cat: &Catalogue,
+    proposals: &[Proposal],
+    target: &Target,
+    verdict: Verdict,
+) -> bool {
+    if verdict == Verdict::Blocked {
+        return true;
     }
-    Ok(())
+    let mine = services_of(cat, target);
+    in_force(proposals)
+        .into_iter()
+        .filter(|p| p.verdict == Verdict::Blocked)
+        .filter_map(|p| Target::parse(&p.service_id))
+        .any(|t| !services_of(cat, &t).is_disjoint(&mine))
+}
+
+/// The approvals a second person gave and that are still in force: approved (not merely
+/// applied) proposals whose decider is not their proposer under identity normalisation.
+pub fn approvals(proposals: &[Proposal]) -> Vec<Approval> {
+    in_force(proposals)
+        .into_iter()
+        .filter(|p| p.status == ProposalStatus::Approved)
+        .filter(|p| {
+            p.decided_by
+                .as_deref()
+                .is_some_and(|d| !same_person(d, &p.proposed_by))
+        })
+        .filter_map(|p| {
+            let target = Target::parse(&p.service_id)?;
+            let scope = match &p.scope {
+                PolicyScope::Fleet => Scope::Fleet,
+                PolicyScope::Group { group } => Scope::HostTag(group.clone()),
+            };
+            Some(Approval {
+                proposal: p.id,
+                target,
+                verdict: p.verdict,
+                scope,
+            })
+        })
+        .collect()
 }

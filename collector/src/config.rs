@@ -45,13 +45,34 @@ pub struct Config {
     pub enrollment_secret: Option<String>,
     #[serde(default)]
     pub limits: Limits,
-    /// Path of the rules bundle public key (64 hex digits); when set, uploaded bundles must
-    /// carry a valid signature by it.
+    /// Path of the rules bundle public key file (one or more lines of 64 hex digits: several
+    /// keys let publishers rotate with overlap); when set, uploaded bundles must carry a
+    /// valid signature by the key they name.
     #[serde(default)]
     pub bundle_public_key: Option<PathBuf>,
     /// SIEM forwarders (`[[siem.forwarder]]` tables, see collector/siem/README.md).
     #[serde(default)]
     pub siem: shadowai_siem::SiemConfig,
+    /// The AI-service catalogue directory the collector checks proposals and bundles
+    /// against (the two-person rule is computed over it). A bundle must carry exactly this
+    /// catalogue.
+    #[serde(default = "default_catalogue")]
+    pub catalogue: PathBuf,
+    /// A rollout in progress is rolled back on its own when a canary agent that heartbeated
+    /// during it has been silent this many seconds (0: never).
+    #[serde(default = "default_rollout_halt")]
+    pub rollout_halt_silent_secs: u64,
+}
+
+fn default_rollout_halt() -> u64 {
+    600
+}
+
+/// Where the packages install the catalogue.
+pub const DEFAULT_CATALOGUE: &str = "/usr/share/shadowai/catalogue";
+
+fn default_catalogue() -> PathBuf {
+    PathBuf::from(DEFAULT_CATALOGUE)
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -246,6 +267,8 @@ impl Config {
             limits: Limits::default(),
             bundle_public_key: None,
             siem: Default::default(),
+            catalogue: default_catalogue(),
+            rollout_halt_silent_secs: default_rollout_halt(),
         }
     }
 

@@ -5,8 +5,13 @@
 
 pub mod app;
 pub mod bundles;
+pub mod compose;
 pub mod config;
 pub mod export;
+pub mod identity;
+pub mod impact;
+pub mod rollout_agents;
+pub mod rollout_guard;
 pub mod server;
 pub mod siem;
 pub mod store;

@@ -36,6 +36,10 @@ struct Where {
     /// CA (PEM) of the PostgreSQL server certificate: connect over verified TLS.
     #[arg(long, requires = "postgres")]
     postgres_ca: Option<PathBuf>,
+    /// The AI-service catalogue directory proposals and bundles are checked against
+    /// (overrides the config; default /usr/share/shadowai/catalogue).
+    #[arg(long)]
+    catalogue: Option<PathBuf>,
 }
 
 impl Where {
@@ -53,6 +57,9 @@ impl Where {
         }
         if insecure_http {
             cfg.insecure_http = true;
+        }
+        if let Some(c) = &self.catalogue {
+            cfg.catalogue.clone_from(c);
         }
         if let Some(url) = &self.postgres {
             cfg.database = shadowai_collector::config::Database::Postgres {
@@ -159,6 +166,9 @@ fn main() -> anyhow::Result<()> {
                 })?;
                 if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
                     bail!("--name: 1..=128 printable characters");
+                }
+                if shadowai_collector::identity::person_key(&name).is_empty() {
+                    bail!("--name: has no visible character (names identify people for approvals)");
                 }
                 let store = app::open_store(&at.config(None, false)?)?;
                 let token = new_secret(PERSON_PREFIX)?;

@@ -82,7 +82,9 @@ fn routes() -> Vec<Route> {
         r(
             "POST",
             "/api/v1/proposals",
-            Some(r#"{"service_id":"x","verdict":"tolerated","scope":{"kind":"fleet"}}"#),
+            Some(
+                r#"{"service_id":"deepseek","verdict":"tolerated","scope":{"kind":"fleet"},"reason":"x"}"#,
+            ),
             &[Admin],
         ),
         r(
@@ -98,6 +100,16 @@ fn routes() -> Vec<Route> {
             &[Approver],
         ),
         r("GET", "/api/v1/policy", None, EVERYONE),
+        r(
+            "GET",
+            "/api/v1/policy/document?mode=enforce",
+            None,
+            EVERYONE,
+        ),
+        r("GET", "/api/v1/catalogue", None, EVERYONE),
+        r("GET", "/api/v1/proposals/999999/impact", None, EVERYONE),
+        r("GET", "/api/v1/rollouts/999999/agents", None, EVERYONE),
+        r("GET", "/api/v1/bundles/9.9.9/file", None, EVERYONE),
         r("GET", "/api/v1/bundles", None, EVERYONE),
         r(
             "POST",
@@ -221,13 +233,14 @@ async fn every_route_refuses_the_callers_it_must() {
         }
     }
     assert_eq!(checked, routes().len() * callers.len());
-    // Refused admin calls wrote nothing to the audit log; the one allowed proposal did.
+    // Calls refused for their role wrote nothing to the audit log; the one allowed proposal
+    // did, and so did the allowed but malformed bundle upload (refused attempts are audited).
     let after = srv.state.store.audit_entries(0, 10_000).unwrap();
     let new: Vec<&str> = after[before_audit..]
         .iter()
         .map(|e| e.action.as_str())
         .collect();
-    assert_eq!(new, vec!["proposal.apply"], "{new:?}");
+    assert_eq!(new, vec!["proposal.apply", "bundle.refused"], "{new:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,7 +231,7 @@ fn signed_bundle(version: &str, key: &ed25519_dalek::SigningKey, block: Option<&
         issued_at: now - 10,
         expires_at: now + 86_400,
         min_agent_version: "0.1.0".to_owned(),
-        catalogue: Default::default(),
+        catalogue: common::catalogue().clone(),
         policy,
     };
     bundle::sign_body(&body, key).unwrap()
@@ -337,7 +337,7 @@ async fn approvals_bundles_rollouts_and_audit(postgres: Option<String>) {
             .status(),
         Some(409)
     );
-    let b2 = signed_bundle("1.1.0", &key, None);
+    let b2 = signed_bundle("1.1.0", &key, Some("deepseek"));
     alice
         .upload_bundle("1.1.0", None, b2.clone())
         .await
@@ -412,9 +412,9 @@ async fn approvals_bundles_rollouts_and_audit(postgres: Option<String>) {
             .status(),
         Some(409)
     );
-    let r1 = alice.advance_rollout(r1.id, Some(50)).await.unwrap();
+    let r1 = alice.advance_rollout(r1.id, 50).await.unwrap();
     assert_eq!((r1.stage, r1.percent), (RolloutStage::Percent, 50));
-    let r1 = alice.advance_rollout(r1.id, None).await.unwrap();
+    let r1 = alice.advance_rollout(r1.id, 100).await.unwrap();
     assert_eq!(r1.stage, RolloutStage::All);
     assert!(matches!(
         plain.fetch_bundle(None).await.unwrap(),

@@ -24,6 +24,23 @@ export async function rulesView(ctx) {
       ctx.showError(err);
     }
   };
+  const impactBox = h("div", { class: "impact", "data-testid": "impact" });
+  const showImpact = (p) => async () => {
+    try {
+      const imp = await api.impact(p.id);
+      const v = (x) => x || "absent";
+      impactBox.replaceChildren(
+        h("h3", {}, `If proposal #${p.id} is approved`),
+        table(["Service", "For", "Verdict"], imp.changes.map((c) => [c.service_id, c.who, `${v(c.old)} → ${v(c.new)}`]),
+          { empty: "No verdict changes.", testid: "impact-changes" }),
+        table(["Service", "Findings (7 days)", "Hosts", "Users", "Processes"],
+          imp.affected.map((a) => [a.service_id, String(a.findings), a.hosts.join(", "), a.users.join(", "), a.processes.join(", ")]),
+          { empty: "Nobody used these services in the last 7 days.", testid: "impact-affected" }),
+      );
+    } catch (err) {
+      ctx.showError(err);
+    }
+  };
   const pendingRows = pending.map((p) => {
     const own = p.proposed_by === me.name;
     const canApprove = ctx.can("approve") && !own;
@@ -39,6 +56,7 @@ export async function rulesView(ctx) {
       h("span", { class: "buttons" },
         h("button", { class: "primary", disabled: !canApprove, title: canApprove ? "" : why, onclick: decide(p, true), "data-testid": `approve-${p.id}` }, "Approve"),
         h("button", { disabled: !canApprove, title: canApprove ? "" : why, onclick: decide(p, false), "data-testid": `reject-${p.id}` }, "Reject"),
+        h("button", { onclick: showImpact(p), "data-testid": `impact-${p.id}` }, "Impact"),
       ),
     ];
   });
@@ -54,14 +72,14 @@ export async function rulesView(ctx) {
         if (reason === null) return;
         await api.rollbackRollout(r.id, reason);
       } else {
-        const answer = prompt(`Advance rollout #${r.id}: percent of agents (1-99), empty for all:`, "");
+        const answer = prompt(`Advance rollout #${r.id}: percent of agents (1-99, or 100 for all):`, "");
         if (answer === null) return;
-        const pct = answer.trim() === "" ? undefined : Number(answer);
-        if (pct !== undefined && !(Number.isInteger(pct) && pct >= 1 && pct <= 100)) {
+        const pct = Number(answer.trim());
+        if (!(answer.trim() !== "" && Number.isInteger(pct) && pct >= 1 && pct <= 100)) {
           ctx.showError(new Error(`"${answer}" is not a percentage from 1 to 100`));
           return;
         }
-        await api.advanceRollout(r.id, pct === 100 ? undefined : pct);
+        await api.advanceRollout(r.id, pct);
       }
       ctx.rerender();
     } catch (err) {
@@ -82,7 +100,8 @@ export async function rulesView(ctx) {
     h("h1", {}, "Rules and approvals"),
     card(`Pending approvals (${pending.length})`,
       h("p", { class: "muted" }, "A change that blocks a service takes effect only when a different person with the approver role approves it."),
-      table(["ID", "Service", "Verdict", "Scope", "Reason", "Proposed by", "Proposed", ""], pendingRows, { empty: "Nothing waits for approval.", testid: "pending-table" })),
+      table(["ID", "Service", "Verdict", "Scope", "Reason", "Proposed by", "Proposed", ""], pendingRows, { empty: "Nothing waits for approval.", testid: "pending-table" }),
+      impactBox),
     card("Effective policy", table(["Service", "Verdict", "Scope", "Proposal", "Approved by", "Since"],
       policy.map((e) => [link(`#/service/${encodeURIComponent(e.service_id)}`, e.service_id), verdictBadge(e.verdict), scopeText(e.scope), `#${e.proposal_id}`, e.decided_by || "-", fmtTime(e.effective_ms)]),
       { empty: "No organisation policy yet: catalogue defaults apply.", testid: "policy-table" })),

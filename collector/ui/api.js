@@ -94,7 +94,10 @@ export const api = {
   bundles: () => request("GET", "/api/v1/bundles"),
   rollouts: () => request("GET", "/api/v1/rollouts"),
   advanceRollout: (id, percent) =>
-    request("POST", `/api/v1/rollouts/${id}/advance`, { body: percent ? { percent } : {} }),
+    request("POST", `/api/v1/rollouts/${id}/advance`, { body: { percent } }),
+  rolloutAgents: (id) => request("GET", `/api/v1/rollouts/${id}/agents`),
+  catalogue: () => request("GET", "/api/v1/catalogue"),
+  impact: (id) => request("GET", `/api/v1/proposals/${id}/impact`),
   rollbackRollout: (id, reason) =>
     request("POST", `/api/v1/rollouts/${id}/rollback`, { body: { reason } }),
   audit: (afterSeq, limit) => request("GET", `/api/v1/audit${qs({ after_seq: afterSeq, limit })}`),

@@ -208,6 +208,11 @@ fn parse_canonical(raw: &RawValue) -> Result<BundleBody, RulesError> {
     Ok(body)
 }
 
+/// The key id a bundle's envelope names (before anything is verified).
+pub fn envelope_key_id(bytes: &[u8]) -> Result<Option<String>, RulesError> {
+    Ok(parse_envelope(bytes)?.key_id)
+}
+
 /// Read a bundle's body without checking the signature or dates (for `diff` and tooling
 /// only — never load such a body into an agent).
 pub fn read_unverified(bytes: &[u8]) -> Result<BundleBody, RulesError> {

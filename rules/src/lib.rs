@@ -39,13 +39,16 @@ pub mod bundle;
 pub mod catalogue;
 pub mod cli;
 pub mod diff;
+pub mod effective;
 pub mod engine;
 pub mod error;
+pub mod keyset;
 pub mod matcher;
 pub mod pattern;
 pub mod policy;
 pub mod report;
 pub mod time;
+pub mod twoperson;
 
 pub use bundle::{BundleBody, CompileOptions, InUse, VerifiedBundle, VerifyOptions};
 pub use catalogue::{Catalogue, Category, Service, validate_dir};

@@ -83,6 +83,13 @@ impl Rule {
             && self.tenants.is_empty()
     }
 
+    /// Does this rule target `svc` (by id, category or jurisdiction)? Scope aside.
+    pub fn targets(&self, svc: &crate::catalogue::Service) -> bool {
+        self.services.contains(&svc.id)
+            || self.categories.contains(&svc.category)
+            || self.jurisdictions.contains(&svc.risk.jurisdiction)
+    }
+
     /// "for unix group eng, host tag ci" or "for everyone".
     pub fn scope_text(&self) -> String {
         let mut parts = Vec::new();

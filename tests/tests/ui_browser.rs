@@ -4,8 +4,10 @@
 //! people (an admin and an approver) with the collector's own `token create`, enrolls two agents
 //! and posts heartbeats and findings through the real ingest API, then runs
 //! `tests/ui/ui.test.mjs` (playwright-core driving Debian's /usr/bin/chromium), which logs in,
-//! clicks through overview → service detail → host drill-down → findings filters → CSV export
-//! → approval by the second person → audit log → fleet, and saves screenshots.
+//! clicks through overview → service detail → a proposal → the catalogue browser (every
+//! service, filter, "propose a verdict") → host drill-down → findings filters → CSV export →
+//! the proposal's impact and its approval by the second person → audit log → fleet, and saves
+//! screenshots.
 //!
 //! Needs: `cargo build --bins` (the collector binary), `.ci/deps/collector-ui.sh` (chromium and
 //! tests/ui/node_modules).
@@ -116,6 +118,9 @@ fn start_collector(data: &Path) -> (Collector, String) {
     let child = Command::new(collector_bin())
         .args(["serve", "--data", data.to_str().unwrap(), "--insecure-http"])
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        // proposals are checked against the collector's catalogue
+        .arg("--catalogue")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue"))
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(
             std::fs::File::options().append(true).open(&log).unwrap(),
@@ -144,7 +149,7 @@ const SERVICES: [Service; 4] = [
         verdict: Verdict::Unsanctioned,
     },
     Service {
-        id: "deepseek-chat",
+        id: "deepseek",
         name: "DeepSeek",
         vendor: "DeepSeek",
         category: "chat",

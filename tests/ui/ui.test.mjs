@@ -134,6 +134,27 @@ try {
     await page.locator(".toast", { hasText: "pending" }).waitFor();
   });
 
+  await step("the catalogue lists every service with its facts, and an admin proposes from it", async () => {
+    await page.getByTestId("nav-catalogue").click();
+    await rowsOf("catalogue-table").first().waitFor();
+    const all = await rowsOf("catalogue-table").count();
+    check(all >= 400, `${all} catalogue services (every one, not only those seen)`);
+    await page.getByTestId("catalogue-filter").fill("moonshot");
+    await page.getByTestId("catalogue-filter").press("Enter");
+    await page.waitForURL(/#\/catalogue\?q=moonshot/);
+    await rowsOf("catalogue-table").filter({ hasText: "Moonshot AI" }).first().waitFor();
+    const filtered = await rowsOf("catalogue-table").count();
+    check(filtered < 5, `the filter narrows the list: ${filtered} rows`);
+    const rows = await rowsOf("catalogue-table").allInnerTexts();
+    const kimi = rows.find((r) => r.startsWith("Kimi"));
+    check(kimi && kimi.includes("Moonshot AI") && kimi.includes("CN"), `kimi row with vendor and jurisdiction: ${rows.join(" | ")}`);
+    await page.getByTestId("cat-verdict-kimi").selectOption("tolerated");
+    await page.getByTestId("cat-reason-kimi").fill("pilot with legal's consent");
+    await page.getByTestId("cat-propose-kimi").getByRole("button", { name: "Propose" }).click();
+    await page.locator(".toast", { hasText: "kimi -> tolerated is applied" }).waitFor();
+    await shot("05b-catalogue");
+  });
+
   await step("host drill-down shows the agent and only that host's findings", async () => {
     await page.goto(`${base}/#/service/${encodeURIComponent(fx.detail.id)}`);
     await page.getByTestId("service-title").waitFor();
@@ -218,10 +239,17 @@ try {
     const approve = page.locator('[data-testid^="approve-"]').first();
     await approve.waitFor();
     check(await approve.isEnabled(), "approve is enabled for a different approver");
+    // Before approving: what it would change, and who uses the service today.
+    await page.locator('[data-testid^="impact-"]').first().click();
+    await rowsOf("impact-changes").first().waitFor();
+    const changes = await rowsOf("impact-changes").allInnerTexts();
+    check(changes.some((r) => r.includes(fx.detail.id) && r.includes("blocked")), `impact: ${changes}`);
+    const users = await rowsOf("impact-affected").allInnerTexts();
+    check(users.some((r) => r.includes(fx.detail.id)), `affected: ${users}`);
     await approve.click();
     await page.locator(".toast", { hasText: `approved by ${fx.approver_name}` }).waitFor();
     await page.getByTestId("pending-table-empty").waitFor();
-    const decided = await rowsOf("decided-table").first().innerText();
+    const decided = await rowsOf("decided-table").filter({ hasText: fx.detail.id }).first().innerText();
     check(decided.includes("approved") && decided.includes(fx.admin_name) && decided.includes(fx.approver_name), decided);
     const policy = await rowsOf("policy-table").allInnerTexts();
     check(policy.some((r) => r.includes(fx.detail.id) && r.toLowerCase().includes("blocked")), `policy ${policy}`);

@@ -43,11 +43,14 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 }
 
 /// Starts the collector; on a first start saves the admin token and enrollment secret.
-fn start_collector(bin: &Path, data: &Path, dir: &Path) -> Result<Child> {
+fn start_collector(bin: &Path, data: &Path, dir: &Path, catalogue: &Path) -> Result<Child> {
     let mut child = Command::new(bin)
         .args(["serve", "--data"])
         .arg(data)
         .args(["--listen", LISTEN])
+        // proposals and bundles are checked against the repository's catalogue
+        .arg("--catalogue")
+        .arg(catalogue)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("collector.log"))?)
         .spawn()
@@ -229,7 +232,12 @@ pub fn run(root: &Path, target: &Path, demo: bool) -> Result<()> {
         let _ = std::fs::remove_dir_all(&state);
     }
     std::fs::create_dir_all(&dir)?;
-    let collector = start_collector(&bin.join("shadowai-collector"), &data, &dir)?;
+    let collector = start_collector(
+        &bin.join("shadowai-collector"),
+        &data,
+        &dir,
+        &root.join("rules/catalogue"),
+    )?;
     let mut children = Killed(vec![collector]);
     let config = dir.join("agent.toml");
     std::fs::write(

@@ -181,6 +181,78 @@ pub fn verify(entries: &[AuditEntry]) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// A head of the chain seen earlier (`SEQ:HASH`), kept outside the collector. A log that
+/// still verifies after someone with database access rewrote or truncated it fails here:
+/// rewriting any entry up to `seq` changes the hash at `seq`, truncating removes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Checkpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (seq, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: expected SEQ:HASH"))?;
+        let seq: i64 = seq
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("{s:?}: SEQ must be a number >= 1"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!("{s:?}: HASH must be 64 lower-case hex digits"));
+        }
+        Ok(Checkpoint {
+            seq,
+            hash: hash.to_owned(),
+        })
+    }
+}
+
+/// How a verified log contradicts a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointFailure {
+    #[error("the log ends at seq {last} but entry {seq} was seen before: it was truncated")]
+    Truncated { seq: i64, last: i64 },
+    #[error(
+        "entry {seq} now has hash {found}, but {expected} was seen before: the log was rewritten"
+    )]
+    Rewritten {
+        seq: i64,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Checks a verified log (seq 1, 2, …) against a checkpoint.
+pub fn check_checkpoint(entries: &[AuditEntry], cp: &Checkpoint) -> Result<(), CheckpointFailure> {
+    let found = usize::try_from(cp.seq - 1)
+        .ok()
+        .and_then(|i| entries.get(i))
+        .filter(|e| e.seq == cp.seq);
+    match found {
+        None => Err(CheckpointFailure::Truncated {
+            seq: cp.seq,
+            last: entries.last().map_or(0, |e| e.seq),
+        }),
+        Some(e) if e.hash != cp.hash => Err(CheckpointFailure::Rewritten {
+            seq: cp.seq,
+            expected: cp.hash.clone(),
+            found: e.hash.clone(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -269,5 +341,44 @@ mod tests {
             canonical_json(&v),
             r#"{"a":[{"x":2,"y":1}],"z":{"a":2,"b":1}}"#
         );
+    }
+
+    /// Someone with database access rewrites entry 2 and recomputes every hash after it:
+    /// the chain verifies, the checkpoint taken before does not; nor does a truncated log.
+    #[test]
+    fn a_rechained_or_truncated_log_fails_its_checkpoint() {
+        let c = chain(5);
+        let cp: Checkpoint = format!("4:{}", c[3].hash).parse().unwrap();
+        check_checkpoint(&c, &cp).unwrap();
+        let mut forged: Vec<AuditEntry> = Vec::new();
+        for (i, e) in c.iter().enumerate() {
+            let actor = if i == 1 { "mallory" } else { e.actor.as_str() };
+            let prev = forged.last().map(|x| (x.hash.as_str(), x.seq));
+            forged.push(AuditEntry::next(
+                prev,
+                e.ts_ms,
+                actor,
+                &e.action,
+                &e.target,
+                e.details.clone(),
+            ));
+        }
+        verify(&forged).unwrap();
+        assert!(matches!(
+            check_checkpoint(&forged, &cp),
+            Err(CheckpointFailure::Rewritten { seq: 4, .. })
+        ));
+        assert_eq!(
+            check_checkpoint(&c[..3], &cp),
+            Err(CheckpointFailure::Truncated { seq: 4, last: 3 })
+        );
+        for bad in [
+            "4",
+            "x:ab",
+            "0:00",
+            &format!("4:{}", c[3].hash.to_uppercase()),
+        ] {
+            assert!(bad.parse::<Checkpoint>().is_err(), "{bad}");
+        }
     }
 }

@@ -508,14 +508,13 @@ impl Client {
         self.post("/api/v1/rollouts", req).await
     }
 
-    pub async fn advance_rollout(
-        &self,
-        id: i64,
-        percent: Option<u8>,
-    ) -> Result<Rollout, ClientError> {
+    /// Widens a rollout to `percent` of the agents (100: all).
+    pub async fn advance_rollout(&self, id: i64, percent: u8) -> Result<Rollout, ClientError> {
         self.post(
             &format!("/api/v1/rollouts/{id}/advance"),
-            &AdvanceRequest { percent },
+            &AdvanceRequest {
+                percent: Some(percent),
+            },
         )
         .await
     }
@@ -529,6 +528,56 @@ impl Client {
             note: reason.map(str::to_owned),
         };
         self.post(&format!("/api/v1/rollouts/{id}/rollback"), &body)
+            .await
+    }
+
+    // ---- policy document and catalogue (publish) ----
+
+    /// The collector's catalogue: every service, with its facts.
+    pub async fn catalogue(&self) -> Result<shadowai_rules::Catalogue, ClientError> {
+        self.get("/api/v1/catalogue", &()).await
+    }
+
+    /// The policy in force, composed, in `mode` (`enforce` or `monitor`).
+    pub async fn policy_document(
+        &self,
+        mode: shadowai_rules::Mode,
+    ) -> Result<crate::wire::PolicyDocument, ClientError> {
+        let m = match mode {
+            shadowai_rules::Mode::Enforce => "enforce",
+            shadowai_rules::Mode::Monitor => "monitor",
+        };
+        self.get("/api/v1/policy/document", &[("mode", m)]).await
+    }
+
+    /// What approving a proposal would change, and who uses the services today.
+    pub async fn proposal_impact(
+        &self,
+        id: i64,
+    ) -> Result<crate::wire::ProposalImpact, ClientError> {
+        self.get(&format!("/api/v1/proposals/{id}/impact"), &())
+            .await
+    }
+
+    /// The stored bytes of an uploaded bundle (to re-sign its content in a rollback).
+    pub async fn bundle_file(&self, version: &str) -> Result<Vec<u8>, ClientError> {
+        let route = "/api/v1/bundles/{version}/file";
+        let rb = self.request(Method::GET, &format!("/api/v1/bundles/{version}/file"));
+        let resp = self.send(Method::GET, route, rb).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                method: Method::GET,
+                route: route.to_owned(),
+                source,
+            })?;
+        Ok(bytes.to_vec())
+    }
+
+    /// How many agents each stage of a rollout reaches, with warnings.
+    pub async fn rollout_agents(&self, id: i64) -> Result<crate::wire::RolloutAgents, ClientError> {
+        self.get(&format!("/api/v1/rollouts/{id}/agents"), &())
             .await
     }
 

@@ -406,7 +406,7 @@ pub struct RolloutRequest {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdvanceRequest {
-    /// 1..=99 → stage `percent`; absent or 100 → stage `all`.
+    /// Required: 1..=99 → stage `percent`; 100 → stage `all` (absent is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<u8>,
 }
@@ -422,4 +422,70 @@ pub struct Rollout {
     pub created_by: String,
     pub created_ms: i64,
     pub updated_ms: i64,
+}
+
+// ---- policy as structured data, publish (issue 10) ----
+
+/// `GET /api/v1/policy/document?mode=enforce|monitor`: the decisions in force composed into
+/// one policy, ready to be compiled with the collector's catalogue (`GET /api/v1/catalogue`)
+/// and signed by the publisher (`shadowai rules publish`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    pub policy: shadowai_rules::Policy,
+    /// The proposals it is made of.
+    pub proposals: Vec<i64>,
+}
+
+/// `GET /api/v1/proposals/{id}/impact`: what approving it would change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalImpact {
+    pub proposal: i64,
+    /// Services whose verdict changes, and for whom (host groups, users, … named by the
+    /// policy; "everyone" for the rest).
+    pub changes: Vec<ImpactChange>,
+    /// From findings of the last `window_ms`: who uses the changing services today.
+    pub affected: Vec<AffectedUse>,
+    pub window_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImpactChange {
+    pub service_id: String,
+    pub who: String,
+    pub old: Option<Verdict>,
+    pub new: Option<Verdict>,
+}
+
+/// Hosts, users and processes (most active first, at most 20 each) seen using a service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffectedUse {
+    pub service_id: String,
+    pub findings: u64,
+    pub hosts: Vec<String>,
+    pub users: Vec<String>,
+    pub processes: Vec<String>,
+}
+
+/// `GET /api/v1/rollouts/{id}/agents`: who each stage reaches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutAgents {
+    pub rollout: i64,
+    pub bundle_version: String,
+    /// Agents of the canary group.
+    pub canary: StageAgents,
+    /// Other agents inside the rollout's percentage (0 agents until it is advanced).
+    pub percent: StageAgents,
+    /// Everyone else (they get the bundle when the rollout reaches `all`).
+    pub rest: StageAgents,
+    /// E.g. a stage that reaches no agent, canary agents that stopped heartbeating.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageAgents {
+    pub agents: u64,
+    /// Reporting the rollout's bundle version in their last heartbeat.
+    pub on_version: u64,
+    /// No heartbeat for 5 minutes (or never).
+    pub silent: u64,
 }

@@ -1,11 +1,18 @@
 //! `audit verify FILE` (offline), `audit export`, `audit list`.
+//!
+//! Anchoring: a hash chain alone does not stop someone with database access from rewriting
+//! the log and recomputing every hash, or from cutting its tail. `audit export` therefore
+//! keeps the heads it has seen in a local checkpoints file (one `{"seq","hash"}` line per
+//! export, next to the login file) and refuses (exit 7) a log that contradicts any of them;
+//! `audit verify FILE --expect-head SEQ:HASH` does the same offline for a head noted
+//! elsewhere (a ticket, the SIEM).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use shadowai_api::audit::{AuditEntry, verify};
+use shadowai_api::audit::{AuditEntry, Checkpoint, check_checkpoint, verify};
 
 use crate::output::{Table, print_json, time};
 use crate::{AuditTampered, Ctx};
@@ -14,11 +21,20 @@ use crate::{AuditTampered, Ctx};
 pub enum AuditCmd {
     /// Check an exported audit log offline: sequence, hash chain and every entry's hash.
     /// Exit code 7 names the first entry that fails.
-    Verify { file: PathBuf },
-    /// Download the whole chain as a JSON array (verified before it is written).
+    Verify {
+        file: PathBuf,
+        /// A head seen earlier: entry SEQ must still exist with this HASH (repeatable).
+        #[arg(long = "expect-head", value_name = "SEQ:HASH")]
+        expect_head: Vec<Checkpoint>,
+    },
+    /// Download the whole chain as a JSON array (verified, and checked against every
+    /// checkpoint kept from earlier exports, before it is written; its head is then kept).
     Export {
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Checkpoints file (default: `audit-checkpoints.jsonl` next to the login file).
+        #[arg(long, value_name = "FILE")]
+        checkpoints: Option<PathBuf>,
     },
     /// Show audit entries, oldest first.
     List {
@@ -75,16 +91,80 @@ pub fn check(entries: &[AuditEntry]) -> Result<String> {
     })
 }
 
+/// Fails (exit 7) when the verified log contradicts a checkpoint.
+fn check_all(entries: &[AuditEntry], cps: &[Checkpoint]) -> Result<()> {
+    for cp in cps {
+        if let Err(e) = check_checkpoint(entries, cp) {
+            return Err(AuditTampered(format!(
+                "audit log does NOT match checkpoint {}:{}…: {e}",
+                cp.seq,
+                cp.hash.get(..12).unwrap_or(&cp.hash)
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Reads the checkpoints file (absent: none yet).
+fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a checkpoint", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Appends a checkpoint (file mode 0600, created with its directory).
+fn append_checkpoint(path: &Path, cp: &Checkpoint) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut line = serde_json::to_vec(cp)?;
+    line.push(b'\n');
+    f.write_all(&line)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
     match cmd {
-        AuditCmd::Verify { file } => {
+        AuditCmd::Verify { file, expect_head } => {
             let entries = read_log(&file)?;
-            println!("{}", check(&entries)?);
+            let summary = check(&entries)?;
+            check_all(&entries, &expect_head)?;
+            println!("{summary}");
+            if !expect_head.is_empty() {
+                println!("matches {} expected head(s)", expect_head.len());
+            }
             Ok(())
         }
-        AuditCmd::Export { output } => {
+        AuditCmd::Export {
+            output,
+            checkpoints,
+        } => {
             let entries = ctx.client()?.audit_export().await?;
             let summary = check(&entries).context("the collector's audit export")?;
+            let cp_path = match checkpoints {
+                Some(p) => p,
+                None => ctx.config_path()?.with_file_name("audit-checkpoints.jsonl"),
+            };
+            let earlier = read_checkpoints(&cp_path)?;
+            check_all(&entries, &earlier).context("the collector's audit export")?;
             let mut bytes = serde_json::to_vec_pretty(&entries)?;
             bytes.push(b'\n');
             match output {
@@ -95,6 +175,18 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
                 None => std::io::stdout().write_all(&bytes)?,
             }
             eprintln!("{summary}");
+            if let Some(last) = entries.last() {
+                let cp = Checkpoint {
+                    seq: last.seq,
+                    hash: last.hash.clone(),
+                };
+                append_checkpoint(&cp_path, &cp)?;
+                eprintln!(
+                    "matches {} earlier checkpoint(s); head {cp} kept in {}",
+                    earlier.len(),
+                    cp_path.display()
+                );
+            }
             Ok(())
         }
         AuditCmd::List {

@@ -7,6 +7,7 @@ mod audit;
 mod config;
 mod filters;
 mod output;
+mod publish;
 mod reports;
 mod rules;
 

@@ -40,6 +40,13 @@ pub enum RulesCmd {
         #[arg(long)]
         json: bool,
     },
+    /// What approving a proposal would change: verdicts per service and audience, and the
+    /// hosts, users and processes that use those services (findings of the last 7 days).
+    Impact {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve a pending proposal (approver role; never your own).
     Approve {
         id: i64,
@@ -65,6 +72,9 @@ pub enum RulesCmd {
         #[arg(long)]
         note: Option<String>,
     },
+    /// Compose the approved policy with the collector's catalogue, sign it here with your
+    /// key, upload it and start a canary rollout.
+    Publish(crate::publish::PublishArgs),
     /// List uploaded bundles.
     Bundles {
         #[arg(long)]
@@ -73,11 +83,19 @@ pub enum RulesCmd {
     /// Staged rollouts: start (canary group), advance (percent, then all), list.
     #[command(subcommand)]
     Rollout(RolloutCmd),
-    /// Roll a rollout back: agents return to the previous stable bundle at their next fetch.
+    /// Roll a rollout back. Without `--key`, agents that have not loaded it yet stay on the
+    /// previous bundle, but agents that did keep it (they refuse older versions). With
+    /// `--key`, the previous content is signed again under a higher version and rolled out
+    /// to all: every agent returns to it.
     Rollback {
         id: i64,
         #[arg(long)]
         reason: Option<String>,
+        /// Publisher's secret key: re-sign the previous content (a real rollback).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=366))]
+        valid_days: u32,
     },
     /// Local catalogue and bundle tools (no collector needed).
     #[command(flatten)]
@@ -93,11 +111,19 @@ pub enum RolloutCmd {
         #[arg(long)]
         canary_group: String,
     },
-    /// Widen a rollout to a percentage of agents (1–99), or to all when omitted.
+    /// Widen a rollout to a percentage of agents (1–99), or to all with 100 (required:
+    /// there is no default).
     Advance {
         id: i64,
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
-        percent: Option<u8>,
+        percent: u8,
+    },
+    /// Agents each stage of a rollout reaches, and warnings (a stage with no agents,
+    /// canary agents that stopped heartbeating).
+    Status {
+        id: i64,
+        #[arg(long)]
+        json: bool,
     },
     /// List rollouts, newest first.
     List {
@@ -151,6 +177,23 @@ fn describe_rollout(r: &Rollout) -> String {
             String::new()
         }
     )
+}
+
+/// Agents per stage, then each warning on stderr.
+pub fn print_stages(a: &shadowai_api::RolloutAgents) {
+    for (name, s) in [
+        ("canary", &a.canary),
+        ("percent", &a.percent),
+        ("rest", &a.rest),
+    ] {
+        println!(
+            "  {name:<8} {} agents, {} on {}, {} silent",
+            s.agents, s.on_version, a.bundle_version, s.silent
+        );
+    }
+    for w in &a.warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
@@ -226,6 +269,36 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 table.print()?;
             }
         }
+        RulesCmd::Impact { id, json } => {
+            let imp = client.proposal_impact(id).await?;
+            if json {
+                return print_json(&imp).map(|()| ExitCode::SUCCESS);
+            }
+            let v =
+                |x: Option<shadowai_api::Verdict>| x.map_or_else(|| "absent".into(), verdict_text);
+            if imp.changes.is_empty() {
+                println!("proposal {id} changes no verdict");
+            }
+            for c in &imp.changes {
+                println!(
+                    "{}: for {}: {} -> {}",
+                    c.service_id,
+                    c.who,
+                    v(c.old),
+                    v(c.new)
+                );
+            }
+            for a in &imp.affected {
+                println!(
+                    "{} in use ({} findings): hosts {}; users {}; processes {}",
+                    a.service_id,
+                    a.findings,
+                    a.hosts.join(", "),
+                    a.users.join(", "),
+                    a.processes.join(", ")
+                );
+            }
+        }
         RulesCmd::Approve { id, note } => {
             println!("{}", describe(&client.approve(id, note.as_deref()).await?))
         }
@@ -279,6 +352,7 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 b.version, b.size, b.sha256
             );
         }
+        RulesCmd::Publish(args) => crate::publish::run(&client, args).await?,
         RulesCmd::Bundles { json } => {
             let list = client.bundles().await?;
             if json {
@@ -319,13 +393,21 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 })
                 .await?;
             println!("{}", describe_rollout(&r));
+            print_stages(&client.rollout_agents(r.id).await?);
         }
         RulesCmd::Rollout(RolloutCmd::Advance { id, percent }) => {
-            let percent = percent.filter(|p| *p < 100);
             println!(
                 "{}",
                 describe_rollout(&client.advance_rollout(id, percent).await?)
             );
+            print_stages(&client.rollout_agents(id).await?);
+        }
+        RulesCmd::Rollout(RolloutCmd::Status { id, json }) => {
+            let a = client.rollout_agents(id).await?;
+            if json {
+                return print_json(&a).map(|()| ExitCode::SUCCESS);
+            }
+            print_stages(&a);
         }
         RulesCmd::Rollout(RolloutCmd::List { json }) => {
             let list = client.rollouts().await?;
@@ -353,10 +435,24 @@ pub async fn run(ctx: &Ctx, cmd: RulesCmd) -> Result<ExitCode> {
                 table.print()?;
             }
         }
-        RulesCmd::Rollback { id, reason } => {
+        RulesCmd::Rollback {
+            id,
+            reason,
+            key: Some(key),
+            valid_days,
+        } => crate::publish::rollback(&client, id, reason.as_deref(), &key, valid_days).await?,
+        RulesCmd::Rollback {
+            id,
+            reason,
+            key: None,
+            ..
+        } => {
             println!(
                 "{}",
                 describe_rollout(&client.rollback_rollout(id, reason.as_deref()).await?)
+            );
+            eprintln!(
+                "note: agents that already loaded it keep it; `--key` re-signs the previous content so they return"
             );
         }
     }

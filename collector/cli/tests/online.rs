@@ -170,6 +170,8 @@ fn cli_against_a_real_collector() {
     let _server = Server(
         Command::new(collector_bin())
             .args(["serve", "--data", data.to_str().unwrap(), "--insecure-http"])
+            .arg("--catalogue")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/catalogue"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("SHADOWAI_LOG", "warn")
             .stdout(Stdio::null())
@@ -330,7 +332,7 @@ fn cli_against_a_real_collector() {
         ),
     );
     let upload = format!("rules upload {} --version 1.5.0", path("bundle.json"));
-    env.fails(None, &upload, 4, "without an approved proposal");
+    env.fails(None, &upload, 4, "without an approval by a second person");
 
     // Bob approves; approving twice is a conflict (exit 5).
     let approved = env.ok(Some(&bob), &format!("rules approve {id} --note ok"));
@@ -375,6 +377,79 @@ fn cli_against_a_real_collector() {
     assert!(rolled_back.contains("stage rolled_back"), "{rolled_back}");
     assert!(env.ok(None, "rules rollout list").contains("rolled_back"));
 
+    // Publish: the policy in force (Bob's approved block), composed by the collector, with
+    // its catalogue, signed here with the local key, uploaded, canary rollout started.
+    let publish = format!(
+        "rules publish --key {} --mode enforce --canary-group canary",
+        path("k.sec")
+    );
+    let published = env.ok(None, &publish);
+    assert!(published.contains("published bundle 1.6.0"), "{published}");
+    assert!(
+        published.contains("to canary group \"canary\""),
+        "{published}"
+    );
+    assert!(env.ok(None, "rules bundles").contains("1.6.0"));
+    let rollout_of = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("rollout "))
+            .and_then(|l| l.split(':').next())
+            .unwrap()
+            .to_owned()
+    };
+    env.ok(
+        None,
+        &format!(
+            "rules rollout advance {} --percent 100",
+            rollout_of(&published)
+        ),
+    );
+    // A later, non-blocking change goes out to the canary…
+    env.ok(
+        None,
+        "rules propose --service category:ai_search --verdict tolerated --reason pilot",
+    );
+    let second = env.ok(None, &publish);
+    assert!(second.contains("published bundle 1.7.0"), "{second}");
+
+    // …and is rolled back for real: the content of 1.6.0 signed again as 1.8.0 and rolled
+    // out to all. An agent that runs 1.7.0 accepts it (higher version) and gets 1.6.0's
+    // policy back.
+    let back = env.ok(
+        None,
+        &format!(
+            "rules rollback {} --key {} --reason bad",
+            rollout_of(&second),
+            path("k.sec")
+        ),
+    );
+    assert!(
+        back.contains("re-published the content of 1.6.0 as 1.8.0"),
+        "{back}"
+    );
+    let fetched = rt.block_on(agent.0.fetch_bundle(None)).unwrap();
+    let shadowai_api::client::BundleFetch::Bundle { bytes, version, .. } = fetched else {
+        panic!("the agent gets the rollback bundle: {fetched:?}")
+    };
+    assert_eq!(version, "1.8.0");
+    std::fs::write(path("rollback.json"), &bytes).unwrap();
+    let verified = env.ok(
+        None,
+        &format!(
+            "rules verify {} --pubkey {} --in-use-version 1.7.0",
+            path("rollback.json"),
+            path("k.pub")
+        ),
+    );
+    assert!(verified.starts_with("OK"), "{verified}");
+    let body = shadowai_rules::bundle::read_unverified(&bytes).unwrap();
+    let ids: Vec<&str> = body.policy.rules.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["proposal-1"],
+        "the 1.6.0 content: only the approved block"
+    );
+
     // Agents: list, revoke; the revoked agent's token is refused from then on.
     let agents = env.json(None, "agents list --json");
     assert_eq!(agents[0]["hostname"], "web-01");
@@ -413,6 +488,33 @@ fn cli_against_a_real_collector() {
     );
     let text = std::fs::read_to_string(path("audit.json")).unwrap();
     let mut entries: Vec<Value> = serde_json::from_str(&text).unwrap();
+    // The head was kept as a checkpoint; it can also be given explicitly.
+    let head = entries.last().unwrap();
+    let head = format!("{}:{}", head["seq"], head["hash"].as_str().unwrap());
+    let anchored = format!("audit verify {} --expect-head {head}", path("audit.json"));
+    assert!(env.ok(None, &anchored).contains("matches 1 expected head"));
+    let cut = entries.len() - 2;
+    let short = serde_json::to_vec(&entries[..cut]).unwrap();
+    std::fs::write(path("short.json"), short).unwrap();
+    let truncated = format!("audit verify {} --expect-head {head}", path("short.json"));
+    env.fails(None, &truncated, 7, "truncated");
+    // Someone with database access cuts the log's tail (dropping the append-only trigger):
+    // the shorter chain still verifies on its own, but not against the kept checkpoint.
+    let db = data.join("collector.db");
+    let sql = format!(
+        "import sqlite3; c = sqlite3.connect({:?}); c.execute('DROP TRIGGER audit_no_delete'); \
+         c.execute('DELETE FROM audit WHERE seq > {cut}'); c.commit()",
+        db.display().to_string()
+    );
+    let st = Command::new("python3").args(["-c", &sql]).status().unwrap();
+    assert!(st.success());
+    env.fails(
+        None,
+        &format!("audit export -o {}", path("again.json")),
+        7,
+        "does NOT match checkpoint",
+    );
+    assert!(!path_exists(&path("again.json")));
     let at = entries
         .iter()
         .position(|e| e["action"] == "proposal.approve")
@@ -429,4 +531,8 @@ fn cli_against_a_real_collector() {
     // After logout, commands need a login again.
     assert!(env.ok(None, "logout").contains("removed"));
     env.fails(None, "whoami", 3, "not logged in");
+}
+
+fn path_exists(p: &str) -> bool {
+    Path::new(p).exists()
 }

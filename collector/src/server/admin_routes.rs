@@ -9,13 +9,17 @@ use sha2::{Digest, Sha256};
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
     AdvanceRequest, AgentInfo, BundleInfo, NoteRequest, PolicyEntry, PolicyScope, Proposal,
-    ProposalRequest, ProposalStatus, Rollout, RolloutRequest, RolloutStage, Verdict,
+    ProposalRequest, ProposalStatus, Rollout, RolloutRequest, RolloutStage,
 };
+
+use shadowai_rules::bundle;
+use shadowai_rules::twoperson;
 
 use super::agent_routes::{check_ident, check_text};
 use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
 use super::extract::{JsonBody, QueryParams, RawBody};
+use super::policy_routes::catalogue_of as catalogue;
 use super::{SharedState, now_ms};
 
 fn parse_id(s: &str) -> Result<i64, ApiError> {
@@ -73,11 +77,22 @@ pub async fn list_proposals(
     Ok(Json(st.db(move |s| s.list_proposals(status)).await?))
 }
 
-fn check_target(field: &str, v: &str) -> Result<(), ApiError> {
-    if v == "*" {
-        Ok(())
-    } else {
-        check_ident(field, v, 128)
+/// Appends an audit entry for a refused attempt; the refusal itself is returned either way
+/// (a failed audit write is logged with the actor and action).
+async fn audit_refusal(
+    st: &SharedState,
+    actor: &str,
+    action: &'static str,
+    target: String,
+    details: serde_json::Value,
+) {
+    let (actor, now) = (actor.to_owned(), now_ms());
+    let who = actor.clone();
+    if let Err(e) = st
+        .db(move |s| s.append_audit(&actor, action, &target, details, now))
+        .await
+    {
+        tracing::error!(actor = %who, action, error = %e, "could not audit a refused attempt");
     }
 }
 
@@ -87,13 +102,21 @@ pub async fn propose(
     JsonBody(req): JsonBody<ProposalRequest>,
 ) -> Result<(StatusCode, Json<Proposal>), ApiError> {
     caller.require(Cap::Admin)?;
-    check_target("service_id", &req.service_id)?;
+    if req.service_id != "*" {
+        check_text("service_id", &req.service_id, 160)?;
+    }
     if let PolicyScope::Group { group } = &req.scope {
         check_ident("scope.group", group, 64)?;
     }
     check_text("reason", &req.reason, 1000)?;
-    // Blocking a service for the whole fleet or a whole group needs a second person.
-    let needs_approval = req.verdict == Verdict::Blocked;
+    if req.reason.trim().is_empty() {
+        return Err(bad("reason: required (say why the verdict should change)"));
+    }
+    let cat = catalogue(&st)?;
+    let target = crate::bundles::check_target(&cat, &req.service_id)?;
+    // Blocking, or replacing a block in force, needs a second person.
+    let proposals = st.db(|s| s.list_proposals(None)).await?;
+    let needs_approval = crate::bundles::needs_approval(&cat, &proposals, &target, req.verdict);
     let actor = caller.person().to_owned();
     let now = now_ms();
     let p = st
@@ -114,10 +137,26 @@ async fn decide(
     let note = check_note(&body)?;
     let actor = caller.person().to_owned();
     let now = now_ms();
-    let p = st
+    let res = st
         .db(move |s| s.decide_proposal(&actor, id, approve, note.as_deref(), now))
-        .await?;
-    Ok(Json(p))
+        .await;
+    if let Err(e @ ApiError::Forbidden { .. }) = &res {
+        let action = if approve {
+            "proposal.approve.refused"
+        } else {
+            "proposal.reject.refused"
+        };
+        let details = serde_json::json!({"reason": e.to_string()});
+        audit_refusal(
+            &st,
+            caller.person(),
+            action,
+            format!("proposal:{id}"),
+            details,
+        )
+        .await;
+    }
+    Ok(Json(res?))
 }
 
 pub async fn approve(
@@ -180,20 +219,22 @@ pub async fn upload_bundle(
     }
     let note = q.note.unwrap_or_default();
     check_text("note", &note, 1000)?;
-    let body = crate::bundles::check_bundle(&bytes, st.bundle_key.as_ref(), now_ms() / 1000)?;
-    if let Some(v) = &q.version
-        && *v != body.version
-    {
-        return Err(bad(format!(
-            "query parameter `version` is {v:?} but the bundle says {:?}",
-            body.version
-        )));
-    }
-    let entries = st.db(|s| s.policy()).await?;
-    crate::bundles::check_blocks_approved(&body.policy, &entries)?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let refused = |reason: String| serde_json::json!({"sha256": sha256, "size": bytes.len(), "version": q.version, "reason": reason});
+    let checked = check_upload(&st, &bytes, q.version.as_deref()).await;
+    let body = match checked {
+        Ok(b) => b,
+        Err(e) => {
+            let details = refused(e.to_string());
+            let target = format!("bundle:{}", q.version.as_deref().unwrap_or("?"));
+            audit_refusal(&st, caller.person(), "bundle.refused", target, details).await;
+            tracing::warn!(by = %caller.person(), error = %e, "bundle upload refused");
+            return Err(e);
+        }
+    };
     let info = BundleInfo {
         version: body.version.clone(),
-        sha256: hex::encode(Sha256::digest(&bytes)),
+        sha256,
         size: bytes.len() as u64,
         uploaded_by: caller.person().to_owned(),
         uploaded_ms: now_ms(),
@@ -202,6 +243,56 @@ pub async fn upload_bundle(
     let (i2, actor) = (info.clone(), caller.person().to_owned());
     st.db(move |s| s.put_bundle(&actor, &i2, &bytes)).await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Signature, the `version` parameter, then the two-person rule against the last accepted
+/// bundle over the collector's catalogue.
+async fn check_upload(
+    st: &SharedState,
+    bytes: &[u8],
+    version: Option<&str>,
+) -> Result<shadowai_rules::BundleBody, ApiError> {
+    let now_s = now_ms() / 1000;
+    let body = crate::bundles::check_bundle(bytes, st.bundle_key.as_ref(), now_s)?;
+    if let Some(v) = version
+        && *v != body.version
+    {
+        return Err(bad(format!(
+            "query parameter `version` is {v:?} but the bundle says {:?}",
+            body.version
+        )));
+    }
+    let cat = catalogue(st)?;
+    let proposals = st.db(|s| s.list_proposals(None)).await?;
+    let previous = st
+        .db(|s| {
+            let Some(newest) = s.list_bundles()?.into_iter().next() else {
+                return Ok(None);
+            };
+            s.bundle(&newest.version)
+        })
+        .await?;
+    let previous = match previous {
+        Some((info, b)) => Some(bundle::read_unverified(&b).map_err(|e| ApiError::Internal {
+            what: format!("stored bundle {} does not parse: {e}", info.version),
+        })?),
+        None => None,
+    };
+    let approvals = crate::bundles::approvals(&proposals);
+    let b2 = body.clone();
+    let changes = tokio::task::spawn_blocking(move || {
+        let prev = previous.as_ref().map(|p| (&p.catalogue, &p.policy));
+        twoperson::check(&cat, prev, (&b2.catalogue, &b2.policy), &approvals, now_s)
+    })
+    .await
+    .map_err(|e| ApiError::Internal {
+        what: format!("two-person check failed: {e}"),
+    })?
+    .map_err(|e| ApiError::Forbidden {
+        message: format!("bundle {}: {e}", body.version),
+    })?;
+    tracing::info!(version = %body.version, block_changes = changes.len(), "bundle passed the two-person rule");
+    Ok(body)
 }
 
 pub async fn list_rollouts(
@@ -236,10 +327,16 @@ pub async fn advance_rollout(
 ) -> Result<Json<Rollout>, ApiError> {
     caller.require(Cap::Admin)?;
     let id = parse_id(&id)?;
+    // Never a default of 100 %: the caller says how far.
     let (stage, percent) = match req.percent {
-        None | Some(100) => (RolloutStage::All, 100),
+        Some(100) => (RolloutStage::All, 100),
         Some(p @ 1..=99) => (RolloutStage::Percent, p),
         Some(p) => return Err(bad(format!("percent: must be 1..=100, got {p}"))),
+        None => {
+            return Err(bad(
+                "percent: required (1..=99 for a share of the agents, 100 for all)",
+            ));
+        }
     };
     let actor = caller.person().to_owned();
     let now = now_ms();

@@ -2,6 +2,7 @@
 
 mod admin_routes;
 mod agent_routes;
+// issue 10: policy document and catalogue
 pub mod auth;
 pub mod conn;
 mod enroll_routes;
@@ -12,6 +13,7 @@ mod fleet_routes;
 mod gate;
 mod ingest_decode;
 pub mod metrics;
+mod policy_routes;
 pub mod ratelimit;
 mod slowbody;
 mod soc_routes;
@@ -65,9 +67,13 @@ pub struct AppState {
     pub read_permits: Arc<tokio::sync::Semaphore>,
     /// Exports per person (token bucket, `limits.exports_per_min`).
     pub export_limiter: RateLimiter,
-    /// When set, uploaded bundles must verify against this key.
-    pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
+    /// When set, uploaded bundles must verify against one of these keys (by key id).
+    pub bundle_key: Option<shadowai_rules::keyset::KeySet>,
     pub sink: Option<Arc<dyn FindingSink>>,
+    // ---- policy (issue 10): the catalogue proposals and bundles are checked against ----
+    /// The collector's own catalogue, or why it could not be loaded (then proposals and
+    /// bundle uploads are refused with that reason; everything else works).
+    pub catalogue: Result<Arc<shadowai_rules::Catalogue>, String>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -143,6 +149,19 @@ pub fn router(state: SharedState) -> Router {
             "/api/v1/rollouts/{id}/rollback",
             post(admin_routes::rollback_rollout),
         )
+        // ---- policy as data, publish (issue 10) ----
+        .route("/api/v1/catalogue", get(policy_routes::catalogue))
+        .route("/api/v1/policy/document", get(policy_routes::document))
+        .route("/api/v1/proposals/{id}/impact", get(policy_routes::impact))
+        .route(
+            "/api/v1/rollouts/{id}/agents",
+            get(policy_routes::rollout_agents),
+        )
+        .route(
+            "/api/v1/bundles/{version}/file",
+            get(policy_routes::bundle_file),
+        )
+        // ----
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));
     // ---- host identity (issue 13): enrollment with a small body limit and its own

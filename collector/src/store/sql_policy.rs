@@ -160,7 +160,7 @@ impl<B: Backend> SqlStore<B> {
                     reason: format!("already {}", p.status.as_str()),
                 });
             }
-            if p.proposed_by == actor {
+            if crate::identity::same_person(&p.proposed_by, actor) {
                 return Err(StoreError::SelfApproval {
                     person: actor.to_owned(),
                     proposal: id,

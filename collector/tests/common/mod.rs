@@ -280,6 +280,17 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The repository's catalogue (what the collector checks proposals and bundles against).
+pub fn catalogue_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue")
+}
+
+/// The repository's catalogue, loaded once per test binary.
+pub fn catalogue() -> &'static shadowai_rules::Catalogue {
+    static CAT: std::sync::OnceLock<shadowai_rules::Catalogue> = std::sync::OnceLock::new();
+    CAT.get_or_init(|| shadowai_rules::Catalogue::load_dir(&catalogue_dir()).unwrap())
+}
+
 pub async fn start_server(
     tls: bool,
     tweak: impl FnOnce(&mut shadowai_collector::config::Config),
@@ -294,6 +305,7 @@ pub async fn start_server(
     cfg.limits.rate_burst = 10_000.0;
     cfg.limits.ip_rate_per_sec = 10_000.0;
     cfg.limits.ip_rate_burst = 10_000.0;
+    cfg.catalogue = catalogue_dir();
     tweak(&mut cfg);
     let cfg_secret = cfg.enrollment_secret.clone();
     let p = shadowai_collector::app::prepare(cfg).await.unwrap();

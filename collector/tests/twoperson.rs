@@ -1,0 +1,589 @@
+//! The two-person rule over HTTP, against a real collector on SQLite with the repository's
+//! catalogue: every bypass of the old rule-pattern check is refused (a block through
+//! `[[exceptions]]`, through `jurisdictions` riding along an approved service, by widening a
+//! host group, by redefining a service inside the bundle's catalogue, by scoping to a unix
+//! group; lifting a block), approver names that differ only in case, spacing, invisible or
+//! look-alike characters are one person, proposals are validated against the catalogue, and
+//! every refused attempt leaves an audit entry. Also the rest of the flow from approval to
+//! the agent: impact before approval, publish, rollout stages, automatic halt.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+mod common;
+
+use common::start_server;
+use shadowai_api::client::Client;
+use shadowai_api::{PolicyScope, ProposalRequest, ProposalStatus, Role, Verdict};
+use shadowai_rules::bundle;
+use shadowai_rules::{BundleBody, Catalogue, Policy};
+
+struct Env {
+    srv: common::TestServer,
+    key: ed25519_dalek::SigningKey,
+    alice: Client,
+    bob: Client,
+    _keydir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let key = bundle::generate_key().unwrap();
+    let keydir = tempfile::tempdir().unwrap();
+    let pubkey = keydir.path().join("bundle.pub");
+    bundle::write_verifying_key(&pubkey, &key.verifying_key()).unwrap();
+    let srv = start_server(false, |c| c.bundle_public_key = Some(pubkey.clone())).await;
+    let alice = srv.client(Some(&srv.person("alice", Role::Admin)));
+    let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
+    Env {
+        srv,
+        key,
+        alice,
+        bob,
+        _keydir: keydir,
+    }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn policy(v: serde_json::Value) -> Policy {
+    let mut base = serde_json::json!({"mode": "enforce", "default_verdict": "unsanctioned"});
+    for (k, x) in v.as_object().unwrap() {
+        base[k] = x.clone();
+    }
+    serde_json::from_value(base).unwrap()
+}
+
+fn signed(e: &Env, version: &str, catalogue: &Catalogue, policy: Policy) -> Vec<u8> {
+    let body = BundleBody {
+        format: bundle::FORMAT.to_owned(),
+        version: version.to_owned(),
+        issued_at: now_s() - 10,
+        expires_at: now_s() + 86_400,
+        min_agent_version: "0.1.0".to_owned(),
+        catalogue: catalogue.clone(),
+        policy,
+    };
+    bundle::sign_body(&body, &e.key).unwrap()
+}
+
+/// Alice proposes, Bob approves.
+async fn approved(e: &Env, target: &str, verdict: Verdict, scope: PolicyScope) {
+    let p = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: target.into(),
+            verdict,
+            scope,
+            reason: "tested".into(),
+        })
+        .await
+        .unwrap();
+    if p.status == ProposalStatus::Pending {
+        e.bob.approve(p.id, Some("ok")).await.unwrap();
+    }
+}
+
+/// Uploads `policy` as `version`; returns the refusal message (403) if refused.
+async fn upload(e: &Env, version: &str, policy: Policy) -> Result<(), String> {
+    let b = signed(e, version, common::catalogue(), policy);
+    match e.alice.upload_bundle(version, None, b).await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            assert_eq!(err.status(), Some(403), "{err}");
+            Err(err.to_string())
+        }
+    }
+}
+
+fn block_deepseek() -> Policy {
+    policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["deepseek"]}]}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_known_bypass_is_refused_and_audited() {
+    let e = env().await;
+    approved(&e, "deepseek", Verdict::Blocked, PolicyScope::Fleet).await;
+    approved(
+        &e,
+        "openai-api",
+        Verdict::Blocked,
+        PolicyScope::Group {
+            group: "lab".into(),
+        },
+    )
+    .await;
+
+    // 1. a block through [[exceptions]] of a service nobody approved
+    let exc = policy(serde_json::json!({"exceptions": [
+        {"id": "x", "verdict": "blocked", "services": ["anthropic-claude"], "reason": "r",
+         "approver": "bob", "expires_at": now_s() + 3600}]}));
+    let m = upload(&e, "1.0.0", exc).await.unwrap_err();
+    assert!(m.contains("`anthropic-claude` becomes blocked"), "{m}");
+
+    // 2. jurisdictions riding along an approved service
+    let juris = policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["deepseek"], "jurisdictions": ["FR"]}]}));
+    let m = upload(&e, "1.0.0", juris).await.unwrap_err();
+    assert!(m.contains("becomes blocked"), "{m}");
+
+    // 3. a host group widened to take in every laptop
+    let wide = policy(serde_json::json!({
+        "host_groups": {"lab": ["lab", "laptop"]},
+        "rules": [{"id": "r", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
+    let m = upload(&e, "1.0.0", wide).await.unwrap_err();
+    assert!(m.contains("hosts tagged laptop"), "{m}");
+
+    // 4. an approved service redefined inside the bundle's own catalogue
+    let mut evil = common::catalogue().clone();
+    let i = evil
+        .services
+        .iter()
+        .position(|s| s.id == "deepseek")
+        .unwrap();
+    evil.services[i].domains.push("example.org".into());
+    let b = signed(&e, "1.0.0", &evil, block_deepseek());
+    let err = e.alice.upload_bundle("1.0.0", None, b).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    assert!(err.to_string().contains("service `deepseek`"), "{err}");
+
+    // 5. a unix group everyone is in, for a service approved only for the lab
+    let ug = policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["openai-api"], "unix_groups": ["users"]}]}));
+    let m = upload(&e, "1.0.0", ug).await.unwrap_err();
+    assert!(m.contains("unix groups users"), "{m}");
+
+    // What was approved goes through, exactly.
+    let honest = policy(serde_json::json!({
+        "host_groups": {"lab": ["lab"]},
+        "rules": [
+            {"id": "d", "verdict": "blocked", "services": ["deepseek"]},
+            {"id": "o", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
+    upload(&e, "1.0.0", honest).await.unwrap();
+
+    // 6. lifting the block needs a second person too: the proposal waits for approval…
+    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    assert!(m.contains("`deepseek` stops being blocked"), "{m}");
+    let lift = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "deepseek".into(),
+            verdict: Verdict::Unsanctioned,
+            scope: PolicyScope::Fleet,
+            reason: "contract signed".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(lift.status, ProposalStatus::Pending);
+    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    assert!(m.contains("stops being blocked"), "{m}");
+    e.bob.approve(lift.id, None).await.unwrap();
+    // …the lab block on openai-api is still in force, so only deepseek may go.
+    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    assert!(m.contains("`openai-api` stops being blocked"), "{m}");
+    let keep_lab = policy(serde_json::json!({
+        "host_groups": {"lab": ["lab"]},
+        "rules": [{"id": "o", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
+    upload(&e, "1.1.0", keep_lab).await.unwrap();
+
+    // Every refusal is in the audit log, with its reason, and the chain still verifies.
+    let log = e.alice.audit_export().await.unwrap();
+    shadowai_api::audit::verify(&log).unwrap();
+    let refused: Vec<_> = log
+        .iter()
+        .filter(|x| x.action == "bundle.refused")
+        .collect();
+    assert_eq!(refused.len(), 8, "{refused:?}");
+    assert!(refused.iter().all(|x| x.actor == "alice"));
+    assert!(
+        refused[0].details["reason"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic-claude")
+    );
+    drop(e.srv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_under_many_spellings_cannot_approve_their_own_proposal() {
+    let e = env().await;
+    let p = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "kimi".into(),
+            verdict: Verdict::Blocked,
+            scope: PolicyScope::Fleet,
+            reason: "data residency".into(),
+        })
+        .await
+        .unwrap();
+    for name in [
+        "Alice",
+        "alice ",
+        "a\u{200b}lice",
+        "\u{0430}lice",
+        "ＡＬＩＣＥ",
+    ] {
+        let other = e.srv.client(Some(&e.srv.person(name, Role::Approver)));
+        let err = other.approve(p.id, None).await.unwrap_err();
+        assert_eq!(err.status(), Some(403), "{name:?}: {err}");
+        assert!(err.to_string().contains("different person"), "{err}");
+    }
+    let log = e.alice.audit_export().await.unwrap();
+    let refused = log
+        .iter()
+        .filter(|x| x.action == "proposal.approve.refused")
+        .count();
+    assert_eq!(refused, 5);
+    // A bundle blocking it is refused while the proposal waits; Bob's approval lets it in.
+    let b = policy(serde_json::json!({"rules": [
+        {"id": "r", "verdict": "blocked", "services": ["kimi"]}]}));
+    assert!(upload(&e, "1.0.0", b.clone()).await.is_err());
+    e.bob.approve(p.id, None).await.unwrap();
+    upload(&e, "1.0.0", b).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposals_are_checked_against_the_catalogue() {
+    let e = env().await;
+    let req = |target: &str, reason: &str| ProposalRequest {
+        service_id: target.into(),
+        verdict: Verdict::Tolerated,
+        scope: PolicyScope::Fleet,
+        reason: reason.into(),
+    };
+    for (target, reason, needle) in [
+        ("no-such-service", "x", "unknown service"),
+        ("category:nonsense", "x", "is not a service id"),
+        (
+            "jurisdiction:XQ",
+            "x",
+            "no catalogue service is in jurisdiction",
+        ),
+        ("deepseek", "   ", "reason: required"),
+    ] {
+        let err = e.alice.propose(&req(target, reason)).await.unwrap_err();
+        assert_eq!(err.status(), Some(400), "{target}: {err}");
+        assert!(err.to_string().contains(needle), "{target}: {err}");
+    }
+    for ok in [
+        "deepseek",
+        "category:chat_assistant",
+        "jurisdiction:CN",
+        "*",
+    ] {
+        let p = e.alice.propose(&req(ok, "fine")).await.unwrap();
+        assert_eq!(p.status, ProposalStatus::Applied, "{ok}");
+    }
+}
+
+/// What `shadowai rules publish` does, step by step through the typed client: the policy
+/// in force comes from the collector (no hand-written TOML), is compiled with the
+/// collector's catalogue, signed with the publisher's key, uploaded, rolled out to a canary
+/// group — and the canary agent receives a bundle that verifies and blocks the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_approval_to_the_agent_in_one_flow() {
+    use shadowai_api::RolloutRequest;
+    use shadowai_api::client::BundleFetch;
+    use shadowai_rules::{Engine, Mode, Query};
+
+    let e = env().await;
+    approved(&e, "kimi", Verdict::Blocked, PolicyScope::Fleet).await;
+    // a non-block decision applies at once and is part of the policy too
+    approved(
+        &e,
+        "category:ai_search",
+        Verdict::Tolerated,
+        PolicyScope::Fleet,
+    )
+    .await;
+    approved(
+        &e,
+        "perplexity",
+        Verdict::Sanctioned,
+        PolicyScope::Group {
+            group: "research".into(),
+        },
+    )
+    .await;
+
+    // the mode is never guessed
+    let r = common::raw()
+        .get(format!("{}/api/v1/policy/document", e.srv.url))
+        .bearer_auth(&e.srv.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let doc = e.alice.policy_document(Mode::Enforce).await.unwrap();
+    let ids: Vec<&str> = doc.policy.rules.iter().map(|r| r.id.as_str()).collect();
+    // service decisions first (group before fleet), then the category
+    assert_eq!(ids, ["proposal-3", "proposal-1", "proposal-2"], "{doc:?}");
+    assert_eq!(doc.proposals, [1, 2, 3]);
+    let cat = e.alice.catalogue().await.unwrap();
+    assert_eq!(&cat, common::catalogue());
+
+    let opts = bundle::CompileOptions {
+        version: semver::Version::new(1, 0, 0),
+        issued_at: now_s() - 10,
+        expires_at: now_s() + 86_400,
+        min_agent_version: semver::Version::new(0, 1, 0),
+    };
+    let body = bundle::compile(&cat, &doc.policy, &opts).unwrap();
+    let signed = bundle::sign_body(&body, &e.key).unwrap();
+    e.alice
+        .upload_bundle("1.0.0", Some("publish"), signed.clone())
+        .await
+        .unwrap();
+    let r = e
+        .alice
+        .start_rollout(&RolloutRequest {
+            bundle_version: "1.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    // Nobody is in the canary group yet: the collector says so.
+    let st = e.alice.rollout_agents(r.id).await.unwrap();
+    assert_eq!(st.canary.agents, 0);
+    assert!(st.warnings[0].contains("has no agents"), "{st:?}");
+    let (_, token) = e.srv.enroll("host-c", Some("canary")).await;
+    e.srv.enroll("host-d", None).await;
+    let st = e.alice.rollout_agents(r.id).await.unwrap();
+    assert_eq!(
+        (st.canary.agents, st.canary.silent, st.rest.agents),
+        (1, 1, 1)
+    );
+    assert!(
+        st.warnings[0].contains("1 of 1 canary agents sent no heartbeat"),
+        "{st:?}"
+    );
+    e.srv
+        .client(Some(&token))
+        .heartbeat(&shadowai_api::Heartbeat {
+            agent_version: "0.1.0".into(),
+            bundle_version: Some("1.0.0".into()),
+            mode: shadowai_api::AgentMode::Enforce,
+            lost_events: 0,
+            group: Some("canary".into()),
+        })
+        .await
+        .unwrap();
+    let st = e.alice.rollout_agents(r.id).await.unwrap();
+    assert_eq!((st.canary.on_version, st.canary.silent), (1, 0));
+    assert!(st.warnings.is_empty(), "{st:?}");
+    // Widening needs an explicit percentage: there is no default of 100 %.
+    let resp = common::raw()
+        .post(format!("{}/api/v1/rollouts/{}/advance", e.srv.url, r.id))
+        .bearer_auth(&e.srv.admin)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let BundleFetch::Bundle { bytes, .. } =
+        e.srv.client(Some(&token)).fetch_bundle(None).await.unwrap()
+    else {
+        panic!("the canary agent gets the bundle")
+    };
+    assert_eq!(bytes, signed);
+    let v = bundle::verify(
+        &bytes,
+        &e.key.verifying_key(),
+        &bundle::VerifyOptions {
+            now: now_s(),
+            in_use: None,
+            agent_version: None,
+        },
+    )
+    .unwrap();
+    let engine = Engine::from_bundle(&v).unwrap();
+    let ask = |name: &'static str, tags: &'static [&'static str]| {
+        let d = engine
+            .classify(&Query {
+                name: Some(name),
+                host_tags: tags,
+                ..Query::default()
+            })
+            .unwrap();
+        (d.verdict, d.enforce())
+    };
+    assert_eq!(ask("www.kimi.com", &["canary"]), (Verdict::Blocked, true));
+    assert_eq!(
+        ask("perplexity.ai", &["canary"]),
+        (Verdict::Tolerated, false)
+    );
+    assert_eq!(
+        ask("perplexity.ai", &["research"]),
+        (Verdict::Sanctioned, false)
+    );
+}
+
+/// Before approving, an approver sees which services change verdict for whom, and from
+/// recent findings which hosts, users and processes use them — only within the proposal's
+/// group when it has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_shows_its_impact_before_approval() {
+    use shadowai_api::IngestBatch;
+
+    let e = env().await;
+    let (_, lab) = e.srv.enroll("host-a", Some("lab")).await;
+    let (_, other) = e.srv.enroll("host-b", None).await;
+    let now = now_s() * 1000;
+    for (token, host, user) in [(&lab, "host-a", "alice"), (&other, "host-b", "bob")] {
+        let mut f = common::finding(
+            "f1",
+            host,
+            "deepseek",
+            Verdict::Unsanctioned,
+            user,
+            now - 3_600_000,
+        );
+        if host == "host-b" {
+            f.process.exe = "/usr/bin/curl".into();
+        }
+        e.srv
+            .client(Some(token))
+            .ingest(&IngestBatch {
+                batch_id: "b1".into(),
+                findings: vec![f],
+            })
+            .await
+            .unwrap();
+    }
+    let p = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "deepseek".into(),
+            verdict: Verdict::Blocked,
+            scope: PolicyScope::Group {
+                group: "lab".into(),
+            },
+            reason: "lab data must not leave".into(),
+        })
+        .await
+        .unwrap();
+    let bob_view = e.bob.proposal_impact(p.id).await.unwrap();
+    assert_eq!(bob_view.proposal, p.id);
+    let ch: Vec<(&str, &str, Option<Verdict>, Option<Verdict>)> = bob_view
+        .changes
+        .iter()
+        .map(|c| (c.service_id.as_str(), c.who.as_str(), c.old, c.new))
+        .collect();
+    assert_eq!(
+        ch,
+        [(
+            "deepseek",
+            "host tag lab",
+            Some(Verdict::Unsanctioned),
+            Some(Verdict::Blocked)
+        )],
+        "{bob_view:?}"
+    );
+    assert_eq!(bob_view.affected.len(), 1);
+    let a = &bob_view.affected[0];
+    assert_eq!(a.hosts, ["host-a.example"]);
+    assert_eq!(a.users, ["alice"]);
+    assert_eq!(a.processes, ["/usr/bin/python3"]);
+    // a fleet-wide proposal reaches both hosts
+    let q = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "jurisdiction:CN".into(),
+            verdict: Verdict::Blocked,
+            scope: PolicyScope::Fleet,
+            reason: "residency".into(),
+        })
+        .await
+        .unwrap();
+    let fleet = e.bob.proposal_impact(q.id).await.unwrap();
+    assert!(fleet.changes.len() > 10, "every CN service changes");
+    let d = fleet
+        .affected
+        .iter()
+        .find(|a| a.service_id == "deepseek")
+        .unwrap();
+    assert_eq!(d.hosts, ["host-a.example", "host-b.example"]);
+    assert_eq!(
+        e.bob.proposal_impact(999).await.unwrap_err().status(),
+        Some(404)
+    );
+}
+
+/// A canary agent that heartbeats during a rollout and then goes silent halts the rollout
+/// by itself (audited as `system`); a canary host that was already dead before it started
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_halts_when_canary_agents_go_silent() {
+    use shadowai_api::{AgentMode, Heartbeat, RolloutRequest, RolloutStage};
+
+    let key = bundle::generate_key().unwrap();
+    let srv = start_server(false, |c| c.rollout_halt_silent_secs = 1).await;
+    let alice = srv.client(Some(&srv.person("alice", Role::Admin)));
+    let (_, dead) = srv.enroll("host-dead", Some("canary")).await;
+    let hb = Heartbeat {
+        agent_version: "0.1.0".into(),
+        bundle_version: None,
+        mode: AgentMode::Monitor,
+        lost_events: 0,
+        group: Some("canary".into()),
+    };
+    srv.client(Some(&dead)).heartbeat(&hb).await.unwrap();
+    let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
+    let e = Env {
+        srv,
+        key,
+        alice,
+        bob,
+        _keydir: tempfile::tempdir().unwrap(),
+    };
+    let b = signed(&e, "1.0.0", common::catalogue(), Policy::default());
+    e.alice.upload_bundle("1.0.0", None, b).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let r = e
+        .alice
+        .start_rollout(&RolloutRequest {
+            bundle_version: "1.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    let stage = |e: &Env| {
+        let c = e.alice.clone();
+        async move { c.rollouts().await.unwrap()[0].stage }
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        stage(&e).await,
+        RolloutStage::Canary,
+        "a host dead before the rollout does not halt it"
+    );
+    let (_, live) = e.srv.enroll("host-c", Some("canary")).await;
+    e.srv.client(Some(&live)).heartbeat(&hb).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stage(&e).await != RolloutStage::RolledBack {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout was not halted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = e.alice.audit_export().await.unwrap();
+    let halt = log
+        .iter()
+        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{}", r.id))
+        .unwrap();
+    assert_eq!(halt.actor, "system");
+    let note = halt.details["note"].as_str().unwrap();
+    assert!(
+        note.contains("host-c.example") && !note.contains("host-dead"),
+        "{note}"
+    );
+}
