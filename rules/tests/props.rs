@@ -28,6 +28,7 @@ fn svc(id: &str) -> Service {
         ports: vec![],
         port_alone: false,
         process_hints: vec![],
+        api_key_env: vec![],
         risk: Risk {
             trains_on_user_data: Training::Unknown,
             retention: Retention::Unknown,

@@ -16,6 +16,7 @@ OUT = HERE.parent / "catalogue"
 CHECKED = "2026-11-22"
 HEADER = "# Generated from rules/tools/services.txt by rules/tools/gen_catalogue.py; edit the table, not this file.\n"
 V2FLY = "v2fly:domain-list-community@c975ccef/data/{} (MIT)"
+MODELS_DEV = "models.dev:anomalyco/models.dev@f3fc6922/providers/{}/provider.toml (MIT)"
 
 PROFILES = {
     # trains_on_user_data, retention, enterprise_controls
@@ -93,6 +94,8 @@ def main():
             else:
                 domains.append(p)
         sources, cidrs, ports, procs, nomatch, notes, tenants = [], [], [], [], [], [], []
+        envs, extra_match = [], []
+        checked = CHECKED
         alone = False
         trains, retention, controls = PROFILES[profile]
         for item in filter(None, (x.strip() for x in extra.split(";"))):
@@ -118,13 +121,21 @@ def main():
                 notes.append(val)
             elif key == "nomatch":
                 nomatch.append(val)
+            elif key == "match":
+                extra_match.append(val)
+            elif key == "env":
+                envs.append(val)
+            elif key == "checked":
+                checked = val
+            elif key == "modelsdev":
+                sources.append(MODELS_DEV.format(val))
             elif key == "risk":
                 trains, retention, c = val.split("/")
                 controls = [x for x in c.split(",") if x]
             else:
                 sys.exit(f"{table}:{n}: unknown extra key {key}")
         first = (domains + hosts)[:1]
-        if first:
+        if first and not any(x.startswith(("models.dev:", "https://")) for x in sources):
             sources.append(f"https://{first[0]}/ (vendor-operated host)")
         for g in sni[:1]:
             sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
@@ -155,7 +166,7 @@ def main():
         if procs or ports:
             no_match.append("process:bash")
         no_match = list(dict.fromkeys(no_match + nomatch))
-        match = list(dict.fromkeys(match))
+        match = list(dict.fromkeys(match + extra_match))
         lines = [HEADER, f"id = {q(sid)}", f"name = {q(name)}", f"vendor = {q(vendor)}", f"category = {q(cat)}"]
         desc = f"{name} ({vendor}): {cat.replace('_', ' ')}."
         lines.append(f"description = {q(desc)}")
@@ -173,6 +184,8 @@ def main():
             lines.append("port_alone = true")
         if procs:
             lines.append(f"process_hints = {arr(procs)}")
+        if envs:
+            lines.append(f"api_key_env = {arr(envs)}")
         lines += ["", "[risk]", f"trains_on_user_data = {q(trains)}", f"retention = {q(retention)}",
                   f"jurisdiction = {q(jur)}", f"enterprise_controls = {arr(controls)}"]
         tenant_note = next((x for x in notes if "tenant" in x.lower() or "workspace" in x.lower()
@@ -183,7 +196,7 @@ def main():
             lines += ["", "[[tenant_hints]]", f"note = {q(tenant_note)}"]
         other = [x for x in notes if x != tenant_note]
         prov_note = " ".join(other + [RISK_NOTE[profile]])
-        lines += ["", "[provenance]", f"sources = {arr(sources)}", f"checked = {CHECKED}", f"note = {q(prov_note)}"]
+        lines += ["", "[provenance]", f"sources = {arr(sources)}", f"checked = {checked}", f"note = {q(prov_note)}"]
         lines += ["", "[examples]", f"match = {arr(match)}", f"no_match = {arr(no_match)}", ""]
         (OUT / f"{sid}.toml").write_text("\n".join(lines))
         written.add(f"{sid}.toml")

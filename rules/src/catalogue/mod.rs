@@ -10,8 +10,10 @@ use crate::error::RulesError;
 use crate::matcher::{BuildProblem, Field, Matcher};
 use crate::pattern::{self, is_at_or_below};
 
+mod benign;
 mod schema;
 use crate::report::{Report, SourceMap};
+pub use benign::{BENIGN_FILE, BenignHost};
 pub use schema::*;
 
 #[derive(Deserialize)]
@@ -79,6 +81,8 @@ struct RawService {
     port_alone: bool,
     #[serde(default)]
     process_hints: Vec<Spanned<String>>,
+    #[serde(default)]
+    api_key_env: Vec<Spanned<String>>,
     risk: RawRisk,
     #[serde(default)]
     tenant_hints: Vec<RawTenantHint>,
@@ -132,6 +136,13 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !id.starts_with('-')
         && !id.ends_with('-')
+}
+
+fn valid_env_name(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn valid_jurisdiction(j: &str) -> bool {
@@ -235,6 +246,18 @@ fn parse_service(
     let (cidrs, c_sp) = split(raw.cidrs);
     let (ports, p_sp) = split(raw.ports);
     let (process_hints, ph_sp) = split(raw.process_hints);
+    let mut api_key_env = Vec::with_capacity(raw.api_key_env.len());
+    for v in raw.api_key_env {
+        let off = v.span().start;
+        let v = v.into_inner();
+        if !valid_env_name(&v) {
+            err(
+                off,
+                format!("api_key_env `{v}`: use an environment variable name (A-Z, 0-9, '_')"),
+            );
+        }
+        api_key_env.push(v);
+    }
     let (matches, m_sp) = split(raw.examples.matches);
     let (no_match, nm_sp) = split(raw.examples.no_match);
     if domains.is_empty()
@@ -286,6 +309,7 @@ fn parse_service(
         ports,
         port_alone: raw.port_alone,
         process_hints,
+        api_key_env,
         risk,
         tenant_hints,
         provenance: Provenance {
@@ -351,6 +375,22 @@ fn check_shared(
     }
     for (i, g) in svc.sni.iter().enumerate() {
         if let Ok(glob) = pattern::parse_glob(g) {
+            // Directly below a shared suffix, a glob of bare `*` labels would claim every
+            // customer's name there (`*.s3.amazonaws.com`): it needs a literal or partial label.
+            if glob
+                .head
+                .iter()
+                .all(|l| matches!(l, pattern::GlobLabel::Any))
+                && let Some(s) = shared.iter().find(|s| s.suffix == glob.literal_suffix)
+            {
+                report.push(sm.error(
+                    spans.of(Field::Sni, i as u32),
+                    format!(
+                        "`{g}` would claim every name below shared infrastructure `{}` ({:?}): give a literal or partial label",
+                        s.suffix, s.kind
+                    ),
+                ));
+            }
             for s in shared.iter().filter(|s| !s.children_allowed) {
                 if is_at_or_below(&glob.literal_suffix, &s.suffix) {
                     report.push(sm.error(
@@ -496,11 +536,13 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
         Err(e) => return Err(RulesError::io(shared_path, e)),
     }
 
+    let benign = benign::load(dir, &mut report)?;
+
     let mut parsed: Vec<(Service, Spans, SourceMap)> = Vec::new();
-    for path in files
-        .iter()
-        .filter(|p| p.file_name().is_some_and(|n| n != SHARED_INFRA_FILE))
-    {
+    for path in files.iter().filter(|p| {
+        p.file_name()
+            .is_some_and(|n| n != SHARED_INFRA_FILE && n != BENIGN_FILE)
+    }) {
         report.files_checked += 1;
         let text = match std::fs::read(path) {
             Ok(b) => match String::from_utf8(b) {
@@ -553,6 +595,9 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
             }
         }
         Ok(m) => {
+            if let Some(b) = &benign {
+                benign::check(&m, &keep, b, &mut report);
+            }
             for (si, (svc, spans, sm)) in keep.iter().enumerate() {
                 for (i, ex) in svc.examples.matches.iter().enumerate() {
                     let off = spans.matches.get(i).copied();

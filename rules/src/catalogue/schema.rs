@@ -287,6 +287,10 @@ pub struct Service {
     /// Executable names / comms.
     #[serde(default)]
     pub process_hints: Vec<String>,
+    /// Environment variables that hold this provider's API key in SDKs and LLM gateways
+    /// (e.g. `OPENAI_API_KEY`); evidence for discovery, never read by the agent's matcher.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_key_env: Vec<String>,
     /// Risk attributes and score.
     pub risk: Risk,
     /// Enterprise-tenant hints.
