@@ -2,7 +2,9 @@
 //! - a benign corpus of real names — Chromium's HSTS preload list (PyPI `hstspreload`
 //!   2025.1.1, BSD-3-Clause, ~161,000 names) and the top 500 sites (npm `top-sites` 1.1.222,
 //!   MIT) — installed by `.ci/deps/catalogue.sh`: every name matches nothing, except the AI
-//!   services listed (and checked) in `tests/data/corpus-ai.txt`.
+//!   services listed (and checked) in `tests/data/corpus-ai.txt`;
+//! - a wrong-service table (`tests/data/wrong-service.tsv`): hosts that are easy to attribute
+//!   to the wrong entry of the right vendor (API vs consumer vs console vs tenant).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -129,4 +131,37 @@ fn benign_corpus_matches_nothing_but_the_listed_ai_services() {
         hits.len(),
         hits.join("\n")
     );
+}
+
+#[test]
+fn hosts_go_to_the_right_service_of_their_vendor() {
+    let e = engine();
+    let text = std::fs::read_to_string(manifest().join("tests/data/wrong-service.tsv")).unwrap();
+    let mut wrong = Vec::new();
+    let mut rows = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut f = line.split('\t');
+        let (host, want) = (f.next().unwrap(), f.next().expect("host<TAB>service"));
+        rows += 1;
+        if e.catalogue().service(want).is_none() {
+            wrong.push(format!(
+                "wrong-service.tsv:{}: unknown service `{want}`",
+                i + 1
+            ));
+            continue;
+        }
+        let got = e.match_name(host).map(|s| s.id.as_str());
+        if got != Some(want) {
+            wrong.push(format!(
+                "wrong-service.tsv:{}: {host}: want {want}, got {}",
+                i + 1,
+                got.unwrap_or("nothing")
+            ));
+        }
+    }
+    assert!(rows >= 40, "only {rows} rows");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

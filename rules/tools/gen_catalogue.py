@@ -137,8 +137,10 @@ def main():
         first = (domains + hosts)[:1]
         if first and not any(x.startswith(("models.dev:", "https://")) for x in sources):
             sources.append(f"https://{first[0]}/ (vendor-operated host)")
+        documented = any(x.startswith(("models.dev:", "https://")) and not x.endswith("(vendor-operated host)") for x in sources)
         for g in sni[:1]:
-            sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
+            if not documented:
+                sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
         if ports or procs:
             what = ", ".join([f"default port {p}" for p in ports] + [f"executable `{p}`" for p in procs])
             sources.append(f"{name} documentation: {what}")
