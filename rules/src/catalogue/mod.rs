@@ -11,9 +11,11 @@ use crate::matcher::{BuildProblem, Field, Matcher};
 use crate::pattern::{self, is_at_or_below};
 
 mod benign;
+mod resolvers;
 mod schema;
 use crate::report::{Report, SourceMap};
 pub use benign::{BENIGN_FILE, BenignHost};
+pub use resolvers::{LOCAL_RESOLVERS_FILE, LocalResolver, ResolverEvidence, ResolverMatch};
 pub use schema::*;
 
 #[derive(Deserialize)]
@@ -484,6 +486,7 @@ impl Catalogue {
                 }
             }
         }
+        errs.extend(resolvers::check_all(&self.local_resolvers));
         if errs.is_empty() { Ok(m) } else { Err(errs) }
     }
 }
@@ -537,11 +540,13 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
     }
 
     let benign = benign::load(dir, &mut report)?;
+    let local_resolvers = resolvers::load(dir, &mut report)?;
 
     let mut parsed: Vec<(Service, Spans, SourceMap)> = Vec::new();
     for path in files.iter().filter(|p| {
-        p.file_name()
-            .is_some_and(|n| n != SHARED_INFRA_FILE && n != BENIGN_FILE)
+        p.file_name().is_some_and(|n| {
+            n != SHARED_INFRA_FILE && n != BENIGN_FILE && n != LOCAL_RESOLVERS_FILE
+        })
     }) {
         report.files_checked += 1;
         let text = match std::fs::read(path) {
@@ -636,6 +641,7 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
         Catalogue {
             services,
             shared_infra: shared,
+            local_resolvers,
         },
         report,
     ))

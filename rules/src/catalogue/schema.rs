@@ -359,4 +359,7 @@ pub struct Catalogue {
     pub services: Vec<Service>,
     /// Hosts no service may claim.
     pub shared_infra: Vec<SharedInfra>,
+    /// Local DNS resolvers and caches (see [`Catalogue::is_local_resolver`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_resolvers: Vec<super::LocalResolver>,
 }
