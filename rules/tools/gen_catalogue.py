@@ -75,8 +75,35 @@ def parse(path):
     return rows
 
 
+def load_risk():
+    """rules/tools/risk.txt: researched risk factors per service (overrides the profile)."""
+    out = {}
+    path = HERE / "risk.txt"
+    if not path.exists():
+        return out
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = line.split("|")
+        if len(f) != 7:
+            sys.exit(f"{path}:{n}: expected 7 fields, got {len(f)}")
+        sid, plan, factors, certs, tiers, evidence, checked = (x.strip() for x in f)
+        trains, retention, controls = factors.split("/")
+        tier_rows = []
+        for t in tiers.split():
+            tp, _, tf = t.partition(":")
+            tt, tr, tc = tf.split("/")
+            tier_rows.append((tp, tt, tr, [x for x in tc.split(",") if x]))
+        out[sid] = dict(plan=plan, trains=trains, retention=retention,
+                        controls=[x for x in controls.split(",") if x],
+                        certs=[x for x in certs.split(",") if x], tiers=tier_rows,
+                        evidence=evidence.split(), checked=checked, line=n)
+    return out
+
+
 def main():
     table = HERE / "services.txt"
+    risk_table = load_risk()
     seen = set()
     written = set()
     for n, (sid, name, vendor, cat, jur, profile, patterns, extra) in parse(table):
@@ -188,8 +215,22 @@ def main():
             lines.append(f"process_hints = {arr(procs)}")
         if envs:
             lines.append(f"api_key_env = {arr(envs)}")
-        lines += ["", "[risk]", f"trains_on_user_data = {q(trains)}", f"retention = {q(retention)}",
+        researched = risk_table.pop(sid, None)
+        lines += ["", "[risk]"]
+        if researched:
+            trains, retention, controls = researched["trains"], researched["retention"], researched["controls"]
+            lines.append(f"plan = {q(researched['plan'])}")
+        lines += [f"trains_on_user_data = {q(trains)}", f"retention = {q(retention)}",
                   f"jurisdiction = {q(jur)}", f"enterprise_controls = {arr(controls)}"]
+        if researched:
+            if researched["certs"]:
+                lines.append(f"certifications = {arr(researched['certs'])}")
+            lines.append(f"evidence = {arr(researched['evidence'])}")
+            for tp, tt, tr, tc in researched["tiers"]:
+                lines += ["", "[[risk.tiers]]", f"plan = {q(tp)}", f"trains_on_user_data = {q(tt)}",
+                          f"retention = {q(tr)}", f"enterprise_controls = {arr(tc)}"]
+            if researched["checked"] > checked:
+                checked = researched["checked"]
         tenant_note = next((x for x in notes if "tenant" in x.lower() or "workspace" in x.lower()
                             or "left-most" in x or "account" in x.lower() or "region" in x.lower()), None)
         for t in tenants:
@@ -197,11 +238,13 @@ def main():
         if tenant_note and not tenants:
             lines += ["", "[[tenant_hints]]", f"note = {q(tenant_note)}"]
         other = [x for x in notes if x != tenant_note]
-        prov_note = " ".join(other + [RISK_NOTE[profile]])
+        prov_note = " ".join(other + ([] if researched else [RISK_NOTE[profile]]))
         lines += ["", "[provenance]", f"sources = {arr(sources)}", f"checked = {checked}", f"note = {q(prov_note)}"]
         lines += ["", "[examples]", f"match = {arr(match)}", f"no_match = {arr(no_match)}", ""]
         (OUT / f"{sid}.toml").write_text("\n".join(lines))
         written.add(f"{sid}.toml")
+    if risk_table:
+        sys.exit(f"risk.txt lists unknown services: {sorted(risk_table)}")
     for f in OUT.glob("*.toml"):
         if f.name not in written and not f.name.startswith("_") and f.read_text().startswith(HEADER):
             f.unlink()

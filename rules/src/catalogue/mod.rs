@@ -12,10 +12,12 @@ use crate::pattern::{self, is_at_or_below};
 
 mod benign;
 mod resolvers;
+mod risk;
 mod schema;
 use crate::report::{Report, SourceMap};
 pub use benign::{BENIGN_FILE, BenignHost};
 pub use resolvers::{LOCAL_RESOLVERS_FILE, LocalResolver, ResolverEvidence, ResolverMatch};
+pub use risk::*;
 pub use schema::*;
 
 #[derive(Deserialize)]
@@ -52,12 +54,30 @@ struct RawProvenance {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawTier {
+    plan: Spanned<Plan>,
+    trains_on_user_data: Training,
+    retention: Retention,
+    #[serde(default)]
+    enterprise_controls: Vec<Control>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRisk {
+    #[serde(default)]
+    plan: Option<Plan>,
     trains_on_user_data: Training,
     retention: Retention,
     jurisdiction: Spanned<String>,
     #[serde(default)]
     enterprise_controls: Vec<Control>,
+    #[serde(default)]
+    certifications: Vec<Certification>,
+    #[serde(default)]
+    tiers: Vec<RawTier>,
+    #[serde(default)]
+    evidence: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -290,14 +310,54 @@ fn parse_service(
             "examples.match must list at least one example".into(),
         );
     }
+    let mut tiers: Vec<TierRisk> = Vec::with_capacity(raw.risk.tiers.len());
+    for t in raw.risk.tiers {
+        let off = t.plan.span().start;
+        let plan = t.plan.into_inner();
+        if Some(plan) == raw.risk.plan || tiers.iter().any(|x| x.plan == plan) {
+            err(
+                off,
+                format!("risk tier `{plan}` is given twice (a tier must differ from `risk.plan`)"),
+            );
+        }
+        tiers.push(TierRisk {
+            plan,
+            trains_on_user_data: t.trains_on_user_data,
+            retention: t.retention,
+            enterprise_controls: t.enterprise_controls,
+            score: 0,
+        });
+    }
+    if !tiers.is_empty() && raw.risk.plan.is_none() {
+        err(
+            id_off,
+            "`risk.tiers` needs `risk.plan`: which plan the top-level factors describe".into(),
+        );
+    }
+    let mut evidence = Vec::with_capacity(raw.risk.evidence.len());
+    for e in raw.risk.evidence {
+        let off = e.span().start;
+        let e = e.into_inner();
+        if !e.starts_with("https://") || e.contains(char::is_whitespace) {
+            err(
+                off,
+                format!("risk evidence `{e}` must be an https:// URL of the policy page read"),
+            );
+        }
+        evidence.push(e);
+    }
     let mut risk = Risk {
+        plan: raw.risk.plan,
         trains_on_user_data: raw.risk.trains_on_user_data,
         retention: raw.risk.retention,
         jurisdiction,
         enterprise_controls: raw.risk.enterprise_controls,
+        certifications: raw.risk.certifications,
+        tiers,
+        evidence,
         score: 0,
     };
-    risk.score = risk.compute_score();
+    risk.fill_scores();
     let svc = Service {
         id,
         name,
