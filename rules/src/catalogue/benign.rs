@@ -45,25 +45,14 @@ pub(crate) struct Loaded {
 /// Read `_benign.toml` from `dir`. A missing file is a warning (the check is skipped); every
 /// bad entry is an error at its line.
 pub(crate) fn load(dir: &Path, report: &mut Report) -> Result<Option<Loaded>, RulesError> {
-    let path = dir.join(BENIGN_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            report.push(SourceMap::new(&path, "").warning(
-                None,
-                "no known-benign list: benign-host checks skipped".into(),
-            ));
-            return Ok(None);
-        }
-        Err(e) => return Err(RulesError::io(path, e)),
-    };
-    let sm = SourceMap::new(&path, &text);
-    let file: BenignFile = match toml::from_str(&text) {
-        Ok(f) => f,
-        Err(e) => {
-            report.push(sm.toml_error(&e));
-            return Ok(None);
-        }
+    let Some((file, sm)) = super::listfile::read::<BenignFile>(
+        dir,
+        BENIGN_FILE,
+        "no known-benign list: benign-host checks skipped",
+        report,
+    )?
+    else {
+        return Ok(None);
     };
     let mut hosts: Vec<(BenignHost, usize)> = Vec::with_capacity(file.benign.len());
     for b in file.benign {

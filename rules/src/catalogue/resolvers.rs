@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::Catalogue;
 use crate::error::RulesError;
 use crate::matcher::COMM_LEN;
-use crate::report::{Report, SourceMap};
+use crate::report::Report;
 
 /// File name of the local-resolver list inside a catalogue directory.
 pub const LOCAL_RESOLVERS_FILE: &str = "_local-resolvers.toml";
@@ -82,27 +82,14 @@ pub(crate) fn check_all(list: &[LocalResolver]) -> Vec<String> {
 /// Read `_local-resolvers.toml` from `dir`; a missing file is a warning, bad entries are
 /// errors at their line.
 pub(crate) fn load(dir: &Path, report: &mut Report) -> Result<Vec<LocalResolver>, RulesError> {
-    let path = dir.join(LOCAL_RESOLVERS_FILE);
-    let text =
-        match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                report.push(SourceMap::new(&path, "").warning(
-                None,
-                "no local-resolver list: resolvers' upstream lookups will look like their own"
-                    .into(),
-            ));
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(RulesError::io(path, e)),
-        };
-    let sm = SourceMap::new(&path, &text);
-    let file: ResolverFile = match toml::from_str(&text) {
-        Ok(f) => f,
-        Err(e) => {
-            report.push(sm.toml_error(&e));
-            return Ok(Vec::new());
-        }
+    let Some((file, sm)) = super::listfile::read::<ResolverFile>(
+        dir,
+        LOCAL_RESOLVERS_FILE,
+        "no local-resolver list: resolvers' upstream lookups will look like their own",
+        report,
+    )?
+    else {
+        return Ok(Vec::new());
     };
     let mut out: Vec<LocalResolver> = Vec::with_capacity(file.resolver.len());
     for r in file.resolver {
