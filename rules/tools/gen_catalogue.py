@@ -16,6 +16,7 @@ OUT = HERE.parent / "catalogue"
 CHECKED = "2026-11-22"
 HEADER = "# Generated from rules/tools/services.txt by rules/tools/gen_catalogue.py; edit the table, not this file.\n"
 V2FLY = "v2fly:domain-list-community@c975ccef/data/{} (MIT)"
+LITELLM = "pypi:litellm@{}/litellm/constants.py openai_compatible_endpoints (MIT)"
 MODELS_DEV = "models.dev:anomalyco/models.dev@f3fc6922/providers/{}/provider.toml (MIT)"
 
 PROFILES = {
@@ -156,15 +157,17 @@ def main():
                 checked = val
             elif key == "modelsdev":
                 sources.append(MODELS_DEV.format(val))
+            elif key == "litellm":
+                sources.append(LITELLM.format(val))
             elif key == "risk":
                 trains, retention, c = val.split("/")
                 controls = [x for x in c.split(",") if x]
             else:
                 sys.exit(f"{table}:{n}: unknown extra key {key}")
         first = (domains + hosts)[:1]
-        if first and not any(x.startswith(("models.dev:", "https://")) for x in sources):
+        if first and not any(x.startswith(("models.dev:", "https://", "pypi:")) for x in sources):
             sources.append(f"https://{first[0]}/ (vendor-operated host)")
-        documented = any(x.startswith(("models.dev:", "https://")) and not x.endswith("(vendor-operated host)") for x in sources)
+        documented = any(x.startswith(("models.dev:", "https://", "pypi:")) and not x.endswith("(vendor-operated host)") for x in sources)
         for g in sni[:1]:
             if not documented:
                 sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
