@@ -196,92 +196,17 @@ pub(crate) fn parse_service(
     if name.trim().is_empty() || raw.vendor.trim().is_empty() {
         err(name_off, "`name` and `vendor` must not be empty".into());
     }
-    let src_off = raw.provenance.sources.span().start;
-    let sources = raw.provenance.sources.into_inner();
-    if sources.is_empty() || sources.iter().any(|s| s.trim().is_empty()) {
-        err(
-            src_off,
-            "provenance.sources must list at least one non-empty source".into(),
-        );
-    }
-    let chk_off = raw.provenance.checked.span().start;
-    let checked_dt = raw.provenance.checked.into_inner();
-    let checked = match (checked_dt.date, checked_dt.time) {
-        (Some(d), None) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
-        _ => {
-            err(
-                chk_off,
-                "provenance.checked must be a date (YYYY-MM-DD)".into(),
-            );
-            String::new()
-        }
-    };
-    let mut tenant_hints = Vec::new();
-    for h in raw.tenant_hints {
-        let suffix = match h.suffix {
-            Some(s) => {
-                let off = s.span().start;
-                let s = s.into_inner();
-                if let Err(e) = pattern::check_literal(&s) {
-                    err(off, format!("invalid tenant suffix `{s}`: {e}"));
-                }
-                Some(s)
-            }
-            None => None,
-        };
-        tenant_hints.push(TenantHint {
-            suffix,
-            note: h.note,
-        });
-    }
+    let provenance = parse_provenance(raw.provenance, &mut err);
+    let tenant_hints = parse_tenant_hints(raw.tenant_hints, &mut err);
     let (domains, d_sp) = split(raw.domains);
     let (hosts, h_sp) = split(raw.hosts);
     let (sni, s_sp) = split(raw.sni);
     let (cidrs, c_sp) = split(raw.cidrs);
     let (ports, p_sp) = split(raw.ports);
     let (process_hints, ph_sp) = split(raw.process_hints);
-    let mut api_key_env = Vec::with_capacity(raw.api_key_env.len());
-    for v in raw.api_key_env {
-        let off = v.span().start;
-        let v = v.into_inner();
-        if !valid_env_name(&v) {
-            err(
-                off,
-                format!("api_key_env `{v}`: use an environment variable name (A-Z, 0-9, '_')"),
-            );
-        }
-        api_key_env.push(v);
-    }
+    let api_key_env = parse_key_env(raw.api_key_env, &mut err);
     let (matches, m_sp) = split(raw.examples.matches);
     let (no_match, nm_sp) = split(raw.examples.no_match);
-    if domains.is_empty()
-        && hosts.is_empty()
-        && sni.is_empty()
-        && cidrs.is_empty()
-        && process_hints.is_empty()
-        && ports.is_empty()
-    {
-        err(
-            id_off,
-            "service has nothing to match: give domains, hosts, sni, cidrs, ports or process_hints"
-                .into(),
-        );
-    }
-    if raw.port_alone && ports.is_empty() {
-        err(id_off, "`port_alone = true` but no `ports`".into());
-    }
-    if raw.category == Category::SelfHostedRuntime && process_hints.is_empty() && ports.is_empty() {
-        err(
-            id_off,
-            "a self-hosted runtime needs `ports` or `process_hints`".into(),
-        );
-    }
-    if matches.is_empty() {
-        err(
-            id_off,
-            "examples.match must list at least one example".into(),
-        );
-    }
     let risk = parse_risk(raw.risk, id_off, &mut err);
     let svc = Service {
         id,
@@ -299,13 +224,10 @@ pub(crate) fn parse_service(
         api_key_env,
         risk,
         tenant_hints,
-        provenance: Provenance {
-            sources,
-            checked,
-            note: raw.provenance.note,
-        },
+        provenance,
         examples: Examples { matches, no_match },
     };
+    check_matchable(&svc, id_off, &mut err);
     let spans = Spans {
         id: id_off,
         domains: d_sp,
@@ -385,4 +307,109 @@ fn parse_risk(raw: RawRisk, id_off: usize, err: &mut impl FnMut(usize, String)) 
     };
     risk.fill_scores();
     risk
+}
+
+/// `[provenance]`: at least one non-empty source and a date.
+fn parse_provenance(raw: RawProvenance, err: &mut impl FnMut(usize, String)) -> Provenance {
+    let src_off = raw.sources.span().start;
+    let sources = raw.sources.into_inner();
+    if sources.is_empty() || sources.iter().any(|s| s.trim().is_empty()) {
+        err(
+            src_off,
+            "provenance.sources must list at least one non-empty source".into(),
+        );
+    }
+    let chk_off = raw.checked.span().start;
+    let checked_dt = raw.checked.into_inner();
+    let checked = match (checked_dt.date, checked_dt.time) {
+        (Some(d), None) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
+        _ => {
+            err(
+                chk_off,
+                "provenance.checked must be a date (YYYY-MM-DD)".into(),
+            );
+            String::new()
+        }
+    };
+    Provenance {
+        sources,
+        checked,
+        note: raw.note,
+    }
+}
+
+/// `[[tenant_hints]]`: each suffix must be a valid name.
+fn parse_tenant_hints(
+    raw: Vec<RawTenantHint>,
+    err: &mut impl FnMut(usize, String),
+) -> Vec<TenantHint> {
+    raw.into_iter()
+        .map(|h| {
+            let suffix = h.suffix.map(|s| {
+                let off = s.span().start;
+                let s = s.into_inner();
+                if let Err(e) = pattern::check_literal(&s) {
+                    err(off, format!("invalid tenant suffix `{s}`: {e}"));
+                }
+                s
+            });
+            TenantHint {
+                suffix,
+                note: h.note,
+            }
+        })
+        .collect()
+}
+
+/// `api_key_env`: environment variable names only.
+fn parse_key_env(raw: Vec<Spanned<String>>, err: &mut impl FnMut(usize, String)) -> Vec<String> {
+    raw.into_iter()
+        .map(|v| {
+            let off = v.span().start;
+            let v = v.into_inner();
+            if !valid_env_name(&v) {
+                err(
+                    off,
+                    format!("api_key_env `{v}`: use an environment variable name (A-Z, 0-9, '_')"),
+                );
+            }
+            v
+        })
+        .collect()
+}
+
+/// A service must have something to match, `port_alone` needs ports, a self-hosted runtime
+/// needs ports or process hints, and there must be at least one match example.
+fn check_matchable(svc: &Service, id_off: usize, err: &mut impl FnMut(usize, String)) {
+    if svc.domains.is_empty()
+        && svc.hosts.is_empty()
+        && svc.sni.is_empty()
+        && svc.cidrs.is_empty()
+        && svc.process_hints.is_empty()
+        && svc.ports.is_empty()
+    {
+        err(
+            id_off,
+            "service has nothing to match: give domains, hosts, sni, cidrs, ports or process_hints"
+                .into(),
+        );
+    }
+    if svc.port_alone && svc.ports.is_empty() {
+        err(id_off, "`port_alone = true` but no `ports`".into());
+    }
+    if svc.category == Category::SelfHostedRuntime
+        && svc.process_hints.is_empty()
+        && svc.ports.is_empty()
+    {
+        err(
+            id_off,
+            "a self-hosted runtime needs `ports` or `process_hints`".into(),
+        );
+    }
+    if svc.examples.matches.is_empty() {
+        err(
+            id_off,
+            "examples.match must list at least one example".into(),
+        );
+    }
 }
