@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::bundle::{self, CompileOptions, InUse, VerifyOptions};
-use crate::catalogue::{self, Catalogue};
+use crate::catalogue::{self, Catalogue, RiskBand};
 use crate::diff::diff;
 use crate::engine::{Engine, Query};
 use crate::error::RulesError;
@@ -282,6 +282,12 @@ pub fn run(cmd: &RulesCommand, out: &mut dyn Write) -> Result<ExitCode, RulesErr
                             "category": d.service.category, "risk_score": d.service.risk.score,
                             "matched_by": d.matched_by.to_string(), "tenant": d.tenant,
                         },
+                        "risk": {
+                            "score": d.service.risk.score,
+                            "band": RiskBand::of(d.service.risk.score),
+                            "plans": d.service.risk.plans(),
+                            "evidence": d.service.risk.evidence,
+                        },
                         "verdict": d.verdict, "rule": d.rule_id(), "enforce": d.enforce(), "explanation": d.explain(),
                     });
                     w(out, format_args!("{v}\n"))?;
@@ -293,6 +299,12 @@ pub fn run(cmd: &RulesCommand, out: &mut dyn Write) -> Result<ExitCode, RulesErr
                     )?;
                     w(out, format_args!("rule: {}\n", d.rule_id()))?;
                     w(out, format_args!("why: {}\n", d.explain()))?;
+                    for b in d.service.risk.plans() {
+                        w(out, format_args!("service risk: {b}\n"))?;
+                    }
+                    for e in &d.service.risk.evidence {
+                        w(out, format_args!("risk evidence: {e}\n"))?;
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

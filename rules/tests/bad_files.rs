@@ -39,11 +39,22 @@ kind = "cdn"
 [[shared]]
 suffix = "telemetry.example"
 kind = "telemetry"
+[[shared]]
+suffix = "cloud.example"
+kind = "cloud"
+children_allowed = true
+"#;
+
+const BENIGN: &str = r#"[[benign]]
+name = "shop.acme-ai.example"
+what = "Acme's storefront"
 "#;
 
 fn setup(files: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("_shared-infra.toml"), SHARED).unwrap();
+    std::fs::write(d.path().join("_benign.toml"), BENIGN).unwrap();
+    std::fs::write(d.path().join("_local-resolvers.toml"), "").unwrap();
     for (name, text) in files {
         std::fs::write(d.path().join(name), text).unwrap();
     }
@@ -275,7 +286,100 @@ fn missing_shared_list_is_a_warning() {
     std::fs::write(d.path().join("acme-chat.toml"), GOOD).unwrap();
     let r = validate_dir(d.path()).unwrap();
     assert!(r.is_ok());
-    assert_eq!(r.warning_count(), 1);
+    assert_eq!(r.warning_count(), 3, "{r}");
+    find(&r, "no shared-infrastructure list");
+    find(&r, "no known-benign list");
+    find(&r, "no local-resolver list");
+}
+
+#[test]
+fn known_benign_host_cannot_be_claimed() {
+    // A suffix above the benign storefront would cover it.
+    let text = GOOD.replace(
+        "domains = [\"acmechat.example\"]",
+        "domains = [\"acmechat.example\", \"acme-ai.example\"]",
+    );
+    let d = setup(&[("acme-chat.toml", &text)]);
+    let r = validate_dir(d.path()).unwrap();
+    let diag = find(
+        &r,
+        "`acme-ai.example` (service `acme-chat`) claims known non-AI host `shop.acme-ai.example`: Acme's storefront",
+    );
+    assert!(diag.file.ends_with("acme-chat.toml"));
+    assert_eq!(diag.line, line_of(&text, "domains ="));
+    assert!(diag.message.contains("_benign.toml:1)"), "{diag}");
+    // A glob is reported at its own line.
+    let text = GOOD.replace(
+        "hosts = [\"api.acme-ai.example\"]",
+        "hosts = [\"api.acme-ai.example\"]\nsni = [\"s*.acme-ai.example\"]",
+    );
+    let d = setup(&[("acme-chat.toml", &text)]);
+    let r = validate_dir(d.path()).unwrap();
+    let diag = find(
+        &r,
+        "`s*.acme-ai.example` (service `acme-chat`) claims known non-AI host",
+    );
+    assert_eq!(diag.line, line_of(&text, "sni ="));
+    assert_eq!(r.error_count(), 1, "{r}");
+}
+
+#[test]
+fn bad_benign_entries_are_reported_at_their_line() {
+    let benign = r#"[[benign]]
+name = "Shop.Example"
+what = "x"
+[[benign]]
+name = "ok.example"
+what = " "
+[[benign]]
+name = "twice.example"
+what = "x"
+[[benign]]
+name = "twice.example"
+what = "y"
+[[benign]]
+name = "x.example"
+color = "red"
+"#;
+    let d = setup(&[("acme-chat.toml", GOOD)]);
+    std::fs::write(d.path().join("_benign.toml"), benign).unwrap();
+    let r = validate_dir(d.path()).unwrap();
+    // Unknown field: the whole file is refused, at the field's line.
+    let diag = find(&r, "color");
+    assert!(diag.file.ends_with("_benign.toml"));
+    assert_eq!(diag.line, line_of(benign, "color"));
+    let benign = benign.replace("color = \"red\"", "what = \"z\"");
+    std::fs::write(d.path().join("_benign.toml"), &benign).unwrap();
+    let r = validate_dir(d.path()).unwrap();
+    assert_eq!(find(&r, "invalid benign host `Shop.Example`").line, 1);
+    assert_eq!(find(&r, "benign host `ok.example`: say what").line, 4);
+    let diag = find(
+        &r,
+        "benign host `twice.example` is listed twice (also line 7)",
+    );
+    assert_eq!(diag.line, 10);
+}
+
+#[test]
+fn bare_glob_below_shared_infrastructure_is_refused() {
+    let text = GOOD.replace(
+        "hosts = [\"api.acme-ai.example\"]",
+        "hosts = [\"api.acme-ai.example\"]\nsni = [\"*.cloud.example\", \"acme-*.cloud.example\", \"*.*.cloud.example\"]",
+    );
+    let d = setup(&[("acme-chat.toml", &text)]);
+    let r = validate_dir(d.path()).unwrap();
+    let diag = find(
+        &r,
+        "`*.cloud.example` would claim every name below shared infrastructure `cloud.example`",
+    );
+    assert_eq!(diag.line, line_of(&text, "sni ="));
+    find(&r, "`*.*.cloud.example` would claim every name below");
+    assert!(
+        !r.diagnostics
+            .iter()
+            .any(|d| d.message.contains("`acme-*.cloud.example`")),
+        "{r}"
+    );
 }
 
 fn policy_report(text: &str) -> Report {

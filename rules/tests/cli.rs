@@ -228,3 +228,61 @@ fn io_errors_are_errors_not_panics() {
     .unwrap();
     assert!(run(&cli.cmd, &mut Vec::new()).is_err());
 }
+
+/// `explain` shows the service risk of every plan with its factor breakdown, and the pages it
+/// was read from; the JSON carries the same per plan.
+#[test]
+fn explain_shows_risk_per_plan_with_breakdown() {
+    let cat = s(&root().join("catalogue"));
+    let pol = s(&root().join("policy.example.toml"));
+    let (_, out) = exec(&[
+        "explain",
+        "chatgpt.com",
+        "--catalogue",
+        &cat,
+        "--policy",
+        &pol,
+    ]);
+    let risk: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("service risk: "))
+        .collect();
+    assert_eq!(risk.len(), 3, "{out}");
+    assert!(
+        risk[0].contains(
+            "on the free plan: training opt_out +25, retention extended +20, jurisdiction US +10"
+        ),
+        "{out}"
+    );
+    assert!(
+        risk.iter()
+            .any(|l| l.contains("on the enterprise plan: training no +0")),
+        "{out}"
+    );
+    assert!(out.contains("risk evidence: https://"), "{out}");
+
+    let (_, out) = exec(&[
+        "explain",
+        "eu.api.openai.com",
+        "--catalogue",
+        &cat,
+        "--policy",
+        &pol,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["match"]["service"], "openai-api");
+    let plan = &v["risk"]["plans"][0];
+    assert_eq!(plan["plan"], "api");
+    let points: u64 = plan["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["points"].as_u64().unwrap())
+        .sum();
+    assert_eq!(points, plan["score"].as_u64().unwrap());
+    assert_eq!(v["risk"]["score"], plan["score"]);
+    assert_eq!(v["risk"]["band"], "low");
+    // The verdict stays separate from the service's risk.
+    assert_eq!(v["verdict"], "unsanctioned");
+}

@@ -28,11 +28,16 @@ fn svc(id: &str) -> Service {
         ports: vec![],
         port_alone: false,
         process_hints: vec![],
+        api_key_env: vec![],
         risk: Risk {
+            plan: None,
             trains_on_user_data: Training::Unknown,
             retention: Retention::Unknown,
             jurisdiction: "ZZ".into(),
             enterprise_controls: vec![],
+            certifications: vec![],
+            tiers: vec![],
+            evidence: vec![],
             score: 0,
         },
         tenant_hints: vec![],
@@ -208,5 +213,55 @@ proptest! {
         std::fs::write(d.path().join("openai-chatgpt.toml"), &real[..end]).unwrap();
         let _ = shadowai_rules::validate_dir(d.path()).unwrap();
         let _ = Policy::parse(Path::new("p.toml"), &text, &Catalogue::default(), 0);
+    }
+}
+
+fn shipped_engine() -> &'static shadowai_rules::Engine {
+    static E: std::sync::OnceLock<shadowai_rules::Engine> = std::sync::OnceLock::new();
+    E.get_or_init(|| {
+        let cat =
+            Catalogue::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue")).unwrap();
+        shadowai_rules::Engine::new(cat, Policy::default()).unwrap()
+    })
+}
+
+fn id_of(name: &str) -> Option<&'static str> {
+    shipped_engine().match_name(name).map(|s| s.id.as_str())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The shipped region and tenant shapes (partial-label globs) hold at label boundaries:
+    /// any region or tenant label matches; a glued prefix/suffix, an extra or missing label,
+    /// or the name as a prefix of another domain never does.
+    #[test]
+    fn shipped_region_and_tenant_shapes(region in label(), svc_tail in "[a-z]{1,12}(-fips)?", glue in "[a-z0-9]{1,4}", d in domain()) {
+        let bedrock = format!("bedrock-{svc_tail}.{region}.amazonaws.com");
+        prop_assert_eq!(id_of(&bedrock), Some("aws-bedrock"));
+        prop_assert_eq!(id_of(&format!("bedrock.{region}.amazonaws.com")), Some("aws-bedrock"));
+        // Glued in front (`xbedrock-…`), one label deeper, no region, or under another domain.
+        let glued = format!("{glue}bedrock-{svc_tail}.{region}.amazonaws.com");
+        prop_assert_ne!(id_of(&glued), Some("aws-bedrock"));
+        prop_assert_ne!(id_of(&format!("{glue}.{bedrock}")), Some("aws-bedrock"));
+        prop_assert_ne!(id_of(&format!("bedrock-{svc_tail}.amazonaws.com")), Some("aws-bedrock"));
+        prop_assert_eq!(id_of(&format!("{bedrock}.{d}")), None);
+
+        let vertex = format!("{region}-aiplatform.googleapis.com");
+        prop_assert_eq!(id_of(&vertex), Some("gcp-vertex-ai"));
+        prop_assert_ne!(id_of(&format!("{region}-aiplatform{glue}.googleapis.com")), Some("gcp-vertex-ai"));
+        prop_assert_ne!(id_of(&format!("{glue}.{vertex}")), Some("gcp-vertex-ai"));
+
+        let azure = format!("{region}.openai.azure.com");
+        prop_assert_eq!(id_of(&azure), Some("azure-openai"));
+        prop_assert_ne!(id_of(&format!("{region}.{glue}openai.azure.com")), Some("azure-openai"));
+
+        let q = format!("q.{region}.amazonaws.com");
+        prop_assert_eq!(id_of(&q), Some("amazon-q-developer"));
+        prop_assert_ne!(id_of(&format!("{glue}q.{region}.amazonaws.com")), Some("amazon-q-developer"));
+
+        let openai_region = format!("{region}.api.openai.com");
+        prop_assert_eq!(id_of(&openai_region), Some("openai-api"));
+        prop_assert_ne!(id_of(&format!("{region}.api.openai.com.{d}")), Some("openai-api"));
     }
 }

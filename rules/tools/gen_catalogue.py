@@ -16,6 +16,8 @@ OUT = HERE.parent / "catalogue"
 CHECKED = "2026-11-22"
 HEADER = "# Generated from rules/tools/services.txt by rules/tools/gen_catalogue.py; edit the table, not this file.\n"
 V2FLY = "v2fly:domain-list-community@c975ccef/data/{} (MIT)"
+LITELLM = "pypi:litellm@{}/litellm/constants.py openai_compatible_endpoints (MIT)"
+MODELS_DEV = "models.dev:anomalyco/models.dev@f3fc6922/providers/{}/provider.toml (MIT)"
 
 PROFILES = {
     # trains_on_user_data, retention, enterprise_controls
@@ -74,8 +76,35 @@ def parse(path):
     return rows
 
 
+def load_risk():
+    """rules/tools/risk.txt: researched risk factors per service (overrides the profile)."""
+    out = {}
+    path = HERE / "risk.txt"
+    if not path.exists():
+        return out
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = line.split("|")
+        if len(f) != 7:
+            sys.exit(f"{path}:{n}: expected 7 fields, got {len(f)}")
+        sid, plan, factors, certs, tiers, evidence, checked = (x.strip() for x in f)
+        trains, retention, controls = factors.split("/")
+        tier_rows = []
+        for t in tiers.split():
+            tp, _, tf = t.partition(":")
+            tt, tr, tc = tf.split("/")
+            tier_rows.append((tp, tt, tr, [x for x in tc.split(",") if x]))
+        out[sid] = dict(plan=plan, trains=trains, retention=retention,
+                        controls=[x for x in controls.split(",") if x],
+                        certs=[x for x in certs.split(",") if x], tiers=tier_rows,
+                        evidence=evidence.split(), checked=checked, line=n)
+    return out
+
+
 def main():
     table = HERE / "services.txt"
+    risk_table = load_risk()
     seen = set()
     written = set()
     for n, (sid, name, vendor, cat, jur, profile, patterns, extra) in parse(table):
@@ -93,6 +122,8 @@ def main():
             else:
                 domains.append(p)
         sources, cidrs, ports, procs, nomatch, notes, tenants = [], [], [], [], [], [], []
+        envs, extra_match = [], []
+        checked = CHECKED
         alone = False
         trains, retention, controls = PROFILES[profile]
         for item in filter(None, (x.strip() for x in extra.split(";"))):
@@ -118,16 +149,28 @@ def main():
                 notes.append(val)
             elif key == "nomatch":
                 nomatch.append(val)
+            elif key == "match":
+                extra_match.append(val)
+            elif key == "env":
+                envs.append(val)
+            elif key == "checked":
+                checked = val
+            elif key == "modelsdev":
+                sources.append(MODELS_DEV.format(val))
+            elif key == "litellm":
+                sources.append(LITELLM.format(val))
             elif key == "risk":
                 trains, retention, c = val.split("/")
                 controls = [x for x in c.split(",") if x]
             else:
                 sys.exit(f"{table}:{n}: unknown extra key {key}")
         first = (domains + hosts)[:1]
-        if first:
+        if first and not any(x.startswith(("models.dev:", "https://", "pypi:")) for x in sources):
             sources.append(f"https://{first[0]}/ (vendor-operated host)")
+        documented = any(x.startswith(("models.dev:", "https://", "pypi:")) and not x.endswith("(vendor-operated host)") for x in sources)
         for g in sni[:1]:
-            sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
+            if not documented:
+                sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
         if ports or procs:
             what = ", ".join([f"default port {p}" for p in ports] + [f"executable `{p}`" for p in procs])
             sources.append(f"{name} documentation: {what}")
@@ -155,7 +198,7 @@ def main():
         if procs or ports:
             no_match.append("process:bash")
         no_match = list(dict.fromkeys(no_match + nomatch))
-        match = list(dict.fromkeys(match))
+        match = list(dict.fromkeys(match + extra_match))
         lines = [HEADER, f"id = {q(sid)}", f"name = {q(name)}", f"vendor = {q(vendor)}", f"category = {q(cat)}"]
         desc = f"{name} ({vendor}): {cat.replace('_', ' ')}."
         lines.append(f"description = {q(desc)}")
@@ -173,8 +216,24 @@ def main():
             lines.append("port_alone = true")
         if procs:
             lines.append(f"process_hints = {arr(procs)}")
-        lines += ["", "[risk]", f"trains_on_user_data = {q(trains)}", f"retention = {q(retention)}",
+        if envs:
+            lines.append(f"api_key_env = {arr(envs)}")
+        researched = risk_table.pop(sid, None)
+        lines += ["", "[risk]"]
+        if researched:
+            trains, retention, controls = researched["trains"], researched["retention"], researched["controls"]
+            lines.append(f"plan = {q(researched['plan'])}")
+        lines += [f"trains_on_user_data = {q(trains)}", f"retention = {q(retention)}",
                   f"jurisdiction = {q(jur)}", f"enterprise_controls = {arr(controls)}"]
+        if researched:
+            if researched["certs"]:
+                lines.append(f"certifications = {arr(researched['certs'])}")
+            lines.append(f"evidence = {arr(researched['evidence'])}")
+            for tp, tt, tr, tc in researched["tiers"]:
+                lines += ["", "[[risk.tiers]]", f"plan = {q(tp)}", f"trains_on_user_data = {q(tt)}",
+                          f"retention = {q(tr)}", f"enterprise_controls = {arr(tc)}"]
+            if researched["checked"] > checked:
+                checked = researched["checked"]
         tenant_note = next((x for x in notes if "tenant" in x.lower() or "workspace" in x.lower()
                             or "left-most" in x or "account" in x.lower() or "region" in x.lower()), None)
         for t in tenants:
@@ -182,11 +241,13 @@ def main():
         if tenant_note and not tenants:
             lines += ["", "[[tenant_hints]]", f"note = {q(tenant_note)}"]
         other = [x for x in notes if x != tenant_note]
-        prov_note = " ".join(other + [RISK_NOTE[profile]])
-        lines += ["", "[provenance]", f"sources = {arr(sources)}", f"checked = {CHECKED}", f"note = {q(prov_note)}"]
+        prov_note = " ".join(other + ([] if researched else [RISK_NOTE[profile]]))
+        lines += ["", "[provenance]", f"sources = {arr(sources)}", f"checked = {checked}", f"note = {q(prov_note)}"]
         lines += ["", "[examples]", f"match = {arr(match)}", f"no_match = {arr(no_match)}", ""]
         (OUT / f"{sid}.toml").write_text("\n".join(lines))
         written.add(f"{sid}.toml")
+    if risk_table:
+        sys.exit(f"risk.txt lists unknown services: {sorted(risk_table)}")
     for f in OUT.glob("*.toml"):
         if f.name not in written and not f.name.startswith("_") and f.read_text().startswith(HEADER):
             f.unlink()

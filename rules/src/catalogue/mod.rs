@@ -10,8 +10,17 @@ use crate::error::RulesError;
 use crate::matcher::{BuildProblem, Field, Matcher};
 use crate::pattern::{self, is_at_or_below};
 
+mod benign;
+mod listfile;
+mod parse;
+mod resolvers;
+mod risk;
 mod schema;
 use crate::report::{Report, SourceMap};
+pub use benign::{BENIGN_FILE, BenignHost};
+use parse::{Spans, parse_service};
+pub use resolvers::{LOCAL_RESOLVERS_FILE, LocalResolver, ResolverEvidence, ResolverMatch};
+pub use risk::*;
 pub use schema::*;
 
 #[derive(Deserialize)]
@@ -20,297 +29,8 @@ struct SharedFile {
     shared: Vec<Spanned<SharedInfra>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExamples {
-    #[serde(rename = "match")]
-    matches: Vec<Spanned<String>>,
-    #[serde(default)]
-    no_match: Vec<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTenantHint {
-    #[serde(default)]
-    suffix: Option<Spanned<String>>,
-    note: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvenance {
-    sources: Spanned<Vec<String>>,
-    checked: Spanned<toml::value::Datetime>,
-    #[serde(default)]
-    note: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRisk {
-    trains_on_user_data: Training,
-    retention: Retention,
-    jurisdiction: Spanned<String>,
-    #[serde(default)]
-    enterprise_controls: Vec<Control>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawService {
-    id: Spanned<String>,
-    name: Spanned<String>,
-    vendor: String,
-    category: Category,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    domains: Vec<Spanned<String>>,
-    #[serde(default)]
-    hosts: Vec<Spanned<String>>,
-    #[serde(default)]
-    sni: Vec<Spanned<String>>,
-    #[serde(default)]
-    cidrs: Vec<Spanned<String>>,
-    #[serde(default)]
-    ports: Vec<Spanned<u16>>,
-    #[serde(default)]
-    port_alone: bool,
-    #[serde(default)]
-    process_hints: Vec<Spanned<String>>,
-    risk: RawRisk,
-    #[serde(default)]
-    tenant_hints: Vec<RawTenantHint>,
-    provenance: RawProvenance,
-    examples: RawExamples,
-}
-
-/// Byte offsets of a service's items in its file, to point diagnostics at lines.
-#[derive(Clone, Debug, Default)]
-struct Spans {
-    id: usize,
-    domains: Vec<usize>,
-    hosts: Vec<usize>,
-    sni: Vec<usize>,
-    cidrs: Vec<usize>,
-    ports: Vec<usize>,
-    process_hints: Vec<usize>,
-    matches: Vec<usize>,
-    no_match: Vec<usize>,
-}
-
-impl Spans {
-    fn of(&self, field: Field, item: u32) -> Option<usize> {
-        let v = match field {
-            Field::Domains => &self.domains,
-            Field::Hosts => &self.hosts,
-            Field::Sni => &self.sni,
-            Field::Cidrs => &self.cidrs,
-            Field::ProcessHints => &self.process_hints,
-            Field::Ports => &self.ports,
-        };
-        v.get(item as usize).copied().or(Some(self.id))
-    }
-}
-
 /// File name of the shared-infrastructure list inside a catalogue directory.
 pub const SHARED_INFRA_FILE: &str = "_shared-infra.toml";
-
-fn split<T>(v: Vec<Spanned<T>>) -> (Vec<T>, Vec<usize>) {
-    v.into_iter()
-        .map(|s| (s.span().start, s.into_inner()))
-        .map(|(o, t)| (t, o))
-        .unzip()
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !id.starts_with('-')
-        && !id.ends_with('-')
-}
-
-fn valid_jurisdiction(j: &str) -> bool {
-    j == "LOCAL" || (j.len() == 2 && j.bytes().all(|b| b.is_ascii_uppercase()))
-}
-
-/// Parse one service file. Diagnostics go to `report`; `None` if it cannot be used.
-fn parse_service(
-    path: &Path,
-    text: &str,
-    report: &mut Report,
-) -> Option<(Service, Spans, SourceMap)> {
-    let sm = SourceMap::new(path, text);
-    let raw: RawService = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            report.push(sm.toml_error(&e));
-            return None;
-        }
-    };
-    let mut ok = true;
-    let mut err = |off: usize, msg: String| {
-        report.push(sm.error(Some(off), msg));
-        ok = false;
-    };
-    let id_off = raw.id.span().start;
-    let id = raw.id.into_inner();
-    if !valid_id(&id) {
-        err(
-            id_off,
-            format!("id `{id}` must be lower-case letters, digits and '-' (at most 64)"),
-        );
-    }
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
-    // Reported, but the service is kept so cross-file checks (duplicate ids) still run.
-    let stem_mismatch = (stem != id).then(|| {
-        sm.error(
-            Some(id_off),
-            format!("id `{id}` does not match the file name `{stem}.toml`"),
-        )
-    });
-    let name_off = raw.name.span().start;
-    let name = raw.name.into_inner();
-    if name.trim().is_empty() || raw.vendor.trim().is_empty() {
-        err(name_off, "`name` and `vendor` must not be empty".into());
-    }
-    let j_off = raw.risk.jurisdiction.span().start;
-    let jurisdiction = raw.risk.jurisdiction.into_inner();
-    if !valid_jurisdiction(&jurisdiction) {
-        err(
-            j_off,
-            format!(
-                "jurisdiction `{jurisdiction}`: use an ISO 3166-1 alpha-2 code, `EU` or `LOCAL`"
-            ),
-        );
-    }
-    let src_off = raw.provenance.sources.span().start;
-    let sources = raw.provenance.sources.into_inner();
-    if sources.is_empty() || sources.iter().any(|s| s.trim().is_empty()) {
-        err(
-            src_off,
-            "provenance.sources must list at least one non-empty source".into(),
-        );
-    }
-    let chk_off = raw.provenance.checked.span().start;
-    let checked_dt = raw.provenance.checked.into_inner();
-    let checked = match (checked_dt.date, checked_dt.time) {
-        (Some(d), None) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
-        _ => {
-            err(
-                chk_off,
-                "provenance.checked must be a date (YYYY-MM-DD)".into(),
-            );
-            String::new()
-        }
-    };
-    let mut tenant_hints = Vec::new();
-    for h in raw.tenant_hints {
-        let suffix = match h.suffix {
-            Some(s) => {
-                let off = s.span().start;
-                let s = s.into_inner();
-                if let Err(e) = pattern::check_literal(&s) {
-                    err(off, format!("invalid tenant suffix `{s}`: {e}"));
-                }
-                Some(s)
-            }
-            None => None,
-        };
-        tenant_hints.push(TenantHint {
-            suffix,
-            note: h.note,
-        });
-    }
-    let (domains, d_sp) = split(raw.domains);
-    let (hosts, h_sp) = split(raw.hosts);
-    let (sni, s_sp) = split(raw.sni);
-    let (cidrs, c_sp) = split(raw.cidrs);
-    let (ports, p_sp) = split(raw.ports);
-    let (process_hints, ph_sp) = split(raw.process_hints);
-    let (matches, m_sp) = split(raw.examples.matches);
-    let (no_match, nm_sp) = split(raw.examples.no_match);
-    if domains.is_empty()
-        && hosts.is_empty()
-        && sni.is_empty()
-        && cidrs.is_empty()
-        && process_hints.is_empty()
-        && ports.is_empty()
-    {
-        err(
-            id_off,
-            "service has nothing to match: give domains, hosts, sni, cidrs, ports or process_hints"
-                .into(),
-        );
-    }
-    if raw.port_alone && ports.is_empty() {
-        err(id_off, "`port_alone = true` but no `ports`".into());
-    }
-    if raw.category == Category::SelfHostedRuntime && process_hints.is_empty() && ports.is_empty() {
-        err(
-            id_off,
-            "a self-hosted runtime needs `ports` or `process_hints`".into(),
-        );
-    }
-    if matches.is_empty() {
-        err(
-            id_off,
-            "examples.match must list at least one example".into(),
-        );
-    }
-    let mut risk = Risk {
-        trains_on_user_data: raw.risk.trains_on_user_data,
-        retention: raw.risk.retention,
-        jurisdiction,
-        enterprise_controls: raw.risk.enterprise_controls,
-        score: 0,
-    };
-    risk.score = risk.compute_score();
-    let svc = Service {
-        id,
-        name,
-        vendor: raw.vendor,
-        category: raw.category,
-        description: raw.description,
-        domains,
-        hosts,
-        sni,
-        cidrs,
-        ports,
-        port_alone: raw.port_alone,
-        process_hints,
-        risk,
-        tenant_hints,
-        provenance: Provenance {
-            sources,
-            checked,
-            note: raw.provenance.note,
-        },
-        examples: Examples { matches, no_match },
-    };
-    let spans = Spans {
-        id: id_off,
-        domains: d_sp,
-        hosts: h_sp,
-        sni: s_sp,
-        cidrs: c_sp,
-        ports: p_sp,
-        process_hints: ph_sp,
-        matches: m_sp,
-        no_match: nm_sp,
-    };
-    if let Some(d) = stem_mismatch {
-        report.push(d);
-    }
-    ok.then_some((svc, spans, sm))
-}
 
 fn check_shared(
     svc: &Service,
@@ -351,6 +71,22 @@ fn check_shared(
     }
     for (i, g) in svc.sni.iter().enumerate() {
         if let Ok(glob) = pattern::parse_glob(g) {
+            // Directly below a shared suffix, a glob of bare `*` labels would claim every
+            // customer's name there (`*.s3.amazonaws.com`): it needs a literal or partial label.
+            if glob
+                .head
+                .iter()
+                .all(|l| matches!(l, pattern::GlobLabel::Any))
+                && let Some(s) = shared.iter().find(|s| s.suffix == glob.literal_suffix)
+            {
+                report.push(sm.error(
+                    spans.of(Field::Sni, i as u32),
+                    format!(
+                        "`{g}` would claim every name below shared infrastructure `{}` ({:?}): give a literal or partial label",
+                        s.suffix, s.kind
+                    ),
+                ));
+            }
             for s in shared.iter().filter(|s| !s.children_allowed) {
                 if is_at_or_below(&glob.literal_suffix, &s.suffix) {
                     report.push(sm.error(
@@ -444,6 +180,7 @@ impl Catalogue {
                 }
             }
         }
+        errs.extend(resolvers::check_all(&self.local_resolvers));
         if errs.is_empty() { Ok(m) } else { Err(errs) }
     }
 }
@@ -465,42 +202,35 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
     files.sort();
 
     let mut shared = Vec::new();
-    let shared_path = dir.join(SHARED_INFRA_FILE);
-    match std::fs::read_to_string(&shared_path) {
-        Ok(text) => {
-            let sm = SourceMap::new(&shared_path, &text);
-            match toml::from_str::<SharedFile>(&text) {
-                Ok(f) => {
-                    for s in f.shared {
-                        let off = s.span().start;
-                        let s = s.into_inner();
-                        if let Err(e) = pattern::check_literal(&s.suffix) {
-                            report.push(sm.error(
-                                Some(off),
-                                format!("invalid shared suffix `{}`: {e}", s.suffix),
-                            ));
-                        } else {
-                            shared.push(s);
-                        }
-                    }
-                }
-                Err(e) => report.push(sm.toml_error(&e)),
+    if let Some((f, sm)) = listfile::read::<SharedFile>(
+        dir,
+        SHARED_INFRA_FILE,
+        "no shared-infrastructure list: shared-host checks skipped",
+        &mut report,
+    )? {
+        for s in f.shared {
+            let off = s.span().start;
+            let s = s.into_inner();
+            if let Err(e) = pattern::check_literal(&s.suffix) {
+                report.push(sm.error(
+                    Some(off),
+                    format!("invalid shared suffix `{}`: {e}", s.suffix),
+                ));
+            } else {
+                shared.push(s);
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            report.push(SourceMap::new(&shared_path, "").warning(
-                None,
-                "no shared-infrastructure list: shared-host checks skipped".into(),
-            ))
-        }
-        Err(e) => return Err(RulesError::io(shared_path, e)),
     }
 
+    let benign = benign::load(dir, &mut report)?;
+    let local_resolvers = resolvers::load(dir, &mut report)?;
+
     let mut parsed: Vec<(Service, Spans, SourceMap)> = Vec::new();
-    for path in files
-        .iter()
-        .filter(|p| p.file_name().is_some_and(|n| n != SHARED_INFRA_FILE))
-    {
+    for path in files.iter().filter(|p| {
+        p.file_name().is_some_and(|n| {
+            n != SHARED_INFRA_FILE && n != BENIGN_FILE && n != LOCAL_RESOLVERS_FILE
+        })
+    }) {
         report.files_checked += 1;
         let text = match std::fs::read(path) {
             Ok(b) => match String::from_utf8(b) {
@@ -553,6 +283,9 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
             }
         }
         Ok(m) => {
+            if let Some(b) = &benign {
+                benign::check(&m, &keep, b, &mut report);
+            }
             for (si, (svc, spans, sm)) in keep.iter().enumerate() {
                 for (i, ex) in svc.examples.matches.iter().enumerate() {
                     let off = spans.matches.get(i).copied();
@@ -591,6 +324,7 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
         Catalogue {
             services,
             shared_infra: shared,
+            local_resolvers,
         },
         report,
     ))

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::Risk;
 use crate::pattern::is_at_or_below;
 
 /// What kind of AI service this is.
@@ -100,120 +101,6 @@ impl fmt::Display for Category {
     }
 }
 
-/// Does the service train models on what users send?
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Training {
-    /// Yes, by default, no opt-out offered.
-    Yes,
-    /// Yes by default for consumer use; users or admins can opt out.
-    OptOut,
-    /// Only if the user opts in.
-    OptIn,
-    /// No (by terms of service).
-    No,
-    /// Not documented.
-    Unknown,
-}
-
-/// How long prompts/outputs are kept by the provider.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Retention {
-    /// Not stored (or zero-retention by default).
-    None,
-    /// Bounded (e.g. 30 days for abuse monitoring).
-    Limited,
-    /// Kept until deleted, or longer than 30 days.
-    Extended,
-    /// Not documented.
-    Unknown,
-}
-
-/// Controls an organisation can have over its use of the service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Control {
-    /// Single sign-on (SAML/OIDC).
-    Sso,
-    /// SCIM provisioning.
-    Scim,
-    /// Admin audit log.
-    AuditLog,
-    /// Data processing agreement.
-    Dpa,
-    /// Zero data retention available.
-    ZeroRetention,
-    /// Data residency choice.
-    DataResidency,
-    /// Tenant restriction (the network can enforce the corporate tenant).
-    TenantRestriction,
-}
-
-/// Risk attributes and the score derived from them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Risk {
-    /// Trains on user data?
-    pub trains_on_user_data: Training,
-    /// Retention of prompts and outputs.
-    pub retention: Retention,
-    /// ISO 3166-1 alpha-2 code of the provider's legal seat, `EU`, `ZZ` (unknown) or
-    /// `LOCAL` (self-hosted).
-    pub jurisdiction: String,
-    /// Controls available to an organisation.
-    #[serde(default)]
-    pub enterprise_controls: Vec<Control>,
-    /// 0 (low) ..= 100 (high): see [`Risk::compute_score`]. Computed, not written by hand.
-    #[serde(default)]
-    pub score: u8,
-}
-
-/// The user-assigned ISO code used for "not known".
-pub const UNKNOWN_JURISDICTION: &str = "ZZ";
-
-/// Jurisdictions scored as high risk for data export.
-pub const HIGH_RISK_JURISDICTIONS: [&str; 4] = ["CN", "RU", "IR", "KP"];
-
-impl Risk {
-    /// The score: training (0–35) + retention (0–20) + jurisdiction (0–25) + missing
-    /// enterprise controls (0–20). Documented in rules/README.md.
-    pub fn compute_score(&self) -> u8 {
-        let t = match self.trains_on_user_data {
-            Training::Yes => 35,
-            Training::OptOut => 25,
-            Training::Unknown => 20,
-            Training::OptIn => 10,
-            Training::No => 0,
-        };
-        let r = match self.retention {
-            Retention::Extended => 20,
-            Retention::Unknown => 15,
-            Retention::Limited => 5,
-            Retention::None => 0,
-        };
-        let local = self.jurisdiction == "LOCAL";
-        let j = if local {
-            0
-        } else if self.jurisdiction == UNKNOWN_JURISDICTION {
-            15
-        } else if HIGH_RISK_JURISDICTIONS.contains(&self.jurisdiction.as_str()) {
-            25
-        } else {
-            10
-        };
-        let mut controls = self.enterprise_controls.clone();
-        controls.sort();
-        controls.dedup();
-        let c = if local {
-            0
-        } else {
-            20u8.saturating_sub(4 * controls.len() as u8)
-        };
-        t + r + j + c
-    }
-}
-
 /// A hint on telling an enterprise tenant from personal use, as far as the network can.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +174,10 @@ pub struct Service {
     /// Executable names / comms.
     #[serde(default)]
     pub process_hints: Vec<String>,
+    /// Environment variables that hold this provider's API key in SDKs and LLM gateways
+    /// (e.g. `OPENAI_API_KEY`); evidence for discovery, never read by the agent's matcher.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_key_env: Vec<String>,
     /// Risk attributes and score.
     pub risk: Risk,
     /// Enterprise-tenant hints.
@@ -355,4 +246,7 @@ pub struct Catalogue {
     pub services: Vec<Service>,
     /// Hosts no service may claim.
     pub shared_infra: Vec<SharedInfra>,
+    /// Local DNS resolvers and caches (see [`Catalogue::is_local_resolver`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_resolvers: Vec<super::LocalResolver>,
 }
