@@ -98,7 +98,8 @@ fn initial_engine(
     Ok((Engine::new(Catalogue::default(), Policy::default())?, None))
 }
 
-fn host_id(cfg: &AgentConfig) -> String {
+/// The host id the agent enrolls with: the configured one, else /etc/machine-id.
+pub fn host_id(cfg: &AgentConfig) -> String {
     cfg.agent.host_id.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/machine-id")
             .map(|s| s.trim().to_string())
