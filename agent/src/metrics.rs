@@ -113,6 +113,8 @@ pub fn render(s: &Snapshot) -> String {
         "# HELP shadowai_dns_cache_entries Address-to-name entries cached.\n# TYPE shadowai_dns_cache_entries gauge\nshadowai_dns_cache_entries {}",
         s.dns_cache_entries
     );
+    // The daemon's uplink and spool families (`run`); they were collected but never served.
+    o.push_str(&s.extra);
     o
 }
 
@@ -167,6 +169,7 @@ mod tests {
             events: vec![("dns_query", 3)],
             drops: vec![("skb_egress", "ringbuf_full", 2)],
             hooks: vec![("connect4", true), ("sched_process_exec", false)],
+            extra: "shadowai_spool_batches 4\n".into(),
             ..Snapshot::default()
         };
         let t = render(&s);
@@ -176,5 +179,6 @@ mod tests {
         ));
         assert!(t.contains("shadowai_hook_attached{hook=\"sched_process_exec\"} 0"));
         assert!(t.contains("shadowai_decode_packets_total{proto=\"quic\"} 0"));
+        assert!(t.ends_with("shadowai_spool_batches 4\n"), "{t}");
     }
 }

@@ -89,30 +89,32 @@ pub async fn run(args: &EnrollArgs) -> Result<Enrolled, AdminError> {
     for tag in args.tags.iter().chain(&args.group) {
         check_ident(tag)?;
     }
-    let config_dir = args
-        .config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let ca_pem = match &args.ca {
+    let config = std::path::absolute(&args.config).map_err(|source| AdminError::Io {
+        what: "resolving",
+        path: args.config.clone(),
+        source,
+    })?;
+    let ca_src = match &args.ca {
+        Some(ca) => Some(std::path::absolute(ca).map_err(|source| AdminError::Io {
+            what: "resolving",
+            path: ca.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let ca_pem = match &ca_src {
         Some(ca) => Some(read(ca, "reading --ca")?),
         None => None,
     };
-    let ca_dest = config_dir.join("collector-ca.pem");
-    let mut doc = load_document(&args.config)?;
-    edit_document(
-        &mut doc,
-        args,
-        ca_pem.as_ref().map(|_| ca_dest.as_path()),
-        true,
-    );
-
-    // Validate the result before touching anything (the CA must be in place for that).
-    if let Some(pem) = &ca_pem {
-        write_file(&ca_dest, pem, 0o644)?;
-    }
-    let cfg = AgentConfig::parse(&args.config, &doc.to_string())?;
+    let ca_dest = config
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("collector-ca.pem");
+    let mut doc = load_document(&config)?;
+    // Validate the result (pointing at the given CA) before anything is written: a failed
+    // enrollment leaves the configuration, the CA and the secret as they were.
+    edit_document(&mut doc, args, ca_src.as_deref(), true);
+    let cfg = AgentConfig::parse(&config, &doc.to_string())?;
     let collector = cfg.collector.as_ref().ok_or(AdminError::Argument {
         arg: "--collector",
         reason: "the configuration has no [collector] section after editing".into(),
@@ -146,7 +148,11 @@ pub async fn run(args: &EnrollArgs) -> Result<Enrolled, AdminError> {
             source,
         })?;
 
-    // Enrolled: the configuration no longer needs (or names) the secret.
+    // Enrolled: install the CA next to the configuration, which no longer needs (or names)
+    // the secret.
+    if let Some(pem) = &ca_pem {
+        write_file(&ca_dest, pem, 0o644)?;
+    }
     edit_document(
         &mut doc,
         args,
@@ -154,8 +160,8 @@ pub async fn run(args: &EnrollArgs) -> Result<Enrolled, AdminError> {
         false,
     );
     let text = doc.to_string();
-    AgentConfig::parse(&args.config, &text)?;
-    write_file(&args.config, text.as_bytes(), 0o644)?;
+    AgentConfig::parse(&config, &text)?;
+    write_file(&config, text.as_bytes(), 0o644)?;
     std::fs::remove_file(&args.secret_file).map_err(|source| AdminError::Io {
         what: "enrolled, but could not delete the enrollment secret",
         path: args.secret_file.clone(),
@@ -164,7 +170,7 @@ pub async fn run(args: &EnrollArgs) -> Result<Enrolled, AdminError> {
     Ok(Enrolled {
         agent_id,
         reused_token,
-        config: args.config.clone(),
+        config,
     })
 }
 
