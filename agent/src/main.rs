@@ -71,7 +71,9 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 100)]
         poll_ms: u64,
     },
-    /// Check a configuration file and the rules it points at, then exit.
+    /// Check a configuration file, the rules it points at and that its collector section can
+    /// enroll (https or loopback http, no user info, a readable CA, a token or a secret), then
+    /// exit.
     Validate {
         /// Agent configuration (TOML).
         #[arg(

@@ -135,7 +135,7 @@ pub fn inspect_rpms(files: &[PathBuf], version: &str, work: &Path) {
         .arg("--root")
         .arg(&root)
         .arg("--dbpath")
-        .arg(root.join("rpmdb"))
+        .arg("/rpmdb") // relative to --root
         .args(["-i", "--nodeps", "--noscripts"])
         .args(&rpms))
     .unwrap();
@@ -190,7 +190,7 @@ pub fn inspect_rpms(files: &[PathBuf], version: &str, work: &Path) {
         .arg("--root")
         .arg(&root)
         .arg("--dbpath")
-        .arg(root.join("rpmdb"))
+        .arg("/rpmdb") // relative to --root
         .args(["-q", "shadowai-agent", "shadowai-collector", "shadowai"]))
     .unwrap();
     assert_eq!(q.lines().count(), 3, "{q}");
