@@ -4,6 +4,7 @@
 //! [`correlate`] (decode with `shadowai-decode`, join to processes from [`enrich`], name
 //! addresses from the DNS cache) → [`event::Event`] → [`output`] (OCSF JSON, text).
 
+pub mod admin;
 pub mod correlate;
 pub mod enrich;
 pub mod error;

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
 use shadowai_agent::sensor::SensorOptions;
 use shadowai_agent::watch::{self, WatchOptions};
 
@@ -69,7 +71,9 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = 100)]
         poll_ms: u64,
     },
-    /// Check a configuration file and the rules it points at, then exit.
+    /// Check a configuration file, the rules it points at and that its collector section can
+    /// enroll (https or loopback http, no user info, a readable CA, a token or a secret), then
+    /// exit.
     Validate {
         /// Agent configuration (TOML).
         #[arg(
@@ -79,6 +83,18 @@ enum Command {
             default_value = "/etc/shadowai/agent.toml"
         )]
         config: std::path::PathBuf,
+    },
+    /// Write the collector section into the configuration, enroll with the collector,
+    /// verify the token can upload, then delete the enrollment secret (needs root).
+    Enroll(shadowai_agent::admin::enroll::EnrollArgs),
+    /// Show enrollment, collector reachability, rules and mode, hooks attached, spool depth
+    /// and lost events of the installed agent. Exits 1 when not healthy.
+    Status(shadowai_agent::admin::status::StatusArgs),
+    /// Write man pages and shell completions into DIR (used by `cargo xtask dist`).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory (man/ and completions/ are created in it).
+        out: std::path::PathBuf,
     },
     /// Run a pcap/pcapng capture through the same decode and correlation pipeline as
     /// `watch` and print the same events (JSON lines by default; no process identity).
@@ -94,8 +110,10 @@ enum Command {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHADOWAI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: the journal and log files get plain text.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
@@ -103,7 +121,7 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -118,18 +136,20 @@ fn main() -> anyhow::Result<()> {
             dns_ports,
             dedup_secs,
             poll_ms,
-        } => rt.block_on(watch::run(WatchOptions {
-            json,
-            metrics,
-            pids,
-            connects: !no_connects,
-            sensor: SensorOptions {
-                dns_ports,
-                dedup: Duration::from_secs(dedup_secs),
-                ..SensorOptions::default()
-            },
-            poll: Duration::from_millis(poll_ms.max(1)),
-        })),
+        } => rt
+            .block_on(watch::run(WatchOptions {
+                json,
+                metrics,
+                pids,
+                connects: !no_connects,
+                sensor: SensorOptions {
+                    dns_ports,
+                    dedup: Duration::from_secs(dedup_secs),
+                    ..SensorOptions::default()
+                },
+                poll: Duration::from_millis(poll_ms.max(1)),
+            }))
+            .map(|()| ExitCode::SUCCESS),
         Command::Run {
             config,
             print,
@@ -141,10 +161,35 @@ fn main() -> anyhow::Result<()> {
                 print,
                 Duration::from_millis(poll_ms.max(1)),
             ))
+            .map(|()| ExitCode::SUCCESS)
         }
         Command::Validate { config } => {
             println!("{}", shadowai_agent::run::validate(&config)?);
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enroll(args) => {
+            println!(
+                "{}",
+                rt.block_on(shadowai_agent::admin::enroll::run(&args))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            let st = rt.block_on(shadowai_agent::admin::status::run(&args))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print!("{st}");
+            }
+            Ok(if st.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::GenerateDocs { out } => {
+            shadowai_agent::admin::docs::generate(Cli::command(), &out)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Replay { file, text } => {
             let stdout = std::io::stdout();
@@ -159,7 +204,7 @@ fn main() -> anyhow::Result<()> {
             if let Some(e) = summary.error {
                 anyhow::bail!("the capture ended early: {e}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

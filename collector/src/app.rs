@@ -41,6 +41,11 @@ pub enum AppError {
     },
     #[error("bundle_public_key {path}: {reason}")]
     BundleKey { path: String, reason: String },
+    #[error("writing secret file {path}: {source}")]
+    SecretFile {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Token re-issues per host id: one per 10 minutes after a burst of 5 (an agent needs one
@@ -141,6 +146,36 @@ pub fn bootstrap(store: &dyn Store, cfg: &Config) -> Result<FirstStart, AppError
         first.admin_token = Some(t);
     }
     Ok(first)
+}
+
+/// File (in the data directory) that receives the bootstrap admin token on first start.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// File (in the data directory) that receives a new enrollment secret.
+pub const ENROLL_SECRET_FILE: &str = "enroll.secret";
+
+/// Writes a secret to `dir/name` with mode 0600 (temporary file, fsync, rename), so it
+/// never reaches stdout or the journal. Returns the path.
+pub fn write_secret(dir: &Path, name: &str, secret: &str) -> Result<std::path::PathBuf, AppError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let err = |source| AppError::SecretFile {
+        path: path.display().to_string(),
+        source,
+    };
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(secret.as_bytes()).map_err(err)?;
+    f.write_all(b"\n").map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    Ok(path)
 }
 
 /// Replaces every enrollment key with one new secret, at once (enrolled agents keep working;
@@ -307,19 +342,28 @@ impl Prepared {
     }
 }
 
-/// Runs the server until SIGINT/SIGTERM. Prints the listening URL and first-start secrets
-/// on stdout.
+/// Runs the server until SIGINT/SIGTERM. Prints the listening URL on stdout; first-start
+/// secrets go to 0600 files in the data directory and only their paths are printed.
 pub async fn run(cfg: Config) -> Result<(), AppError> {
+    let data_dir = cfg.data_dir.clone();
     let p = prepare(cfg).await?;
     println!("shadowai-collector: listening on {}", p.url());
     if let Some(cert) = &p.cert {
         println!("shadowai-collector: TLS certificate: {}", cert.display());
     }
     if let Some(t) = &p.first.admin_token {
-        println!("shadowai-collector: bootstrap admin token (shown once): {t}");
+        let path = write_secret(&data_dir, ADMIN_TOKEN_FILE, t)?;
+        println!(
+            "shadowai-collector: bootstrap admin token written to {}",
+            path.display()
+        );
     }
     if let Some(s) = &p.first.enrollment_secret {
-        println!("shadowai-collector: enrollment secret (shown once): {s}");
+        let path = write_secret(&data_dir, ENROLL_SECRET_FILE, s)?;
+        println!(
+            "shadowai-collector: enrollment secret written to {}",
+            path.display()
+        );
     }
     tracing::info!(addr = %p.addr, tls = p.cert.is_some(), "collector listening");
     p.serve(shutdown_signal()).await;

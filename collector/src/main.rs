@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use shadowai_api::Role;
 use shadowai_collector::app;
 use shadowai_collector::config::Config;
@@ -96,7 +96,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TokenCmd,
     },
-    /// Replace every enrollment key with one new secret, at once (prints it once).
+    /// Write man pages and shell completions into DIR (used by `cargo xtask dist`).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory (man/ and completions/ are created in it).
+        out: PathBuf,
+    },
+    /// Replace the agent enrollment secret; the new one is written to DATA/enroll.secret
+    /// (mode 0600), never printed.
     RotateEnrollmentSecret {
         #[command(flatten)]
         at: Where,
@@ -132,6 +139,7 @@ enum TokenCmd {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHADOWAI_LOG")
@@ -205,11 +213,33 @@ fn main() -> anyhow::Result<()> {
                 println!("revoked token {} ({})", t.id, t.name);
             }
         },
+        Cmd::GenerateDocs { out } => generate_docs(Cli::command(), &out)
+            .with_context(|| format!("writing man pages and completions to {}", out.display()))?,
         Cmd::RotateEnrollmentSecret { at } => {
-            let store = app::open_store(&at.config(None, false)?)?;
+            let cfg = at.config(None, false)?;
+            let store = app::open_store(&cfg)?;
             let s = app::rotate_enrollment_secret(&*store, &operator)?;
-            println!("{s}");
+            let path = app::write_secret(&cfg.data_dir, app::ENROLL_SECRET_FILE, &s)?;
+            println!("new enrollment secret written to {}", path.display());
         }
+    }
+    Ok(())
+}
+
+/// Man pages (one per subcommand) and bash/zsh/fish completions from the clap definition.
+fn generate_docs(mut cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    let (man, completions) = (dir.join("man"), dir.join("completions"));
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    cmd.build();
+    clap_mangen::generate_to(cmd.clone(), &man)?;
+    let name = cmd.get_name().to_string();
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
+        clap_complete::generate_to(shell, &mut cmd, &name, &completions)?;
     }
     Ok(())
 }

@@ -66,15 +66,17 @@ fn spawn(data: &std::path::Path, postgres: Option<&str>, fresh: bool) -> Collect
     Collector { child, url, lines }
 }
 
+/// First-start secrets go to 0600 files; stdout names the file ("… written to PATH").
 fn secret(lines: &[String], what: &str) -> String {
-    lines
-        .iter()
-        .find(|l| l.contains(what))
-        .unwrap()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned()
+    let line = lines.iter().find(|l| l.contains(what)).unwrap();
+    let path = line.rsplit(' ').next().unwrap();
+    let mode = std::fs::metadata(path).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600,
+        "{path}"
+    );
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
 fn batch(n: usize) -> IngestBatch {
@@ -175,7 +177,7 @@ async fn kill_9_scenario(postgres: Option<&str>) {
     // Restart on the same data directory.
     let c2 = spawn(&data, postgres, false);
     assert!(
-        !c2.lines.iter().any(|l| l.contains("shown once")),
+        !c2.lines.iter().any(|l| l.contains("written to")),
         "no new secrets on restart: {:?}",
         c2.lines
     );

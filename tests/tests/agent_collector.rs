@@ -55,9 +55,9 @@ impl Collector {
             eprintln!("[collector] {line}");
             let tail = |l: &str| l.rsplit(": ").next().unwrap().trim().to_string();
             if line.contains("bootstrap admin token") {
-                token = Some(tail(&line));
+                token = Some(secret_file(&line));
             } else if line.contains("enrollment secret") {
-                secret = Some(tail(&line));
+                secret = Some(secret_file(&line));
             } else if line.contains("TLS certificate") {
                 ca = Some(PathBuf::from(tail(&line)));
             } else if line.contains("listening on") {
@@ -68,11 +68,10 @@ impl Collector {
         let wait_more = Instant::now() + Duration::from_secs(2);
         while Instant::now() < wait_more && (token.is_none() || secret.is_none()) {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-                let tail = |l: &str| l.rsplit(": ").next().unwrap().trim().to_string();
                 if line.contains("bootstrap admin token") {
-                    token = Some(tail(&line));
+                    token = Some(secret_file(&line));
                 } else if line.contains("enrollment secret") {
-                    secret = Some(tail(&line));
+                    secret = Some(secret_file(&line));
                 }
             }
         }
@@ -112,6 +111,23 @@ impl Collector {
             Err(_) => Vec::new(),
         }
     }
+}
+
+/// The collector prints only where a first-start secret went ("… written to PATH"): the
+/// secret itself is in that 0600 file, never on stdout.
+fn secret_file(line: &str) -> String {
+    let path = line.rsplit(' ').next().unwrap().trim();
+    assert!(
+        !line.contains("sau_") && !line.contains("sae_"),
+        "secret on stdout: {line}"
+    );
+    let meta = std::fs::metadata(path).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600,
+        "{path}"
+    );
+    std::fs::read_to_string(path).unwrap().trim().to_string()
 }
 
 impl Drop for Collector {

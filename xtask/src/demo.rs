@@ -74,13 +74,19 @@ fn start_collector(bin: &Path, data: &Path, dir: &Path, catalogue: &Path) -> Res
             }
             continue;
         };
-        let tail = line.rsplit(": ").next().unwrap_or("").trim().to_string();
+        // First-start secrets are in 0600 files in the data dir: "… written to PATH".
+        let file = line.rsplit(' ').next().unwrap_or("").trim().to_string();
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .with_context(|| format!("reading {p}"))
+        };
         if line.contains("listening on") {
             listening = true;
         } else if line.contains("bootstrap admin token") {
-            write_private(&dir.join("admin.token"), &tail)?;
+            write_private(&dir.join("admin.token"), &read(&file)?)?;
         } else if line.contains("enrollment secret") {
-            write_private(&dir.join("enroll.secret"), &tail)?;
+            write_private(&dir.join("enroll.secret"), &read(&file)?)?;
         }
     }
     if !listening {

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod dist;
 mod overhead;
 
 #[derive(Parser)]
@@ -58,6 +59,9 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         trials: u32,
     },
+    /// Build .deb and .rpm packages (agent, collector, admin CLI) with man pages and shell
+    /// completions into target/dist (cargo-deb and cargo-generate-rpm, installed if missing).
+    Dist(dist::DistArgs),
     /// Build and run `shadowai-agent watch` (live events only, no collector).
     Watch {
         /// Arguments for `shadowai-agent watch`.
@@ -116,6 +120,7 @@ fn main() -> Result<()> {
                 trials.max(1),
             )
         }
+        Cmd::Dist(args) => dist::dist(&root, &target_dir(&root), &args).map(|_| ()),
         Cmd::Watch { args } => {
             setup(&root, false)?;
             run(Command::new("cargo")

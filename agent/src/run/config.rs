@@ -128,6 +128,92 @@ fn default_dns_ports() -> Vec<u16> {
     vec![53]
 }
 
+impl CollectorSection {
+    /// Refuses a collector section that cannot enroll or upload: a URL that is not
+    /// `https://` (plain `http://` only to a loopback address), carries user info
+    /// (`https://localhost@evil`), a query or fragment; https without a readable PEM `ca`;
+    /// no agent token in `state_dir` and no readable enrollment secret.
+    pub fn check(&self, state_dir: &Path) -> Result<(), String> {
+        let url = check_collector_url(&self.url)?;
+        if self.upload_secs == 0 {
+            return Err("collector.upload_secs: must be at least 1".into());
+        }
+        match &self.ca {
+            Some(ca) => {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| format!("collector.ca: reading {}: {e}", ca.display()))?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(format!(
+                        "collector.ca: {} holds no PEM certificate",
+                        ca.display()
+                    ));
+                }
+            }
+            None if url.scheme() == "https" => {
+                return Err("collector.ca: required for https (the PEM certificate or CA that signed the collector's certificate)".into());
+            }
+            None => {}
+        }
+        let token = state_dir.join("agent.token");
+        let enrolled = std::fs::read_to_string(&token).is_ok_and(|t| !t.trim().is_empty());
+        if !enrolled {
+            let Some(secret) = &self.enroll_secret_file else {
+                return Err(format!(
+                    "collector.enroll_secret_file: required until the agent is enrolled (no token in {})",
+                    token.display()
+                ));
+            };
+            match std::fs::read_to_string(secret) {
+                Ok(s) if !s.trim().is_empty() => {}
+                Ok(_) => {
+                    return Err(format!(
+                        "collector.enroll_secret_file: {} is empty",
+                        secret.display()
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "collector.enroll_secret_file: reading {}: {e} (not enrolled yet: no token in {})",
+                        secret.display(),
+                        token.display()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a collector base URL and refuses what the agent must never send its secret to.
+pub fn check_collector_url(raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("collector.url: {raw:?}: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "collector.url: {raw:?} carries user info before '@'; give the collector's host only"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "collector.url: {raw:?}: no query or fragment, only scheme://host:port"
+        ));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => {
+            return Err(format!("collector.url: {raw:?} names no host"));
+        }
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(format!(
+            "collector.url: must be https:// (plain http only to loopback), got {raw:?}"
+        )),
+    }
+}
+
 /// Line (1-based) of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text.get(..offset.min(text.len()))
@@ -178,20 +264,10 @@ impl AgentConfig {
         {
             return bad("sensor.dns_ports: 1 to 16 ports, none 0".into());
         }
-        if let Some(c) = &self.collector {
-            let ok_scheme = c.url.starts_with("https://")
-                || ["http://127.", "http://localhost", "http://[::1]"]
-                    .iter()
-                    .any(|p| c.url.starts_with(p));
-            if !ok_scheme {
-                return bad(format!(
-                    "collector.url: must be https:// (plain http only to loopback), got {:?}",
-                    c.url
-                ));
-            }
-            if c.upload_secs == 0 {
-                return bad("collector.upload_secs: must be at least 1".into());
-            }
+        if let Some(c) = &self.collector
+            && let Err(reason) = c.check(&self.agent.state_dir)
+        {
+            return bad(reason);
         }
         if self.rules.catalogue.is_none() && self.rules.bundle_key.is_none() {
             return bad("rules: set `catalogue` (a local catalogue) or `bundle_key` (signed bundles from the collector)".into());
@@ -250,7 +326,81 @@ mod tests {
         assert!(e.contains("collector.url"), "{e}");
         let e = parse("").unwrap_err();
         assert!(e.contains("rules:"), "{e}");
+        let e = parse("[rules]\ncatalogue = \"x\"\n[collector]\nurl = \"https://10.1.2.3\"\n")
+            .unwrap_err();
+        assert!(e.contains("collector.ca: required"), "{e}");
         let e = parse("[rules]\ncatalogue = \"x\"\n[sensor]\ndns_ports = []\n").unwrap_err();
         assert!(e.contains("dns_ports"), "{e}");
+    }
+
+    #[test]
+    fn collector_urls_that_cannot_be_trusted_are_refused() {
+        for bad in [
+            "http://10.1.2.3:8443",
+            "http://localhost@evil.example",
+            "https://user:pw@collector.example",
+            "http://127.0.0.1.evil.example",
+            "http://localhost.evil.example",
+            "https://collector.example/?x=1",
+            "https://collector.example/#frag",
+            "ftp://collector.example",
+            "collector.example:8443",
+            "https://",
+        ] {
+            assert!(check_collector_url(bad).is_err(), "{bad} accepted");
+        }
+        for good in [
+            "https://collector.example:8443",
+            "http://127.0.0.1:8443",
+            "http://localhost:8443",
+            "http://[::1]:8443",
+            "https://10.1.2.3",
+        ] {
+            assert!(check_collector_url(good).is_ok(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn a_collector_section_must_be_able_to_enroll() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = d.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let not_pem = d.join("not.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let secret = d.join("enroll.secret");
+        let state = d.join("state");
+        std::fs::create_dir(&state).unwrap();
+        let section = |ca: &Path, secret: Option<&Path>| CollectorSection {
+            url: "https://collector.example:8443".into(),
+            ca: Some(ca.to_path_buf()),
+            enroll_secret_file: secret.map(Path::to_path_buf),
+            upload_secs: 10,
+        };
+        let e = section(&ca, Some(&secret)).check(&state).unwrap_err();
+        assert!(
+            e.contains("enroll_secret_file") && e.contains("not enrolled"),
+            "{e}"
+        );
+        std::fs::write(&secret, "\n").unwrap();
+        let e = section(&ca, Some(&secret)).check(&state).unwrap_err();
+        assert!(e.contains("is empty"), "{e}");
+        std::fs::write(&secret, "sae_abc\n").unwrap();
+        section(&ca, Some(&secret)).check(&state).unwrap();
+        let e = section(&not_pem, Some(&secret)).check(&state).unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        let e = section(&d.join("missing.pem"), Some(&secret))
+            .check(&state)
+            .unwrap_err();
+        assert!(e.contains("collector.ca: reading"), "{e}");
+        let e = section(&ca, None).check(&state).unwrap_err();
+        assert!(e.contains("required until the agent is enrolled"), "{e}");
+        // Once enrolled (a token in the state dir), the secret is no longer needed.
+        std::fs::write(state.join("agent.token"), "saa_x").unwrap();
+        section(&ca, None).check(&state).unwrap();
     }
 }

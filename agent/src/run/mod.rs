@@ -52,7 +52,8 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn host_id(cfg: &AgentConfig) -> String {
+/// The host id the agent enrolls with: the configured one, else /etc/machine-id.
+pub fn host_id(cfg: &AgentConfig) -> String {
     cfg.agent.host_id.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/machine-id")
             .map(|s| s.trim().to_string())

@@ -5,6 +5,7 @@
 mod agents;
 mod audit;
 mod config;
+mod docs;
 mod filters;
 mod output;
 mod publish;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use shadowai_api::client::{Client, ClientError};
 
 use crate::config::{CliConfig, NotLoggedIn};
@@ -72,6 +73,12 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Write man pages and shell completions into DIR (used by `cargo xtask dist`).
+    #[command(hide = true)]
+    GenerateDocs {
+        /// Output directory (man/ and completions/ are created in it).
+        out: PathBuf,
+    },
 }
 
 /// Exit codes (documented in README.md).
@@ -248,6 +255,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rules(cmd) => return rules::run(&ctx, cmd).await,
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::GenerateDocs { out } => docs::generate(Cli::command(), &out)
+            .with_context(|| format!("writing man pages and completions to {}", out.display())),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

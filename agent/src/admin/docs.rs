@@ -1,0 +1,22 @@
+//! Man pages (one per subcommand) and bash/zsh/fish completions, generated from the clap
+//! definition so they never drift from `--help`. `cargo xtask dist` calls the hidden
+//! `generate-docs` subcommand of each binary.
+
+use std::path::Path;
+
+use clap_complete::Shell;
+
+/// Writes `DIR/man/<bin>[-<sub>].1` and `DIR/completions/{<bin>.bash,_<bin>,<bin>.fish}`.
+pub fn generate(mut cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
+    let man = dir.join("man");
+    let completions = dir.join("completions");
+    std::fs::create_dir_all(&man)?;
+    std::fs::create_dir_all(&completions)?;
+    cmd.build();
+    clap_mangen::generate_to(cmd.clone(), &man)?;
+    let name = cmd.get_name().to_string();
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut cmd, &name, &completions)?;
+    }
+    Ok(())
+}
