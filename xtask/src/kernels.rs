@@ -43,7 +43,7 @@ pub const MATRIX: [Kernel; 2] = [
 ];
 
 /// How long one VM may take from boot to power-off before it counts as hung.
-const VM_TIMEOUT: Duration = Duration::from_secs(600);
+const VM_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Default)]
 pub struct Options {
@@ -223,11 +223,18 @@ fn fetch(work: &Path, k: &Kernel) -> Result<PathBuf> {
     let dir = work.join("debs").join(&pkg);
     if find_vmlinuz(&dir).is_none() {
         std::fs::create_dir_all(&dir)?;
-        crate::run(
-            Command::new("apt-get")
-                .args(["download", "-q", &pkg])
-                .current_dir(&dir),
-        )?;
+        let download = || {
+            crate::run(
+                Command::new("apt-get")
+                    .args(["download", "-q", &pkg])
+                    .current_dir(&dir),
+            )
+        };
+        if download().is_err() {
+            // Stale package lists name a version the mirror no longer has: refresh once.
+            crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
+            download()?;
+        }
         let deb = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
