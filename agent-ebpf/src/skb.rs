@@ -57,6 +57,11 @@ struct Parsed {
 #[inline(always)]
 /// `Ok(true)`: drop the packet (a DNS query for a blocked name, in enforce mode).
 fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64> {
+    // The name filter is decided first, on its own parse, while the verifier holds a single
+    // state: called from the DNS branches below, the filter was verified again for every
+    // path that reached them and took the program past the 1M-instruction limit on 6.1.
+    // Only enforce mode (a non-empty BLOCK_NAMES) pays for the second parse.
+    let blocked = direction == dir::EGRESS && config().block_names != 0 && dns_query_blocked(ctx);
     let Some(mut p) = parse(ctx, direction)? else {
         return Ok(false);
     };
@@ -79,7 +84,6 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     if p.meta.protocol == IPPROTO_UDP {
         if is_dns {
             p.meta.payload = payload::DNS_UDP;
-            let blocked = direction == dir::EGRESS && qname_blocked(ctx, p.off + 12, p.len);
             if blocked {
                 p.meta.flags = flags::BLOCKED;
             }
@@ -103,9 +107,6 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
             return Ok(false);
         }
         p.meta.payload = payload::DNS_TCP;
-        // A query segment starts with its 2-byte length, then the 12-byte header.
-        let blocked =
-            direction == dir::EGRESS && qname_blocked(ctx, p.off + 14, p.len.saturating_sub(2));
         if blocked {
             p.meta.flags = flags::BLOCKED;
         }
@@ -161,6 +162,24 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     Ok(false)
 }
 
+/// Is this egress packet a DNS query (UDP, or a TCP segment, to a watched port) for a
+/// blocked name? Parses the headers itself so that `try_skb` can ask before it branches.
+#[inline(always)]
+fn dns_query_blocked(ctx: &SkBuffContext) -> bool {
+    let Ok(Some(p)) = parse(ctx, dir::EGRESS) else {
+        return false;
+    };
+    if p.len == 0 || !dns_port(p.meta.dport) {
+        return false;
+    }
+    if p.meta.protocol == IPPROTO_UDP {
+        qname_blocked(ctx, p.off + 12, p.len)
+    } else {
+        // A query segment starts with its 2-byte length, then the 12-byte header.
+        qname_blocked(ctx, p.off + 14, p.len.saturating_sub(2))
+    }
+}
+
 /// Does the DNS question name at `qoff` (wire format) end in a blocked suffix?
 ///
 /// Walk the labels to find the name's end (at most [`QNAME_LABELS`] jumps), copy the name
@@ -199,7 +218,13 @@ fn qname_blocked(ctx: &SkBuffContext, qoff: u32, plen: u32) -> bool {
         if end >= n {
             return false;
         }
-        let len = buf[end & 0xff] as usize;
+        // The index must be bounded for the verifier on its own: verifiers before 6.8 learn
+        // nothing from `end < n` (two registers), and LLVM drops a plain `& 0xff` because
+        // it knows end < n <= 128 (6.1 refused the program: "R3 max value is outside of the
+        // allowed memory range"). A volatile read hides that knowledge from LLVM.
+        // SAFETY: a read of a local.
+        let idx = unsafe { core::ptr::read_volatile(&end) } & 0xff;
+        let len = buf[idx] as usize;
         if len == 0 {
             found = true;
             break;
@@ -212,11 +237,19 @@ fn qname_blocked(ctx: &SkBuffContext, qoff: u32, plen: u32) -> bool {
     if !found || end == 0 || end > QNAME_MAX {
         return false;
     }
+    // One verifier state from here on, whichever label count led here: a masked `end`
+    // (0..=255, the same range on every path; the checks above keep the real value in
+    // 1..=QNAME_MAX) lets the verifier prune the 32 ways into the loop below to one.
+    // Without it, 6.1 walked every (label count × byte) path into its 1M-instruction limit.
+    // The volatile read keeps LLVM from dropping the mask.
+    // SAFETY: a read of a local.
+    let end = unsafe { core::ptr::read_volatile(&end) } & 0xff;
+    let last = end.wrapping_sub(1);
+    // Every one of the QNAME_MAX key bytes, with no exit that depends on `end`: the lookup
+    // compares only `prefix_len` bits, so bytes past the name do not matter, and a branch
+    // per byte would split the state again.
     for i in 0..QNAME_MAX {
-        if i >= end {
-            break;
-        }
-        let b = buf[(end - 1 - i) & 0xff];
+        let b = buf[last.wrapping_sub(i) & 0xff];
         key.data[i & (QNAME_MAX - 1)] = b | (((b.wrapping_sub(b'A') < 26) as u8) << 5);
     }
     key.prefix_len = (end * 8) as u32;
@@ -327,11 +360,30 @@ fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     Ok(Some(Parsed { meta, off, len }))
 }
 
+/// Copies a struct eight bytes at a time with volatile stores. A plain assignment of a struct
+/// this size compiles to a call of compiler-builtins' byte-wise `memmove`: a loop that
+/// verifiers before 6.8 walk byte by byte again at every call site and caller state, which
+/// took `skb_egress` past the 1M-instruction limit on 6.1. Volatile stores are never merged
+/// back into a `memmove` call.
+///
+/// # Safety
+/// `dst` and `src` must be valid and 8-byte aligned.
+#[inline(always)]
+unsafe fn copy_words<T: Copy>(dst: *mut T, src: *const T) {
+    const { assert!(size_of::<T>() % 8 == 0 && align_of::<T>() >= 8) };
+    let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
+    for i in 0..size_of::<T>() / 8 {
+        // SAFETY: within both structs (size is a multiple of 8), aligned (checked above).
+        unsafe { core::ptr::write_volatile(d.add(i), core::ptr::read(s.add(i))) };
+    }
+}
+
 /// Copies the payload (up to [`MAX_PAYLOAD`] bytes) into a ring-buffer record.
 #[inline(always)]
 fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
     if let Some(owner) = unsafe { SOCK_OWNERS.get(&p.meta.cookie) } {
-        p.meta.owner = *owner;
+        // SAFETY: both point at a valid SockOwner.
+        unsafe { copy_words(&mut p.meta.owner, owner) };
     }
     // SAFETY: helper without arguments.
     p.meta.ts_ns = unsafe { bpf_ktime_get_ns() };
@@ -346,19 +398,22 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
-    // Re-bound the length right before the helper so the verifier can see 1..=MAX_PAYLOAD.
-    let len = n & (MAX_PAYLOAD as u32);
-    let ok = if len == 0 {
-        false
-    } else {
-        // SAFETY: `ev` points at a reserved record; `data` has MAX_PAYLOAD + 1 bytes.
-        unsafe {
-            (*ev).kind = kind::PACKET;
-            (*ev)._pad = 0;
-            (*ev).meta = p.meta;
-            let skb: *mut __sk_buff = ctx.skb.skb;
-            bpf_skb_load_bytes(skb.cast(), p.off, (*ev).data.as_mut_ptr().cast(), len) == 0
-        }
+    // The helper's length must be provably within 1..=MAX_PAYLOAD + 1 (the size of `data`).
+    // Verifiers before 6.8 learn no lower bound from a `len != 0` branch (6.1 refused the
+    // program: "R3 min value is outside of the allowed memory range"), so the bound comes
+    // from arithmetic: ((n - 1) & MAX) + 1 maps 1..=MAX_PAYLOAD onto itself. The volatile
+    // read keeps LLVM from folding that back into `n` (it knows n >= 1 from try_skb); an
+    // n of 0 (never: try_skb returns first) would read 2048 bytes and fail, counted below.
+    // SAFETY: a read of a local.
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    let len = (n.wrapping_sub(1) & (MAX_PAYLOAD as u32)) + 1;
+    // SAFETY: `ev` points at a reserved record; `data` has MAX_PAYLOAD + 1 bytes.
+    let ok = unsafe {
+        (*ev).kind = kind::PACKET;
+        (*ev)._pad = 0;
+        copy_words(&mut (*ev).meta, &p.meta);
+        let skb: *mut __sk_buff = ctx.skb.skb;
+        bpf_skb_load_bytes(skb.cast(), p.off, (*ev).data.as_mut_ptr().cast(), len) == 0
     };
     if ok {
         entry.submit(wakeup_flags());

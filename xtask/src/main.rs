@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod dist;
+mod kernels;
 mod overhead;
 
 #[derive(Parser)]
@@ -62,6 +63,18 @@ enum Cmd {
     /// Build .deb and .rpm packages (agent, collector, admin CLI) with man pages and shell
     /// completions into target/dist (cargo-deb and cargo-generate-rpm, installed if missing).
     Dist(dist::DistArgs),
+    /// The kernel matrix: boot each kernel of Debian's archive the agent must support
+    /// (6.1, 6.12) in qemu and run the focused suite inside, and on this host's kernel —
+    /// every program loads and attaches, DNS/TLS/connects are attributed, enforce mode
+    /// refuses what it must, a missing hook is reported, fail-open holds (needs root).
+    Kernels {
+        /// Only this series (repeatable, e.g. `--kernel 6.1`); default: the whole matrix.
+        #[arg(long = "kernel", value_name = "SERIES")]
+        only: Vec<String>,
+        /// Skip the run on this host's own kernel.
+        #[arg(long)]
+        skip_host: bool,
+    },
     /// Build and run `shadowai-agent watch` (live events only, no collector).
     Watch {
         /// Arguments for `shadowai-agent watch`.
@@ -88,7 +101,29 @@ fn main() -> Result<()> {
                 .arg("test")
                 .arg("--")
                 .args(&args)
-                .current_dir(&root))
+                .current_dir(&root))?;
+            kernels::run(
+                &root,
+                &target_dir(&root),
+                &target_dir(&root).join("debug/shadowai-agent"),
+                &kernels::Options::default(),
+            )
+        }
+        Cmd::Kernels { only, skip_host } => {
+            setup(&root, false)?;
+            run(Command::new("bash")
+                .arg(root.join(".ci/deps/kernels.sh"))
+                .current_dir(&root))?;
+            run(Command::new("cargo")
+                .args(["build", "-p", "shadowai-agent"])
+                .current_dir(&root))?;
+            let opts = kernels::Options { only, skip_host };
+            kernels::run(
+                &root,
+                &target_dir(&root),
+                &target_dir(&root).join("debug/shadowai-agent"),
+                &opts,
+            )
         }
         Cmd::Run { demo } => {
             setup(&root, false)?;
