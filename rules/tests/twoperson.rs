@@ -35,7 +35,12 @@ fn svc(id: &str, category: Category, jurisdiction: &str) -> Service {
         ports: vec![],
         port_alone: false,
         process_hints: vec![],
+        api_key_env: vec![],
         risk: Risk {
+            plan: None,
+            certifications: vec![],
+            tiers: vec![],
+            evidence: vec![],
             trains_on_user_data: Training::Unknown,
             retention: Retention::Unknown,
             jurisdiction: jurisdiction.into(),
@@ -63,7 +68,7 @@ fn catalogue() -> Catalogue {
             svc("sc", Category::CodingAssistant, "CN"),
             svc("sd", Category::ChatAssistant, "FR"),
         ],
-        shared_infra: vec![],
+        ..Catalogue::default()
     }
 }
 
