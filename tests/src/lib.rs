@@ -349,15 +349,35 @@ impl Drop for Agent {
 pub struct Daemon(pub Child);
 
 impl Daemon {
-    /// Starts `shadowai-agent run --config CONFIG` (stdout discarded).
+    /// Starts `shadowai-agent run --config CONFIG` (stdout discarded, stderr relayed) and
+    /// waits until it says "agent running" (programs attached, enrolled): on a loaded
+    /// machine attaching takes seconds, so a fixed sleep would race it.
     pub fn agent_run(config: &Path) -> Result<Self> {
-        let child = Command::new(bin("shadowai-agent")?)
+        let mut child = Command::new(bin("shadowai-agent")?)
             .args(["run", "--poll-ms", "50", "--config"])
             .arg(config)
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("starting shadowai-agent run")?;
-        Ok(Self(child))
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[agent run] {line}");
+                if !sent && line.contains("agent running") {
+                    let _ = tx.send(());
+                    sent = true;
+                }
+            }
+        });
+        let mut daemon = Self(child);
+        if rx.recv_timeout(Duration::from_secs(90)).is_err() {
+            let _ = daemon.0.kill();
+            bail!("shadowai-agent run did not say \"agent running\" within 90 s");
+        }
+        Ok(daemon)
     }
 
     /// Stops it now (SIGTERM, wait).
@@ -406,6 +426,27 @@ pub fn of_pid(pid: u32) -> impl Fn(&Value) -> bool {
     move |v| n(v, &["actor", "process", "pid"]) == u64::from(pid)
 }
 
+/// The secret behind a collector line "… written to PATH": never the secret itself on
+/// stdout, and the file is mode 0600.
+pub fn secret_written(line: &str) -> Result<String> {
+    if line.contains("sau_") || line.contains("sae_") {
+        bail!("a secret was printed to stdout: {line}");
+    }
+    let path = line
+        .split_once(" written to ")
+        .map(|(_, p)| p.trim())
+        .with_context(|| format!("no \"written to PATH\" in {line:?}"))?;
+    let meta = std::fs::metadata(path).with_context(|| format!("stat {path}"))?;
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+    if mode != 0o600 {
+        bail!("{path} has mode {mode:o}, not 600");
+    }
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {path}"))?
+        .trim()
+        .to_string())
+}
+
 /// A real collector (`shadowai-collector serve` on its embedded store, TLS with its own
 /// certificate), stopped with SIGKILL when dropped.
 pub struct Collector {
@@ -448,9 +489,9 @@ impl Collector {
             };
             eprintln!("[collector] {line}");
             if line.contains("bootstrap admin token") {
-                token = Some(tail(&line));
+                token = Some(secret_written(&line)?);
             } else if line.contains("enrollment secret") {
-                secret = Some(tail(&line));
+                secret = Some(secret_written(&line)?);
             } else if line.contains("TLS certificate") {
                 ca = Some(PathBuf::from(tail(&line)));
             } else if line.contains("listening on") {

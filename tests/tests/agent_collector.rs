@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shadowai_tests::{Daemon, Topology, bin, repo_root, serial, sh};
+use shadowai_tests::{Daemon, Topology, bin, repo_root, secret_written, serial, sh};
 
 struct Collector {
     child: Child,
@@ -55,9 +55,9 @@ impl Collector {
             eprintln!("[collector] {line}");
             let tail = |l: &str| l.rsplit(": ").next().unwrap().trim().to_string();
             if line.contains("bootstrap admin token") {
-                token = Some(secret_file(&line));
+                token = Some(secret_written(&line).unwrap());
             } else if line.contains("enrollment secret") {
-                secret = Some(secret_file(&line));
+                secret = Some(secret_written(&line).unwrap());
             } else if line.contains("TLS certificate") {
                 ca = Some(PathBuf::from(tail(&line)));
             } else if line.contains("listening on") {
@@ -69,9 +69,9 @@ impl Collector {
         while Instant::now() < wait_more && (token.is_none() || secret.is_none()) {
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
                 if line.contains("bootstrap admin token") {
-                    token = Some(secret_file(&line));
+                    token = Some(secret_written(&line).unwrap());
                 } else if line.contains("enrollment secret") {
-                    secret = Some(secret_file(&line));
+                    secret = Some(secret_written(&line).unwrap());
                 }
             }
         }
@@ -115,21 +115,6 @@ impl Collector {
 
 /// The collector prints only where a first-start secret went ("… written to PATH"): the
 /// secret itself is in that 0600 file, never on stdout.
-fn secret_file(line: &str) -> String {
-    let path = line.rsplit(' ').next().unwrap().trim();
-    assert!(
-        !line.contains("sau_") && !line.contains("sae_"),
-        "secret on stdout: {line}"
-    );
-    let meta = std::fs::metadata(path).unwrap();
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
-        0o600,
-        "{path}"
-    );
-    std::fs::read_to_string(path).unwrap().trim().to_string()
-}
-
 impl Drop for Collector {
     fn drop(&mut self) {
         self.kill9();
@@ -211,8 +196,7 @@ fn agent_findings_reach_the_collector_once_even_across_a_collector_kill() {
     .unwrap();
     assert!(validated.contains(": ok ("), "{validated}");
 
-    let _agent = Daemon::agent_run(&config).unwrap();
-    std::thread::sleep(Duration::from_secs(2)); // sensor attach + enrollment
+    let _agent = Daemon::agent_run(&config).unwrap(); // returns once attached and enrolled
 
     let openai_pid = curl_in(&t, &cert, "https://api.openai.com/");
     let anthropic_pid = curl_in(&t, &cert, "https://api.anthropic.com/");

@@ -160,7 +160,13 @@ fn cli_against_a_real_collector() {
         &["token", "create", "--role", "approver", "--name", "bob"],
         "sau_",
     );
-    let enroll_secret = secret_line(&data, &["rotate-enrollment-secret"], "sae_");
+    // The new secret goes to DATA/enroll.secret (0600), never to stdout.
+    secret_line(&data, &["rotate-enrollment-secret"], "new enrollment secret written to");
+    let enroll_secret = std::fs::read_to_string(data.join("enroll.secret"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(enroll_secret.starts_with("sae_"), "{enroll_secret}");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
