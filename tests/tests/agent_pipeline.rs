@@ -402,3 +402,35 @@ fn the_agent_re_enrolls_after_its_token_is_rotated_and_says_so_when_revoked() {
         "the agent keeps running"
     );
 }
+
+#[test]
+fn replay_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    // A capture of 5,000 DNS queries: far more output than a pipe buffers, so the agent
+    // writes into a closed pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("queries.pcap");
+    let script = "import struct,sys\n\
+q=b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x03api\\x06openai\\x03com\\x00\\x00\\x01\\x00\\x01'\n\
+udp=struct.pack('!HHHH',40000,53,8+len(q),0)+q\n\
+ip=struct.pack('!BBHHHBBH4s4s',0x45,0,20+len(udp),0,0,64,17,0,bytes([10,0,0,1]),bytes([10,0,0,2]))+udp\n\
+eth=b'\\x00'*12+b'\\x08\\x00'+ip\n\
+o=open(sys.argv[1],'wb')\n\
+o.write(struct.pack('<IHHiIII',0xa1b2c3d4,2,4,0,0,65535,1))\n\
+for i in range(5000): o.write(struct.pack('<IIII',1700000000+i,0,len(eth),len(eth))+eth)\n";
+    sh(Command::new("python3").args(["-c", script]).arg(&pcap)).unwrap();
+    let mut child = Command::new(bin("shadowai-agent").unwrap())
+        .args(["replay", "--text"])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is closed now.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked") && !err.contains("Error"), "{err}");
+}
