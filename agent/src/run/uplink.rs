@@ -51,7 +51,12 @@ pub enum Failure {
 
 impl Failure {
     pub fn of(e: &ClientError) -> Self {
-        match e.status() {
+        Self::from_status(e.status())
+    }
+
+    /// The same, from the HTTP status (`None`: no answer at all).
+    pub fn from_status(status: Option<u16>) -> Self {
+        match status {
             Some(401) => Failure::Unauthorized,
             Some(408 | 429) => Failure::Transient,
             Some(s) if (400..500).contains(&s) => Failure::Permanent(s),
@@ -329,6 +334,17 @@ pub fn base_client(c: &super::config::CollectorSection) -> Result<Client, AgentE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_definite_refusal_quarantines_a_batch() {
+        for s in [400, 403, 404, 409, 413, 415, 422] {
+            assert_eq!(Failure::from_status(Some(s)), Failure::Permanent(s), "{s}");
+        }
+        assert_eq!(Failure::from_status(Some(401)), Failure::Unauthorized);
+        for s in [Some(408), Some(429), Some(500), Some(502), Some(503), None] {
+            assert_eq!(Failure::from_status(s), Failure::Transient, "{s:?}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling_and_resets_on_success() {
