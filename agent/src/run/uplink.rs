@@ -191,8 +191,14 @@ impl Uplink {
                     tracing::error!(batch = %id, status, findings = n, error = %e, "the collector refused this batch for good: quarantined (counted); the queue moves on");
                     self.health.quarantined_batches.inc();
                     self.health.quarantined_findings.inc_by(n);
-                    match self.spool_call(move |s| s.quarantine(key)).await {
-                        Some(()) => Round::Ok,
+                    match self
+                        .spool_call(move |s| s.quarantine(key).map(|()| s.len()))
+                        .await
+                    {
+                        Some(left) => {
+                            self.health.spool_batches.set(left as i64);
+                            Round::Ok
+                        }
                         None => Round::Failed,
                     }
                 }
