@@ -194,8 +194,14 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Replay { file, text } => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let summary = shadowai_agent::replay::run(&file, !text, &mut out)?;
-            std::io::Write::flush(&mut out)?;
+            let summary = match shadowai_agent::replay::run(&file, !text, &mut out)
+                .and_then(|s| flush(&mut out).map(|()| s))
+            {
+                Ok(s) => s,
+                // The reader went away (`| head`): stop quietly, like any filter.
+                Err(e) if is_broken_pipe(&e) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
             tracing::info!(
                 packets = summary.packets,
                 events = summary.events,
@@ -207,4 +213,16 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn flush(out: &mut impl std::io::Write) -> Result<(), shadowai_agent::AgentError> {
+    out.flush()
+        .map_err(|source| shadowai_agent::AgentError::Io {
+            what: "writing output".into(),
+            source,
+        })
+}
+
+fn is_broken_pipe(e: &shadowai_agent::AgentError) -> bool {
+    matches!(e, shadowai_agent::AgentError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -402,3 +402,103 @@ fn the_agent_re_enrolls_after_its_token_is_rotated_and_says_so_when_revoked() {
         "the agent keeps running"
     );
 }
+
+#[test]
+fn replay_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    // A capture of 5,000 DNS queries: far more output than a pipe buffers, so the agent
+    // writes into a closed pipe.
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("queries.pcap");
+    let script = "import struct,sys\n\
+q=b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x03api\\x06openai\\x03com\\x00\\x00\\x01\\x00\\x01'\n\
+udp=struct.pack('!HHHH',40000,53,8+len(q),0)+q\n\
+ip=struct.pack('!BBHHHBBH4s4s',0x45,0,20+len(udp),0,0,64,17,0,bytes([10,0,0,1]),bytes([10,0,0,2]))+udp\n\
+eth=b'\\x00'*12+b'\\x08\\x00'+ip\n\
+o=open(sys.argv[1],'wb')\n\
+o.write(struct.pack('<IHHiIII',0xa1b2c3d4,2,4,0,0,65535,1))\n\
+for i in range(5000): o.write(struct.pack('<IIII',1700000000+i,0,len(eth),len(eth))+eth)\n";
+    sh(Command::new("python3").args(["-c", script]).arg(&pcap)).unwrap();
+    let mut child = Command::new(bin("shadowai-agent").unwrap())
+        .args(["replay", "--text"])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is closed now.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {err}", out.status);
+    assert!(!err.contains("panicked") && !err.contains("Error"), "{err}");
+}
+
+#[test]
+fn a_batch_the_collector_refuses_for_good_is_quarantined_and_the_queue_moves_on() {
+    let _g = serial();
+    let (t, cert) = Topology::with_servers(&["api.openai.com"], "api.openai.com A {v4}\n").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let port = 19000 + (std::process::id() % 90) as u16;
+    let collector = Collector::start(&work.path().join("collector"), port).unwrap();
+    let secret = work.path().join("enroll.secret");
+    std::fs::write(&secret, collector.enroll_secret.clone().expect("secret")).unwrap();
+    let state = work.path().join("state");
+    let config = work.path().join("agent.toml");
+    let metrics = format!("127.0.0.1:{}", port + 90);
+    write_config(&config, &state, Some((&collector, &secret)), &metrics);
+    let first = Daemon::agent_run(&config).unwrap();
+    wait_until("enrollment", Duration::from_secs(30), || {
+        state.join("agent.token").exists().then_some(())
+    })
+    .unwrap();
+    first.stop();
+    // The host id changes under the same token: the collector refuses every finding of
+    // this batch for good (403: not this agent's host).
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("pipeline-host-id", "renamed-host-id");
+    std::fs::write(&config, text).unwrap();
+    let mut agent = Daemon::agent_run(&config).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..3 {
+        let _ = t
+            .cmd(&t.client, "curl")
+            .args([
+                "-4",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "--cacert",
+                &cert,
+                "https://api.openai.com/",
+            ])
+            .status();
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    let metric = |name: &str| -> Option<f64> {
+        let text = scrape(&metrics);
+        let s = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        sample(&s, name, &[])
+    };
+    wait_until(
+        "batches quarantined and the queue empty",
+        Duration::from_secs(30),
+        || {
+            let q = metric("shadowai_uplink_quarantined_batches_total")?;
+            let held = metric("shadowai_spool_batches")?;
+            (q >= 2.0 && held == 0.0).then_some(())
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        metric("shadowai_uplink_failures_total"),
+        Some(0.0),
+        "a definite refusal is not retried"
+    );
+    assert!(
+        agent.0.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+}

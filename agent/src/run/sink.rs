@@ -223,3 +223,73 @@ pub fn new_batch_id() -> Result<String, getrandom::Error> {
     getrandom::fill(&mut b)?;
     Ok(hex::encode(b))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
+    use super::*;
+    use crate::run::findings::tests::finding;
+
+    #[test]
+    fn a_full_output_queue_drops_windows_and_counts_them() {
+        let health = Health::default();
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let s = WindowSender {
+            tx,
+            health: health.clone(),
+        };
+        for i in 0..5 {
+            s.send(Window(vec![
+                finding(&format!("a{i}")),
+                finding(&format!("b{i}")),
+            ]));
+        }
+        let dropped = health
+            .dropped
+            .get_or_create(&vec![("stage", "output"), ("unit", "findings")])
+            .get();
+        assert_eq!(dropped, 6, "3 windows of 2 findings did not fit");
+        assert_eq!(rx.try_iter().count(), 2);
+        drop(rx);
+        s.send(Window(vec![finding("late")]));
+        assert_eq!(
+            health
+                .dropped
+                .get_or_create(&vec![("stage", "output"), ("unit", "findings")])
+                .get(),
+            7,
+            "a stopped stage counts too"
+        );
+    }
+
+    #[test]
+    fn the_output_stage_spools_fitted_batches_with_fresh_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool: SpoolHandle = std::sync::Arc::new(parking_lot::Mutex::new(
+            crate::run::spool::Spool::open(dir.path(), 1 << 30).unwrap(),
+        ));
+        let health = Health::default();
+        let mut sink = Sink::new(
+            spool.clone(),
+            Outputs {
+                jsonl: None,
+                print: false,
+            },
+            health.clone(),
+        );
+        let mut fs: Vec<Finding> = (0..1200).map(|i| finding(&format!("f{i}"))).collect();
+        fs[7].process.exe = "/tmp/\u{1b}[2Jx".into();
+        sink.handle(fs);
+        let pending = spool.lock().pending(100).unwrap();
+        assert_eq!(pending.len(), 3, "1200 findings in batches of at most 500");
+        let mut ids: Vec<&str> = pending.iter().map(|(_, b)| b.batch_id.as_str()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), 3);
+        assert!(ids.iter().all(|id| id.len() == 32 && *id != "0".repeat(32)));
+        assert_eq!(health.findings_truncated.get(), 1);
+        assert_eq!(health.spool_batches.get(), 3);
+    }
+}

@@ -51,7 +51,12 @@ pub enum Failure {
 
 impl Failure {
     pub fn of(e: &ClientError) -> Self {
-        match e.status() {
+        Self::from_status(e.status())
+    }
+
+    /// The same, from the HTTP status (`None`: no answer at all).
+    pub fn from_status(status: Option<u16>) -> Self {
+        match status {
             Some(401) => Failure::Unauthorized,
             Some(408 | 429) => Failure::Transient,
             Some(s) if (400..500).contains(&s) => Failure::Permanent(s),
@@ -186,8 +191,14 @@ impl Uplink {
                     tracing::error!(batch = %id, status, findings = n, error = %e, "the collector refused this batch for good: quarantined (counted); the queue moves on");
                     self.health.quarantined_batches.inc();
                     self.health.quarantined_findings.inc_by(n);
-                    match self.spool_call(move |s| s.quarantine(key)).await {
-                        Some(()) => Round::Ok,
+                    match self
+                        .spool_call(move |s| s.quarantine(key).map(|()| s.len()))
+                        .await
+                    {
+                        Some(left) => {
+                            self.health.spool_batches.set(left as i64);
+                            Round::Ok
+                        }
                         None => Round::Failed,
                     }
                 }
@@ -329,6 +340,17 @@ pub fn base_client(c: &super::config::CollectorSection) -> Result<Client, AgentE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_definite_refusal_quarantines_a_batch() {
+        for s in [400, 403, 404, 409, 413, 415, 422] {
+            assert_eq!(Failure::from_status(Some(s)), Failure::Permanent(s), "{s}");
+        }
+        assert_eq!(Failure::from_status(Some(401)), Failure::Unauthorized);
+        for s in [Some(408), Some(429), Some(500), Some(502), Some(503), None] {
+            assert_eq!(Failure::from_status(s), Failure::Transient, "{s:?}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling_and_resets_on_success() {
