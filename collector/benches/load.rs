@@ -2,7 +2,7 @@
 //!
 //! Starts the real `shadowai-collector` binary (SQLite, plain HTTP on loopback), enrolls
 //! `LOAD_AGENTS` simulated agents (each from its own 127.0.1.x address, as a fleet behind no
-//! NAT), and measures in two phases of `LOAD_SECS` each:
+//! NAT), warms up for half a phase, then measures two phases of `LOAD_SECS` each:
 //! 1. quiet: the agents upload 50-finding batches back to back; a viewer polls a findings
 //!    page and the services report;
 //! 2. attack: the same, plus hostile clients at once — slowloris connections, gzip+JSON
@@ -351,7 +351,8 @@ fn attack(
             let http = raw_from("127.0.2.20");
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                let body = serde_json::json!({"secret": secret, "host_id": format!("host-{}", n % 50),
+                // Spam: unknown hosts; takeover: the enrolled hosts' ids with a foreign key.
+                let body = serde_json::json!({"secret": secret, "host_id": format!("bench-host-{}", 1 + n % 50),
                     "hostname": "x", "host_key": "ee".repeat(32)});
                 let r = http.post(format!("{url}/api/v1/enroll")).json(&body).send().await;
                 st.hostile(&format!("{what} → {}", r.map(|r| r.status().as_u16()).unwrap_or(0)));
@@ -503,6 +504,8 @@ fn main() {
         let stolen = agents[0].2.clone();
         let _ = &c.admin;
         println!("load: {n_agents} agents, {secs} s per phase, 50 findings per batch (gzip)");
+        // Warm-up (connections, caches), not reported.
+        phase(&c, &agents[1..], &viewer_tok, None, secs.div_ceil(2)).await;
         let (quiet, qpeak) = phase(&c, &agents[1..], &viewer_tok, None, secs).await;
         report("quiet", &quiet, secs, qpeak);
         let (loud, lpeak) =
