@@ -49,6 +49,8 @@ pub struct Verdict {
     pub outcomes: Vec<Outcome>,
     pub hooks_attached: Vec<String>,
     pub layers: Vec<&'static str>,
+    /// Seconds from starting the agent to "sensor started" (load, verify, attach).
+    pub start_secs: Option<f64>,
 }
 
 impl Verdict {
@@ -327,11 +329,16 @@ pub fn judge(ev: &Evidence) -> Verdict {
         .filter(|(_, up)| **up)
         .map(|(h, _)| h.clone())
         .collect();
+    let start_secs = r
+        .get("watch_start_cs")
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|cs| cs / 100.0);
     Verdict {
         kernel,
         outcomes,
         hooks_attached,
         layers,
+        start_secs,
     }
 }
 
