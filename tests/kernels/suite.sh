@@ -170,7 +170,9 @@ if wait_for "$OUT/run.log" "enforcing blocks in the kernel" 120; then
     client blocked_name $CURL_TLS -4 https://blocked.kmatrix.test/
     put blocked_name_cs $(($(now_cs) - t0))
     client blocked_sub $CURL_TLS -4 https://api.blocked.kmatrix.test/
+    t0=$(now_cs)
     client allowed_name $CURL_TLS -4 https://allowed.kmatrix.test/
+    put allowed_name_cs $(($(now_cs) - t0))
     # No route leads to the documentation prefixes: without the block these fail with
     # ENETUNREACH, with it connect() gets EPERM.
     client blocked_net4 curl -v -sS -o /dev/null --max-time 5 http://192.0.2.10/

@@ -29,7 +29,10 @@ const TRACEPOINTS: [&str; 4] = [
     "sched_process_exit",
 ];
 
-/// A blocked name must be refused at once, not after a resolver timeout (hundredths of a s).
+/// A blocked name must be refused at once, not after a resolver timeout (glibc's is 5 s):
+/// its curl may take at most this much longer than the same curl for an allowed name in
+/// the same run, which does a whole TLS handshake (hundredths of a second). Relative, not
+/// absolute: under TCG on a busy machine a curl alone can take seconds.
 const REFUSED_WITHIN_CS: u64 = 300;
 
 /// One run's files, by name.
@@ -49,6 +52,8 @@ pub struct Verdict {
     pub outcomes: Vec<Outcome>,
     pub hooks_attached: Vec<String>,
     pub layers: Vec<&'static str>,
+    /// Seconds from starting the agent to "sensor started" (load, verify, attach).
+    pub start_secs: Option<f64>,
 }
 
 impl Verdict {
@@ -265,10 +270,10 @@ pub fn judge(ev: &Evidence) -> Verdict {
     let mut layers = Vec::new();
     let mut enf = Vec::new();
     enf.extend(rc_is(&r, "baseline_blocked_rc", "0").map(|e| format!("baseline: {e}")));
-    let at_once = r
-        .get("blocked_name_cs")
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|cs| cs < REFUSED_WITHIN_CS);
+    let cs = |k: &str| r.get(k).and_then(|v| v.parse::<u64>().ok());
+    let at_once = cs("blocked_name_cs")
+        .zip(cs("allowed_name_cs"))
+        .is_some_and(|(blocked, allowed)| blocked < allowed + REFUSED_WITHIN_CS);
     match (
         rc_is(&r, "blocked_name_rc", "6"),
         rc_is(&r, "blocked_sub_rc", "6"),
@@ -279,8 +284,9 @@ pub fn judge(ev: &Evidence) -> Verdict {
             enf.extend(b.map(|e| format!("name below the blocked one: {e}")));
             if !at_once {
                 enf.push(format!(
-                    "blocked name not refused at once ({:?} cs)",
-                    r.get("blocked_name_cs")
+                    "blocked name not refused at once ({:?} cs; an allowed name took {:?} cs)",
+                    r.get("blocked_name_cs"),
+                    r.get("allowed_name_cs")
                 ));
             }
         }
@@ -327,11 +333,16 @@ pub fn judge(ev: &Evidence) -> Verdict {
         .filter(|(_, up)| **up)
         .map(|(h, _)| h.clone())
         .collect();
+    let start_secs = r
+        .get("watch_start_cs")
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|cs| cs / 100.0);
     Verdict {
         kernel,
         outcomes,
         hooks_attached,
         layers,
+        start_secs,
     }
 }
 
@@ -461,7 +472,7 @@ mod tests {
 
     #[test]
     fn enforcement_needs_eperm_and_a_fast_refusal() {
-        let results = "done=1\nbaseline_blocked_rc=0\nblocked_name_rc=6\nblocked_name_cs=900\n\
+        let results = "done=1\nbaseline_blocked_rc=0\nblocked_name_rc=6\nblocked_name_cs=900\nallowed_name_cs=150\n\
                        blocked_sub_rc=6\nallowed_name_rc=0\nrun_rc=0\nfailopen_name_rc=0";
         let text = report(&[
             ("results.env", results),
