@@ -231,6 +231,7 @@ fn generate_docs(mut cmd: clap::Command, dir: &std::path::Path) -> std::io::Resu
     let (man, completions) = (dir.join("man"), dir.join("completions"));
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&completions)?;
+    cmd = without_help_subcommand(cmd);
     cmd.build();
     clap_mangen::generate_to(cmd.clone(), &man)?;
     let name = cmd.get_name().to_string();
@@ -242,4 +243,10 @@ fn generate_docs(mut cmd: clap::Command, dir: &std::path::Path) -> std::io::Resu
         clap_complete::generate_to(shell, &mut cmd, &name, &completions)?;
     }
     Ok(())
+}
+
+/// clap's implicit `help` subcommand would get a man page of its own at every level.
+fn without_help_subcommand(cmd: clap::Command) -> clap::Command {
+    cmd.disable_help_subcommand(true)
+        .mut_subcommands(without_help_subcommand)
 }

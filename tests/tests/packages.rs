@@ -421,8 +421,9 @@ fn upgrade(
                 .find(|f| f["service_id"] == "anthropic-api" && f["process"]["exe"] == curl)
         },
     );
-    let st = status();
-    assert_eq!(st["daemon"]["spool_batches"], 0, "{st}");
+    wait_until("the spool drained", Duration::from_secs(15), || {
+        (status()["daemon"]["spool_batches"] == 0).then_some(())
+    });
     agent.stop();
     drop(collector);
 }

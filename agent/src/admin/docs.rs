@@ -12,6 +12,7 @@ pub fn generate(mut cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
     let completions = dir.join("completions");
     std::fs::create_dir_all(&man)?;
     std::fs::create_dir_all(&completions)?;
+    cmd = without_help_subcommand(cmd);
     cmd.build();
     clap_mangen::generate_to(cmd.clone(), &man)?;
     let name = cmd.get_name().to_string();
@@ -19,4 +20,10 @@ pub fn generate(mut cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
         clap_complete::generate_to(shell, &mut cmd, &name, &completions)?;
     }
     Ok(())
+}
+
+/// clap's implicit `help` subcommand would get a man page of its own at every level.
+fn without_help_subcommand(cmd: clap::Command) -> clap::Command {
+    cmd.disable_help_subcommand(true)
+        .mut_subcommands(without_help_subcommand)
 }
