@@ -265,7 +265,13 @@ fn web_ui_click_through_in_headless_chromium() {
         &["token", "create", "--role", "viewer", "--name", "vera"],
         "sau_",
     );
-    let secret = admin_secret(&data, &["rotate-enrollment-secret"], "sae_");
+    // The rotated secret is written to DATA/enroll.secret (0600), never printed.
+    let secret = shadowai_tests::secret_written(&admin_secret(
+        &data,
+        &["rotate-enrollment-secret"],
+        "new enrollment secret written to",
+    ))
+    .unwrap();
     let (_collector, url) = start_collector(&data);
 
     let now = SystemTime::now()
