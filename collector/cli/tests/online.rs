@@ -161,7 +161,11 @@ fn cli_against_a_real_collector() {
         "sau_",
     );
     // The new secret goes to DATA/enroll.secret (0600), never to stdout.
-    secret_line(&data, &["rotate-enrollment-secret"], "new enrollment secret written to");
+    secret_line(
+        &data,
+        &["rotate-enrollment-secret"],
+        "new enrollment secret written to",
+    );
     let enroll_secret = std::fs::read_to_string(data.join("enroll.secret"))
         .unwrap()
         .trim()
