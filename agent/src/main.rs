@@ -199,7 +199,7 @@ fn main() -> anyhow::Result<ExitCode> {
             {
                 Ok(s) => s,
                 // The reader went away (`| head`): stop quietly, like any filter.
-                Err(e) if is_broken_pipe(&e) => return Ok(()),
+                Err(e) if is_broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
                 Err(e) => return Err(e.into()),
             };
             tracing::info!(
