@@ -36,7 +36,12 @@ async fn the_role_is_checked_before_the_body_is_parsed() {
     let srv = Binary::start("", None).await;
     let viewer = srv.person(Role::Viewer);
     let agent_client = agent(&srv, "h1").await;
-    let http = reqwest::Client::new();
+    // No connection reuse: the server answers these refusals without reading the body and
+    // then closes the connection, which a pooled client could pick for the next request.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let garbage = "{ this is not json".to_owned();
     // (token, method, path, body) → 403 / 401, never 400.
     let cases: Vec<(Option<&str>, &str, u16)> = vec![
