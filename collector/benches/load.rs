@@ -40,6 +40,13 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 fn finding(id: String, host: &str, n: u64) -> Finding {
     Finding {
+        layer: None,
+        policy_version: None,
+        bytes_out: None,
+        bytes_in: None,
+        naming: None,
+        session: None,
+        truncated: false,
         id,
         host_id: host.to_owned(),
         hostname: host.to_owned(),

@@ -22,6 +22,13 @@ fn finding(id: u64, host: &str) -> Finding {
         Verdict::Tolerated,
     ];
     Finding {
+        layer: None,
+        policy_version: None,
+        bytes_out: None,
+        bytes_in: None,
+        naming: None,
+        session: None,
+        truncated: false,
         id: format!("f{id}"),
         host_id: host.to_owned(),
         hostname: host.to_owned(),

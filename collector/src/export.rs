@@ -1,6 +1,6 @@
 //! CSV export of findings (RFC 4180 quoting, spreadsheet formula injection neutralised).
 
-use shadowai_api::{Action, Finding};
+use shadowai_api::Finding;
 
 pub const CSV_HEADER: &str = "id,host_id,hostname,window_start_ms,window_end_ms,service_id,service_name,vendor,category,risk_score,verdict,action,rule,user,uid,exe,process_name,exe_sha256,container_id,count,first_seen_ms,last_seen_ms,sni,dns_names,ips";
 
@@ -50,10 +50,7 @@ pub fn csv_rows(findings: &[Finding]) -> String {
             cell(&f.category),
             f.risk_score.to_string(),
             verdict(f),
-            match f.action {
-                Action::Allowed => "allowed".to_owned(),
-                Action::Blocked => "blocked".to_owned(),
-            },
+            f.action.as_str().to_owned(),
             cell(&f.rule),
             cell(&f.user),
             f.uid.to_string(),

@@ -205,6 +205,13 @@ fn findings_for(host: &(&str, &str, &str, u64), now: i64) -> Vec<Finding> {
                 }
                 let start = now - day * 86_400_000 - 3_600_000;
                 out.push(Finding {
+                    layer: None,
+                    policy_version: None,
+                    bytes_out: None,
+                    bytes_in: None,
+                    naming: None,
+                    session: None,
+                    truncated: false,
                     id: format!("{}-{}-{day}-{user}", host.0, s.id),
                     host_id: host.0.into(),
                     hostname: host.1.into(),

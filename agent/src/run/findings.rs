@@ -215,6 +215,13 @@ impl Aggregator {
             h.update([0]);
         }
         Finding {
+            layer: None,
+            policy_version: None,
+            bytes_out: None,
+            bytes_in: None,
+            naming: None,
+            session: None,
+            truncated: false,
             id: hex::encode(&h.finalize()[..16]),
             host_id: self.host_id.clone(),
             hostname: self.hostname.clone(),
@@ -257,6 +264,13 @@ pub(crate) mod tests {
 
     pub(crate) fn finding(id: &str) -> Finding {
         Finding {
+            layer: None,
+            policy_version: None,
+            bytes_out: None,
+            bytes_in: None,
+            naming: None,
+            session: None,
+            truncated: false,
             id: id.into(),
             host_id: "h".into(),
             hostname: "host".into(),

@@ -21,8 +21,100 @@ pub use wire::*;
 pub enum Action {
     /// Observed and let through (monitor mode, or a verdict that allows it).
     Allowed,
+    /// Let through, but enforce mode (or an observe-only rule switched to enforce) would have
+    /// refused it: the impact of a block before it is switched on.
+    WouldBlock,
     /// Stopped by the agent.
     Blocked,
+}
+
+impl Action {
+    /// The wire name (`allowed` / `would_block` / `blocked`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allowed => "allowed",
+            Action::WouldBlock => "would_block",
+            Action::Blocked => "blocked",
+        }
+    }
+}
+
+impl Layer {
+    /// The wire name (`dns`, `dns_tcp`, `sni`, `quic`, `cidr`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Dns => "dns",
+            Layer::DnsTcp => "dns_tcp",
+            Layer::Sni => "sni",
+            Layer::Quic => "quic",
+            Layer::Cidr => "cidr",
+        }
+    }
+}
+
+/// Which enforcement layer refused (`blocked`) or would have refused (`would_block`) a use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// A DNS query over UDP for the name or a name below it.
+    Dns,
+    /// A DNS query over TCP.
+    DnsTcp,
+    /// A TLS ClientHello over TCP whose SNI names the service.
+    Sni,
+    /// A QUIC Initial whose (decrypted) SNI names the service.
+    Quic,
+    /// A connect into one of the service's published networks.
+    Cidr,
+}
+
+/// How the agent obtained the service name of a use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// The TLS or QUIC SNI the process itself sent.
+    Sni,
+    /// A DNS answer this very process received.
+    DnsAnswer,
+    /// The answer a local resolver (systemd-resolved, dnsmasq, …) gave for the process.
+    ResolverAnswer,
+    /// A DNS answer seen in the process's network namespace, not by the process itself.
+    Namespace,
+    /// A DNS answer seen somewhere on the host.
+    Host,
+    /// The destination lies in the service's published networks.
+    Cidr,
+}
+
+/// How sure the agent is of a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    Low,
+    Medium,
+    High,
+}
+
+/// Provenance of a finding's service name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Naming {
+    pub source: NameSource,
+    pub confidence: Confidence,
+}
+
+/// The AI agent session (a coding agent and every descendant) a use belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRef {
+    /// Stable id of the session: root agent pid + its start time on this host.
+    pub id: String,
+    /// Catalogue agent kind (`claude-code`, `codex-cli`, …).
+    pub kind: String,
+    pub root_pid: u32,
+    pub started_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The process behind a finding.
@@ -96,4 +188,24 @@ pub struct Finding {
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub evidence: Evidence,
+    /// Which layer refused the use (`blocked`) or would have (`would_block`); none when allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<Layer>,
+    /// Version of the policy bundle that decided the verdict (none: the built-in catalogue only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
+    /// TCP/UDP payload bytes sent to / received from the service over this use's sockets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// How the service name was obtained, and how sure the agent is of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naming: Option<Naming>,
+    /// The AI agent session this use belongs to, when the process descends from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionRef>,
+    /// The agent cut or sanitised some value of this finding to fit the collector's limits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }

@@ -65,6 +65,8 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
     let (severity_id, severity_name) = severity(f);
     let (action_id, action, disposition_id, disposition) = match f.action {
         Action::Allowed => (1, "Allowed", 1, "Allowed"),
+        // Let through, but enforcement would have refused it: detected, not stopped.
+        Action::WouldBlock => (1, "Allowed", 15, "Detected"),
         Action::Blocked => (2, "Denied", 2, "Blocked"),
     };
     let mut hashes = Vec::new();
@@ -143,6 +145,13 @@ mod tests {
 
     fn f(action: Action, verdict: Verdict, evidence: Evidence) -> Finding {
         Finding {
+            layer: None,
+            policy_version: None,
+            bytes_out: None,
+            bytes_in: None,
+            naming: None,
+            session: None,
+            truncated: false,
             id: "f1".into(),
             host_id: "h1".into(),
             hostname: "web-01".into(),

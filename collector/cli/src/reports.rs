@@ -86,10 +86,7 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
             f.process.exe.clone(),
             f.service_id.clone(),
             verdict(f.verdict).to_owned(),
-            match f.action {
-                shadowai_api::Action::Allowed => "allowed".to_owned(),
-                shadowai_api::Action::Blocked => "blocked".to_owned(),
-            },
+            f.action.as_str().to_owned(),
             f.count.to_string(),
         ]);
     }

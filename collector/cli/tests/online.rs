@@ -115,6 +115,13 @@ impl Env {
 
 fn finding(i: usize, host: &str, service: &str, verdict: Verdict, now: i64) -> Finding {
     Finding {
+        layer: None,
+        policy_version: None,
+        bytes_out: None,
+        bytes_in: None,
+        naming: None,
+        session: None,
+        truncated: false,
         id: format!("{host}-{service}-{i}"),
         host_id: host.into(),
         hostname: host.into(),

@@ -18,6 +18,13 @@ use shadowai_siem::syslog::{format_message, frame};
 
 fn finding(i: usize) -> Finding {
     Finding {
+        layer: None,
+        policy_version: None,
+        bytes_out: None,
+        bytes_in: None,
+        naming: None,
+        session: None,
+        truncated: false,
         id: format!("h-0001-openai-chatgpt-{i}"),
         host_id: "h-0001".into(),
         hostname: "web-01.prod.example".into(),

@@ -45,10 +45,7 @@ pub fn verdict_name(verdict: Verdict) -> &'static str {
 
 /// The action's wire name (`allowed` / `blocked`).
 pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Allowed => "allowed",
-        Action::Blocked => "blocked",
-    }
+    action.as_str()
 }
 
 /// One RFC 5424 message (without framing).

@@ -180,11 +180,7 @@ impl<B: Backend> SqlStore<B> {
                         f.category.as_str().into(),
                         i64::from(f.risk_score).into(),
                         verdict_str(f.verdict).into(),
-                        match f.action {
-                            shadowai_api::Action::Allowed => "allowed",
-                            shadowai_api::Action::Blocked => "blocked",
-                        }
-                        .into(),
+                        f.action.as_str().into(),
                         f.user.as_str().into(),
                         i64::from(f.uid).into(),
                         f.process.exe.as_str().into(),

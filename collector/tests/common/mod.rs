@@ -23,6 +23,13 @@ pub fn finding(
     start_ms: i64,
 ) -> Finding {
     Finding {
+        layer: None,
+        policy_version: None,
+        bytes_out: None,
+        bytes_in: None,
+        naming: None,
+        session: None,
+        truncated: false,
         id: id.to_owned(),
         host_id: host.to_owned(),
         hostname: format!("{host}.example"),

@@ -23,6 +23,13 @@ use tokio_rustls::TlsAcceptor;
 
 pub fn finding(id: &str, verdict: Verdict) -> Finding {
     Finding {
+        layer: None,
+        policy_version: None,
+        bytes_out: None,
+        bytes_in: None,
+        naming: None,
+        session: None,
+        truncated: false,
         id: id.to_owned(),
         host_id: "h-0001".to_owned(),
         hostname: "host-a".to_owned(),
