@@ -46,6 +46,7 @@ fn finding(id: String, host: &str, n: u64) -> Finding {
         bytes_in: None,
         naming: None,
         session: None,
+        flags: Vec::new(),
         truncated: false,
         id,
         host_id: host.to_owned(),

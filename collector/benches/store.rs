@@ -28,6 +28,7 @@ fn finding(id: u64, host: &str) -> Finding {
         bytes_in: None,
         naming: None,
         session: None,
+        flags: Vec::new(),
         truncated: false,
         id: format!("f{id}"),
         host_id: host.to_owned(),

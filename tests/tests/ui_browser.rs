@@ -211,6 +211,7 @@ fn findings_for(host: &(&str, &str, &str, u64), now: i64) -> Vec<Finding> {
                     bytes_in: None,
                     naming: None,
                     session: None,
+                    flags: Vec::new(),
                     truncated: false,
                     id: format!("{}-{}-{day}-{user}", host.0, s.id),
                     host_id: host.0.into(),

@@ -68,6 +68,41 @@ pub enum Layer {
     Cidr,
 }
 
+/// A risk flag on a finding: something the policy and the SOC can act on beyond the verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// An AI agent started with a permission-bypass flag (`--dangerously-skip-permissions`, `--yolo`).
+    PermissionBypass,
+    /// An MCP server auto-installed without a pinned version (`npx -y pkg`, `uvx pkg`).
+    UnpinnedMcpServer,
+    /// A local model runtime listening on all interfaces.
+    RuntimeExposed,
+    /// A descendant of an AI agent contacted a host the catalogue does not know.
+    OffCatalogueContact,
+    /// An AI agent running as root.
+    AgentAsRoot,
+    /// More data uploaded than the configured threshold.
+    LargeUpload,
+    /// The service name rests only on low-confidence naming (namespace or host-level DNS).
+    LowConfidence,
+}
+
+impl Flag {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::PermissionBypass => "permission_bypass",
+            Flag::UnpinnedMcpServer => "unpinned_mcp_server",
+            Flag::RuntimeExposed => "runtime_exposed",
+            Flag::OffCatalogueContact => "off_catalogue_contact",
+            Flag::AgentAsRoot => "agent_as_root",
+            Flag::LargeUpload => "large_upload",
+            Flag::LowConfidence => "low_confidence",
+        }
+    }
+}
+
 /// How the agent obtained the service name of a use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -205,6 +240,13 @@ pub struct Finding {
     /// The AI agent session this use belongs to, when the process descends from one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionRef>,
+    /// Risk flags raised on this use (sorted, each at most once).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded::vec::<_, _, 16>"
+    )]
+    pub flags: Vec<Flag>,
     /// The agent cut or sanitised some value of this finding to fit the collector's limits.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,

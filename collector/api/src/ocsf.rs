@@ -151,6 +151,7 @@ mod tests {
             bytes_in: None,
             naming: None,
             session: None,
+            flags: Vec::new(),
             truncated: false,
             id: "f1".into(),
             host_id: "h1".into(),

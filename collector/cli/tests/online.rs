@@ -121,6 +121,7 @@ fn finding(i: usize, host: &str, service: &str, verdict: Verdict, now: i64) -> F
         bytes_in: None,
         naming: None,
         session: None,
+        flags: Vec::new(),
         truncated: false,
         id: format!("{host}-{service}-{i}"),
         host_id: host.into(),

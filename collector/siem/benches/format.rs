@@ -24,6 +24,7 @@ fn finding(i: usize) -> Finding {
         bytes_in: None,
         naming: None,
         session: None,
+        flags: Vec::new(),
         truncated: false,
         id: format!("h-0001-openai-chatgpt-{i}"),
         host_id: "h-0001".into(),

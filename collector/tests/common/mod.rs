@@ -29,6 +29,7 @@ pub fn finding(
         bytes_in: None,
         naming: None,
         session: None,
+        flags: Vec::new(),
         truncated: false,
         id: id.to_owned(),
         host_id: host.to_owned(),

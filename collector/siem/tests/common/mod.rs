@@ -29,6 +29,7 @@ pub fn finding(id: &str, verdict: Verdict) -> Finding {
         bytes_in: None,
         naming: None,
         session: None,
+        flags: Vec::new(),
         truncated: false,
         id: id.to_owned(),
         host_id: "h-0001".to_owned(),
