@@ -194,3 +194,10 @@ source = "x"
     assert_eq!(diag.line, 4);
     assert!(cat.local_resolvers.is_empty());
 }
+
+#[test]
+fn the_built_in_list_is_the_shipped_file() {
+    let built_in = shadowai_rules::catalogue::builtin_local_resolvers().unwrap();
+    assert_eq!(built_in, shipped().local_resolvers);
+    assert!(built_in.iter().any(|r| r.name == "dnsmasq"));
+}

@@ -19,7 +19,9 @@ mod schema;
 use crate::report::{Report, SourceMap};
 pub use benign::{BENIGN_FILE, BenignHost};
 use parse::{Spans, parse_service};
-pub use resolvers::{LOCAL_RESOLVERS_FILE, LocalResolver, ResolverEvidence, ResolverMatch};
+pub use resolvers::{
+    LOCAL_RESOLVERS_FILE, LocalResolver, ResolverEvidence, ResolverMatch, builtin_local_resolvers,
+};
 pub use risk::*;
 pub use schema::*;
 

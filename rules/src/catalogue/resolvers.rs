@@ -15,7 +15,7 @@ use toml::Spanned;
 use super::Catalogue;
 use crate::error::RulesError;
 use crate::matcher::COMM_LEN;
-use crate::report::Report;
+use crate::report::{Report, SourceMap};
 
 /// File name of the local-resolver list inside a catalogue directory.
 pub const LOCAL_RESOLVERS_FILE: &str = "_local-resolvers.toml";
@@ -91,6 +91,31 @@ pub(crate) fn load(dir: &Path, report: &mut Report) -> Result<Vec<LocalResolver>
     else {
         return Ok(Vec::new());
     };
+    Ok(checked(file, &sm, report))
+}
+
+/// The shipped `_local-resolvers.toml`, compiled in: what an agent without a catalogue
+/// (`watch`, or `run` before its first bundle) recognises. Same checks as a loaded file.
+pub fn builtin_local_resolvers() -> Result<Vec<LocalResolver>, RulesError> {
+    const TEXT: &str = include_str!("../../catalogue/_local-resolvers.toml");
+    let path = Path::new("(built-in) _local-resolvers.toml");
+    let sm = SourceMap::new(path, TEXT);
+    let mut report = Report::default();
+    let file: ResolverFile = match toml::from_str(TEXT) {
+        Ok(f) => f,
+        Err(e) => {
+            report.push(sm.toml_error(&e));
+            return Err(RulesError::Invalid { report });
+        }
+    };
+    let out = checked(file, &sm, &mut report);
+    if report.error_count() > 0 {
+        return Err(RulesError::Invalid { report });
+    }
+    Ok(out)
+}
+
+fn checked(file: ResolverFile, sm: &SourceMap, report: &mut Report) -> Vec<LocalResolver> {
     let mut out: Vec<LocalResolver> = Vec::with_capacity(file.resolver.len());
     for r in file.resolver {
         let off = r.span().start;
@@ -103,7 +128,7 @@ pub(crate) fn load(dir: &Path, report: &mut Report) -> Result<Vec<LocalResolver>
             out.push(r);
         }
     }
-    Ok(out)
+    out
 }
 
 /// `exe` without the ` (deleted)` the kernel appends once the file was replaced (a package
