@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
+use shadowai_api::{Confidence, NameSource as ApiSource, Naming};
 
 use crate::correlate::dns_cache::NameScope;
 use crate::enrich::ProcInfo;
@@ -31,8 +32,27 @@ pub enum NameSource {
     Sni,
     /// The DNS question itself.
     Dns,
-    /// A DNS answer this process (or namespace, or host) received for the address.
+    /// A DNS answer this process (or its namespace's local resolver, or namespace, or the
+    /// host) received for the address.
     DnsCache(NameScope),
+}
+
+impl NameSource {
+    /// How the name was obtained and how sure the agent is of it, in the wire vocabulary
+    /// (rules in [`crate::correlate::naming`]).
+    pub fn naming(self) -> Naming {
+        let (source, confidence) = match self {
+            NameSource::Sni => (ApiSource::Sni, Confidence::High),
+            NameSource::Dns => (ApiSource::DnsQuestion, Confidence::High),
+            NameSource::DnsCache(NameScope::Process) => (ApiSource::DnsAnswer, Confidence::High),
+            NameSource::DnsCache(NameScope::Resolver) => {
+                (ApiSource::ResolverAnswer, Confidence::Medium)
+            }
+            NameSource::DnsCache(NameScope::Namespace) => (ApiSource::Namespace, Confidence::Low),
+            NameSource::DnsCache(NameScope::Host) => (ApiSource::Host, Confidence::Low),
+        };
+        Naming { source, confidence }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -82,6 +102,9 @@ pub enum Signal {
     Ech,
     /// Connected to an address no DNS answer on this host named.
     NeverResolved,
+    /// DNS traffic of a known local resolver (systemd-resolved, dnsmasq, …): lookups it
+    /// answers or forwards for clients, never its own use of a service.
+    LocalResolver,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -81,10 +81,18 @@ impl Live {
                 what: "installing the SIGTERM handler".into(),
                 source,
             })?;
+        let mut corr = Correlator::new(Clock::system());
+        match shadowai_rules::catalogue::builtin_local_resolvers() {
+            Ok(list) => corr.set_local_resolvers(&list),
+            // Only a broken build gets here (the list is checked by the rules tests).
+            Err(e) => {
+                tracing::error!(error = %e, "the built-in local-resolver list is invalid: resolvers' upstream lookups will look like their own")
+            }
+        }
         Ok(Self {
             sensor,
             ring,
-            corr: Correlator::new(Clock::system()),
+            corr,
             counts: Counts::default(),
             record_errors: 0,
             poll: tokio::time::interval(poll),

@@ -1,5 +1,6 @@
 //! IP → name, learned from the DNS answers each process (and each network namespace)
-//! received.
+//! received, and from the upstream answers a local resolver fetched for clients the agent
+//! cannot see (nss-resolve over varlink sends no DNS packet).
 //!
 //! CDN addresses are shared by many names, so the answer a process got itself wins over
 //! one another process in the same namespace got; entries live as long as the record's
@@ -26,6 +27,10 @@ pub const MAX_TTL_NS: u64 = 3600 * 1_000_000_000;
 pub enum NameScope {
     /// The same process resolved this name to this address.
     Process,
+    /// A local resolver (systemd-resolved, dnsmasq, …) in the same network namespace fetched
+    /// this answer upstream with no client lookup seen for it: how an nss-resolve client,
+    /// which sends no DNS packet, learnt the address.
+    Resolver,
     /// Another process in the same network namespace did.
     Namespace,
     /// Some process on this host did, in another namespace.
@@ -60,15 +65,17 @@ struct Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Proc(u32, IpAddr),
+    Resolver(u64, IpAddr),
     Netns(u64, IpAddr),
     Host(IpAddr),
 }
 
-/// Three scopes of address → name, plus one expiry index over all of them, so expiry and
+/// Four scopes of address → name, plus one expiry index over all of them, so expiry and
 /// eviction cost O(log n) per entry whatever the cache holds: a flood of long-TTL answers
 /// cannot make each insert scan the cache.
 pub struct DnsCache {
     by_proc: HashMap<(u32, IpAddr), Entry>,
+    by_resolver: HashMap<(u64, IpAddr), Entry>,
     by_netns: HashMap<(u64, IpAddr), Entry>,
     by_host: HashMap<IpAddr, Entry>,
     /// (expires_ns, seq) → where the entry lives; exactly one per stored entry.
@@ -83,6 +90,7 @@ impl DnsCache {
     pub fn new(cap: usize) -> Self {
         Self {
             by_proc: HashMap::new(),
+            by_resolver: HashMap::new(),
             by_netns: HashMap::new(),
             by_host: HashMap::new(),
             expiry: BTreeMap::new(),
@@ -94,6 +102,24 @@ impl DnsCache {
 
     /// Learns from a DNS response delivered to `pid` in namespace `netns`.
     pub fn learn(&mut self, pid: Option<u32>, netns: u64, msg: &DnsMessage, now_ns: u64) {
+        self.learn_into(msg, now_ns, |ip| {
+            let mut slots = Vec::with_capacity(3);
+            if let Some(pid) = pid {
+                slots.push(Slot::Proc(pid, ip));
+            }
+            slots.push(Slot::Netns(netns, ip));
+            slots.push(Slot::Host(ip));
+            slots
+        });
+    }
+
+    /// Learns from an upstream answer a local resolver in `netns` received for no client
+    /// the agent saw ask: only the resolver scope of that namespace.
+    pub fn learn_resolver(&mut self, netns: u64, msg: &DnsMessage, now_ns: u64) {
+        self.learn_into(msg, now_ns, |ip| vec![Slot::Resolver(netns, ip)]);
+    }
+
+    fn learn_into(&mut self, msg: &DnsMessage, now_ns: u64, slots: impl Fn(IpAddr) -> Vec<Slot>) {
         if !msg.is_response {
             return;
         }
@@ -115,11 +141,9 @@ impl DnsCache {
                     _ => continue,
                 };
                 for ip in ips {
-                    if let Some(pid) = pid {
-                        self.insert(Slot::Proc(pid, ip), &named, expires_ns);
+                    for slot in slots(ip) {
+                        self.insert(slot, &named, expires_ns);
                     }
-                    self.insert(Slot::Netns(netns, ip), &named, expires_ns);
-                    self.insert(Slot::Host(ip), &named, expires_ns);
                 }
             }
         }
@@ -136,6 +160,7 @@ impl DnsCache {
         };
         let old = match slot {
             Slot::Proc(pid, ip) => self.by_proc.insert((pid, ip), e),
+            Slot::Resolver(ns, ip) => self.by_resolver.insert((ns, ip), e),
             Slot::Netns(ns, ip) => self.by_netns.insert((ns, ip), e),
             Slot::Host(ip) => self.by_host.insert(ip, e),
         };
@@ -145,11 +170,16 @@ impl DnsCache {
         self.expiry.insert((expires_ns, seq), slot);
     }
 
-    /// The name behind `ip` for `pid` (or its namespace), if an unexpired answer says so.
+    /// The name behind `ip` for `pid` (or its namespace), if an unexpired answer says so:
+    /// the process's own answer, else its namespace's local resolver's, else its
+    /// namespace's, else the host's.
     pub fn lookup(&self, pid: u32, netns: u64, ip: IpAddr, now_ns: u64) -> Option<Resolved> {
+        if let Some(r) = self.lookup_own(pid, ip, now_ns) {
+            return Some(r);
+        }
         let live = |e: &&Entry| e.expires_ns > now_ns;
-        if let Some(e) = self.by_proc.get(&(pid, ip)).filter(live) {
-            return Some(resolved(e, NameScope::Process));
+        if let Some(e) = self.by_resolver.get(&(netns, ip)).filter(live) {
+            return Some(resolved(e, NameScope::Resolver));
         }
         if let Some(e) = self.by_netns.get(&(netns, ip)).filter(live) {
             return Some(resolved(e, NameScope::Namespace));
@@ -158,6 +188,14 @@ impl DnsCache {
             .get(&ip)
             .filter(live)
             .map(|e| resolved(e, NameScope::Host))
+    }
+
+    /// The name behind `ip` from an answer `pid` itself received, if unexpired.
+    pub fn lookup_own(&self, pid: u32, ip: IpAddr, now_ns: u64) -> Option<Resolved> {
+        self.by_proc
+            .get(&(pid, ip))
+            .filter(|e| e.expires_ns > now_ns)
+            .map(|e| resolved(e, NameScope::Process))
     }
 
     /// Drops expired entries: O(log n) each, nothing else is visited.
@@ -186,13 +224,14 @@ impl DnsCache {
     fn remove_slot(&mut self, slot: Slot) {
         match slot {
             Slot::Proc(pid, ip) => self.by_proc.remove(&(pid, ip)),
+            Slot::Resolver(ns, ip) => self.by_resolver.remove(&(ns, ip)),
             Slot::Netns(ns, ip) => self.by_netns.remove(&(ns, ip)),
             Slot::Host(ip) => self.by_host.remove(&ip),
         };
     }
 
     pub fn len(&self) -> usize {
-        self.by_proc.len() + self.by_netns.len() + self.by_host.len()
+        self.by_proc.len() + self.by_resolver.len() + self.by_netns.len() + self.by_host.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -367,6 +406,7 @@ mod tests {
             && c.expiry.iter().all(|((exp, seq), slot)| {
                 let e = match *slot {
                     Slot::Proc(p, ip) => c.by_proc.get(&(p, ip)),
+                    Slot::Resolver(n, ip) => c.by_resolver.get(&(n, ip)),
                     Slot::Netns(n, ip) => c.by_netns.get(&(n, ip)),
                     Slot::Host(ip) => c.by_host.get(&ip),
                 };

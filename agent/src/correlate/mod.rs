@@ -1,10 +1,17 @@
 //! Joins what the kernel saw into attributed events: packets and connections to processes
-//! (the owner recorded under the socket cookie), addresses to names (SNI first, then the
-//! DNS answers the process, its namespace or the host received), plus signals.
+//! (the owner recorded under the socket cookie), addresses to names by the rules in
+//! [`naming`] (SNI first, then the DNS answers the process received, then — with a stated
+//! lower confidence — its local resolver's, namespace's or host's), plus signals. Local
+//! resolvers' own DNS traffic is marked, never a use ([`resolvers`]).
 //!
 //! The same [`Correlator`] serves the live agent and `replay` (which has no processes).
 
 pub mod dns_cache;
+pub mod hold;
+pub mod naming;
+pub mod resolvers;
+#[cfg(test)]
+mod tests;
 
 use shadowai_decode::{
     DecodeStats, Decoded, Decoder, Direction, Hint, Limits, PacketIn, RData, Transport,
@@ -15,6 +22,7 @@ use crate::event::{DnsInfo, DnsRecord, Event, EventKind, NameSource, Signal, Tls
 use crate::output::ocsf::qtype_name;
 use crate::sensor::records::{Connect, Exec, Owner, Packet};
 use dns_cache::DnsCache;
+use resolvers::{LocalResolvers, PendingLookups};
 
 /// Converts kernel monotonic timestamps to Unix milliseconds.
 #[derive(Clone, Copy, Debug)]
@@ -67,6 +75,8 @@ pub struct Correlator {
     decoder: Decoder,
     clock: Clock,
     decoded: Vec<Decoded>,
+    resolvers: LocalResolvers,
+    pending: PendingLookups,
 }
 
 impl Correlator {
@@ -77,7 +87,20 @@ impl Correlator {
             decoder: Decoder::new(Limits::default()),
             clock,
             decoded: Vec::new(),
+            resolvers: LocalResolvers::default(),
+            pending: PendingLookups::default(),
         }
+    }
+
+    /// The local resolvers to recognise (the catalogue's `_local-resolvers.toml`).
+    pub fn set_local_resolvers(&mut self, list: &[shadowai_rules::catalogue::LocalResolver]) {
+        self.resolvers = LocalResolvers::new(list);
+    }
+
+    /// Loopback client lookups waiting for a resolver's upstream lookup, and how many the
+    /// bound pushed out early.
+    pub fn pending_lookups(&self) -> (usize, u64) {
+        (self.pending.len(), self.pending.evicted)
     }
 
     pub fn decode_stats(&self) -> &DecodeStats {
@@ -96,6 +119,7 @@ impl Correlator {
     pub fn tick(&mut self, now_ns: u64) {
         self.procs.expire(now_ns);
         self.dns.expire(now_ns);
+        self.pending.expire(now_ns);
         self.decoder.expire(now_ns);
     }
 
@@ -107,19 +131,15 @@ impl Correlator {
             _ => "tcp",
         };
         let mut signals = Vec::new();
+        let (pid, netns) = (c.owner.pid, c.owner.netns);
         let (hostname, name_source) =
-            match self
-                .dns
-                .lookup(c.owner.pid, c.owner.netns, c.dst.ip(), c.ts_ns)
-            {
+            match naming::cached_name(&self.dns, pid, netns, c.dst, c.ts_ns) {
                 Some(r) => (Some(r.name), Some(NameSource::DnsCache(r.scope))),
-                None => {
-                    if !c.dst.ip().is_loopback() {
-                        signals.push(Signal::NeverResolved);
-                    }
-                    (None, None)
-                }
+                None => (None, None),
             };
+        if naming::never_resolved(&self.dns, pid, netns, c.dst, c.ts_ns) {
+            signals.push(Signal::NeverResolved);
+        }
         if shadowai_decode::signals::encrypted_dns_endpoint(
             hostname.as_deref(),
             Some(c.dst.ip()),
@@ -192,6 +212,46 @@ impl Correlator {
         self.decoded = decoded;
     }
 
+    /// What a DNS message teaches. A client's loopback query is remembered until its
+    /// resolver's upstream lookup; a local resolver's upstream answer for a remembered query
+    /// is a duplicate of the answer the client itself receives, and one for no seen client
+    /// (nss-resolve) teaches the namespace's resolver scope; a resolver's loopback answers
+    /// teach nothing the client's own copy does not. Everyone else's answers teach their
+    /// process, namespace and host scopes.
+    fn learn_dns(
+        &mut self,
+        owner: Option<&Owner>,
+        resolver: bool,
+        server: std::net::SocketAddr,
+        msg: &shadowai_decode::DnsMessage,
+        ts_ns: u64,
+    ) {
+        let netns = owner.map_or(0, |o| o.netns);
+        match (resolver, msg.is_response) {
+            (false, false) => {
+                if let (Some(o), true) = (owner, server.ip().is_loopback()) {
+                    for q in &msg.questions {
+                        self.pending.asked(netns, &q.name, o.pid, ts_ns);
+                    }
+                }
+            }
+            (false, true) => self.dns.learn(owner.map(|o| o.pid), netns, msg, ts_ns),
+            (true, false) => {}
+            (true, true) => {
+                if server.ip().is_loopback() {
+                    return;
+                }
+                let for_client = msg
+                    .questions
+                    .iter()
+                    .any(|q| self.pending.asker(netns, &q.name, ts_ns).is_some());
+                if !for_client {
+                    self.dns.learn_resolver(netns, msg, ts_ns);
+                }
+            }
+        }
+    }
+
     fn event_for(&mut self, d: &Decoded, owner: Option<&Owner>) -> Option<Event> {
         let process = owner.map(|o| self.procs.resolve(o));
         match d {
@@ -203,14 +263,16 @@ impl Correlator {
                 transport,
                 msg,
             } => {
-                if msg.is_response {
-                    self.dns.learn(
-                        owner.map(|o| o.pid),
-                        owner.map_or(0, |o| o.netns),
-                        msg,
-                        *ts_ns,
-                    );
-                }
+                // A response travels server → client: report the server as the destination.
+                let (client, server) = if msg.is_response {
+                    (*dst, *src)
+                } else {
+                    (*src, *dst)
+                };
+                let resolver = process
+                    .as_ref()
+                    .is_some_and(|p| self.resolvers.contains(&p.exe));
+                self.learn_dns(owner, resolver, server, msg, *ts_ns);
                 let q = msg.questions.first();
                 let answers = msg
                     .answers
@@ -239,13 +301,10 @@ impl Correlator {
                         },
                     })
                     .collect();
-                // A response travels server → client: report the server as the destination.
-                let (client, server) = if msg.is_response {
-                    (*dst, *src)
-                } else {
-                    (*src, *dst)
-                };
                 let mut signals = Vec::new();
+                if resolver {
+                    signals.push(Signal::LocalResolver);
+                }
                 if msg
                     .answers
                     .iter()
@@ -253,6 +312,7 @@ impl Correlator {
                 {
                     signals.push(Signal::Ech);
                 }
+                signals.sort();
                 Some(Event {
                     time_ms: self.clock.to_unix_ms(*ts_ns),
                     kind: if msg.is_response {
@@ -309,8 +369,8 @@ impl Correlator {
                 }
                 let pid = owner.map_or(0, |o| o.pid);
                 let netns = owner.map_or(0, |o| o.netns);
-                let resolved = self.dns.lookup(pid, netns, dst.ip(), *ts_ns);
-                if resolved.is_none() && !dst.ip().is_loopback() {
+                let resolved = naming::cached_name(&self.dns, pid, netns, *dst, *ts_ns);
+                if naming::never_resolved(&self.dns, pid, netns, *dst, *ts_ns) {
                     signals.push(Signal::NeverResolved);
                 }
                 let (hostname, name_source) = match (&hello.sni, resolved) {

@@ -156,6 +156,7 @@ pub fn render(e: &Event, device: &Device) -> Value {
             ),
         };
         unmapped.insert("name_source".into(), json!(s));
+        unmapped.insert("name_confidence".into(), json!(src.naming().confidence));
     }
     if !e.signals.is_empty() {
         unmapped.insert("signals".into(), json!(e.signals));

@@ -15,13 +15,17 @@ use tokio::sync::{mpsc, watch};
 use super::findings::{Aggregator, Classified};
 use super::health::Health;
 use super::sink::{Window, WindowSender};
-use crate::event::{Event, EventKind};
+use crate::correlate::hold::ConnectHold;
+use crate::event::{Event, EventKind, Signal};
 
 /// Event batches waiting for this stage at most (a batch is one ring-buffer drain).
 pub const QUEUE: usize = 256;
 
 /// The service and verdict for one event, if it is a use of an AI service.
 pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classified> {
+    if e.signals.contains(&Signal::LocalResolver) {
+        return None; // a resolver's lookups are its clients' uses, reported as theirs
+    }
     let dns = matches!(e.kind, EventKind::DnsQuery | EventKind::DnsResponse);
     let name = if dns {
         e.dns.as_ref().map(|d| d.question.as_str())
@@ -55,6 +59,7 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
             Action::Allowed
         },
         rule: d.rule_id(),
+        naming: crate::correlate::naming::of(e, &d),
     })
 }
 
@@ -66,6 +71,8 @@ pub struct ClassifyStage {
     pub health: Health,
     /// Print each classified use on stdout.
     pub print: bool,
+    /// Connects waiting for their ClientHello (one socket, one use, named by its SNI).
+    pub hold: ConnectHold,
 }
 
 impl ClassifyStage {
@@ -80,18 +87,29 @@ impl ClassifyStage {
                         if self.engine_rx.has_changed().unwrap_or(false) {
                             engine = self.engine_rx.borrow_and_update().clone();
                         }
-                        self.handle(&engine, events);
+                        let mut ready = Vec::with_capacity(events.len());
+                        self.hold.push(events, &mut ready);
+                        self.handle(&engine, ready);
                     }
                     None => break,
                 },
                 _ = tick.tick() => {}
             }
+            let mut due = Vec::new();
+            self.hold.due(super::now_ms(), false, &mut due);
+            self.handle(&engine, due);
             self.close(false);
         }
+        let mut rest = Vec::new();
+        self.hold.due(0, true, &mut rest);
+        self.handle(&engine, rest);
         self.close(true);
     }
 
     fn handle(&mut self, engine: &Engine, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
         let mut refused = 0u64;
         for e in events {

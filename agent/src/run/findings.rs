@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sha2::{Digest, Sha256};
-use shadowai_api::{Action, Evidence, Finding, ProcessRef, Verdict};
+use shadowai_api::{Action, Evidence, Finding, Flag, Naming, ProcessRef, Verdict};
 
 use crate::event::{Event, EventKind};
 
@@ -30,6 +30,8 @@ pub struct Classified {
     pub verdict: Verdict,
     pub action: Action,
     pub rule: String,
+    /// How the service name was obtained (none: matched by process or port, not a name).
+    pub naming: Option<Naming>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,6 +59,8 @@ struct Agg {
     protocols: BTreeSet<String>,
     /// Sockets already counted (a connect and its ClientHello count once).
     cookies: HashSet<u64>,
+    /// The most confident naming among the uses aggregated.
+    naming: Option<Naming>,
 }
 
 pub struct Aggregator {
@@ -132,7 +136,13 @@ impl Aggregator {
             ports: BTreeSet::new(),
             protocols: BTreeSet::new(),
             cookies: HashSet::new(),
+            naming: None,
         });
+        if let Some(n) = c.naming
+            && agg.naming.is_none_or(|a| n.confidence > a.confidence)
+        {
+            agg.naming = Some(n);
+        }
         agg.first_ms = agg.first_ms.min(e.time_ms);
         agg.last_ms = agg.last_ms.max(e.time_ms);
         let counts = match e.kind {
@@ -219,9 +229,9 @@ impl Aggregator {
             policy_version: None,
             bytes_out: None,
             bytes_in: None,
-            naming: None,
+            naming: a.naming,
             session: None,
-            flags: Vec::new(),
+            flags: low_confidence(a.naming),
             truncated: false,
             id: hex::encode(&h.finalize()[..16]),
             host_id: self.host_id.clone(),
@@ -250,6 +260,14 @@ impl Aggregator {
                 protocols: a.protocols.into_iter().collect(),
             },
         }
+    }
+}
+
+/// [`Flag::LowConfidence`] when the best name behind a finding is a low-confidence one.
+fn low_confidence(n: Option<Naming>) -> Vec<Flag> {
+    match n {
+        Some(n) if n.confidence == shadowai_api::Confidence::Low => vec![Flag::LowConfidence],
+        _ => Vec::new(),
     }
 }
 
@@ -306,6 +324,7 @@ pub(crate) mod tests {
             verdict: Verdict::Unsanctioned,
             action: Action::Allowed,
             rule: "default".into(),
+            naming: None,
         }
     }
 
@@ -410,5 +429,36 @@ pub(crate) mod tests {
             g[0].id, curl.id,
             "same host, window, service, process, user, verdict → same id"
         );
+    }
+
+    #[test]
+    fn a_finding_carries_its_best_naming_and_is_flagged_when_only_low_confidence() {
+        use shadowai_api::{Confidence, NameSource};
+        let named = |source, confidence| Classified {
+            naming: Some(Naming { source, confidence }),
+            ..class()
+        };
+        let mut a = Aggregator::new("host-1".into(), "h".into(), 60_000);
+        let low = named(NameSource::Namespace, Confidence::Low);
+        a.observe(&ev(EventKind::Connect, 61_000, 1, 1, "/usr/bin/wget"), &low);
+        a.observe(&ev(EventKind::Connect, 61_000, 2, 2, "/usr/bin/curl"), &low);
+        let sni = named(NameSource::Sni, Confidence::High);
+        a.observe(
+            &ev(EventKind::TlsClientHello, 61_001, 3, 2, "/usr/bin/curl"),
+            &sni,
+        );
+        let f = a.close_if_due(0, true);
+        let wget = f.iter().find(|f| f.process.exe == "/usr/bin/wget").unwrap();
+        assert_eq!(
+            wget.naming,
+            Some(Naming {
+                source: NameSource::Namespace,
+                confidence: Confidence::Low
+            })
+        );
+        assert_eq!(wget.flags, vec![Flag::LowConfidence]);
+        let curl = f.iter().find(|f| f.process.exe == "/usr/bin/curl").unwrap();
+        assert_eq!(curl.naming.unwrap().source, NameSource::Sni);
+        assert!(curl.flags.is_empty(), "one high-confidence use is enough");
     }
 }

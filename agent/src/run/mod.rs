@@ -177,6 +177,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         out: windows,
         health: health.clone(),
         print,
+        hold: Default::default(),
     };
     let classify = tokio::spawn(classify.run(events_rx));
     tracing::info!(host_id = %identity.host_id, "agent running");

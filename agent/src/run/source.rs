@@ -28,12 +28,14 @@ impl Source {
     pub async fn run(mut self, out: mpsc::Sender<Vec<Event>>) {
         let engine = self.engine_rx.borrow_and_update().clone();
         self.apply_blocklist(&engine);
+        self.apply_resolvers(&engine);
         let mut events = Vec::new();
         loop {
             let go_on = self.live.next_batch(&mut events).await;
             if self.engine_rx.has_changed().unwrap_or(false) {
                 let engine = self.engine_rx.borrow_and_update().clone();
                 self.apply_blocklist(&engine);
+                self.apply_resolvers(&engine);
             }
             self.health
                 .kernel_lost_events
@@ -54,6 +56,15 @@ impl Source {
             if !go_on {
                 break;
             }
+        }
+    }
+
+    /// Recognises the rules' local resolvers; a catalogue without a list keeps the
+    /// built-in one (an empty list would make every resolver look like a user).
+    fn apply_resolvers(&mut self, engine: &Engine) {
+        let list = &engine.catalogue().local_resolvers;
+        if !list.is_empty() {
+            self.live.corr.set_local_resolvers(list);
         }
     }
 

@@ -109,6 +109,8 @@ impl Flag {
 pub enum NameSource {
     /// The TLS or QUIC SNI the process itself sent.
     Sni,
+    /// The question of a DNS lookup the process itself sent.
+    DnsQuestion,
     /// A DNS answer this very process received.
     DnsAnswer,
     /// The answer a local resolver (systemd-resolved, dnsmasq, …) gave for the process.
