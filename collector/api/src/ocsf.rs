@@ -81,7 +81,7 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
     if let (Some(c), Some(obj)) = (&f.process.container_id, process.as_object_mut()) {
         obj.insert("container".into(), json!({"uid": c}));
     }
-    json!({
+    let mut v = json!({
         "class_uid": 2004,
         "class_name": "Detection Finding",
         "category_uid": 2,
@@ -130,7 +130,23 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
                 "ai_provider": f.vendor,
             }
         },
-    })
+    });
+    naming_to_ocsf(f, &mut v);
+    v
+}
+
+/// How sure the agent is of the service name: OCSF `confidence_id` (1 Low, 2 Medium,
+/// 3 High) plus the name's source under `unmapped.shadowai.naming_source`.
+fn naming_to_ocsf(f: &Finding, v: &mut Value) {
+    let Some(n) = f.naming else { return };
+    let (id, name) = match n.confidence {
+        crate::Confidence::Low => (1, "Low"),
+        crate::Confidence::Medium => (2, "Medium"),
+        crate::Confidence::High => (3, "High"),
+    };
+    v["confidence_id"] = json!(id);
+    v["confidence"] = json!(name);
+    v["unmapped"]["shadowai"]["naming_source"] = json!(n.source);
 }
 
 #[cfg(test)]
@@ -223,5 +239,19 @@ mod tests {
         );
         assert!(u["evidences"][0].get("dst_endpoint").is_none());
         assert!(u["evidences"][0].get("query").is_none());
+    }
+
+    #[test]
+    fn naming_confidence_maps_to_ocsf_confidence() {
+        let mut x = f(Action::Allowed, Verdict::Unsanctioned, Evidence::default());
+        assert!(finding_to_ocsf(&x).get("confidence_id").is_none());
+        x.naming = Some(crate::Naming {
+            source: crate::NameSource::Namespace,
+            confidence: crate::Confidence::Low,
+        });
+        let v = finding_to_ocsf(&x);
+        assert_eq!(v["confidence_id"], 1);
+        assert_eq!(v["confidence"], "Low");
+        assert_eq!(v["unmapped"]["shadowai"]["naming_source"], "namespace");
     }
 }
