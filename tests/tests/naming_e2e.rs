@@ -1,0 +1,122 @@
+//! End-to-end naming: the real agent (`run`) on this kernel, real clients in network
+//! namespaces, a real dnsmasq as the local caching resolver.
+//! - Two processes use one shared address — one for an AI service, one for a benign site —
+//!   and the address is also their resolver's: only the first yields an AI finding.
+//! - A client behind dnsmasq on 127.0.0.1 yields its finding; dnsmasq, which looked the
+//!   name up upstream for it, yields none.
+//!
+//! Needs root (eBPF, namespaces) and dnsmasq (`.ci/deps/naming.sh`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+use std::time::Duration;
+
+use shadowai_tests::naming::{Dnsmasq, JsonlAgent, exe, service};
+use shadowai_tests::{Topology, serial, sh};
+
+fn curl(t: &Topology, cert: &str, url: &str) {
+    sh(t.cmd(&t.client, "curl")
+        .args(["-4", "-sS", "-o", "/dev/null", "--cacert", cert, url]))
+    .unwrap();
+}
+
+/// python3 resolves `name` itself, then opens TLS to the address it got twice: once with
+/// SNI `name`, once with no SNI at all (named only by DNS answers).
+fn python_benign(t: &Topology, name: &str) {
+    let code = format!(
+        "import socket,ssl\nc=ssl.create_default_context()\nc.check_hostname=False\nc.verify_mode=ssl.CERT_NONE\n\
+         ip=socket.getaddrinfo('{name}',443,socket.AF_INET,socket.SOCK_STREAM)[0][4][0]\n\
+         for sni in ['{name}', None]:\n  s=socket.create_connection((ip,443),timeout=5)\n  c.wrap_socket(s,server_hostname=sni).close()\n\
+         print('ok', ip)\n"
+    );
+    let out = sh(t.cmd(&t.client, "python3").args(["-c", &code])).unwrap();
+    assert!(out.starts_with("ok "), "{out}");
+}
+
+#[test]
+fn on_a_shared_address_only_the_process_that_used_the_ai_service_yields_an_ai_finding() {
+    let _g = serial();
+    // One address serves DNS, api.openai.com and benign.example.
+    let (t, cert) = Topology::with_servers(
+        &["api.openai.com", "benign.example"],
+        "api.openai.com A {v4}\nbenign.example A {v4}\n",
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let agent = JsonlAgent::start(work.path()).unwrap();
+
+    curl(&t, &cert, "https://api.openai.com/");
+    // After curl, every shared scope names the address api.openai.com: python's own lookup
+    // (to the same address, port 53) and its TLS connections must not inherit that name.
+    python_benign(&t, "benign.example");
+
+    let f = agent
+        .wait_finding("curl's OpenAI finding", |f| {
+            exe(f).ends_with("/curl") && service(f) == "openai-api"
+        })
+        .unwrap();
+    assert_eq!(f["confidence_id"], 3, "named by its own SNI/lookup: {f:#}");
+    // Let later windows (held connects, the benign process's uses) close.
+    std::thread::sleep(Duration::from_secs(4));
+    let python: Vec<_> = agent
+        .findings()
+        .into_iter()
+        .filter(|f| exe(f).contains("python3"))
+        .collect();
+    assert!(
+        python.is_empty(),
+        "the benign process got AI findings: {python:#?}"
+    );
+}
+
+#[test]
+fn a_local_caching_resolver_is_never_reported_as_the_user_and_its_client_is() {
+    let _g = serial();
+    let (t, cert) = Topology::with_servers(&["api.openai.com"], "api.openai.com A {v4}\n").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let agent = JsonlAgent::start(work.path()).unwrap();
+    let dnsmasq = Dnsmasq::start(&t).unwrap();
+
+    curl(&t, &cert, "https://api.openai.com/");
+    // A second client and a second AI name, both through dnsmasq.
+    let out = sh(t.cmd(&t.client, "python3").args([
+        "-c",
+        "import socket\nprint(socket.getaddrinfo('api.openai.com',443,socket.AF_INET)[0][4][0])",
+    ]))
+    .unwrap();
+    assert_eq!(out.trim(), t.remote_v4);
+
+    let f = agent
+        .wait_finding("curl's OpenAI finding through dnsmasq", |f| {
+            exe(f).ends_with("/curl") && service(f) == "openai-api"
+        })
+        .unwrap();
+    assert_eq!(f["confidence_id"], 3, "{f:#}");
+    agent
+        .wait_finding("python's lookup through dnsmasq", |f| {
+            exe(f).contains("python3") && service(f) == "openai-api"
+        })
+        .unwrap();
+    // dnsmasq really went upstream for the client (not a cached answer)…
+    let log = std::fs::read_to_string(&dnsmasq.log).unwrap();
+    assert!(
+        log.contains(&format!("forwarded api.openai.com to {}", t.remote_v4)),
+        "{log}"
+    );
+    // …and is never the user.
+    std::thread::sleep(Duration::from_secs(4));
+    let by_resolver: Vec<_> = agent
+        .findings()
+        .into_iter()
+        .filter(|f| exe(f).contains("dnsmasq") || f["actor"]["process"]["name"] == "dnsmasq")
+        .collect();
+    assert!(
+        by_resolver.is_empty(),
+        "dnsmasq (pid {}) reported as a user: {by_resolver:#?}",
+        dnsmasq.pid()
+    );
+}
