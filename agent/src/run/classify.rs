@@ -73,6 +73,8 @@ pub struct ClassifyStage {
     pub print: bool,
     /// Connects waiting for their ClientHello (one socket, one use, named by its SNI).
     pub hold: ConnectHold,
+    /// Unknown names for the discovery loop (when a collector is configured).
+    pub discovery: Option<super::discovery::Shared>,
 }
 
 impl ClassifyStage {
@@ -112,10 +114,17 @@ impl ClassifyStage {
         }
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
         let mut refused = 0u64;
+        let mut discovery = self.discovery.as_ref().map(|d| d.lock());
         for e in events {
             let Some(c) = classify(engine, &e, &tags) else {
+                if let Some(d) = discovery.as_mut() {
+                    d.unknown(&e);
+                }
                 continue;
             };
+            if let Some(d) = discovery.as_mut() {
+                d.ai_use(&e, &c);
+            }
             if self.print && !print_use(&e, &c) {
                 self.print = false;
                 tracing::warn!("stdout is closed: uses are no longer printed");

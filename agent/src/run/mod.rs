@@ -15,6 +15,7 @@
 
 pub mod classify;
 pub mod config;
+pub mod discovery;
 pub mod enforce;
 pub mod enroll;
 pub mod findings;
@@ -131,10 +132,19 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         crate::metrics::spawn_server(addr, registry);
     }
 
+    let mut discovery = None;
     if let Some(c) = &cfg.collector {
         let base = uplink::base_client(c)?;
         let client =
             enroll::enroll(&base, &identity, state, c.enroll_secret_file.as_deref()).await?;
+        let shared = discovery::Shared::default();
+        tokio::spawn(discovery::report_loop(
+            client.clone(),
+            shared.clone(),
+            Duration::from_secs(c.upload_secs.max(1).saturating_mul(6)),
+            health.clone(),
+        ));
+        discovery = Some(shared);
         let up = uplink::Uplink {
             client,
             base,
@@ -178,6 +188,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         health: health.clone(),
         print,
         hold: Default::default(),
+        discovery,
     };
     let classify = tokio::spawn(classify.run(events_rx));
     tracing::info!(host_id = %identity.host_id, "agent running");

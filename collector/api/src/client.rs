@@ -303,6 +303,19 @@ impl Client {
         self.post("/api/v1/heartbeat", hb).await
     }
 
+    /// Reports unknown names (agent token).
+    pub async fn report_discovery(
+        &self,
+        r: &crate::discovery::DiscoveryReport,
+    ) -> Result<crate::discovery::DiscoveryAck, ClientError> {
+        self.post("/api/v1/discovery/report", r).await
+    }
+
+    /// Unknown names seen across the fleet, most widespread first.
+    pub async fn discovery(&self) -> Result<Vec<crate::discovery::CandidateView>, ClientError> {
+        self.get("/api/v1/discovery", &()).await
+    }
+
     /// Fetches the bundle meant for this agent; pass the last ETag to get `NotModified`.
     pub async fn fetch_bundle(&self, etag: Option<&str>) -> Result<BundleFetch, ClientError> {
         let route = "/api/v1/bundle";

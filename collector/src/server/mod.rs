@@ -2,6 +2,7 @@
 
 mod admin_routes;
 mod agent_routes;
+mod discovery_routes;
 // issue 10: policy document and catalogue
 pub mod auth;
 pub mod conn;
@@ -161,6 +162,10 @@ pub fn router(state: SharedState) -> Router {
             "/api/v1/bundles/{version}/file",
             get(policy_routes::bundle_file),
         )
+        // ----
+        // ---- naming: unknown-AI discovery (issue 17) ----
+        .route("/api/v1/discovery/report", post(discovery_routes::report))
+        .route("/api/v1/discovery", get(discovery_routes::list))
         // ----
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));

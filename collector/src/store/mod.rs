@@ -9,6 +9,7 @@
 pub mod postgres;
 pub mod rows;
 pub mod sql;
+pub mod sql_discovery;
 mod sql_findings;
 mod sql_identity;
 mod sql_policy;
@@ -145,7 +146,7 @@ pub struct NewEnrollmentKey {
 }
 
 /// The collector's storage contract.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
     /// Cheap round trip to the database.
     fn health(&self) -> Result<(), StoreError>;
 

@@ -75,6 +75,15 @@ CREATE TABLE enrollment_keys (
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
 UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
+    // ---- naming: unknown-AI discovery candidates (issue 17) ----
+    r#"
+CREATE TABLE discovery (
+    name TEXT NOT NULL, host_id TEXT NOT NULL, exe TEXT NOT NULL, reason TEXT NOT NULL,
+    alongside TEXT, hits INTEGER NOT NULL, first_ms INTEGER NOT NULL, last_ms INTEGER NOT NULL,
+    PRIMARY KEY (name, host_id, exe));
+CREATE INDEX discovery_host ON discovery (host_id);
+CREATE INDEX discovery_last ON discovery (last_ms);
+"#,
 ];
 
 pub struct Sqlite {

@@ -1,0 +1,135 @@
+//! End-to-end discovery loop: a real agent (`run`) enrolled with a real collector; a
+//! python process that uses the OpenAI API (a catalogue model API) and then an inference
+//! relay the catalogue does not know. The collector lists the relay as a candidate with
+//! the host and the process; a benign process's names are not candidates.
+//!
+//! Needs root (eBPF, namespaces).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shadowai_tests::{Collector, Daemon, Topology, repo_root, serial, sh, wait_until};
+
+fn tls_to(t: &Topology, names: &[&str]) {
+    let list = names
+        .iter()
+        .map(|n| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let code = format!(
+        "import socket,ssl\nc=ssl.create_default_context()\nc.check_hostname=False\nc.verify_mode=ssl.CERT_NONE\n\
+         for n in [{list}]:\n  s=socket.create_connection((n,443),timeout=5)\n  c.wrap_socket(s,server_hostname=n).close()\n\
+         print('ok')\n"
+    );
+    let out = sh(t.cmd(&t.client, "python3").args(["-c", &code])).unwrap();
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn an_unknown_relay_used_by_an_sdk_process_reaches_the_collector_as_a_candidate() {
+    let _g = serial();
+    let (t, _cert) = Topology::with_servers(
+        &[
+            "api.openai.com",
+            "api.newrelay.example",
+            "www.benign.example",
+        ],
+        "api.openai.com A {v4}\napi.newrelay.example A {v4}\nwww.benign.example A {v4}\n",
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let port = 21000 + (std::process::id() % 500) as u16;
+    let collector = Collector::start(&work.path().join("collector"), port).unwrap();
+    let token = collector.admin_token.clone().expect("admin token");
+    let secret = work.path().join("enroll.secret");
+    std::fs::write(&secret, collector.enroll_secret.clone().expect("secret")).unwrap();
+    let config = work.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"{}\"\nwindow_secs = 1\nhostname = \"disc-host\"\nhost_id = \"disc-host-id\"\n\n\
+             [rules]\ncatalogue = \"{}\"\n\n\
+             [collector]\nurl = \"{}\"\nca = \"{}\"\nenroll_secret_file = \"{}\"\nupload_secs = 1\n",
+            work.path().join("state").display(),
+            repo_root().join("rules/catalogue").display(),
+            collector.url,
+            collector.ca.display(),
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let _agent = Daemon::agent_run(&config).unwrap();
+
+    // The SDK process: a catalogue model API, then an unknown relay.
+    tls_to(&t, &["api.openai.com", "api.newrelay.example"]);
+    // Another process, no AI use: its name is no candidate.
+    sh(t.cmd(&t.client, "curl").args([
+        "-4",
+        "-sk",
+        "-o",
+        "/dev/null",
+        "https://www.benign.example/",
+    ]))
+    .unwrap();
+
+    let list: Vec<Value> = wait_until(
+        "the relay listed as a discovery candidate",
+        Duration::from_secs(60),
+        || {
+            let v = collector.get(&token, "/api/v1/discovery").ok()?;
+            let items = v.as_array()?.clone();
+            items
+                .iter()
+                .any(|c| c["name"] == "api.newrelay.example")
+                .then_some(items)
+        },
+    )
+    .unwrap();
+    let c = list
+        .iter()
+        .find(|c| c["name"] == "api.newrelay.example")
+        .unwrap();
+    assert_eq!(c["hosts"], serde_json::json!(["disc-host-id"]), "{c:#}");
+    assert!(
+        c["processes"][0].as_str().unwrap().contains("python3"),
+        "{c:#}"
+    );
+    assert_eq!(c["reasons"], serde_json::json!(["ai_process"]));
+    assert_eq!(c["alongside"], serde_json::json!(["openai-api"]));
+    assert!(
+        !list.iter().any(|c| c["name"] == "www.benign.example"),
+        "{list:#?}"
+    );
+    assert!(
+        !list.iter().any(|c| c["name"] == "api.openai.com"),
+        "catalogued names are never candidates"
+    );
+
+    // Agents only: an analyst token cannot report, and an agent cannot pick another host.
+    let refused = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            collector.ca.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            "{\"candidates\":[]}",
+            &format!("{}/api/v1/discovery/report", collector.url),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&refused.stdout), "403");
+}
