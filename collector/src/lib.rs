@@ -7,6 +7,7 @@ pub mod app;
 pub mod bundles;
 pub mod compose;
 pub mod config;
+pub mod discovery_draft;
 pub mod export;
 pub mod identity;
 pub mod impact;

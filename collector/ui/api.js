@@ -97,6 +97,8 @@ export const api = {
     request("POST", `/api/v1/rollouts/${id}/advance`, { body: { percent } }),
   rolloutAgents: (id) => request("GET", `/api/v1/rollouts/${id}/agents`),
   catalogue: () => request("GET", "/api/v1/catalogue"),
+  discovery: () => request("GET", "/api/v1/discovery"),
+  discoveryDraft: (name) => request("GET", `/api/v1/discovery/draft${qs({ name })}`, { accept: "text" }),
   impact: (id) => request("GET", `/api/v1/proposals/${id}/impact`),
   rollbackRollout: (id, reason) =>
     request("POST", `/api/v1/rollouts/${id}/rollback`, { body: { reason } }),

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shadowai_tests::{Collector, Daemon, Topology, repo_root, serial, sh, wait_until};
+use shadowai_tests::{Collector, Daemon, Topology, bin, repo_root, serial, sh, wait_until};
 
 fn tls_to(t: &Topology, names: &[&str]) {
     let list = names
@@ -110,6 +110,49 @@ fn an_unknown_relay_used_by_an_sdk_process_reaches_the_collector_as_a_candidate(
         !list.iter().any(|c| c["name"] == "api.openai.com"),
         "catalogued names are never candidates"
     );
+
+    // Promote: the draft entry validates with the shipped catalogue and names the relay.
+    let draft = sh(std::process::Command::new("curl").args([
+        "-sS",
+        "--fail-with-body",
+        "--cacert",
+        collector.ca.to_str().unwrap(),
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        &format!(
+            "{}/api/v1/discovery/draft?name=api.newrelay.example",
+            collector.url
+        ),
+    ]))
+    .unwrap();
+    assert!(
+        draft.contains("hosts = [\"api.newrelay.example\"]"),
+        "{draft}"
+    );
+    let cat = work.path().join("catalogue");
+    std::fs::create_dir_all(&cat).unwrap();
+    for f in std::fs::read_dir(repo_root().join("rules/catalogue")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, cat.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(cat.join("api-newrelay-example.toml"), &draft).unwrap();
+    let cli = bin("shadowai").unwrap();
+    sh(std::process::Command::new(&cli).args([
+        "rules",
+        "validate",
+        "--catalogue",
+        cat.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let explained = sh(std::process::Command::new(&cli).args([
+        "rules",
+        "explain",
+        "api.newrelay.example",
+        "--catalogue",
+        cat.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert!(explained.contains("api-newrelay-example"), "{explained}");
 
     // Agents only: an analyst token cannot report, and an agent cannot pick another host.
     let refused = std::process::Command::new("curl")

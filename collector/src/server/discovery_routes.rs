@@ -1,16 +1,20 @@
 //! The discovery loop's routes: agents report unknown names (`POST
 //! /api/v1/discovery/report`, agent token — the host is the token's, never the body's);
-//! analysts list them with hosts and processes (`GET /api/v1/discovery`).
+//! analysts list them with hosts and processes (`GET /api/v1/discovery`) and promote one to
+//! a draft catalogue entry (`GET /api/v1/discovery/draft?name=…`, TOML).
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use shadowai_api::discovery::{CandidateView, DiscoveryAck, DiscoveryReport};
 
 use super::SharedState;
 use super::agent_routes::check_text;
 use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
-use super::extract::JsonBody;
+use super::extract::{JsonBody, QueryParams};
 use super::now_ms;
 
 /// A DNS name as the agent reports it: lower-case letters, digits, `-`, `_` and dots,
@@ -68,4 +72,30 @@ pub async fn list(
 ) -> Result<Json<Vec<CandidateView>>, ApiError> {
     caller.require(Cap::Read)?;
     Ok(Json(st.db(|s| s.list_discovery()).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DraftQuery {
+    name: String,
+}
+
+/// The candidate `name` as a draft catalogue entry (`text/plain` TOML).
+pub async fn draft(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<DraftQuery>,
+) -> Result<Response, ApiError> {
+    caller.require(Cap::Read)?;
+    check_name(0, &q.name).map_err(|_| bad("name: not a lower-case DNS name"))?;
+    let list = st.db(|s| s.list_discovery()).await?;
+    let c = list
+        .into_iter()
+        .find(|c| c.name == q.name)
+        .ok_or_else(|| ApiError::NotFound {
+            message: format!("no discovery candidate {}", q.name),
+        })?;
+    let today = crate::store::day_string(now_ms().div_euclid(86_400_000));
+    let body = crate::discovery_draft::draft(&c, &today);
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }

@@ -166,6 +166,7 @@ pub fn router(state: SharedState) -> Router {
         // ---- naming: unknown-AI discovery (issue 17) ----
         .route("/api/v1/discovery/report", post(discovery_routes::report))
         .route("/api/v1/discovery", get(discovery_routes::list))
+        .route("/api/v1/discovery/draft", get(discovery_routes::draft))
         // ----
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));

@@ -11,6 +11,7 @@ pub mod rows;
 pub mod sql;
 pub mod sql_discovery;
 mod sql_findings;
+pub use sql_findings::day_string;
 mod sql_identity;
 mod sql_policy;
 pub mod sqlite;
