@@ -55,6 +55,20 @@ fn routes() -> Vec<Route> {
             &[Agent],
         ),
         r("GET", "/api/v1/bundle", None, &[Agent]),
+        // ---- naming: discovery (issue 17) ----
+        r(
+            "POST",
+            "/api/v1/discovery/report",
+            Some(r#"{"candidates":[]}"#),
+            &[Agent],
+        ),
+        r("GET", "/api/v1/discovery", None, EVERYONE),
+        r(
+            "GET",
+            "/api/v1/discovery/draft?name=none.example",
+            None,
+            EVERYONE,
+        ),
         r("GET", "/api/v1/whoami", None, EVERYONE),
         r("GET", "/api/v1/findings", None, EVERYONE),
         r("GET", "/api/v1/reports/services", None, EVERYONE),

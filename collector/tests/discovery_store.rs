@@ -34,9 +34,12 @@ fn suite(s: &dyn Store) {
         "/usr/bin/python3",
         DiscoveryReason::AiProcess,
     );
-    let ack = s.record_discovery("h1", &[relay.clone()], T0).unwrap();
+    let ack = s
+        .record_discovery("h1", std::slice::from_ref(&relay), T0)
+        .unwrap();
     assert_eq!((ack.accepted, ack.refused), (1, 0));
-    s.record_discovery("h1", &[relay.clone()], T0 + 1).unwrap();
+    s.record_discovery("h1", std::slice::from_ref(&relay), T0 + 1)
+        .unwrap();
     s.record_discovery(
         "h2",
         &[cand(
