@@ -6,6 +6,13 @@ import { h, fmtTime, fmtNum, verdictBadge, link, table, card, VERDICTS } from ".
 
 export const FILTER_FIELDS = ["service", "category", "verdict", "host", "user", "process", "container"];
 
+// A service named only from another process's or the host's DNS answers (low confidence).
+function namingTag(f) {
+  if (!(f.flags || []).includes("low_confidence")) return null;
+  const how = f.naming ? `${f.naming.source}, ${f.naming.confidence} confidence` : "low confidence";
+  return h("span", { class: "tag", title: `named from ${how}`, "data-testid": "low-confidence" }, "low confidence");
+}
+
 /** Rows for a findings table; shared by the service, host and user views. */
 export function findingRows(items, { sort = false } = {}) {
   const list = sort ? [...items].sort((a, b) => b.last_seen_ms - a.last_seen_ms) : items;
@@ -19,7 +26,7 @@ export function findingRows(items, { sort = false } = {}) {
       f.process.exe,
       f.process.container_id ? h("span", { class: "tag" }, `container ${f.process.container_id.slice(0, 12)}`) : null,
     ),
-    link(`#/service/${encodeURIComponent(f.service_id)}`, f.service_name),
+    h("span", {}, link(`#/service/${encodeURIComponent(f.service_id)}`, f.service_name), namingTag(f)),
     f.category,
     verdictBadge(f.verdict),
     f.action === "blocked" ? h("span", { class: "badge action-blocked" }, "blocked") : "allowed",
