@@ -75,6 +75,12 @@ pub struct Dnsmasq {
 
 impl Dnsmasq {
     pub fn start(t: &Topology) -> Result<Self> {
+        Self::start_on(t, &[])
+    }
+
+    /// Also listening on `extra` addresses of the client namespace (so a client elsewhere
+    /// can ask it without a loopback query).
+    pub fn start_on(t: &Topology, extra: &[&str]) -> Result<Self> {
         let bin = Path::new("/usr/sbin/dnsmasq");
         if !bin.exists() {
             bail!(
@@ -90,7 +96,13 @@ impl Dnsmasq {
                 "--no-hosts",
                 "--no-poll",
                 "--bind-interfaces",
-                "--listen-address=127.0.0.1",
+                &format!(
+                    "--listen-address={}",
+                    std::iter::once("127.0.0.1")
+                        .chain(extra.iter().copied())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
                 "--port=53",
                 "--cache-size=150",
                 "--user=root",

@@ -4,6 +4,8 @@
 //!   and the address is also their resolver's: only the first yields an AI finding.
 //! - A client behind dnsmasq on 127.0.0.1 yields its finding; dnsmasq, which looked the
 //!   name up upstream for it, yields none.
+//! - A client that sent no DNS packet of its own (as nss-resolve clients over varlink do)
+//!   is named from the resolver's upstream answer, with medium confidence.
 //!
 //! Needs root (eBPF, namespaces) and dnsmasq (`.ci/deps/naming.sh`).
 
@@ -16,7 +18,7 @@
 use std::time::Duration;
 
 use shadowai_tests::naming::{Dnsmasq, JsonlAgent, exe, service};
-use shadowai_tests::{Topology, serial, sh};
+use shadowai_tests::{Topology, serial, sh, wait_until};
 
 fn curl(t: &Topology, cert: &str, url: &str) {
     sh(t.cmd(&t.client, "curl")
@@ -119,4 +121,49 @@ fn a_local_caching_resolver_is_never_reported_as_the_user_and_its_client_is() {
         "dnsmasq (pid {}) reported as a user: {by_resolver:#?}",
         dnsmasq.pid()
     );
+}
+
+#[test]
+fn a_client_without_dns_packets_is_named_from_the_resolver_answer_with_medium_confidence() {
+    let _g = serial();
+    let (t, _cert) =
+        Topology::with_servers(&["api.openai.com"], "api.openai.com A {v4}\n").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let agent = JsonlAgent::start(work.path()).unwrap();
+    let dnsmasq = Dnsmasq::start_on(&t, &[&t.client_v4]).unwrap();
+    // The lookup reaches dnsmasq from outside the namespace, not over loopback: no client
+    // query in the namespace asked for it (how systemd-resolved serves nss-resolve).
+    // Sent by bash (not python: the client below is python, and findings key on the exe).
+    let ask = format!(
+        "exec 3<>/dev/udp/{}/53; printf '\\276\\357\\001\\000\\000\\001\\000\\000\\000\\000\\000\\000\\003api\\006openai\\003com\\000\\000\\001\\000\\001' >&3",
+        t.client_v4
+    );
+    sh(t.cmd(&t.remote, "bash").args(["-c", &ask])).unwrap();
+    wait_until("dnsmasq's upstream answer", Duration::from_secs(20), || {
+        std::fs::read_to_string(&dnsmasq.log)
+            .ok()
+            .filter(|l| l.contains("reply api.openai.com"))
+    })
+    .unwrap();
+    // A client in the namespace connects by address, without DNS and without SNI.
+    let code = format!(
+        "import socket,ssl\nc=ssl.create_default_context()\nc.check_hostname=False\nc.verify_mode=ssl.CERT_NONE\n\
+         s=socket.create_connection(('{}',443),timeout=5)\nc.wrap_socket(s,server_hostname=None).close()\nprint('ok')\n",
+        t.remote_v4
+    );
+    let out = sh(t.cmd(&t.client, "python3").args(["-c", &code])).unwrap();
+    assert_eq!(out.trim(), "ok");
+    let f = agent
+        .wait_finding(
+            "the SNI-less client named from the resolver's answer",
+            |f| exe(f).contains("python3") && service(f) == "openai-api",
+        )
+        .unwrap();
+    assert_eq!(f["confidence_id"], 2, "{f:#}");
+    assert_eq!(
+        f["unmapped"]["shadowai"]["naming_source"], "resolver_answer",
+        "{f:#}"
+    );
+    let log = std::fs::read_to_string(&dnsmasq.log).unwrap();
+    assert!(log.contains("forwarded api.openai.com"), "{log}");
 }
