@@ -151,3 +151,27 @@ impl Drop for Dnsmasq {
         let _ = self.child.wait();
     }
 }
+
+/// A private copy of `program` (its resolved binary, e.g. `/usr/bin/python3.11`) under
+/// `dir` with a name unique to this test run. Findings key on the executable, and other
+/// tests on this host run the same programs: a copy tells this test's processes apart.
+pub fn own_copy(program: &str, dir: &Path, tag: &str) -> Result<String> {
+    let real = crate::sh(
+        std::process::Command::new("sh")
+            .args(["-c", &format!("readlink -f \"$(command -v {program})\"")]),
+    )?;
+    let real = real.trim();
+    if real.is_empty() {
+        bail!("{program} not found");
+    }
+    // pyenv shims are scripts: use the system binary then.
+    let real = if real.contains("/.pyenv/") && program.starts_with("python") {
+        "/usr/bin/python3"
+    } else {
+        real
+    };
+    let real = std::fs::canonicalize(real)?;
+    let to = dir.join(format!("{tag}-{}-{}", std::process::id(), program));
+    std::fs::copy(&real, &to).with_context(|| format!("copying {}", real.display()))?;
+    Ok(to.to_string_lossy().into_owned())
+}

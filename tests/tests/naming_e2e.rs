@@ -17,25 +17,25 @@
 
 use std::time::Duration;
 
-use shadowai_tests::naming::{Dnsmasq, JsonlAgent, exe, service};
+use shadowai_tests::naming::{Dnsmasq, JsonlAgent, exe, own_copy, service};
 use shadowai_tests::{Topology, serial, sh, wait_until};
 
-fn curl(t: &Topology, cert: &str, url: &str) {
-    sh(t.cmd(&t.client, "curl")
+fn curl(t: &Topology, curl: &str, cert: &str, url: &str) {
+    sh(t.cmd(&t.client, curl)
         .args(["-4", "-sS", "-o", "/dev/null", "--cacert", cert, url]))
     .unwrap();
 }
 
 /// python3 resolves `name` itself, then opens TLS to the address it got twice: once with
 /// SNI `name`, once with no SNI at all (named only by DNS answers).
-fn python_benign(t: &Topology, name: &str) {
+fn python_benign(t: &Topology, python: &str, name: &str) {
     let code = format!(
         "import socket,ssl\nc=ssl.create_default_context()\nc.check_hostname=False\nc.verify_mode=ssl.CERT_NONE\n\
          ip=socket.getaddrinfo('{name}',443,socket.AF_INET,socket.SOCK_STREAM)[0][4][0]\n\
          for sni in ['{name}', None]:\n  s=socket.create_connection((ip,443),timeout=5)\n  c.wrap_socket(s,server_hostname=sni).close()\n\
          print('ok', ip)\n"
     );
-    let out = sh(t.cmd(&t.client, "python3").args(["-c", &code])).unwrap();
+    let out = sh(t.cmd(&t.client, python).args(["-c", &code])).unwrap();
     assert!(out.starts_with("ok "), "{out}");
 }
 
@@ -50,15 +50,17 @@ fn on_a_shared_address_only_the_process_that_used_the_ai_service_yields_an_ai_fi
     .unwrap();
     let work = tempfile::tempdir().unwrap();
     let agent = JsonlAgent::start(work.path()).unwrap();
+    let my_curl = own_copy("curl", work.path(), "shared").unwrap();
+    let my_python = own_copy("python3", work.path(), "shared").unwrap();
 
-    curl(&t, &cert, "https://api.openai.com/");
+    curl(&t, &my_curl, &cert, "https://api.openai.com/");
     // After curl, every shared scope names the address api.openai.com: python's own lookup
     // (to the same address, port 53) and its TLS connections must not inherit that name.
-    python_benign(&t, "benign.example");
+    python_benign(&t, &my_python, "benign.example");
 
     let f = agent
         .wait_finding("curl's OpenAI finding", |f| {
-            exe(f).ends_with("/curl") && service(f) == "openai-api"
+            exe(f) == my_curl && service(f) == "openai-api"
         })
         .unwrap();
     assert_eq!(f["confidence_id"], 3, "named by its own SNI/lookup: {f:#}");
@@ -67,7 +69,7 @@ fn on_a_shared_address_only_the_process_that_used_the_ai_service_yields_an_ai_fi
     let python: Vec<_> = agent
         .findings()
         .into_iter()
-        .filter(|f| exe(f).contains("python3"))
+        .filter(|f| exe(f) == my_python)
         .collect();
     assert!(
         python.is_empty(),
@@ -82,10 +84,12 @@ fn a_local_caching_resolver_is_never_reported_as_the_user_and_its_client_is() {
     let work = tempfile::tempdir().unwrap();
     let agent = JsonlAgent::start(work.path()).unwrap();
     let dnsmasq = Dnsmasq::start(&t).unwrap();
+    let my_curl = own_copy("curl", work.path(), "viaresolver").unwrap();
+    let my_python = own_copy("python3", work.path(), "viaresolver").unwrap();
 
-    curl(&t, &cert, "https://api.openai.com/");
+    curl(&t, &my_curl, &cert, "https://api.openai.com/");
     // A second client and a second AI name, both through dnsmasq.
-    let out = sh(t.cmd(&t.client, "python3").args([
+    let out = sh(t.cmd(&t.client, &my_python).args([
         "-c",
         "import socket\nprint(socket.getaddrinfo('api.openai.com',443,socket.AF_INET)[0][4][0])",
     ]))
@@ -94,13 +98,13 @@ fn a_local_caching_resolver_is_never_reported_as_the_user_and_its_client_is() {
 
     let f = agent
         .wait_finding("curl's OpenAI finding through dnsmasq", |f| {
-            exe(f).ends_with("/curl") && service(f) == "openai-api"
+            exe(f) == my_curl && service(f) == "openai-api"
         })
         .unwrap();
     assert_eq!(f["confidence_id"], 3, "{f:#}");
     agent
         .wait_finding("python's lookup through dnsmasq", |f| {
-            exe(f).contains("python3") && service(f) == "openai-api"
+            exe(f) == my_python && service(f) == "openai-api"
         })
         .unwrap();
     // dnsmasq really went upstream for the client (not a cached answer)…
@@ -114,7 +118,7 @@ fn a_local_caching_resolver_is_never_reported_as_the_user_and_its_client_is() {
     let by_resolver: Vec<_> = agent
         .findings()
         .into_iter()
-        .filter(|f| exe(f).contains("dnsmasq") || f["actor"]["process"]["name"] == "dnsmasq")
+        .filter(|f| exe(f) == "/usr/sbin/dnsmasq" || f["actor"]["process"]["name"] == "dnsmasq")
         .collect();
     assert!(
         by_resolver.is_empty(),
@@ -151,12 +155,13 @@ fn a_client_without_dns_packets_is_named_from_the_resolver_answer_with_medium_co
          s=socket.create_connection(('{}',443),timeout=5)\nc.wrap_socket(s,server_hostname=None).close()\nprint('ok')\n",
         t.remote_v4
     );
-    let out = sh(t.cmd(&t.client, "python3").args(["-c", &code])).unwrap();
+    let my_python = own_copy("python3", work.path(), "nss").unwrap();
+    let out = sh(t.cmd(&t.client, &my_python).args(["-c", &code])).unwrap();
     assert_eq!(out.trim(), "ok");
     let f = agent
         .wait_finding(
             "the SNI-less client named from the resolver's answer",
-            |f| exe(f).contains("python3") && service(f) == "openai-api",
+            |f| exe(f) == my_python && service(f) == "openai-api",
         )
         .unwrap();
     assert_eq!(f["confidence_id"], 2, "{f:#}");
