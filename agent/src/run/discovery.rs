@@ -194,8 +194,26 @@ impl Discovery {
     }
 }
 
-/// Sends what was gathered every `period` until the task is dropped.
-pub async fn report_loop(client: Client, shared: Shared, period: Duration, health: Health) {
+/// Where the reporter gets its client: the agent token may be replaced by the uplink's
+/// re-enrollment, which saves the new token in the state dir.
+pub struct Reporter {
+    pub base: Client,
+    pub client: Client,
+    pub state_dir: std::path::PathBuf,
+    pub period: Duration,
+    pub health: Health,
+}
+
+/// Sends what was gathered every `period` until the task is dropped. A report refused with
+/// 401 is dropped (counted) and the token is re-read from the state dir for the next one.
+pub async fn report_loop(r: Reporter, shared: Shared) {
+    let Reporter {
+        base,
+        mut client,
+        state_dir,
+        period,
+        health,
+    } = r;
     let mut tick = tokio::time::interval(period.max(Duration::from_secs(1)));
     let mut failing = false;
     loop {
@@ -217,6 +235,11 @@ pub async fn report_loop(client: Client, shared: Shared, period: Duration, healt
             }
             Err(e) => {
                 health.drop_at("discovery", "candidates", n);
+                if e.status() == Some(401)
+                    && let Some(t) = super::enroll::saved_token(&state_dir)
+                {
+                    client = base.with_token(t);
+                }
                 if !failing {
                     tracing::warn!(error = %e, candidates = n, "sending discovery candidates failed: this report is dropped (counted); the next period sends anew");
                 }

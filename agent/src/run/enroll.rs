@@ -55,6 +55,13 @@ pub fn save_token(state: &Path, token: &str) -> Result<(), AgentError> {
     write_private(&token_path(state), token.as_bytes())
 }
 
+/// The token saved in the state dir, if any (the uplink replaces it when it re-enrolls).
+pub fn saved_token(state: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(token_path(state)).ok()?;
+    let t = t.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
 /// Enrolls once (token kept 0600 in the state dir) and returns a client that carries it.
 pub async fn enroll(
     base: &Client,
@@ -63,11 +70,8 @@ pub async fn enroll(
     secret_file: Option<&Path>,
 ) -> Result<Client, AgentError> {
     let tp = token_path(state);
-    if let Ok(t) = std::fs::read_to_string(&tp) {
-        let t = t.trim();
-        if !t.is_empty() {
-            return Ok(base.with_token(t));
-        }
+    if let Some(t) = saved_token(state) {
+        return Ok(base.with_token(t));
     }
     let secret_file = secret_file.ok_or_else(|| AgentError::NotEnrolled { token: tp.clone() })?;
     let secret = std::fs::read_to_string(secret_file).map_err(|source| AgentError::Io {

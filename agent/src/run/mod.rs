@@ -139,10 +139,14 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             enroll::enroll(&base, &identity, state, c.enroll_secret_file.as_deref()).await?;
         let shared = discovery::Shared::default();
         tokio::spawn(discovery::report_loop(
-            client.clone(),
+            discovery::Reporter {
+                base: base.clone(),
+                client: client.clone(),
+                state_dir: state.clone(),
+                period: Duration::from_secs(c.upload_secs.max(1).saturating_mul(6)),
+                health: health.clone(),
+            },
             shared.clone(),
-            Duration::from_secs(c.upload_secs.max(1).saturating_mul(6)),
-            health.clone(),
         ));
         discovery = Some(shared);
         let up = uplink::Uplink {
