@@ -154,6 +154,81 @@ fn an_unknown_relay_used_by_an_sdk_process_reaches_the_collector_as_a_candidate(
     .unwrap();
     assert!(explained.contains("api-newrelay-example"), "{explained}");
 
+    // A compromised host holding the agent token floods reports: its share of the table
+    // fills, the rest is refused and counted, and the collector keeps answering.
+    let agent_token = std::fs::read_to_string(work.path().join("state/agent.token")).unwrap();
+    let mut refused = 0;
+    for batch in 0..10 {
+        let cands: Vec<Value> = (0..256)
+            .map(|i| {
+                serde_json::json!({
+                    "name": format!("llm{batch}-{i}.flood.example"),
+                    "reason": "name_pattern",
+                    "exe": "/tmp/flood",
+                    "count": 1,
+                    "first_seen_ms": 1,
+                    "last_seen_ms": 1
+                })
+            })
+            .collect();
+        let body = serde_json::json!({ "candidates": cands }).to_string();
+        let ack = sh(std::process::Command::new("curl").args([
+            "-sS",
+            "--fail-with-body",
+            "--cacert",
+            collector.ca.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {}", agent_token.trim()),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+            &format!("{}/api/v1/discovery/report", collector.url),
+        ]))
+        .unwrap();
+        let ack: Value = serde_json::from_str(&ack).unwrap();
+        refused += ack["refused"].as_u64().unwrap();
+    }
+    assert!(refused >= 10 * 256 - 2000, "refused {refused}");
+    let metrics = sh(std::process::Command::new("curl").args([
+        "-sS",
+        "--cacert",
+        collector.ca.to_str().unwrap(),
+        &format!("{}/metrics", collector.url),
+    ]))
+    .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "shadowai_collector_discovery_refused_total {refused}"
+        )),
+        "{metrics}"
+    );
+    // A report over the per-report cap is refused whole at parse time.
+    let too_many: Vec<Value> = (0..257)
+        .map(|i| serde_json::json!({"name": format!("x{i}.example"), "reason": "name_pattern", "exe": "/x", "count": 1, "first_seen_ms": 1, "last_seen_ms": 1}))
+        .collect();
+    let code = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            collector.ca.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {}", agent_token.trim()),
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &serde_json::json!({ "candidates": too_many }).to_string(),
+            &format!("{}/api/v1/discovery/report", collector.url),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&code.stdout), "400");
+    assert!(collector.get(&token, "/api/v1/discovery").is_ok());
+
     // Agents only: an analyst token cannot report, and an agent cannot pick another host.
     let refused = std::process::Command::new("curl")
         .args([

@@ -17,6 +17,8 @@ use super::error::{ApiError, bad};
 use super::extract::{JsonBody, QueryParams};
 use super::now_ms;
 
+static WARNED_FULL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// A DNS name as the agent reports it: lower-case letters, digits, `-`, `_` and dots,
 /// 1–253 bytes, labels of 1–63 bytes.
 fn check_name(i: usize, name: &str) -> Result<(), ApiError> {
@@ -61,7 +63,12 @@ pub async fn report(
         .db(move |s| s.record_discovery(&hid, &candidates, now))
         .await?;
     if ack.refused > 0 {
-        tracing::warn!(host_id = %host_id, refused = ack.refused, "discovery table bound reached: candidates refused");
+        st.metrics.discovery_refused.inc_by(ack.refused);
+        // Logged once per process (a flooding host must not flood the log); the counter
+        // `shadowai_collector_discovery_refused_total` keeps the tally.
+        if !WARNED_FULL.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(host_id = %host_id, refused = ack.refused, "discovery table bound reached: candidates refused (counted; not logged again)");
+        }
     }
     Ok(Json(ack))
 }

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub siem_forwarded: Counter,
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
+    pub discovery_refused: Counter,
     siem_seen: Mutex<crate::siem::SinkTotals>,
 }
 
@@ -64,9 +65,15 @@ impl Metrics {
             siem_forwarded: Counter::default(),
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
+            discovery_refused: Counter::default(),
             siem_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
+        r.register(
+            "discovery_refused",
+            "Discovery candidates refused because the table (or the host's share) is full",
+            m.discovery_refused.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests by route template and status",
