@@ -10,6 +10,7 @@ pub use shadowai_rules::Verdict;
 pub mod audit;
 pub mod bounded;
 pub mod client;
+pub mod inventory;
 pub mod ocsf;
 pub mod wire;
 
