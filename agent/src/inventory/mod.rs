@@ -12,6 +12,7 @@
 //! Nothing here executes, or parses the configuration of, any tool: MCP servers are known
 //! from the processes that actually ran.
 
+pub mod feed;
 pub mod hints;
 pub mod listeners;
 pub mod scan;
