@@ -136,7 +136,7 @@ impl Live {
                 Ok(KernelEvent::Exec(e)) => {
                     self.corr.on_exec(&e);
                     if let Some(t) = &self.inventory {
-                        crate::inventory::feed::on_exec(t, &mut self.corr.procs, e.pid);
+                        crate::inventory::feed::on_exec(t, &mut self.corr.procs, &e);
                     }
                 }
                 Ok(KernelEvent::Exit { pid, ts_ns }) => {

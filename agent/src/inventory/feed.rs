@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use super::tracker::{ProcFacts, Tracker};
 use crate::enrich::ProcTable;
 use crate::event::{Event, EventKind};
+use crate::sensor::records::Exec;
 
 /// A tracker shared by the event source (writes) and the inventory stage (reports, scans).
 pub type SharedTracker = Arc<Mutex<Tracker>>;
@@ -21,16 +22,24 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// After the process table recorded an exec of `pid`.
-pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, pid: u32) {
+/// After the process table recorded an exec. The kernel's argv (as passed to execve) is
+/// preferred to /proc's, which a program may already have rewritten (`npx` shows
+/// `npm exec …`).
+pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec) {
+    let pid = e.pid;
     let Some(info) = procs.get(pid) else {
         return;
+    };
+    let argv = if e.args.is_empty() {
+        &info.cmdline
+    } else {
+        &e.args
     };
     let tag = t.lock().on_exec(&ProcFacts {
         pid,
         ppid: info.ppid,
         exe: &info.exe,
-        argv: &info.cmdline,
+        argv,
         uid: info.uid,
         user: &info.user,
         start_ms: now_ms(),

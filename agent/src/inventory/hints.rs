@@ -42,6 +42,15 @@ pub fn invocation<'a>(exe: &'a str, argv: &'a [String]) -> Invocation<'a> {
     } else {
         exe
     };
+    // A process that rewrote its title (`npx` shows `npm exec pkg …`): argv[0] names the
+    // program even though the executable is the interpreter.
+    let argv0 = argv.first().map_or("", |a| file_name(a));
+    if is_interpreter(file_name(exe)) && !argv0.is_empty() && !is_interpreter(argv0) {
+        return Invocation {
+            path: argv.first().map_or(exe, String::as_str),
+            args: argv.get(1..).unwrap_or(&[]),
+        };
+    }
     if is_interpreter(file_name(exe)) {
         let mut i = 1;
         while let Some(a) = argv.get(i) {
@@ -100,6 +109,52 @@ pub fn bypass(a: &AgentHint, argv: &[String]) -> bool {
         let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
         a.bypass_flags.iter().any(|b| b == flag)
     })
+}
+
+/// Words that mark an argument's value as a secret.
+const SECRET_WORDS: [&str; 6] = ["token", "key", "secret", "password", "passwd", "auth"];
+
+fn secret_name(n: &str) -> bool {
+    let n = n.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| n.contains(w))
+}
+
+/// An agent's command line as kept: the program and its options' names only. Values and
+/// positional arguments are dropped — they hold prompts (`-p "…"`), which are never kept.
+pub fn agent_argv(exe: &str, argv: &[String]) -> Vec<String> {
+    let inv = invocation(exe, argv);
+    let mut out: Vec<String> = vec![inv.path.to_string()];
+    out.extend(
+        inv.args
+            .iter()
+            .filter(|a| a.starts_with('-') && a.len() > 1)
+            .map(|a| a.split_once('=').map_or(a.as_str(), |(n, _)| n).to_string())
+            .take(63),
+    );
+    out
+}
+
+/// A command line with the values of secret-looking options and `NAME=value` pairs
+/// replaced (`-e GITHUB_TOKEN=ghp_…`, `--api-key sk-…`).
+pub fn redact(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len().min(64));
+    let mut hide_next = false;
+    for a in argv.iter().take(64) {
+        if hide_next {
+            out.push("<redacted>".to_string());
+            hide_next = false;
+            continue;
+        }
+        match a.split_once('=') {
+            Some((n, _)) if secret_name(n) => out.push(format!("{n}=<redacted>")),
+            None if a.starts_with('-') && secret_name(a) => {
+                hide_next = true;
+                out.push(a.clone());
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    out
 }
 
 /// A stdio MCP server start: which launcher, which package, pinned or not.
@@ -242,6 +297,15 @@ mod tests {
         // A file named like an agent handed to a non-interpreter is not the agent.
         assert!(agent(&h, "/usr/bin/cat", &v("cat gemini")).is_none());
         assert!(agent(&h, "/usr/bin/node", &v("node /srv/app.js")).is_none());
+        // Through the npm bin symlink, as the shell runs it.
+        let g = agent(
+            &h,
+            "/usr/bin/node",
+            &v(
+                "/usr/bin/node --max-old-space-size=12052 /opt/n/node_modules/.bin/gemini --yolo -p hi",
+            ),
+        );
+        assert_eq!(g.unwrap().kind, "gemini-cli");
     }
 
     #[test]
@@ -295,6 +359,17 @@ mod tests {
         assert!(l.pinned);
         assert!(launch(&h, "/usr/bin/docker", &v("docker ps")).is_none());
         assert!(launch(&h, "/usr/bin/npm", &v("npm install x")).is_none());
+        // npx after rewriting its process title.
+        let l = launch(
+            &h,
+            "/usr/bin/node",
+            &v("npm exec @modelcontextprotocol/server-filesystem /w"),
+        )
+        .unwrap();
+        assert_eq!(
+            l.package.as_deref(),
+            Some("@modelcontextprotocol/server-filesystem")
+        );
         assert!(
             launch(&h, "/usr/bin/npm", &v("npm exec -y x@2.0.0"))
                 .unwrap()
@@ -322,6 +397,22 @@ mod tests {
             "vllm"
         );
         assert!(runtime(&h, "/usr/bin/python3", &v("python3 -m http.server 11434")).is_none());
+    }
+
+    #[test]
+    fn prompts_and_secrets_are_not_kept() {
+        let a = agent_argv(
+            "/usr/bin/node",
+            &v("node /x/gemini.js --yolo -p summarise-the-secret-plan --model=gemini-pro"),
+        );
+        assert_eq!(a, vec!["/x/gemini.js", "--yolo", "-p", "--model"]);
+        let r = redact(&v(
+            "docker run -i -e GITHUB_PERSONAL_ACCESS_TOKEN=ghp_FAKE --api-key sk-FAKE ghcr.io/x/y",
+        ));
+        assert_eq!(
+            r.join(" "),
+            "docker run -i -e GITHUB_PERSONAL_ACCESS_TOKEN=<redacted> --api-key <redacted> ghcr.io/x/y"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! Nothing here executes, or parses the configuration of, any tool: MCP servers are known
 //! from the processes that actually ran.
 
+pub mod cli;
 pub mod feed;
 pub mod hints;
 pub mod listeners;
@@ -23,3 +24,37 @@ pub use tracker::{ProcFacts, Tag, Tracker, TrackerOptions};
 
 #[cfg(test)]
 mod tracker_tests;
+
+/// `[inventory]` of the agent's configuration.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySection {
+    /// Track AI agent sessions, MCP servers and runtimes (default on).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Read the organisation id tools keep in their own metadata (the `tenant` fields of
+    /// `_agents.toml`, e.g. `oauthAccount.organizationUuid` of `~/.claude.json`; never a
+    /// token or key). Default off.
+    #[serde(default)]
+    pub read_tenant: bool,
+    /// How often listeners are read and the inventory is written (seconds, ≥ 1).
+    #[serde(default = "default_scan")]
+    pub scan_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_scan() -> u64 {
+    10
+}
+
+impl Default for InventorySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            read_tenant: false,
+            scan_secs: default_scan(),
+        }
+    }
+}

@@ -119,25 +119,51 @@ pub fn seed(t: &mut Tracker, proc_root: &Path) {
     scan_listeners(t, proc_root);
 }
 
-/// Reads the listeners of runtimes and MCP servers, and of anything on a runtime's default
-/// port (blocking /proc reads: call it off the event path).
-pub fn scan_listeners(t: &mut Tracker, proc_root: &Path) {
-    let ports = t.runtime_ports();
-    let by_port = listeners::on_ports(proc_root, &ports);
+/// What one listener scan found (gathered without the tracker, applied under its lock).
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Processes on a runtime's default port: the process, the port, its listeners there.
+    pub on_ports: Vec<(ProcRow, u16, Vec<shadowai_api::inventory::Listener>)>,
+    /// Listeners of known runtimes and MCP servers.
+    pub of_pids: Vec<(u32, Vec<shadowai_api::inventory::Listener>)>,
+}
+
+/// Reads the listeners of `pids` and of anything on one of `ports` (blocking /proc reads:
+/// call it off the event path).
+pub fn gather(proc_root: &Path, ports: &[u16], pids: &[u32]) -> Found {
     let boot_s = boot_time(proc_root).unwrap_or(0);
     let mut users = Users::new();
-    for (pid, ls) in by_port {
-        let Some(port) = ls.first().map(|l| l.port) else {
-            continue;
-        };
-        if let Some(row) = read_proc(proc_root, pid, &mut users, boot_s) {
-            t.on_port_listener(&row.facts(), port, ls);
-        }
+    let on_ports = listeners::on_ports(proc_root, ports)
+        .into_iter()
+        .filter_map(|(pid, ls)| {
+            let port = ls.first()?.port;
+            Some((read_proc(proc_root, pid, &mut users, boot_s)?, port, ls))
+        })
+        .collect();
+    let of_pids = pids
+        .iter()
+        .map(|pid| (*pid, listeners::of_pid(proc_root, *pid)))
+        .collect();
+    Found { on_ports, of_pids }
+}
+
+/// Applies a scan's findings.
+pub fn apply(t: &mut Tracker, f: Found) {
+    for (row, port, ls) in f.on_ports {
+        t.on_port_listener(&row.facts(), port, ls);
     }
-    for pid in t.listening_candidates() {
-        let ls = listeners::of_pid(proc_root, pid);
+    for (pid, ls) in f.of_pids {
         t.set_listeners(pid, ls);
     }
+}
+
+/// Reads and applies listeners in one go (the one-shot command).
+pub fn scan_listeners(t: &mut Tracker, proc_root: &Path) {
+    let f = gather(proc_root, &t.runtime_ports(), &t.listening_candidates());
+    apply(t, f);
+    // Runtimes found by port are candidates now too.
+    let f = gather(proc_root, &[], &t.listening_candidates());
+    apply(t, f);
 }
 
 #[cfg(test)]

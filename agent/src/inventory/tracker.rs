@@ -187,6 +187,16 @@ impl Tracker {
 
     /// A program started (an exec, or a process found at start-up). Returns its tag.
     pub fn on_exec(&mut self, p: &ProcFacts) -> Option<Arc<Tag>> {
+        // A rewritten process title reads back as one argument with spaces.
+        let split: Vec<String>;
+        let mut p = p.clone();
+        if let [one] = p.argv
+            && one.contains(' ')
+        {
+            split = one.split_whitespace().map(String::from).collect();
+            p.argv = &split;
+        }
+        let p = &p;
         let own = self.nodes.get(&p.pid).cloned();
         let parent = p.ppid.and_then(|pp| self.nodes.get(&pp)).cloned();
         let inherited = own
@@ -282,7 +292,7 @@ impl Tracker {
             uid: p.uid,
             cwd,
             exe: p.exe.to_string(),
-            argv: p.argv.iter().take(64).cloned().collect(),
+            argv: hints::agent_argv(p.exe, p.argv),
             processes: 1,
             live_processes: 1,
             destinations: Vec::new(),
@@ -349,7 +359,7 @@ impl Tracker {
                     package: launch.package,
                     pinned: launch.pinned,
                     pid: p.pid,
-                    argv: p.argv.iter().take(64).cloned().collect(),
+                    argv: hints::redact(p.argv),
                     session_id: sid,
                     destinations: Vec::new(),
                     listeners: Vec::new(),
@@ -663,10 +673,18 @@ impl Tracker {
         let pkg = hint.package.as_deref()?;
         let needle = format!("/node_modules/{pkg}/");
         let inv = hints::invocation(p.exe, p.argv);
-        let dir = [inv.path, p.exe].into_iter().find_map(|path| {
-            path.find(&needle)
-                .map(|i| path[..i + needle.len()].to_string())
-        })?;
+        let cwd = self.opts.proc_root.join(p.pid.to_string()).join("cwd");
+        // The script is usually run through a symlink (`node_modules/.bin/gemini`).
+        let real = std::fs::canonicalize(cwd.join(inv.path))
+            .ok()
+            .map(|r| r.display().to_string());
+        let dir = [Some(inv.path), real.as_deref(), Some(p.exe)]
+            .into_iter()
+            .flatten()
+            .find_map(|path| {
+                path.find(&needle)
+                    .map(|i| path[..i + needle.len()].to_string())
+            })?;
         super::tenant::read(std::path::Path::new(&dir), "package.json", "version")
             .ok()
             .flatten()

@@ -141,7 +141,8 @@ impl Aggregator {
             protocols: BTreeSet::new(),
             cookies: HashSet::new(),
         });
-        agg.flags.extend(tag.iter().flat_map(|t| t.flags.iter().copied()));
+        agg.flags
+            .extend(tag.iter().flat_map(|t| t.flags.iter().copied()));
         agg.first_ms = agg.first_ms.min(e.time_ms);
         agg.last_ms = agg.last_ms.max(e.time_ms);
         let counts = match e.kind {

@@ -20,6 +20,7 @@ pub mod enroll;
 pub mod findings;
 pub mod fit;
 pub mod health;
+pub mod inventory;
 pub mod rules;
 pub mod sink;
 pub mod source;
@@ -117,7 +118,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         .chain(cfg.agent.group.clone())
         .collect();
 
-    let live = Live::start(
+    let mut live = Live::start(
         &SensorOptions {
             dns_ports: cfg.sensor.dns_ports.clone(),
             ..SensorOptions::default()
@@ -165,6 +166,29 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             what: "starting the output thread".into(),
             source,
         })?;
+    if cfg.inventory.enabled {
+        let engine = engine_rx.borrow().clone();
+        let tracker = Arc::new(parking_lot::Mutex::new(crate::inventory::Tracker::new(
+            Arc::new(engine.catalogue().inventory_hints.clone()),
+            crate::inventory::TrackerOptions {
+                read_tenant: cfg.inventory.read_tenant,
+                ..Default::default()
+            },
+        )));
+        live.set_inventory(tracker.clone());
+        tokio::spawn(
+            inventory::InventoryStage {
+                tracker,
+                engine_rx: engine_rx.clone(),
+                host_id: identity.host_id.clone(),
+                hostname: identity.hostname.clone(),
+                state_dir: state.clone(),
+                period: Duration::from_secs(cfg.inventory.scan_secs.max(1)),
+                health: health.clone(),
+            }
+            .run(),
+        );
+    }
     let (events_tx, events_rx) = mpsc::channel(classify::QUEUE);
     let classify = classify::ClassifyStage {
         engine_rx: engine_rx.clone(),
