@@ -19,6 +19,7 @@
     reason = "test code: a failed unwrap or expect is a failed test"
 )]
 
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -81,26 +82,39 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
         .arg(&gemini)
         .args(["--yolo", "-p", prompt])
         .current_dir(&project)
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
 
+    let ours = project.display().to_string();
     let inv = wait_inventory(&state, "the Gemini session and its MCP server", 90, |v| {
         items(v, "sessions")
             .iter()
-            .any(|s| s["kind"] == "gemini-cli")
+            .any(|s| s["kind"] == "gemini-cli" && s["cwd"] == ours.as_str())
             && items(v, "mcp_servers")
                 .iter()
                 .any(|m| m["package"] == "@modelcontextprotocol/server-filesystem")
     });
-    let _ = cli.kill();
-    let _ = cli.wait();
-    let inv = inv.unwrap();
+    let stop = |cli: &mut std::process::Child| {
+        // Gemini relaunches itself and starts the server: stop the whole process group.
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", cli.id())])
+            .status();
+        let _ = cli.wait();
+    };
+    let inv = match inv {
+        Ok(v) => v,
+        Err(e) => {
+            stop(&mut cli);
+            panic!("{e}");
+        }
+    };
     let sessions = items(&inv, "sessions");
     let gem: Vec<_> = sessions
         .iter()
-        .filter(|s| s["kind"] == "gemini-cli")
+        .filter(|s| s["kind"] == "gemini-cli" && s["cwd"] == ours.as_str())
         .collect();
     assert_eq!(
         gem.len(),
@@ -121,8 +135,10 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
     assert_eq!(s["cwd"], project.display().to_string());
     let mcp = items(&inv, "mcp_servers")
         .into_iter()
-        .find(|m| m["package"] == "@modelcontextprotocol/server-filesystem")
-        .unwrap();
+        .find(|m| {
+            m["package"] == "@modelcontextprotocol/server-filesystem" && m["session_id"] == s["id"]
+        })
+        .unwrap_or_else(|| panic!("no MCP server of our session: {inv}"));
     assert_eq!(mcp["session_id"], s["id"], "{mcp}");
     assert_eq!(mcp["pinned"], false);
     assert!(has(mcp, "flags", "unpinned_mcp_server"), "{mcp}");
@@ -145,10 +161,11 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
             collector
                 .findings(&token)
                 .into_iter()
-                .find(|f| f["session"]["kind"] == "gemini-cli")
+                .find(|f| f["session"]["id"] == s["id"])
         },
-    )
-    .unwrap();
+    );
+    stop(&mut cli);
+    let f = f.unwrap();
     assert_eq!(f["session"]["id"], s["id"], "{f}");
     assert_eq!(f["session"]["version"], "0.61.0");
     assert!(
@@ -166,9 +183,15 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
     );
     // Everything the session contacted is listed; the MCP server's destinations too.
     let inv = wait_inventory(&state, "the session's destinations", 30, |v| {
+        let sid = &s["id"];
         items(v, "sessions")
             .iter()
-            .any(|s| has(s, "destinations", "generativelanguage.googleapis.com"))
+            .any(|x| &x["id"] == sid && has(x, "destinations", "generativelanguage.googleapis.com"))
+            // `npx -y` asks the registry (answered inside the namespace): the MCP server's own
+            // contact, attributed to it and to the session.
+            && items(v, "mcp_servers").iter().any(|m| {
+                &m["session_id"] == sid && has(m, "destinations", "registry.npmjs.org")
+            })
     })
     .unwrap();
     eprintln!("inventory: {inv:#}");
