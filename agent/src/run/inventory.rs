@@ -13,6 +13,9 @@ use shadowai_rules::Engine;
 use tokio::sync::watch;
 
 use super::health::Health;
+
+/// The inventory file is rewritten at least this often (ms).
+const REFRESH_MS: i64 = 10_000;
 use crate::inventory::cli::REPORT_FILE;
 use crate::inventory::feed::SharedTracker;
 use crate::inventory::scan;
@@ -25,6 +28,8 @@ pub struct InventoryStage {
     pub state_dir: PathBuf,
     pub period: Duration,
     pub health: Health,
+    /// The collector, when enrolled: each changed inventory is reported to it.
+    pub client: Option<shadowai_api::client::Client>,
 }
 
 fn write_report(dir: &Path, r: &InventoryReport) -> std::io::Result<()> {
@@ -43,6 +48,37 @@ fn write_report(dir: &Path, r: &InventoryReport) -> std::io::Result<()> {
 }
 
 impl InventoryStage {
+    /// Reports to the collector; false when it failed (counted, logged once per outage).
+    async fn upload(&self, r: &InventoryReport, failing: &mut bool) -> bool {
+        let Some(c) = &self.client else {
+            return true;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), c.inventory_report(r)).await {
+            Ok(Ok(_)) => {
+                if *failing {
+                    tracing::info!("inventory reports reach the collector again");
+                }
+                *failing = false;
+                true
+            }
+            res => {
+                self.health
+                    .output_failures
+                    .get_or_create(&vec![("output", "inventory_upload")])
+                    .inc();
+                if !*failing {
+                    let error = match res {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out after 30 s".to_string(),
+                    };
+                    tracing::warn!(%error, "reporting the inventory to the collector failed (counted; retried next round)");
+                }
+                *failing = true;
+                false
+            }
+        }
+    }
+
     /// Runs until the daemon stops.
     pub async fn run(self) {
         let proc_root = Path::new("/proc");
@@ -56,8 +92,8 @@ impl InventoryStage {
             }
         }
         let mut tick = tokio::time::interval(self.period);
-        let mut written = u64::MAX;
-        let mut failing = false;
+        let (mut uploaded, mut last_write_ms) = (u64::MAX, 0i64);
+        let (mut failing, mut write_failing) = (false, false);
         loop {
             tick.tick().await;
             let (ports, pids) = {
@@ -68,35 +104,43 @@ impl InventoryStage {
                 .await
                 .unwrap_or_default();
             let now = super::now_ms();
-            let report = {
+            let (report, generation) = {
                 let mut t = self.tracker.lock();
                 scan::apply(&mut t, found);
                 t.expire(now);
-                if t.generation == written {
+                // The file is refreshed at least every REFRESH_MS (the CLI trusts a fresh
+                // one); the collector hears of changes only.
+                if t.generation == uploaded && now - last_write_ms < REFRESH_MS {
                     continue;
                 }
-                written = t.generation;
                 let engine = self.engine_rx.borrow().clone();
-                t.report(&self.host_id, &self.hostname, now, &|n| {
+                let r = t.report(&self.host_id, &self.hostname, now, &|n| {
                     engine.match_name(n).is_some()
-                })
+                });
+                (r, t.generation)
             };
             let dir = self.state_dir.clone();
-            let r = tokio::task::spawn_blocking(move || write_report(&dir, &report)).await;
-            match r {
-                Ok(Ok(())) => failing = false,
+            let r = Arc::new(report);
+            let r2 = Arc::clone(&r);
+            match tokio::task::spawn_blocking(move || write_report(&dir, &r2)).await {
+                Ok(Ok(())) => {
+                    write_failing = false;
+                    last_write_ms = now;
+                }
                 Ok(Err(e)) => {
-                    written = u64::MAX;
                     self.health
                         .output_failures
                         .get_or_create(&vec![("output", "inventory")])
                         .inc();
-                    if !failing {
+                    if !write_failing {
                         tracing::error!(error = %e, dir = %self.state_dir.display(), "writing the inventory failed (counted; retried next round)");
                     }
-                    failing = true;
+                    write_failing = true;
                 }
                 Err(e) => tracing::error!(error = %e, "the inventory writer panicked"),
+            }
+            if generation != uploaded && self.upload(&r, &mut failing).await {
+                uploaded = generation;
             }
         }
     }

@@ -132,10 +132,12 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         crate::metrics::spawn_server(addr, registry);
     }
 
+    let mut inventory_client = None;
     if let Some(c) = &cfg.collector {
         let base = uplink::base_client(c)?;
         let client =
             enroll::enroll(&base, &identity, state, c.enroll_secret_file.as_deref()).await?;
+        inventory_client = Some(client.clone());
         let up = uplink::Uplink {
             client,
             base,
@@ -185,6 +187,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
                 state_dir: state.clone(),
                 period: Duration::from_secs(cfg.inventory.scan_secs.max(1)),
                 health: health.clone(),
+                client: inventory_client,
             }
             .run(),
         );

@@ -139,3 +139,135 @@ pub struct Listener {
     /// Bound to all interfaces (`0.0.0.0` / `::`): reachable from the network.
     pub exposed: bool,
 }
+
+/// What an inventory item is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    Session,
+    McpServer,
+    Runtime,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Session => "session",
+            ItemKind::McpServer => "mcp_server",
+            ItemKind::Runtime => "runtime",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [ItemKind::Session, ItemKind::McpServer, ItemKind::Runtime]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// One stored inventory item, fleet-wide (`GET /api/v1/inventory`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryItem {
+    pub host_id: String,
+    pub hostname: String,
+    pub kind: ItemKind,
+    /// The item's id on its host (session id, MCP server id, runtime id).
+    pub id: String,
+    /// Agent kind, MCP package or runtime kind: what the item is, in one word.
+    pub name: String,
+    pub flags: Vec<Flag>,
+    /// First and last seen, Unix ms, across every report of the host.
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub ended: bool,
+    /// The item as the agent last reported it ([`AgentSession`], [`McpServer`] or [`Runtime`]).
+    pub detail: serde_json::Value,
+}
+
+/// Filters of `GET /api/v1/inventory` and its exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryQuery {
+    /// Host id or host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ItemKind>,
+    /// Only items carrying this flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<Flag>,
+    /// Items at most (default and maximum 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// The acknowledgement of an inventory report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryAck {
+    /// Items stored or updated.
+    pub items: u64,
+}
+
+impl InventoryReport {
+    /// Every item as (kind, id, name, flags, first, last, ended, detail).
+    pub fn items(&self) -> Vec<InventoryItem> {
+        let mut out = Vec::new();
+        let mut push = |kind, id: &str, name: &str, flags: &[Flag], first, last, ended, detail| {
+            out.push(InventoryItem {
+                host_id: self.host_id.clone(),
+                hostname: self.hostname.clone(),
+                kind,
+                id: id.to_string(),
+                name: name.to_string(),
+                flags: flags.to_vec(),
+                first_seen_ms: first,
+                last_seen_ms: last,
+                ended,
+                detail,
+            });
+        };
+        for s in &self.sessions {
+            let d = serde_json::to_value(s).unwrap_or_default();
+            push(
+                ItemKind::Session,
+                &s.session.id,
+                &s.session.kind,
+                &s.flags,
+                s.first_seen_ms,
+                s.last_seen_ms,
+                s.ended,
+                d,
+            );
+        }
+        for m in &self.mcp_servers {
+            let d = serde_json::to_value(m).unwrap_or_default();
+            let name = m.package.as_deref().unwrap_or(&m.launcher);
+            push(
+                ItemKind::McpServer,
+                &m.id,
+                name,
+                &m.flags,
+                m.first_seen_ms,
+                m.last_seen_ms,
+                m.ended,
+                d,
+            );
+        }
+        for r in &self.runtimes {
+            let d = serde_json::to_value(r).unwrap_or_default();
+            push(
+                ItemKind::Runtime,
+                &r.id,
+                &r.kind,
+                &r.flags,
+                r.first_seen_ms,
+                r.last_seen_ms,
+                r.ended,
+                d,
+            );
+        }
+        out
+    }
+}

@@ -88,6 +88,15 @@ CREATE TABLE enrollment_keys (
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
 UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
+    // ---- sessions: inventory of AI agents, MCP servers and local runtimes (issue 12) ----
+    r#"
+CREATE TABLE inventory_items (
+    host_id TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, hostname TEXT NOT NULL,
+    name TEXT NOT NULL, flags TEXT NOT NULL, first_seen_ms BIGINT NOT NULL,
+    last_seen_ms BIGINT NOT NULL, ended BIGINT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (host_id, kind, item_id));
+CREATE INDEX inventory_items_last ON inventory_items (last_seen_ms);
+"#,
 ];
 
 pub struct Postgres {
