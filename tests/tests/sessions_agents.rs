@@ -199,6 +199,97 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
         !marker.exists(),
         "a command from a configuration file was executed"
     );
+
+    // The collector: the fleet-wide inventory, per host, first/last seen and flags.
+    let sid = s["id"].as_str().unwrap().to_string();
+    let item = wait_until(
+        "the session at the collector",
+        Duration::from_secs(30),
+        || {
+            collector
+                .get(&token, "/api/v1/inventory?host=sessions-host&kind=session")
+                .ok()?
+                .as_array()?
+                .iter()
+                .find(|i| i["id"] == sid.as_str())
+                .cloned()
+        },
+    )
+    .unwrap();
+    assert_eq!(item["name"], "gemini-cli");
+    assert!(has(&item, "flags", "permission_bypass"), "{item}");
+    assert!(item["first_seen_ms"].as_i64() <= item["last_seen_ms"].as_i64());
+    let flagged = collector
+        .get(&token, "/api/v1/inventory?flag=unpinned_mcp_server")
+        .unwrap();
+    assert!(
+        flagged
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["kind"] == "mcp_server" && i["detail"]["session_id"] == sid.as_str()),
+        "{flagged}"
+    );
+    let curl = |path: &str| {
+        sh(Command::new("curl").args([
+            "-sS",
+            "--fail-with-body",
+            "--cacert",
+            collector.ca.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{}{path}", collector.url),
+        ]))
+        .unwrap()
+    };
+    let csv = curl("/api/v1/exports/inventory.csv?host=sessions-host");
+    assert!(
+        csv.starts_with("host_id,hostname,kind,id,name,flags"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.contains(&sid) && l.contains("permission_bypass")),
+        "{csv}"
+    );
+    let ocsf: serde_json::Value =
+        serde_json::from_str(&curl("/api/v1/exports/inventory.ocsf.json")).unwrap();
+    assert!(
+        ocsf.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["class_uid"] == 2004
+                && e["finding_info"]["types"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t == "permission_bypass")),
+        "{ocsf}"
+    );
+    // A host holding an agent token cannot write another host's inventory.
+    let agent_token = std::fs::read_to_string(state.join("agent.token")).unwrap();
+    let forged = serde_json::json!({"host_id": "another-host", "hostname": "x", "time_ms": 1,
+        "sessions": [], "mcp_servers": [], "runtimes": []});
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            collector.ca.to_str().unwrap(),
+            "-H",
+            &format!("Authorization: Bearer {}", agent_token.trim()),
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            &forged.to_string(),
+            &format!("{}/api/v1/inventory", collector.url),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
 }
 
 #[test]
