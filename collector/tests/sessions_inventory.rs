@@ -181,3 +181,56 @@ fn postgres_inventory_store() {
     let s = shadowai_collector::store::postgres::open(&conn, 1, pg.ca.as_deref()).unwrap();
     suite(&s);
 }
+
+/// A host holding an agent token: it may only report its own host, every text is checked,
+/// lists are bounded on the wire, and only people read the inventory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_inventory_reports_are_refused_with_a_reason() {
+    let srv = common::start_server(false, |_| {}).await;
+    let (_, token) = srv.enroll("h1", None).await;
+    let agent = srv.client(Some(&token));
+    let viewer = srv.person("vera", shadowai_api::Role::Viewer);
+    let http = common::raw();
+    let post = |body: serde_json::Value| {
+        http.post(format!("{}/api/v1/inventory", srv.url))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let ok = report(
+        "h1",
+        vec![session("1-1", T0, T0, vec![Flag::AgentAsRoot])],
+        vec![],
+    );
+    assert_eq!(agent.inventory_report(&ok).await.unwrap().items, 1);
+    // Another host's inventory: forbidden.
+    let other = report("h2", vec![], vec![]);
+    let e = agent.inventory_report(&other).await.unwrap_err();
+    assert_eq!(e.status(), Some(403), "{e}");
+    // A control character in a session's argv: refused, naming the field.
+    let mut bad = serde_json::to_value(&ok).unwrap();
+    bad["sessions"][0]["argv"][1] = "--x\u{1b}[31m".into();
+    let r = post(bad).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("sessions[0].argv[1]"), "{text}");
+    // Past the wire bound (1,024 sessions): refused before anything is stored.
+    let mut many = serde_json::to_value(&ok).unwrap();
+    let s0 = many["sessions"][0].clone();
+    many["sessions"] = serde_json::Value::Array(vec![s0; 1025]);
+    let r = post(many).await.unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    // A listener address that is not an address.
+    let mut rt = serde_json::to_value(report("h1", vec![], vec![runtime(true)])).unwrap();
+    rt["runtimes"][0]["listeners"][0]["addr"] = "0.0.0.0; DROP TABLE".into();
+    assert_eq!(post(rt).await.unwrap().status(), 400);
+    // People read it; an agent token cannot.
+    let items = srv
+        .client(Some(&viewer))
+        .inventory(&q(None, None, None))
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(items[0].flags.contains(&Flag::AgentAsRoot));
+    assert!(agent.inventory(&q(None, None, None)).await.is_err());
+}
