@@ -62,7 +62,9 @@ pub fn on_events(t: &SharedTracker, procs: &mut ProcTable, events: &mut [Event])
         let Some(p) = e.process.clone() else {
             continue;
         };
-        let tag = t.tag(p.pid);
+        let tag = t
+            .tag(p.pid)
+            .or_else(|| p.ppid.and_then(|pp| t.adopt(p.pid, pp)));
         if p.tag != tag {
             e.process = Some(procs.set_tag(p.pid, tag.clone()).unwrap_or_else(|| {
                 let mut q = (*p).clone();

@@ -156,6 +156,42 @@ impl Tracker {
         self.nodes.get(&pid).and_then(|n| n.tag.clone())
     }
 
+    /// A process first seen through its traffic (forked, never exec'd while the agent ran:
+    /// a subshell, a worker): it joins its parent's session. Returns its tag.
+    pub fn adopt(&mut self, pid: u32, ppid: u32) -> Option<Arc<Tag>> {
+        if let Some(n) = self.nodes.get(&pid) {
+            return n.tag.clone();
+        }
+        let tag = self
+            .nodes
+            .get(&ppid)
+            .and_then(|n| n.tag.clone())
+            .filter(|t| t.session.is_some())?;
+        if self.nodes.len() >= MAX_NODES {
+            self.evict_exited_node();
+        }
+        if self.nodes.len() >= MAX_NODES {
+            self.dropped += 1;
+            return None;
+        }
+        if let Some(s) = tag
+            .session
+            .as_ref()
+            .and_then(|s| self.sessions.get_mut(&s.id))
+        {
+            s.wire.processes += 1;
+        }
+        self.nodes.insert(
+            pid,
+            Node {
+                tag: Some(tag.clone()),
+                agent: false,
+                exited_ms: None,
+            },
+        );
+        Some(tag)
+    }
+
     /// Processes whose tag changed since the last call.
     pub fn take_retagged(&mut self) -> Vec<u32> {
         std::mem::take(&mut self.retagged)

@@ -131,6 +131,9 @@ fn lineage_survives_short_lived_children_and_flags_follow() {
     assert!(!m.pinned);
     assert!(m.ended, "its launcher process exited");
     assert_eq!(m.destinations, vec!["generativelanguage.googleapis.com"]);
+    // A forked child seen only through its traffic joins its parent's session.
+    assert_eq!(t.adopt(302, 300).unwrap().session, root.session);
+    assert!(t.adopt(303, 1).is_none(), "outside any session");
     // An unrelated process is not tracked.
     assert!(exec(&mut t, 400, 1, "/usr/bin/curl", "curl x", 1000).is_none());
     // The root exits: the session has ended, its members stay resolvable for a while.
