@@ -196,3 +196,51 @@ pub fn render(r: &InventoryReport, from_daemon: bool) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowai_api::inventory::{Listener, Runtime};
+
+    #[test]
+    fn text_shows_exposure_and_escapes_what_processes_chose() {
+        let r = InventoryReport {
+            host_id: "h".into(),
+            hostname: "host".into(),
+            time_ms: 0,
+            sessions: vec![],
+            mcp_servers: vec![],
+            runtimes: vec![Runtime {
+                id: "ollama-1-0".into(),
+                kind: "ollama".into(),
+                name: "Ollama".into(),
+                pid: 1,
+                exe: "/tmp/ol\u{1b}[31mlama".into(),
+                user: "bob".into(),
+                matched_by: "port".into(),
+                listeners: vec![
+                    Listener {
+                        addr: "::".into(),
+                        port: 11434,
+                        exposed: true,
+                    },
+                    Listener {
+                        addr: "127.0.0.1".into(),
+                        port: 11434,
+                        exposed: false,
+                    },
+                ],
+                pull_hosts: vec![],
+                clients: vec![],
+                flags: vec![shadowai_api::Flag::RuntimeExposed],
+                first_seen_ms: 0,
+                last_seen_ms: 0,
+                ended: false,
+            }],
+        };
+        let t = render(&r, false);
+        assert!(t.contains("[::]:11434 (exposed), 127.0.0.1:11434"), "{t}");
+        assert!(t.contains("flags: runtime_exposed"), "{t}");
+        assert!(!t.contains('\u{1b}'), "control characters are escaped: {t}");
+    }
+}
