@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use shadowai_api::inventory::InventoryReport;
 
+use super::feed::now_ms;
 use super::tracker::{Tracker, TrackerOptions};
 
 /// File the daemon writes its latest report to, in its state directory.
@@ -48,12 +49,6 @@ pub enum InventoryError {
         #[source]
         source: shadowai_rules::RulesError,
     },
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The daemon's report, if fresh.

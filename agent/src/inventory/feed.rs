@@ -16,7 +16,8 @@ use crate::sensor::records::Exec;
 /// A tracker shared by the event source (writes) and the inventory stage (reports, scans).
 pub type SharedTracker = Arc<Mutex<Tracker>>;
 
-fn now_ms() -> i64 {
+/// Unix ms now (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
