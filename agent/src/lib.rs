@@ -9,6 +9,7 @@ pub mod correlate;
 pub mod enrich;
 pub mod error;
 pub mod event;
+pub mod inventory;
 pub mod live;
 pub mod metrics;
 pub mod output;

@@ -57,6 +57,8 @@ pub struct Live {
     metrics: Shared,
     /// Ring-buffer-full drops, refreshed once a second.
     lost_events: u64,
+    /// The inventory of AI agents at work, when the caller keeps one.
+    inventory: Option<crate::inventory::feed::SharedTracker>,
 }
 
 impl Live {
@@ -100,7 +102,13 @@ impl Live {
             sigterm,
             metrics: shared,
             lost_events: 0,
+            inventory: None,
         })
+    }
+
+    /// Feeds exec/exit records and events to an inventory tracker from now on.
+    pub fn set_inventory(&mut self, t: crate::inventory::feed::SharedTracker) {
+        self.inventory = Some(t);
     }
 
     /// The sensor's metrics, for a registry: encoded from the latest snapshot per scrape.
@@ -133,8 +141,18 @@ impl Live {
         let rb = self.ring.get_mut();
         while let Some(item) = rb.next() {
             match records::parse(&item) {
-                Ok(KernelEvent::Exec(e)) => self.corr.on_exec(&e),
-                Ok(KernelEvent::Exit { pid, ts_ns }) => self.corr.on_exit(pid, ts_ns),
+                Ok(KernelEvent::Exec(e)) => {
+                    self.corr.on_exec(&e);
+                    if let Some(t) = &self.inventory {
+                        crate::inventory::feed::on_exec(t, &mut self.corr.procs, &e);
+                    }
+                }
+                Ok(KernelEvent::Exit { pid, ts_ns }) => {
+                    self.corr.on_exit(pid, ts_ns);
+                    if let Some(t) = &self.inventory {
+                        crate::inventory::feed::on_exit(t, pid);
+                    }
+                }
                 Ok(KernelEvent::Connect(c)) => events.push(self.corr.on_connect(&c)),
                 Ok(KernelEvent::Packet(p)) => self.corr.on_kernel_packet(&p, events),
                 Err(err) => {
@@ -142,6 +160,9 @@ impl Live {
                     tracing::debug!(?err, "unreadable ring-buffer record");
                 }
             }
+        }
+        if let Some(t) = &self.inventory {
+            crate::inventory::feed::on_events(t, &mut self.corr.procs, events);
         }
         for e in events.iter() {
             self.counts.add(&e.kind);

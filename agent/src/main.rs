@@ -90,6 +90,9 @@ enum Command {
     /// Show enrollment, collector reachability, rules and mode, hooks attached, spool depth
     /// and lost events of the installed agent. Exits 1 when not healthy.
     Status(shadowai_agent::admin::status::StatusArgs),
+    /// Print the AI agents (sessions and what they spawned), MCP servers and local model
+    /// runtimes at work on this host, with their risk flags. Executes nothing.
+    Inventory(shadowai_agent::inventory::cli::InventoryArgs),
     /// Write man pages and shell completions into DIR (used by `cargo xtask dist`).
     #[command(hide = true)]
     GenerateDocs {
@@ -186,6 +189,18 @@ fn main() -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Inventory(args) => {
+            let (r, from_daemon) = shadowai_agent::inventory::cli::collect(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!(
+                    "{}",
+                    shadowai_agent::inventory::cli::render(&r, from_daemon)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::GenerateDocs { out } => {
             shadowai_agent::admin::docs::generate(Cli::command(), &out)?;

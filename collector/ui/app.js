@@ -7,6 +7,7 @@ import { findingsView } from "./findings.js";
 import { rulesView, fleetView, auditView } from "./admin.js";
 import { catalogueView } from "./catalogue.js";
 import { discoveryView } from "./discovery.js";
+import { inventoryView } from "./inventory.js";
 
 /** What each role may do (mirrors the collector's capability table). */
 const CAPS = {
@@ -102,7 +103,7 @@ function nav(route) {
   });
   return h("header", { class: "top" },
     h("a", { class: "brand", href: "#/overview" }, "shadowai"),
-    h("nav", {}, item("#/overview", "Overview"), item("#/findings", "Findings"), item("#/catalogue", "Catalogue"), item("#/discovery", "Discovery"), item("#/rules", "Rules"), item("#/fleet", "Fleet"), item("#/audit", "Audit log", "audit")),
+    h("nav", {}, item("#/overview", "Overview"), item("#/findings", "Findings"), item("#/inventory", "Inventory"), item("#/catalogue", "Catalogue"), item("#/discovery", "Discovery"), item("#/rules", "Rules"), item("#/fleet", "Fleet"), item("#/audit", "Audit log", "audit")),
     h("div", { class: "who" }, range,
       h("span", { "data-testid": "whoami" }, `${me.name} (${me.role})`),
       h("button", { "data-testid": "logout", onclick: signOut }, "Sign out")),
@@ -120,6 +121,7 @@ async function route(path, params) {
     case "findings": return findingsView(ctx, params);
     case "catalogue": return catalogueView(ctx, params);
     case "discovery": return discoveryView(ctx);
+    case "inventory": return inventoryView(ctx, params);
     case "rules": return rulesView(ctx);
     case "fleet": return fleetView(ctx);
     case "audit": return auditView(ctx);

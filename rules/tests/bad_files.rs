@@ -55,6 +55,7 @@ fn setup(files: &[(&str, &str)]) -> tempfile::TempDir {
     std::fs::write(d.path().join("_shared-infra.toml"), SHARED).unwrap();
     std::fs::write(d.path().join("_benign.toml"), BENIGN).unwrap();
     std::fs::write(d.path().join("_local-resolvers.toml"), "").unwrap();
+    std::fs::write(d.path().join("_agents.toml"), "").unwrap();
     for (name, text) in files {
         std::fs::write(d.path().join(name), text).unwrap();
     }
@@ -286,10 +287,11 @@ fn missing_shared_list_is_a_warning() {
     std::fs::write(d.path().join("acme-chat.toml"), GOOD).unwrap();
     let r = validate_dir(d.path()).unwrap();
     assert!(r.is_ok());
-    assert_eq!(r.warning_count(), 3, "{r}");
+    assert_eq!(r.warning_count(), 4, "{r}");
     find(&r, "no shared-infrastructure list");
     find(&r, "no known-benign list");
     find(&r, "no local-resolver list");
+    find(&r, "no process-hint list");
 }
 
 #[test]

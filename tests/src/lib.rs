@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 pub mod naming;
+pub mod sessions;
 
 /// Tests that load eBPF programs or build namespaces take this lock so results stay
 /// deterministic (one agent at a time, one topology at a time).

@@ -44,6 +44,9 @@ pub struct ProcInfo {
     /// When the process exited (kernel ns), if it did.
     #[serde(skip)]
     pub exited_ns: Option<u64>,
+    /// The AI agent session and risk flags of the process (see [`crate::inventory`]).
+    #[serde(skip)]
+    pub tag: Option<Arc<crate::inventory::Tag>>,
 }
 
 /// pid → [`ProcInfo`], bounded: when full, the process that exited longest ago goes
@@ -102,6 +105,24 @@ impl ProcTable {
             info.cmdline = e.args.clone();
         }
         self.insert(Arc::new(info));
+    }
+
+    /// The process recorded for `pid`, if any.
+    pub fn get(&self, pid: u32) -> Option<Arc<ProcInfo>> {
+        self.procs.get(&pid).map(|(p, _)| Arc::clone(p))
+    }
+
+    /// Sets the inventory tag of a recorded process; returns the updated entry.
+    pub fn set_tag(
+        &mut self,
+        pid: u32,
+        tag: Option<Arc<crate::inventory::Tag>>,
+    ) -> Option<Arc<ProcInfo>> {
+        let (p, _) = self.procs.get_mut(&pid)?;
+        if p.tag != tag {
+            Arc::make_mut(p).tag = tag;
+        }
+        Some(Arc::clone(p))
     }
 
     pub fn on_exit(&mut self, pid: u32, ts_ns: u64) {

@@ -21,6 +21,8 @@ pub struct AgentConfig {
     pub output: OutputSection,
     #[serde(default)]
     pub sensor: SensorSection,
+    #[serde(default)]
+    pub inventory: crate::inventory::InventorySection,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sha2::{Digest, Sha256};
-use shadowai_api::{Action, Evidence, Finding, Flag, Naming, ProcessRef, Verdict};
+use shadowai_api::{Action, Evidence, Finding, Flag, Naming, ProcessRef, SessionRef, Verdict};
 
 use crate::event::{Event, EventKind};
 
@@ -42,10 +42,14 @@ struct Key {
     verdict: u8,
     action: u8,
     container: Option<String>,
+    /// The AI agent session the process belongs to (inventory).
+    session: Option<String>,
 }
 
 #[derive(Clone, Debug)]
 struct Agg {
+    session: Option<SessionRef>,
+    flags: BTreeSet<Flag>,
     c: Classified,
     process: ProcessRef,
     uid: u32,
@@ -95,6 +99,7 @@ impl Aggregator {
         if self.window_start_ms.is_none() {
             self.window_start_ms = Some(e.time_ms - e.time_ms.rem_euclid(self.window_ms));
         }
+        let tag = e.process.as_ref().and_then(|p| p.tag.as_deref());
         let (exe, name, uid, user, container, unit) = match &e.process {
             Some(p) => (
                 p.exe.clone(),
@@ -113,11 +118,14 @@ impl Aggregator {
             verdict: c.verdict as u8,
             action: c.action as u8,
             container: container.clone(),
+            session: tag.and_then(|t| t.session.as_ref()).map(|s| s.id.clone()),
         };
         if self.open.len() >= MAX_OPEN && !self.open.contains_key(&key) {
             return false;
         }
         let agg = self.open.entry(key).or_insert_with(|| Agg {
+            session: tag.and_then(|t| t.session.clone()),
+            flags: BTreeSet::new(),
             c: c.clone(),
             process: ProcessRef {
                 exe,
@@ -143,6 +151,8 @@ impl Aggregator {
         {
             agg.naming = Some(n);
         }
+        agg.flags
+            .extend(tag.iter().flat_map(|t| t.flags.iter().copied()));
         agg.first_ms = agg.first_ms.min(e.time_ms);
         agg.last_ms = agg.last_ms.max(e.time_ms);
         let counts = match e.kind {
@@ -224,14 +234,23 @@ impl Aggregator {
             h.update(part.as_bytes());
             h.update([0]);
         }
+        // Uses outside any agent session keep the ids they always had.
+        if let Some(s) = &k.session {
+            h.update(s.as_bytes());
+            h.update([0]);
+        }
         Finding {
             layer: None,
             policy_version: None,
             bytes_out: None,
             bytes_in: None,
             naming: a.naming,
-            session: None,
-            flags: low_confidence(a.naming),
+            session: a.session,
+            flags: {
+                let mut flags = a.flags;
+                flags.extend(low_confidence(a.naming));
+                flags.into_iter().collect()
+            },
             truncated: false,
             id: hex::encode(&h.finalize()[..16]),
             host_id: self.host_id.clone(),
@@ -356,6 +375,37 @@ pub(crate) mod tests {
             cookie,
             blocked: false,
         }
+    }
+
+    #[test]
+    fn uses_inside_an_agent_session_carry_it_and_its_flags() {
+        let tag = std::sync::Arc::new(crate::inventory::Tag {
+            session: Some(SessionRef {
+                id: "42-1000".into(),
+                kind: "gemini-cli".into(),
+                root_pid: 42,
+                started_ms: 1000,
+                version: Some("0.61.0".into()),
+            }),
+            flags: vec![Flag::PermissionBypass, Flag::AgentAsRoot],
+            mcp: None,
+        });
+        let mut a = Aggregator::new("host-1".into(), "h".into(), 60_000);
+        let mut e = ev(EventKind::Connect, 61_000, 1, 43, "/usr/bin/node");
+        let plain = ev(EventKind::Connect, 61_000, 2, 44, "/usr/bin/node");
+        if let Some(p) = e.process.as_mut() {
+            std::sync::Arc::make_mut(p).tag = Some(tag);
+        }
+        a.observe(&e, &class());
+        a.observe(&plain, &class());
+        let f = a.close_if_due(0, true);
+        assert_eq!(f.len(), 2, "a session's use is its own finding");
+        let s = f.iter().find(|f| f.session.is_some()).unwrap();
+        assert_eq!(s.session.as_ref().unwrap().kind, "gemini-cli");
+        assert_eq!(s.flags, vec![Flag::PermissionBypass, Flag::AgentAsRoot]);
+        let p = f.iter().find(|f| f.session.is_none()).unwrap();
+        assert!(p.flags.is_empty());
+        assert_ne!(s.id, p.id);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod enroll;
 pub mod findings;
 pub mod fit;
 pub mod health;
+pub mod inventory;
 pub mod rules;
 pub mod sink;
 pub mod source;
@@ -118,7 +119,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         .chain(cfg.agent.group.clone())
         .collect();
 
-    let live = Live::start(
+    let mut live = Live::start(
         &SensorOptions {
             dns_ports: cfg.sensor.dns_ports.clone(),
             ..SensorOptions::default()
@@ -133,6 +134,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     }
 
     let mut discovery = None;
+    let mut inventory_client = None;
     if let Some(c) = &cfg.collector {
         let base = uplink::base_client(c)?;
         let client =
@@ -149,6 +151,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             shared.clone(),
         ));
         discovery = Some(shared);
+        inventory_client = Some(client.clone());
         let up = uplink::Uplink {
             client,
             base,
@@ -179,6 +182,30 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             what: "starting the output thread".into(),
             source,
         })?;
+    if cfg.inventory.enabled {
+        let engine = engine_rx.borrow().clone();
+        let tracker = Arc::new(parking_lot::Mutex::new(crate::inventory::Tracker::new(
+            Arc::new(engine.catalogue().inventory_hints.clone()),
+            crate::inventory::TrackerOptions {
+                read_tenant: cfg.inventory.read_tenant,
+                ..Default::default()
+            },
+        )));
+        live.set_inventory(tracker.clone());
+        tokio::spawn(
+            inventory::InventoryStage {
+                tracker,
+                engine_rx: engine_rx.clone(),
+                host_id: identity.host_id.clone(),
+                hostname: identity.hostname.clone(),
+                state_dir: state.clone(),
+                period: Duration::from_secs(cfg.inventory.scan_secs.max(1)),
+                health: health.clone(),
+                client: inventory_client,
+            }
+            .run(),
+        );
+    }
     let (events_tx, events_rx) = mpsc::channel(classify::QUEUE);
     let classify = classify::ClassifyStage {
         engine_rx: engine_rx.clone(),

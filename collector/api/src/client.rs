@@ -316,6 +316,22 @@ impl Client {
         self.get("/api/v1/discovery", &()).await
     }
 
+    /// Reports this host's inventory of AI agents, MCP servers and runtimes.
+    pub async fn inventory_report(
+        &self,
+        r: &crate::inventory::InventoryReport,
+    ) -> Result<crate::inventory::InventoryAck, ClientError> {
+        self.post("/api/v1/inventory", r).await
+    }
+
+    /// The fleet's inventory items matching `q`.
+    pub async fn inventory(
+        &self,
+        q: &crate::inventory::InventoryQuery,
+    ) -> Result<Vec<crate::inventory::InventoryItem>, ClientError> {
+        self.get("/api/v1/inventory", q).await
+    }
+
     /// Fetches the bundle meant for this agent; pass the last ETag to get `NotModified`.
     pub async fn fetch_bundle(&self, etag: Option<&str>) -> Result<BundleFetch, ClientError> {
         let route = "/api/v1/bundle";

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod bounded;
 pub mod client;
 pub mod discovery;
+pub mod inventory;
 pub mod ocsf;
 pub mod wire;
 

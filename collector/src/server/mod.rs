@@ -13,6 +13,7 @@ mod extract;
 mod fleet_routes;
 mod gate;
 mod ingest_decode;
+mod inventory_routes;
 pub mod metrics;
 mod policy_routes;
 pub mod ratelimit;
@@ -110,6 +111,18 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/ingest", post(agent_routes::ingest))
         .route("/api/v1/heartbeat", post(agent_routes::heartbeat))
         .route("/api/v1/bundle", get(agent_routes::bundle))
+        .route(
+            "/api/v1/inventory",
+            get(inventory_routes::list).post(inventory_routes::report),
+        )
+        .route(
+            "/api/v1/exports/inventory.csv",
+            get(inventory_routes::export_csv),
+        )
+        .route(
+            "/api/v1/exports/inventory.ocsf.json",
+            get(inventory_routes::export_ocsf),
+        )
         .route("/api/v1/whoami", get(soc_routes::whoami))
         .route("/api/v1/findings", get(soc_routes::findings))
         .route("/api/v1/reports/services", get(soc_routes::services))

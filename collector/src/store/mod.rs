@@ -13,6 +13,7 @@ pub mod sql_discovery;
 mod sql_findings;
 pub use sql_findings::day_string;
 mod sql_identity;
+mod sql_inventory;
 mod sql_policy;
 pub mod sqlite;
 
@@ -260,6 +261,18 @@ pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
     fn services_report(&self, filter: &FindingFilter) -> Result<Vec<ServiceReport>, StoreError>;
     fn trend(&self, filter: &FindingFilter) -> Result<Vec<TrendPoint>, StoreError>;
     fn count_findings(&self) -> Result<u64, StoreError>;
+
+    // ---- sessions: inventory of AI agents at work (issue 12) ----
+    /// Stores a host's inventory report; returns the items written.
+    fn put_inventory(
+        &self,
+        report: &shadowai_api::inventory::InventoryReport,
+    ) -> Result<u64, StoreError>;
+    /// Inventory items across the fleet, most recently seen first.
+    fn inventory(
+        &self,
+        q: &shadowai_api::inventory::InventoryQuery,
+    ) -> Result<Vec<shadowai_api::inventory::InventoryItem>, StoreError>;
 
     // ---- proposals ----
     fn create_proposal(

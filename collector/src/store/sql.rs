@@ -528,6 +528,20 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
+    fn put_inventory(
+        &self,
+        report: &shadowai_api::inventory::InventoryReport,
+    ) -> Result<u64, StoreError> {
+        self.store_inventory(report)
+    }
+
+    fn inventory(
+        &self,
+        q: &shadowai_api::inventory::InventoryQuery,
+    ) -> Result<Vec<shadowai_api::inventory::InventoryItem>, StoreError> {
+        self.list_inventory(q)
+    }
+
     fn create_proposal(
         &self,
         actor: &str,

@@ -84,6 +84,15 @@ CREATE TABLE discovery (
 CREATE INDEX discovery_host ON discovery (host_id);
 CREATE INDEX discovery_last ON discovery (last_ms);
 "#,
+    // ---- sessions: inventory of AI agents, MCP servers and local runtimes (issue 12) ----
+    r#"
+CREATE TABLE inventory_items (
+    host_id TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, hostname TEXT NOT NULL,
+    name TEXT NOT NULL, flags TEXT NOT NULL, first_seen_ms INTEGER NOT NULL,
+    last_seen_ms INTEGER NOT NULL, ended INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (host_id, kind, item_id));
+CREATE INDEX inventory_items_last ON inventory_items (last_seen_ms);
+"#,
 ];
 
 pub struct Sqlite {

@@ -10,6 +10,7 @@ use crate::error::RulesError;
 use crate::matcher::{BuildProblem, Field, Matcher};
 use crate::pattern::{self, is_at_or_below};
 
+mod agents;
 mod benign;
 mod listfile;
 mod parse;
@@ -17,6 +18,10 @@ mod resolvers;
 mod risk;
 mod schema;
 use crate::report::{Report, SourceMap};
+pub use agents::{
+    AGENTS_FILE, AgentHint, InventoryHints, LauncherHint, Pinning, RuntimeHint, TenantField,
+    check_agent,
+};
 pub use benign::{BENIGN_FILE, BenignHost};
 use parse::{Spans, parse_service};
 pub use resolvers::{
@@ -183,6 +188,7 @@ impl Catalogue {
             }
         }
         errs.extend(resolvers::check_all(&self.local_resolvers));
+        errs.extend(agents::check_all(&self.inventory_hints));
         if errs.is_empty() { Ok(m) } else { Err(errs) }
     }
 }
@@ -226,11 +232,15 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
 
     let benign = benign::load(dir, &mut report)?;
     let local_resolvers = resolvers::load(dir, &mut report)?;
+    let inventory_hints = agents::load(dir, &mut report)?;
 
     let mut parsed: Vec<(Service, Spans, SourceMap)> = Vec::new();
     for path in files.iter().filter(|p| {
         p.file_name().is_some_and(|n| {
-            n != SHARED_INFRA_FILE && n != BENIGN_FILE && n != LOCAL_RESOLVERS_FILE
+            n != SHARED_INFRA_FILE
+                && n != BENIGN_FILE
+                && n != LOCAL_RESOLVERS_FILE
+                && n != AGENTS_FILE
         })
     }) {
         report.files_checked += 1;
@@ -327,6 +337,7 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
             services,
             shared_infra: shared,
             local_resolvers,
+            inventory_hints,
         },
         report,
     ))

@@ -249,4 +249,8 @@ pub struct Catalogue {
     /// Local DNS resolvers and caches (see [`Catalogue::is_local_resolver`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub local_resolvers: Vec<super::LocalResolver>,
+    /// Process hints for the inventory of AI agents, MCP launchers and local runtimes
+    /// (`_agents.toml`).
+    #[serde(default, skip_serializing_if = "super::InventoryHints::is_empty")]
+    pub inventory_hints: super::InventoryHints,
 }

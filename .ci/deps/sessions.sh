@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# sessions: the real AI agent CLI and MCP server that tests/tests/sessions_*.rs run.
+#   - @google/gemini-cli 0.61.0 (Apache-2.0): Google's coding agent, one bundled script
+#   - @modelcontextprotocol/server-filesystem 2026.8.31 (MIT): the reference stdio MCP server
+# Both pinned, installed once under /opt/shadowai-test-agents (override: SHADOWAI_AGENTS_DIR)
+# with --ignore-scripts. The tests run them inside network namespaces without credentials:
+# they only ever reach addresses the test created. Idempotent; ≈60 MB, under a minute.
+set -euo pipefail
+dir="${SHADOWAI_AGENTS_DIR:-/opt/shadowai-test-agents}"
+
+if ! command -v npm >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+
+pkgs=("@google/gemini-cli@0.61.0" "@modelcontextprotocol/server-filesystem@2026.8.31")
+stamp="$dir/.installed"
+want="${pkgs[*]}"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    npm install --silent --ignore-scripts --no-audit --no-fund --prefix "$dir.tmp" "${pkgs[@]}"
+    echo "$want" >"$dir.tmp/.installed"
+    rm -rf "$dir" && mv "$dir.tmp" "$dir"
+fi

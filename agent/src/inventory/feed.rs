@@ -1,0 +1,84 @@
+//! The tracker fed from the live event source: exec/exit records as they are drained from
+//! the ring buffer (so a child's exec is tagged before its own connect in the same drain),
+//! and every attributed event (its process's tag, then the destination it contacted).
+//! One short lock per exec/exit and one per batch; no I/O besides the tracker's reads of
+//! /proc at an agent session's start.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::tracker::{ProcFacts, Tracker};
+use crate::enrich::ProcTable;
+use crate::event::{Event, EventKind};
+use crate::sensor::records::Exec;
+
+/// A tracker shared by the event source (writes) and the inventory stage (reports, scans).
+pub type SharedTracker = Arc<Mutex<Tracker>>;
+
+/// Unix ms now (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// After the process table recorded an exec. The kernel's argv (as passed to execve) is
+/// preferred to /proc's, which a program may already have rewritten (`npx` shows
+/// `npm exec …`).
+pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec) {
+    let pid = e.pid;
+    let Some(info) = procs.get(pid) else {
+        return;
+    };
+    let argv = if e.args.is_empty() {
+        &info.cmdline
+    } else {
+        &e.args
+    };
+    let tag = t.lock().on_exec(&ProcFacts {
+        pid,
+        ppid: info.ppid,
+        exe: &info.exe,
+        argv,
+        uid: info.uid,
+        user: &info.user,
+        start_ms: now_ms(),
+    });
+    procs.set_tag(pid, tag);
+}
+
+pub fn on_exit(t: &SharedTracker, pid: u32) {
+    t.lock().on_exit(pid, now_ms());
+}
+
+/// Tags a batch of events with their process's session and flags and records what each
+/// contacted.
+pub fn on_events(t: &SharedTracker, procs: &mut ProcTable, events: &mut [Event]) {
+    let mut t = t.lock();
+    for pid in t.take_retagged() {
+        procs.set_tag(pid, t.tag(pid));
+    }
+    for e in events.iter_mut() {
+        let Some(p) = e.process.clone() else {
+            continue;
+        };
+        let tag = t
+            .tag(p.pid)
+            .or_else(|| p.ppid.and_then(|pp| t.adopt(p.pid, pp)));
+        if p.tag != tag {
+            e.process = Some(procs.set_tag(p.pid, tag.clone()).unwrap_or_else(|| {
+                let mut q = (*p).clone();
+                q.tag = tag;
+                Arc::new(q)
+            }));
+        }
+        let dest = match e.kind {
+            EventKind::DnsResponse => continue,
+            EventKind::DnsQuery => e.dns.as_ref().map(|d| d.question.clone()),
+            _ => e.hostname.clone(),
+        }
+        .unwrap_or_else(|| e.dst.ip().to_string());
+        t.on_contact(p.pid, &dest, e.dst.port(), &p.exe, e.time_ms);
+    }
+}

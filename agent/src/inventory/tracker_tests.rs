@@ -1,0 +1,204 @@
+//! The tracker against hand-made process trees (the real thing runs in
+//! tests/tests/sessions_agents.rs).
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+use std::sync::Arc;
+
+use shadowai_api::Flag;
+use shadowai_api::inventory::Listener;
+
+use super::tracker::{MAX_ITEMS, MAX_NODES};
+use super::{ProcFacts, Tracker, TrackerOptions};
+
+fn tracker() -> Tracker {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+    let hints = shadowai_rules::Catalogue::load_dir(&dir)
+        .unwrap()
+        .inventory_hints;
+    Tracker::new(
+        Arc::new(hints),
+        TrackerOptions {
+            proc_root: "/nonexistent-proc".into(),
+            ..TrackerOptions::default()
+        },
+    )
+}
+
+fn argv(s: &str) -> Vec<String> {
+    s.split(' ').map(String::from).collect()
+}
+
+fn exec(
+    t: &mut Tracker,
+    pid: u32,
+    ppid: u32,
+    exe: &str,
+    args: &str,
+    uid: u32,
+) -> Option<Arc<super::Tag>> {
+    let a = argv(args);
+    t.on_exec(&ProcFacts {
+        pid,
+        ppid: Some(ppid),
+        exe,
+        argv: &a,
+        uid,
+        user: if uid == 0 { "root" } else { "alice" },
+        start_ms: 1_000 + i64::from(pid),
+    })
+}
+
+const GEMINI: &str = "node /opt/a/node_modules/@google/gemini-cli/bundle/gemini.js --yolo -p hi";
+
+#[test]
+fn lineage_survives_short_lived_children_and_flags_follow() {
+    let mut t = tracker();
+    assert!(exec(&mut t, 10, 1, "/usr/bin/bash", "bash", 0).is_none());
+    let root = exec(&mut t, 100, 10, "/usr/bin/node", GEMINI, 0).unwrap();
+    let s = root.session.clone().unwrap();
+    assert_eq!((s.kind.as_str(), s.root_pid), ("gemini-cli", 100));
+    assert_eq!(root.flags, vec![Flag::PermissionBypass, Flag::AgentAsRoot]);
+    // The agent relaunches itself: same session, not a new one.
+    let relaunch = exec(&mut t, 101, 100, "/usr/bin/node", GEMINI, 0).unwrap();
+    assert_eq!(relaunch.session, root.session);
+    // It starts an MCP server through npx (unpinned), which runs sh, which runs the server.
+    let npx = exec(
+        &mut t,
+        200,
+        101,
+        "/usr/bin/node",
+        "node /usr/bin/npx -y @modelcontextprotocol/server-filesystem /tmp",
+        0,
+    )
+    .unwrap();
+    assert!(npx.flags.contains(&Flag::UnpinnedMcpServer));
+    let mcp_id = npx.mcp.clone().unwrap();
+    let sh = exec(
+        &mut t,
+        201,
+        200,
+        "/usr/bin/dash",
+        "sh -c mcp-server-filesystem /tmp",
+        0,
+    )
+    .unwrap();
+    assert_eq!(sh.mcp.as_deref(), Some(mcp_id.as_str()));
+    // npx and sh exit before the server's own child starts: lineage holds.
+    t.on_exit(200, 5_000);
+    t.on_exit(201, 5_001);
+    let server = exec(
+        &mut t,
+        202,
+        201,
+        "/usr/bin/node",
+        "node /x/dist/index.js /tmp",
+        0,
+    )
+    .unwrap();
+    assert_eq!(server.session, root.session);
+    assert_eq!(server.mcp.as_deref(), Some(mcp_id.as_str()));
+    // A tool the agent runs through bash is in the session, but no MCP server.
+    let bash = exec(&mut t, 300, 101, "/usr/bin/bash", "bash -c curl x", 0).unwrap();
+    assert!(bash.mcp.is_none() || bash.mcp.as_deref() != Some(mcp_id.as_str()));
+    let curl = exec(&mut t, 301, 300, "/usr/bin/curl", "curl https://x", 0).unwrap();
+    assert_eq!(curl.session, root.session);
+    t.on_contact(301, "api.example.org", 443, "/usr/bin/curl", 6_000);
+    t.on_contact(
+        202,
+        "generativelanguage.googleapis.com",
+        443,
+        "/usr/bin/node",
+        6_000,
+    );
+    let r = t.report("h", "host", 7_000, &|n| n.ends_with("googleapis.com"));
+    assert_eq!(r.sessions.len(), 1);
+    let sess = &r.sessions[0];
+    assert_eq!(sess.processes, 7, "{sess:?}");
+    assert_eq!(sess.live_processes, 5);
+    assert_eq!(sess.off_catalogue, vec!["api.example.org"]);
+    assert!(sess.flags.contains(&Flag::OffCatalogueContact));
+    assert_eq!(r.mcp_servers.len(), 1);
+    let m = &r.mcp_servers[0];
+    assert_eq!(m.launcher, "npx");
+    assert_eq!(
+        m.package.as_deref(),
+        Some("@modelcontextprotocol/server-filesystem")
+    );
+    assert!(!m.pinned);
+    assert!(m.ended, "its launcher process exited");
+    assert_eq!(m.destinations, vec!["generativelanguage.googleapis.com"]);
+    // A forked child seen only through its traffic joins its parent's session.
+    assert_eq!(t.adopt(302, 300).unwrap().session, root.session);
+    assert!(t.adopt(303, 1).is_none(), "outside any session");
+    // An unrelated process is not tracked.
+    assert!(exec(&mut t, 400, 1, "/usr/bin/curl", "curl x", 1000).is_none());
+    // The root exits: the session has ended, its members stay resolvable for a while.
+    t.on_exit(100, 8_000);
+    let r = t.report("h", "host", 9_000, &|_| true);
+    assert!(r.sessions[0].ended);
+    assert!(t.tag(301).is_some());
+}
+
+#[test]
+fn runtime_by_port_exposed_or_not() {
+    let mut t = tracker();
+    let a = argv("python3 -m http.server 11434");
+    let p = ProcFacts {
+        pid: 500,
+        exe: "/usr/bin/python3",
+        argv: &a,
+        user: "alice",
+        uid: 1000,
+        start_ms: 1,
+        ppid: None,
+    };
+    assert!(t.on_exec(&p).is_none());
+    let l = |addr: &str, exposed| Listener {
+        addr: addr.into(),
+        port: 11434,
+        exposed,
+    };
+    t.on_port_listener(&p, 11434, vec![l("127.0.0.1", false)]);
+    assert!(t.tag(500).is_none(), "loopback only: no flag");
+    t.on_port_listener(&p, 11434, vec![l("0.0.0.0", true)]);
+    assert_eq!(t.take_retagged(), vec![500]);
+    assert_eq!(t.tag(500).unwrap().flags, vec![Flag::RuntimeExposed]);
+    // A client of the runtime is recorded.
+    t.on_contact(600, "10.0.0.5", 11434, "/usr/bin/curl", 10);
+    let r = t.report("h", "host", 20, &|_| true);
+    assert_eq!(r.runtimes[0].kind, "ollama");
+    assert_eq!(r.runtimes[0].matched_by, "port");
+    assert_eq!(r.runtimes[0].clients, vec!["/usr/bin/curl"]);
+    assert_eq!(r.runtimes[0].flags, vec![Flag::RuntimeExposed]);
+}
+
+#[test]
+fn floods_stay_bounded() {
+    let mut t = tracker();
+    exec(&mut t, 1, 0, "/usr/bin/node", GEMINI, 1000).unwrap();
+    // A session member forks without end: the table stays bounded, the rest is counted.
+    for pid in 2..(MAX_NODES as u32 + 100) {
+        exec(&mut t, pid, 1, "/usr/bin/sh", "sh", 1000);
+    }
+    assert!(t.report("h", "h", 0, &|_| true).sessions[0].processes >= MAX_NODES as u64 - 1);
+    assert!(t.dropped >= 99, "{}", t.dropped);
+    // Exited members make room again.
+    t.on_exit(5, 1);
+    assert!(exec(&mut t, 900_000, 1, "/usr/bin/sh", "sh", 1000).is_some());
+
+    // Sessions: ended ones are evicted first, live ones are never displaced.
+    let mut t = tracker();
+    for pid in 0..MAX_ITEMS as u32 {
+        exec(&mut t, 10_000 + pid, 1, "/usr/bin/node", GEMINI, 1000).unwrap();
+    }
+    assert!(exec(&mut t, 20_000, 1, "/usr/bin/node", GEMINI, 1000).is_none());
+    t.on_exit(10_007, 50);
+    assert!(exec(&mut t, 20_001, 1, "/usr/bin/node", GEMINI, 1000).is_some());
+    let r = t.report("h", "h", 0, &|_| true);
+    assert_eq!(r.sessions.len(), MAX_ITEMS);
+    assert!(!r.sessions.iter().any(|s| s.session.root_pid == 10_007));
+}

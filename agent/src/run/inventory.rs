@@ -1,0 +1,147 @@
+//! The inventory stage of the daemon: seeds the tracker from /proc (agents older than the
+//! agent), reads listeners on a timer, expires what ended, and whenever the inventory
+//! changed writes it to `STATE_DIR/inventory.json` (mode 0600; what
+//! `shadowai-agent inventory` shows). All file and /proc I/O runs on the blocking pool; the
+//! tracker's lock is held only to copy or apply state, never across I/O.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shadowai_api::inventory::InventoryReport;
+use shadowai_rules::Engine;
+use tokio::sync::watch;
+
+use super::health::Health;
+
+/// The inventory file is rewritten at least this often (ms).
+const REFRESH_MS: i64 = 10_000;
+use crate::inventory::cli::REPORT_FILE;
+use crate::inventory::feed::SharedTracker;
+use crate::inventory::scan;
+
+pub struct InventoryStage {
+    pub tracker: SharedTracker,
+    pub engine_rx: watch::Receiver<Arc<Engine>>,
+    pub host_id: String,
+    pub hostname: String,
+    pub state_dir: PathBuf,
+    pub period: Duration,
+    pub health: Health,
+    /// The collector, when enrolled: each changed inventory is reported to it.
+    pub client: Option<shadowai_api::client::Client>,
+}
+
+fn write_report(dir: &Path, r: &InventoryReport) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = dir.join(format!("{REPORT_FILE}.tmp"));
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&serde_json::to_vec(r).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(REPORT_FILE))
+}
+
+impl InventoryStage {
+    /// Reports to the collector; false when it failed (counted, logged once per outage).
+    async fn upload(&self, r: &InventoryReport, failing: &mut bool) -> bool {
+        let Some(c) = &self.client else {
+            return true;
+        };
+        match tokio::time::timeout(Duration::from_secs(30), c.inventory_report(r)).await {
+            Ok(Ok(_)) => {
+                if *failing {
+                    tracing::info!("inventory reports reach the collector again");
+                }
+                *failing = false;
+                true
+            }
+            res => {
+                self.health
+                    .output_failures
+                    .get_or_create(&vec![("output", "inventory_upload")])
+                    .inc();
+                if !*failing {
+                    let error = match res {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out after 30 s".to_string(),
+                    };
+                    tracing::warn!(%error, "reporting the inventory to the collector failed (counted; retried next round)");
+                }
+                *failing = true;
+                false
+            }
+        }
+    }
+
+    /// Runs until the daemon stops.
+    pub async fn run(self) {
+        let proc_root = Path::new("/proc");
+        let rows = tokio::task::spawn_blocking(move || scan::processes(proc_root))
+            .await
+            .unwrap_or_default();
+        {
+            let mut t = self.tracker.lock();
+            for row in &rows {
+                t.on_exec(&row.facts());
+            }
+        }
+        let mut tick = tokio::time::interval(self.period);
+        let (mut uploaded, mut last_write_ms) = (u64::MAX, 0i64);
+        let (mut failing, mut write_failing) = (false, false);
+        loop {
+            tick.tick().await;
+            let (ports, pids) = {
+                let t = self.tracker.lock();
+                (t.runtime_ports(), t.listening_candidates())
+            };
+            let found = tokio::task::spawn_blocking(move || scan::gather(proc_root, &ports, &pids))
+                .await
+                .unwrap_or_default();
+            let now = super::now_ms();
+            let (report, generation) = {
+                let mut t = self.tracker.lock();
+                scan::apply(&mut t, found);
+                t.expire(now);
+                // The file is refreshed at least every REFRESH_MS (the CLI trusts a fresh
+                // one); the collector hears of changes only.
+                if t.generation == uploaded && now - last_write_ms < REFRESH_MS {
+                    continue;
+                }
+                let engine = self.engine_rx.borrow().clone();
+                let r = t.report(&self.host_id, &self.hostname, now, &|n| {
+                    engine.match_name(n).is_some()
+                });
+                (r, t.generation)
+            };
+            let dir = self.state_dir.clone();
+            let r = Arc::new(report);
+            let r2 = Arc::clone(&r);
+            match tokio::task::spawn_blocking(move || write_report(&dir, &r2)).await {
+                Ok(Ok(())) => {
+                    write_failing = false;
+                    last_write_ms = now;
+                }
+                Ok(Err(e)) => {
+                    self.health
+                        .output_failures
+                        .get_or_create(&vec![("output", "inventory")])
+                        .inc();
+                    if !write_failing {
+                        tracing::error!(error = %e, dir = %self.state_dir.display(), "writing the inventory failed (counted; retried next round)");
+                    }
+                    write_failing = true;
+                }
+                Err(e) => tracing::error!(error = %e, "the inventory writer panicked"),
+            }
+            if generation != uploaded && self.upload(&r, &mut failing).await {
+                uploaded = generation;
+            }
+        }
+    }
+}
