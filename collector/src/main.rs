@@ -123,7 +123,7 @@ enum TokenCmd {
         #[arg(long)]
         name: String,
     },
-    /// List tokens (never the secrets).
+    /// List tokens (never the secrets), with who created each.
     List {
         #[command(flatten)]
         at: Where,
@@ -197,13 +197,19 @@ fn main() -> anyhow::Result<()> {
             }
             TokenCmd::List { at } => {
                 let store = app::open_store(&at.config(None, false)?)?;
+                println!("ID\tNAME\tROLE\tSTATE\tCREATED BY");
                 for t in store.list_tokens()? {
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}",
                         t.id,
                         t.name,
                         t.role.as_str(),
-                        if t.revoked { "revoked" } else { "active" }
+                        if t.revoked { "revoked" } else { "active" },
+                        if t.created_by.is_empty() {
+                            "(before this was recorded)"
+                        } else {
+                            &t.created_by
+                        }
                     );
                 }
             }

@@ -47,6 +47,18 @@ fn suite(s: &dyn Store) {
         .create_token("system", "alice", Role::Admin, "h-alice", T0)
         .unwrap();
     assert_eq!(
+        t.created_by, "system",
+        "the creator is recorded with the token"
+    );
+    let listed = s.list_tokens().unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .find(|x| x.id == t.id)
+            .map(|x| x.created_by.as_str()),
+        Some("system")
+    );
+    assert_eq!(
         s.token_by_hash("h-alice").unwrap().unwrap().role,
         Role::Admin
     );

@@ -70,6 +70,8 @@ pub struct TokenRecord {
     pub role: Role,
     pub created_ms: i64,
     pub revoked: bool,
+    /// Who created it (`cli:<operator>` for `shadowai-collector token create`, `system` at first start).
+    pub created_by: String,
 }
 
 /// An enrolled agent as the auth layer needs it.

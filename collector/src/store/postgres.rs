@@ -88,6 +88,10 @@ CREATE TABLE enrollment_keys (
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
 UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
+    // ---- govern: who created each person token (issue 10) ----
+    r#"
+ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 pub struct Postgres {

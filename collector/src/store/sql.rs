@@ -118,7 +118,7 @@ fn audit_row(r: &Row) -> Result<AuditEntry, StoreError> {
     })
 }
 
-const TOKEN_COLS: &str = "id, name, role, created_ms, revoked_ms";
+const TOKEN_COLS: &str = "id, name, role, created_ms, revoked_ms, created_by";
 
 fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
@@ -127,6 +127,7 @@ fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
         role: r.parsed(2, "role", Role::parse)?,
         created_ms: r.i64(3)?,
         revoked: r.opt_i64(4)?.is_some(),
+        created_by: r.text(5)?,
     })
 }
 
@@ -214,12 +215,24 @@ impl<B: Backend> Store for SqlStore<B> {
             let rows = tx.query(
                 "tokens",
                 &format!(
-                    "INSERT INTO tokens (name, role, token_hash, created_ms) VALUES ($1, $2, $3, $4) \
-                     RETURNING {TOKEN_COLS}"
+                    "INSERT INTO tokens (name, role, token_hash, created_ms, created_by) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLS}"
                 ),
-                &[name.into(), role.as_str().into(), token_hash.into(), now_ms.into()],
+                &[
+                    name.into(),
+                    role.as_str().into(),
+                    token_hash.into(),
+                    now_ms.into(),
+                    actor.into(),
+                ],
             )?;
-            let rec = rows.first().map(token_row).transpose()?.ok_or(StoreError::NoRow { what: "INSERT … RETURNING" })?;
+            let rec = rows
+                .first()
+                .map(token_row)
+                .transpose()?
+                .ok_or(StoreError::NoRow {
+                    what: "INSERT … RETURNING",
+                })?;
             audit_in(
                 tx,
                 actor,
