@@ -90,6 +90,25 @@ async fn approved(e: &Env, target: &str, verdict: Verdict, scope: PolicyScope) {
     }
 }
 
+/// Alice proposes enforcement (`mode:enforce`), Bob approves: from then on bundles in
+/// enforce mode may replace monitor ones.
+async fn enforce_approved(e: &Env) {
+    approved(e, "mode:enforce", Verdict::Blocked, PolicyScope::Fleet).await;
+}
+
+/// Rolls `version` out to every agent at once (it becomes the stable bundle).
+async fn roll_out_to_all(e: &Env, version: &str) {
+    let r = e
+        .alice
+        .start_rollout(&shadowai_api::RolloutRequest {
+            bundle_version: version.into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    e.alice.advance_rollout(r.id, 100).await.unwrap();
+}
+
 /// Uploads `policy` as `version`; returns the refusal message (403) if refused.
 async fn upload(e: &Env, version: &str, policy: Policy) -> Result<(), String> {
     let b = signed(e, version, common::catalogue(), policy);
@@ -110,6 +129,7 @@ fn block_deepseek() -> Policy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_known_bypass_is_refused_and_audited() {
     let e = env().await;
+    enforce_approved(&e).await;
     approved(&e, "deepseek", Verdict::Blocked, PolicyScope::Fleet).await;
     approved(
         &e,
@@ -167,9 +187,12 @@ async fn every_known_bypass_is_refused_and_audited() {
             {"id": "d", "verdict": "blocked", "services": ["deepseek"]},
             {"id": "o", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
     upload(&e, "1.0.0", honest).await.unwrap();
+    roll_out_to_all(&e, "1.0.0").await;
 
     // 6. lifting the block needs a second person too: the proposal waits for approval…
-    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    let m = upload(&e, "1.1.0", policy(serde_json::json!({})))
+        .await
+        .unwrap_err();
     assert!(m.contains("`deepseek` stops being blocked"), "{m}");
     let lift = e
         .alice
@@ -182,11 +205,15 @@ async fn every_known_bypass_is_refused_and_audited() {
         .await
         .unwrap();
     assert_eq!(lift.status, ProposalStatus::Pending);
-    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    let m = upload(&e, "1.1.0", policy(serde_json::json!({})))
+        .await
+        .unwrap_err();
     assert!(m.contains("stops being blocked"), "{m}");
     e.bob.approve(lift.id, None).await.unwrap();
     // …the lab block on openai-api is still in force, so only deepseek may go.
-    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    let m = upload(&e, "1.1.0", policy(serde_json::json!({})))
+        .await
+        .unwrap_err();
     assert!(m.contains("`openai-api` stops being blocked"), "{m}");
     let keep_lab = policy(serde_json::json!({
         "host_groups": {"lab": ["lab"]},
@@ -247,6 +274,7 @@ async fn one_person_under_many_spellings_cannot_approve_their_own_proposal() {
         {"id": "r", "verdict": "blocked", "services": ["kimi"]}]}));
     assert!(upload(&e, "1.0.0", b.clone()).await.is_err());
     e.bob.approve(p.id, None).await.unwrap();
+    enforce_approved(&e).await;
     upload(&e, "1.0.0", b).await.unwrap();
 }
 
@@ -327,6 +355,7 @@ async fn from_approval_to_the_agent_in_one_flow() {
     // service decisions first (group before fleet), then the category
     assert_eq!(ids, ["proposal-3", "proposal-1", "proposal-2"], "{doc:?}");
     assert_eq!(doc.proposals, [1, 2, 3]);
+    enforce_approved(&e).await;
     let cat = e.alice.catalogue().await.unwrap();
     assert_eq!(&cat, common::catalogue());
 
@@ -586,4 +615,117 @@ async fn a_rollout_halts_when_canary_agents_go_silent() {
         note.contains("host-c.example") && !note.contains("host-dead"),
         "{note}"
     );
+}
+
+/// Switching monitor ⇄ enforce is a decision of its own (`mode:enforce` / `mode:monitor`,
+/// fleet-wide, approved by a second person), and the baseline of the rule is what agents
+/// run — the stable bundle and a rollout in progress — checked again when a rollout
+/// starts: a bundle uploaded earlier cannot go out once the decisions behind it changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_switches_need_a_second_person_and_the_baseline_is_what_agents_run() {
+    let e = env().await;
+    let mode_req = |target: &str, verdict, scope| ProposalRequest {
+        service_id: target.into(),
+        verdict,
+        scope,
+        reason: "go live".into(),
+    };
+    for (verdict, scope, needle) in [
+        (
+            Verdict::Tolerated,
+            PolicyScope::Fleet,
+            "its verdict is `blocked`",
+        ),
+        (
+            Verdict::Blocked,
+            PolicyScope::Group {
+                group: "lab".into(),
+            },
+            "fleet-wide",
+        ),
+    ] {
+        let err = e
+            .alice
+            .propose(&mode_req("mode:enforce", verdict, scope))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(400), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    approved(&e, "deepseek", Verdict::Blocked, PolicyScope::Fleet).await;
+    let m = upload(&e, "1.0.0", block_deepseek()).await.unwrap_err();
+    assert!(m.contains("mode changes from monitor to enforce"), "{m}");
+    assert!(m.contains("propose `mode:enforce`"), "{m}");
+    let p = e
+        .alice
+        .propose(&mode_req(
+            "mode:enforce",
+            Verdict::Blocked,
+            PolicyScope::Fleet,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.status,
+        ProposalStatus::Pending,
+        "a mode decision waits for a second person"
+    );
+    let err = e.alice.approve(p.id, None).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    e.bob.approve(p.id, None).await.unwrap();
+    upload(&e, "1.0.0", block_deepseek()).await.unwrap();
+    roll_out_to_all(&e, "1.0.0").await;
+    // back to monitor lifts every block at once: a second person again
+    let mut monitor = block_deepseek();
+    monitor.mode = shadowai_rules::Mode::Monitor;
+    let m = upload(&e, "1.1.0", monitor.clone()).await.unwrap_err();
+    assert!(m.contains("from enforce to monitor"), "{m}");
+
+    // Kimi's block is approved and uploaded as 2.0.0, but not rolled out…
+    approved(&e, "kimi", Verdict::Blocked, PolicyScope::Fleet).await;
+    let both = policy(serde_json::json!({"rules": [
+        {"id": "d", "verdict": "blocked", "services": ["deepseek"]},
+        {"id": "k", "verdict": "blocked", "services": ["kimi"]}]}));
+    upload(&e, "2.0.0", both).await.unwrap();
+    // …so a bundle without it lifts nothing any agent has: no approval needed for kimi.
+    upload(&e, "1.2.0", block_deepseek()).await.unwrap();
+    roll_out_to_all(&e, "1.2.0").await;
+    // The decision on kimi changes (a second person approves tolerating it); 2.0.0 was
+    // accepted at upload, but rolling it out now would block kimi without an approval.
+    let lift = e
+        .alice
+        .propose(&mode_req("kimi", Verdict::Tolerated, PolicyScope::Fleet))
+        .await
+        .unwrap();
+    assert_eq!(lift.status, ProposalStatus::Pending);
+    e.bob.approve(lift.id, None).await.unwrap();
+    let err = e
+        .alice
+        .start_rollout(&shadowai_api::RolloutRequest {
+            bundle_version: "2.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert!(err.to_string().contains("`kimi` becomes blocked"), "{err}");
+    let log = e.alice.audit_export().await.unwrap();
+    assert!(
+        log.iter()
+            .any(|x| x.action == "rollout.refused" && x.target == "bundle:2.0.0"),
+        "the refused rollout is audited"
+    );
+    assert!(
+        e.alice
+            .rollouts()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.bundle_version != "2.0.0")
+    );
+    // the mode approval in force is the newest: proposing monitor and approving it lets a
+    // monitor bundle in
+    approved(&e, "mode:monitor", Verdict::Blocked, PolicyScope::Fleet).await;
+    upload(&e, "1.3.0", monitor.clone()).await.unwrap();
+    drop(e.srv);
 }

@@ -368,6 +368,16 @@ fn cli_against_a_real_collector() {
         (Some("deepseek"), Some("blocked"))
     );
 
+    // The bundle is in enforce mode: switching from monitor (nothing rolled out yet) is a
+    // decision of its own, refused until a second person approves it.
+    env.fails(None, &upload, 4, "propose `mode:enforce`");
+    let m = env.json(
+        None,
+        "rules propose --service mode:enforce --verdict blocked --reason go-live --json",
+    );
+    assert_eq!(m["status"], "pending");
+    env.ok(Some(&bob), &format!("rules approve {}", m["id"]));
+
     // Now the bundle is accepted, rolled out in stages, and rolled back.
     assert!(env.ok(None, &upload).contains("uploaded bundle 1.5.0"));
     assert!(env.ok(None, "rules bundles").contains("1.5.0"));

@@ -2,6 +2,7 @@
 
 mod admin_routes;
 mod agent_routes;
+mod bundle_check;
 // issue 10: policy document and catalogue
 pub mod auth;
 pub mod conn;
