@@ -86,7 +86,7 @@ pub struct Uplink {
     pub spool: SpoolHandle,
     pub identity: Identity,
     pub state_dir: PathBuf,
-    pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
+    pub bundle_key: Option<shadowai_rules::keyset::KeySet>,
     pub engine_tx: watch::Sender<Arc<Engine>>,
     pub in_use: Option<InUse>,
     pub period: Duration,
@@ -289,13 +289,15 @@ impl Uplink {
     }
 
     async fn fetch_bundle(&mut self, etag: &mut Option<String>) {
-        let Some(key) = self.bundle_key else { return };
+        let Some(keys) = self.bundle_key.clone() else {
+            return;
+        };
         match self.client.fetch_bundle(etag.as_deref()).await {
             Ok(BundleFetch::Bundle {
                 bytes,
                 etag: new_etag,
                 version,
-            }) => match super::rules::load_bundle(&bytes, &key, self.in_use.as_ref()) {
+            }) => match super::rules::load_bundle(&bytes, &keys, self.in_use.as_ref()) {
                 Ok((engine, in_use)) => {
                     if let Err(e) =
                         enroll::write_private(&self.state_dir.join("bundle.json"), &bytes)
