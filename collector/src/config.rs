@@ -59,7 +59,8 @@ pub struct Config {
     #[serde(default = "default_catalogue")]
     pub catalogue: PathBuf,
     /// A rollout in progress is rolled back on its own when a canary agent that heartbeated
-    /// during it has been silent this many seconds (0: never).
+    /// during it has been silent this many seconds (0: never), and always when an agent
+    /// reports refusing its bundle.
     #[serde(default = "default_rollout_halt")]
     pub rollout_halt_silent_secs: u64,
 }

@@ -93,6 +93,7 @@ fn suite(s: &dyn Store) {
         mode: AgentMode::Enforce,
         lost_events: 42,
         group: None,
+        bundle_error: None,
     };
     s.record_heartbeat("agt-a2", &hb, T0 + 5).unwrap();
     let agents = s.list_agents().unwrap();

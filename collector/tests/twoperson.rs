@@ -402,6 +402,7 @@ async fn from_approval_to_the_agent_in_one_flow() {
             mode: shadowai_api::AgentMode::Enforce,
             lost_events: 0,
             group: Some("canary".into()),
+            bundle_error: None,
         })
         .await
         .unwrap();
@@ -563,6 +564,7 @@ async fn a_rollout_halts_when_canary_agents_go_silent() {
         mode: AgentMode::Monitor,
         lost_events: 0,
         group: Some("canary".into()),
+        bundle_error: None,
     };
     srv.client(Some(&dead)).heartbeat(&hb).await.unwrap();
     let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
@@ -728,4 +730,99 @@ async fn mode_switches_need_a_second_person_and_the_baseline_is_what_agents_run(
     approved(&e, "mode:monitor", Verdict::Blocked, PolicyScope::Fleet).await;
     upload(&e, "1.3.0", monitor.clone()).await.unwrap();
     drop(e.srv);
+}
+
+/// An agent that refuses the bundle of a rollout in progress says so in its heartbeat; the
+/// rollout halts by itself (audited as `system`, with the host and the agent's reason) even
+/// with the silence check off. A refusal of another version does not halt it; the fleet
+/// view shows what each agent refused; oversized reports are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_halts_when_its_agents_refuse_the_bundle() {
+    use shadowai_api::{AgentMode, BundleRefused, Heartbeat, RolloutRequest, RolloutStage};
+
+    let key = bundle::generate_key().unwrap();
+    let srv = start_server(false, |c| c.rollout_halt_silent_secs = 0).await;
+    let alice = srv.client(Some(&srv.person("alice", Role::Admin)));
+    let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
+    let e = Env {
+        srv,
+        key,
+        alice,
+        bob,
+        _keydir: tempfile::tempdir().unwrap(),
+    };
+    let (_, canary) = e.srv.enroll("host-c", Some("canary")).await;
+    let agent = e.srv.client(Some(&canary));
+    let hb = |err: Option<BundleRefused>| Heartbeat {
+        agent_version: "0.1.0".into(),
+        bundle_version: None,
+        mode: AgentMode::Monitor,
+        lost_events: 0,
+        group: Some("canary".into()),
+        bundle_error: err,
+    };
+    let b = signed(&e, "1.0.0", common::catalogue(), Policy::default());
+    e.alice.upload_bundle("1.0.0", None, b).await.unwrap();
+    let r = e
+        .alice
+        .start_rollout(&RolloutRequest {
+            bundle_version: "1.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    let long = BundleRefused {
+        version: "1.0.0".into(),
+        reason: "x".repeat(4 * BundleRefused::MAX_REASON + 1),
+    };
+    let err = agent.heartbeat(&hb(Some(long))).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("bundle_error.reason"), "{err}");
+    let cut = BundleRefused::new("1.0.0", &format!("line\n{}", "y".repeat(900)));
+    assert_eq!(cut.reason.chars().count(), BundleRefused::MAX_REASON);
+    assert!(!cut.reason.contains('\n') && cut.reason.ends_with('…'));
+    // another version's refusal (an older bundle) does not halt this rollout
+    agent
+        .heartbeat(&hb(Some(BundleRefused::new("0.9.0", "expired"))))
+        .await
+        .unwrap();
+    let stage = || {
+        let c = e.alice.clone();
+        async move { c.rollouts().await.unwrap()[0].stage }
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    assert_eq!(stage().await, RolloutStage::Canary);
+    let reason = "bundle signed by key 0123abcd, trusted: 89ab4567";
+    agent
+        .heartbeat(&hb(Some(BundleRefused::new("1.0.0", reason))))
+        .await
+        .unwrap();
+    let agents = e.alice.agents().await.unwrap();
+    assert_eq!(
+        agents[0].bundle_error.as_ref().map(|x| x.reason.as_str()),
+        Some(reason)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while stage().await != RolloutStage::RolledBack {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout was not halted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = e.alice.audit_export().await.unwrap();
+    let halt = log
+        .iter()
+        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{}", r.id))
+        .unwrap();
+    assert_eq!(halt.actor, "system");
+    let note = halt.details["note"].as_str().unwrap();
+    assert!(
+        note.contains("refused bundle 1.0.0") && note.contains("host-c.example"),
+        "{note}"
+    );
+    assert!(note.contains(reason), "{note}");
+    // a bundle that loads clears the report
+    agent.heartbeat(&hb(None)).await.unwrap();
+    assert_eq!(e.alice.agents().await.unwrap()[0].bundle_error, None);
 }

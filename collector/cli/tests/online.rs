@@ -688,6 +688,7 @@ fn heartbeat() -> shadowai_api::wire::Heartbeat {
         mode: shadowai_api::wire::AgentMode::Monitor,
         lost_events: 0,
         group: None,
+        bundle_error: None,
     }
 }
 

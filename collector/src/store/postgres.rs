@@ -88,9 +88,11 @@ CREATE TABLE enrollment_keys (
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
 UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
-    // ---- govern: who created each person token (issue 10) ----
+    // ---- govern: who created each person token; the bundle each agent refused (issue 10) ----
     r#"
 ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN bundle_error_version TEXT;
+ALTER TABLE agents ADD COLUMN bundle_error TEXT;
 "#,
 ];
 

@@ -2,8 +2,8 @@
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, AgentMode, BundleInfo, EnrollmentKeyInfo, Finding, Heartbeat, IngestAck,
-    IngestBatch, PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout,
+    AgentInfo, AgentMode, BundleInfo, BundleRefused, EnrollmentKeyInfo, Finding, Heartbeat,
+    IngestAck, IngestBatch, PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout,
     RolloutStage, ServiceReport, TrendPoint,
 };
 
@@ -134,7 +134,8 @@ fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
 pub(super) const AGENT_COLS: &str = "agent_id, host_id, hostname, grp, enrolled_ms, last_seen_ms, \
      agent_version, bundle_version, mode, lost_events, revoked_ms, \
      (SELECT h.conflicts FROM hosts h WHERE h.agent_id = agents.agent_id), \
-     (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id)";
+     (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id), \
+     bundle_error_version, bundle_error";
 
 pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
     let mode = match r.opt_text(8)?.as_deref() {
@@ -162,6 +163,10 @@ pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
         revoked: r.opt_i64(10)?.is_some(),
         identity_conflicts: r.opt_i64(11)?.map_or(0, |v| u64::try_from(v).unwrap_or(0)),
         last_identity_conflict_ms: r.opt_i64(12)?,
+        bundle_error: match (r.opt_text(13)?, r.opt_text(14)?) {
+            (Some(version), Some(reason)) => Some(BundleRefused { version, reason }),
+            _ => None,
+        },
     })
 }
 
@@ -426,13 +431,16 @@ impl<B: Backend> Store for SqlStore<B> {
             tx.exec(
                 // `grp` is the admin's: a heartbeat never changes it.
                 "UPDATE agents SET last_seen_ms = $1, agent_version = $2, bundle_version = $3, \
-                 mode = $4, lost_events = $5 WHERE agent_id = $6",
+                 mode = $4, lost_events = $5, bundle_error_version = $6, bundle_error = $7 \
+                 WHERE agent_id = $8",
                 &[
                     now_ms.into(),
                     hb.agent_version.as_str().into(),
                     hb.bundle_version.clone().into(),
                     hb.mode.as_str().into(),
                     lost.into(),
+                    hb.bundle_error.as_ref().map(|e| e.version.clone()).into(),
+                    hb.bundle_error.as_ref().map(|e| e.reason.clone()).into(),
                     agent_id.into(),
                 ],
             )?;
