@@ -40,6 +40,10 @@ struct Where {
     /// (overrides the config; default /usr/share/shadowai/catalogue).
     #[arg(long)]
     catalogue: Option<PathBuf>,
+    /// Trusted bundle-signing public keys (one per line; overrides the config's
+    /// `bundle_public_key`): uploads are verified with the key id they name.
+    #[arg(long, value_name = "FILE")]
+    bundle_key: Option<PathBuf>,
 }
 
 impl Where {
@@ -60,6 +64,9 @@ impl Where {
         }
         if let Some(c) = &self.catalogue {
             cfg.catalogue.clone_from(c);
+        }
+        if let Some(k) = &self.bundle_key {
+            cfg.bundle_public_key = Some(k.clone());
         }
         if let Some(url) = &self.postgres {
             cfg.database = shadowai_collector::config::Database::Postgres {
