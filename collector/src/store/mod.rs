@@ -83,17 +83,6 @@ pub struct AgentRecord {
     pub revoked: bool,
 }
 
-/// A new agent identity to store.
-#[derive(Clone, Debug)]
-pub struct NewAgent {
-    pub agent_id: String,
-    pub token_hash: String,
-    pub host_id: String,
-    pub hostname: String,
-    pub group: Option<String>,
-    pub agent_version: String,
-}
-
 /// Filters already validated by the server (see `FindingQuery`).
 pub type FindingFilter = FindingQuery;
 
@@ -172,8 +161,6 @@ pub trait Store: Send + Sync + 'static {
     fn revoke_token(&self, actor: &str, id: i64, now_ms: i64) -> Result<TokenRecord, StoreError>;
 
     // ---- agents ----
-    /// Stores a new agent; revokes every earlier agent of the same host.
-    fn enroll_agent(&self, agent: &NewAgent, now_ms: i64) -> Result<(), StoreError>;
     fn agent_by_token_hash(&self, token_hash: &str) -> Result<Option<AgentRecord>, StoreError>;
     fn list_agents(&self) -> Result<Vec<AgentInfo>, StoreError>;
     fn revoke_agent(

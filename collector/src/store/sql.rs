@@ -9,8 +9,8 @@ use shadowai_api::{
 
 use super::rows::{Backend, Row, Tx, V};
 use super::{
-    AgentRecord, EnrollAttempt, EnrollOutcome, FindingFilter, NewAgent, NewEnrollmentKey, Store,
-    StoreError, TokenRecord,
+    AgentRecord, EnrollAttempt, EnrollOutcome, FindingFilter, NewEnrollmentKey, Store, StoreError,
+    TokenRecord,
 };
 
 pub struct SqlStore<B: Backend> {
@@ -302,39 +302,6 @@ impl<B: Backend> Store for SqlStore<B> {
                 now_ms,
             )?;
             Ok(rec)
-        })
-    }
-
-    fn enroll_agent(&self, a: &NewAgent, now_ms: i64) -> Result<(), StoreError> {
-        self.tx(|tx| {
-            self.lock(tx)?;
-            let replaced = tx.exec(
-                "UPDATE agents SET revoked_ms = $1 WHERE host_id = $2 AND revoked_ms IS NULL",
-                &[now_ms.into(), a.host_id.as_str().into()],
-            )?;
-            tx.exec(
-                "INSERT INTO agents (agent_id, token_hash, host_id, hostname, grp, enrolled_ms, \
-                 agent_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    a.agent_id.as_str().into(),
-                    a.token_hash.as_str().into(),
-                    a.host_id.as_str().into(),
-                    a.hostname.as_str().into(),
-                    a.group.clone().into(),
-                    now_ms.into(),
-                    a.agent_version.as_str().into(),
-                ],
-            )?;
-            audit_in(
-                tx,
-                &format!("agent:{}", a.agent_id),
-                "agent.enroll",
-                &format!("host:{}", a.host_id),
-                serde_json::json!({"hostname": a.hostname, "group": a.group,
-                                   "replaced_agents": replaced}),
-                now_ms,
-            )?;
-            Ok(())
         })
     }
 
