@@ -109,6 +109,26 @@ async fn roll_out_to_all(e: &Env, version: &str) {
     e.alice.advance_rollout(r.id, 100).await.unwrap();
 }
 
+/// Waits up to `secs` for rollout `id` to be rolled back by the guard; returns the note of
+/// the audit entry, which must be the system's.
+async fn halted(e: &Env, id: i64, secs: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while e.alice.rollouts().await.unwrap()[0].stage != shadowai_api::RolloutStage::RolledBack {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout was not halted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = e.alice.audit_export().await.unwrap();
+    let halt = log
+        .iter()
+        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{id}"))
+        .unwrap();
+    assert_eq!(halt.actor, "system");
+    halt.details["note"].as_str().unwrap().to_owned()
+}
+
 /// Uploads `policy` as `version`; returns the refusal message (403) if refused.
 async fn upload(e: &Env, version: &str, policy: Policy) -> Result<(), String> {
     let b = signed(e, version, common::catalogue(), policy);
@@ -598,21 +618,7 @@ async fn a_rollout_halts_when_canary_agents_go_silent() {
     );
     let (_, live) = e.srv.enroll("host-c", Some("canary")).await;
     e.srv.client(Some(&live)).heartbeat(&hb).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while stage(&e).await != RolloutStage::RolledBack {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rollout was not halted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let log = e.alice.audit_export().await.unwrap();
-    let halt = log
-        .iter()
-        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{}", r.id))
-        .unwrap();
-    assert_eq!(halt.actor, "system");
-    let note = halt.details["note"].as_str().unwrap();
+    let note = halted(&e, r.id, 10).await;
     assert!(
         note.contains("host-c.example") && !note.contains("host-dead"),
         "{note}"
@@ -802,21 +808,7 @@ async fn a_rollout_halts_when_its_agents_refuse_the_bundle() {
         agents[0].bundle_error.as_ref().map(|x| x.reason.as_str()),
         Some(reason)
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while stage().await != RolloutStage::RolledBack {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rollout was not halted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let log = e.alice.audit_export().await.unwrap();
-    let halt = log
-        .iter()
-        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{}", r.id))
-        .unwrap();
-    assert_eq!(halt.actor, "system");
-    let note = halt.details["note"].as_str().unwrap();
+    let note = halted(&e, r.id, 15).await;
     assert!(
         note.contains("refused bundle 1.0.0") && note.contains("host-c.example"),
         "{note}"
