@@ -1,5 +1,5 @@
-//! Admin and approver routes: agents revoke, proposals and approvals, policy, bundles,
-//! rollouts, audit log.
+//! Admin and approver routes: proposals and approvals, policy, bundles, rollouts, audit
+//! log.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,8 +8,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AdvanceRequest, AgentInfo, BundleInfo, NoteRequest, PolicyEntry, PolicyScope, Proposal,
-    ProposalRequest, ProposalStatus, Rollout, RolloutRequest, RolloutStage,
+    AdvanceRequest, BundleInfo, NoteRequest, PolicyEntry, PolicyScope, Proposal, ProposalRequest,
+    ProposalStatus, Rollout, RolloutRequest, RolloutStage,
 };
 
 use shadowai_rules::bundle;
@@ -28,29 +28,11 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| bad(format!("path: {s:?} is not a valid id")))
 }
 
-fn check_note(n: &NoteRequest) -> Result<Option<String>, ApiError> {
+pub(super) fn check_note(n: &NoteRequest) -> Result<Option<String>, ApiError> {
     if let Some(t) = &n.note {
         check_text("note", t, 1000)?;
     }
     Ok(n.note.clone())
-}
-
-pub async fn revoke_agent(
-    caller: Caller,
-    State(st): State<SharedState>,
-    Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody<NoteRequest>,
-) -> Result<Json<AgentInfo>, ApiError> {
-    caller.require(Cap::Admin)?;
-    check_ident("agent_id", &agent_id, 64)?;
-    let note = check_note(&body)?;
-    let actor = caller.person().to_owned();
-    let now = now_ms();
-    let info = st
-        .db(move |s| s.revoke_agent(&actor, &agent_id, note.as_deref(), now))
-        .await?;
-    tracing::info!(agent_id = %info.agent_id, by = %caller.person(), "agent revoked");
-    Ok(Json(info))
 }
 
 #[derive(Deserialize)]

@@ -122,7 +122,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/agents", get(soc_routes::agents))
         .route(
             "/api/v1/agents/{agent_id}/revoke",
-            post(admin_routes::revoke_agent),
+            post(fleet_routes::revoke_agent),
         )
         .route(
             "/api/v1/proposals",
