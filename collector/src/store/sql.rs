@@ -58,6 +58,45 @@ impl<B: Backend> SqlStore<B> {
 }
 
 /// Appends one audit entry inside `tx` (the caller holds the write lock).
+/// Reads one row of a table into its type.
+pub(super) type RowParser<T> = fn(&Row) -> Result<T, StoreError>;
+
+/// Sets `revoked_ms` on the row of `table` whose `key_col` is `key`, if not revoked yet,
+/// and reads the row back with `cols` / `parse`: `NotFound` when there is no such row,
+/// `InvalidState` ("already revoked") when it was revoked before. `what` names the row.
+pub(super) fn revoke_row<T>(
+    tx: &mut dyn Tx,
+    table: &'static str,
+    (key_col, key): (&str, V),
+    (cols, parse): (&str, RowParser<T>),
+    what: &str,
+    now_ms: i64,
+) -> Result<T, StoreError> {
+    let changed = tx.exec(
+        &format!("UPDATE {table} SET revoked_ms = $1 WHERE {key_col} = $2 AND revoked_ms IS NULL"),
+        &[now_ms.into(), key.clone()],
+    )?;
+    let rows = tx.query(
+        table,
+        &format!("SELECT {cols} FROM {table} WHERE {key_col} = $1"),
+        &[key],
+    )?;
+    let info = rows
+        .first()
+        .map(parse)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: what.to_owned(),
+        })?;
+    if changed == 0 {
+        return Err(StoreError::InvalidState {
+            what: what.to_owned(),
+            reason: "already revoked".into(),
+        });
+    }
+    Ok(info)
+}
+
 pub(super) fn audit_in(
     tx: &mut dyn Tx,
     actor: &str,
@@ -347,28 +386,14 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<AgentInfo, StoreError> {
         self.tx(|tx| {
             self.lock(tx)?;
-            let changed = tx.exec(
-                "UPDATE agents SET revoked_ms = $1 WHERE agent_id = $2 AND revoked_ms IS NULL",
-                &[now_ms.into(), agent_id.into()],
-            )?;
-            let rows = tx.query(
+            let info = revoke_row(
+                tx,
                 "agents",
-                &format!("SELECT {AGENT_COLS} FROM agents WHERE agent_id = $1"),
-                &[agent_id.into()],
+                ("agent_id", agent_id.into()),
+                (AGENT_COLS, agent_row),
+                &format!("agent {agent_id:?}"),
+                now_ms,
             )?;
-            let info =
-                rows.first()
-                    .map(agent_row)
-                    .transpose()?
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: format!("agent {agent_id:?}"),
-                    })?;
-            if changed == 0 {
-                return Err(StoreError::InvalidState {
-                    what: format!("agent {agent_id:?}"),
-                    reason: "already revoked".into(),
-                });
-            }
             // The host stays revoked: re-enrollment is refused until an admin releases it.
             tx.exec(
                 "UPDATE hosts SET revoked_ms = $1 WHERE agent_id = $2",
