@@ -1,6 +1,7 @@
 //! The accept loop: a global and a per-client-IP cap on open connections, back-off on accept
 //! errors (descriptor exhaustion must not become a busy loop filling the log), TLS handshake
-//! and header/idle timeouts, and a minimum upload rate for request bodies.
+//! and header/idle timeouts, a minimum upload rate for request bodies, and a bound on how
+//! long a response may stay unread (`stall`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +13,7 @@ use axum::extract::ConnectInfo;
 
 use super::metrics::Metrics;
 use super::slowbody::{MinRate, SlowBodyGuard};
+use super::stall::WriteStall;
 use crate::config::Limits;
 
 /// Open connections per client IP; a slot is given back when its guard drops.
@@ -212,7 +214,10 @@ impl Conn {
             .max_buf_size(64 * 1024);
         let res = match self.tls {
             Some(acc) => match tokio::time::timeout(header_timeout, acc.accept(tcp)).await {
-                Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), svc).await,
+                Ok(Ok(stream)) => {
+                    let io = WriteStall::new(stream, header_timeout);
+                    http.serve_connection(TokioIo::new(io), svc).await
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
                     return;
@@ -222,7 +227,10 @@ impl Conn {
                     return;
                 }
             },
-            None => http.serve_connection(TokioIo::new(tcp), svc).await,
+            None => {
+                let io = WriteStall::new(tcp, header_timeout);
+                http.serve_connection(TokioIo::new(io), svc).await
+            }
         };
         if let Err(e) = res {
             tracing::debug!(peer = %addr, error = %e, "connection ended with an error");

@@ -18,6 +18,7 @@ mod policy_routes;
 pub mod ratelimit;
 mod slowbody;
 mod soc_routes;
+mod stall;
 pub mod tls;
 mod ui;
 
