@@ -254,4 +254,27 @@ mod tests {
         assert_eq!(t.open(ip), 1);
         assert!(t.try_take(ip, 2).is_some());
     }
+
+    /// Accept errors (EMFILE under a descriptor flood) double the pause up to 1 s instead
+    /// of spinning, each one counted; one success resets it.
+    #[tokio::test]
+    async fn accept_errors_back_off_exponentially_to_a_cap_and_reset() {
+        let m = Metrics::new();
+        let mut b = AcceptBackoff {
+            delay: AcceptBackoff::MIN,
+            failing: false,
+        };
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let mut pauses = Vec::new();
+        for _ in 0..9 {
+            pauses.push(b.delay);
+            b.failed(&emfile, &m).await;
+        }
+        let ms: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert!(b.failing);
+        assert_eq!(m.accept_errors.get(), 9);
+        b.succeeded();
+        assert_eq!((b.delay, b.failing), (AcceptBackoff::MIN, false));
+    }
 }
