@@ -11,7 +11,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shadowai_api::{Action, Evidence, Finding, FindingQuery, IngestBatch, ProcessRef, Verdict};
-use shadowai_collector::store::{NewAgent, Store};
+use shadowai_collector::store::{EnrollAttempt, NewEnrollmentKey, Store};
+
+/// Enrolls agent `a` for host `host`, as `POST /api/v1/enroll` does.
+fn enroll(store: &dyn Store) {
+    store
+        .seed_enrollment_key(
+            &NewEnrollmentKey {
+                key_hash: "k".into(),
+                note: "bench".into(),
+                expires_ms: None,
+                max_uses: None,
+            },
+            0,
+        )
+        .unwrap();
+    store
+        .enroll_host(
+            &EnrollAttempt {
+                secret_hash: "k".into(),
+                host_id: "host".into(),
+                hostname: "host".into(),
+                group: None,
+                agent_version: "0".into(),
+                key_sha256: "key".into(),
+                new_agent_id: "a".into(),
+                token_hash: "h".into(),
+                max_hosts: 10,
+                peer: "127.0.0.1".into(),
+            },
+            0,
+        )
+        .unwrap();
+}
 
 fn finding(id: u64, host: &str) -> Finding {
     let services = ["chatgpt", "claude", "deepseek", "gemini", "mistral"];
@@ -65,19 +97,7 @@ fn finding(id: u64, host: &str) -> Finding {
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = shadowai_collector::store::sqlite::open(&dir.path().join("bench.db")).unwrap();
-    store
-        .enroll_agent(
-            &NewAgent {
-                agent_id: "a".into(),
-                token_hash: "h".into(),
-                host_id: "host".into(),
-                hostname: "host".into(),
-                group: None,
-                agent_version: "0".into(),
-            },
-            0,
-        )
-        .unwrap();
+    enroll(&store);
     let next = AtomicU64::new(0);
     let mut batch_no = 0u64;
     let mut g = c.benchmark_group("store_sqlite");
@@ -103,19 +123,7 @@ fn bench(c: &mut Criterion) {
     });
     // A separate database with exactly 20 000 findings for the read benchmarks.
     let store = shadowai_collector::store::sqlite::open(&dir.path().join("read.db")).unwrap();
-    store
-        .enroll_agent(
-            &NewAgent {
-                agent_id: "a".into(),
-                token_hash: "h".into(),
-                host_id: "host".into(),
-                hostname: "host".into(),
-                group: None,
-                agent_version: "0".into(),
-            },
-            0,
-        )
-        .unwrap();
+    enroll(&store);
     for n in 0..20u64 {
         let findings = (0..1000).map(|i| finding(n * 1000 + i, "host")).collect();
         store

@@ -328,12 +328,12 @@ impl Prepared {
 
     /// Serves until `shutdown` resolves.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
-        let guard = (self.rollout_halt_silent_secs > 0).then(|| {
-            tokio::spawn(crate::rollout_guard::run(
-                self.state.store.clone(),
-                std::time::Duration::from_secs(self.rollout_halt_silent_secs),
-            ))
-        });
+        // Always on: agents refusing a rollout's bundle halt it even when the silence
+        // check is off (`rollout_halt_silent_secs = 0`).
+        let guard = Some(tokio::spawn(crate::rollout_guard::run(
+            self.state.store.clone(),
+            std::time::Duration::from_secs(self.rollout_halt_silent_secs),
+        )));
         let app = crate::server::router(self.state.clone());
         crate::server::conn::serve(self.listener, app, self.tls, self.state, shutdown).await;
         if let Some(g) = guard {

@@ -65,6 +65,29 @@ pub fn check_target(cat: &Catalogue, target: &str) -> Result<Target, ApiError> {
     }
 }
 
+/// A mode decision (`mode:enforce` / `mode:monitor`) is fleet-wide and carries the verdict
+/// whose effect it decides, `blocked`.
+pub fn check_mode_decision(
+    t: &Target,
+    verdict: Verdict,
+    scope: &PolicyScope,
+) -> Result<(), ApiError> {
+    if !matches!(t, Target::Mode(_)) {
+        return Ok(());
+    }
+    if verdict != Verdict::Blocked {
+        return Err(bad(
+            "verdict: a mode decision (`mode:enforce` / `mode:monitor`) is about what `blocked` verdicts do: its verdict is `blocked`",
+        ));
+    }
+    if *scope != PolicyScope::Fleet {
+        return Err(bad(
+            "scope: the mode applies to the whole bundle: a mode decision is fleet-wide",
+        ));
+    }
+    Ok(())
+}
+
 /// The service ids a target covers.
 fn services_of<'c>(cat: &'c Catalogue, t: &Target) -> BTreeSet<&'c str> {
     cat.services
@@ -74,6 +97,7 @@ fn services_of<'c>(cat: &'c Catalogue, t: &Target) -> BTreeSet<&'c str> {
             Target::Category(c) => s.category == *c,
             Target::Jurisdiction(j) => s.risk.jurisdiction == *j,
             Target::Any => true,
+            Target::Mode(_) => false,
         })
         .map(|s| s.id.as_str())
         .collect()
@@ -89,22 +113,29 @@ pub(crate) fn in_force(proposals: &[Proposal]) -> Vec<&Proposal> {
     decided.sort_by_key(|p| (p.decided_ms.unwrap_or(p.proposed_ms), p.id));
     let mut latest: HashMap<(&str, &PolicyScope), &Proposal> = HashMap::new();
     for p in decided {
-        latest.insert((p.service_id.as_str(), &p.scope), p);
+        // `mode:enforce` and `mode:monitor` decide one thing: the newest wins.
+        let key = if p.service_id.starts_with("mode:") {
+            "mode:"
+        } else {
+            p.service_id.as_str()
+        };
+        latest.insert((key, &p.scope), p);
     }
     let mut out: Vec<&Proposal> = latest.into_values().collect();
     out.sort_by_key(|p| p.id);
     out
 }
 
-/// Does a new proposal for `target` need a second person? Blocking does, and so does any
-/// verdict that would replace a block in force on one of the same services.
+/// Does a new proposal for `target` need a second person? Blocking does, so does any
+/// verdict that would replace a block in force on one of the same services, and so does
+/// every mode decision.
 pub fn needs_approval(
     cat: &Catalogue,
     proposals: &[Proposal],
     target: &Target,
     verdict: Verdict,
 ) -> bool {
-    if verdict == Verdict::Blocked {
+    if verdict == Verdict::Blocked || matches!(target, Target::Mode(_)) {
         return true;
     }
     let mine = services_of(cat, target);

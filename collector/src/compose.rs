@@ -25,6 +25,7 @@ fn rank(t: &Target) -> u8 {
         Target::Category(_) => 1,
         Target::Jurisdiction(_) => 2,
         Target::Any => 3,
+        Target::Mode(_) => 4,
     }
 }
 
@@ -50,6 +51,7 @@ fn rule_of(p: &Proposal, t: &Target) -> Rule {
         Target::Category(c) => r.categories.push(*c),
         Target::Jurisdiction(j) => r.jurisdictions.push(j.clone()),
         Target::Any => r.categories.extend(Category::ALL),
+        Target::Mode(_) => {}
     }
     if let PolicyScope::Group { group } = &p.scope {
         r.host_tags.push(group.clone());
@@ -62,6 +64,7 @@ pub fn compose(proposals: &[Proposal], mode: Mode) -> Composed {
     let mut entries: Vec<(&Proposal, Target)> = crate::bundles::in_force(proposals)
         .into_iter()
         .filter_map(|p| Target::parse(&p.service_id).map(|t| (p, t)))
+        .filter(|(_, t)| !matches!(t, Target::Mode(_)))
         .collect();
     entries.sort_by_key(|(p, t)| {
         (

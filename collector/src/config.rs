@@ -59,7 +59,8 @@ pub struct Config {
     #[serde(default = "default_catalogue")]
     pub catalogue: PathBuf,
     /// A rollout in progress is rolled back on its own when a canary agent that heartbeated
-    /// during it has been silent this many seconds (0: never).
+    /// during it has been silent this many seconds (0: never), and always when an agent
+    /// reports refusing its bundle.
     #[serde(default = "default_rollout_halt")]
     pub rollout_halt_silent_secs: u64,
 }
@@ -145,7 +146,8 @@ pub struct Limits {
     #[serde(default = "default_connections_per_ip")]
     pub connections_per_ip: u32,
     /// Seconds to receive a request's headers — on a new connection (TLS handshake included)
-    /// or an idle keep-alive one — before it is closed.
+    /// or an idle keep-alive one — before it is closed; also how long a response may stay
+    /// unread (no write progress) before the connection is cut.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_s: u64,
     /// A request body must arrive at this average rate once `body_grace_s` have passed (408).

@@ -40,6 +40,10 @@ struct Where {
     /// (overrides the config; default /usr/share/shadowai/catalogue).
     #[arg(long)]
     catalogue: Option<PathBuf>,
+    /// Trusted bundle-signing public keys (one per line; overrides the config's
+    /// `bundle_public_key`): uploads are verified with the key id they name.
+    #[arg(long, value_name = "FILE")]
+    bundle_key: Option<PathBuf>,
 }
 
 impl Where {
@@ -60,6 +64,9 @@ impl Where {
         }
         if let Some(c) = &self.catalogue {
             cfg.catalogue.clone_from(c);
+        }
+        if let Some(k) = &self.bundle_key {
+            cfg.bundle_public_key = Some(k.clone());
         }
         if let Some(url) = &self.postgres {
             cfg.database = shadowai_collector::config::Database::Postgres {
@@ -123,7 +130,7 @@ enum TokenCmd {
         #[arg(long)]
         name: String,
     },
-    /// List tokens (never the secrets).
+    /// List tokens (never the secrets), with who created each.
     List {
         #[command(flatten)]
         at: Where,
@@ -197,13 +204,19 @@ fn main() -> anyhow::Result<()> {
             }
             TokenCmd::List { at } => {
                 let store = app::open_store(&at.config(None, false)?)?;
+                println!("ID\tNAME\tROLE\tSTATE\tCREATED BY");
                 for t in store.list_tokens()? {
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}",
                         t.id,
                         t.name,
                         t.role.as_str(),
-                        if t.revoked { "revoked" } else { "active" }
+                        if t.revoked { "revoked" } else { "active" },
+                        if t.created_by.is_empty() {
+                            "(before this was recorded)"
+                        } else {
+                            &t.created_by
+                        }
                     );
                 }
             }

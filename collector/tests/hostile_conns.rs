@@ -208,3 +208,89 @@ async fn slow_bodies_get_408_and_enroll_bodies_are_small() {
         "{metrics}"
     );
 }
+
+/// A client that asks for a big export and never reads the answer: once the socket buffers
+/// are full the server's write makes no progress, and after the header timeout (2 s here)
+/// the connection is cut — the response never completes, however long the client waits
+/// before reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_left_unread_is_cut_off() {
+    use shadowai_api::wire::EnrollRequest;
+    use shadowai_api::{IngestBatch, Verdict};
+
+    let srv = Binary::start(LIMITS, None).await;
+    let token = srv
+        .client(None)
+        .enroll(&EnrollRequest {
+            secret: SECRET.into(),
+            host_id: "h1".into(),
+            hostname: "h1".into(),
+            group: None,
+            agent_version: "0.1.0".into(),
+            host_key: common::host_key("h1"),
+        })
+        .await
+        .unwrap()
+        .token;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let agent = srv.client(Some(&token));
+    for b in 0..2 {
+        let findings = (0..5000)
+            .map(|i| {
+                let id = format!("f{b}-{i}");
+                common::finding(
+                    &id,
+                    "h1",
+                    "deepseek",
+                    Verdict::Unsanctioned,
+                    "u",
+                    now - 60_000,
+                )
+            })
+            .collect();
+        agent
+            .ingest(&IngestBatch {
+                batch_id: format!("b{b}"),
+                findings,
+            })
+            .await
+            .unwrap();
+    }
+    let analyst = srv.person(shadowai_api::Role::Analyst);
+    let mut s = connect_from("127.0.0.1", &srv.url).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /api/v1/exports/findings.ocsf.json HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {analyst}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the connection was still open after {:?}", start.elapsed()),
+        }
+    }
+    let head = String::from_utf8_lossy(&got[..got.len().min(200)]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !got.ends_with(b"\r\n0\r\n\r\n"),
+        "the whole export ({} bytes) was delivered: the stalled write was never cut",
+        got.len()
+    );
+    assert!(
+        got.len() > 1_000_000,
+        "the buffers held {} bytes",
+        got.len()
+    );
+}

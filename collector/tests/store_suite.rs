@@ -13,24 +13,53 @@ use shadowai_api::{
     AgentMode, BundleInfo, FindingQuery, Heartbeat, IngestBatch, PolicyScope, ProposalRequest,
     ProposalStatus, Role, RolloutStage, Verdict,
 };
-use shadowai_collector::store::{NewAgent, Store, StoreError, desired_version};
+use shadowai_collector::store::{
+    EnrollAttempt, EnrollOutcome, NewEnrollmentKey, Store, StoreError, desired_version,
+};
 
 const DAY: i64 = 86_400_000;
 const T0: i64 = 1_763_769_600_000; // 2025-11-22T00:00:00Z
 
-fn enroll(s: &dyn Store, agent: &str, host: &str, group: Option<&str>) {
-    s.enroll_agent(
-        &NewAgent {
-            agent_id: agent.into(),
-            token_hash: format!("hash-{agent}"),
-            host_id: host.into(),
-            hostname: format!("{host}.example"),
-            group: group.map(Into::into),
-            agent_version: "0.1.0".into(),
+/// Enrolls `host` (host key `key-<host>`) the way `POST /api/v1/enroll` does; the agent's
+/// token hash is `token`.
+fn enroll_as(
+    s: &dyn Store,
+    agent: &str,
+    host: &str,
+    group: Option<&str>,
+    token: &str,
+) -> EnrollOutcome {
+    s.seed_enrollment_key(
+        &NewEnrollmentKey {
+            key_hash: "suite-secret".into(),
+            note: "suite".into(),
+            expires_ms: None,
+            max_uses: None,
         },
         T0,
     )
     .unwrap();
+    s.enroll_host(
+        &EnrollAttempt {
+            secret_hash: "suite-secret".into(),
+            host_id: host.into(),
+            hostname: format!("{host}.example"),
+            group: group.map(Into::into),
+            agent_version: "0.1.0".into(),
+            key_sha256: format!("key-{host}"),
+            new_agent_id: agent.into(),
+            token_hash: token.into(),
+            max_hosts: 1000,
+            peer: "127.0.0.1".into(),
+        },
+        T0,
+    )
+    .unwrap()
+}
+
+fn enroll(s: &dyn Store, agent: &str, host: &str, group: Option<&str>) {
+    let out = enroll_as(s, agent, host, group, &format!("hash-{agent}"));
+    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
 }
 
 fn suite(s: &dyn Store) {
@@ -47,6 +76,18 @@ fn suite(s: &dyn Store) {
         .create_token("system", "alice", Role::Admin, "h-alice", T0)
         .unwrap();
     assert_eq!(
+        t.created_by, "system",
+        "the creator is recorded with the token"
+    );
+    let listed = s.list_tokens().unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .find(|x| x.id == t.id)
+            .map(|x| x.created_by.as_str()),
+        Some("system")
+    );
+    assert_eq!(
         s.token_by_hash("h-alice").unwrap().unwrap().role,
         Role::Admin
     );
@@ -60,27 +101,39 @@ fn suite(s: &dyn Store) {
     ));
 
     // agents
-    enroll(s, "agt-a1", "host-a", Some("canary"));
+    enroll(s, "agt-a2", "host-a", Some("canary"));
     enroll(s, "agt-b", "host-b", None);
+    enroll(s, "agt-c", "host-c", None);
     assert!(
-        !s.agent_by_token_hash("hash-agt-a1")
+        !s.agent_by_token_hash("hash-agt-a2")
             .unwrap()
             .unwrap()
             .revoked
     );
-    enroll(s, "agt-a2", "host-a", Some("canary")); // re-enroll: the old identity is revoked
+    // re-enrollment with the same host key: same agent, the old token is dead
+    let again = enroll_as(s, "agt-new", "host-a", Some("canary"), "hash-agt-a2-b");
+    assert_eq!(
+        again,
+        EnrollOutcome::Enrolled {
+            agent_id: "agt-a2".into(),
+            rebound: true
+        }
+    );
+    assert!(s.agent_by_token_hash("hash-agt-a2").unwrap().is_none());
     assert!(
-        s.agent_by_token_hash("hash-agt-a1")
+        !s.agent_by_token_hash("hash-agt-a2-b")
             .unwrap()
             .unwrap()
             .revoked
     );
+    s.revoke_agent("alice", "agt-c", None, T0).unwrap();
     let hb = Heartbeat {
         agent_version: "0.1.1".into(),
         bundle_version: Some("1.0.0".into()),
         mode: AgentMode::Enforce,
         lost_events: 42,
         group: None,
+        bundle_error: None,
     };
     s.record_heartbeat("agt-a2", &hb, T0 + 5).unwrap();
     let agents = s.list_agents().unwrap();
@@ -153,7 +206,7 @@ fn suite(s: &dyn Store) {
     assert!(!s.ingest("agt-a2", &ok_b3, T0).unwrap().replayed);
     // a revoked agent cannot write
     assert!(matches!(
-        s.ingest("agt-a1", &b1, T0),
+        s.ingest("agt-c", &b1, T0),
         Err(StoreError::NotFound { .. })
     ));
     // the same batch id from another host is a different batch

@@ -90,6 +90,45 @@ async fn approved(e: &Env, target: &str, verdict: Verdict, scope: PolicyScope) {
     }
 }
 
+/// Alice proposes enforcement (`mode:enforce`), Bob approves: from then on bundles in
+/// enforce mode may replace monitor ones.
+async fn enforce_approved(e: &Env) {
+    approved(e, "mode:enforce", Verdict::Blocked, PolicyScope::Fleet).await;
+}
+
+/// Rolls `version` out to every agent at once (it becomes the stable bundle).
+async fn roll_out_to_all(e: &Env, version: &str) {
+    let r = e
+        .alice
+        .start_rollout(&shadowai_api::RolloutRequest {
+            bundle_version: version.into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    e.alice.advance_rollout(r.id, 100).await.unwrap();
+}
+
+/// Waits up to `secs` for rollout `id` to be rolled back by the guard; returns the note of
+/// the audit entry, which must be the system's.
+async fn halted(e: &Env, id: i64, secs: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while e.alice.rollouts().await.unwrap()[0].stage != shadowai_api::RolloutStage::RolledBack {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollout was not halted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = e.alice.audit_export().await.unwrap();
+    let halt = log
+        .iter()
+        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{id}"))
+        .unwrap();
+    assert_eq!(halt.actor, "system");
+    halt.details["note"].as_str().unwrap().to_owned()
+}
+
 /// Uploads `policy` as `version`; returns the refusal message (403) if refused.
 async fn upload(e: &Env, version: &str, policy: Policy) -> Result<(), String> {
     let b = signed(e, version, common::catalogue(), policy);
@@ -110,6 +149,7 @@ fn block_deepseek() -> Policy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_known_bypass_is_refused_and_audited() {
     let e = env().await;
+    enforce_approved(&e).await;
     approved(&e, "deepseek", Verdict::Blocked, PolicyScope::Fleet).await;
     approved(
         &e,
@@ -167,9 +207,12 @@ async fn every_known_bypass_is_refused_and_audited() {
             {"id": "d", "verdict": "blocked", "services": ["deepseek"]},
             {"id": "o", "verdict": "blocked", "services": ["openai-api"], "host_groups": ["lab"]}]}));
     upload(&e, "1.0.0", honest).await.unwrap();
+    roll_out_to_all(&e, "1.0.0").await;
 
     // 6. lifting the block needs a second person too: the proposal waits for approval…
-    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    let m = upload(&e, "1.1.0", policy(serde_json::json!({})))
+        .await
+        .unwrap_err();
     assert!(m.contains("`deepseek` stops being blocked"), "{m}");
     let lift = e
         .alice
@@ -182,11 +225,15 @@ async fn every_known_bypass_is_refused_and_audited() {
         .await
         .unwrap();
     assert_eq!(lift.status, ProposalStatus::Pending);
-    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    let m = upload(&e, "1.1.0", policy(serde_json::json!({})))
+        .await
+        .unwrap_err();
     assert!(m.contains("stops being blocked"), "{m}");
     e.bob.approve(lift.id, None).await.unwrap();
     // …the lab block on openai-api is still in force, so only deepseek may go.
-    let m = upload(&e, "1.1.0", Policy::default()).await.unwrap_err();
+    let m = upload(&e, "1.1.0", policy(serde_json::json!({})))
+        .await
+        .unwrap_err();
     assert!(m.contains("`openai-api` stops being blocked"), "{m}");
     let keep_lab = policy(serde_json::json!({
         "host_groups": {"lab": ["lab"]},
@@ -247,6 +294,7 @@ async fn one_person_under_many_spellings_cannot_approve_their_own_proposal() {
         {"id": "r", "verdict": "blocked", "services": ["kimi"]}]}));
     assert!(upload(&e, "1.0.0", b.clone()).await.is_err());
     e.bob.approve(p.id, None).await.unwrap();
+    enforce_approved(&e).await;
     upload(&e, "1.0.0", b).await.unwrap();
 }
 
@@ -327,6 +375,7 @@ async fn from_approval_to_the_agent_in_one_flow() {
     // service decisions first (group before fleet), then the category
     assert_eq!(ids, ["proposal-3", "proposal-1", "proposal-2"], "{doc:?}");
     assert_eq!(doc.proposals, [1, 2, 3]);
+    enforce_approved(&e).await;
     let cat = e.alice.catalogue().await.unwrap();
     assert_eq!(&cat, common::catalogue());
 
@@ -373,6 +422,7 @@ async fn from_approval_to_the_agent_in_one_flow() {
             mode: shadowai_api::AgentMode::Enforce,
             lost_events: 0,
             group: Some("canary".into()),
+            bundle_error: None,
         })
         .await
         .unwrap();
@@ -534,6 +584,7 @@ async fn a_rollout_halts_when_canary_agents_go_silent() {
         mode: AgentMode::Monitor,
         lost_events: 0,
         group: Some("canary".into()),
+        bundle_error: None,
     };
     srv.client(Some(&dead)).heartbeat(&hb).await.unwrap();
     let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
@@ -567,23 +618,203 @@ async fn a_rollout_halts_when_canary_agents_go_silent() {
     );
     let (_, live) = e.srv.enroll("host-c", Some("canary")).await;
     e.srv.client(Some(&live)).heartbeat(&hb).await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while stage(&e).await != RolloutStage::RolledBack {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the rollout was not halted"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    let log = e.alice.audit_export().await.unwrap();
-    let halt = log
-        .iter()
-        .find(|x| x.action == "rollout.rollback" && x.target == format!("rollout:{}", r.id))
-        .unwrap();
-    assert_eq!(halt.actor, "system");
-    let note = halt.details["note"].as_str().unwrap();
+    let note = halted(&e, r.id, 10).await;
     assert!(
         note.contains("host-c.example") && !note.contains("host-dead"),
         "{note}"
     );
+}
+
+/// Switching monitor ⇄ enforce is a decision of its own (`mode:enforce` / `mode:monitor`,
+/// fleet-wide, approved by a second person), and the baseline of the rule is what agents
+/// run — the stable bundle and a rollout in progress — checked again when a rollout
+/// starts: a bundle uploaded earlier cannot go out once the decisions behind it changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_switches_need_a_second_person_and_the_baseline_is_what_agents_run() {
+    let e = env().await;
+    let mode_req = |target: &str, verdict, scope| ProposalRequest {
+        service_id: target.into(),
+        verdict,
+        scope,
+        reason: "go live".into(),
+    };
+    for (verdict, scope, needle) in [
+        (
+            Verdict::Tolerated,
+            PolicyScope::Fleet,
+            "its verdict is `blocked`",
+        ),
+        (
+            Verdict::Blocked,
+            PolicyScope::Group {
+                group: "lab".into(),
+            },
+            "fleet-wide",
+        ),
+    ] {
+        let err = e
+            .alice
+            .propose(&mode_req("mode:enforce", verdict, scope))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(400), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    approved(&e, "deepseek", Verdict::Blocked, PolicyScope::Fleet).await;
+    let m = upload(&e, "1.0.0", block_deepseek()).await.unwrap_err();
+    assert!(m.contains("mode changes from monitor to enforce"), "{m}");
+    assert!(m.contains("propose `mode:enforce`"), "{m}");
+    let p = e
+        .alice
+        .propose(&mode_req(
+            "mode:enforce",
+            Verdict::Blocked,
+            PolicyScope::Fleet,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        p.status,
+        ProposalStatus::Pending,
+        "a mode decision waits for a second person"
+    );
+    let err = e.alice.approve(p.id, None).await.unwrap_err();
+    assert_eq!(err.status(), Some(403));
+    e.bob.approve(p.id, None).await.unwrap();
+    upload(&e, "1.0.0", block_deepseek()).await.unwrap();
+    roll_out_to_all(&e, "1.0.0").await;
+    // back to monitor lifts every block at once: a second person again
+    let mut monitor = block_deepseek();
+    monitor.mode = shadowai_rules::Mode::Monitor;
+    let m = upload(&e, "1.1.0", monitor.clone()).await.unwrap_err();
+    assert!(m.contains("from enforce to monitor"), "{m}");
+
+    // Kimi's block is approved and uploaded as 2.0.0, but not rolled out…
+    approved(&e, "kimi", Verdict::Blocked, PolicyScope::Fleet).await;
+    let both = policy(serde_json::json!({"rules": [
+        {"id": "d", "verdict": "blocked", "services": ["deepseek"]},
+        {"id": "k", "verdict": "blocked", "services": ["kimi"]}]}));
+    upload(&e, "2.0.0", both).await.unwrap();
+    // …so a bundle without it lifts nothing any agent has: no approval needed for kimi.
+    upload(&e, "1.2.0", block_deepseek()).await.unwrap();
+    roll_out_to_all(&e, "1.2.0").await;
+    // The decision on kimi changes (a second person approves tolerating it); 2.0.0 was
+    // accepted at upload, but rolling it out now would block kimi without an approval.
+    let lift = e
+        .alice
+        .propose(&mode_req("kimi", Verdict::Tolerated, PolicyScope::Fleet))
+        .await
+        .unwrap();
+    assert_eq!(lift.status, ProposalStatus::Pending);
+    e.bob.approve(lift.id, None).await.unwrap();
+    let err = e
+        .alice
+        .start_rollout(&shadowai_api::RolloutRequest {
+            bundle_version: "2.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert!(err.to_string().contains("`kimi` becomes blocked"), "{err}");
+    let log = e.alice.audit_export().await.unwrap();
+    assert!(
+        log.iter()
+            .any(|x| x.action == "rollout.refused" && x.target == "bundle:2.0.0"),
+        "the refused rollout is audited"
+    );
+    assert!(
+        e.alice
+            .rollouts()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.bundle_version != "2.0.0")
+    );
+    // the mode approval in force is the newest: proposing monitor and approving it lets a
+    // monitor bundle in
+    approved(&e, "mode:monitor", Verdict::Blocked, PolicyScope::Fleet).await;
+    upload(&e, "1.3.0", monitor.clone()).await.unwrap();
+    drop(e.srv);
+}
+
+/// An agent that refuses the bundle of a rollout in progress says so in its heartbeat; the
+/// rollout halts by itself (audited as `system`, with the host and the agent's reason) even
+/// with the silence check off. A refusal of another version does not halt it; the fleet
+/// view shows what each agent refused; oversized reports are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_halts_when_its_agents_refuse_the_bundle() {
+    use shadowai_api::{AgentMode, BundleRefused, Heartbeat, RolloutRequest, RolloutStage};
+
+    let key = bundle::generate_key().unwrap();
+    let srv = start_server(false, |c| c.rollout_halt_silent_secs = 0).await;
+    let alice = srv.client(Some(&srv.person("alice", Role::Admin)));
+    let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
+    let e = Env {
+        srv,
+        key,
+        alice,
+        bob,
+        _keydir: tempfile::tempdir().unwrap(),
+    };
+    let (_, canary) = e.srv.enroll("host-c", Some("canary")).await;
+    let agent = e.srv.client(Some(&canary));
+    let hb = |err: Option<BundleRefused>| Heartbeat {
+        agent_version: "0.1.0".into(),
+        bundle_version: None,
+        mode: AgentMode::Monitor,
+        lost_events: 0,
+        group: Some("canary".into()),
+        bundle_error: err,
+    };
+    let b = signed(&e, "1.0.0", common::catalogue(), Policy::default());
+    e.alice.upload_bundle("1.0.0", None, b).await.unwrap();
+    let r = e
+        .alice
+        .start_rollout(&RolloutRequest {
+            bundle_version: "1.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    let long = BundleRefused {
+        version: "1.0.0".into(),
+        reason: "x".repeat(4 * BundleRefused::MAX_REASON + 1),
+    };
+    let err = agent.heartbeat(&hb(Some(long))).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("bundle_error.reason"), "{err}");
+    let cut = BundleRefused::new("1.0.0", &format!("line\n{}", "y".repeat(900)));
+    assert_eq!(cut.reason.chars().count(), BundleRefused::MAX_REASON);
+    assert!(!cut.reason.contains('\n') && cut.reason.ends_with('…'));
+    // another version's refusal (an older bundle) does not halt this rollout
+    agent
+        .heartbeat(&hb(Some(BundleRefused::new("0.9.0", "expired"))))
+        .await
+        .unwrap();
+    let stage = || {
+        let c = e.alice.clone();
+        async move { c.rollouts().await.unwrap()[0].stage }
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    assert_eq!(stage().await, RolloutStage::Canary);
+    let reason = "bundle signed by key 0123abcd, trusted: 89ab4567";
+    agent
+        .heartbeat(&hb(Some(BundleRefused::new("1.0.0", reason))))
+        .await
+        .unwrap();
+    let agents = e.alice.agents().await.unwrap();
+    assert_eq!(
+        agents[0].bundle_error.as_ref().map(|x| x.reason.as_str()),
+        Some(reason)
+    );
+    let note = halted(&e, r.id, 15).await;
+    assert!(
+        note.contains("refused bundle 1.0.0") && note.contains("host-c.example"),
+        "{note}"
+    );
+    assert!(note.contains(reason), "{note}");
+    // a bundle that loads clears the report
+    agent.heartbeat(&hb(None)).await.unwrap();
+    assert_eq!(e.alice.agents().await.unwrap()[0].bundle_error, None);
 }

@@ -1,7 +1,9 @@
 //! The two-person rule, decided on effective verdicts: a new catalogue+policy is accepted
 //! only when every use whose `blocked` status it changes (see [`crate::effective`]) is
-//! covered by an approval a second person gave, and when its catalogue is exactly the
-//! reference catalogue (a bundle cannot redefine what a service is).
+//! covered by an approval a second person gave, when a change of mode (monitor ⇄ enforce:
+//! whether `blocked` verdicts are blocked at all) was approved by a second person, and when
+//! its catalogue is exactly the reference catalogue (a bundle cannot redefine what a
+//! service is).
 //!
 //! Who approved is the caller's business (the collector passes only approvals decided by
 //! someone other than the proposer); this module decides what an approval covers.
@@ -13,7 +15,7 @@ use crate::catalogue::{Catalogue, Category};
 use crate::effective::{self, BlockChange, Direction, TooComplex};
 use crate::engine::Engine;
 use crate::error::RulesError;
-use crate::policy::Policy;
+use crate::policy::{Mode, Policy};
 
 /// At most this many uncovered changes are carried in a refusal (the count is exact).
 pub const MAX_LISTED: usize = 20;
@@ -30,13 +32,24 @@ pub enum Target {
     Jurisdiction(String),
     /// Every AI service.
     Any,
+    /// The policy's mode: whether agents block `blocked` verdicts (`enforce`) or only
+    /// report them (`monitor`). Covers no verdict change; a bundle that changes the mode
+    /// needs an approval of the new mode.
+    Mode(Mode),
 }
 
 impl Target {
-    /// `*`, `category:<name>`, `jurisdiction:<code>` or a service id.
+    /// `*`, `category:<name>`, `jurisdiction:<code>`, `mode:enforce`, `mode:monitor` or a
+    /// service id.
     pub fn parse(s: &str) -> Option<Self> {
         if s == "*" {
             Some(Self::Any)
+        } else if let Some(m) = s.strip_prefix("mode:") {
+            match m {
+                "enforce" => Some(Self::Mode(Mode::Enforce)),
+                "monitor" => Some(Self::Mode(Mode::Monitor)),
+                _ => None,
+            }
         } else if let Some(c) = s.strip_prefix("category:") {
             Category::parse(c).map(Self::Category)
         } else if let Some(j) = s.strip_prefix("jurisdiction:") {
@@ -55,7 +68,15 @@ impl Target {
             Self::Category(cat) => *cat == c.category,
             Self::Jurisdiction(j) => *j == c.jurisdiction,
             Self::Any => true,
+            Self::Mode(_) => false,
         }
+    }
+}
+
+fn mode_str(m: Mode) -> &'static str {
+    match m {
+        Mode::Enforce => "enforce",
+        Mode::Monitor => "monitor",
     }
 }
 
@@ -129,6 +150,17 @@ pub enum Refusal {
         #[source]
         source: TooComplex,
     },
+    /// The mode changes without an approval of the new mode by a second person.
+    #[error(
+        "its mode changes from {} to {} without an approval by a second person (propose `mode:{}` first)",
+        mode_str(*from), mode_str(*to), mode_str(*to)
+    )]
+    ModeUnapproved {
+        /// The mode in the previous pair (monitor when there was none).
+        from: Mode,
+        /// The bundle's mode.
+        to: Mode,
+    },
     /// Some changes have no approval by a second person.
     #[error(
         "{count} use(s) change `blocked` status without an approval by a second person, e.g. {}",
@@ -186,9 +218,9 @@ fn catalogue_differences(reference: &Catalogue, cat: &Catalogue) -> Vec<String> 
     what
 }
 
-/// Decide whether `new` (catalogue + policy) may replace `previous` (the last accepted
-/// pair; `None`: nothing was ever accepted, i.e. the default policy where nothing is
-/// blocked). Returns every change (all covered) on success.
+/// Decide whether `new` (catalogue + policy) may replace `previous` (the pair agents run;
+/// `None`: nothing was ever rolled out, i.e. the default policy in monitor mode where
+/// nothing is blocked). Returns every change (all covered) on success.
 pub fn check(
     reference: &Catalogue,
     previous: Option<(&Catalogue, &Policy)>,
@@ -204,6 +236,16 @@ pub fn check(
         Some((c, p)) => (c.clone(), p.clone()),
         None => (reference.clone(), Policy::default()),
     };
+    if op.mode != new.1.mode
+        && !approvals
+            .iter()
+            .any(|a| a.target == Target::Mode(new.1.mode) && a.scope == Scope::Fleet)
+    {
+        return Err(Refusal::ModeUnapproved {
+            from: op.mode,
+            to: new.1.mode,
+        });
+    }
     let invalid = |source| Refusal::Invalid { source };
     // The previous pair was accepted once; if its own catalogue no longer loads, judge its
     // policy over the reference catalogue; if even that fails, refuse rather than guess.

@@ -113,6 +113,77 @@ fn accepted(prev: Option<&Policy>, new: &Policy, approvals: &[Approval]) -> usiz
         .len()
 }
 
+/// Switching monitor ⇄ enforce decides whether `blocked` verdicts block anything at all: it
+/// needs an approval of the new mode (fleet-wide), whatever the verdicts, in both directions,
+/// and from "nothing rolled out yet" (monitor) too. Approvals of verdicts do not cover it,
+/// nor does an approval of the other mode or one scoped to a group.
+#[test]
+fn a_mode_change_needs_an_approval_of_the_new_mode() {
+    use shadowai_rules::policy::Mode;
+    let block = rule(serde_json::json!({"id": "r", "verdict": "blocked", "services": ["sa"]}));
+    let monitor = policy(vec![block.clone()], vec![], &[]);
+    let enforce = Policy {
+        mode: Mode::Enforce,
+        ..monitor.clone()
+    };
+    let to_enforce = approval("mode:enforce", Verdict::Blocked, Scope::Fleet);
+    let to_monitor = approval("mode:monitor", Verdict::Blocked, Scope::Fleet);
+    let lab_enforce = approval(
+        "mode:enforce",
+        Verdict::Blocked,
+        Scope::HostTag("lab".into()),
+    );
+    for (prev, approvals) in [
+        (Some(&monitor), vec![block_sa_fleet()]),
+        (Some(&monitor), vec![block_sa_fleet(), to_monitor.clone()]),
+        (Some(&monitor), vec![block_sa_fleet(), lab_enforce]),
+        (
+            None,
+            vec![
+                block_sa_fleet(),
+                approval("*", Verdict::Blocked, Scope::Fleet),
+            ],
+        ),
+    ] {
+        let e = refused(prev, &enforce, &approvals);
+        assert!(
+            matches!(
+                e,
+                Refusal::ModeUnapproved {
+                    from: Mode::Monitor,
+                    to: Mode::Enforce
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("propose `mode:enforce`"), "{e}");
+    }
+    assert_eq!(
+        accepted(Some(&monitor), &enforce, std::slice::from_ref(&to_enforce)),
+        0
+    );
+    assert_eq!(
+        accepted(None, &enforce, &[block_sa_fleet(), to_enforce.clone()]),
+        1
+    );
+    // back to monitor: lifting every block at once is a decision too
+    let e = refused(Some(&enforce), &monitor, &[to_enforce]);
+    assert!(
+        matches!(
+            e,
+            Refusal::ModeUnapproved {
+                from: Mode::Enforce,
+                to: Mode::Monitor
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(accepted(Some(&enforce), &monitor, &[to_monitor]), 0);
+    // the same mode again needs nothing
+    assert_eq!(accepted(Some(&enforce), &enforce, &[]), 0);
+    assert_eq!(Target::parse("mode:off"), None);
+}
+
 #[test]
 fn an_approved_block_is_accepted_and_nothing_else_rides_along() {
     let p = policy(
@@ -435,6 +506,7 @@ fn oracle_covered(ap: &[Approval], svc: &Service, a: &Audience, new: Verdict) ->
             Target::Category(c) => *c == svc.category,
             Target::Jurisdiction(j) => *j == svc.risk.jurisdiction,
             Target::Any => true,
+            Target::Mode(_) => false,
         };
         let scope = match &x.scope {
             Scope::Fleet => true,

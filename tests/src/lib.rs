@@ -464,10 +464,16 @@ pub struct Collector {
 impl Collector {
     /// Starts the collector on `data`, listening on 127.0.0.1:`port`.
     pub fn start(data: &Path, port: u16) -> Result<Self> {
+        Self::start_with(data, port, &[])
+    }
+
+    /// [`Collector::start`] with more `serve` arguments (`--catalogue`, `--bundle-key` …).
+    pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Result<Self> {
         let mut child = Command::new(bin("shadowai-collector")?)
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -2,6 +2,11 @@
 //! and the agent streaming findings to it, both live. `--demo` adds AI traffic from real
 //! clients inside two network namespaces this command creates (for closed machines where
 //! nothing else talks to an AI service); they are removed when it stops.
+//!
+//! The policy loop is wired too: a bundle-signing key pair (`target/demo/bundle.sec`, the
+//! collector and the agent trust `bundle.pub`), an approver token for a second person
+//! (`approver.token`), and the agent enrolled in group `demo` — so propose → approve →
+//! `shadowai rules publish --canary-group demo` reaches this agent, which then blocks.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -14,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 const LISTEN: &str = "127.0.0.1:8443";
+/// The demo agent's group: the canary group to publish to.
+const GROUP: &str = "demo";
 const DEMO_CLIENT: &str = "sademo-client";
 const DEMO_REMOTE: &str = "sademo-remote";
 const DEMO_NAMES: [&str; 6] = [
@@ -42,8 +49,66 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// The bundle-signing key pair of the demo (made once; the secret key is 0600).
+fn bundle_keys(cli: &Path, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let (sec, public) = (dir.join("bundle.sec"), dir.join("bundle.pub"));
+    if !(sec.exists() && public.exists()) {
+        let _ = std::fs::remove_file(&sec);
+        let _ = std::fs::remove_file(&public);
+        let st = Command::new(cli)
+            .args(["rules", "keygen", "--secret"])
+            .arg(&sec)
+            .arg("--public")
+            .arg(&public)
+            .stdout(Stdio::null())
+            .status()
+            .context("running shadowai rules keygen")?;
+        if !st.success() {
+            bail!("shadowai rules keygen failed ({st})");
+        }
+    }
+    Ok((sec, public))
+}
+
+/// A token for a second person (role approver), saved 0600 once.
+fn approver_token(bin: &Path, data: &Path, dir: &Path) -> Result<PathBuf> {
+    let file = dir.join("approver.token");
+    if file.exists() {
+        return Ok(file);
+    }
+    let out = Command::new(bin)
+        .args([
+            "token",
+            "create",
+            "--role",
+            "approver",
+            "--name",
+            "demo-approver",
+            "--data",
+        ])
+        .arg(data)
+        .stderr(Stdio::null())
+        .output()
+        .context("running shadowai-collector token create")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(token) = text.lines().find(|l| l.starts_with("sau_")) else {
+        bail!(
+            "shadowai-collector token create printed no token ({})",
+            out.status
+        );
+    };
+    write_private(&file, &format!("{token}\n"))?;
+    Ok(file)
+}
+
 /// Starts the collector; on a first start saves the admin token and enrollment secret.
-fn start_collector(bin: &Path, data: &Path, dir: &Path, catalogue: &Path) -> Result<Child> {
+fn start_collector(
+    bin: &Path,
+    data: &Path,
+    dir: &Path,
+    catalogue: &Path,
+    bundle_pub: &Path,
+) -> Result<Child> {
     let mut child = Command::new(bin)
         .args(["serve", "--data"])
         .arg(data)
@@ -51,6 +116,8 @@ fn start_collector(bin: &Path, data: &Path, dir: &Path, catalogue: &Path) -> Res
         // proposals and bundles are checked against the repository's catalogue
         .arg("--catalogue")
         .arg(catalogue)
+        .arg("--bundle-key")
+        .arg(bundle_pub)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("collector.log"))?)
         .spawn()
@@ -236,26 +303,32 @@ pub fn run(root: &Path, target: &Path, demo: bool) -> Result<()> {
         // Secrets are shown only on a first start; without them, start afresh.
         let _ = std::fs::remove_dir_all(&data);
         let _ = std::fs::remove_dir_all(&state);
+        let _ = std::fs::remove_file(dir.join("approver.token"));
     }
     std::fs::create_dir_all(&dir)?;
+    let cli = bin.join("shadowai");
+    let (bundle_sec, bundle_pub) = bundle_keys(&cli, &dir)?;
     let collector = start_collector(
         &bin.join("shadowai-collector"),
         &data,
         &dir,
         &root.join("rules/catalogue"),
+        &bundle_pub,
     )?;
     let mut children = Killed(vec![collector]);
+    let approver = approver_token(&bin.join("shadowai-collector"), &data, &dir)?;
     let config = dir.join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "[agent]\nstate_dir = \"{state}\"\nwindow_secs = 10\n\n\
-             [rules]\ncatalogue = \"{cat}\"\npolicy = \"{policy}\"\n\n\
+            "[agent]\nstate_dir = \"{state}\"\nwindow_secs = 10\ngroup = \"{GROUP}\"\n\n\
+             [rules]\ncatalogue = \"{cat}\"\npolicy = \"{policy}\"\nbundle_key = \"{bundle_pub}\"\n\n\
              [collector]\nurl = \"https://{LISTEN}\"\nca = \"{ca}\"\nenroll_secret_file = \"{secret}\"\nupload_secs = 2\n\n\
              [output]\nfindings_jsonl = \"{jsonl}\"\nmetrics = \"127.0.0.1:9464\"\n",
             state = state.display(),
             cat = root.join("rules/catalogue").display(),
             policy = root.join("rules/policy.example.toml").display(),
+            bundle_pub = bundle_pub.display(),
             ca = data.join("tls/cert.pem").display(),
             secret = dir.join("enroll.secret").display(),
             jsonl = dir.join("findings.jsonl").display(),
@@ -272,6 +345,21 @@ pub fn run(root: &Path, target: &Path, demo: bool) -> Result<()> {
         ca = data.join("tls/cert.pem").display(),
         tok = dir.join("admin.token").display(),
         jsonl = dir.join("findings.jsonl").display(),
+    );
+    println!(
+        "  the policy loop (this agent is in group {GROUP:?}; a second person approves):\n\
+         \x20   export SHADOWAI_URL=https://{LISTEN} SHADOWAI_CA={ca}\n\
+         \x20   A=$(cat {tok}) B=$(cat {appr})\n\
+         \x20   SHADOWAI_TOKEN=$A {cli} rules propose --service deepseek-api --verdict blocked --reason demo\n\
+         \x20   SHADOWAI_TOKEN=$A {cli} rules propose --service mode:enforce --verdict blocked --reason demo\n\
+         \x20   SHADOWAI_TOKEN=$B {cli} rules approve 1; SHADOWAI_TOKEN=$B {cli} rules approve 2\n\
+         \x20   SHADOWAI_TOKEN=$A {cli} rules publish --key {sec} --mode enforce --canary-group {GROUP}\n\
+         \x20 then the demo's requests to api.deepseek.com fail, reported with action blocked.\n",
+        ca = data.join("tls/cert.pem").display(),
+        tok = dir.join("admin.token").display(),
+        appr = approver.display(),
+        cli = cli.display(),
+        sec = bundle_sec.display(),
     );
     let mut agent = Command::new(bin.join("shadowai-agent"))
         .args(["run", "--print", "--config"])

@@ -17,7 +17,7 @@ pub struct RulesSummary {
     pub source: &'static str,
     /// Version of the last good bundle, when that is what is in use.
     pub bundle_version: Option<String>,
-    /// The ed25519 public key (hex) bundles must verify against, when configured.
+    /// Ids of the ed25519 public keys bundles may be signed with, when configured.
     pub bundle_key: Option<String>,
     /// Why a saved bundle was not used, if one exists and was refused.
     pub bundle_error: Option<String>,
@@ -31,8 +31,9 @@ pub fn summarise(cfg: &AgentConfig) -> Result<RulesSummary, AdminError> {
         .rules
         .bundle_key
         .as_deref()
-        .map(shadowai_rules::bundle::read_verifying_key)
+        .map(shadowai_rules::keyset::KeySet::read)
         .transpose()?;
+    let key_ids = key.as_ref().map(|k| k.ids().join(" "));
     let mut bundle_error = None;
     if let Some(key) = &key {
         let saved = cfg.agent.state_dir.join(BUNDLE_FILE);
@@ -42,7 +43,7 @@ pub fn summarise(cfg: &AgentConfig) -> Result<RulesSummary, AdminError> {
                     return Ok(RulesSummary {
                         source: "bundle",
                         bundle_version: Some(in_use.version.to_string()),
-                        bundle_key: Some(hex::encode(key.as_bytes())),
+                        bundle_key: key_ids,
                         bundle_error: None,
                         services: engine.catalogue().services.len(),
                         mode: agent_mode(engine.policy().mode),
@@ -54,7 +55,7 @@ pub fn summarise(cfg: &AgentConfig) -> Result<RulesSummary, AdminError> {
             Err(e) => bundle_error = Some(format!("{}: {e}", saved.display())),
         }
     }
-    let bundle_key = key.map(|k| hex::encode(k.as_bytes()));
+    let bundle_key = key_ids;
     let Some(dir) = &cfg.rules.catalogue else {
         return Ok(RulesSummary {
             source: "none",

@@ -310,7 +310,7 @@ impl std::fmt::Display for Status {
                     r.mode.as_str()
                 )?;
                 if let Some(k) = &r.bundle_key {
-                    writeln!(f, "bundle key: {k}")?;
+                    writeln!(f, "bundle keys: {k} (ids)")?;
                 }
                 if let Some(e) = &r.bundle_error {
                     writeln!(f, "            saved bundle refused: {e}")?;

@@ -69,7 +69,8 @@ pub struct RulesSection {
     pub catalogue: Option<PathBuf>,
     /// The organisation's policy file; default: monitor mode, unknown AI = unsanctioned.
     pub policy: Option<PathBuf>,
-    /// ed25519 public key that signed bundles must verify against.
+    /// Trusted bundle keys: a file with one ed25519 public key per line (hex); a bundle
+    /// must be signed by the key its envelope names. Several lines let keys rotate.
     pub bundle_key: Option<PathBuf>,
 }
 

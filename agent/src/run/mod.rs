@@ -165,6 +165,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             period: Duration::from_secs(c.upload_secs),
             health: health.clone(),
             mode,
+            bundle_error: None,
             spool_trouble: Default::default(),
         };
         tokio::spawn(up.run());

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shadowai_api::client::{BundleFetch, Client, ClientError};
-use shadowai_api::{AgentMode, Heartbeat, IngestBatch, ReenrollRequest};
+use shadowai_api::{AgentMode, BundleRefused, Heartbeat, IngestBatch, ReenrollRequest};
 use shadowai_rules::Engine;
 use shadowai_rules::bundle::InUse;
 use tokio::sync::watch;
@@ -86,13 +86,16 @@ pub struct Uplink {
     pub spool: SpoolHandle,
     pub identity: Identity,
     pub state_dir: PathBuf,
-    pub bundle_key: Option<ed25519_dalek::VerifyingKey>,
+    pub bundle_key: Option<shadowai_rules::keyset::KeySet>,
     pub engine_tx: watch::Sender<Arc<Engine>>,
     pub in_use: Option<InUse>,
     pub period: Duration,
     pub health: Health,
     pub mode: AgentMode,
     pub bundle_version: Option<String>,
+    /// The last bundle refused, reported in every heartbeat until a newer one loads (a
+    /// rollout whose agents refuse its bundle halts).
+    pub bundle_error: Option<BundleRefused>,
     pub spool_trouble: Trouble,
 }
 
@@ -219,6 +222,7 @@ impl Uplink {
             mode: self.mode,
             lost_events: self.health.lost_events(),
             group: self.identity.group.clone(),
+            bundle_error: self.bundle_error.clone(),
         };
         match self.client.heartbeat(&hb).await {
             Ok(_) => Round::Ok,
@@ -289,13 +293,15 @@ impl Uplink {
     }
 
     async fn fetch_bundle(&mut self, etag: &mut Option<String>) {
-        let Some(key) = self.bundle_key else { return };
+        let Some(keys) = self.bundle_key.clone() else {
+            return;
+        };
         match self.client.fetch_bundle(etag.as_deref()).await {
             Ok(BundleFetch::Bundle {
                 bytes,
                 etag: new_etag,
                 version,
-            }) => match super::rules::load_bundle(&bytes, &key, self.in_use.as_ref()) {
+            }) => match super::rules::load_bundle(&bytes, &keys, self.in_use.as_ref()) {
                 Ok((engine, in_use)) => {
                     if let Err(e) =
                         enroll::write_private(&self.state_dir.join("bundle.json"), &bytes)
@@ -303,6 +309,11 @@ impl Uplink {
                         tracing::error!(error = %e, "saving the last good bundle");
                     }
                     tracing::info!(%version, "rule bundle verified and loaded");
+                    self.mode = match engine.policy().mode {
+                        shadowai_rules::Mode::Enforce => AgentMode::Enforce,
+                        shadowai_rules::Mode::Monitor => AgentMode::Monitor,
+                    };
+                    self.bundle_error = None;
                     self.in_use = Some(in_use);
                     let _ = self.engine_tx.send(Arc::new(engine));
                     self.health.bundle_updates.inc();
@@ -312,6 +323,7 @@ impl Uplink {
                 Err(e) => {
                     tracing::error!(error = %e, %version, "rule bundle refused; keeping the one in use");
                     self.health.bundle_rejected.inc();
+                    self.bundle_error = Some(BundleRefused::new(&version, &e.to_string()));
                     *etag = Some(new_etag);
                 }
             },

@@ -246,6 +246,18 @@ impl Client {
         self.json(Method::POST, route, rb).await
     }
 
+    /// POSTs `{"note": …}` (revoke, rotate, release, approve, reject, rollback).
+    async fn post_note<T: DeserializeOwned>(
+        &self,
+        route: &str,
+        note: Option<&str>,
+    ) -> Result<T, ClientError> {
+        let body = NoteRequest {
+            note: note.map(str::to_owned),
+        };
+        self.post(route, &body).await
+    }
+
     async fn text<Q: Serialize + ?Sized>(
         &self,
         route: &str,
@@ -411,10 +423,7 @@ impl Client {
         agent_id: &str,
         reason: Option<&str>,
     ) -> Result<AgentInfo, ClientError> {
-        let body = NoteRequest {
-            note: reason.map(str::to_owned),
-        };
-        self.post(&format!("/api/v1/agents/{agent_id}/revoke"), &body)
+        self.post_note(&format!("/api/v1/agents/{agent_id}/revoke"), reason)
             .await
     }
 
@@ -426,10 +435,7 @@ impl Client {
         agent_id: &str,
         reason: Option<&str>,
     ) -> Result<AgentInfo, ClientError> {
-        let body = NoteRequest {
-            note: reason.map(str::to_owned),
-        };
-        self.post(&format!("/api/v1/agents/{agent_id}/rotate-token"), &body)
+        self.post_note(&format!("/api/v1/agents/{agent_id}/rotate-token"), reason)
             .await
     }
 
@@ -440,10 +446,7 @@ impl Client {
         agent_id: &str,
         reason: Option<&str>,
     ) -> Result<AgentInfo, ClientError> {
-        let body = NoteRequest {
-            note: reason.map(str::to_owned),
-        };
-        self.post(&format!("/api/v1/agents/{agent_id}/release"), &body)
+        self.post_note(&format!("/api/v1/agents/{agent_id}/release"), reason)
             .await
     }
 
@@ -485,18 +488,12 @@ impl Client {
     }
 
     pub async fn approve(&self, id: i64, note: Option<&str>) -> Result<Proposal, ClientError> {
-        let body = NoteRequest {
-            note: note.map(str::to_owned),
-        };
-        self.post(&format!("/api/v1/proposals/{id}/approve"), &body)
+        self.post_note(&format!("/api/v1/proposals/{id}/approve"), note)
             .await
     }
 
     pub async fn reject(&self, id: i64, note: Option<&str>) -> Result<Proposal, ClientError> {
-        let body = NoteRequest {
-            note: note.map(str::to_owned),
-        };
-        self.post(&format!("/api/v1/proposals/{id}/reject"), &body)
+        self.post_note(&format!("/api/v1/proposals/{id}/reject"), note)
             .await
     }
 
@@ -553,10 +550,7 @@ impl Client {
         id: i64,
         reason: Option<&str>,
     ) -> Result<Rollout, ClientError> {
-        let body = NoteRequest {
-            note: reason.map(str::to_owned),
-        };
-        self.post(&format!("/api/v1/rollouts/{id}/rollback"), &body)
+        self.post_note(&format!("/api/v1/rollouts/{id}/rollback"), reason)
             .await
     }
 

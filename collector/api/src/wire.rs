@@ -137,6 +137,46 @@ pub struct Heartbeat {
     pub lost_events: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The last bundle this agent refused (bad signature, expired, older than the one in
+    /// use, does not load…), until a newer one loads. A rollout whose canary agents report
+    /// its bundle here halts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_error: Option<BundleRefused>,
+}
+
+/// A bundle an agent refused, and why (the verification error, at most
+/// [`BundleRefused::MAX_REASON`] characters).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleRefused {
+    pub version: String,
+    pub reason: String,
+}
+
+impl BundleRefused {
+    /// Longest version string accepted.
+    pub const MAX_VERSION: usize = 64;
+    /// Longest reason accepted (characters); agents cut longer ones with `…`.
+    pub const MAX_REASON: usize = 500;
+
+    /// A report cut to the limits the collector accepts (characters; control characters
+    /// become spaces).
+    pub fn new(version: &str, reason: &str) -> Self {
+        let cut = |s: &str, n: usize| {
+            let clean = s.chars().map(|c| if c.is_control() { ' ' } else { c });
+            if s.chars().count() <= n {
+                clean.collect()
+            } else {
+                let mut t: String = clean.take(n - 1).collect();
+                t.push('…');
+                t
+            }
+        };
+        Self {
+            version: cut(version, Self::MAX_VERSION),
+            reason: cut(reason, Self::MAX_REASON),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +277,9 @@ pub struct AgentInfo {
     pub identity_conflicts: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_identity_conflict_ms: Option<i64>,
+    /// The last bundle the agent reported refusing (see [`Heartbeat::bundle_error`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle_error: Option<BundleRefused>,
 }
 
 // ---- enrollment keys (admin): the secrets agents enroll with ----

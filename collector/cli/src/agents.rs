@@ -1,4 +1,4 @@
-//! `agents list` and `agents revoke`.
+//! `agents list | revoke | rotate-token | release`.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -13,8 +13,23 @@ pub enum AgentsCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke an agent: its token is refused from then on.
+    /// Revoke an agent: its token is refused from then on, and its host cannot enroll
+    /// again until an admin releases it.
     Revoke {
+        agent_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Kill only the agent's current token (say it leaked): the host stays enrolled and its
+    /// agent re-enrolls by itself with its per-host key on the next 401.
+    RotateToken {
+        agent_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Clear the host's key binding (after a revocation or a host identity conflict) so the
+    /// host may enroll anew with an enrollment secret.
+    Release {
         agent_id: String,
         #[arg(long)]
         reason: Option<String>,
@@ -50,7 +65,11 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> Result<()> {
                     a.bundle_version.clone().unwrap_or_else(|| "-".into()),
                     a.mode.map_or("-", |m| m.as_str()).to_owned(),
                     a.lost_events.to_string(),
-                    if a.revoked { "revoked" } else { "active" }.to_owned(),
+                    match (a.revoked, a.identity_conflicts) {
+                        (true, _) => "revoked".to_owned(),
+                        (false, 0) => "active".to_owned(),
+                        (false, n) => format!("active, {n} identity conflict(s)"),
+                    },
                 ]);
             }
             if table.is_empty() {
@@ -62,6 +81,24 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> Result<()> {
         AgentsCmd::Revoke { agent_id, reason } => {
             let a = client.revoke_agent(&agent_id, reason.as_deref()).await?;
             println!("revoked {} ({})", a.agent_id, a.hostname);
+            Ok(())
+        }
+        AgentsCmd::RotateToken { agent_id, reason } => {
+            let a = client
+                .rotate_agent_token(&agent_id, reason.as_deref())
+                .await?;
+            println!(
+                "token of {} ({}) rotated: the agent re-enrolls with its host key",
+                a.agent_id, a.hostname
+            );
+            Ok(())
+        }
+        AgentsCmd::Release { agent_id, reason } => {
+            let a = client.release_agent(&agent_id, reason.as_deref()).await?;
+            println!(
+                "released host {} ({}): it may enroll again with an enrollment secret",
+                a.host_id, a.hostname
+            );
             Ok(())
         }
     }

@@ -1,11 +1,13 @@
 //! `shadowai`, the admin CLI: log in to a collector, read reports, export findings, propose /
-//! approve / roll out / roll back rules, list and revoke agents, export and verify the audit log.
+//! approve / roll out / roll back rules, list, revoke, rotate and release agents, manage
+//! enrollment keys, export and verify the audit log.
 //! It talks to the collector only through the typed client in `shadowai-api`.
 
 mod agents;
 mod audit;
 mod config;
 mod docs;
+mod enrollment;
 mod filters;
 mod output;
 mod publish;
@@ -67,9 +69,12 @@ enum Command {
     /// Policy proposals, approvals, bundles and staged rollouts (and local catalogue tools).
     #[command(subcommand)]
     Rules(rules::RulesCmd),
-    /// Enrolled agents.
+    /// Enrolled agents: list, revoke, rotate a token, release a host.
     #[command(subcommand)]
     Agents(agents::AgentsCmd),
+    /// Enrollment secrets: create (single-use or time-limited), list, revoke.
+    #[command(subcommand)]
+    EnrollmentKeys(enrollment::EnrollmentCmd),
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
@@ -254,6 +259,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => reports::export(&ctx, args).await,
         Command::Rules(cmd) => return rules::run(&ctx, cmd).await,
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
+        Command::EnrollmentKeys(cmd) => enrollment::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::GenerateDocs { out } => docs::generate(Cli::command(), &out)
             .with_context(|| format!("writing man pages and completions to {}", out.display())),

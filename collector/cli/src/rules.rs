@@ -17,9 +17,12 @@ use crate::output::{Table, print_json, time};
 #[derive(Subcommand, Debug)]
 pub enum RulesCmd {
     /// Propose a verdict for a service. A `blocked` proposal waits for a different person
-    /// with the approver role; other verdicts apply at once.
+    /// with the approver role, and so does one replacing a block in force; other verdicts
+    /// apply at once. `--service mode:enforce --verdict blocked` (or `mode:monitor`) proposes
+    /// switching what `blocked` verdicts do; it always waits for a second person.
     Propose {
-        /// Service id from the catalogue (e.g. deepseek-chat).
+        /// Service id from the catalogue (e.g. deepseek), `category:<name>`,
+        /// `jurisdiction:<code>`, `*`, or `mode:enforce` / `mode:monitor`.
         #[arg(long)]
         service: String,
         #[arg(long, value_enum)]

@@ -368,6 +368,16 @@ fn cli_against_a_real_collector() {
         (Some("deepseek"), Some("blocked"))
     );
 
+    // The bundle is in enforce mode: switching from monitor (nothing rolled out yet) is a
+    // decision of its own, refused until a second person approves it.
+    env.fails(None, &upload, 4, "propose `mode:enforce`");
+    let m = env.json(
+        None,
+        "rules propose --service mode:enforce --verdict blocked --reason go-live --json",
+    );
+    assert_eq!(m["status"], "pending");
+    env.ok(Some(&bob), &format!("rules approve {}", m["id"]));
+
     // Now the bundle is accepted, rolled out in stages, and rolled back.
     assert!(env.ok(None, &upload).contains("uploaded bundle 1.5.0"));
     assert!(env.ok(None, "rules bundles").contains("1.5.0"));
@@ -468,9 +478,107 @@ fn cli_against_a_real_collector() {
         "the 1.6.0 content: only the approved block"
     );
 
-    // Agents: list, revoke; the revoked agent's token is refused from then on.
+    // Agents: list, rotate a token (the old one dies, the host key brings a new one),
+    // revoke (the token is refused from then on), release (the host may enroll again).
     let agents = env.json(None, "agents list --json");
     assert_eq!(agents[0]["hostname"], "web-01");
+    env.fails(
+        Some(&bob),
+        &format!("agents rotate-token {}", agent.1),
+        4,
+        "403",
+    );
+    let rotated = env.ok(
+        None,
+        &format!("agents rotate-token {} --reason leak", agent.1),
+    );
+    assert!(rotated.contains("rotated"), "{rotated}");
+    let stale = rt.block_on(agent.0.heartbeat(&heartbeat()));
+    assert_eq!(stale.unwrap_err().status(), Some(401));
+    let anon = Client::builder(&url).build().unwrap();
+    let renewed = rt
+        .block_on(anon.reenroll(&shadowai_api::wire::ReenrollRequest {
+            host_id: "web-01".into(),
+            host_key: "0e".repeat(32),
+            agent_version: "0.1.0".into(),
+        }))
+        .unwrap();
+    assert_eq!(renewed.agent_id, agent.1, "same agent, new token");
+    let agent = (anon.with_token(renewed.token), agent.1);
+    rt.block_on(agent.0.heartbeat(&heartbeat())).unwrap();
+
+    // Enrollment keys: a single-use secret written to a 0600 file enrolls one host only;
+    // a revoked key enrolls nobody.
+    let created = env.ok(
+        None,
+        &format!(
+            "enrollment-keys create --note lab --max-uses 1 --ttl-secs 3600 --out {}",
+            path("lab.secret")
+        ),
+    );
+    assert!(created.contains("secret written to"), "{created}");
+    let lab_mode = std::fs::metadata(path("lab.secret"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(lab_mode & 0o777, 0o600);
+    let lab = std::fs::read_to_string(path("lab.secret"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(lab.starts_with("sae_"), "{lab}");
+    let enroll_with = |secret: &str, host: &str| {
+        rt.block_on(anon.enroll(&EnrollRequest {
+            secret: secret.to_owned(),
+            host_id: host.into(),
+            hostname: host.into(),
+            group: None,
+            agent_version: "0.1.0".into(),
+            host_key: "1f".repeat(32),
+        }))
+    };
+    enroll_with(&lab, "lab-01").unwrap();
+    assert_eq!(
+        enroll_with(&lab, "lab-02").unwrap_err().status(),
+        Some(401),
+        "single use"
+    );
+    let keys = env.json(None, "enrollment-keys list --json");
+    let lab_key = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["note"] == "lab")
+        .unwrap();
+    assert_eq!(lab_key["uses"], 1);
+    assert_eq!(lab_key["created_by"], "alice");
+    let listed = env.ok(None, "enrollment-keys list");
+    assert!(
+        listed.contains("1/1") && listed.contains("alice"),
+        "{listed}"
+    );
+    let more = env.ok(None, "enrollment-keys create --note spare");
+    let spare = more.trim().to_owned();
+    assert!(
+        spare.starts_with("sae_"),
+        "the secret alone on stdout: {more}"
+    );
+    let spare_id = env
+        .json(None, "enrollment-keys list --json")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["note"] == "spare")
+        .unwrap()["id"]
+        .clone();
+    assert!(
+        env.ok(None, &format!("enrollment-keys revoke {spare_id}"))
+            .contains("revoked enrollment key")
+    );
+    assert_eq!(
+        enroll_with(&spare, "lab-03").unwrap_err().status(),
+        Some(401)
+    );
     assert!(
         env.ok(None, &format!("agents revoke {} --reason gone", agent.1))
             .contains("revoked")
@@ -481,6 +589,24 @@ fn cli_against_a_real_collector() {
         findings: vec![],
     }));
     assert_eq!(refused.unwrap_err().status(), Some(401));
+    // Revoked: the host cannot enroll again until an admin releases it.
+    let again = || {
+        rt.block_on(anon.enroll(&EnrollRequest {
+            secret: enroll_secret.clone(),
+            host_id: "web-01".into(),
+            hostname: "web-01".into(),
+            group: None,
+            agent_version: "0.1.0".into(),
+            host_key: "0e".repeat(32),
+        }))
+    };
+    assert!(again().is_err(), "a revoked host stays out");
+    let released = env.ok(
+        None,
+        &format!("agents release {} --reason rebuilt", agent.1),
+    );
+    assert!(released.contains("released host web-01"), "{released}");
+    again().unwrap();
 
     // Audit: export (verified on the way), list, verify offline; a changed approver fails at
     // that entry with exit code 7.
@@ -494,6 +620,10 @@ fn cli_against_a_real_collector() {
         "bundle.upload",
         "rollout.rollback",
         "agent.revoke",
+        "agent.rotate_token",
+        "agent.release",
+        "enrollment_key.create",
+        "enrollment_key.revoke",
     ] {
         assert!(
             listed.contains(action),
@@ -549,6 +679,17 @@ fn cli_against_a_real_collector() {
     // After logout, commands need a login again.
     assert!(env.ok(None, "logout").contains("removed"));
     env.fails(None, "whoami", 3, "not logged in");
+}
+
+fn heartbeat() -> shadowai_api::wire::Heartbeat {
+    shadowai_api::wire::Heartbeat {
+        agent_version: "0.1.0".into(),
+        bundle_version: None,
+        mode: shadowai_api::wire::AgentMode::Monitor,
+        lost_events: 0,
+        group: None,
+        bundle_error: None,
+    }
 }
 
 fn path_exists(p: &str) -> bool {

@@ -1,5 +1,5 @@
-//! Admin and approver routes: agents revoke, proposals and approvals, policy, bundles,
-//! rollouts, audit log.
+//! Admin and approver routes: proposals and approvals, policy, bundles, rollouts, audit
+//! log.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,12 +8,11 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AdvanceRequest, AgentInfo, BundleInfo, NoteRequest, PolicyEntry, PolicyScope, Proposal,
-    ProposalRequest, ProposalStatus, Rollout, RolloutRequest, RolloutStage,
+    AdvanceRequest, BundleInfo, NoteRequest, PolicyEntry, PolicyScope, Proposal, ProposalRequest,
+    ProposalStatus, Rollout, RolloutRequest, RolloutStage,
 };
 
 use shadowai_rules::bundle;
-use shadowai_rules::twoperson;
 
 use super::agent_routes::{check_ident, check_text};
 use super::auth::{Caller, Cap};
@@ -29,29 +28,11 @@ fn parse_id(s: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| bad(format!("path: {s:?} is not a valid id")))
 }
 
-fn check_note(n: &NoteRequest) -> Result<Option<String>, ApiError> {
+pub(super) fn check_note(n: &NoteRequest) -> Result<Option<String>, ApiError> {
     if let Some(t) = &n.note {
         check_text("note", t, 1000)?;
     }
     Ok(n.note.clone())
-}
-
-pub async fn revoke_agent(
-    caller: Caller,
-    State(st): State<SharedState>,
-    Path(agent_id): Path<String>,
-    JsonBody(body): JsonBody<NoteRequest>,
-) -> Result<Json<AgentInfo>, ApiError> {
-    caller.require(Cap::Admin)?;
-    check_ident("agent_id", &agent_id, 64)?;
-    let note = check_note(&body)?;
-    let actor = caller.person().to_owned();
-    let now = now_ms();
-    let info = st
-        .db(move |s| s.revoke_agent(&actor, &agent_id, note.as_deref(), now))
-        .await?;
-    tracing::info!(agent_id = %info.agent_id, by = %caller.person(), "agent revoked");
-    Ok(Json(info))
 }
 
 #[derive(Deserialize)]
@@ -114,6 +95,7 @@ pub async fn propose(
     }
     let cat = catalogue(&st)?;
     let target = crate::bundles::check_target(&cat, &req.service_id)?;
+    crate::bundles::check_mode_decision(&target, req.verdict, &req.scope)?;
     // Blocking, or replacing a block in force, needs a second person.
     let proposals = st.db(|s| s.list_proposals(None)).await?;
     let needs_approval = crate::bundles::needs_approval(&cat, &proposals, &target, req.verdict);
@@ -245,8 +227,8 @@ pub async fn upload_bundle(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-/// Signature, the `version` parameter, then the two-person rule against the last accepted
-/// bundle over the collector's catalogue.
+/// Signature, the `version` parameter, then the two-person rule against what agents run
+/// (`bundle_check`) over the collector's catalogue.
 async fn check_upload(
     st: &SharedState,
     bytes: &[u8],
@@ -262,36 +244,7 @@ async fn check_upload(
             body.version
         )));
     }
-    let cat = catalogue(st)?;
-    let proposals = st.db(|s| s.list_proposals(None)).await?;
-    let previous = st
-        .db(|s| {
-            let Some(newest) = s.list_bundles()?.into_iter().next() else {
-                return Ok(None);
-            };
-            s.bundle(&newest.version)
-        })
-        .await?;
-    let previous = match previous {
-        Some((info, b)) => Some(bundle::read_unverified(&b).map_err(|e| ApiError::Internal {
-            what: format!("stored bundle {} does not parse: {e}", info.version),
-        })?),
-        None => None,
-    };
-    let approvals = crate::bundles::approvals(&proposals);
-    let b2 = body.clone();
-    let changes = tokio::task::spawn_blocking(move || {
-        let prev = previous.as_ref().map(|p| (&p.catalogue, &p.policy));
-        twoperson::check(&cat, prev, (&b2.catalogue, &b2.policy), &approvals, now_s)
-    })
-    .await
-    .map_err(|e| ApiError::Internal {
-        what: format!("two-person check failed: {e}"),
-    })?
-    .map_err(|e| ApiError::Forbidden {
-        message: format!("bundle {}: {e}", body.version),
-    })?;
-    tracing::info!(version = %body.version, block_changes = changes.len(), "bundle passed the two-person rule");
+    super::bundle_check::against_live(st, &body, None).await?;
     Ok(body)
 }
 
@@ -311,6 +264,23 @@ pub async fn start_rollout(
     caller.require(Cap::Admin)?;
     check_text("bundle_version", &req.bundle_version, 64)?;
     check_ident("canary_group", &req.canary_group, 64)?;
+    // The fleet may have moved on since the upload: check again against what agents run.
+    let v = req.bundle_version.clone();
+    let Some((_, bytes)) = st.db(move |s| s.bundle(&v)).await? else {
+        return Err(ApiError::NotFound {
+            message: format!("bundle {:?} was never uploaded", req.bundle_version),
+        });
+    };
+    let body = bundle::read_unverified(&bytes).map_err(|e| ApiError::Internal {
+        what: format!("stored bundle {} does not parse: {e}", req.bundle_version),
+    })?;
+    if let Err(e) = super::bundle_check::against_live(&st, &body, Some(&req.bundle_version)).await {
+        let details = serde_json::json!({"version": req.bundle_version, "reason": e.to_string()});
+        let target = format!("bundle:{}", req.bundle_version);
+        audit_refusal(&st, caller.person(), "rollout.refused", target, details).await;
+        tracing::warn!(by = %caller.person(), error = %e, "rollout refused");
+        return Err(e);
+    }
     let actor = caller.person().to_owned();
     let now = now_ms();
     let r = st

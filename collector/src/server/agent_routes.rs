@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use shadowai_api::{Finding, Heartbeat, HeartbeatAck, IngestAck};
+use shadowai_api::{BundleRefused, Finding, Heartbeat, HeartbeatAck, IngestAck};
 
 use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
@@ -212,6 +212,19 @@ pub async fn heartbeat(
     check_text("agent_version", &hb.agent_version, 64)?;
     if let Some(v) = &hb.bundle_version {
         check_text("bundle_version", v, 64)?;
+    }
+    if let Some(e) = &hb.bundle_error {
+        // Limits in characters on the agent's side; UTF-8 takes at most 4 bytes each.
+        check_text(
+            "bundle_error.version",
+            &e.version,
+            4 * BundleRefused::MAX_VERSION,
+        )?;
+        check_text(
+            "bundle_error.reason",
+            &e.reason,
+            4 * BundleRefused::MAX_REASON,
+        )?;
     }
     if let Some(g) = &hb.group {
         check_ident("group", g, 64)?;

@@ -1,6 +1,7 @@
 //! The accept loop: a global and a per-client-IP cap on open connections, back-off on accept
 //! errors (descriptor exhaustion must not become a busy loop filling the log), TLS handshake
-//! and header/idle timeouts, and a minimum upload rate for request bodies.
+//! and header/idle timeouts, a minimum upload rate for request bodies, and a bound on how
+//! long a response may stay unread (`stall`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +13,7 @@ use axum::extract::ConnectInfo;
 
 use super::metrics::Metrics;
 use super::slowbody::{MinRate, SlowBodyGuard};
+use super::stall::WriteStall;
 use crate::config::Limits;
 
 /// Open connections per client IP; a slot is given back when its guard drops.
@@ -212,7 +214,10 @@ impl Conn {
             .max_buf_size(64 * 1024);
         let res = match self.tls {
             Some(acc) => match tokio::time::timeout(header_timeout, acc.accept(tcp)).await {
-                Ok(Ok(stream)) => http.serve_connection(TokioIo::new(stream), svc).await,
+                Ok(Ok(stream)) => {
+                    let io = WriteStall::new(stream, header_timeout);
+                    http.serve_connection(TokioIo::new(io), svc).await
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
                     return;
@@ -222,7 +227,10 @@ impl Conn {
                     return;
                 }
             },
-            None => http.serve_connection(TokioIo::new(tcp), svc).await,
+            None => {
+                let io = WriteStall::new(tcp, header_timeout);
+                http.serve_connection(TokioIo::new(io), svc).await
+            }
         };
         if let Err(e) = res {
             tracing::debug!(peer = %addr, error = %e, "connection ended with an error");
@@ -245,5 +253,28 @@ mod tests {
         drop(a);
         assert_eq!(t.open(ip), 1);
         assert!(t.try_take(ip, 2).is_some());
+    }
+
+    /// Accept errors (EMFILE under a descriptor flood) double the pause up to 1 s instead
+    /// of spinning, each one counted; one success resets it.
+    #[tokio::test]
+    async fn accept_errors_back_off_exponentially_to_a_cap_and_reset() {
+        let m = Metrics::new();
+        let mut b = AcceptBackoff {
+            delay: AcceptBackoff::MIN,
+            failing: false,
+        };
+        let emfile = std::io::Error::from_raw_os_error(24);
+        let mut pauses = Vec::new();
+        for _ in 0..9 {
+            pauses.push(b.delay);
+            b.failed(&emfile, &m).await;
+        }
+        let ms: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
+        assert!(b.failing);
+        assert_eq!(m.accept_errors.get(), 9);
+        b.succeeded();
+        assert_eq!((b.delay, b.failing), (AcceptBackoff::MIN, false));
     }
 }

@@ -1,5 +1,5 @@
-//! Admin routes over host identity: rotate an agent's token, release a host's binding, and
-//! manage enrollment keys. Every change is audited with the person who made it.
+//! Admin routes over host identity: revoke an agent, rotate its token, release a host's
+//! binding, and manage enrollment keys. Every change is audited with the person who made it.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -8,21 +8,60 @@ use shadowai_api::{
     AgentInfo, EnrollmentKeyCreated, EnrollmentKeyInfo, EnrollmentKeyRequest, NoteRequest,
 };
 
+use super::admin_routes::check_note;
 use super::agent_routes::{check_ident, check_text};
 use super::auth::{Caller, Cap, ENROLL_PREFIX, hash_secret, new_secret};
 use super::error::{ApiError, bad};
 use super::extract::JsonBody;
 use super::{SharedState, now_ms};
-use crate::store::NewEnrollmentKey;
+use crate::store::{NewEnrollmentKey, Store, StoreError};
 
 const MAX_TTL_S: u64 = 31_536_000;
 const MAX_USES: u64 = 1_000_000;
 
-fn note_of(body: &NoteRequest) -> Result<Option<String>, ApiError> {
-    if let Some(t) = &body.note {
-        check_text("note", t, 1000)?;
-    }
-    Ok(body.note.clone())
+/// One admin action on an agent: role, path id and note checked, the store call made in
+/// the caller's name (it audits), the outcome logged.
+async fn agent_action<F>(
+    caller: &Caller,
+    st: &SharedState,
+    agent_id: String,
+    body: &NoteRequest,
+    done: &'static str,
+    act: F,
+) -> Result<Json<AgentInfo>, ApiError>
+where
+    F: FnOnce(&dyn Store, &str, &str, Option<&str>, i64) -> Result<AgentInfo, StoreError>
+        + Send
+        + 'static,
+{
+    caller.require(Cap::Admin)?;
+    check_ident("agent_id", &agent_id, 64)?;
+    let note = check_note(body)?;
+    let actor = caller.person().to_owned();
+    let now = now_ms();
+    let info = st
+        .db(move |s| act(s, &actor, &agent_id, note.as_deref(), now))
+        .await?;
+    tracing::info!(agent_id = %info.agent_id, host_id = %info.host_id, by = %caller.person(), "{done}");
+    Ok(Json(info))
+}
+
+/// Revokes an agent: its token is refused, its host cannot enroll until released.
+pub async fn revoke_agent(
+    caller: Caller,
+    State(st): State<SharedState>,
+    Path(agent_id): Path<String>,
+    JsonBody(body): JsonBody<NoteRequest>,
+) -> Result<Json<AgentInfo>, ApiError> {
+    agent_action(
+        &caller,
+        &st,
+        agent_id,
+        &body,
+        "agent revoked",
+        |s, actor, id, note, now| s.revoke_agent(actor, id, note, now),
+    )
+    .await
 }
 
 pub async fn rotate_token(
@@ -31,18 +70,17 @@ pub async fn rotate_token(
     Path(agent_id): Path<String>,
     JsonBody(body): JsonBody<NoteRequest>,
 ) -> Result<Json<AgentInfo>, ApiError> {
-    caller.require(Cap::Admin)?;
-    check_ident("agent_id", &agent_id, 64)?;
-    let note = note_of(&body)?;
-    let actor = caller.person().to_owned();
     // No token hashes to this: the current token is dead, the host re-enrolls with its key.
     let dead = format!("rotated:{}", new_secret("")?);
-    let now = now_ms();
-    let info = st
-        .db(move |s| s.rotate_agent_token(&actor, &agent_id, note.as_deref(), &dead, now))
-        .await?;
-    tracing::info!(agent_id = %info.agent_id, by = %caller.person(), "agent token rotated");
-    Ok(Json(info))
+    agent_action(
+        &caller,
+        &st,
+        agent_id,
+        &body,
+        "agent token rotated",
+        move |s, actor, id, note, now| s.rotate_agent_token(actor, id, note, &dead, now),
+    )
+    .await
 }
 
 pub async fn release(
@@ -51,16 +89,15 @@ pub async fn release(
     Path(agent_id): Path<String>,
     JsonBody(body): JsonBody<NoteRequest>,
 ) -> Result<Json<AgentInfo>, ApiError> {
-    caller.require(Cap::Admin)?;
-    check_ident("agent_id", &agent_id, 64)?;
-    let note = note_of(&body)?;
-    let actor = caller.person().to_owned();
-    let now = now_ms();
-    let info = st
-        .db(move |s| s.release_agent(&actor, &agent_id, note.as_deref(), now))
-        .await?;
-    tracing::info!(agent_id = %info.agent_id, host_id = %info.host_id, by = %caller.person(), "host released");
-    Ok(Json(info))
+    agent_action(
+        &caller,
+        &st,
+        agent_id,
+        &body,
+        "host released",
+        |s, actor, id, note, now| s.release_agent(actor, id, note, now),
+    )
+    .await
 }
 
 pub async fn create_key(

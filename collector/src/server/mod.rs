@@ -3,6 +3,7 @@
 mod admin_routes;
 mod agent_routes;
 mod discovery_routes;
+mod bundle_check;
 // issue 10: policy document and catalogue
 pub mod auth;
 pub mod conn;
@@ -19,6 +20,7 @@ mod policy_routes;
 pub mod ratelimit;
 mod slowbody;
 mod soc_routes;
+mod stall;
 pub mod tls;
 mod ui;
 
@@ -135,7 +137,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/agents", get(soc_routes::agents))
         .route(
             "/api/v1/agents/{agent_id}/revoke",
-            post(admin_routes::revoke_agent),
+            post(fleet_routes::revoke_agent),
         )
         .route(
             "/api/v1/proposals",

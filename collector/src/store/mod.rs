@@ -73,6 +73,8 @@ pub struct TokenRecord {
     pub role: Role,
     pub created_ms: i64,
     pub revoked: bool,
+    /// Who created it (`cli:<operator>` for `shadowai-collector token create`, `system` at first start).
+    pub created_by: String,
 }
 
 /// An enrolled agent as the auth layer needs it.
@@ -82,17 +84,6 @@ pub struct AgentRecord {
     pub host_id: String,
     pub group: Option<String>,
     pub revoked: bool,
-}
-
-/// A new agent identity to store.
-#[derive(Clone, Debug)]
-pub struct NewAgent {
-    pub agent_id: String,
-    pub token_hash: String,
-    pub host_id: String,
-    pub hostname: String,
-    pub group: Option<String>,
-    pub agent_version: String,
 }
 
 /// Filters already validated by the server (see `FindingQuery`).
@@ -173,8 +164,6 @@ pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
     fn revoke_token(&self, actor: &str, id: i64, now_ms: i64) -> Result<TokenRecord, StoreError>;
 
     // ---- agents ----
-    /// Stores a new agent; revokes every earlier agent of the same host.
-    fn enroll_agent(&self, agent: &NewAgent, now_ms: i64) -> Result<(), StoreError>;
     fn agent_by_token_hash(&self, token_hash: &str) -> Result<Option<AgentRecord>, StoreError>;
     fn list_agents(&self) -> Result<Vec<AgentInfo>, StoreError>;
     fn revoke_agent(

@@ -2,15 +2,15 @@
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, AgentMode, BundleInfo, EnrollmentKeyInfo, Finding, Heartbeat, IngestAck,
-    IngestBatch, PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout,
+    AgentInfo, AgentMode, BundleInfo, BundleRefused, EnrollmentKeyInfo, Finding, Heartbeat,
+    IngestAck, IngestBatch, PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout,
     RolloutStage, ServiceReport, TrendPoint,
 };
 
 use super::rows::{Backend, Row, Tx, V};
 use super::{
-    AgentRecord, EnrollAttempt, EnrollOutcome, FindingFilter, NewAgent, NewEnrollmentKey, Store,
-    StoreError, TokenRecord,
+    AgentRecord, EnrollAttempt, EnrollOutcome, FindingFilter, NewEnrollmentKey, Store, StoreError,
+    TokenRecord,
 };
 
 pub struct SqlStore<B: Backend> {
@@ -58,6 +58,45 @@ impl<B: Backend> SqlStore<B> {
 }
 
 /// Appends one audit entry inside `tx` (the caller holds the write lock).
+/// Reads one row of a table into its type.
+pub(super) type RowParser<T> = fn(&Row) -> Result<T, StoreError>;
+
+/// Sets `revoked_ms` on the row of `table` whose `key_col` is `key`, if not revoked yet,
+/// and reads the row back with `cols` / `parse`: `NotFound` when there is no such row,
+/// `InvalidState` ("already revoked") when it was revoked before. `what` names the row.
+pub(super) fn revoke_row<T>(
+    tx: &mut dyn Tx,
+    table: &'static str,
+    (key_col, key): (&str, V),
+    (cols, parse): (&str, RowParser<T>),
+    what: &str,
+    now_ms: i64,
+) -> Result<T, StoreError> {
+    let changed = tx.exec(
+        &format!("UPDATE {table} SET revoked_ms = $1 WHERE {key_col} = $2 AND revoked_ms IS NULL"),
+        &[now_ms.into(), key.clone()],
+    )?;
+    let rows = tx.query(
+        table,
+        &format!("SELECT {cols} FROM {table} WHERE {key_col} = $1"),
+        &[key],
+    )?;
+    let info = rows
+        .first()
+        .map(parse)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound {
+            what: what.to_owned(),
+        })?;
+    if changed == 0 {
+        return Err(StoreError::InvalidState {
+            what: what.to_owned(),
+            reason: "already revoked".into(),
+        });
+    }
+    Ok(info)
+}
+
 pub(super) fn audit_in(
     tx: &mut dyn Tx,
     actor: &str,
@@ -118,7 +157,7 @@ fn audit_row(r: &Row) -> Result<AuditEntry, StoreError> {
     })
 }
 
-const TOKEN_COLS: &str = "id, name, role, created_ms, revoked_ms";
+const TOKEN_COLS: &str = "id, name, role, created_ms, revoked_ms, created_by";
 
 fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
     Ok(TokenRecord {
@@ -127,13 +166,15 @@ fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
         role: r.parsed(2, "role", Role::parse)?,
         created_ms: r.i64(3)?,
         revoked: r.opt_i64(4)?.is_some(),
+        created_by: r.text(5)?,
     })
 }
 
 pub(super) const AGENT_COLS: &str = "agent_id, host_id, hostname, grp, enrolled_ms, last_seen_ms, \
      agent_version, bundle_version, mode, lost_events, revoked_ms, \
      (SELECT h.conflicts FROM hosts h WHERE h.agent_id = agents.agent_id), \
-     (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id)";
+     (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id), \
+     bundle_error_version, bundle_error";
 
 pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
     let mode = match r.opt_text(8)?.as_deref() {
@@ -161,6 +202,10 @@ pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
         revoked: r.opt_i64(10)?.is_some(),
         identity_conflicts: r.opt_i64(11)?.map_or(0, |v| u64::try_from(v).unwrap_or(0)),
         last_identity_conflict_ms: r.opt_i64(12)?,
+        bundle_error: match (r.opt_text(13)?, r.opt_text(14)?) {
+            (Some(version), Some(reason)) => Some(BundleRefused { version, reason }),
+            _ => None,
+        },
     })
 }
 
@@ -214,12 +259,24 @@ impl<B: Backend> Store for SqlStore<B> {
             let rows = tx.query(
                 "tokens",
                 &format!(
-                    "INSERT INTO tokens (name, role, token_hash, created_ms) VALUES ($1, $2, $3, $4) \
-                     RETURNING {TOKEN_COLS}"
+                    "INSERT INTO tokens (name, role, token_hash, created_ms, created_by) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLS}"
                 ),
-                &[name.into(), role.as_str().into(), token_hash.into(), now_ms.into()],
+                &[
+                    name.into(),
+                    role.as_str().into(),
+                    token_hash.into(),
+                    now_ms.into(),
+                    actor.into(),
+                ],
             )?;
-            let rec = rows.first().map(token_row).transpose()?.ok_or(StoreError::NoRow { what: "INSERT … RETURNING" })?;
+            let rec = rows
+                .first()
+                .map(token_row)
+                .transpose()?
+                .ok_or(StoreError::NoRow {
+                    what: "INSERT … RETURNING",
+                })?;
             audit_in(
                 tx,
                 actor,
@@ -287,39 +344,6 @@ impl<B: Backend> Store for SqlStore<B> {
         })
     }
 
-    fn enroll_agent(&self, a: &NewAgent, now_ms: i64) -> Result<(), StoreError> {
-        self.tx(|tx| {
-            self.lock(tx)?;
-            let replaced = tx.exec(
-                "UPDATE agents SET revoked_ms = $1 WHERE host_id = $2 AND revoked_ms IS NULL",
-                &[now_ms.into(), a.host_id.as_str().into()],
-            )?;
-            tx.exec(
-                "INSERT INTO agents (agent_id, token_hash, host_id, hostname, grp, enrolled_ms, \
-                 agent_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    a.agent_id.as_str().into(),
-                    a.token_hash.as_str().into(),
-                    a.host_id.as_str().into(),
-                    a.hostname.as_str().into(),
-                    a.group.clone().into(),
-                    now_ms.into(),
-                    a.agent_version.as_str().into(),
-                ],
-            )?;
-            audit_in(
-                tx,
-                &format!("agent:{}", a.agent_id),
-                "agent.enroll",
-                &format!("host:{}", a.host_id),
-                serde_json::json!({"hostname": a.hostname, "group": a.group,
-                                   "replaced_agents": replaced}),
-                now_ms,
-            )?;
-            Ok(())
-        })
-    }
-
     fn agent_by_token_hash(&self, token_hash: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.tx(|tx| {
             let rows = tx.query(
@@ -362,28 +386,14 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<AgentInfo, StoreError> {
         self.tx(|tx| {
             self.lock(tx)?;
-            let changed = tx.exec(
-                "UPDATE agents SET revoked_ms = $1 WHERE agent_id = $2 AND revoked_ms IS NULL",
-                &[now_ms.into(), agent_id.into()],
-            )?;
-            let rows = tx.query(
+            let info = revoke_row(
+                tx,
                 "agents",
-                &format!("SELECT {AGENT_COLS} FROM agents WHERE agent_id = $1"),
-                &[agent_id.into()],
+                ("agent_id", agent_id.into()),
+                (AGENT_COLS, agent_row),
+                &format!("agent {agent_id:?}"),
+                now_ms,
             )?;
-            let info =
-                rows.first()
-                    .map(agent_row)
-                    .transpose()?
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: format!("agent {agent_id:?}"),
-                    })?;
-            if changed == 0 {
-                return Err(StoreError::InvalidState {
-                    what: format!("agent {agent_id:?}"),
-                    reason: "already revoked".into(),
-                });
-            }
             // The host stays revoked: re-enrollment is refused until an admin releases it.
             tx.exec(
                 "UPDATE hosts SET revoked_ms = $1 WHERE agent_id = $2",
@@ -413,13 +423,16 @@ impl<B: Backend> Store for SqlStore<B> {
             tx.exec(
                 // `grp` is the admin's: a heartbeat never changes it.
                 "UPDATE agents SET last_seen_ms = $1, agent_version = $2, bundle_version = $3, \
-                 mode = $4, lost_events = $5 WHERE agent_id = $6",
+                 mode = $4, lost_events = $5, bundle_error_version = $6, bundle_error = $7 \
+                 WHERE agent_id = $8",
                 &[
                     now_ms.into(),
                     hb.agent_version.as_str().into(),
                     hb.bundle_version.clone().into(),
                     hb.mode.as_str().into(),
                     lost.into(),
+                    hb.bundle_error.as_ref().map(|e| e.version.clone()).into(),
+                    hb.bundle_error.as_ref().map(|e| e.reason.clone()).into(),
                     agent_id.into(),
                 ],
             )?;

@@ -4,7 +4,7 @@
 use shadowai_api::{AgentInfo, EnrollmentKeyInfo};
 
 use super::rows::{Backend, Row, Tx};
-use super::sql::{AGENT_COLS, SqlStore, agent_row, audit_in};
+use super::sql::{AGENT_COLS, SqlStore, agent_row, audit_in, revoke_row};
 use super::{EnrollAttempt, EnrollOutcome, NewEnrollmentKey, StoreError};
 
 /// A refused takeover of the same host is audited at most this often (the counter and the
@@ -406,28 +406,14 @@ impl<B: Backend> SqlStore<B> {
     ) -> Result<EnrollmentKeyInfo, StoreError> {
         self.tx(|tx| {
             self.lock(tx)?;
-            let changed = tx.exec(
-                "UPDATE enrollment_keys SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
-                &[now_ms.into(), id.into()],
-            )?;
-            let rows = tx.query(
+            let info = revoke_row(
+                tx,
                 "enrollment_keys",
-                &format!("SELECT {KEY_COLS} FROM enrollment_keys WHERE id = $1"),
-                &[id.into()],
+                ("id", id.into()),
+                (KEY_COLS, key_row),
+                &format!("enrollment key {id}"),
+                now_ms,
             )?;
-            let info =
-                rows.first()
-                    .map(key_row)
-                    .transpose()?
-                    .ok_or_else(|| StoreError::NotFound {
-                        what: format!("enrollment key {id}"),
-                    })?;
-            if changed == 0 {
-                return Err(StoreError::InvalidState {
-                    what: format!("enrollment key {id}"),
-                    reason: "already revoked".into(),
-                });
-            }
             audit_in(
                 tx,
                 actor,

@@ -93,6 +93,12 @@ CREATE TABLE inventory_items (
     PRIMARY KEY (host_id, kind, item_id));
 CREATE INDEX inventory_items_last ON inventory_items (last_seen_ms);
 "#,
+    // ---- govern: who created each person token; the bundle each agent refused (issue 10) ----
+    r#"
+ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN bundle_error_version TEXT;
+ALTER TABLE agents ADD COLUMN bundle_error TEXT;
+"#,
 ];
 
 pub struct Sqlite {
