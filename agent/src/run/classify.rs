@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, watch};
 use super::findings::{Aggregator, Classified};
 use super::health::Health;
 use super::sink::{Window, WindowSender};
+use super::usage::Meter;
 use crate::event::{Event, EventKind};
+use crate::sensor::bytes::ByteCounters;
 
 /// Event batches waiting for this stage at most (a batch is one ring-buffer drain).
 pub const QUEUE: usize = 256;
@@ -66,6 +68,8 @@ pub struct ClassifyStage {
     pub health: Health,
     /// Print each classified use on stdout.
     pub print: bool,
+    /// Payload bytes per socket, when the kernel counts them.
+    pub meter: Option<Meter<ByteCounters>>,
 }
 
 impl ClassifyStage {
@@ -84,9 +88,16 @@ impl ClassifyStage {
                     }
                     None => break,
                 },
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    if let Some(m) = &mut self.meter {
+                        m.tick(&mut self.agg, super::now_ms());
+                    }
+                }
             }
             self.close(false);
+        }
+        if let Some(m) = &mut self.meter {
+            m.tick(&mut self.agg, super::now_ms());
         }
         self.close(true);
     }
@@ -104,6 +115,8 @@ impl ClassifyStage {
             }
             if !self.agg.observe(&e, &c) {
                 refused += 1;
+            } else if let Some(m) = &mut self.meter {
+                m.observe(&mut self.agg, &e, &c, super::now_ms());
             }
         }
         if refused > 0 {

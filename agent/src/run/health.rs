@@ -60,6 +60,8 @@ pub struct Health {
     /// Executables not hashed: `{reason}`.
     pub exe_hash_skipped: Family<StageLabels, Counter>,
     pub output_failures: Family<StageLabels, Counter>,
+    /// Socket byte counts not attributed: `{reason}`.
+    pub bytes_lost: Family<StageLabels, Counter>,
     pub reenrollments: Counter,
     /// [`IdentityState`] as a number (0 ok).
     pub identity: Gauge,
@@ -163,6 +165,11 @@ impl Health {
             "shadowai_output_failures",
             "Local output writes that failed, by output.",
             self.output_failures.clone(),
+        );
+        r.register(
+            "shadowai_bytes_lost",
+            "Socket byte counts lost before reaching a finding, by reason.",
+            self.bytes_lost.clone(),
         );
         c(
             r,

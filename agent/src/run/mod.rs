@@ -25,6 +25,7 @@ pub mod sink;
 pub mod source;
 pub mod spool;
 pub mod uplink;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,7 +118,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         .chain(cfg.agent.group.clone())
         .collect();
 
-    let live = Live::start(
+    let mut live = Live::start(
         &SensorOptions {
             dns_ports: cfg.sensor.dns_ports.clone(),
             ..SensorOptions::default()
@@ -173,10 +174,14 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             identity.host_id.clone(),
             identity.hostname.clone(),
             i64::try_from(cfg.agent.window_secs).unwrap_or(60) * 1000,
-        ),
+        )
+        .with_large_upload(cfg.agent.large_upload_bytes),
         out: windows,
         health: health.clone(),
         print,
+        meter: live
+            .take_byte_counters()
+            .map(|b| usage::Meter::new(b, health.clone())),
     };
     let classify = tokio::spawn(classify.run(events_rx));
     tracing::info!(host_id = %identity.host_id, "agent running");
