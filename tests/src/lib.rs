@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod usage;
+
 /// Tests that load eBPF programs or build namespaces take this lock so results stay
 /// deterministic (one agent at a time, one topology at a time).
 pub static SERIAL: Mutex<()> = Mutex::new(());
