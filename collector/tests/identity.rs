@@ -35,6 +35,7 @@ fn heartbeat(group: Option<&str>) -> Heartbeat {
         mode: AgentMode::Monitor,
         lost_events: 0,
         group: group.map(str::to_owned),
+        pipeline: None,
     }
 }
 

@@ -373,6 +373,7 @@ async fn from_approval_to_the_agent_in_one_flow() {
             mode: shadowai_api::AgentMode::Enforce,
             lost_events: 0,
             group: Some("canary".into()),
+            pipeline: None,
         })
         .await
         .unwrap();
@@ -534,6 +535,7 @@ async fn a_rollout_halts_when_canary_agents_go_silent() {
         mode: AgentMode::Monitor,
         lost_events: 0,
         group: Some("canary".into()),
+        pipeline: None,
     };
     srv.client(Some(&dead)).heartbeat(&hb).await.unwrap();
     let bob = srv.client(Some(&srv.person("bob", Role::Approver)));

@@ -387,6 +387,7 @@ async fn approvals_bundles_rollouts_and_audit(postgres: Option<String>) {
         mode: AgentMode::Monitor,
         lost_events: 0,
         group: None,
+        pipeline: None,
     };
     assert_eq!(
         canary

@@ -324,6 +324,7 @@ fn web_ui_click_through_in_headless_chromium() {
                     mode: AgentMode::Monitor,
                     lost_events: host.3,
                     group: None,
+                    pipeline: None,
                 })
                 .await
                 .unwrap();

@@ -141,6 +141,7 @@ pub async fn run(args: &EnrollArgs) -> Result<Enrolled, AdminError> {
             mode: rules.mode,
             lost_events: 0,
             group: cfg.agent.group.clone(),
+            pipeline: None,
         })
         .await
         .map_err(|source| AdminError::Collector {

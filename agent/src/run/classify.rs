@@ -3,7 +3,6 @@
 //! the aggregator and the optional per-use printing. It never blocks: windows go to the
 //! output stage through a bounded queue.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::findings::{Aggregator, Classified};
 use super::health::Health;
+use super::print::PrintSender;
 use super::sink::{Window, WindowSender};
 use super::usage::Meter;
 use crate::event::{Event, EventKind};
@@ -66,8 +66,8 @@ pub struct ClassifyStage {
     pub agg: Aggregator,
     pub out: WindowSender,
     pub health: Health,
-    /// Print each classified use on stdout.
-    pub print: bool,
+    /// Each classified use, as a line for stdout (`--print`), printed off this task.
+    pub print: Option<PrintSender>,
     /// Payload bytes per socket, when the kernel counts them.
     pub meter: Option<Meter<ByteCounters>>,
 }
@@ -109,9 +109,8 @@ impl ClassifyStage {
             let Some(c) = classify(engine, &e, &tags) else {
                 continue;
             };
-            if self.print && !print_use(&e, &c) {
-                self.print = false;
-                tracing::warn!("stdout is closed: uses are no longer printed");
+            if let Some(p) = self.print.as_mut().filter(|p| p.is_open()) {
+                p.send(use_line(&e, &c));
             }
             if !self.agg.observe(&e, &c) {
                 refused += 1;
@@ -137,14 +136,13 @@ impl ClassifyStage {
     }
 }
 
-/// One line per classified use (`--print`); false once stdout is closed. Names are
-/// printed escaped: an exe name may hold terminal control sequences.
-fn print_use(e: &Event, c: &Classified) -> bool {
+/// One line per classified use (`--print`). Names are escaped: an exe name may hold
+/// terminal control sequences.
+fn use_line(e: &Event, c: &Classified) -> String {
     let who = e.process.as_ref().map_or("?".to_string(), |p| {
         format!("pid={} {} user={}", p.pid, p.exe.escape_debug(), p.user)
     });
-    let r = writeln!(
-        std::io::stdout(),
+    format!(
         "AI {:<12} {} -> {} [{} / {}] {:?} ({})",
         format!("{:?}", e.kind),
         who,
@@ -153,6 +151,5 @@ fn print_use(e: &Event, c: &Classified) -> bool {
         c.category,
         c.verdict,
         c.rule
-    );
-    r.is_ok()
+    )
 }

@@ -20,6 +20,7 @@ pub mod enroll;
 pub mod findings;
 pub mod fit;
 pub mod health;
+pub mod print;
 pub mod rules;
 pub mod sink;
 pub mod source;
@@ -134,10 +135,11 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
 
     if let Some(c) = &cfg.collector {
         let base = uplink::base_client(c)?;
-        let client =
-            enroll::enroll(&base, &identity, state, c.enroll_secret_file.as_deref()).await?;
         let up = uplink::Uplink {
-            client,
+            client: base.clone(),
+            enrolled: false,
+            enroll_secret: c.enroll_secret_file.clone(),
+            enroll_trouble: Default::default(),
             base,
             spool: spool.clone(),
             identity: identity.clone(),
@@ -166,6 +168,16 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             what: "starting the output thread".into(),
             source,
         })?;
+    let printer = if print {
+        let (p, _thread) =
+            print::PrintSender::spawn(health.clone()).map_err(|source| AgentError::Io {
+                what: "starting the print thread".into(),
+                source,
+            })?;
+        Some(p)
+    } else {
+        None
+    };
     let (events_tx, events_rx) = mpsc::channel(classify::QUEUE);
     let classify = classify::ClassifyStage {
         engine_rx: engine_rx.clone(),
@@ -178,7 +190,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         .with_large_upload(cfg.agent.large_upload_bytes),
         out: windows,
         health: health.clone(),
-        print,
+        print: printer,
         meter: live
             .take_byte_counters()
             .map(|b| usage::Meter::new(b, health.clone())),

@@ -206,10 +206,10 @@ impl<S: ByteSource> Meter<S> {
             }
         }
         for (cookie, g) in updates {
-            if let Some(t) = self.tracked.map.get(&cookie) {
-                if !agg.add_bytes(&t.event, &t.c, g.bytes_out, g.bytes_in, now_ms) {
-                    self.lost("window_full", 1);
-                }
+            if let Some(t) = self.tracked.map.get(&cookie)
+                && !agg.add_bytes(&t.event, &t.c, g.bytes_out, g.bytes_in, now_ms)
+            {
+                self.lost("window_full", 1);
             }
         }
         self.lost("read_error", read_errors);

@@ -88,6 +88,10 @@ CREATE TABLE enrollment_keys (
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
 UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
+    // ---- usage: the agent's pipeline health from its heartbeats (issue 8) ----
+    r#"
+ALTER TABLE agents ADD COLUMN pipeline TEXT;
+"#,
 ];
 
 pub struct Postgres {

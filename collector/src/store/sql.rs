@@ -133,7 +133,8 @@ fn token_row(r: &Row) -> Result<TokenRecord, StoreError> {
 pub(super) const AGENT_COLS: &str = "agent_id, host_id, hostname, grp, enrolled_ms, last_seen_ms, \
      agent_version, bundle_version, mode, lost_events, revoked_ms, \
      (SELECT h.conflicts FROM hosts h WHERE h.agent_id = agents.agent_id), \
-     (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id)";
+     (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id), \
+     pipeline";
 
 pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
     let mode = match r.opt_text(8)?.as_deref() {
@@ -161,6 +162,13 @@ pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
         revoked: r.opt_i64(10)?.is_some(),
         identity_conflicts: r.opt_i64(11)?.map_or(0, |v| u64::try_from(v).unwrap_or(0)),
         last_identity_conflict_ms: r.opt_i64(12)?,
+        pipeline: match r.opt_text(13)? {
+            None => None,
+            Some(j) => Some(serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
+                table: "agents",
+                reason: format!("pipeline: {e}"),
+            })?),
+        },
     })
 }
 
@@ -409,17 +417,26 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let lost = i64::try_from(hb.lost_events).unwrap_or(i64::MAX);
+        // Re-encoded from the typed value, so what is stored is bounded and well-formed.
+        let pipeline = match &hb.pipeline {
+            None => None,
+            Some(p) => Some(serde_json::to_string(p).map_err(|e| StoreError::Corrupt {
+                table: "agents",
+                reason: format!("encoding pipeline: {e}"),
+            })?),
+        };
         self.tx(|tx| {
             tx.exec(
                 // `grp` is the admin's: a heartbeat never changes it.
                 "UPDATE agents SET last_seen_ms = $1, agent_version = $2, bundle_version = $3, \
-                 mode = $4, lost_events = $5 WHERE agent_id = $6",
+                 mode = $4, lost_events = $5, pipeline = $6 WHERE agent_id = $7",
                 &[
                     now_ms.into(),
                     hb.agent_version.as_str().into(),
                     hb.bundle_version.clone().into(),
                     hb.mode.as_str().into(),
                     lost.into(),
+                    pipeline.clone().into(),
                     agent_id.into(),
                 ],
             )?;
