@@ -155,6 +155,9 @@ impl Sink {
             .spool_lost_batches
             .inc_by(after.batches - before.batches);
         self.health
+            .spool_lost_bytes
+            .inc_by(after.bytes - before.bytes);
+        self.health
             .spool_lost_findings
             .inc_by(after.findings - before.findings);
         match r {
