@@ -401,22 +401,6 @@ fn the_agent_re_enrolls_after_its_token_is_rotated_and_says_so_when_revoked() {
         agent.0.try_wait().unwrap().is_none(),
         "the agent keeps running"
     );
-    // The heartbeat reports it, the collector keeps it, the fleet API shows it.
-    let token = collector.admin_token.clone().expect("admin token");
-    let shown = wait_until(
-        "the quarantine in the fleet API",
-        Duration::from_secs(30),
-        || {
-            let agents = collector.get(&token, "/api/v1/agents").ok()?;
-            agents
-                .as_array()?
-                .iter()
-                .find(|a| a["pipeline"]["quarantined_batches"].as_u64().unwrap_or(0) >= 2)
-                .cloned()
-        },
-    )
-    .unwrap();
-    assert_eq!(shown["pipeline"]["identity"], "ok", "{shown}");
 }
 
 #[test]
@@ -595,4 +579,20 @@ fn a_batch_the_collector_refuses_for_good_is_quarantined_and_the_queue_moves_on(
         agent.0.try_wait().unwrap().is_none(),
         "the agent keeps running"
     );
+    // The heartbeat reports it, the collector keeps it, the fleet API shows it.
+    let token = collector.admin_token.clone().expect("admin token");
+    let shown = wait_until(
+        "the quarantine in the fleet API",
+        Duration::from_secs(30),
+        || {
+            let agents = collector.get(&token, "/api/v1/agents").ok()?;
+            agents
+                .as_array()?
+                .iter()
+                .find(|a| a["pipeline"]["quarantined_batches"].as_u64().unwrap_or(0) >= 2)
+                .cloned()
+        },
+    )
+    .unwrap();
+    assert_eq!(shown["pipeline"]["identity"], "ok", "{shown}");
 }
