@@ -13,6 +13,7 @@
 #![no_std]
 #![no_main]
 
+mod bytes;
 mod exec;
 mod skb;
 mod sock;

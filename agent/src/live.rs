@@ -124,6 +124,11 @@ impl Live {
         self.sensor.set_blocklist(b)
     }
 
+    /// The per-socket byte counters, for the one consumer that attributes them (once).
+    pub fn take_byte_counters(&mut self) -> Option<crate::sensor::bytes::ByteCounters> {
+        self.sensor.bytes.take()
+    }
+
     /// Kernel-side losses (ring buffer full) as of the last housekeeping tick.
     pub fn lost_events(&self) -> u64 {
         self.lost_events

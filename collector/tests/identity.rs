@@ -36,6 +36,7 @@ fn heartbeat(group: Option<&str>) -> Heartbeat {
         lost_events: 0,
         group: group.map(str::to_owned),
         bundle_error: None,
+        pipeline: None,
     }
 }
 

@@ -134,11 +134,25 @@ fn suite(s: &dyn Store) {
         lost_events: 42,
         group: None,
         bundle_error: None,
+        pipeline: Some(shadowai_api::PipelineHealth {
+            spool_dropped_batches: 3,
+            spool_dropped_bytes: 12_345,
+            spool_lost_findings: 7,
+            quarantined_batches: 2,
+            identity: shadowai_api::IdentityState::Reenrolling,
+            reenrollments: 1,
+        }),
     };
     s.record_heartbeat("agt-a2", &hb, T0 + 5).unwrap();
     let agents = s.list_agents().unwrap();
     let a2 = agents.iter().find(|a| a.agent_id == "agt-a2").unwrap();
     assert_eq!(a2.lost_events, 42);
+    assert_eq!(
+        a2.pipeline, hb.pipeline,
+        "the agent's pipeline health is kept"
+    );
+    let b = agents.iter().find(|a| a.agent_id == "agt-b").unwrap();
+    assert_eq!(b.pipeline, None, "no heartbeat yet");
     assert_eq!(a2.mode, Some(AgentMode::Enforce));
     assert_eq!(a2.last_seen_ms, Some(T0 + 5));
     assert_eq!(a2.group.as_deref(), Some("canary"));

@@ -423,6 +423,7 @@ async fn from_approval_to_the_agent_in_one_flow() {
             lost_events: 0,
             group: Some("canary".into()),
             bundle_error: None,
+            pipeline: None,
         })
         .await
         .unwrap();
@@ -585,6 +586,7 @@ async fn a_rollout_halts_when_canary_agents_go_silent() {
         lost_events: 0,
         group: Some("canary".into()),
         bundle_error: None,
+        pipeline: None,
     };
     srv.client(Some(&dead)).heartbeat(&hb).await.unwrap();
     let bob = srv.client(Some(&srv.person("bob", Role::Approver)));
@@ -766,6 +768,7 @@ async fn a_rollout_halts_when_its_agents_refuse_the_bundle() {
         lost_events: 0,
         group: Some("canary".into()),
         bundle_error: err,
+        pipeline: None,
     };
     let b = signed(&e, "1.0.0", common::catalogue(), Policy::default());
     e.alice.upload_bundle("1.0.0", None, b).await.unwrap();

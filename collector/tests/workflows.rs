@@ -388,6 +388,7 @@ async fn approvals_bundles_rollouts_and_audit(postgres: Option<String>) {
         lost_events: 0,
         group: None,
         bundle_error: None,
+        pipeline: None,
     };
     assert_eq!(
         canary

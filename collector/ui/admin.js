@@ -116,6 +116,16 @@ export async function rulesView(ctx) {
 /** An agent not seen for this long is shown as stale. */
 const STALE_MS = 10 * 60 * 1000;
 
+/** What an agent's heartbeat says its spool lost or set aside ("-" for agents that do not report it). */
+function pipelineCell(p) {
+  if (!p) return "-";
+  const parts = [];
+  if (p.spool_dropped_batches) parts.push(`${fmtNum(p.spool_dropped_batches)} batches (${fmtNum(p.spool_dropped_bytes)} B) dropped`);
+  if (p.spool_lost_findings) parts.push(`${fmtNum(p.spool_lost_findings)} findings lost`);
+  if (p.quarantined_batches) parts.push(`${fmtNum(p.quarantined_batches)} quarantined`);
+  return h("span", { class: parts.length ? "warn" : "", "data-testid": "agent-spool" }, parts.length ? parts.join(", ") : "none");
+}
+
 /** #/fleet */
 export async function fleetView(ctx) {
   const agents = await api.agents();
@@ -145,9 +155,11 @@ export async function fleetView(ctx) {
       a.bundle_version || "-",
       a.mode || "-",
       h("span", { class: a.lost_events ? "warn" : "" }, fmtNum(a.lost_events)),
+      pipelineCell(a.pipeline),
       h("span", {},
         a.revoked ? h("span", { class: "badge verdict-blocked" }, "revoked") : isStale ? h("span", { class: "badge verdict-tolerated" }, "stale") : h("span", { class: "badge verdict-sanctioned" }, "healthy"),
         // Enrollments of this host id with another host key were refused: a cloned machine or a takeover attempt.
+        a.pipeline && a.pipeline.identity && a.pipeline.identity !== "ok" ? h("span", { class: "badge verdict-tolerated", "data-testid": "agent-identity" }, a.pipeline.identity.replaceAll("_", " ")) : "",
         a.identity_conflicts ? h("span", { class: "badge verdict-blocked", "data-testid": "host-seen-twice", title: `last ${fmtAgo(a.last_identity_conflict_ms, now)}` }, `host seen twice (${fmtNum(a.identity_conflicts)})`) : ""),
       ctx.can("admin") && !a.revoked ? h("button", { class: "danger", onclick: revoke(a) }, "Revoke") : "",
     ];
@@ -161,7 +173,7 @@ export async function fleetView(ctx) {
       h("div", { class: "stat" }, h("div", { class: "value" }, fmtNum(agents.length - live.length)), h("div", { class: "label" }, "revoked")),
     ),
     card("Agent versions", h("p", {}, [...versions.entries()].map(([v, n]) => h("span", { class: "tag" }, `${v}: ${n}`)))),
-    card("Agents", table(["Host", "Group", "Last seen", "Version", "Bundle", "Mode", "Lost events", "State", ""], rows, { empty: "No agents enrolled yet.", testid: "agents-table" })),
+    card("Agents", table(["Host", "Group", "Last seen", "Version", "Bundle", "Mode", "Lost events", "Spool losses", "State", ""], rows, { empty: "No agents enrolled yet.", testid: "agents-table" })),
   ];
 }
 

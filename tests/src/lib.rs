@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub mod naming;
 pub mod sessions;
+pub mod usage;
 
 /// Tests that load eBPF programs or build namespaces take this lock so results stay
 /// deterministic (one agent at a time, one topology at a time).

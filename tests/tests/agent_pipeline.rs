@@ -404,6 +404,84 @@ fn the_agent_re_enrolls_after_its_token_is_rotated_and_says_so_when_revoked() {
 }
 
 #[test]
+fn an_unreachable_collector_at_first_start_does_not_stop_the_agent() {
+    let _g = serial();
+    let (t, cert) = Topology::with_servers(&["api.openai.com"], "api.openai.com A {v4}\n").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("collector");
+    let port = 19100 + (std::process::id() % 90) as u16;
+    // A first start only makes the collector's certificate and enrollment secret; then it
+    // is down while the agent starts for the first time.
+    let collector = Collector::start(&data, port).unwrap();
+    let token = collector.admin_token.clone().expect("admin token");
+    let secret = work.path().join("enroll.secret");
+    std::fs::write(&secret, collector.enroll_secret.clone().expect("secret")).unwrap();
+    let state = work.path().join("state");
+    let config = work.path().join("agent.toml");
+    let metrics = format!("127.0.0.1:{}", port + 90);
+    write_config(&config, &state, Some((&collector, &secret)), &metrics);
+    drop(collector);
+
+    let mut agent = Daemon::agent_run(&config).unwrap();
+    let metric = |name: &str| -> Option<f64> {
+        let text = scrape(&metrics);
+        let s = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        sample(&s, name, &[])
+    };
+    wait_until("identity state: enrolling", Duration::from_secs(20), || {
+        (metric("shadowai_identity_state")? == 4.0).then_some(())
+    })
+    .unwrap();
+    // AI use while the collector is unreachable: observed and spooled.
+    for _ in 0..2 {
+        let _ = t
+            .cmd(&t.client, "curl")
+            .args([
+                "-4",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "--cacert",
+                &cert,
+                "https://api.openai.com/",
+            ])
+            .status();
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    wait_until("findings spooled", Duration::from_secs(20), || {
+        (metric("shadowai_spool_batches")? >= 1.0).then_some(())
+    })
+    .unwrap();
+    assert!(
+        agent.0.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+    assert!(!state.join("agent.token").exists(), "not enrolled yet");
+
+    // The collector comes up: the agent enrolls on its own and the spooled findings arrive.
+    let collector = Collector::start(&data, port).unwrap();
+    let findings = wait_until(
+        "the spooled findings in the collector",
+        Duration::from_secs(120),
+        || {
+            let fs = collector.findings(&token);
+            (!fs.is_empty()).then_some(fs)
+        },
+    )
+    .unwrap();
+    assert!(
+        findings.iter().any(|f| f["service_id"] == "openai-api"),
+        "{findings:#?}"
+    );
+    assert!(
+        state.join("agent.token").exists(),
+        "enrolled in the background"
+    );
+    assert_eq!(metric("shadowai_identity_state"), Some(0.0));
+    assert!(agent.0.try_wait().unwrap().is_none(), "still running");
+}
+
+#[test]
 fn replay_into_a_closed_pipe_ends_quietly() {
     use std::io::Read;
     // A capture of 5,000 DNS queries: far more output than a pipe buffers, so the agent
@@ -501,4 +579,20 @@ fn a_batch_the_collector_refuses_for_good_is_quarantined_and_the_queue_moves_on(
         agent.0.try_wait().unwrap().is_none(),
         "the agent keeps running"
     );
+    // The heartbeat reports it, the collector keeps it, the fleet API shows it.
+    let token = collector.admin_token.clone().expect("admin token");
+    let shown = wait_until(
+        "the quarantine in the fleet API",
+        Duration::from_secs(30),
+        || {
+            let agents = collector.get(&token, "/api/v1/agents").ok()?;
+            agents
+                .as_array()?
+                .iter()
+                .find(|a| a["pipeline"]["quarantined_batches"].as_u64().unwrap_or(0) >= 2)
+                .cloned()
+        },
+    )
+    .unwrap();
+    assert_eq!(shown["pipeline"]["identity"], "ok", "{shown}");
 }

@@ -325,6 +325,7 @@ fn web_ui_click_through_in_headless_chromium() {
                     lost_events: host.3,
                     group: None,
                     bundle_error: None,
+                    pipeline: None,
                 })
                 .await
                 .unwrap();

@@ -5,6 +5,8 @@
 //! they implement `aya::Pod` and can be read straight out of maps and the ring buffer.
 #![no_std]
 
+pub mod bytes;
+
 /// Bytes of packet payload one [`PacketEvent`] carries at most. A power of two minus one so
 /// the eBPF side can bound the copy length with a mask the verifier understands.
 pub const MAX_PAYLOAD: usize = 2047;

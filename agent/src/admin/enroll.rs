@@ -142,6 +142,7 @@ pub async fn run(args: &EnrollArgs) -> Result<Enrolled, AdminError> {
             lost_events: 0,
             group: cfg.agent.group.clone(),
             bundle_error: None,
+            pipeline: None,
         })
         .await
         .map_err(|source| AdminError::Collector {

@@ -3,7 +3,6 @@
 //! the aggregator and the optional per-use printing. It never blocks: windows go to the
 //! output stage through a bounded queue.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +13,12 @@ use tokio::sync::{mpsc, watch};
 
 use super::findings::{Aggregator, Classified};
 use super::health::Health;
+use super::print::PrintSender;
 use super::sink::{Window, WindowSender};
+use super::usage::Meter;
 use crate::correlate::hold::ConnectHold;
 use crate::event::{Event, EventKind, Signal};
+use crate::sensor::bytes::ByteCounters;
 
 /// Event batches waiting for this stage at most (a batch is one ring-buffer drain).
 pub const QUEUE: usize = 256;
@@ -69,12 +71,14 @@ pub struct ClassifyStage {
     pub agg: Aggregator,
     pub out: WindowSender,
     pub health: Health,
-    /// Print each classified use on stdout.
-    pub print: bool,
+    /// Each classified use, as a line for stdout (`--print`), printed off this task.
+    pub print: Option<PrintSender>,
     /// Connects waiting for their ClientHello (one socket, one use, named by its SNI).
     pub hold: ConnectHold,
     /// Unknown names for the discovery loop (when a collector is configured).
     pub discovery: Option<super::discovery::Shared>,
+    /// Payload bytes per socket, when the kernel counts them.
+    pub meter: Option<Meter<ByteCounters>>,
 }
 
 impl ClassifyStage {
@@ -95,7 +99,11 @@ impl ClassifyStage {
                     }
                     None => break,
                 },
-                _ = tick.tick() => {}
+                _ = tick.tick() => {
+                    if let Some(m) = &mut self.meter {
+                        m.tick(&mut self.agg, super::now_ms());
+                    }
+                }
             }
             let mut due = Vec::new();
             self.hold.due(super::now_ms(), false, &mut due);
@@ -105,6 +113,9 @@ impl ClassifyStage {
         let mut rest = Vec::new();
         self.hold.due(0, true, &mut rest);
         self.handle(&engine, rest);
+        if let Some(m) = &mut self.meter {
+            m.tick(&mut self.agg, super::now_ms());
+        }
         self.close(true);
     }
 
@@ -125,12 +136,13 @@ impl ClassifyStage {
             if let Some(d) = discovery.as_mut() {
                 d.ai_use(&e, &c);
             }
-            if self.print && !print_use(&e, &c) {
-                self.print = false;
-                tracing::warn!("stdout is closed: uses are no longer printed");
+            if let Some(p) = self.print.as_mut().filter(|p| p.is_open()) {
+                p.send(use_line(&e, &c));
             }
             if !self.agg.observe(&e, &c) {
                 refused += 1;
+            } else if let Some(m) = &mut self.meter {
+                m.observe(&mut self.agg, &e, &c, super::now_ms());
             }
         }
         if refused > 0 {
@@ -151,14 +163,13 @@ impl ClassifyStage {
     }
 }
 
-/// One line per classified use (`--print`); false once stdout is closed. Names are
-/// printed escaped: an exe name may hold terminal control sequences.
-fn print_use(e: &Event, c: &Classified) -> bool {
+/// One line per classified use (`--print`). Names are escaped: an exe name may hold
+/// terminal control sequences.
+fn use_line(e: &Event, c: &Classified) -> String {
     let who = e.process.as_ref().map_or("?".to_string(), |p| {
         format!("pid={} {} user={}", p.pid, p.exe.escape_debug(), p.user)
     });
-    let r = writeln!(
-        std::io::stdout(),
+    format!(
         "AI {:<12} {} -> {} [{} / {}] {:?} ({})",
         format!("{:?}", e.kind),
         who,
@@ -167,6 +178,5 @@ fn print_use(e: &Event, c: &Classified) -> bool {
         c.category,
         c.verdict,
         c.rule
-    );
-    r.is_ok()
+    )
 }

@@ -46,6 +46,10 @@ pub struct AgentSection {
     /// Spool size cap in MiB (oldest batches are dropped, and counted, beyond it).
     #[serde(default = "default_spool_mib")]
     pub spool_max_mib: u64,
+    /// A finding whose process sent more payload bytes than this to its service in one
+    /// window is flagged `large_upload` (0: never).
+    #[serde(default = "default_large_upload")]
+    pub large_upload_bytes: u64,
 }
 
 impl Default for AgentSection {
@@ -58,6 +62,7 @@ impl Default for AgentSection {
             state_dir: default_state_dir(),
             window_secs: default_window(),
             spool_max_mib: default_spool_mib(),
+            large_upload_bytes: default_large_upload(),
         }
     }
 }
@@ -123,6 +128,9 @@ fn default_window() -> u64 {
 }
 fn default_spool_mib() -> u64 {
     256
+}
+fn default_large_upload() -> u64 {
+    super::usage::DEFAULT_LARGE_UPLOAD
 }
 fn default_upload() -> u64 {
     10

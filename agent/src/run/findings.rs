@@ -65,6 +65,8 @@ struct Agg {
     cookies: HashSet<u64>,
     /// The most confident naming among the uses aggregated.
     naming: Option<Naming>,
+    /// Payload bytes of this use's sockets in this window, once any were measured.
+    bytes: Option<(u64, u64)>,
 }
 
 pub struct Aggregator {
@@ -73,6 +75,8 @@ pub struct Aggregator {
     window_ms: i64,
     window_start_ms: Option<i64>,
     open: BTreeMap<Key, Agg>,
+    /// A finding that sent more than this in its window is flagged `large_upload`.
+    large_upload: u64,
 }
 
 fn push_bounded<T: Ord>(set: &mut BTreeSet<T>, v: T) {
@@ -89,70 +93,47 @@ impl Aggregator {
             window_ms: window_ms.max(1000),
             window_start_ms: None,
             open: BTreeMap::new(),
+            large_upload: super::usage::DEFAULT_LARGE_UPLOAD,
         }
+    }
+
+    /// Sets the `large_upload` threshold in bytes sent per window (0: never flag).
+    pub fn with_large_upload(mut self, bytes: u64) -> Self {
+        self.large_upload = bytes;
+        self
+    }
+
+    /// Adds payload bytes of one of this use's sockets to the open window's finding (one
+    /// is opened, with no new use counted, when the socket outlives the window of its
+    /// event). False when the window is full and this would open another finding.
+    pub fn add_bytes(
+        &mut self,
+        e: &Event,
+        c: &Classified,
+        out: u64,
+        inb: u64,
+        now_ms: i64,
+    ) -> bool {
+        let Some(agg) = self.entry(e, c, now_ms) else {
+            return false;
+        };
+        let (o, i) = agg.bytes.unwrap_or((0, 0));
+        agg.bytes = Some((o.saturating_add(out), i.saturating_add(inb)));
+        true
     }
 
     /// Adds one classified event. DNS responses are evidence, not uses: they do not count.
     /// False when the window already holds [`MAX_OPEN`] findings and this event would
     /// open another one (the event is not aggregated).
     pub fn observe(&mut self, e: &Event, c: &Classified) -> bool {
-        if self.window_start_ms.is_none() {
-            self.window_start_ms = Some(e.time_ms - e.time_ms.rem_euclid(self.window_ms));
-        }
-        let tag = e.process.as_ref().and_then(|p| p.tag.as_deref());
-        let (exe, name, uid, user, container, unit) = match &e.process {
-            Some(p) => (
-                p.exe.clone(),
-                p.name.clone(),
-                p.uid,
-                p.user.clone(),
-                p.container_id.clone(),
-                p.systemd_unit.clone(),
-            ),
-            None => (String::new(), String::new(), 0, String::new(), None, None),
-        };
-        let key = Key {
-            service_id: c.service_id.clone(),
-            exe: exe.clone(),
-            user: user.clone(),
-            verdict: c.verdict as u8,
-            action: c.action as u8,
-            container: container.clone(),
-            session: tag.and_then(|t| t.session.as_ref()).map(|s| s.id.clone()),
-        };
-        if self.open.len() >= MAX_OPEN && !self.open.contains_key(&key) {
+        let Some(agg) = self.entry(e, c, e.time_ms) else {
             return false;
-        }
-        let agg = self.open.entry(key).or_insert_with(|| Agg {
-            session: tag.and_then(|t| t.session.clone()),
-            flags: BTreeSet::new(),
-            c: c.clone(),
-            process: ProcessRef {
-                exe,
-                name,
-                exe_sha256: None,
-                container_id: container,
-                systemd_unit: unit,
-            },
-            uid,
-            count: 0,
-            first_ms: e.time_ms,
-            last_ms: e.time_ms,
-            dns: BTreeSet::new(),
-            sni: BTreeSet::new(),
-            ips: BTreeSet::new(),
-            ports: BTreeSet::new(),
-            protocols: BTreeSet::new(),
-            cookies: HashSet::new(),
-            naming: None,
-        });
+        };
         if let Some(n) = c.naming
             && agg.naming.is_none_or(|a| n.confidence > a.confidence)
         {
             agg.naming = Some(n);
         }
-        agg.flags
-            .extend(tag.iter().flat_map(|t| t.flags.iter().copied()));
         agg.first_ms = agg.first_ms.min(e.time_ms);
         agg.last_ms = agg.last_ms.max(e.time_ms);
         let counts = match e.kind {
@@ -197,6 +178,65 @@ impl Aggregator {
         true
     }
 
+    /// The open window's finding for this event's use, opened if needed (the window starts
+    /// at `at_ms`); `None` when the window is full.
+    fn entry(&mut self, e: &Event, c: &Classified, at_ms: i64) -> Option<&mut Agg> {
+        if self.window_start_ms.is_none() {
+            self.window_start_ms = Some(at_ms - at_ms.rem_euclid(self.window_ms));
+        }
+        let tag = e.process.as_ref().and_then(|p| p.tag.as_deref());
+        let (exe, name, uid, user, container, unit) = match &e.process {
+            Some(p) => (
+                p.exe.clone(),
+                p.name.clone(),
+                p.uid,
+                p.user.clone(),
+                p.container_id.clone(),
+                p.systemd_unit.clone(),
+            ),
+            None => (String::new(), String::new(), 0, String::new(), None, None),
+        };
+        let key = Key {
+            service_id: c.service_id.clone(),
+            exe: exe.clone(),
+            user: user.clone(),
+            verdict: c.verdict as u8,
+            action: c.action as u8,
+            container: container.clone(),
+            session: tag.and_then(|t| t.session.as_ref()).map(|s| s.id.clone()),
+        };
+        if self.open.len() >= MAX_OPEN && !self.open.contains_key(&key) {
+            return None;
+        }
+        let agg = self.open.entry(key).or_insert_with(|| Agg {
+            session: tag.and_then(|t| t.session.clone()),
+            flags: BTreeSet::new(),
+            c: c.clone(),
+            process: ProcessRef {
+                exe,
+                name,
+                exe_sha256: None,
+                container_id: container,
+                systemd_unit: unit,
+            },
+            uid,
+            count: 0,
+            first_ms: at_ms,
+            last_ms: at_ms,
+            dns: BTreeSet::new(),
+            sni: BTreeSet::new(),
+            ips: BTreeSet::new(),
+            ports: BTreeSet::new(),
+            protocols: BTreeSet::new(),
+            cookies: HashSet::new(),
+            naming: None,
+            bytes: None,
+        });
+        agg.flags
+            .extend(tag.iter().flat_map(|t| t.flags.iter().copied()));
+        Some(agg)
+    }
+
     /// Closes the window if `now_ms` is past it (or `force`), returning its findings
     /// (executable hashes are filled in later, by the output stage).
     pub fn close_if_due(&mut self, now_ms: i64, force: bool) -> Vec<Finding> {
@@ -211,7 +251,7 @@ impl Aggregator {
         let open = std::mem::take(&mut self.open);
         let mut out = Vec::with_capacity(open.len());
         for (k, a) in open {
-            if a.count == 0 && a.dns.is_empty() {
+            if a.count == 0 && a.dns.is_empty() && a.bytes.is_none() {
                 continue;
             }
             out.push(self.finding(&k, a, start, end));
@@ -239,17 +279,25 @@ impl Aggregator {
             h.update(s.as_bytes());
             h.update([0]);
         }
+        let mut flags = Vec::new();
+        if let Some((out, _)) = a.bytes
+            && self.large_upload > 0
+            && out > self.large_upload
+        {
+            flags.push(Flag::LargeUpload);
+        }
         Finding {
             layer: None,
             policy_version: None,
-            bytes_out: None,
-            bytes_in: None,
+            bytes_out: a.bytes.map(|b| b.0),
+            bytes_in: a.bytes.map(|b| b.1),
             naming: a.naming,
             session: a.session,
             flags: {
-                let mut flags = a.flags;
-                flags.extend(low_confidence(a.naming));
-                flags.into_iter().collect()
+                let mut all = a.flags;
+                all.extend(flags);
+                all.extend(low_confidence(a.naming));
+                all.into_iter().collect()
             },
             truncated: false,
             id: hex::encode(&h.finalize()[..16]),
@@ -333,7 +381,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn class() -> Classified {
+    pub(crate) fn class() -> Classified {
         Classified {
             service_id: "openai-api".into(),
             service_name: "OpenAI API".into(),
@@ -347,7 +395,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn ev(kind: EventKind, t: i64, cookie: u64, pid: u32, exe: &str) -> Event {
+    pub(crate) fn ev(kind: EventKind, t: i64, cookie: u64, pid: u32, exe: &str) -> Event {
         Event {
             time_ms: t,
             kind: kind.clone(),

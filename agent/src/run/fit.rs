@@ -91,7 +91,8 @@ fn clean_list(items: &mut Vec<String>, max_items: usize, max_len: usize) -> bool
     changed
 }
 
-/// Makes `f` acceptable to the collector; true when anything was cut or cleaned.
+/// Makes `f` acceptable to the collector; true when anything was cut or cleaned, and then
+/// the finding says so itself (`truncated: true`), so the SOC knows a value is not whole.
 pub fn sanitize(f: &mut Finding) -> bool {
     use limit::*;
     let mut t = false;
@@ -140,6 +141,9 @@ pub fn sanitize(f: &mut Finding) -> bool {
     if f.last_seen_ms < f.first_seen_ms {
         f.last_seen_ms = f.first_seen_ms;
         t = true;
+    }
+    if t {
+        f.truncated = true;
     }
     t
 }
@@ -251,6 +255,7 @@ mod tests {
             let changed = sanitize(&mut f);
             prop_assert!(acceptable(&f), "{f:?}");
             prop_assert_eq!(changed, f != before);
+            prop_assert_eq!(f.truncated, changed, "a changed finding says so, an unchanged one does not");
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum IdentityState {
     Revoked = 2,
     /// The collector bound this host id to another host key (409).
     Conflict = 3,
+    /// Not enrolled yet: the first enrollment is being retried (findings are spooled).
+    Enrolling = 4,
 }
 
 impl IdentityState {
@@ -36,6 +38,19 @@ impl IdentityState {
             IdentityState::Reenrolling => "reenrolling",
             IdentityState::Revoked => "revoked",
             IdentityState::Conflict => "host_identity_conflict",
+            IdentityState::Enrolling => "enrolling",
+        }
+    }
+
+    /// The same, as the heartbeat carries it.
+    pub fn wire(self) -> shadowai_api::IdentityState {
+        use shadowai_api::IdentityState as W;
+        match self {
+            IdentityState::Ok => W::Ok,
+            IdentityState::Reenrolling => W::Reenrolling,
+            IdentityState::Revoked => W::Revoked,
+            IdentityState::Conflict => W::HostIdentityConflict,
+            IdentityState::Enrolling => W::Enrolling,
         }
     }
 }
@@ -50,6 +65,8 @@ pub struct Health {
     pub spool_batches: Gauge,
     pub spool_bytes: Gauge,
     pub spool_lost_batches: Counter,
+    /// Bytes (as stored) of the spooled batches dropped.
+    pub spool_lost_bytes: Counter,
     pub spool_lost_findings: Counter,
     pub spool_write_failures: Counter,
     pub quarantined_batches: Counter,
@@ -60,6 +77,8 @@ pub struct Health {
     /// Executables not hashed: `{reason}`.
     pub exe_hash_skipped: Family<StageLabels, Counter>,
     pub output_failures: Family<StageLabels, Counter>,
+    /// Socket byte counts not attributed: `{reason}`.
+    pub bytes_lost: Family<StageLabels, Counter>,
     pub reenrollments: Counter,
     /// [`IdentityState`] as a number (0 ok).
     pub identity: Gauge,
@@ -121,6 +140,12 @@ impl Health {
         );
         c(
             r,
+            "shadowai_spool_lost_bytes",
+            "Bytes (as stored) of spooled batches dropped (size cap, full disk, corruption).",
+            &self.spool_lost_bytes,
+        );
+        c(
+            r,
             "shadowai_spool_lost_findings",
             "Findings in spooled batches dropped or never spooled.",
             &self.spool_lost_findings,
@@ -164,6 +189,11 @@ impl Health {
             "Local output writes that failed, by output.",
             self.output_failures.clone(),
         );
+        r.register(
+            "shadowai_bytes_lost",
+            "Socket byte counts lost before reaching a finding, by reason.",
+            self.bytes_lost.clone(),
+        );
         c(
             r,
             "shadowai_reenrollments",
@@ -172,7 +202,7 @@ impl Health {
         );
         r.register(
             "shadowai_identity_state",
-            "0 ok, 1 re-enrolling, 2 revoked by an admin, 3 host identity conflict.",
+            "0 ok, 1 re-enrolling, 2 revoked by an admin, 3 host identity conflict, 4 first enrollment pending.",
             self.identity.clone(),
         );
     }
@@ -198,6 +228,18 @@ impl Health {
         self.kernel_lost_events.load(Ordering::Relaxed) + dropped
     }
 
+    /// The pipeline's figures as the heartbeat reports them.
+    pub fn pipeline(&self) -> shadowai_api::PipelineHealth {
+        shadowai_api::PipelineHealth {
+            spool_dropped_batches: self.spool_lost_batches.get(),
+            spool_dropped_bytes: self.spool_lost_bytes.get(),
+            spool_lost_findings: self.spool_lost_findings.get(),
+            quarantined_batches: self.quarantined_batches.get(),
+            identity: self.identity_state().wire(),
+            reenrollments: self.reenrollments.get(),
+        }
+    }
+
     pub fn set_identity(&self, s: IdentityState) {
         self.identity.set(s as i64);
     }
@@ -207,6 +249,7 @@ impl Health {
             1 => IdentityState::Reenrolling,
             2 => IdentityState::Revoked,
             3 => IdentityState::Conflict,
+            4 => IdentityState::Enrolling,
             _ => IdentityState::Ok,
         }
     }

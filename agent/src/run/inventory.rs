@@ -28,7 +28,9 @@ pub struct InventoryStage {
     pub state_dir: PathBuf,
     pub period: Duration,
     pub health: Health,
-    /// The collector, when enrolled: each changed inventory is reported to it.
+    /// The collector (without a token), when one is configured: each changed inventory is
+    /// reported to it with the token the uplink keeps in the state dir — read per report, so
+    /// a background first enrollment or a re-enrollment after a 401 is picked up at once.
     pub client: Option<shadowai_api::client::Client>,
 }
 
@@ -50,9 +52,14 @@ fn write_report(dir: &Path, r: &InventoryReport) -> std::io::Result<()> {
 impl InventoryStage {
     /// Reports to the collector; false when it failed (counted, logged once per outage).
     async fn upload(&self, r: &InventoryReport, failing: &mut bool) -> bool {
-        let Some(c) = &self.client else {
+        let Some(base) = &self.client else {
             return true;
         };
+        let Some(token) = super::enroll::saved_token(&self.state_dir) else {
+            // Not enrolled yet: the report stays due and goes with the first token.
+            return false;
+        };
+        let c = base.with_token(token);
         match tokio::time::timeout(Duration::from_secs(30), c.inventory_report(r)).await {
             Ok(Ok(_)) => {
                 if *failing {

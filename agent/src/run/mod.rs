@@ -22,11 +22,13 @@ pub mod findings;
 pub mod fit;
 pub mod health;
 pub mod inventory;
+pub mod print;
 pub mod rules;
 pub mod sink;
 pub mod source;
 pub mod spool;
 pub mod uplink;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,13 +139,16 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     let mut inventory_client = None;
     if let Some(c) = &cfg.collector {
         let base = uplink::base_client(c)?;
-        let client =
-            enroll::enroll(&base, &identity, state, c.enroll_secret_file.as_deref()).await?;
         let shared = discovery::Shared::default();
         tokio::spawn(discovery::report_loop(
             discovery::Reporter {
                 base: base.clone(),
-                client: client.clone(),
+                // The first enrollment runs in the background (uplink): the reporter picks
+                // the token up from the state dir after its first 401.
+                client: match enroll::saved_token(state) {
+                    Some(t) => base.with_token(t),
+                    None => base.clone(),
+                },
                 state_dir: state.clone(),
                 period: Duration::from_secs(c.upload_secs.max(1).saturating_mul(6)),
                 health: health.clone(),
@@ -151,9 +156,12 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             shared.clone(),
         ));
         discovery = Some(shared);
-        inventory_client = Some(client.clone());
+        inventory_client = Some(base.clone());
         let up = uplink::Uplink {
-            client,
+            client: base.clone(),
+            enrolled: false,
+            enroll_secret: c.enroll_secret_file.clone(),
+            enroll_trouble: Default::default(),
             base,
             spool: spool.clone(),
             identity: identity.clone(),
@@ -207,6 +215,16 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             .run(),
         );
     }
+    let printer = if print {
+        let (p, _thread) =
+            print::PrintSender::spawn(health.clone()).map_err(|source| AgentError::Io {
+                what: "starting the print thread".into(),
+                source,
+            })?;
+        Some(p)
+    } else {
+        None
+    };
     let (events_tx, events_rx) = mpsc::channel(classify::QUEUE);
     let classify = classify::ClassifyStage {
         engine_rx: engine_rx.clone(),
@@ -215,12 +233,16 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             identity.host_id.clone(),
             identity.hostname.clone(),
             i64::try_from(cfg.agent.window_secs).unwrap_or(60) * 1000,
-        ),
+        )
+        .with_large_upload(cfg.agent.large_upload_bytes),
         out: windows,
         health: health.clone(),
-        print,
+        print: printer,
         hold: Default::default(),
         discovery,
+        meter: live
+            .take_byte_counters()
+            .map(|b| usage::Meter::new(b, health.clone())),
     };
     let classify = tokio::spawn(classify.run(events_rx));
     tracing::info!(host_id = %identity.host_id, "agent running");

@@ -155,6 +155,9 @@ impl Sink {
             .spool_lost_batches
             .inc_by(after.batches - before.batches);
         self.health
+            .spool_lost_bytes
+            .inc_by(after.bytes - before.bytes);
+        self.health
             .spool_lost_findings
             .inc_by(after.findings - before.findings);
         match r {
@@ -285,6 +288,13 @@ mod tests {
         sink.handle(fs);
         let pending = spool.lock().pending(100).unwrap();
         assert_eq!(pending.len(), 3, "1200 findings in batches of at most 500");
+        let truncated: Vec<&Finding> = pending
+            .iter()
+            .flat_map(|(_, b)| &b.findings)
+            .filter(|f| f.truncated)
+            .collect();
+        assert_eq!(truncated.len(), 1, "only the cleaned finding is marked");
+        assert_eq!(truncated[0].process.exe, "/tmp/\\x1b[2Jx");
         let mut ids: Vec<&str> = pending.iter().map(|(_, b)| b.batch_id.as_str()).collect();
         ids.dedup();
         assert_eq!(ids.len(), 3);

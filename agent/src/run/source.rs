@@ -40,18 +40,9 @@ impl Source {
             self.health
                 .kernel_lost_events
                 .store(self.live.lost_events(), Ordering::Relaxed);
-            if !events.is_empty() {
-                let batch = std::mem::take(&mut events);
-                match out.try_send(batch) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(b)) => {
-                        self.health.drop_at("classify", "events", b.len() as u64);
-                    }
-                    Err(TrySendError::Closed(_)) => {
-                        tracing::error!("the classify stage has stopped; stopping the source");
-                        break;
-                    }
-                }
+            if !events.is_empty() && !forward(&out, std::mem::take(&mut events), &self.health) {
+                tracing::error!("the classify stage has stopped; stopping the source");
+                break;
             }
             if !go_on {
                 break;
@@ -86,5 +77,61 @@ impl Source {
                 tracing::error!(error = %e, "updating the kernel's block filters failed; blocks in force may be stale or off");
             }
         }
+    }
+}
+
+/// Hands a batch to the classify stage without waiting: when its queue is full the batch is
+/// dropped and counted (`{stage="classify", unit="events"}`, also in the heartbeat's
+/// `lost_events`). False once the classify stage is gone.
+fn forward(out: &mpsc::Sender<Vec<Event>>, batch: Vec<Event>, health: &Health) -> bool {
+    match out.try_send(batch) {
+        Ok(()) => true,
+        Err(TrySendError::Full(b)) => {
+            health.drop_at("classify", "events", b.len() as u64);
+            true
+        }
+        Err(TrySendError::Closed(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
+    use super::*;
+    use crate::event::EventKind;
+    use crate::run::findings::tests::ev;
+
+    #[test]
+    fn a_full_classify_queue_drops_batches_counts_them_and_never_waits() {
+        let health = Health::default();
+        let (tx, mut rx) = mpsc::channel(2);
+        let batch = |n: u64| -> Vec<Event> {
+            (0..n)
+                .map(|i| ev(EventKind::Connect, 1_000, i + 1, 1, "/usr/bin/curl"))
+                .collect()
+        };
+        // A stalled classify stage: nothing is received while the source keeps draining.
+        for _ in 0..5 {
+            assert!(forward(&tx, batch(3), &health));
+        }
+        let dropped = health
+            .dropped
+            .get_or_create(&vec![("stage", "classify"), ("unit", "events")])
+            .get();
+        assert_eq!(dropped, 9, "three batches of three events did not fit");
+        assert_eq!(health.lost_events(), 9, "and the heartbeat reports them");
+        assert_eq!(
+            rx.try_recv().unwrap().len(),
+            3,
+            "the queued batches are intact"
+        );
+        drop(rx);
+        assert!(
+            !forward(&tx, batch(1), &health),
+            "a stopped stage stops the source"
+        );
     }
 }

@@ -46,6 +46,8 @@ pub enum SpoolError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("the spool is closed after a disk error and could not be reopened yet")]
+    Closed,
     #[error(
         "the disk holding the spool has {free} bytes free, under the {needed} a write needs; batch not written"
     )]
@@ -53,12 +55,23 @@ pub enum SpoolError {
 }
 
 impl SpoolError {
+    /// True for an I/O error inside sled (after which it must be reopened).
+    pub fn is_store_io(&self) -> bool {
+        matches!(
+            self,
+            SpoolError::Store {
+                source: sled::Error::Io(_),
+                ..
+            }
+        )
+    }
+
     /// True when the disk refused the write for lack of space.
     pub fn is_disk_full(&self) -> bool {
         let io = match self {
             SpoolError::Open { source, .. } | SpoolError::Store { source, .. } => source,
             SpoolError::NoSpace { .. } => return true,
-            SpoolError::Encode { .. } => return false,
+            SpoolError::Encode { .. } | SpoolError::Closed => return false,
         };
         matches!(io, sled::Error::Io(e) if e.raw_os_error() == Some(libc::ENOSPC)
             || e.kind() == std::io::ErrorKind::StorageFull)
@@ -74,12 +87,15 @@ fn store(what: &'static str) -> impl Fn(sled::Error) -> SpoolError {
 pub struct Dropped {
     pub batches: u64,
     pub findings: u64,
+    /// Bytes of the dropped batches as stored.
+    pub bytes: u64,
 }
 
 impl Dropped {
-    fn add(&mut self, findings: u64) {
+    fn add(&mut self, findings: u64, bytes: u64) {
         self.batches += 1;
         self.findings += findings;
+        self.bytes += bytes;
     }
 }
 
@@ -104,17 +120,24 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     (r == 0).then(|| st.f_bavail.saturating_mul(frsize))
 }
 
-pub struct Spool {
-    dir: PathBuf,
+/// The sled handles; `None` only between a failed reopen and the next attempt.
+struct Sled {
     db: sled::Db,
     tree: sled::Tree,
     quarantine: sled::Tree,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+    sled: Option<Sled>,
     /// Cap on the bytes the store takes on disk.
     max_bytes: u64,
     /// Encoded bytes of the batches held (kept current on append/ack/drop).
     bytes: u64,
     /// Dropped since start (cap, full disk, corruption).
     pub dropped: Dropped,
+    /// Free bytes a write must leave on the disk ([`DISK_RESERVE`]).
+    reserve: u64,
 }
 
 fn findings_in(v: &[u8]) -> u64 {
@@ -143,56 +166,153 @@ impl Spool {
             .sum();
         Ok(Self {
             dir: dir.to_path_buf(),
-            db,
-            tree,
-            quarantine,
+            sled: Some(Sled {
+                db,
+                tree,
+                quarantine,
+            }),
             max_bytes: max_bytes.max(64 * 1024),
             bytes,
             dropped: Dropped::default(),
+            reserve: DISK_RESERVE,
         })
     }
 
     /// Stores a batch durably (flushed before returning). Over the cap, the oldest batches
-    /// are dropped (counted in [`Spool::dropped`]). A batch the disk has no room for
-    /// ([`DISK_RESERVE`] kept free) is refused with [`SpoolError::NoSpace`] before sled
-    /// touches the disk, so the spool stays usable and writes resume once there is room.
-    /// If the disk still refuses a write, the oldest batches are dropped and the write is
-    /// tried once more.
+    /// are dropped (counted in [`Spool::dropped`]). When the disk lacks room for it
+    /// ([`DISK_RESERVE`] kept free, checked before sled touches the disk), the oldest
+    /// batches are dropped — counted — for as long as that gives room back; only when it
+    /// does not (the disk is full of something else) is the new batch refused with
+    /// [`SpoolError::NoSpace`]. sled never sees a write the disk refuses, so the spool stays
+    /// usable and writes resume once there is room. If the disk still refuses a write, the
+    /// oldest batches are dropped and the write is tried once more.
     pub fn append(&mut self, batch: &Batch) -> Result<(), SpoolError> {
         let bytes = serde_json::to_vec(batch).map_err(|source| SpoolError::Encode { source })?;
-        let needed = DISK_RESERVE + 4 * bytes.len() as u64;
-        if let Some(free) = free_bytes(&self.dir)
-            && free < needed
-        {
-            return Err(SpoolError::NoSpace { free, needed });
+        let needed = self.reserve + 4 * bytes.len() as u64;
+        self.retrying(|s| {
+            s.make_room(needed)?;
+            match s.write(&bytes) {
+                Err(e) if e.is_disk_full() => {
+                    // sled refuses every call after this until it is reopened.
+                    s.reopen()?;
+                    let freed = s.drop_oldest(s.len().div_ceil(2).max(1))?;
+                    tracing::warn!(
+                        dropped_batches = freed.batches,
+                        "disk full: oldest spooled batches dropped to make room"
+                    );
+                    s.write(&bytes)
+                }
+                r => r,
+            }?;
+            s.enforce_cap()
+        })
+    }
+
+    /// Runs `f`; after an I/O error from sled (which then refuses every later call) the
+    /// store is reopened in place and `f` runs once more — so a disk that filled up and
+    /// emptied again never needs an agent restart.
+    fn retrying<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Self) -> Result<T, SpoolError>,
+    ) -> Result<T, SpoolError> {
+        if self.sled.is_none() {
+            self.reopen()?;
         }
-        match self.write(&bytes) {
-            Err(e) if e.is_disk_full() => {
-                let freed = self.drop_oldest(self.tree.len().div_ceil(2).max(1))?;
-                tracing::warn!(
-                    dropped_batches = freed.batches,
-                    "disk full: oldest spooled batches dropped to make room"
-                );
-                self.write(&bytes)
+        match f(self) {
+            Err(e) if e.is_store_io() => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "spool I/O failed; reopening the store and trying once more");
+                self.reopen()?;
+                f(self)
             }
             r => r,
-        }?;
-        self.enforce_cap()
+        }
+    }
+
+    /// Room a write has: the disk's free bytes, plus what sled holds in its files beyond
+    /// the live batches (space freed by dropped batches, which sled reuses before it grows
+    /// its files; counted conservatively, at twice the live bytes).
+    fn room(&self) -> Option<u64> {
+        let free = free_bytes(&self.dir)?;
+        Some(free.saturating_add(self.size_on_disk().saturating_sub(2 * self.bytes)))
+    }
+
+    /// Drops the oldest batches (counted) until a write of `needed` bytes has room; refuses
+    /// it when even an empty queue would not give enough (the disk is full of something
+    /// else).
+    fn make_room(&mut self, needed: u64) -> Result<(), SpoolError> {
+        // No reserve: no pre-check at all (only tests set it, to meet ENOSPC inside sled).
+        if self.reserve == 0 {
+            return Ok(());
+        }
+        let Some(mut room) = self.room() else {
+            return Ok(());
+        };
+        let mut d = Dropped::default();
+        while room < needed && !self.sled()?.tree.is_empty() {
+            let one = self.drop_oldest(1)?;
+            d.batches += one.batches;
+            d.findings += one.findings;
+            d.bytes += one.bytes;
+            room = self.room().unwrap_or(room);
+        }
+        if d.batches > 0 {
+            tracing::warn!(
+                dropped_batches = d.batches,
+                dropped_findings = d.findings,
+                room,
+                needed,
+                "disk full: oldest spooled batches dropped to make room for new ones (counted as lost)"
+            );
+        }
+        if room < needed {
+            return Err(SpoolError::NoSpace { free: room, needed });
+        }
+        Ok(())
+    }
+
+    /// After a write the disk refused, sled refuses every later call until it is opened
+    /// again: close and reopen it in place (no agent restart), keeping the counters. If it
+    /// cannot be opened now, the next call tries again.
+    fn reopen(&mut self) -> Result<(), SpoolError> {
+        self.sled = None;
+        let mut last = None;
+        for _ in 0..50 {
+            // sled's flusher may hold its lock a moment after the old handles go.
+            match Self::open(&self.dir, self.max_bytes) {
+                Ok(mut fresh) => {
+                    self.sled = fresh.sled.take();
+                    self.bytes = fresh.bytes;
+                    tracing::info!("spool reopened after a write the disk refused");
+                    return Ok(());
+                }
+                // The disk is still full: the next call tries again, no point waiting.
+                Err(e) if e.is_disk_full() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Err(last.unwrap_or(SpoolError::Closed))
+    }
+
+    fn sled(&self) -> Result<&Sled, SpoolError> {
+        self.sled.as_ref().ok_or(SpoolError::Closed)
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
         let seq = self
+            .sled()?
             .db
             .generate_id()
             .map_err(store("allocating a sequence number"))?;
         let key = seq.to_be_bytes();
-        self.tree
+        self.sled()?
+            .tree
             .insert(key, bytes)
             .map_err(store("writing a batch"))?;
-        if let Err(e) = self.tree.flush() {
+        if let Err(e) = self.sled()?.tree.flush() {
             // Not on disk: take it back out, so a batch counted as lost is really gone
             // and never turns up later as a surprise.
-            let _ = self.tree.remove(key);
+            let _ = self.sled()?.tree.remove(key);
             return Err(SpoolError::Store {
                 what: "flushing a batch to disk",
                 source: e,
@@ -205,9 +325,13 @@ impl Spool {
     /// Up to `n` batches, oldest first, with their keys for [`Spool::ack`]. A stored batch
     /// that no longer decodes (disk corruption) is dropped and counted, not fatal.
     pub fn pending(&mut self, n: usize) -> Result<Vec<(u64, Batch)>, SpoolError> {
+        self.retrying(|s| s.pending_once(n))
+    }
+
+    fn pending_once(&mut self, n: usize) -> Result<Vec<(u64, Batch)>, SpoolError> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
-        for item in self.tree.iter() {
+        for item in self.sled()?.tree.iter() {
             let (k, v) = item.map_err(store("reading"))?;
             let Ok(key) = <[u8; 8]>::try_from(k.as_ref()).map(u64::from_be_bytes) else {
                 bad.push(k);
@@ -226,27 +350,33 @@ impl Spool {
         }
         for k in bad {
             if let Some(v) = self
+                .sled()?
                 .tree
                 .remove(k)
                 .map_err(store("dropping a corrupt batch"))?
             {
                 self.bytes = self.bytes.saturating_sub(v.len() as u64);
             }
-            self.dropped.add(0);
+            self.dropped.add(0, 0);
         }
         Ok(out)
     }
 
     /// The collector acknowledged this batch: delete it.
     pub fn ack(&mut self, key: u64) -> Result<(), SpoolError> {
+        self.retrying(|s| s.ack_once(key))
+    }
+
+    fn ack_once(&mut self, key: u64) -> Result<(), SpoolError> {
         if let Some(v) = self
+            .sled()?
             .tree
             .remove(key.to_be_bytes())
             .map_err(store("deleting an acked batch"))?
         {
             self.bytes = self.bytes.saturating_sub(v.len() as u64);
         }
-        self.tree.flush().map_err(store("flushing"))?;
+        self.sled()?.tree.flush().map_err(store("flushing"))?;
         Ok(())
     }
 
@@ -254,6 +384,7 @@ impl Spool {
     /// (bounded) quarantine, where an operator can still read it.
     pub fn quarantine(&mut self, key: u64) -> Result<(), SpoolError> {
         let Some(v) = self
+            .sled()?
             .tree
             .remove(key.to_be_bytes())
             .map_err(store("taking a batch out of the queue"))?
@@ -261,11 +392,13 @@ impl Spool {
             return Ok(());
         };
         self.bytes = self.bytes.saturating_sub(v.len() as u64);
-        self.quarantine
+        self.sled()?
+            .quarantine
             .insert(key.to_be_bytes(), v)
             .map_err(store("quarantining a batch"))?;
-        while self.quarantine.len() > MAX_QUARANTINE {
+        while self.sled()?.quarantine.len() > MAX_QUARANTINE {
             if self
+                .sled()?
                 .quarantine
                 .pop_min()
                 .map_err(store("trimming the quarantine"))?
@@ -274,14 +407,21 @@ impl Spool {
                 break;
             }
         }
-        self.db.flush().map_err(store("flushing"))?;
+        self.sled()?.db.flush().map_err(store("flushing"))?;
         Ok(())
+    }
+
+    /// Sets the free bytes a write must leave; 0 skips the check (tests force a write the
+    /// disk refuses inside sled).
+    #[cfg(test)]
+    fn set_reserve(&mut self, reserve: u64) {
+        self.reserve = reserve;
     }
 
     /// Batches in quarantine, oldest first.
     pub fn quarantined(&self) -> Result<Vec<Batch>, SpoolError> {
         let mut out = Vec::new();
-        for item in self.quarantine.iter() {
+        for item in self.sled()?.quarantine.iter() {
             let (_, v) = item.map_err(store("reading the quarantine"))?;
             if let Ok(b) = serde_json::from_slice(&v) {
                 out.push(b);
@@ -291,16 +431,18 @@ impl Spool {
     }
 
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.sled.as_ref().map_or(0, |s| s.tree.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        self.len() == 0
     }
 
     /// Bytes the store takes on disk (0 when the size cannot be read).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.sled
+            .as_ref()
+            .map_or(0, |s| s.db.size_on_disk().unwrap_or(0))
     }
 
     /// Drops up to `n` of the oldest batches (counted).
@@ -308,6 +450,7 @@ impl Spool {
         let mut d = Dropped::default();
         for _ in 0..n {
             let Some((_, v)) = self
+                .sled()?
                 .tree
                 .pop_min()
                 .map_err(store("dropping the oldest batch"))?
@@ -315,10 +458,11 @@ impl Spool {
                 break;
             };
             self.bytes = self.bytes.saturating_sub(v.len() as u64);
-            d.add(findings_in(&v));
+            d.add(findings_in(&v), v.len() as u64);
         }
         self.dropped.batches += d.batches;
         self.dropped.findings += d.findings;
+        self.dropped.bytes += d.bytes;
         Ok(d)
     }
 
@@ -327,16 +471,18 @@ impl Spool {
     /// always kept.
     fn enforce_cap(&mut self) -> Result<(), SpoolError> {
         let mut d = Dropped::default();
-        while self.bytes > self.max_bytes / 2 && self.tree.len() > 1 {
+        while self.bytes > self.max_bytes / 2 && self.sled()?.tree.len() > 1 {
             let one = self.drop_oldest(1)?;
             d.batches += one.batches;
             d.findings += one.findings;
+            d.bytes += one.bytes;
         }
         if self.size_on_disk() > self.max_bytes {
-            while self.bytes > self.max_bytes / 4 && self.tree.len() > 1 {
+            while self.bytes > self.max_bytes / 4 && self.sled()?.tree.len() > 1 {
                 let one = self.drop_oldest(1)?;
                 d.batches += one.batches;
                 d.findings += one.findings;
+                d.bytes += one.bytes;
             }
         }
         if d.batches > 0 {
@@ -346,7 +492,7 @@ impl Spool {
                 cap_bytes = self.max_bytes,
                 "spool over its size cap: oldest batches dropped (counted as lost)"
             );
-            self.tree.flush().map_err(store("flushing"))?;
+            self.sled()?.tree.flush().map_err(store("flushing"))?;
         }
         Ok(())
     }
@@ -436,6 +582,138 @@ mod tests {
             q.last().unwrap().batch_id,
             format!("q{}", MAX_QUARANTINE + 9)
         );
+    }
+
+    /// A small tmpfs, unmounted on drop (needs root, as CI is).
+    struct SmallDisk(tempfile::TempDir);
+
+    impl SmallDisk {
+        fn new(mib: u32) -> Self {
+            let d = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+                .arg(d.path())
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "mounting a tmpfs (the spool's disk tests need root)");
+            Self(d)
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_drops_the_oldest_batches_and_keeps_taking_new_ones() {
+        let disk = SmallDisk::new(8);
+        let dir = disk.0.path().join("spool");
+        // A cap far above the disk: the disk fills first.
+        let mut s = Spool::open(&dir, 1 << 30).unwrap();
+        let (mut ok, mut refused) = (0, 0);
+        for i in 0..300 {
+            match s.append(&batch(&format!("d{i}"), 40)) {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    assert!(e.is_disk_full(), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(s.dropped.batches > 0, "the disk filled: the oldest went");
+        assert!(s.dropped.bytes > 0 && s.dropped.findings == s.dropped.batches * 40);
+        assert!(
+            refused <= 3,
+            "new batches are taken (oldest dropped), not refused: {ok} ok, {refused} refused"
+        );
+        let p = s.pending(1000).unwrap();
+        assert_eq!(p.last().unwrap().1.batch_id, "d299", "the newest is kept");
+        let seq: Vec<u32> = p
+            .iter()
+            .map(|(_, b)| b.batch_id[1..].parse().unwrap())
+            .collect();
+        assert!(
+            seq.windows(2).all(|w| w[0] < w[1]),
+            "still oldest first: {seq:?}"
+        );
+        // Acks still work, and so does a reopen.
+        s.ack(p[0].0).unwrap();
+        drop(s);
+        let mut s = reopen(&dir);
+        assert_eq!(s.pending(1).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_disk_full_of_something_else_refuses_new_batches_and_recovers() {
+        let disk = SmallDisk::new(8);
+        let dir = disk.0.path().join("spool");
+        let mut s = Spool::open(&dir, 1 << 30).unwrap();
+        s.append(&batch("before", 2)).unwrap();
+        // Another file takes the disk to the last byte.
+        let filler = disk.0.path().join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", filler.display()))
+            .output();
+        let e = s.append(&batch("during", 2)).unwrap_err();
+        assert!(e.is_disk_full(), "{e}");
+        // Room again: the same spool (no restart) takes writes again.
+        std::fs::remove_file(&filler).unwrap();
+        s.append(&batch("after", 2)).unwrap();
+        let ids: Vec<String> = s
+            .pending(10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, b)| b.batch_id)
+            .collect();
+        assert!(ids.ends_with(&["after".to_string()]), "{ids:?}");
+    }
+
+    #[test]
+    fn a_write_the_disk_refuses_mid_way_leaves_the_spool_usable_without_a_restart() {
+        let disk = SmallDisk::new(8);
+        let dir = disk.0.path().join("spool");
+        let mut s = Spool::open(&dir, 1 << 30).unwrap();
+        // No reserve: sled itself meets ENOSPC in the middle of a write.
+        s.set_reserve(0);
+        s.append(&batch("first", 2)).unwrap();
+        let filler = disk.0.path().join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", filler.display()))
+            .output();
+        let (mut refused, mut by_sled) = (0, 0);
+        for i in 0..20 {
+            if let Err(e) = s.append(&batch(&format!("full{i}"), 200)) {
+                refused += 1;
+                if !matches!(e, SpoolError::NoSpace { .. }) {
+                    by_sled += 1;
+                }
+            }
+        }
+        assert!(refused > 0, "the disk refused writes");
+        assert!(
+            by_sled > 0,
+            "sled itself met ENOSPC, not only the pre-check ({refused} refused)"
+        );
+        std::fs::remove_file(&filler).unwrap();
+        s.set_reserve(DISK_RESERVE);
+        s.append(&batch("after", 2)).unwrap();
+        let ids: Vec<String> = s
+            .pending(100)
+            .unwrap()
+            .into_iter()
+            .map(|(_, b)| b.batch_id)
+            .collect();
+        assert_eq!(ids.last().map(String::as_str), Some("after"), "{ids:?}");
+        let (k, _) = s.pending(1).unwrap().remove(0);
+        s.ack(k).unwrap();
     }
 
     /// sled's flusher thread may hold the store's lock a moment after the drop.

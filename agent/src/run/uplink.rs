@@ -79,8 +79,14 @@ pub fn next_delay(current: Duration, period: Duration, ok: bool) -> Duration {
 }
 
 pub struct Uplink {
-    /// Carries the agent token.
+    /// Carries the agent token once enrolled.
     pub client: Client,
+    /// False until the first enrollment succeeded (it is retried in the background, so an
+    /// unreachable collector at first start never stops the agent).
+    pub enrolled: bool,
+    /// The enrollment secret's file, for the first enrollment.
+    pub enroll_secret: Option<PathBuf>,
+    pub enroll_trouble: Trouble,
     /// The same collector without a token (re-enrollment).
     pub base: Client,
     pub spool: SpoolHandle,
@@ -110,9 +116,17 @@ enum Round {
 impl Uplink {
     pub async fn run(mut self) {
         let mut etag: Option<String> = None;
-        let mut delay = self.period;
+        let mut delay = if self.enrolled {
+            self.period
+        } else {
+            Duration::ZERO
+        };
         loop {
             tokio::time::sleep(delay).await;
+            if !self.enrolled && !self.first_enrollment().await {
+                delay = next_delay(delay, self.period, false);
+                continue;
+            }
             let mut r = self.upload().await;
             if r == Round::Ok {
                 r = self.heartbeat().await;
@@ -124,6 +138,38 @@ impl Uplink {
                 self.fetch_bundle(&mut etag).await;
             }
             delay = next_delay(delay, self.period, r == Round::Ok);
+        }
+    }
+
+    /// Enrolls with the enrollment secret (or picks up a token saved meanwhile); true once
+    /// enrolled. A failure is logged when a run of them starts and ends.
+    async fn first_enrollment(&mut self) -> bool {
+        self.health.set_identity(IdentityState::Enrolling);
+        match enroll::enroll(
+            &self.base,
+            &self.identity,
+            &self.state_dir,
+            self.enroll_secret.as_deref(),
+        )
+        .await
+        {
+            Ok(client) => {
+                self.client = client;
+                self.enrolled = true;
+                self.health.set_identity(IdentityState::Ok);
+                if self.enroll_trouble.ok() {
+                    tracing::info!(
+                        "enrolled with the collector after retries; uploading the spooled findings"
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                if self.enroll_trouble.fail() {
+                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), "enrolling with the collector failed; the agent keeps observing, findings are spooled, enrollment is retried with backoff");
+                }
+                false
+            }
         }
     }
 
@@ -223,6 +269,7 @@ impl Uplink {
             lost_events: self.health.lost_events(),
             group: self.identity.group.clone(),
             bundle_error: self.bundle_error.clone(),
+            pipeline: Some(self.health.pipeline()),
         };
         match self.client.heartbeat(&hb).await {
             Ok(_) => Round::Ok,

@@ -7,6 +7,7 @@
 //! (fail-open).
 
 pub mod blocklist;
+pub mod bytes;
 pub mod mounts;
 pub mod records;
 
@@ -66,6 +67,8 @@ pub struct Sensor {
     block_nets6: LpmTrie<MapData, [u8; 16], u32>,
     drops: PerCpuArray<MapData, u64>,
     pub hooks: Vec<HookStatus>,
+    /// Payload bytes per socket, when those programs attached (taken by whoever reads them).
+    pub bytes: Option<bytes::ByteCounters>,
 }
 
 impl Sensor {
@@ -100,6 +103,7 @@ impl Sensor {
             let r = attach_skb(&mut ebpf, name, &cgroup, ty);
             hooks.push(status(name, r));
         }
+        let bytes = bytes::ByteCounters::attach(&mut ebpf, &cgroup, &mut hooks);
         for (name, cat) in [
             ("sys_enter_execve", "syscalls"),
             ("sys_enter_execveat", "syscalls"),
@@ -147,6 +151,7 @@ impl Sensor {
                 block_nets6,
                 drops,
                 hooks,
+                bytes,
             },
             ring,
         ))

@@ -137,6 +137,10 @@ pub struct Heartbeat {
     pub lost_events: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// The agent's own pipeline: spool losses, quarantine, identity (absent from agents
+    /// older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineHealth>,
     /// The last bundle this agent refused (bad signature, expired, older than the one in
     /// use, does not load…), until a newer one loads. A rollout whose canary agents report
     /// its bundle here halts.
@@ -175,6 +179,59 @@ impl BundleRefused {
         Self {
             version: cut(version, Self::MAX_VERSION),
             reason: cut(reason, Self::MAX_REASON),
+        }
+    }
+}
+
+/// What an agent reports about its pipeline in each heartbeat; counts since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineHealth {
+    /// Spooled batches dropped before upload (size cap, full disk, corruption).
+    #[serde(default)]
+    pub spool_dropped_batches: u64,
+    /// Bytes of those batches (as stored).
+    #[serde(default)]
+    pub spool_dropped_bytes: u64,
+    /// Findings lost on the agent: in dropped batches, or never spooled.
+    #[serde(default)]
+    pub spool_lost_findings: u64,
+    /// Batches the collector refused for good, set aside on the agent.
+    #[serde(default)]
+    pub quarantined_batches: u64,
+    /// Where the agent stands on its identity.
+    #[serde(default)]
+    pub identity: IdentityState,
+    /// Fresh tokens the agent obtained with its host key after a 401.
+    #[serde(default)]
+    pub reenrollments: u64,
+}
+
+/// An agent's identity state as it reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentityState {
+    /// The token works.
+    #[default]
+    Ok,
+    /// The token was refused and re-enrollment is in progress.
+    Reenrolling,
+    /// An admin revoked this host: nothing is uploaded.
+    Revoked,
+    /// The collector bound this host id to another host key.
+    HostIdentityConflict,
+    /// Not enrolled yet (the first enrollment is still being retried).
+    Enrolling,
+}
+
+impl IdentityState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityState::Ok => "ok",
+            IdentityState::Reenrolling => "reenrolling",
+            IdentityState::Revoked => "revoked",
+            IdentityState::HostIdentityConflict => "host_identity_conflict",
+            IdentityState::Enrolling => "enrolling",
         }
     }
 }
@@ -280,6 +337,9 @@ pub struct AgentInfo {
     /// The last bundle the agent reported refusing (see [`Heartbeat::bundle_error`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle_error: Option<BundleRefused>,
+    /// The agent's pipeline as its last heartbeat reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineHealth>,
 }
 
 // ---- enrollment keys (admin): the secrets agents enroll with ----

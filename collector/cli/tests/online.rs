@@ -689,6 +689,7 @@ fn heartbeat() -> shadowai_api::wire::Heartbeat {
         lost_events: 0,
         group: None,
         bundle_error: None,
+        pipeline: None,
     }
 }
 

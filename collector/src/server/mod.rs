@@ -2,8 +2,8 @@
 
 mod admin_routes;
 mod agent_routes;
-mod discovery_routes;
 mod bundle_check;
+mod discovery_routes;
 // issue 10: policy document and catalogue
 pub mod auth;
 pub mod conn;

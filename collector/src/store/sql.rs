@@ -174,7 +174,7 @@ pub(super) const AGENT_COLS: &str = "agent_id, host_id, hostname, grp, enrolled_
      agent_version, bundle_version, mode, lost_events, revoked_ms, \
      (SELECT h.conflicts FROM hosts h WHERE h.agent_id = agents.agent_id), \
      (SELECT h.last_conflict_ms FROM hosts h WHERE h.agent_id = agents.agent_id), \
-     bundle_error_version, bundle_error";
+     bundle_error_version, bundle_error, pipeline";
 
 pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
     let mode = match r.opt_text(8)?.as_deref() {
@@ -205,6 +205,13 @@ pub(super) fn agent_row(r: &Row) -> Result<AgentInfo, StoreError> {
         bundle_error: match (r.opt_text(13)?, r.opt_text(14)?) {
             (Some(version), Some(reason)) => Some(BundleRefused { version, reason }),
             _ => None,
+        },
+        pipeline: match r.opt_text(15)? {
+            None => None,
+            Some(j) => Some(serde_json::from_str(&j).map_err(|e| StoreError::Corrupt {
+                table: "agents",
+                reason: format!("pipeline: {e}"),
+            })?),
         },
     })
 }
@@ -419,12 +426,20 @@ impl<B: Backend> Store for SqlStore<B> {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let lost = i64::try_from(hb.lost_events).unwrap_or(i64::MAX);
+        // Re-encoded from the typed value, so what is stored is bounded and well-formed.
+        let pipeline = match &hb.pipeline {
+            None => None,
+            Some(p) => Some(serde_json::to_string(p).map_err(|e| StoreError::Corrupt {
+                table: "agents",
+                reason: format!("encoding pipeline: {e}"),
+            })?),
+        };
         self.tx(|tx| {
             tx.exec(
                 // `grp` is the admin's: a heartbeat never changes it.
                 "UPDATE agents SET last_seen_ms = $1, agent_version = $2, bundle_version = $3, \
-                 mode = $4, lost_events = $5, bundle_error_version = $6, bundle_error = $7 \
-                 WHERE agent_id = $8",
+                 mode = $4, lost_events = $5, bundle_error_version = $6, bundle_error = $7, \
+                 pipeline = $8 WHERE agent_id = $9",
                 &[
                     now_ms.into(),
                     hb.agent_version.as_str().into(),
@@ -433,6 +448,7 @@ impl<B: Backend> Store for SqlStore<B> {
                     lost.into(),
                     hb.bundle_error.as_ref().map(|e| e.version.clone()).into(),
                     hb.bundle_error.as_ref().map(|e| e.reason.clone()).into(),
+                    pipeline.clone().into(),
                     agent_id.into(),
                 ],
             )?;

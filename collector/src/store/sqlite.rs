@@ -99,6 +99,10 @@ ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN bundle_error_version TEXT;
 ALTER TABLE agents ADD COLUMN bundle_error TEXT;
 "#,
+    // ---- usage: the agent's pipeline health from its heartbeats (issue 8) ----
+    r#"
+ALTER TABLE agents ADD COLUMN pipeline TEXT;
+"#,
 ];
 
 pub struct Sqlite {

@@ -1,0 +1,139 @@
+//! Loader side of the byte-accounting programs (`agent-ebpf/src/bytes.rs`): attaches them
+//! and hands out their maps. Whoever attributes sockets to uses reads the live counters by
+//! socket cookie and drains the final counters of released sockets.
+
+use std::os::fd::AsFd;
+
+use aya::Ebpf;
+use aya::maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf};
+use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock};
+use shadowai_common::bytes::{SockBytes, SockClosed, lost};
+
+use super::HookStatus;
+
+/// The byte counters of every socket, by cookie.
+pub struct ByteCounters {
+    counters: HashMap<MapData, u64, SockBytes>,
+    closed: RingBuf<MapData>,
+    lost: PerCpuArray<MapData, u64>,
+}
+
+/// The hooks of this module, in the order they are reported.
+pub const HOOKS: [&str; 3] = ["bytes_egress", "bytes_ingress", "bytes_release"];
+
+impl ByteCounters {
+    /// Attaches the three programs (each reported in `hooks`); `None` unless the counting
+    /// programs and the maps are all there — half of them would report wrong figures.
+    pub fn attach(
+        ebpf: &mut Ebpf,
+        cgroup: &impl AsFd,
+        hooks: &mut Vec<HookStatus>,
+    ) -> Option<Self> {
+        let egress = attach_skb(ebpf, HOOKS[0], cgroup, CgroupSkbAttachType::Egress);
+        let ingress = attach_skb(ebpf, HOOKS[1], cgroup, CgroupSkbAttachType::Ingress);
+        let release = attach_release(ebpf, cgroup);
+        let counting = egress.is_ok() && ingress.is_ok();
+        hooks.push(super::status(HOOKS[0], egress));
+        hooks.push(super::status(HOOKS[1], ingress));
+        hooks.push(super::status(HOOKS[2], release));
+        if !counting {
+            tracing::warn!("byte accounting unavailable: findings carry no bytes_out/bytes_in");
+            return None;
+        }
+        let maps = (|| {
+            let counters = HashMap::try_from(ebpf.take_map("SOCK_BYTES")?).ok()?;
+            let closed = RingBuf::try_from(ebpf.take_map("BYTES_CLOSED")?).ok()?;
+            let lost = PerCpuArray::try_from(ebpf.take_map("BYTES_LOST")?).ok()?;
+            Some(Self {
+                counters,
+                closed,
+                lost,
+            })
+        })();
+        if maps.is_none() {
+            tracing::error!(
+                "byte accounting maps missing from the eBPF object: findings carry no bytes_out/bytes_in"
+            );
+        }
+        maps
+    }
+}
+
+/// What a byte-accounting reader needs: the kernel's counters here, a scripted source in
+/// unit tests of the attribution logic.
+pub trait ByteSource: Send {
+    /// The live counters of a socket; `Ok(None)` once it is gone (released or evicted).
+    fn read(&self, cookie: u64) -> Result<Option<SockBytes>, MapError>;
+    /// Appends the final counters of sockets released since the last call, at most `max`.
+    fn drain_closed(&mut self, out: &mut Vec<SockClosed>, max: usize);
+    /// Kernel-side losses so far: (reason, count).
+    fn lost(&self) -> Vec<(&'static str, u64)>;
+}
+
+impl ByteSource for ByteCounters {
+    fn read(&self, cookie: u64) -> Result<Option<SockBytes>, MapError> {
+        match self.counters.get(&cookie, 0) {
+            Ok(b) => Ok(Some(b)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn drain_closed(&mut self, out: &mut Vec<SockClosed>, max: usize) {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = self.closed.next() else {
+                break;
+            };
+            if item.len() >= std::mem::size_of::<SockClosed>() {
+                // SAFETY: the kernel writes whole `SockClosed` records (Pod, every bit
+                // pattern valid); the length was checked; read_unaligned needs no alignment.
+                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SockClosed>()) });
+            }
+            n += 1;
+        }
+    }
+
+    fn lost(&self) -> Vec<(&'static str, u64)> {
+        (0..lost::SLOTS)
+            .map(|slot| {
+                let n = self
+                    .lost
+                    .get(&slot, 0)
+                    .map_or(0, |v| v.iter().copied().sum::<u64>());
+                (lost::NAMES[slot as usize], n)
+            })
+            .collect()
+    }
+}
+
+fn attach_skb(
+    ebpf: &mut Ebpf,
+    name: &str,
+    cgroup: &impl AsFd,
+    ty: CgroupSkbAttachType,
+) -> Result<(), String> {
+    let prog: &mut CgroupSkb = ebpf
+        .program_mut(name)
+        .ok_or("program missing from the object")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| e.to_string())?;
+    // A link of its own beside the capture program on the same hook: cgroup links run
+    // every program attached (in attach order), each deciding for itself.
+    prog.attach(cgroup, ty, CgroupAttachMode::Single)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn attach_release(ebpf: &mut Ebpf, cgroup: &impl AsFd) -> Result<(), String> {
+    let prog: &mut CgroupSock = ebpf
+        .program_mut(HOOKS[2])
+        .ok_or("program missing from the object")?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+    prog.load().map_err(|e| e.to_string())?;
+    prog.attach(cgroup, CgroupAttachMode::Single)
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
