@@ -62,6 +62,9 @@ pub struct Config {
     /// during it has been silent this many seconds (0: never).
     #[serde(default = "default_rollout_halt")]
     pub rollout_halt_silent_secs: u64,
+    /// First-use alerts: the web UI's URL for links, and the webhook they are POSTed to.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 fn default_rollout_halt() -> u64 {
@@ -269,6 +272,7 @@ impl Config {
             siem: Default::default(),
             catalogue: default_catalogue(),
             rollout_halt_silent_secs: default_rollout_halt(),
+            alerts: Default::default(),
         }
     }
 
@@ -397,6 +401,9 @@ impl Config {
         self.siem
             .validate()
             .map_err(|e| bad("siem", e.to_string()))?;
+        self.alerts
+            .validate()
+            .map_err(|e| bad("alerts", e.to_string()))?;
         if let Database::Postgres { pool, .. } = &self.database
             && !(1..=64).contains(pool)
         {

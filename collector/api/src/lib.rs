@@ -11,8 +11,10 @@ pub mod audit;
 pub mod bounded;
 pub mod client;
 pub mod ocsf;
+pub mod reports;
 pub mod wire;
 
+pub use reports::*;
 pub use wire::*;
 
 /// What happened to the traffic a finding describes.

@@ -13,7 +13,7 @@ mod forwarder;
 pub mod http;
 pub mod syslog;
 pub mod time;
-mod tls;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;

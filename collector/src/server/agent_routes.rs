@@ -190,7 +190,15 @@ async fn ingest_inner(
     let now = now_ms();
     let batch = std::sync::Arc::new(batch);
     let b2 = batch.clone();
-    let ack = st.db(move |s| s.ingest(&agent_id, &b2, now)).await?;
+    let (ack, alerts) = st
+        .db(move |s| s.ingest_alerting(&agent_id, &b2, now))
+        .await?;
+    if !alerts.is_empty() {
+        st.metrics.alerts_raised.inc_by(alerts.len() as u64);
+        if let Some(w) = &st.alert_webhook {
+            w.send(&alerts);
+        }
+    }
     st.metrics.ingest_findings.inc_by(ack.accepted);
     st.metrics.ingest_duplicates.inc_by(ack.duplicates);
     if !ack.replayed

@@ -39,6 +39,12 @@ pub struct Metrics {
     pub siem_forwarded: Counter,
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
+    // ---- soc: first-use alerts (issue 15) ----
+    pub alerts_raised: Counter,
+    pub alerts_sent: Counter,
+    pub alert_send_failures: Counter,
+    pub alerts_failed: Counter,
+    pub alerts_dropped: Counter,
     siem_seen: Mutex<crate::siem::SinkTotals>,
 }
 
@@ -64,6 +70,11 @@ impl Metrics {
             siem_forwarded: Counter::default(),
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
+            alerts_raised: Counter::default(),
+            alerts_sent: Counter::default(),
+            alert_send_failures: Counter::default(),
+            alerts_failed: Counter::default(),
+            alerts_dropped: Counter::default(),
             siem_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
@@ -133,6 +144,35 @@ impl Metrics {
             "Exports aborted mid-stream by a store error (the response is cut, not completed)",
             m.export_errors.clone(),
         );
+        for (name, help, c) in [
+            (
+                "alerts_raised",
+                "First-use alerts raised (stored)",
+                &m.alerts_raised,
+            ),
+            (
+                "alerts_sent",
+                "First-use alerts delivered to the alert webhook",
+                &m.alerts_sent,
+            ),
+            (
+                "alert_send_failures",
+                "Failed alert webhook attempts (each retry counts)",
+                &m.alert_send_failures,
+            ),
+            (
+                "alerts_failed",
+                "Alerts given up after the last retry or a permanent refusal",
+                &m.alerts_failed,
+            ),
+            (
+                "alerts_dropped",
+                "Alerts not queued for the webhook because its queue was full",
+                &m.alerts_dropped,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
         r.register(
             "siem_events_forwarded",
             "Findings handed to SIEM forwarders",

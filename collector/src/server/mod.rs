@@ -15,6 +15,7 @@ mod ingest_decode;
 pub mod metrics;
 mod policy_routes;
 pub mod ratelimit;
+mod report_routes;
 mod slowbody;
 mod soc_routes;
 pub mod tls;
@@ -74,6 +75,8 @@ pub struct AppState {
     /// The collector's own catalogue, or why it could not be loaded (then proposals and
     /// bundle uploads are refused with that reason; everything else works).
     pub catalogue: Result<Arc<shadowai_rules::Catalogue>, String>,
+    /// soc (issue 15): where first-use alerts are POSTed (none: stored and listed only).
+    pub alert_webhook: Option<crate::alerts::AlertWebhook>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -113,6 +116,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/findings", get(soc_routes::findings))
         .route("/api/v1/reports/services", get(soc_routes::services))
         .route("/api/v1/reports/trend", get(soc_routes::trend))
+        // soc (issue 15): fleet-wide group-by, uploaders, pickers, risk, alerts
+        .route("/api/v1/reports/groups", get(report_routes::groups))
+        .route("/api/v1/reports/uploaders", get(report_routes::uploaders))
+        .route("/api/v1/reports/facets", get(report_routes::facets))
+        .route("/api/v1/risk", get(report_routes::risk))
+        .route("/api/v1/alerts", get(report_routes::alerts))
         .route("/api/v1/exports/findings.csv", get(soc_routes::export_csv))
         .route(
             "/api/v1/exports/findings.ocsf.json",
