@@ -360,6 +360,40 @@ impl Client {
         self.get("/api/v1/reports/trend", q).await
     }
 
+    // ---- soc: issue 15 reports ----
+
+    /// Findings grouped by `q.by` (user, host, process, group), one page.
+    pub async fn group_report(&self, q: &FindingQuery) -> Result<crate::GroupPage, ClientError> {
+        self.get("/api/v1/reports/groups", q).await
+    }
+
+    /// Top uploaders to unsanctioned or blocked services, grouped by `q.by`.
+    pub async fn uploaders(&self, q: &FindingQuery) -> Result<crate::GroupPage, ClientError> {
+        self.get("/api/v1/reports/uploaders", q).await
+    }
+
+    pub async fn facets(&self, q: &FindingQuery) -> Result<crate::Facets, ClientError> {
+        self.get("/api/v1/reports/facets", q).await
+    }
+
+    /// Risk breakdowns of services from the collector's catalogue.
+    pub async fn risk(&self, services: &[&str]) -> Result<Vec<crate::ServiceRisk>, ClientError> {
+        self.get("/api/v1/risk", &[("services", services.join(","))])
+            .await
+    }
+
+    pub async fn alerts(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<crate::AlertPage, ClientError> {
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(b) = before {
+            q.push(("before", b.to_string()));
+        }
+        self.get("/api/v1/alerts", &q).await
+    }
+
     pub async fn export_csv(&self, q: &FindingQuery) -> Result<String, ClientError> {
         self.text("/api/v1/exports/findings.csv", q).await
     }

@@ -124,13 +124,47 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
         "evidences": [evidence(f)],
         "risk_score": f.risk_score,
         "unmapped": {
-            "shadowai": {
-                "verdict": verdict_str(f.verdict),
-                "service_id": f.service_id,
-                "ai_provider": f.vendor,
-            }
+            "shadowai": unmapped(f),
         },
     })
+}
+
+/// Everything of a finding OCSF has no attribute for: why (rule, policy version), what
+/// happened (action apart from the verdict, the enforcement layer), how much (bytes), how sure
+/// (naming), which agent session, risk flags.
+fn unmapped(f: &Finding) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("verdict".into(), json!(verdict_str(f.verdict)));
+    m.insert("action".into(), json!(f.action.as_str()));
+    m.insert("service_id".into(), json!(f.service_id));
+    m.insert("ai_provider".into(), json!(f.vendor));
+    m.insert("rule".into(), json!(f.rule));
+    m.insert("policy_version".into(), json!(f.policy_version));
+    if let Some(l) = f.layer {
+        m.insert("layer".into(), json!(l.as_str()));
+    }
+    if let Some(b) = f.bytes_out {
+        m.insert("bytes_out".into(), json!(b));
+    }
+    if let Some(b) = f.bytes_in {
+        m.insert("bytes_in".into(), json!(b));
+    }
+    if let Some(n) = &f.naming {
+        m.insert("naming".into(), json!(n));
+    }
+    if let Some(s) = &f.session {
+        m.insert("session".into(), json!(s));
+    }
+    if !f.flags.is_empty() {
+        m.insert(
+            "flags".into(),
+            json!(f.flags.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if f.truncated {
+        m.insert("truncated".into(), json!(true));
+    }
+    Value::Object(m)
 }
 
 #[cfg(test)]
@@ -222,6 +256,30 @@ mod tests {
             (Some(4), Some(1))
         );
         assert!(u["evidences"][0].get("dst_endpoint").is_none());
+        let mut w = f(Action::WouldBlock, Verdict::Blocked, Evidence::default());
+        w.layer = Some(crate::Layer::Sni);
+        w.policy_version = Some("1.4.0".into());
+        w.bytes_out = Some(1234);
+        w.flags = vec![crate::Flag::LargeUpload];
+        let o = finding_to_ocsf(&w);
+        assert_eq!(
+            (o["action_id"].as_u64(), o["disposition_id"].as_u64()),
+            (Some(1), Some(15))
+        );
+        let x = &o["unmapped"]["shadowai"];
+        assert_eq!(
+            (x["action"].as_str(), x["verdict"].as_str()),
+            (Some("would_block"), Some("blocked"))
+        );
+        assert_eq!(
+            (x["layer"].as_str(), x["policy_version"].as_str()),
+            (Some("sni"), Some("1.4.0"))
+        );
+        assert_eq!(
+            (x["bytes_out"].as_u64(), x["rule"].as_str()),
+            (Some(1234), Some("policy:block-deepseek"))
+        );
+        assert_eq!(x["flags"][0], "large_upload");
         assert!(u["evidences"][0].get("query").is_none());
     }
 }
