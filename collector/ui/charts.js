@@ -84,7 +84,7 @@ export function trendChart(points, buckets) {
       );
     }
     const every = Math.ceil(days.length / 8);
-    if (i % every === 0) root.appendChild(svg("text", { x: pad + i * bw + bw / 2, y: H + 14, "text-anchor": "middle" }, label(d)));
+    if (i % every === Math.floor(every / 2)) root.appendChild(svg("text", { x: pad + i * bw + bw / 2, y: H + 14, "text-anchor": "middle" }, label(d)));
   });
   root.appendChild(svg("text", { x: 2, y: 12 }, String(max)));
   const legend = h("div", { class: "legend" }, verdicts.map((v) => h("span", { class: `swatch verdict-${v}` }, v)));

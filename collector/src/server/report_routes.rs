@@ -31,10 +31,9 @@ const RISK_IDS_MAX: usize = 500;
 
 /// Trend buckets: as asked, else hours for ranges up to 7 days and days beyond.
 pub fn bucket_for(q: &FindingQuery, now_ms: i64) -> Result<Bucket, ApiError> {
-    let span = match q.from_ms {
-        Some(from) => Some(q.to_ms.unwrap_or(now_ms).saturating_sub(from)),
-        None => None,
-    };
+    let span = q
+        .from_ms
+        .map(|from| q.to_ms.unwrap_or(now_ms).saturating_sub(from));
     match (q.bucket, span) {
         (Some(Bucket::Hour), None) => Err(bad(
             "query parameter `bucket`: hour buckets need a time range (from_ms) of at most 31 days",
