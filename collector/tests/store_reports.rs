@@ -67,7 +67,7 @@ fn use_of(
 }
 
 fn ingest(s: &dyn Store, agent: &str, batch: &str, findings: Vec<Finding>, now: i64) -> usize {
-    let (ack, alerts) = s
+    let (ack, raised) = s
         .ingest_alerting(
             agent,
             &IngestBatch {
@@ -78,7 +78,8 @@ fn ingest(s: &dyn Store, agent: &str, batch: &str, findings: Vec<Finding>, now: 
         )
         .unwrap();
     assert!(!ack.replayed);
-    alerts.len()
+    assert_eq!(raised.suppressed, 0);
+    raised.alerts.len()
 }
 
 fn q() -> FindingQuery {
@@ -214,7 +215,7 @@ fn suite(s: &dyn Store) {
             T0 + 8 * HOUR,
         )
         .unwrap();
-    assert!(ack.replayed && again.is_empty());
+    assert!(ack.replayed && again.alerts.is_empty());
 
     // ---- services: bytes, actions, true first use ----
     let day_q = FindingQuery {
@@ -431,6 +432,74 @@ fn postgres_reports() {
     let conn = pg.create_db("reports");
     let s = shadowai_collector::store::postgres::open(&conn, 2, None).unwrap();
     suite(&s);
+}
+
+/// A host flooding junk user names raises at most ALERTS_PER_BATCH alerts per batch; the rest
+/// are recorded (they never alert later) and counted as suppressed.
+fn flood(s: &dyn Store) {
+    enroll(s, "agt-f", "host-f", None);
+    let junk: Vec<Finding> = (0..200)
+        .map(|i| {
+            use_of(
+                &format!("j{i}"),
+                "host-f",
+                "deepseek",
+                Verdict::Unsanctioned,
+                &format!("junk{i}"),
+                "/tmp/x",
+                T0,
+                None,
+            )
+        })
+        .collect();
+    let (_, raised) = s
+        .ingest_alerting(
+            "agt-f",
+            &IngestBatch {
+                batch_id: "flood".into(),
+                findings: junk.clone(),
+            },
+            T0,
+        )
+        .unwrap();
+    assert_eq!(
+        raised.alerts.len(),
+        shadowai_collector::store::ALERTS_PER_BATCH
+    );
+    assert_eq!(
+        raised.suppressed as usize,
+        200 - shadowai_collector::store::ALERTS_PER_BATCH
+    );
+    let again: Vec<Finding> = junk
+        .into_iter()
+        .map(|mut f| {
+            f.id = format!("again-{}", f.id);
+            f
+        })
+        .collect();
+    let (_, raised) = s
+        .ingest_alerting(
+            "agt-f",
+            &IngestBatch {
+                batch_id: "flood2".into(),
+                findings: again,
+            },
+            T0,
+        )
+        .unwrap();
+    assert_eq!(raised, shadowai_collector::store::Raised::default());
+}
+
+#[test]
+fn sqlite_alert_flood_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    flood(&shadowai_collector::store::sqlite::open(&dir.path().join("c.db")).unwrap());
+}
+
+#[test]
+fn postgres_alert_flood_is_capped() {
+    let pg = PgServer::start();
+    flood(&shadowai_collector::store::postgres::open(&pg.create_db("flood"), 2, None).unwrap());
 }
 
 /// A store written by the previous schema gets the new columns and its first uses back-filled.

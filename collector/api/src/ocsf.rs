@@ -129,6 +129,67 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
     })
 }
 
+/// A first-use alert as an OCSF Detection Finding (`class_uid` 2004, activity Create):
+/// `finding_info.types` carries `shadow_ai_first_use`, the reasons and the drill-down link
+/// (relative to the collector's web UI) are in `unmapped.shadowai`.
+pub fn alert_to_ocsf(a: &crate::Alert) -> Value {
+    let severity = match a.verdict {
+        Verdict::Blocked => (3, "Medium"),
+        _ if a.risk_score >= 70 => (4, "High"),
+        _ => (3, "Medium"),
+    };
+    let (action_id, action, disposition_id, disposition) = match a.action {
+        Action::Allowed => (1, "Allowed", 1, "Allowed"),
+        Action::WouldBlock => (1, "Allowed", 15, "Detected"),
+        Action::Blocked => (2, "Denied", 2, "Blocked"),
+    };
+    let reasons: Vec<&str> = a.reasons.iter().map(|r| r.as_str()).collect();
+    let uid = format!("alert-{}", a.id);
+    json!({
+        "class_uid": 2004,
+        "class_name": "Detection Finding",
+        "category_uid": 2,
+        "category_name": "Findings",
+        "activity_id": 1,
+        "activity_name": "Create",
+        "type_uid": 200401,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity.0,
+        "severity": severity.1,
+        "status_id": 1,
+        "status": "New",
+        "time": a.created_ms,
+        "action_id": action_id,
+        "action": action,
+        "disposition_id": disposition_id,
+        "disposition": disposition,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": uid,
+            "product": {"name": "shadowai", "vendor_name": "shadowai"},
+            "profiles": ["host", "ai_operation"],
+        },
+        "finding_info": {
+            "uid": uid,
+            "title": format!("First {} use of {}", verdict_str(a.verdict), a.service_name),
+            "types": ["shadow_ai_first_use", a.category],
+            "first_seen_time": a.first_seen_ms,
+            "related_events": [{"uid": a.finding_id}],
+        },
+        "device": {"hostname": a.hostname, "uid": a.host_id, "type_id": 1, "type": "Server"},
+        "actor": {"process": {"file": {"path": a.exe}}, "user": {"name": a.user}},
+        "resources": [{"uid": a.service_id, "name": a.service_name, "type": "ai_service"}],
+        "risk_score": a.risk_score,
+        "unmapped": {"shadowai": {
+            "verdict": verdict_str(a.verdict),
+            "action": a.action.as_str(),
+            "reasons": reasons,
+            "service_id": a.service_id,
+            "link": a.link,
+        }},
+    })
+}
+
 /// Everything of a finding OCSF has no attribute for: why (rule, policy version), what
 /// happened (action apart from the verdict, the enforcement layer), how much (bytes), how sure
 /// (naming), which agent session, risk flags.

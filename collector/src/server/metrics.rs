@@ -45,6 +45,7 @@ pub struct Metrics {
     pub alert_send_failures: Counter,
     pub alerts_failed: Counter,
     pub alerts_dropped: Counter,
+    pub alerts_suppressed: Counter,
     siem_seen: Mutex<crate::siem::SinkTotals>,
 }
 
@@ -75,6 +76,7 @@ impl Metrics {
             alert_send_failures: Counter::default(),
             alerts_failed: Counter::default(),
             alerts_dropped: Counter::default(),
+            alerts_suppressed: Counter::default(),
             siem_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
@@ -169,6 +171,11 @@ impl Metrics {
                 "alerts_dropped",
                 "Alerts not queued for the webhook because its queue was full",
                 &m.alerts_dropped,
+            ),
+            (
+                "alerts_suppressed",
+                "First uses recorded without an alert: over the per-batch alert cap (a flood)",
+                &m.alerts_suppressed,
             ),
         ] {
             r.register(name, help, c.clone());

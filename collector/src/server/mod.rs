@@ -42,6 +42,8 @@ use ratelimit::RateLimiter;
 pub trait FindingSink: Send + Sync + 'static {
     /// Queues the findings; never blocks.
     fn forward(&self, findings: &[shadowai_api::Finding]);
+    /// Queues first-use alerts (issue 15); never blocks.
+    fn forward_alerts(&self, _alerts: &[shadowai_api::Alert]) {}
     /// Cumulative counters for `/metrics`.
     fn totals(&self) -> crate::siem::SinkTotals;
 }

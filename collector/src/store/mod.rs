@@ -15,12 +15,12 @@ mod sql_policy;
 mod sql_reports;
 pub mod sqlite;
 
-pub use sql_reports::GroupSort;
+pub use sql_reports::{ALERTS_PER_BATCH, GroupSort, Raised};
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, Alert, AlertPage, Bucket, BundleInfo, EnrollmentKeyInfo, Facets, FindingQuery,
-    GroupBy, GroupPage, Heartbeat, IngestAck, IngestBatch, PolicyEntry, Proposal, ProposalRequest,
+    AgentInfo, AlertPage, Bucket, BundleInfo, EnrollmentKeyInfo, Facets, FindingQuery, GroupBy,
+    GroupPage, Heartbeat, IngestAck, IngestBatch, PolicyEntry, Proposal, ProposalRequest,
     ProposalStatus, Role, Rollout, RolloutStage, ServiceReport, TrendPoint,
 };
 use shadowai_api::{Finding, PolicyScope};
@@ -261,7 +261,7 @@ pub trait Store: Send + Sync + 'static {
         agent_id: &str,
         batch: &IngestBatch,
         now_ms: i64,
-    ) -> Result<(IngestAck, Vec<Alert>), StoreError>;
+    ) -> Result<(IngestAck, Raised), StoreError>;
     /// Newest first; `cursor` is the `seq` to continue below.
     fn search(
         &self,

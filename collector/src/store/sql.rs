@@ -2,7 +2,7 @@
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, AgentMode, Alert, AlertPage, Bucket, BundleInfo, EnrollmentKeyInfo, Facets, Finding,
+    AgentInfo, AgentMode, AlertPage, Bucket, BundleInfo, EnrollmentKeyInfo, Facets, Finding,
     GroupBy, GroupPage, Heartbeat, IngestAck, IngestBatch, PolicyEntry, Proposal, ProposalRequest,
     ProposalStatus, Role, Rollout, RolloutStage, ServiceReport, TrendPoint,
 };
@@ -500,7 +500,7 @@ impl<B: Backend> Store for SqlStore<B> {
         agent_id: &str,
         batch: &IngestBatch,
         now_ms: i64,
-    ) -> Result<(IngestAck, Vec<Alert>), StoreError> {
+    ) -> Result<(IngestAck, super::Raised), StoreError> {
         self.ingest_batch(agent_id, batch, now_ms)
     }
 

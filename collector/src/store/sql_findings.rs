@@ -1,6 +1,8 @@
 //! Ingest, search and reports over the `findings` table.
 
-use shadowai_api::{Alert, Finding, IngestAck, IngestBatch};
+use shadowai_api::{Finding, IngestAck, IngestBatch};
+
+use super::sql_reports::Raised;
 
 use super::rows::{Backend, Row, V};
 use super::sql::{SqlStore, verdict_str};
@@ -93,7 +95,7 @@ impl<B: Backend> SqlStore<B> {
         agent_id: &str,
         batch: &IngestBatch,
         now_ms: i64,
-    ) -> Result<(IngestAck, Vec<Alert>), StoreError> {
+    ) -> Result<(IngestAck, Raised), StoreError> {
         let content = batch_sha256(batch)?;
         self.tx(|tx| {
             let agent = tx.query(
@@ -150,7 +152,7 @@ impl<B: Backend> SqlStore<B> {
                         duplicates: r.u64(1)?,
                         replayed: true,
                     },
-                    Vec::new(),
+                    Raised::default(),
                 ));
             }
             let (mut accepted, mut duplicates) = (0u64, 0u64);

@@ -21,6 +21,18 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 /// Most values one picker lists.
 const FACET_MAX: i64 = 1_000;
+/// Most alerts one ingest batch raises. A host that presents more brand-new unsanctioned
+/// (service, user) pairs in one batch is flooding (junk user names): the pairs are still
+/// recorded, so they never alert later, but only this many alerts reach the SOC; the rest are
+/// counted (`shadowai_collector_alerts_suppressed_total`) and logged.
+pub const ALERTS_PER_BATCH: usize = 20;
+
+/// The first-use alerts one batch raised, and how many more it would have raised.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Raised {
+    pub alerts: Vec<Alert>,
+    pub suppressed: u64,
+}
 
 /// How a group-by report is ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +119,7 @@ pub(super) fn note_first_uses(
     stored: &[&Finding],
     group: Option<&str>,
     now_ms: i64,
-) -> Result<Vec<Alert>, StoreError> {
+) -> Result<Raised, StoreError> {
     // One upsert per distinct key of the batch, with the batch's earliest time.
     let mut firsts: BTreeMap<(&'static str, String, String), i64> = BTreeMap::new();
     for f in stored {
@@ -133,6 +145,7 @@ pub(super) fn note_first_uses(
         )?;
     }
     let mut alerts = Vec::new();
+    let mut suppressed = 0u64;
     let mut seen: BTreeSet<(&'static str, String, String)> = BTreeSet::new();
     for f in stored.iter().filter(|f| risky(f.verdict)) {
         let mut reasons = Vec::new();
@@ -154,6 +167,10 @@ pub(super) fn note_first_uses(
             }
         }
         if reasons.is_empty() {
+            continue;
+        }
+        if alerts.len() >= ALERTS_PER_BATCH {
+            suppressed += 1;
             continue;
         }
         let mut alert = alert_of(f, reasons, now_ms);
@@ -186,7 +203,7 @@ pub(super) fn note_first_uses(
         )?;
         alerts.push(alert);
     }
-    Ok(alerts)
+    Ok(Raised { alerts, suppressed })
 }
 
 fn alert_of(f: &Finding, reasons: Vec<AlertReason>, now_ms: i64) -> Alert {
