@@ -386,6 +386,14 @@ fn suite(s: &dyn Store) {
         }),
         2
     );
+    assert_eq!(
+        count(FindingQuery {
+            group: Some("(none)".into()),
+            ..q()
+        }),
+        2,
+        "`(none)` is how a URL names hosts without a group"
+    );
 
     // ---- pickers from the data ----
     let f = s.facets(&q()).unwrap();

@@ -102,7 +102,7 @@ export async function findingsView(ctx, params) {
     select("category", "Category", facets.categories.map((v) => ({ value: v.value, label: v.label.replace(/_/g, " ") })), filters.category),
     select("verdict", "Verdict", facets.verdicts.map((v) => ({ value: v.value, label: v.label })), filters.verdict),
     select("action", "Action", facets.actions.map((v) => ({ value: v.value, label: v.label.replace("_", " ") })), filters.action),
-    select("group", "Host group", facets.groups.map((v) => ({ value: v.value, label: v.value || "(no group)" })), filters.group),
+    select("group", "Host group", facets.groups.map((v) => ({ value: v.value || "(none)", label: v.value || "(no group)" })), filters.group),
     input("risk_min", "Risk from", riskHint, { type: "number", min: 0, max: 100, "data-testid": "filter-risk-min" }),
     input("risk_max", "Risk to", riskHint, { type: "number", min: 0, max: 100, "data-testid": "filter-risk-max" }),
     input("host_contains", "Host contains", "web-"),

@@ -15,7 +15,7 @@ function drill(by, row) {
     case "user": return link(`#/user/${encodeURIComponent(row.key)}`, label);
     case "host": return link(`#/host/${encodeURIComponent(row.key)}`, label);
     case "process": return link(`#/findings?process=${encodeURIComponent(row.key)}`, h("span", { class: "proc" }, label));
-    default: return link(`#/findings?group=${encodeURIComponent(row.key)}`, label);
+    default: return link(`#/findings?group=${encodeURIComponent(row.key || "(none)")}`, label);
   }
 }
 

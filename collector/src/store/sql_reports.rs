@@ -34,6 +34,9 @@ pub struct Raised {
     pub suppressed: u64,
 }
 
+/// The `group` filter value for hosts enrolled without a group (as is `""`).
+pub const NO_GROUP: &str = "(none)";
+
 /// How a group-by report is ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GroupSort {
@@ -76,6 +79,8 @@ pub(super) fn more_conditions(f: &FindingFilter, params: &mut Vec<V>, conds: &mu
         conds.push(format!("action = {}", add(params, a.as_str().into())));
     }
     if let Some(g) = &f.group {
+        // Group names are [A-Za-z0-9._:-]+ (checked at enrollment): `(none)` cannot be one.
+        let g = if g == NO_GROUP { "" } else { g.as_str() };
         conds.push(format!("COALESCE(grp, '') = {}", add(params, g.into())));
     }
     if let Some(u) = &f.user_contains {
