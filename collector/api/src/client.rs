@@ -124,6 +124,9 @@ impl ClientBuilder {
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .timeout(self.timeout)
+            // The collector closes idle keep-alive connections after `limits.header_timeout_s`
+            // (10 s by default); reusing one it already closed fails with IncompleteMessage.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .user_agent(concat!("shadowai-api/", env!("CARGO_PKG_VERSION")));
         for c in self.ca {
             b = b.add_root_certificate(c);
