@@ -27,6 +27,8 @@ pub enum AppError {
     Tls(#[from] TlsError),
     #[error("SIEM forwarders: {0}")]
     Siem(#[from] shadowai_siem::SiemError),
+    #[error("alerts: {0}")]
+    Alerts(#[from] crate::alerts::AlertConfigError),
     #[error("{0}")]
     Api(#[from] ApiError),
     #[error("data directory {path}: {source}")]
@@ -276,9 +278,28 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         None => None,
     };
     let catalogue = load_catalogue(&cfg.catalogue).await;
+    let metrics = Metrics::new();
+    let alert_webhook = match &cfg.alerts.webhook {
+        None => None,
+        Some(w) => {
+            let scheme = if cfg.insecure_http { "http" } else { "https" };
+            let ui_url = cfg
+                .alerts
+                .ui_url
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{}/ui", cfg.listen));
+            let counters = crate::alerts::AlertCounters {
+                sent: metrics.alerts_sent.clone(),
+                send_failures: metrics.alert_send_failures.clone(),
+                failed: metrics.alerts_failed.clone(),
+                dropped: metrics.alerts_dropped.clone(),
+            };
+            Some(crate::alerts::AlertWebhook::start(w, ui_url, counters)?)
+        }
+    };
     let state = Arc::new(AppState {
         store,
-        metrics: Metrics::new(),
+        metrics,
         limits: cfg.limits.clone(),
         limiter: RateLimiter::new(cfg.limits.rate_per_sec, cfg.limits.rate_burst),
         ip_limiter: RateLimiter::new(cfg.limits.ip_rate_per_sec, cfg.limits.ip_rate_burst),
@@ -297,6 +318,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         bundle_key,
         sink,
         catalogue,
+        alert_webhook,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -63,6 +63,9 @@ pub struct Config {
     /// reports refusing its bundle.
     #[serde(default = "default_rollout_halt")]
     pub rollout_halt_silent_secs: u64,
+    /// First-use alerts: the web UI's URL for links, and the webhook they are POSTed to.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 fn default_rollout_halt() -> u64 {
@@ -271,6 +274,7 @@ impl Config {
             siem: Default::default(),
             catalogue: default_catalogue(),
             rollout_halt_silent_secs: default_rollout_halt(),
+            alerts: Default::default(),
         }
     }
 
@@ -399,6 +403,9 @@ impl Config {
         self.siem
             .validate()
             .map_err(|e| bad("siem", e.to_string()))?;
+        self.alerts
+            .validate()
+            .map_err(|e| bad("alerts", e.to_string()))?;
         if let Database::Postgres { pool, .. } = &self.database
             && !(1..=64).contains(pool)
         {

@@ -2,7 +2,7 @@
 
 use shadowai_api::Finding;
 
-pub const CSV_HEADER: &str = "id,host_id,hostname,window_start_ms,window_end_ms,service_id,service_name,vendor,category,risk_score,verdict,action,rule,user,uid,exe,process_name,exe_sha256,container_id,count,first_seen_ms,last_seen_ms,sni,dns_names,ips";
+pub const CSV_HEADER: &str = "id,host_id,hostname,window_start_ms,window_end_ms,service_id,service_name,vendor,category,risk_score,verdict,action,rule,user,uid,exe,process_name,exe_sha256,container_id,count,first_seen_ms,last_seen_ms,sni,dns_names,ips,policy_version,layer,bytes_out,bytes_in,naming_source,naming_confidence,session_id,session_kind,flags,truncated";
 
 /// One CSV cell: quoted when needed; a leading `= + - @` (or tab/CR) gets a `'` so
 /// spreadsheets do not evaluate it.
@@ -21,6 +21,14 @@ pub fn cell(s: &str) -> String {
 
 fn verdict(f: &Finding) -> String {
     match serde_json::to_value(f.verdict) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// The wire name of a unit enum (`dns_answer`, `high`).
+fn snake<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
     }
@@ -64,6 +72,20 @@ pub fn csv_rows(findings: &[Finding]) -> String {
             cell(&f.evidence.sni.join(";")),
             cell(&f.evidence.dns_names.join(";")),
             cell(&f.evidence.ips.join(";")),
+            cell(f.policy_version.as_deref().unwrap_or("")),
+            f.layer.map_or("", |l| l.as_str()).to_owned(),
+            f.bytes_out.map_or(String::new(), |b| b.to_string()),
+            f.bytes_in.map_or(String::new(), |b| b.to_string()),
+            f.naming.map_or(String::new(), |n| snake(&n.source)),
+            f.naming.map_or(String::new(), |n| snake(&n.confidence)),
+            cell(f.session.as_ref().map_or("", |s| s.id.as_str())),
+            cell(f.session.as_ref().map_or("", |s| s.kind.as_str())),
+            f.flags
+                .iter()
+                .map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(";"),
+            f.truncated.to_string(),
         ];
         out.push_str(&row.join(","));
         out.push_str("\r\n");

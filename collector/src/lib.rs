@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over [`app`]; the HTTP API is described in
 //! `collector/API.md`.
 
+pub mod alerts;
 pub mod app;
 pub mod bundles;
 pub mod compose;

@@ -24,6 +24,10 @@ impl FindingSink for SiemSink {
         self.siem.forward(findings);
     }
 
+    fn forward_alerts(&self, alerts: &[shadowai_api::Alert]) {
+        self.siem.forward_alerts(alerts);
+    }
+
     fn totals(&self) -> SinkTotals {
         let mut t = SinkTotals::default();
         for s in self.siem.stats() {

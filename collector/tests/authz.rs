@@ -73,6 +73,16 @@ fn routes() -> Vec<Route> {
         r("GET", "/api/v1/findings", None, EVERYONE),
         r("GET", "/api/v1/reports/services", None, EVERYONE),
         r("GET", "/api/v1/reports/trend", None, EVERYONE),
+        r("GET", "/api/v1/reports/groups?by=user", None, EVERYONE),
+        r("GET", "/api/v1/reports/uploaders?by=host", None, EVERYONE),
+        r("GET", "/api/v1/reports/facets", None, EVERYONE),
+        r(
+            "GET",
+            "/api/v1/risk?services=openai-chatgpt",
+            None,
+            EVERYONE,
+        ),
+        r("GET", "/api/v1/alerts", None, EVERYONE),
         r(
             "GET",
             "/api/v1/exports/findings.csv",

@@ -106,7 +106,7 @@ timeout_ms = 500
             .text()
             .await
             .unwrap();
-        if received.lock().unwrap().len() >= 5
+        if received.lock().unwrap().len() >= 6
             && !metrics.contains("shadowai_collector_siem_forward_failures_total 0")
         {
             break;
@@ -114,13 +114,33 @@ timeout_ms = 500
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let got = received.lock().unwrap().clone();
-    assert_eq!(got.len(), 5, "each new finding forwarded exactly once");
+    assert_eq!(
+        got.len(),
+        6,
+        "each new finding and the one alert forwarded once: {got:?}"
+    );
     assert!(
         got.iter()
             .all(|o| o["class_uid"] == 2004 && o["device"]["uid"] == "host-s")
     );
+    // The first blocked use of deepseek in the fleet raised one first-use alert (issue 15).
+    let alerts: Vec<_> = got
+        .iter()
+        .filter(|o| o["finding_info"]["types"][0] == "shadow_ai_first_use")
+        .collect();
+    assert_eq!(alerts.len(), 1, "{got:?}");
+    assert_eq!(
+        alerts[0]["unmapped"]["shadowai"]["reasons"],
+        serde_json::json!(["new_in_fleet", "new_host", "new_user"])
+    );
     assert!(
-        metrics.contains("shadowai_collector_siem_events_forwarded_total 5"),
+        alerts[0]["unmapped"]["shadowai"]["link"]
+            .as_str()
+            .unwrap()
+            .starts_with("#/findings?service=deepseek")
+    );
+    assert!(
+        metrics.contains("shadowai_collector_siem_events_forwarded_total 6"),
         "{metrics}"
     );
     assert!(

@@ -8,6 +8,8 @@ import { rulesView, fleetView, auditView } from "./admin.js";
 import { catalogueView } from "./catalogue.js";
 import { discoveryView } from "./discovery.js";
 import { inventoryView } from "./inventory.js";
+import { whoView } from "./who.js";
+import { alertsView } from "./alerts.js";
 
 /** What each role may do (mirrors the collector's capability table). */
 const CAPS = {
@@ -17,11 +19,12 @@ const CAPS = {
   approver: ["read", "export", "audit", "approve"],
 };
 
+// Hour buckets up to 7 days, day buckets beyond (the collector's default too).
 const RANGES = {
-  "24h": { label: "the last 24 hours", days: 2, ms: 86400000 },
-  "7d": { label: "the last 7 days", days: 7, ms: 7 * 86400000 },
-  "30d": { label: "the last 30 days", days: 30, ms: 30 * 86400000 },
-  all: { label: "all time", days: 30, ms: null },
+  "24h": { label: "the last 24 hours", days: 2, ms: 86400000, bucket: "hour" },
+  "7d": { label: "the last 7 days", days: 7, ms: 7 * 86400000, bucket: "hour" },
+  "30d": { label: "the last 30 days", days: 30, ms: 30 * 86400000, bucket: "day" },
+  all: { label: "all time (chart: last 90 days)", days: 90, ms: null, bucket: "day" },
 };
 
 let me = null;
@@ -36,6 +39,11 @@ const ctx = {
     const key = sessionStorage.getItem("shadowai.range") || "7d";
     const r = RANGES[key] || RANGES["7d"];
     return { ...r, key, query: r.ms ? { from_ms: Date.now() - r.ms } : {} };
+  },
+  /** The range's query for the trend report (explicit bucket: "all" has no from_ms). */
+  trendQuery(extra = {}) {
+    const r = this.range();
+    return { ...r.query, ...extra, bucket: r.bucket };
   },
   showError(err) {
     const text = err instanceof ApiError ? err.describe() : err && err.message ? err.message : String(err);
@@ -103,7 +111,7 @@ function nav(route) {
   });
   return h("header", { class: "top" },
     h("a", { class: "brand", href: "#/overview" }, "shadowai"),
-    h("nav", {}, item("#/overview", "Overview"), item("#/findings", "Findings"), item("#/inventory", "Inventory"), item("#/catalogue", "Catalogue"), item("#/discovery", "Discovery"), item("#/rules", "Rules"), item("#/fleet", "Fleet"), item("#/audit", "Audit log", "audit")),
+    h("nav", {}, item("#/overview", "Overview"), item("#/findings", "Findings"), item("#/who", "Who"), item("#/alerts", "Alerts"), item("#/inventory", "Inventory"), item("#/catalogue", "Catalogue"), item("#/discovery", "Discovery"), item("#/rules", "Rules"), item("#/fleet", "Fleet"), item("#/audit", "Audit log", "audit")),
     h("div", { class: "who" }, range,
       h("span", { "data-testid": "whoami" }, `${me.name} (${me.role})`),
       h("button", { "data-testid": "logout", onclick: signOut }, "Sign out")),
@@ -119,6 +127,8 @@ async function route(path, params) {
     case "host": return hostView(ctx, arg);
     case "user": return userView(ctx, arg);
     case "findings": return findingsView(ctx, params);
+    case "who": return whoView(ctx, params);
+    case "alerts": return alertsView(ctx, params);
     case "catalogue": return catalogueView(ctx, params);
     case "discovery": return discoveryView(ctx);
     case "inventory": return inventoryView(ctx, params);
@@ -153,6 +163,7 @@ async function render() {
   main.replaceChildren(h("p", { class: "muted loading", "data-testid": "loading" }, "Loading…"));
   try {
     const nodes = await route(path, new URLSearchParams(query || ""));
+    document.title = `shadowai · ${path.split("/")[1] || "overview"}`;
     if (gen !== generation) return; // a newer navigation won
     main.replaceChildren(...nodes.filter(Boolean));
     main.dataset.view = path.split("/")[1] || "overview";

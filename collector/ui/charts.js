@@ -1,6 +1,6 @@
-// Small SVG charts drawn from the trend report (one point per UTC day × service × verdict).
+// Small SVG charts drawn from the trend report (one point per hour or day × service × verdict).
 
-import { svg, h } from "./dom.js";
+import { svg, h, fmtLocal, fmtUtc } from "./dom.js";
 
 /** "▲ +40%", "▲ new", "▼ −25%" or "=" for a growth() result. */
 export function growthBadge(g, alarming = true) {
@@ -9,18 +9,24 @@ export function growthBadge(g, alarming = true) {
   return h("span", { class: `growth ${g.dir}${alarming ? "" : " calm"}`, title: "events in the later half of the period vs the earlier half" }, text);
 }
 
-/** The last `days` UTC day strings, oldest first, ending today. */
-export function dayRange(days, now = Date.now()) {
+/**
+ * The buckets of a range, oldest first, ending with the current one: hours for ranges of up to
+ * 7 days, days beyond (the collector picks the same by default). Each is its start in Unix ms.
+ */
+export function bucketRange(range, now = Date.now()) {
+  const size = range.bucket === "hour" ? 3600000 : 86400000;
+  const n = range.bucket === "hour" ? Math.round(range.ms / 3600000) : range.days;
+  const last = Math.floor(now / size) * size;
   const out = [];
-  for (let i = days - 1; i >= 0; i--) out.push(new Date(now - i * 86400000).toISOString().slice(0, 10));
-  return out;
+  for (let i = n - 1; i >= 0; i--) out.push(last - i * size);
+  return { size, starts: out, bucket: range.bucket };
 }
 
-/** Sums trend points into {day → events} for the given days. */
-export function eventsPerDay(points, days) {
-  const m = new Map(days.map((d) => [d, 0]));
-  for (const p of points) if (m.has(p.day)) m.set(p.day, m.get(p.day) + p.events);
-  return days.map((d) => m.get(d));
+/** Sums trend points into events per bucket of `buckets` (from bucketRange). */
+export function eventsPerBucket(points, buckets) {
+  const m = new Map(buckets.starts.map((d) => [d, 0]));
+  for (const p of points) if (m.has(p.bucket_start_ms)) m.set(p.bucket_start_ms, m.get(p.bucket_start_ms) + p.events);
+  return buckets.starts.map((d) => m.get(d));
 }
 
 /**
@@ -53,15 +59,18 @@ export function sparkline(values, label, alarming = true) {
 
 const COLORS = { sanctioned: "#2f9e44", tolerated: "#f08c00", unsanctioned: "#e03131", blocked: "#495057" };
 
-/** Stacked daily bars by verdict, with day labels and a legend. */
-export function trendChart(points, days) {
+/** Stacked bars per hour or day by verdict, labelled in the viewer's time zone, UTC on hover. */
+export function trendChart(points, buckets) {
   const verdicts = ["sanctioned", "tolerated", "unsanctioned", "blocked"];
+  const days = buckets.starts;
   const per = new Map(days.map((d) => [d, Object.fromEntries(verdicts.map((v) => [v, 0]))]));
-  for (const p of points) if (per.has(p.day)) per.get(p.day)[p.verdict] += p.events;
+  for (const p of points) if (per.has(p.bucket_start_ms)) per.get(p.bucket_start_ms)[p.verdict] += p.events;
   const totals = days.map((d) => verdicts.reduce((s, v) => s + per.get(d)[v], 0));
   const max = Math.max(1, ...totals);
+  const hourly = buckets.bucket === "hour";
   const W = 640, H = 180, pad = 24, bw = (W - pad * 2) / days.length;
-  const root = svg("svg", { class: "trend", viewBox: `0 0 ${W} ${H + 20}`, role: "img", "aria-label": "events per day" });
+  const root = svg("svg", { class: "trend", viewBox: `0 0 ${W} ${H + 20}`, role: "img", "aria-label": hourly ? "events per hour" : "events per day", "data-bucket": buckets.bucket, "data-buckets": days.length });
+  const label = (d) => (hourly ? fmtLocal(d).slice(5) : fmtLocal(d).slice(5, 10));
   days.forEach((d, i) => {
     let y = H;
     for (const v of verdicts) {
@@ -70,12 +79,12 @@ export function trendChart(points, days) {
       const bh = (n / max) * (H - pad);
       y -= bh;
       root.appendChild(
-        svg("rect", { x: pad + i * bw + 2, y, width: Math.max(1, bw - 4), height: bh, fill: COLORS[v] }, svg("title", {}, `${d} ${v}: ${n} events`)),
+        svg("rect", { x: pad + i * bw + (bw > 4 ? 1 : 0), y, width: Math.max(1, bw - (bw > 4 ? 2 : 0)), height: bh, fill: COLORS[v], "data-start": d },
+          svg("title", {}, `${fmtLocal(d)} (${fmtUtc(d)}) ${v}: ${n} events`)),
       );
     }
-    if (days.length <= 14 || i % Math.ceil(days.length / 10) === 0) {
-      root.appendChild(svg("text", { x: pad + i * bw + bw / 2, y: H + 14, "text-anchor": "middle" }, d.slice(5)));
-    }
+    const every = Math.ceil(days.length / 8);
+    if (i % every === Math.floor(every / 2)) root.appendChild(svg("text", { x: pad + i * bw + bw / 2, y: H + 14, "text-anchor": "middle" }, label(d)));
   });
   root.appendChild(svg("text", { x: 2, y: 12 }, String(max)));
   const legend = h("div", { class: "legend" }, verdicts.map((v) => h("span", { class: `swatch verdict-${v}` }, v)));

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 use shadowai_api::client::Client;
 use shadowai_api::wire::{AgentMode, EnrollRequest, Heartbeat, IngestBatch};
-use shadowai_api::{Action, Evidence, Finding, ProcessRef, Verdict};
+use shadowai_api::{Action, Evidence, Finding, Layer, ProcessRef, Verdict};
 
 const ADMIN: &str = "alice";
 const APPROVER: &str = "bob";
@@ -108,15 +108,77 @@ impl Drop for Collector {
     }
 }
 
-fn start_collector(data: &Path) -> (Collector, String) {
+/// A webhook receiver on loopback: answers 200 and keeps every JSON body it was sent.
+fn alert_webhook() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = s.read(&mut chunk) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len {
+                    break Some(buf[end + 4..end + 4 + len].to_vec());
+                }
+            };
+            if let Some(b) = body
+                && let Ok(v) = serde_json::from_slice(&b)
+            {
+                seen.lock().unwrap().push(v);
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+fn start_collector(data: &Path, hook: &str) -> (Collector, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let log = data.join("collector.log");
+    let config = data.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[alerts]\nui_url = \"http://127.0.0.1:{port}/ui\"\n[alerts.webhook]\nurl = {hook:?}\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
     let child = Command::new(collector_bin())
-        .args(["serve", "--data", data.to_str().unwrap(), "--insecure-http"])
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--insecure-http",
+        ])
         .args(["--listen", &format!("127.0.0.1:{port}")])
         // proposals are checked against the collector's catalogue
         .arg("--catalogue")
@@ -203,12 +265,15 @@ fn findings_for(host: &(&str, &str, &str, u64), now: i64) -> Vec<Finding> {
                 if day % 2 == 1 && user == "bob" {
                     continue;
                 }
-                let start = now - day * 86_400_000 - 3_600_000;
+                // Today's use is spread over the last hours (hour buckets tell them apart).
+                let start = now - day * 86_400_000 - 3_600_000 - (si as i64) * 3_600_000;
+                let would = s.id == "deepseek";
                 out.push(Finding {
-                    layer: None,
-                    policy_version: None,
-                    bytes_out: None,
-                    bytes_in: None,
+                    layer: would.then_some(Layer::Sni),
+                    policy_version: Some("1.4.0".into()),
+                    // alice uploads 1 MiB per finding, bob 10 KiB
+                    bytes_out: Some(if user == "alice" { 1 << 20 } else { 10 << 10 }),
+                    bytes_in: Some(4096),
                     naming: None,
                     session: None,
                     flags: Vec::new(),
@@ -224,7 +289,11 @@ fn findings_for(host: &(&str, &str, &str, u64), now: i64) -> Vec<Finding> {
                     category: s.category.into(),
                     risk_score: s.risk,
                     verdict: s.verdict,
-                    action: Action::Allowed,
+                    action: if would {
+                        Action::WouldBlock
+                    } else {
+                        Action::Allowed
+                    },
                     rule: format!("catalogue:{}", s.id),
                     process: ProcessRef {
                         exe: exe.into(),
@@ -280,7 +349,8 @@ fn web_ui_click_through_in_headless_chromium() {
         "new enrollment secret written to",
     ))
     .unwrap();
-    let (_collector, url) = start_collector(&data);
+    let (hook_url, hook) = alert_webhook();
+    let (_collector, url) = start_collector(&data, &hook_url);
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -373,6 +443,29 @@ fn web_ui_click_through_in_headless_chromium() {
     let from_ms = (now - 30 * 3_600_000) / 60_000 * 60_000;
     let in_time = all.iter().filter(|f| f.window_end_ms > from_ms).count();
     assert!(in_time > 0 && in_time < all.len());
+    // First-use alerts the collector must raise: a finding raises one when its (service, fleet),
+    // (service, host) or (service, user) pair is new for an unsanctioned or blocked verdict.
+    let mut keys = BTreeSet::new();
+    let mut alerts = 0;
+    for f in all
+        .iter()
+        .filter(|f| matches!(f.verdict, Verdict::Unsanctioned | Verdict::Blocked))
+    {
+        let new = [
+            keys.insert(("fleet", String::new(), f.service_id.clone())),
+            keys.insert(("host", f.host_id.clone(), f.service_id.clone())),
+            keys.insert(("user", f.user.clone(), f.service_id.clone())),
+        ];
+        if new.iter().any(|n| *n) {
+            alerts += 1;
+        }
+    }
+    let would_block: u64 = all
+        .iter()
+        .filter(|f| f.action == Action::WouldBlock)
+        .map(|f| f.count)
+        .sum();
+    let alice = all.iter().filter(|f| f.user == "alice").count();
     let fixture = json!({
         "admin_token": admin_token, "admin_name": ADMIN,
         "approver_token": approver_token, "approver_name": APPROVER,
@@ -386,6 +479,12 @@ fn web_ui_click_through_in_headless_chromium() {
         "filter": {"verdict": "unsanctioned", "user": "bob", "container": CONTAINER, "expected": filtered},
         "block_reason": "data residency: no DeepSeek",
         "agents": HOSTS.len(),
+        "alerts": alerts,
+        "would_block": would_block,
+        "partial": {"typed": "LIC", "user": "alice", "expected": alice},
+        "groups": HOSTS.iter().map(|h| h.2).collect::<Vec<_>>(),
+        "top_uploader": "alice",
+        "timezone": "Asia/Kolkata",
         "lost_events": HOSTS.iter().map(|h| h.3).sum::<u64>(),
     });
 
@@ -440,12 +539,33 @@ fn web_ui_click_through_in_headless_chromium() {
         shots.display()
     );
     assert!(out.contains(" passed, 0 failed"), "{out}");
+    // The same alerts reached the webhook, each with its drill-down link.
+    let got = hook.lock().unwrap().clone();
+    assert_eq!(
+        got.len(),
+        alerts,
+        "alerts delivered to the webhook: {got:?}"
+    );
+    for a in &got {
+        assert_eq!(a["kind"], "shadowai.first_use_alert");
+        let link = a["url"].as_str().unwrap();
+        assert!(
+            link.starts_with(&format!("{url}/ui/#/findings?service=")),
+            "{link}"
+        );
+        assert!(matches!(
+            a["alert"]["verdict"].as_str(),
+            Some("unsanctioned" | "blocked")
+        ));
+    }
     for name in [
         "02-overview",
         "03-service-detail",
         "04-host",
         "05-findings-filtered",
         "05b-user",
+        "11-who-users",
+        "12-alerts",
         "07-approved",
         "08-audit",
     ] {

@@ -49,6 +49,8 @@ const context = await chromium.launchPersistentContext(profile, {
   timeout: 60000,
   acceptDownloads: true,
   viewport: { width: 1440, height: 900 },
+  // Not UTC: times must show in the viewer's zone, with UTC on hover.
+  timezoneId: fx.timezone || "Asia/Kolkata",
   args: [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -58,7 +60,7 @@ const page = context.pages()[0] || (await context.newPage());
 page.setDefaultTimeout(15000);
 const consoleErrors = [];
 page.on("console", (m) => {
-  if (m.type() === "error" && !/favicon\.ico|status of (401|403|500)/.test(m.text() + (m.location().url || ""))) consoleErrors.push(m.text());
+  if (m.type() === "error" && !/favicon\.ico|status of (400|401|403|500)/.test(m.text() + (m.location().url || ""))) consoleErrors.push(m.text());
 });
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
 // Every request the page makes must stay on the collector (no CDN, no fonts, no telemetry).
@@ -116,6 +118,61 @@ try {
     await shot("02-overview");
   });
 
+  await step("the overview keeps verdict and action apart, buckets by hour and leads with uploads", async () => {
+    // Nothing was stopped by an agent; DeepSeek's use would have been (enforcement off).
+    check((await textOf('[data-testid="stat-blocked"] .value')) === "0", "no event was blocked by an agent");
+    const would = (await textOf('[data-testid="stat-would-block"] .value')).replace(/,/g, "");
+    check(would === String(fx.would_block), `would-block events ${would}, expected ${fx.would_block}`);
+    const chart = page.locator("svg.trend");
+    check((await chart.getAttribute("data-bucket")) === "hour", "7 days are drawn in hours");
+    check((await chart.getAttribute("data-buckets")) === "168", `168 hour buckets, got ${await chart.getAttribute("data-buckets")}`);
+    const starts = new Set(await page.locator("svg.trend rect").evaluateAll((rs) => rs.map((r) => r.getAttribute("data-start"))));
+    check(starts.size >= 4, `today's use falls into several hours: ${[...starts].join(",")}`);
+    const up = await rowsOf("uploaders-table").allInnerTexts();
+    check(up.length >= 1 && up[0].startsWith(fx.top_uploader), `top uploader first: ${up.join(" | ")}`);
+    check(up[0].includes("MiB"), `data sent shown in bytes: ${up[0]}`);
+    // The viewer's time zone, UTC on hover.
+    const t = page.locator('[data-testid="services-table"] time').first();
+    const title = await t.getAttribute("title");
+    check(title.endsWith(" UTC"), `title ${title}`);
+    check((await t.innerText()).includes("GMT+5:30"), `local time in the viewer's zone: ${await t.innerText()}`);
+    await page.getByTestId("range").selectOption("24h");
+    await page.waitForFunction(() => document.querySelector("svg.trend")?.getAttribute("data-buckets") === "24");
+    await page.getByTestId("range").selectOption("30d");
+    await page.waitForFunction(() => document.querySelector("svg.trend")?.getAttribute("data-bucket") === "day");
+    await page.getByTestId("range").selectOption("7d");
+    await page.waitForFunction(() => document.querySelector("svg.trend")?.getAttribute("data-buckets") === "168");
+  });
+
+  await step("who uses AI, fleet-wide: by user, host, process and host group", async () => {
+    await page.getByTestId("nav-who").click();
+    await rowsOf("who-table").first().waitFor();
+    const users = await rowsOf("who-table").allInnerTexts();
+    check(users.length === 2, `2 users: ${users.join(" | ")}`);
+    check(users.every((r) => /\d/.test(r) && r.includes("B")), `counts and data per user: ${users.join(" | ")}`);
+    await shot("11-who-users");
+    await page.getByTestId("who-by-host").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="who-tabs"] .active')?.textContent === "Hosts");
+    const hosts = await rowsOf("who-table").allInnerTexts();
+    check(hosts.length === 2 && hosts.some((r) => r.startsWith(fx.host.name)), `hosts: ${hosts.join(" | ")}`);
+    await page.getByTestId("who-by-group").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="who-tabs"] .active')?.textContent === "Host groups");
+    const groups = await rowsOf("who-table").allInnerTexts();
+    for (const g of fx.groups) check(groups.some((r) => r.startsWith(g)), `group ${g}: ${groups.join(" | ")}`);
+    await page.getByTestId("who-by-process").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="who-tabs"] .active')?.textContent === "Processes");
+    check((await rowsOf("who-table").count()) === 2, "two processes");
+    await page.getByTestId("who-by-user").click();
+    await page.getByTestId("who-sort-uploads").click();
+    await page.waitForURL(/sort=uploads/);
+    await page.waitForFunction(() => document.querySelector('[data-testid="who-tabs"] .active')?.textContent === "Users");
+    const top = await rowsOf("who-table").first().innerText();
+    check(top.startsWith(fx.top_uploader), `top uploader ${top}`);
+    // Drill down from the group-by to the user's page.
+    await rowsOf("who-table").first().getByRole("link", { name: fx.top_uploader, exact: true }).click();
+    await page.getByTestId("user-title").waitFor();
+  });
+
   await step("service detail shows the service, its trend and top hosts/users/processes", async () => {
     await page.getByRole("link", { name: fx.detail.name, exact: true }).first().click();
     await page.getByTestId("service-title").waitFor();
@@ -124,6 +181,17 @@ try {
     const findingsRows = await rowsOf("service-findings").count();
     check(findingsRows === fx.detail.findings, `${findingsRows} findings, expected ${fx.detail.findings}`);
     for (const host of fx.detail.hosts) check(await page.getByRole("link", { name: host, exact: true }).first().isVisible(), `top host ${host}`);
+    // Why this risk score: the catalogue's factors, adding up to the plan's score.
+    await page.getByTestId("risk-breakdown").waitFor();
+    const factors = await rowsOf("risk-factors").allInnerTexts();
+    check(factors.some((r) => r.startsWith("jurisdiction")), `factors: ${factors.join(" | ")}`);
+    const badge = await page.getByTestId("service-risk").getByTestId("risk-badge").getAttribute("title");
+    check(badge.includes("jurisdiction") && badge.includes("+"), `risk badge explains the score: ${badge}`);
+    // Why each finding got its verdict: the deciding rule and the policy version.
+    const why = page.locator('[data-testid="service-findings"] [data-testid="finding-why"]').first();
+    await why.locator("summary").click();
+    const whyText = await why.innerText();
+    check(whyText.includes(`catalogue:${fx.detail.id}`) && whyText.includes("1.4.0") && whyText.includes("would block"), whyText);
     await shot("03-service-detail");
   });
 
@@ -211,7 +279,9 @@ try {
   await step("the time filter keeps only findings whose window reaches into the range", async () => {
     await page.goto(`${base}/#/findings`);
     await rowsOf("findings-table").first().waitFor();
-    await page.getByTestId("filter-from").fill(new Date(fx.time.from_ms).toISOString().slice(0, 16));
+    // ISO date and time in the viewer's zone (Asia/Kolkata, UTC+5:30).
+    const local = new Date(fx.time.from_ms + 330 * 60000).toISOString().slice(0, 16).replace("T", " ");
+    await page.getByTestId("filter-from").fill(local);
     await page.getByTestId("apply-filters").click();
     await page.waitForURL(/from_ms=/);
     check(page.url().includes(`from_ms=${fx.time.from_ms}`), page.url());
@@ -219,6 +289,51 @@ try {
       (n) => document.querySelectorAll('[data-testid="findings-table"] tbody tr').length === n,
       fx.time.expected,
     );
+  });
+
+  await step("partial, case-insensitive filters and pickers from the data", async () => {
+    await page.goto(`${base}/#/findings`);
+    await rowsOf("findings-table").first().waitFor();
+    const services = await page.getByTestId("filter-service").locator("option").allInnerTexts();
+    for (const s of fx.services) check(services.some((o) => o.startsWith(s.name)), `service picker lists ${s.name} by name: ${services.join(" | ")}`);
+    const cats = await page.getByTestId("filter-category").locator("option").allInnerTexts();
+    check(cats.includes("chat") && cats.includes("coding"), `categories from the data: ${cats.join(" | ")}`);
+    await page.getByTestId("filter-user").fill(fx.partial.typed);
+    await page.getByTestId("apply-filters").click();
+    await page.waitForURL(/user_contains=LIC/);
+    await page.waitForFunction(
+      (n) => document.querySelectorAll('[data-testid="findings-table"] tbody tr').length === n,
+      fx.partial.expected,
+    );
+    const rows = await rowsOf("findings-table").allInnerTexts();
+    check(rows.every((r) => r.includes(fx.partial.user)), "every row is the matching user");
+  });
+
+  await step("a bad parameter is explained and the form keeps what was typed", async () => {
+    await page.goto(`${base}/#/findings?user_contains=bob&risk_min=200`);
+    const err = page.getByTestId("filter-error");
+    await err.waitFor({ state: "visible" });
+    const text = await err.innerText();
+    check(text.includes("risk_min") && text.includes("0..=100"), text);
+    check((await page.getByTestId("filter-user").inputValue()) === "bob", "the form keeps the user filter");
+    check((await page.getByTestId("filter-risk-min").inputValue()) === "200", "the form keeps the bad value to fix");
+    await page.getByTestId("filter-from").fill("22/11/2026");
+    await page.getByTestId("apply-filters").click();
+    await page.locator('[data-testid="filter-error"]', { hasText: "YYYY-MM-DD" }).waitFor();
+    check(page.url().includes("risk_min=200"), "nothing submitted with a bad date");
+  });
+
+  await step("first-use alerts are listed with their drill-down", async () => {
+    await page.getByTestId("nav-alerts").click();
+    await rowsOf("alerts-table").first().waitFor();
+    const rows = await rowsOf("alerts-table").allInnerTexts();
+    check(rows.length === fx.alerts, `${rows.length} alerts, expected ${fx.alerts}`);
+    check(rows.some((r) => r.includes("first use in the fleet")), rows.join(" | "));
+    await shot("12-alerts");
+    await rowsOf("alerts-table").first().getByRole("link", { name: "findings →" }).click();
+    await page.waitForURL(/#\/findings\?service=/);
+    await rowsOf("findings-table").first().waitFor();
+    await page.getByTestId("exact-filters").locator(".chip").first().waitFor();
   });
 
   await step("the admin cannot approve: the pending proposal waits for an approver", async () => {

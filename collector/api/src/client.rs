@@ -124,6 +124,9 @@ impl ClientBuilder {
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
             .timeout(self.timeout)
+            // The collector closes idle keep-alive connections after `limits.header_timeout_s`
+            // (10 s by default); reusing one it already closed fails with IncompleteMessage.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .user_agent(concat!("shadowai-api/", env!("CARGO_PKG_VERSION")));
         for c in self.ca {
             b = b.add_root_certificate(c);
@@ -399,6 +402,40 @@ impl Client {
 
     pub async fn trend(&self, q: &FindingQuery) -> Result<Vec<TrendPoint>, ClientError> {
         self.get("/api/v1/reports/trend", q).await
+    }
+
+    // ---- soc: issue 15 reports ----
+
+    /// Findings grouped by `q.by` (user, host, process, group), one page.
+    pub async fn group_report(&self, q: &FindingQuery) -> Result<crate::GroupPage, ClientError> {
+        self.get("/api/v1/reports/groups", q).await
+    }
+
+    /// Top uploaders to unsanctioned or blocked services, grouped by `q.by`.
+    pub async fn uploaders(&self, q: &FindingQuery) -> Result<crate::GroupPage, ClientError> {
+        self.get("/api/v1/reports/uploaders", q).await
+    }
+
+    pub async fn facets(&self, q: &FindingQuery) -> Result<crate::Facets, ClientError> {
+        self.get("/api/v1/reports/facets", q).await
+    }
+
+    /// Risk breakdowns of services from the collector's catalogue.
+    pub async fn risk(&self, services: &[&str]) -> Result<Vec<crate::ServiceRisk>, ClientError> {
+        self.get("/api/v1/risk", &[("services", services.join(","))])
+            .await
+    }
+
+    pub async fn alerts(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<crate::AlertPage, ClientError> {
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(b) = before {
+            q.push(("before", b.to_string()));
+        }
+        self.get("/api/v1/alerts", &q).await
     }
 
     pub async fn export_csv(&self, q: &FindingQuery) -> Result<String, ClientError> {

@@ -13,8 +13,10 @@ pub mod client;
 pub mod discovery;
 pub mod inventory;
 pub mod ocsf;
+pub mod reports;
 pub mod wire;
 
+pub use reports::*;
 pub use wire::*;
 
 /// What happened to the traffic a finding describes.

@@ -124,11 +124,7 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
         "evidences": [evidence(f)],
         "risk_score": f.risk_score,
         "unmapped": {
-            "shadowai": {
-                "verdict": verdict_str(f.verdict),
-                "service_id": f.service_id,
-                "ai_provider": f.vendor,
-            }
+            "shadowai": unmapped(f),
         },
     });
     naming_to_ocsf(f, &mut v);
@@ -147,6 +143,105 @@ fn naming_to_ocsf(f: &Finding, v: &mut Value) {
     v["confidence_id"] = json!(id);
     v["confidence"] = json!(name);
     v["unmapped"]["shadowai"]["naming_source"] = json!(n.source);
+}
+
+/// A first-use alert as an OCSF Detection Finding (`class_uid` 2004, activity Create):
+/// `finding_info.types` carries `shadow_ai_first_use`, the reasons and the drill-down link
+/// (relative to the collector's web UI) are in `unmapped.shadowai`.
+pub fn alert_to_ocsf(a: &crate::Alert) -> Value {
+    let severity = match a.verdict {
+        Verdict::Blocked => (3, "Medium"),
+        _ if a.risk_score >= 70 => (4, "High"),
+        _ => (3, "Medium"),
+    };
+    let (action_id, action, disposition_id, disposition) = match a.action {
+        Action::Allowed => (1, "Allowed", 1, "Allowed"),
+        Action::WouldBlock => (1, "Allowed", 15, "Detected"),
+        Action::Blocked => (2, "Denied", 2, "Blocked"),
+    };
+    let reasons: Vec<&str> = a.reasons.iter().map(|r| r.as_str()).collect();
+    let uid = format!("alert-{}", a.id);
+    json!({
+        "class_uid": 2004,
+        "class_name": "Detection Finding",
+        "category_uid": 2,
+        "category_name": "Findings",
+        "activity_id": 1,
+        "activity_name": "Create",
+        "type_uid": 200401,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity.0,
+        "severity": severity.1,
+        "status_id": 1,
+        "status": "New",
+        "time": a.created_ms,
+        "action_id": action_id,
+        "action": action,
+        "disposition_id": disposition_id,
+        "disposition": disposition,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": uid,
+            "product": {"name": "shadowai", "vendor_name": "shadowai"},
+            "profiles": ["host", "ai_operation"],
+        },
+        "finding_info": {
+            "uid": uid,
+            "title": format!("First {} use of {}", verdict_str(a.verdict), a.service_name),
+            "types": ["shadow_ai_first_use", a.category],
+            "first_seen_time": a.first_seen_ms,
+            "related_events": [{"uid": a.finding_id}],
+        },
+        "device": {"hostname": a.hostname, "uid": a.host_id, "type_id": 1, "type": "Server"},
+        "actor": {"process": {"file": {"path": a.exe}}, "user": {"name": a.user}},
+        "resources": [{"uid": a.service_id, "name": a.service_name, "type": "ai_service"}],
+        "risk_score": a.risk_score,
+        "unmapped": {"shadowai": {
+            "verdict": verdict_str(a.verdict),
+            "action": a.action.as_str(),
+            "reasons": reasons,
+            "service_id": a.service_id,
+            "link": a.link,
+        }},
+    })
+}
+
+/// Everything of a finding OCSF has no attribute for: why (rule, policy version), what
+/// happened (action apart from the verdict, the enforcement layer), how much (bytes), how sure
+/// (naming), which agent session, risk flags.
+fn unmapped(f: &Finding) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("verdict".into(), json!(verdict_str(f.verdict)));
+    m.insert("action".into(), json!(f.action.as_str()));
+    m.insert("service_id".into(), json!(f.service_id));
+    m.insert("ai_provider".into(), json!(f.vendor));
+    m.insert("rule".into(), json!(f.rule));
+    m.insert("policy_version".into(), json!(f.policy_version));
+    if let Some(l) = f.layer {
+        m.insert("layer".into(), json!(l.as_str()));
+    }
+    if let Some(b) = f.bytes_out {
+        m.insert("bytes_out".into(), json!(b));
+    }
+    if let Some(b) = f.bytes_in {
+        m.insert("bytes_in".into(), json!(b));
+    }
+    if let Some(n) = &f.naming {
+        m.insert("naming".into(), json!(n));
+    }
+    if let Some(s) = &f.session {
+        m.insert("session".into(), json!(s));
+    }
+    if !f.flags.is_empty() {
+        m.insert(
+            "flags".into(),
+            json!(f.flags.iter().map(|x| x.as_str()).collect::<Vec<_>>()),
+        );
+    }
+    if f.truncated {
+        m.insert("truncated".into(), json!(true));
+    }
+    Value::Object(m)
 }
 
 #[cfg(test)]
@@ -238,6 +333,30 @@ mod tests {
             (Some(4), Some(1))
         );
         assert!(u["evidences"][0].get("dst_endpoint").is_none());
+        let mut w = f(Action::WouldBlock, Verdict::Blocked, Evidence::default());
+        w.layer = Some(crate::Layer::Sni);
+        w.policy_version = Some("1.4.0".into());
+        w.bytes_out = Some(1234);
+        w.flags = vec![crate::Flag::LargeUpload];
+        let o = finding_to_ocsf(&w);
+        assert_eq!(
+            (o["action_id"].as_u64(), o["disposition_id"].as_u64()),
+            (Some(1), Some(15))
+        );
+        let x = &o["unmapped"]["shadowai"];
+        assert_eq!(
+            (x["action"].as_str(), x["verdict"].as_str()),
+            (Some("would_block"), Some("blocked"))
+        );
+        assert_eq!(
+            (x["layer"].as_str(), x["policy_version"].as_str()),
+            (Some("sni"), Some("1.4.0"))
+        );
+        assert_eq!(
+            (x["bytes_out"].as_u64(), x["rule"].as_str()),
+            (Some(1234), Some("policy:block-deepseek"))
+        );
+        assert_eq!(x["flags"][0], "large_upload");
         assert!(u["evidences"][0].get("query").is_none());
     }
 

@@ -275,6 +275,35 @@ pub struct FindingQuery {
     pub limit: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    // ---- soc (issue 15): filters people can use ----
+    /// What happened: `allowed`, `would_block`, `blocked`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<crate::Action>,
+    /// The agent's host group (exact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Case-insensitive partial match on the user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_contains: Option<String>,
+    /// Case-insensitive partial match on the host name or host id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_contains: Option<String>,
+    /// Case-insensitive partial match on the executable path or process name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_contains: Option<String>,
+    /// Risk score range, inclusive (0–100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_min: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_max: Option<u8>,
+    /// Trend buckets (default: hours for ranges up to 7 days, days beyond).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<crate::Bucket>,
+    /// Group-by reports: what to group by, and where the page starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<crate::GroupBy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,18 +328,43 @@ pub struct ServiceReport {
     pub events: u64,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+    // ---- soc (issue 15) ----
+    /// Payload bytes sent / received (findings without counts add nothing).
+    #[serde(default)]
+    pub bytes_out: u64,
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Events by what happened to them: verdict and action are not the same thing.
+    #[serde(default)]
+    pub blocked_events: u64,
+    #[serde(default)]
+    pub would_block_events: u64,
+    /// First use of this service with this verdict ever, not bound to the selected range.
+    #[serde(default)]
+    pub first_seen_ever_ms: Option<i64>,
 }
 
-/// One UTC day × service × verdict.
+/// One time bucket (UTC hour or day) × service × verdict.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrendPoint {
-    /// `YYYY-MM-DD` (UTC).
+    /// `YYYY-MM-DD` (UTC) of the bucket.
     pub day: String,
     pub service_id: String,
     pub verdict: Verdict,
     pub events: u64,
     pub hosts: u64,
     pub users: u64,
+    /// Start of the bucket, Unix ms, and its size (`hour` or `day`).
+    #[serde(default)]
+    pub bucket_start_ms: i64,
+    #[serde(default = "day_bucket")]
+    pub bucket: crate::Bucket,
+    #[serde(default)]
+    pub bytes_out: u64,
+}
+
+fn day_bucket() -> crate::Bucket {
+    crate::Bucket::Day
 }
 
 /// An enrolled agent as the fleet view shows it.

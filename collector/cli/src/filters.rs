@@ -54,6 +54,43 @@ pub struct FilterArgs {
     /// Container id.
     #[arg(long)]
     pub container: Option<String>,
+    /// What happened: allowed, would-block, blocked (apart from the verdict).
+    #[arg(long, value_enum)]
+    pub action: Option<ActionArg>,
+    /// Host group the agent enrolled with ("" for hosts without one).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Case-insensitive partial match on the user name.
+    #[arg(long, value_name = "TEXT")]
+    pub user_contains: Option<String>,
+    /// Case-insensitive partial match on the host name or id.
+    #[arg(long, value_name = "TEXT")]
+    pub host_contains: Option<String>,
+    /// Case-insensitive partial match on the executable path or process name.
+    #[arg(long, value_name = "TEXT")]
+    pub process_contains: Option<String>,
+    /// Risk score range, inclusive.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub risk_min: Option<u8>,
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub risk_max: Option<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ActionArg {
+    Allowed,
+    WouldBlock,
+    Blocked,
+}
+
+impl From<ActionArg> for shadowai_api::Action {
+    fn from(a: ActionArg) -> Self {
+        match a {
+            ActionArg::Allowed => shadowai_api::Action::Allowed,
+            ActionArg::WouldBlock => shadowai_api::Action::WouldBlock,
+            ActionArg::Blocked => shadowai_api::Action::Blocked,
+        }
+    }
 }
 
 /// `30s`, `15m`, `24h`, `7d`, `2w` to milliseconds.
@@ -110,6 +147,16 @@ impl FilterArgs {
             container: self.container.clone(),
             limit,
             cursor,
+            action: self.action.map(Into::into),
+            group: self.group.clone(),
+            user_contains: self.user_contains.clone(),
+            host_contains: self.host_contains.clone(),
+            process_contains: self.process_contains.clone(),
+            risk_min: self.risk_min,
+            risk_max: self.risk_max,
+            bucket: None,
+            by: None,
+            offset: None,
         })
     }
 }

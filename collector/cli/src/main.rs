@@ -13,6 +13,7 @@ mod output;
 mod publish;
 mod reports;
 mod rules;
+mod who;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,8 +63,15 @@ enum Command {
     Findings(reports::FindingsArgs),
     /// Discovered AI services × verdict, with host/user/process counts.
     Services(reports::ServicesArgs),
-    /// Events per UTC day × service × verdict.
+    /// Events per UTC hour (ranges up to 7 days, e.g. --since 24h) or day × service × verdict.
     Trend(reports::ServicesArgs),
+    /// Who uses AI, fleet-wide: findings grouped by user, host, process or host group across
+    /// services, with events, data sent and true first use (--uploads: top uploaders to
+    /// unsanctioned or blocked services).
+    Who(who::WhoArgs),
+    /// First-use alerts: the first unsanctioned or blocked use of a service in the fleet, on a
+    /// host or by a user.
+    Alerts(who::AlertsArgs),
     /// Export findings as CSV or OCSF JSON.
     Export(reports::ExportArgs),
     /// Policy proposals, approvals, bundles and staged rollouts (and local catalogue tools).
@@ -257,6 +265,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Services(args) => reports::services(&ctx, args).await,
         Command::Trend(args) => reports::trend(&ctx, args).await,
         Command::Export(args) => reports::export(&ctx, args).await,
+        Command::Who(args) => who::who(&ctx, args).await,
+        Command::Alerts(args) => who::alerts(&ctx, args).await,
         Command::Rules(cmd) => return rules::run(&ctx, cmd).await,
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
         Command::EnrollmentKeys(cmd) => enrollment::run(&ctx, cmd).await,

@@ -77,6 +77,9 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
         "VERDICT",
         "ACTION",
         "COUNT",
+        "SENT",
+        "RULE",
+        "POLICY",
     ]);
     for f in &page.items {
         table.row(vec![
@@ -88,6 +91,12 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
             verdict(f.verdict).to_owned(),
             f.action.as_str().to_owned(),
             f.count.to_string(),
+            f.bytes_out
+                .map_or_else(|| "-".to_owned(), crate::who::bytes),
+            f.rule.clone(),
+            f.policy_version
+                .clone()
+                .unwrap_or_else(|| "catalogue".to_owned()),
         ]);
     }
     if table.is_empty() {
@@ -119,7 +128,10 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
         "USERS",
         "PROCS",
         "EVENTS",
-        "FIRST SEEN",
+        "BLOCKED",
+        "WOULD BLOCK",
+        "SENT",
+        "FIRST SEEN (EVER)",
         "LAST SEEN",
     ]);
     for r in &rows {
@@ -133,7 +145,14 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
             r.users.to_string(),
             r.processes.to_string(),
             r.events.to_string(),
-            time(r.first_seen_ms),
+            r.blocked_events.to_string(),
+            r.would_block_events.to_string(),
+            crate::who::bytes(r.bytes_out),
+            time(
+                r.first_seen_ever_ms
+                    .unwrap_or(r.first_seen_ms)
+                    .min(r.first_seen_ms),
+            ),
             time(r.last_seen_ms),
         ]);
     }
@@ -153,11 +172,19 @@ pub async fn trend(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
         return print_json(&rows);
     }
     let mut table = Table::new(vec![
-        "DAY", "SERVICE", "VERDICT", "EVENTS", "HOSTS", "USERS",
+        "BUCKET (UTC)",
+        "SERVICE",
+        "VERDICT",
+        "EVENTS",
+        "HOSTS",
+        "USERS",
     ]);
     for r in &rows {
         table.row(vec![
-            r.day.clone(),
+            match r.bucket {
+                shadowai_api::Bucket::Hour => time(r.bucket_start_ms),
+                shadowai_api::Bucket::Day => r.day.clone(),
+            },
             r.service_id.clone(),
             verdict(r.verdict).to_owned(),
             r.events.to_string(),

@@ -277,6 +277,25 @@ fn cli_against_a_real_collector() {
     );
     assert!(env.ok(None, "services").contains("deepseek"));
     assert!(env.ok(None, "trend").contains("deepseek"));
+    // Who, fleet-wide (issue 15): group-by user with paging, uploaders, partial filters, alerts.
+    let who = env.json(None, "who --by host --json --limit 1");
+    assert_eq!(who["items"].as_array().unwrap().len(), 1);
+    assert_eq!(who["by"], "host");
+    let table = env.ok(None, "who --by user --user-contains LIC");
+    assert!(
+        table.starts_with("KEY") && table.contains("alice"),
+        "{table}"
+    );
+    assert!(env.ok(None, "who --by user --uploads").contains("alice"));
+    let alerts = env.json(None, "alerts --json");
+    assert!(!alerts["items"].as_array().unwrap().is_empty(), "{alerts}");
+    assert!(env.ok(None, "alerts").contains("new_in_fleet"));
+    env.fails(
+        None,
+        "who --by user --uploads --verdict sanctioned",
+        5,
+        "unsanctioned or blocked",
+    );
 
     // Exports.
     env.ok(

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::SiemError;
 use crate::config::{DeliveryConfig, ForwarderConfig};
+use crate::event::{Event, SiemEvent};
 use crate::http::{HecSink, WebhookSink};
 use crate::syslog::SyslogSink;
 
@@ -95,7 +96,7 @@ enum Sink {
 }
 
 impl Sink {
-    async fn send(&mut self, batch: &[Finding]) -> Result<(), SendError> {
+    async fn send(&mut self, batch: &[Event]) -> Result<(), SendError> {
         match self {
             Sink::Webhook(s) => s.send(batch).await,
             Sink::Hec(s) => s.send(batch).await,
@@ -109,7 +110,7 @@ pub struct Forwarder {
     name: String,
     kind: &'static str,
     filter: Vec<shadowai_api::Verdict>,
-    tx: Option<mpsc::Sender<Finding>>,
+    tx: Option<mpsc::Sender<Event>>,
     capacity: usize,
     counters: Arc<Counters>,
     task: Option<JoinHandle<()>>,
@@ -158,8 +159,21 @@ impl Forwarder {
             self.counters.filtered.fetch_add(1, Ordering::Relaxed);
             return false;
         }
+        self.queue(Event::Finding(Box::new(finding.clone())))
+    }
+
+    /// Queues a finding or an alert without waiting (the verdict filter applies to both).
+    pub fn forward_event(&self, event: Event) -> bool {
+        if !self.filter.is_empty() && !self.filter.contains(&event.verdict()) {
+            self.counters.filtered.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.queue(event)
+    }
+
+    fn queue(&self, event: Event) -> bool {
         let Some(tx) = &self.tx else { return false };
-        match tx.try_send(finding.clone()) {
+        match tx.try_send(event) {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 true
@@ -217,7 +231,7 @@ impl Drop for Forwarder {
 
 async fn run(
     name: String,
-    mut rx: mpsc::Receiver<Finding>,
+    mut rx: mpsc::Receiver<Event>,
     mut sink: Sink,
     delivery: DeliveryConfig,
     counters: Arc<Counters>,
@@ -248,7 +262,7 @@ async fn run(
 async fn deliver(
     name: &str,
     sink: &mut Sink,
-    batch: &[Finding],
+    batch: &[Event],
     delivery: &DeliveryConfig,
     counters: &Counters,
 ) {

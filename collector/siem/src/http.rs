@@ -4,16 +4,15 @@
 
 use std::time::Duration;
 
+use crate::event::SiemEvent;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 use serde_json::{Value, json};
-use shadowai_api::Finding;
 
 use crate::SiemError;
 use crate::config::{HecConfig, TlsConfig, WebhookConfig};
 use crate::forwarder::SendError;
-use shadowai_api::ocsf::finding_to_ocsf;
 
 /// Path of the HEC JSON event endpoint.
 pub const HEC_EVENT_PATH: &str = "/services/collector/event";
@@ -75,12 +74,12 @@ impl WebhookSink {
     }
 
     /// The request body for a batch.
-    pub fn body(batch: &[Finding]) -> Vec<u8> {
-        let events: Vec<Value> = batch.iter().map(finding_to_ocsf).collect();
+    pub fn body<E: SiemEvent>(batch: &[E]) -> Vec<u8> {
+        let events: Vec<Value> = batch.iter().map(SiemEvent::ocsf).collect();
         Value::Array(events).to_string().into_bytes()
     }
 
-    pub async fn send(&self, batch: &[Finding]) -> Result<(), SendError> {
+    pub async fn send<E: SiemEvent>(&self, batch: &[E]) -> Result<(), SendError> {
         post(&self.client, &self.url, Self::body(batch)).await
     }
 }
@@ -122,13 +121,13 @@ impl HecSink {
 
     /// One HEC event object: `time` in epoch seconds (millisecond precision), the agent's
     /// host, source/sourcetype/index from the config, and the OCSF object as `event`.
-    pub fn event(cfg: &HecConfig, f: &Finding) -> Value {
+    pub fn event<E: SiemEvent>(cfg: &HecConfig, f: &E) -> Value {
         let mut v = json!({
-            "time": f.last_seen_ms as f64 / 1000.0,
-            "host": f.hostname,
+            "time": f.time_ms() as f64 / 1000.0,
+            "host": f.hostname(),
             "source": cfg.source,
             "sourcetype": cfg.sourcetype,
-            "event": finding_to_ocsf(f),
+            "event": f.ocsf(),
         });
         if let (Some(index), Some(obj)) = (&cfg.index, v.as_object_mut()) {
             obj.insert("index".into(), json!(index));
@@ -137,7 +136,7 @@ impl HecSink {
     }
 
     /// The request body for a batch: event objects separated by newlines.
-    pub fn body(cfg: &HecConfig, batch: &[Finding]) -> Vec<u8> {
+    pub fn body<E: SiemEvent>(cfg: &HecConfig, batch: &[E]) -> Vec<u8> {
         let mut out = Vec::new();
         for (i, f) in batch.iter().enumerate() {
             if i > 0 {
@@ -148,7 +147,7 @@ impl HecSink {
         out
     }
 
-    pub async fn send(&self, batch: &[Finding]) -> Result<(), SendError> {
+    pub async fn send<E: SiemEvent>(&self, batch: &[E]) -> Result<(), SendError> {
         post(&self.client, &self.url, Self::body(&self.cfg, batch)).await
     }
 }

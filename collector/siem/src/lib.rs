@@ -9,11 +9,12 @@
 //! findings queued when the collector stops are not forwarded (see README.md).
 
 pub mod config;
+pub mod event;
 mod forwarder;
 pub mod http;
 pub mod syslog;
 pub mod time;
-mod tls;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,8 +23,9 @@ pub use config::{
     DeliveryConfig, Facility, ForwarderConfig, HecConfig, Secret, SiemConfig, SyslogConfig,
     SyslogTransport, TlsConfig, WebhookConfig,
 };
+pub use event::{Event, SiemEvent};
 pub use forwarder::{Forwarder, ForwarderStats, SendError};
-use shadowai_api::Finding;
+use shadowai_api::{Alert, Finding};
 
 /// Everything that can go wrong setting up forwarders. Delivery failures are not errors of
 /// this type: they are retried and counted in [`ForwarderStats`].
@@ -86,6 +88,15 @@ impl Siem {
         for forwarder in &self.forwarders {
             for finding in findings {
                 forwarder.forward(finding);
+            }
+        }
+    }
+
+    /// Hands first-use alerts to every forwarder (same queue, filters and counters as findings).
+    pub fn forward_alerts(&self, alerts: &[Alert]) {
+        for forwarder in &self.forwarders {
+            for alert in alerts {
+                forwarder.forward_event(Event::Alert(Box::new(alert.clone())));
             }
         }
     }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use shadowai_api::{Finding, Verdict};
+use shadowai_api::{Action, Verdict};
+
+use crate::event::SiemEvent;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -20,8 +22,6 @@ use tokio_rustls::client::TlsStream;
 use crate::config::{SyslogConfig, SyslogTransport};
 use crate::forwarder::SendError;
 use crate::{SiemError, time};
-use shadowai_api::Action;
-use shadowai_api::ocsf::finding_to_ocsf;
 
 /// RFC 5424 severity of a finding: unsanctioned use is a warning (4), a blocked attempt a
 /// notice (5), tolerated and sanctioned use informational (6).
@@ -49,27 +49,17 @@ pub fn action_name(action: Action) -> &'static str {
 }
 
 /// One RFC 5424 message (without framing).
-pub fn format_message(cfg: &SyslogConfig, f: &Finding) -> Vec<u8> {
-    let pri = u16::from(cfg.facility.code()) * 8 + u16::from(severity(f.verdict));
-    let timestamp = time::rfc3339_millis(f.last_seen_ms).unwrap_or_else(|| "-".to_owned());
-    let hostname = header_field(&f.hostname, 255);
+pub fn format_message<E: SiemEvent>(cfg: &SyslogConfig, f: &E) -> Vec<u8> {
+    let pri = u16::from(cfg.facility.code()) * 8 + u16::from(severity(f.verdict()));
+    let timestamp = time::rfc3339_millis(f.time_ms()).unwrap_or_else(|| "-".to_owned());
+    let hostname = header_field(f.hostname(), 255);
     let mut out = format!(
-        "<{pri}>1 {timestamp} {hostname} {app} - FINDING [{sd_id}",
+        "<{pri}>1 {timestamp} {hostname} {app} - {msgid} [{sd_id}",
         app = cfg.app_name,
+        msgid = f.msgid(),
         sd_id = cfg.sd_id
     );
-    let params: [(&str, String); 9] = [
-        ("id", f.id.clone()),
-        ("service", f.service_id.clone()),
-        ("category", f.category.clone()),
-        ("verdict", verdict_name(f.verdict).to_owned()),
-        ("action", action_name(f.action).to_owned()),
-        ("user", f.user.clone()),
-        ("uid", f.uid.to_string()),
-        ("exe", f.process.exe.clone()),
-        ("count", f.count.to_string()),
-    ];
-    for (key, value) in params {
+    for (key, value) in f.sd_params() {
         out.push(' ');
         out.push_str(key);
         out.push_str("=\"");
@@ -80,7 +70,7 @@ pub fn format_message(cfg: &SyslogConfig, f: &Finding) -> Vec<u8> {
     if cfg.utf8_bom {
         out.push('\u{feff}');
     }
-    out.push_str(&finding_to_ocsf(f).to_string());
+    out.push_str(&f.ocsf().to_string());
     out.into_bytes()
 }
 
@@ -207,7 +197,7 @@ impl SyslogSink {
 
     /// Sends one batch as one write. On any error the connection is dropped and the next
     /// attempt reconnects.
-    pub async fn send(&mut self, batch: &[Finding]) -> Result<(), SendError> {
+    pub async fn send<E: SiemEvent>(&mut self, batch: &[E]) -> Result<(), SendError> {
         let mut bytes = Vec::new();
         for f in batch {
             bytes.extend_from_slice(&frame(&format_message(&self.cfg, f)));

@@ -40,6 +40,13 @@ pub struct Metrics {
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
     pub discovery_refused: Counter,
+    // ---- soc: first-use alerts (issue 15) ----
+    pub alerts_raised: Counter,
+    pub alerts_sent: Counter,
+    pub alert_send_failures: Counter,
+    pub alerts_failed: Counter,
+    pub alerts_dropped: Counter,
+    pub alerts_suppressed: Counter,
     siem_seen: Mutex<crate::siem::SinkTotals>,
 }
 
@@ -66,6 +73,12 @@ impl Metrics {
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
             discovery_refused: Counter::default(),
+            alerts_raised: Counter::default(),
+            alerts_sent: Counter::default(),
+            alert_send_failures: Counter::default(),
+            alerts_failed: Counter::default(),
+            alerts_dropped: Counter::default(),
+            alerts_suppressed: Counter::default(),
             siem_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
@@ -140,6 +153,40 @@ impl Metrics {
             "Exports aborted mid-stream by a store error (the response is cut, not completed)",
             m.export_errors.clone(),
         );
+        for (name, help, c) in [
+            (
+                "alerts_raised",
+                "First-use alerts raised (stored)",
+                &m.alerts_raised,
+            ),
+            (
+                "alerts_sent",
+                "First-use alerts delivered to the alert webhook",
+                &m.alerts_sent,
+            ),
+            (
+                "alert_send_failures",
+                "Failed alert webhook attempts (each retry counts)",
+                &m.alert_send_failures,
+            ),
+            (
+                "alerts_failed",
+                "Alerts given up after the last retry or a permanent refusal",
+                &m.alerts_failed,
+            ),
+            (
+                "alerts_dropped",
+                "Alerts not queued for the webhook because its queue was full",
+                &m.alerts_dropped,
+            ),
+            (
+                "alerts_suppressed",
+                "First uses recorded without an alert: over the per-batch alert cap (a flood)",
+                &m.alerts_suppressed,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
         r.register(
             "siem_events_forwarded",
             "Findings handed to SIEM forwarders",

@@ -18,6 +18,7 @@ mod inventory_routes;
 pub mod metrics;
 mod policy_routes;
 pub mod ratelimit;
+mod report_routes;
 mod slowbody;
 mod soc_routes;
 mod stall;
@@ -45,6 +46,8 @@ use ratelimit::RateLimiter;
 pub trait FindingSink: Send + Sync + 'static {
     /// Queues the findings; never blocks.
     fn forward(&self, findings: &[shadowai_api::Finding]);
+    /// Queues first-use alerts (issue 15); never blocks.
+    fn forward_alerts(&self, _alerts: &[shadowai_api::Alert]) {}
     /// Cumulative counters for `/metrics`.
     fn totals(&self) -> crate::siem::SinkTotals;
 }
@@ -78,6 +81,8 @@ pub struct AppState {
     /// The collector's own catalogue, or why it could not be loaded (then proposals and
     /// bundle uploads are refused with that reason; everything else works).
     pub catalogue: Result<Arc<shadowai_rules::Catalogue>, String>,
+    /// soc (issue 15): where first-use alerts are POSTed (none: stored and listed only).
+    pub alert_webhook: Option<crate::alerts::AlertWebhook>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -129,6 +134,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/findings", get(soc_routes::findings))
         .route("/api/v1/reports/services", get(soc_routes::services))
         .route("/api/v1/reports/trend", get(soc_routes::trend))
+        // soc (issue 15): fleet-wide group-by, uploaders, pickers, risk, alerts
+        .route("/api/v1/reports/groups", get(report_routes::groups))
+        .route("/api/v1/reports/uploaders", get(report_routes::uploaders))
+        .route("/api/v1/reports/facets", get(report_routes::facets))
+        .route("/api/v1/risk", get(report_routes::risk))
+        .route("/api/v1/alerts", get(report_routes::alerts))
         .route("/api/v1/exports/findings.csv", get(soc_routes::export_csv))
         .route(
             "/api/v1/exports/findings.ocsf.json",

@@ -17,7 +17,11 @@ const EXPORT_DEFAULT: u32 = 10_000;
 const EXPORT_MAX: u32 = 100_000;
 
 /// Checks filters; returns (limit, cursor).
-fn check_query(q: &FindingQuery, default: u32, max: u32) -> Result<(u32, Option<i64>), ApiError> {
+pub(super) fn check_query(
+    q: &FindingQuery,
+    default: u32,
+    max: u32,
+) -> Result<(u32, Option<i64>), ApiError> {
     for (name, v) in [
         ("service", &q.service),
         ("category", &q.category),
@@ -25,6 +29,10 @@ fn check_query(q: &FindingQuery, default: u32, max: u32) -> Result<(u32, Option<
         ("user", &q.user),
         ("process", &q.process),
         ("container", &q.container),
+        ("group", &q.group),
+        ("user_contains", &q.user_contains),
+        ("host_contains", &q.host_contains),
+        ("process_contains", &q.process_contains),
     ] {
         if let Some(v) = v {
             check_text(&format!("query parameter `{name}`"), v, 4096)?;
@@ -35,6 +43,22 @@ fn check_query(q: &FindingQuery, default: u32, max: u32) -> Result<(u32, Option<
     {
         return Err(bad(format!(
             "query parameters: from_ms ({f}) is after to_ms ({t})"
+        )));
+    }
+    for (name, v) in [("risk_min", q.risk_min), ("risk_max", q.risk_max)] {
+        if let Some(v) = v
+            && v > 100
+        {
+            return Err(bad(format!(
+                "query parameter `{name}`: a risk score is 0..=100, got {v}"
+            )));
+        }
+    }
+    if let (Some(lo), Some(hi)) = (q.risk_min, q.risk_max)
+        && lo > hi
+    {
+        return Err(bad(format!(
+            "query parameters: risk_min ({lo}) is above risk_max ({hi})"
         )));
     }
     let limit = q.limit.unwrap_or(default);
@@ -95,7 +119,8 @@ pub async fn trend(
 ) -> Result<Json<Vec<TrendPoint>>, ApiError> {
     caller.require(Cap::Read)?;
     check_query(&q, 100, 1000)?;
-    Ok(Json(heavy(&st, move |s| s.trend(&q)).await?))
+    let bucket = super::report_routes::bucket_for(&q, super::now_ms())?;
+    Ok(Json(heavy(&st, move |s| s.trend_by(&q, bucket)).await?))
 }
 
 /// Takes one export from the person's bucket.
@@ -162,7 +187,7 @@ pub async fn export_ocsf(
 }
 
 /// Runs a heavy read (report, search) under a read permit.
-async fn heavy<T, F>(st: &SharedState, f: F) -> Result<T, ApiError>
+pub(super) async fn heavy<T, F>(st: &SharedState, f: F) -> Result<T, ApiError>
 where
     T: Send + 'static,
     F: FnOnce(&dyn crate::store::Store) -> Result<T, crate::store::StoreError> + Send + 'static,

@@ -15,13 +15,16 @@ pub use sql_findings::day_string;
 mod sql_identity;
 mod sql_inventory;
 mod sql_policy;
+mod sql_reports;
 pub mod sqlite;
+
+pub use sql_reports::{ALERTS_PER_BATCH, GroupSort, Raised};
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, BundleInfo, EnrollmentKeyInfo, FindingQuery, Heartbeat, IngestAck, IngestBatch,
-    PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout, RolloutStage,
-    ServiceReport, TrendPoint,
+    AgentInfo, AlertPage, Bucket, BundleInfo, EnrollmentKeyInfo, Facets, FindingQuery, GroupBy,
+    GroupPage, Heartbeat, IngestAck, IngestBatch, PolicyEntry, Proposal, ProposalRequest,
+    ProposalStatus, Role, Rollout, RolloutStage, ServiceReport, TrendPoint,
 };
 use shadowai_api::{Finding, PolicyScope};
 
@@ -239,7 +242,18 @@ pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
         agent_id: &str,
         batch: &IngestBatch,
         now_ms: i64,
-    ) -> Result<IngestAck, StoreError>;
+    ) -> Result<IngestAck, StoreError> {
+        self.ingest_alerting(agent_id, batch, now_ms)
+            .map(|(ack, _)| ack)
+    }
+    /// [`Store::ingest`], also returning the first-use alerts the batch raised (stored in
+    /// the same transaction; a replayed batch raises none).
+    fn ingest_alerting(
+        &self,
+        agent_id: &str,
+        batch: &IngestBatch,
+        now_ms: i64,
+    ) -> Result<(IngestAck, Raised), StoreError>;
     /// Newest first; `cursor` is the `seq` to continue below.
     fn search(
         &self,
@@ -248,7 +262,28 @@ pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
         cursor: Option<i64>,
     ) -> Result<(Vec<Finding>, Option<i64>), StoreError>;
     fn services_report(&self, filter: &FindingFilter) -> Result<Vec<ServiceReport>, StoreError>;
-    fn trend(&self, filter: &FindingFilter) -> Result<Vec<TrendPoint>, StoreError>;
+    fn trend(&self, filter: &FindingFilter) -> Result<Vec<TrendPoint>, StoreError> {
+        self.trend_by(filter, Bucket::Day)
+    }
+    // ---- soc: issue 15 reports ----
+    fn trend_by(
+        &self,
+        filter: &FindingFilter,
+        bucket: Bucket,
+    ) -> Result<Vec<TrendPoint>, StoreError>;
+    /// Findings grouped by user / host / process / host group across services, paged.
+    fn group_report(
+        &self,
+        by: GroupBy,
+        filter: &FindingFilter,
+        sort: GroupSort,
+        limit: u32,
+        offset: u64,
+    ) -> Result<GroupPage, StoreError>;
+    /// Values for the filter pickers within the filter's time range.
+    fn facets(&self, filter: &FindingFilter) -> Result<Facets, StoreError>;
+    /// First-use alerts, newest first, below `before` (an alert id).
+    fn alerts(&self, before: Option<i64>, limit: u32) -> Result<AlertPage, StoreError>;
     fn count_findings(&self) -> Result<u64, StoreError>;
 
     // ---- sessions: inventory of AI agents at work (issue 12) ----

@@ -2,15 +2,15 @@
 
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
-    AgentInfo, AgentMode, BundleInfo, BundleRefused, EnrollmentKeyInfo, Finding, Heartbeat,
-    IngestAck, IngestBatch, PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Role, Rollout,
-    RolloutStage, ServiceReport, TrendPoint,
+    AgentInfo, AgentMode, AlertPage, Bucket, BundleInfo, BundleRefused, EnrollmentKeyInfo, Facets,
+    Finding, GroupBy, GroupPage, Heartbeat, IngestAck, IngestBatch, PolicyEntry, Proposal,
+    ProposalRequest, ProposalStatus, Role, Rollout, RolloutStage, ServiceReport, TrendPoint,
 };
 
 use super::rows::{Backend, Row, Tx, V};
 use super::{
-    AgentRecord, EnrollAttempt, EnrollOutcome, FindingFilter, NewEnrollmentKey, Store, StoreError,
-    TokenRecord,
+    AgentRecord, EnrollAttempt, EnrollOutcome, FindingFilter, GroupSort, NewEnrollmentKey, Store,
+    StoreError, TokenRecord,
 };
 
 pub struct SqlStore<B: Backend> {
@@ -524,12 +524,12 @@ impl<B: Backend> Store for SqlStore<B> {
         self.key_revoke(actor, id, now_ms)
     }
 
-    fn ingest(
+    fn ingest_alerting(
         &self,
         agent_id: &str,
         batch: &IngestBatch,
         now_ms: i64,
-    ) -> Result<IngestAck, StoreError> {
+    ) -> Result<(IngestAck, super::Raised), StoreError> {
         self.ingest_batch(agent_id, batch, now_ms)
     }
 
@@ -546,8 +546,31 @@ impl<B: Backend> Store for SqlStore<B> {
         self.report_services(filter)
     }
 
-    fn trend(&self, filter: &FindingFilter) -> Result<Vec<TrendPoint>, StoreError> {
-        self.report_trend(filter)
+    fn trend_by(
+        &self,
+        filter: &FindingFilter,
+        bucket: Bucket,
+    ) -> Result<Vec<TrendPoint>, StoreError> {
+        self.report_trend(filter, bucket)
+    }
+
+    fn group_report(
+        &self,
+        by: GroupBy,
+        filter: &FindingFilter,
+        sort: GroupSort,
+        limit: u32,
+        offset: u64,
+    ) -> Result<GroupPage, StoreError> {
+        self.report_groups(by, filter, sort, limit, offset)
+    }
+
+    fn facets(&self, filter: &FindingFilter) -> Result<Facets, StoreError> {
+        self.report_facets(filter)
+    }
+
+    fn alerts(&self, before: Option<i64>, limit: u32) -> Result<AlertPage, StoreError> {
+        self.alerts_page(before, limit)
     }
 
     fn count_findings(&self) -> Result<u64, StoreError> {

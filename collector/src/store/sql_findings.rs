@@ -1,12 +1,12 @@
 //! Ingest, search and reports over the `findings` table.
 
-use shadowai_api::{Finding, IngestAck, IngestBatch, ServiceReport, TrendPoint};
+use shadowai_api::{Finding, IngestAck, IngestBatch};
+
+use super::sql_reports::Raised;
 
 use super::rows::{Backend, Row, V};
-use super::sql::{SqlStore, verdict_from, verdict_str};
+use super::sql::{SqlStore, verdict_str};
 use super::{FindingFilter, StoreError};
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Builds `WHERE …` for a filter; returns the clause and its parameters.
 pub(super) fn where_clause(f: &FindingFilter, params: &mut Vec<V>) -> String {
@@ -44,6 +44,7 @@ pub(super) fn where_clause(f: &FindingFilter, params: &mut Vec<V>) -> String {
     if let Some(c) = &f.container {
         conds.push(format!("container_id = {}", add(params, c.into())));
     }
+    super::sql_reports::more_conditions(f, params, &mut conds);
     if conds.is_empty() {
         "1 = 1".to_owned()
     } else {
@@ -94,21 +95,18 @@ impl<B: Backend> SqlStore<B> {
         agent_id: &str,
         batch: &IngestBatch,
         now_ms: i64,
-    ) -> Result<IngestAck, StoreError> {
+    ) -> Result<(IngestAck, Raised), StoreError> {
         let content = batch_sha256(batch)?;
         self.tx(|tx| {
             let agent = tx.query(
                 "agents",
-                "SELECT host_id FROM agents WHERE agent_id = $1 AND revoked_ms IS NULL",
+                "SELECT host_id, grp FROM agents WHERE agent_id = $1 AND revoked_ms IS NULL",
                 &[agent_id.into()],
             )?;
-            let host_id = agent
-                .first()
-                .map(|r| r.text(0))
-                .transpose()?
-                .ok_or_else(|| StoreError::NotFound {
-                    what: format!("active agent {agent_id:?}"),
-                })?;
+            let row = agent.first().ok_or_else(|| StoreError::NotFound {
+                what: format!("active agent {agent_id:?}"),
+            })?;
+            let (host_id, group) = (row.text(0)?, row.opt_text(1)?);
             if let Some(f) = batch.findings.iter().find(|f| f.host_id != host_id) {
                 return Err(StoreError::InvalidState {
                     what: format!("finding {:?}", f.id),
@@ -147,14 +145,18 @@ impl<B: Backend> SqlStore<B> {
                         ),
                     });
                 }
-                return Ok(IngestAck {
-                    batch_id: batch.batch_id.clone(),
-                    accepted: r.u64(0)?,
-                    duplicates: r.u64(1)?,
-                    replayed: true,
-                });
+                return Ok((
+                    IngestAck {
+                        batch_id: batch.batch_id.clone(),
+                        accepted: r.u64(0)?,
+                        duplicates: r.u64(1)?,
+                        replayed: true,
+                    },
+                    Raised::default(),
+                ));
             }
             let (mut accepted, mut duplicates) = (0u64, 0u64);
+            let mut stored: Vec<&Finding> = Vec::new();
             for f in &batch.findings {
                 let doc = serde_json::to_string(f).map_err(|e| StoreError::Corrupt {
                     table: "findings",
@@ -164,8 +166,9 @@ impl<B: Backend> SqlStore<B> {
                     "INSERT INTO findings (id, agent_id, host_id, hostname, window_start_ms, \
                      window_end_ms, service_id, service_name, vendor, category, risk_score, verdict, \
                      action, user_name, uid, exe, process_name, container_id, count, first_seen_ms, \
-                     last_seen_ms, received_ms, doc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                     $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+                     last_seen_ms, received_ms, doc, bytes_out, bytes_in, policy_version, layer, grp) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) \
                      ON CONFLICT (host_id, id) DO NOTHING",
                     &[
                         f.id.as_str().into(),
@@ -191,14 +194,21 @@ impl<B: Backend> SqlStore<B> {
                         f.last_seen_ms.into(),
                         now_ms.into(),
                         doc.into(),
+                        f.bytes_out.map(super::sql_reports::clamp_i64).into(),
+                        f.bytes_in.map(super::sql_reports::clamp_i64).into(),
+                        f.policy_version.clone().into(),
+                        f.layer.map(|l| l.as_str()).into(),
+                        group.clone().into(),
                     ],
                 )?;
                 if n == 1 {
                     accepted += 1;
+                    stored.push(f);
                 } else {
                     duplicates += 1;
                 }
             }
+            let alerts = super::sql_reports::note_first_uses(tx, &stored, group.as_deref(), now_ms)?;
             tx.exec(
                 "UPDATE batches SET accepted = $1, duplicates = $2 WHERE host_id = $3 AND batch_id = $4",
                 &[
@@ -208,12 +218,15 @@ impl<B: Backend> SqlStore<B> {
                     batch.batch_id.as_str().into(),
                 ],
             )?;
-            Ok(IngestAck {
-                batch_id: batch.batch_id.clone(),
-                accepted,
-                duplicates,
-                replayed: false,
-            })
+            Ok((
+                IngestAck {
+                    batch_id: batch.batch_id.clone(),
+                    accepted,
+                    duplicates,
+                    replayed: false,
+                },
+                alerts,
+            ))
         })
     }
 
@@ -245,72 +258,6 @@ impl<B: Backend> SqlStore<B> {
             };
             let items = page.iter().map(doc_row).collect::<Result<Vec<_>, _>>()?;
             Ok((items, next))
-        })
-    }
-
-    pub(super) fn report_services(
-        &self,
-        filter: &FindingFilter,
-    ) -> Result<Vec<ServiceReport>, StoreError> {
-        self.read_tx(|tx| {
-            let mut params = Vec::new();
-            let clause = where_clause(filter, &mut params);
-            let sql = format!(
-                "SELECT service_id, verdict, MAX(service_name), MAX(vendor), MAX(category), \
-                 MAX(risk_score), COUNT(DISTINCT host_id), COUNT(DISTINCT user_name), \
-                 COUNT(DISTINCT exe), COUNT(*), CAST(SUM(count) AS BIGINT), MIN(first_seen_ms), \
-                 MAX(last_seen_ms) FROM findings WHERE {clause} GROUP BY service_id, verdict \
-                 ORDER BY service_id, verdict"
-            );
-            tx.query("findings", &sql, &params)?
-                .iter()
-                .map(|r| {
-                    Ok(ServiceReport {
-                        service_id: r.text(0)?,
-                        verdict: r.parsed(1, "verdict", verdict_from)?,
-                        service_name: r.text(2)?,
-                        vendor: r.text(3)?,
-                        category: r.text(4)?,
-                        risk_score: u8::try_from(r.i64(5)?).unwrap_or(u8::MAX),
-                        hosts: r.u64(6)?,
-                        users: r.u64(7)?,
-                        processes: r.u64(8)?,
-                        findings: r.u64(9)?,
-                        events: r.u64(10)?,
-                        first_seen_ms: r.i64(11)?,
-                        last_seen_ms: r.i64(12)?,
-                    })
-                })
-                .collect()
-        })
-    }
-
-    pub(super) fn report_trend(
-        &self,
-        filter: &FindingFilter,
-    ) -> Result<Vec<TrendPoint>, StoreError> {
-        self.read_tx(|tx| {
-            let mut params = Vec::new();
-            let clause = where_clause(filter, &mut params);
-            let sql = format!(
-                "SELECT window_start_ms / {DAY_MS} AS day, service_id, verdict, \
-                 CAST(SUM(count) AS BIGINT), COUNT(DISTINCT host_id), COUNT(DISTINCT user_name) \
-                 FROM findings WHERE {clause} GROUP BY window_start_ms / {DAY_MS}, service_id, verdict \
-                 ORDER BY day, service_id, verdict"
-            );
-            tx.query("findings", &sql, &params)?
-                .iter()
-                .map(|r| {
-                    Ok(TrendPoint {
-                        day: day_string(r.i64(0)?),
-                        service_id: r.text(1)?,
-                        verdict: r.parsed(2, "verdict", verdict_from)?,
-                        events: r.u64(3)?,
-                        hosts: r.u64(4)?,
-                        users: r.u64(5)?,
-                    })
-                })
-                .collect()
         })
     }
 }

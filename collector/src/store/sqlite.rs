@@ -75,7 +75,7 @@ CREATE TABLE enrollment_keys (
 ALTER TABLE batches ADD COLUMN content_sha256 TEXT;
 UPDATE findings SET count = 4294967295 WHERE count > 4294967295;
 "#,
-    // ---- naming: unknown-AI discovery candidates (issue 17) ----
+    // ---- 3 (naming): unknown-AI discovery candidates (issue 17) ----
     r#"
 CREATE TABLE discovery (
     name TEXT NOT NULL, host_id TEXT NOT NULL, exe TEXT NOT NULL, reason TEXT NOT NULL,
@@ -84,7 +84,7 @@ CREATE TABLE discovery (
 CREATE INDEX discovery_host ON discovery (host_id);
 CREATE INDEX discovery_last ON discovery (last_ms);
 "#,
-    // ---- sessions: inventory of AI agents, MCP servers and local runtimes (issue 12) ----
+    // ---- 4 (sessions): inventory of AI agents, MCP servers and local runtimes (issue 12) ----
     r#"
 CREATE TABLE inventory_items (
     host_id TEXT NOT NULL, kind TEXT NOT NULL, item_id TEXT NOT NULL, hostname TEXT NOT NULL,
@@ -93,15 +93,52 @@ CREATE TABLE inventory_items (
     PRIMARY KEY (host_id, kind, item_id));
 CREATE INDEX inventory_items_last ON inventory_items (last_seen_ms);
 "#,
-    // ---- govern: who created each person token; the bundle each agent refused (issue 10) ----
+    // ---- 5 (govern): who created each person token; the bundle each agent refused (issue 10) ----
     r#"
 ALTER TABLE tokens ADD COLUMN created_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN bundle_error_version TEXT;
 ALTER TABLE agents ADD COLUMN bundle_error TEXT;
 "#,
-    // ---- usage: the agent's pipeline health from its heartbeats (issue 8) ----
+    // ---- 6 (usage): the agent's pipeline health from its heartbeats (issue 8) ----
     r#"
 ALTER TABLE agents ADD COLUMN pipeline TEXT;
+"#,
+    // ---- 7 (soc): issue 15 report columns, first uses, first-use alerts ----
+    r#"
+ALTER TABLE findings ADD COLUMN bytes_out INTEGER;
+ALTER TABLE findings ADD COLUMN bytes_in INTEGER;
+ALTER TABLE findings ADD COLUMN policy_version TEXT;
+ALTER TABLE findings ADD COLUMN layer TEXT;
+ALTER TABLE findings ADD COLUMN grp TEXT;
+UPDATE findings SET grp = (SELECT a.grp FROM agents a WHERE a.agent_id = findings.agent_id);
+CREATE INDEX findings_host ON findings (host_id, window_start_ms);
+CREATE INDEX findings_exe ON findings (exe);
+CREATE INDEX findings_verdict_window ON findings (verdict, window_start_ms);
+CREATE TABLE first_uses (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, service_id TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL, PRIMARY KEY (scope, subject, service_id));
+INSERT INTO first_uses (scope, subject, service_id, first_seen_ms)
+    SELECT 'fleet', verdict, service_id, MIN(first_seen_ms) FROM findings GROUP BY verdict, service_id;
+INSERT INTO first_uses (scope, subject, service_id, first_seen_ms)
+    SELECT 'host', host_id, '', MIN(first_seen_ms) FROM findings GROUP BY host_id;
+INSERT INTO first_uses (scope, subject, service_id, first_seen_ms)
+    SELECT 'user', user_name, '', MIN(first_seen_ms) FROM findings GROUP BY user_name;
+INSERT INTO first_uses (scope, subject, service_id, first_seen_ms)
+    SELECT 'process', exe, '', MIN(first_seen_ms) FROM findings GROUP BY exe;
+INSERT INTO first_uses (scope, subject, service_id, first_seen_ms)
+    SELECT 'group', COALESCE(grp, ''), '', MIN(first_seen_ms) FROM findings GROUP BY COALESCE(grp, '');
+CREATE TABLE alert_keys (
+    scope TEXT NOT NULL, subject TEXT NOT NULL, service_id TEXT NOT NULL,
+    alert_id INTEGER NOT NULL, PRIMARY KEY (scope, subject, service_id));
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, created_ms INTEGER NOT NULL, service_id TEXT NOT NULL,
+    doc TEXT NOT NULL);
+INSERT INTO alert_keys (scope, subject, service_id, alert_id)
+    SELECT DISTINCT 'fleet', '', service_id, 0 FROM findings WHERE verdict IN ('unsanctioned', 'blocked');
+INSERT INTO alert_keys (scope, subject, service_id, alert_id)
+    SELECT DISTINCT 'host', host_id, service_id, 0 FROM findings WHERE verdict IN ('unsanctioned', 'blocked');
+INSERT INTO alert_keys (scope, subject, service_id, alert_id)
+    SELECT DISTINCT 'user', user_name, service_id, 0 FROM findings WHERE verdict IN ('unsanctioned', 'blocked');
 "#,
 ];
 

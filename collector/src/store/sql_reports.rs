@@ -1,0 +1,517 @@
+//! SOC reports over the `findings` table (issue 15): services × verdict with bytes and true
+//! first use, hour/day trends, fleet-wide group-by (user, host, process, host group),
+//! pickers from the data, and first-use bookkeeping with its alerts.
+//!
+//! True first-seen comes from `first_uses`, kept at ingest (one upsert per distinct key in a
+//! batch), so it does not depend on the selected range and costs one primary-key lookup.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use shadowai_api::{
+    Alert, AlertPage, AlertReason, Bucket, FacetValue, Facets, Finding, GroupBy, GroupPage,
+    GroupRow, ServiceReport, TrendPoint, Verdict,
+};
+
+use super::rows::{Backend, Row, Tx, V};
+use super::sql::{SqlStore, verdict_from, verdict_str};
+use super::sql_findings::{day_string, where_clause};
+use super::{FindingFilter, StoreError};
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 86_400_000;
+/// Most values one picker lists.
+const FACET_MAX: i64 = 1_000;
+/// Most alerts one ingest batch raises. A host that presents more brand-new unsanctioned
+/// (service, user) pairs in one batch is flooding (junk user names): the pairs are still
+/// recorded, so they never alert later, but only this many alerts reach the SOC; the rest are
+/// counted (`shadowai_collector_alerts_suppressed_total`) and logged.
+pub const ALERTS_PER_BATCH: usize = 20;
+
+/// The first-use alerts one batch raised, and how many more it would have raised.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Raised {
+    pub alerts: Vec<Alert>,
+    pub suppressed: u64,
+}
+
+/// The `group` filter value for hosts enrolled without a group (as is `""`).
+pub const NO_GROUP: &str = "(none)";
+
+/// How a group-by report is ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupSort {
+    /// Most events first.
+    Events,
+    /// Unsanctioned and blocked uses only, most bytes sent first (top uploaders).
+    Uploaders,
+}
+
+/// Byte counters are u64 on the wire and BIGINT in the database.
+pub(super) fn clamp_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u8(v: i64) -> u8 {
+    u8::try_from(v.clamp(0, 255)).unwrap_or(u8::MAX)
+}
+
+/// `%value%` for `LIKE … ESCAPE '\'`, lower-cased, with `%`, `_` and `\` taken literally.
+fn like_pattern(v: &str) -> String {
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('%');
+    for c in v.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// The filter conditions added by issue 15 (action, group, partial matches, risk range).
+pub(super) fn more_conditions(f: &FindingFilter, params: &mut Vec<V>, conds: &mut Vec<String>) {
+    let add = |params: &mut Vec<V>, v: V| {
+        params.push(v);
+        format!("${}", params.len())
+    };
+    if let Some(a) = f.action {
+        conds.push(format!("action = {}", add(params, a.as_str().into())));
+    }
+    if let Some(g) = &f.group {
+        // Group names are [A-Za-z0-9._:-]+ (checked at enrollment): `(none)` cannot be one.
+        let g = if g == NO_GROUP { "" } else { g.as_str() };
+        conds.push(format!("COALESCE(grp, '') = {}", add(params, g.into())));
+    }
+    if let Some(u) = &f.user_contains {
+        let p = add(params, like_pattern(u).into());
+        conds.push(format!("LOWER(user_name) LIKE {p} ESCAPE '\\'"));
+    }
+    if let Some(h) = &f.host_contains {
+        let p = add(params, like_pattern(h).into());
+        conds.push(format!(
+            "(LOWER(hostname) LIKE {p} ESCAPE '\\' OR LOWER(host_id) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(pr) = &f.process_contains {
+        let p = add(params, like_pattern(pr).into());
+        conds.push(format!(
+            "(LOWER(exe) LIKE {p} ESCAPE '\\' OR LOWER(process_name) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(r) = f.risk_min {
+        conds.push(format!(
+            "risk_score >= {}",
+            add(params, i64::from(r).into())
+        ));
+    }
+    if let Some(r) = f.risk_max {
+        conds.push(format!(
+            "risk_score <= {}",
+            add(params, i64::from(r).into())
+        ));
+    }
+}
+
+fn risky(v: Verdict) -> bool {
+    matches!(v, Verdict::Unsanctioned | Verdict::Blocked)
+}
+
+/// Keeps `first_uses` and raises first-use alerts for the findings just stored (same
+/// transaction). Returns the alerts raised.
+pub(super) fn note_first_uses(
+    tx: &mut dyn Tx,
+    stored: &[&Finding],
+    group: Option<&str>,
+    now_ms: i64,
+) -> Result<Raised, StoreError> {
+    // One upsert per distinct key of the batch, with the batch's earliest time.
+    let mut firsts: BTreeMap<(&'static str, String, String), i64> = BTreeMap::new();
+    for f in stored {
+        let keys = [
+            ("fleet", verdict_str(f.verdict), f.service_id.clone()),
+            ("host", f.host_id.clone(), String::new()),
+            ("user", f.user.clone(), String::new()),
+            ("process", f.process.exe.clone(), String::new()),
+            ("group", group.unwrap_or("").to_owned(), String::new()),
+        ];
+        for k in keys {
+            let e = firsts.entry(k).or_insert(f.first_seen_ms);
+            *e = (*e).min(f.first_seen_ms);
+        }
+    }
+    for ((scope, subject, service), first) in firsts {
+        tx.exec(
+            "INSERT INTO first_uses (scope, subject, service_id, first_seen_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, subject, service_id) \
+             DO UPDATE SET first_seen_ms = excluded.first_seen_ms \
+             WHERE first_uses.first_seen_ms > excluded.first_seen_ms",
+            &[scope.into(), subject.into(), service.into(), first.into()],
+        )?;
+    }
+    let mut alerts = Vec::new();
+    let mut suppressed = 0u64;
+    let mut seen: BTreeSet<(&'static str, String, String)> = BTreeSet::new();
+    for f in stored.iter().filter(|f| risky(f.verdict)) {
+        let mut reasons = Vec::new();
+        for (scope, subject, reason) in [
+            ("fleet", "", AlertReason::NewInFleet),
+            ("host", f.host_id.as_str(), AlertReason::NewHost),
+            ("user", f.user.as_str(), AlertReason::NewUser),
+        ] {
+            if !seen.insert((scope, subject.to_owned(), f.service_id.clone())) {
+                continue;
+            }
+            let n = tx.exec(
+                "INSERT INTO alert_keys (scope, subject, service_id, alert_id) \
+                 VALUES ($1, $2, $3, 0) ON CONFLICT (scope, subject, service_id) DO NOTHING",
+                &[scope.into(), subject.into(), f.service_id.as_str().into()],
+            )?;
+            if n == 1 {
+                reasons.push(reason);
+            }
+        }
+        if reasons.is_empty() {
+            continue;
+        }
+        if alerts.len() >= ALERTS_PER_BATCH {
+            suppressed += 1;
+            continue;
+        }
+        let mut alert = alert_of(f, reasons, now_ms);
+        let doc = serde_json::to_string(&alert).map_err(|e| StoreError::Corrupt {
+            table: "alerts",
+            reason: format!("cannot encode the alert of finding {:?}: {e}", f.id),
+        })?;
+        let rows = tx.query(
+            "alerts",
+            "INSERT INTO alerts (created_ms, service_id, doc) VALUES ($1, $2, $3) RETURNING id",
+            &[now_ms.into(), f.service_id.as_str().into(), doc.into()],
+        )?;
+        alert.id = rows
+            .first()
+            .map(|r| r.i64(0))
+            .transpose()?
+            .ok_or(StoreError::NoRow {
+                what: "INSERT INTO alerts … RETURNING",
+            })?;
+        tx.exec(
+            "UPDATE alert_keys SET alert_id = $1 WHERE alert_id = 0 AND service_id = $2 \
+             AND ((scope = 'fleet' AND subject = '') OR (scope = 'host' AND subject = $3) \
+             OR (scope = 'user' AND subject = $4))",
+            &[
+                alert.id.into(),
+                f.service_id.as_str().into(),
+                f.host_id.as_str().into(),
+                f.user.as_str().into(),
+            ],
+        )?;
+        alerts.push(alert);
+    }
+    Ok(Raised { alerts, suppressed })
+}
+
+fn alert_of(f: &Finding, reasons: Vec<AlertReason>, now_ms: i64) -> Alert {
+    let link = serde_urlencoded::to_string([
+        ("service", f.service_id.as_str()),
+        ("host", f.host_id.as_str()),
+        ("user", f.user.as_str()),
+    ])
+    .map(|q| format!("#/findings?{q}"))
+    .unwrap_or_else(|_| "#/findings".to_owned());
+    Alert {
+        id: 0,
+        created_ms: now_ms,
+        reasons,
+        service_id: f.service_id.clone(),
+        service_name: f.service_name.clone(),
+        category: f.category.clone(),
+        verdict: f.verdict,
+        action: f.action,
+        risk_score: f.risk_score,
+        host_id: f.host_id.clone(),
+        hostname: f.hostname.clone(),
+        user: f.user.clone(),
+        exe: f.process.exe.clone(),
+        finding_id: f.id.clone(),
+        first_seen_ms: f.first_seen_ms,
+        link,
+    }
+}
+
+/// The SQL expressions of a grouping: (key, label, `first_uses` scope).
+fn group_columns(by: GroupBy) -> (&'static str, &'static str, &'static str) {
+    match by {
+        GroupBy::User => ("user_name", "user_name", "user"),
+        GroupBy::Host => ("host_id", "hostname", "host"),
+        GroupBy::Process => ("exe", "exe", "process"),
+        GroupBy::Group => ("COALESCE(grp, '')", "COALESCE(grp, '')", "group"),
+    }
+}
+
+/// Sums of events by action and of bytes, shared by the services and group reports.
+const SUMS: &str = "CAST(SUM(count) AS BIGINT) AS events, \
+     CAST(SUM(CASE WHEN action = 'blocked' THEN count ELSE 0 END) AS BIGINT) AS blocked, \
+     CAST(SUM(CASE WHEN action = 'would_block' THEN count ELSE 0 END) AS BIGINT) AS would_block, \
+     CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) AS bytes_out, \
+     CAST(COALESCE(SUM(bytes_in), 0) AS BIGINT) AS bytes_in, COUNT(bytes_out) AS bytes_known";
+
+fn group_row(r: &Row) -> Result<GroupRow, StoreError> {
+    Ok(GroupRow {
+        key: r.text(0)?,
+        label: r.text(1)?,
+        services: r.u64(2)?,
+        risky_services: r.u64(3)?,
+        hosts: r.u64(4)?,
+        users: r.u64(5)?,
+        findings: r.u64(6)?,
+        events: r.u64(7)?,
+        blocked_events: r.u64(8)?,
+        would_block_events: r.u64(9)?,
+        bytes_out: r.u64(10)?,
+        bytes_in: r.u64(11)?,
+        bytes_known: r.u64(12)?,
+        last_seen_ms: r.i64(14)?,
+        max_risk: to_u8(r.i64(15)?),
+        first_seen_ms: r.opt_i64(16)?.unwrap_or(r.i64(13)?).min(r.i64(13)?),
+    })
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub(super) fn report_groups(
+        &self,
+        by: GroupBy,
+        filter: &FindingFilter,
+        sort: GroupSort,
+        limit: u32,
+        offset: u64,
+    ) -> Result<GroupPage, StoreError> {
+        let (key, label, scope) = group_columns(by);
+        let order = match sort {
+            GroupSort::Events => "g.events DESC, g.k",
+            GroupSort::Uploaders => "g.bytes_out DESC, g.events DESC, g.k",
+        };
+        let only = match sort {
+            GroupSort::Events => "",
+            GroupSort::Uploaders => " AND verdict IN ('unsanctioned', 'blocked')",
+        };
+        self.read_tx(|tx| {
+            let mut params = Vec::new();
+            let clause = where_clause(filter, &mut params);
+            params.push((i64::from(limit) + 1).into());
+            let lim = params.len();
+            params.push(clamp_i64(offset).into());
+            let off = params.len();
+            let sql = format!(
+                "SELECT g.k, g.label, g.services, g.risky, g.hosts, g.users, g.findings, g.events, \
+                 g.blocked, g.would_block, g.bytes_out, g.bytes_in, g.bytes_known, g.first_ms, \
+                 g.last_ms, g.max_risk, (SELECT fu.first_seen_ms FROM first_uses fu \
+                 WHERE fu.scope = '{scope}' AND fu.subject = g.k AND fu.service_id = '') \
+                 FROM (SELECT {key} AS k, MAX({label}) AS label, \
+                 COUNT(DISTINCT service_id) AS services, COUNT(DISTINCT CASE WHEN verdict IN \
+                 ('unsanctioned', 'blocked') THEN service_id END) AS risky, \
+                 COUNT(DISTINCT host_id) AS hosts, COUNT(DISTINCT user_name) AS users, \
+                 COUNT(*) AS findings, {SUMS}, MIN(first_seen_ms) AS first_ms, \
+                 MAX(last_seen_ms) AS last_ms, MAX(risk_score) AS max_risk \
+                 FROM findings WHERE {clause}{only} GROUP BY {key}) g \
+                 ORDER BY {order} LIMIT ${lim} OFFSET ${off}"
+            );
+            let rows = tx.query("findings", &sql, &params)?;
+            let more = rows.len() > limit as usize;
+            let items = rows
+                .iter()
+                .take(limit as usize)
+                .map(group_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(GroupPage {
+                by,
+                next_offset: more.then(|| offset + u64::from(limit)),
+                items,
+            })
+        })
+    }
+
+    pub(super) fn report_services(
+        &self,
+        filter: &FindingFilter,
+    ) -> Result<Vec<ServiceReport>, StoreError> {
+        self.read_tx(|tx| {
+            let mut params = Vec::new();
+            let clause = where_clause(filter, &mut params);
+            let sql = format!(
+                "SELECT s.*, (SELECT fu.first_seen_ms FROM first_uses fu WHERE fu.scope = 'fleet' \
+                 AND fu.subject = s.verdict AND fu.service_id = s.service_id) FROM \
+                 (SELECT service_id, verdict, MAX(service_name) AS n, MAX(vendor) AS v, \
+                 MAX(category) AS c, MAX(risk_score) AS r, COUNT(DISTINCT host_id) AS hosts, \
+                 COUNT(DISTINCT user_name) AS users, COUNT(DISTINCT exe) AS procs, \
+                 COUNT(*) AS findings, MIN(first_seen_ms) AS first_ms, \
+                 MAX(last_seen_ms) AS last_ms, {SUMS} FROM findings WHERE {clause} \
+                 GROUP BY service_id, verdict) s ORDER BY s.service_id, s.verdict"
+            );
+            tx.query("findings", &sql, &params)?
+                .iter()
+                .map(|r| {
+                    Ok(ServiceReport {
+                        service_id: r.text(0)?,
+                        verdict: r.parsed(1, "verdict", verdict_from)?,
+                        service_name: r.text(2)?,
+                        vendor: r.text(3)?,
+                        category: r.text(4)?,
+                        risk_score: to_u8(r.i64(5)?),
+                        hosts: r.u64(6)?,
+                        users: r.u64(7)?,
+                        processes: r.u64(8)?,
+                        findings: r.u64(9)?,
+                        first_seen_ms: r.i64(10)?,
+                        last_seen_ms: r.i64(11)?,
+                        events: r.u64(12)?,
+                        blocked_events: r.u64(13)?,
+                        would_block_events: r.u64(14)?,
+                        bytes_out: r.u64(15)?,
+                        bytes_in: r.u64(16)?,
+                        first_seen_ever_ms: r.opt_i64(18)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    pub(super) fn report_trend(
+        &self,
+        filter: &FindingFilter,
+        bucket: Bucket,
+    ) -> Result<Vec<TrendPoint>, StoreError> {
+        let size = match bucket {
+            Bucket::Hour => HOUR_MS,
+            Bucket::Day => DAY_MS,
+        };
+        self.read_tx(|tx| {
+            let mut params = Vec::new();
+            let clause = where_clause(filter, &mut params);
+            let sql = format!(
+                "SELECT window_start_ms / {size} AS b, service_id, verdict, \
+                 CAST(SUM(count) AS BIGINT), COUNT(DISTINCT host_id), COUNT(DISTINCT user_name), \
+                 CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) FROM findings WHERE {clause} \
+                 GROUP BY window_start_ms / {size}, service_id, verdict \
+                 ORDER BY b, service_id, verdict"
+            );
+            tx.query("findings", &sql, &params)?
+                .iter()
+                .map(|r| {
+                    let start = r.i64(0)?.saturating_mul(size);
+                    Ok(TrendPoint {
+                        day: day_string(start.div_euclid(DAY_MS)),
+                        service_id: r.text(1)?,
+                        verdict: r.parsed(2, "verdict", verdict_from)?,
+                        events: r.u64(3)?,
+                        hosts: r.u64(4)?,
+                        users: r.u64(5)?,
+                        bucket_start_ms: start,
+                        bucket,
+                        bytes_out: r.u64(6)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Picker values within the filter's time range (other filters do not narrow them).
+    pub(super) fn report_facets(&self, filter: &FindingFilter) -> Result<Facets, StoreError> {
+        let range = FindingFilter {
+            from_ms: filter.from_ms,
+            to_ms: filter.to_ms,
+            ..FindingFilter::default()
+        };
+        self.read_tx(|tx| {
+            let mut params = Vec::new();
+            let clause = where_clause(&range, &mut params);
+            let facet = |tx: &mut dyn Tx, value: &str, label: &str| {
+                let sql = format!(
+                    "SELECT {value} AS v, MAX({label}), COUNT(*) FROM findings WHERE {clause} \
+                     GROUP BY {value} ORDER BY MAX({label}), v LIMIT {FACET_MAX}"
+                );
+                tx.query("findings", &sql, &params)?
+                    .iter()
+                    .map(|r| {
+                        Ok(FacetValue {
+                            value: r.text(0)?,
+                            label: r.text(1)?,
+                            findings: r.u64(2)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            };
+            let services = facet(tx, "service_id", "service_name")?;
+            let categories = facet(tx, "category", "category")?;
+            let verdicts = facet(tx, "verdict", "verdict")?;
+            let actions = facet(tx, "action", "action")?;
+            let groups = facet(tx, "COALESCE(grp, '')", "COALESCE(grp, '')")?;
+            let risk = tx.query(
+                "findings",
+                &format!("SELECT MIN(risk_score), MAX(risk_score) FROM findings WHERE {clause}"),
+                &params,
+            )?;
+            let (risk_min, risk_max) = match risk.first() {
+                Some(r) => (r.opt_i64(0)?.map(to_u8), r.opt_i64(1)?.map(to_u8)),
+                None => (None, None),
+            };
+            Ok(Facets {
+                services,
+                categories,
+                verdicts,
+                actions,
+                groups,
+                risk_min,
+                risk_max,
+            })
+        })
+    }
+
+    pub(super) fn alerts_page(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<AlertPage, StoreError> {
+        self.read_tx(|tx| {
+            let rows = tx.query(
+                "alerts",
+                "SELECT id, doc FROM alerts WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                &[
+                    before.unwrap_or(i64::MAX).into(),
+                    (i64::from(limit) + 1).into(),
+                ],
+            )?;
+            let more = rows.len() > limit as usize;
+            let mut items = Vec::with_capacity(rows.len());
+            for r in rows.iter().take(limit as usize) {
+                let id = r.i64(0)?;
+                let mut a: Alert =
+                    serde_json::from_str(&r.text(1)?).map_err(|e| StoreError::Corrupt {
+                        table: "alerts",
+                        reason: format!("doc of alert {id} is not an Alert: {e}"),
+                    })?;
+                a.id = id;
+                items.push(a);
+            }
+            Ok(AlertPage {
+                next_before: if more {
+                    items.last().map(|a| a.id)
+                } else {
+                    None
+                },
+                items,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_take_wildcards_literally() {
+        assert_eq!(like_pattern("Alice"), "%alice%");
+        assert_eq!(like_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+    }
+}

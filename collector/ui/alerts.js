@@ -1,0 +1,33 @@
+// First-use alerts: the first unsanctioned or blocked use of a service in the fleet, on a host
+// or by a user (raised once per pair by the collector, also POSTed to the alert webhook).
+// #/alerts?before=ID
+
+import { api } from "./api.js";
+import { h, fmtTime, verdictBadge, actionBadge, riskBadge, link, table, card } from "./dom.js";
+
+const REASON = { new_in_fleet: "first use in the fleet", new_host: "first use on this host", new_user: "first use by this user" };
+
+export async function alertsView(ctx, params) {
+  const before = params.get("before");
+  const page = await api.alerts({ before: before || undefined, limit: 50 });
+  const rows = page.items.map((a) => [
+    fmtTime(a.created_ms),
+    h("span", { "data-testid": "alert-reasons" }, a.reasons.map((r) => REASON[r] || r).join(", ")),
+    link(`#/service/${encodeURIComponent(a.service_id)}`, a.service_name),
+    verdictBadge(a.verdict),
+    actionBadge(a.action),
+    riskBadge(a.risk_score),
+    link(`#/host/${encodeURIComponent(a.host_id)}`, a.hostname),
+    link(`#/user/${encodeURIComponent(a.user)}`, a.user),
+    h("span", { class: "proc" }, a.exe),
+    link(a.link, "findings →"),
+  ]);
+  return [
+    h("h1", {}, "First-use alerts"),
+    h("p", { class: "muted" }, "Raised once per service and fleet, host or user, the first time it is used with an unsanctioned or blocked verdict; forwarded to the configured alert webhook."),
+    card(null, table(["Raised", "Why", "Service", "Verdict", "Action", "Risk", "Host", "User", "Process", ""], rows, { testid: "alerts-table", empty: "No alerts yet." }),
+      h("div", { class: "pager" },
+        before ? link("#/alerts", "← Newest") : null,
+        page.next_before ? link(`#/alerts?before=${page.next_before}`, "Older →") : null)),
+  ];
+}
