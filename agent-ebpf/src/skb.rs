@@ -12,12 +12,12 @@ use aya_ebpf::{
 };
 use shadowai_common::{
     dir, drop, flags, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta, MAX_PAYLOAD,
-    QNAME_LABELS, QNAME_MAX,
+    QNAME_LABELS, QNAME_MAX, SNI_EXTENSIONS, SNI_MAX,
 };
 
 use crate::{
-    config, count_drop, wakeup_flags, BLOCK_NAMES, DNS_PORTS, EVENTS, FLOWS, QNAME_KEY,
-    QNAME_SCRATCH, SOCK_OWNERS,
+    config, count_drop, wakeup_flags, BLOCK_NAMES, BPF_RB_FORCE_WAKEUP, DNS_PORTS, EVENTS, FLOWS,
+    QNAME_KEY, QNAME_SCRATCH, SOCK_OWNERS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -41,8 +41,10 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
 
 #[cgroup_skb]
 pub fn skb_ingress(ctx: SkBuffContext) -> i32 {
-    let _ = try_skb(&ctx, dir::INGRESS, prog::SKB_INGRESS);
-    PASS
+    match try_skb(&ctx, dir::INGRESS, prog::SKB_INGRESS) {
+        Ok(true) => DROP,
+        _ => PASS,
+    }
 }
 
 /// Where a packet's layers start, and its addresses.
@@ -55,7 +57,8 @@ struct Parsed {
 }
 
 #[inline(always)]
-/// `Ok(true)`: drop the packet (a DNS query for a blocked name, in enforce mode).
+/// `Ok(true)`: drop the packet (enforce mode: a DNS query for a blocked name, the first
+/// ClientHello segment naming a blocked server, any later payload of a refused socket).
 fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64> {
     // The name filter is decided first, on its own parse, while the verifier holds a single
     // state: called from the DNS branches below, the filter was verified again for every
@@ -73,8 +76,16 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     } else {
         p.meta.sport
     });
-    // Ingress carries nothing we capture but DNS answers: stop before any map work.
+    // Ingress carries nothing we capture but DNS answers: stop before any map work —
+    // except, in enforce mode, datagrams to a QUIC socket the agent is deciding or refused
+    // (one lookup per UDP datagram).
     if direction != dir::EGRESS && !is_dns {
+        if p.meta.protocol == IPPROTO_UDP && config().block_names != 0 {
+            // SAFETY: ctx.skb is the program's context.
+            let held = quic_held(unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) });
+            // A Version Negotiation packet is how the agent turns a refused client away.
+            return Ok(held && !is_version_negotiation(ctx, p.off));
+        }
         return Ok(false);
     }
     // SAFETY: ctx.skb is the program's context.
@@ -90,11 +101,27 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
             emit(ctx, &mut p, prog_id)?;
             return Ok(blocked);
         }
-        if direction == dir::EGRESS && is_quic_initial(ctx, p.off)? {
-            if !count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id) {
+        if direction != dir::EGRESS {
+            return Ok(false);
+        }
+        // A QUIC flow the agent refused: every later datagram is dropped (sendmsg() fails
+        // with EPERM), so the client gives up or falls back to TCP. One lookup, enforce
+        // mode only.
+        if config().block_names != 0 && flow_blocked(cookie) {
+            return Ok(true);
+        }
+        if is_quic_initial(ctx, p.off)? {
+            // In enforce mode the server's answers are held back until the agent has
+            // decrypted the SNI and decided (or for flow::QUIC_HOLD_MS): a refused client
+            // must not complete its handshake first.
+            let hold = config().block_names != 0;
+            if count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id, hold) != Count::Capture {
                 return Ok(false);
             }
             p.meta.payload = payload::QUIC;
+            if hold {
+                p.meta.flags |= flags::URGENT;
+            }
             emit(ctx, &mut p, prog_id)?;
             return Ok(false);
         }
@@ -103,28 +130,41 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
 
     // TCP.
     if is_dns {
-        if !count_packet(cookie, flow::MAX_DNS_TCP_SEGS, prog_id) {
-            return Ok(false);
+        if blocked {
+            // Dropping alone would leave the resolver retransmitting into a timeout: mark
+            // the socket so its later segments are dropped too, and report it at once so
+            // the agent tears the connection down (the resolver fails fast).
+            mark_blocked(cookie, prog_id);
+            p.meta.payload = payload::DNS_TCP;
+            p.meta.flags = flags::BLOCKED;
+            emit(ctx, &mut p, prog_id)?;
+            return Ok(true);
+        }
+        match count_packet(cookie, flow::MAX_DNS_TCP_SEGS, prog_id, false) {
+            Count::Capture => {}
+            Count::Skip => return Ok(false),
+            Count::Blocked => return Ok(direction == dir::EGRESS),
         }
         p.meta.payload = payload::DNS_TCP;
-        if blocked {
-            p.meta.flags = flags::BLOCKED;
-        }
         emit(ctx, &mut p, prog_id)?;
-        return Ok(blocked);
+        return Ok(false);
     }
-    match FLOWS.get_ptr_mut(&cookie) {
+    let urgent = match FLOWS.get_ptr_mut(&cookie) {
         Some(s) => {
             // SAFETY: valid map value pointer; per-socket state, races only lose a count.
             let st = unsafe { &mut *s };
             if st.state != flow::CAPTURING {
-                return Ok(false);
+                // Established flows end here: one lookup per egress segment.
+                return Ok(st.state == flow::BLOCKED);
             }
             st.got = st.got.saturating_add(p.len);
             st.segs += 1;
             if st.got >= st.want || st.segs >= flow::MAX_TLS_SEGS {
                 st.state = flow::DONE;
             }
+            // The rest of a ClientHello that spans segments: in enforce mode the agent
+            // decides from the reassembled hello, so wake it now rather than on its timer.
+            config().block_names != 0
         }
         None => {
             // First payload of this socket: is it a TLS ClientHello record?
@@ -149,17 +189,158 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
                 got: p.len,
                 segs: 1,
             };
+            if !is_hello {
+                if FLOWS.insert(&cookie, &st, 0).is_err() {
+                    count_drop(prog_id, drop::MAP_FULL);
+                }
+                return Ok(false);
+            }
+            if config().block_names != 0 && sni_blocked(ctx, p.off, p.len) {
+                mark_blocked(cookie, prog_id);
+                p.meta.payload = payload::TLS;
+                p.meta.flags = flags::BLOCKED | flags::BLOCKED_SNI;
+                emit(ctx, &mut p, prog_id)?;
+                return Ok(true);
+            }
             if FLOWS.insert(&cookie, &st, 0).is_err() {
                 count_drop(prog_id, drop::MAP_FULL);
             }
-            if !is_hello {
-                return Ok(false);
-            }
+            config().urgent_hellos != 0
         }
-    }
+    };
     p.meta.payload = payload::TLS;
+    if urgent {
+        p.meta.flags |= flags::URGENT;
+    }
     emit(ctx, &mut p, prog_id)?;
     Ok(false)
+}
+
+/// Marks a socket refused: its later egress payload is dropped (see [`flow::BLOCKED`]).
+#[inline(always)]
+fn mark_blocked(cookie: u64, prog_id: u32) {
+    let st = FlowState {
+        state: flow::BLOCKED,
+        want: 0,
+        got: 0,
+        segs: 0,
+    };
+    if FLOWS.insert(&cookie, &st, 0).is_err() {
+        count_drop(prog_id, drop::MAP_FULL);
+    }
+}
+
+/// Kernel time in (binary) milliseconds, never 0.
+#[inline(always)]
+fn now_ms() -> u32 {
+    // SAFETY: helper without arguments.
+    ((unsafe { bpf_ktime_get_ns() } >> 20) as u32) | 1
+}
+
+/// Should a datagram arriving for this UDP socket be dropped: the agent refused the flow,
+/// or is still deciding it (for at most [`flow::QUIC_HOLD_MS`], then fail-open)?
+#[inline(always)]
+fn quic_held(cookie: u64) -> bool {
+    // SAFETY: read-only lookup.
+    match unsafe { FLOWS.get(&cookie) } {
+        Some(s) if s.state == flow::BLOCKED => true,
+        Some(s) if s.state == flow::PENDING => now_ms().wrapping_sub(s.want) < flow::QUIC_HOLD_MS,
+        _ => false,
+    }
+}
+
+/// Has this socket been refused?
+#[inline(always)]
+fn flow_blocked(cookie: u64) -> bool {
+    // SAFETY: read-only lookup.
+    matches!(unsafe { FLOWS.get(&cookie) }, Some(s) if s.state == flow::BLOCKED)
+}
+
+/// Does the ClientHello record starting at `off` (the first segment of the flow) name a
+/// blocked server? Walks the hello to the server_name extension with bounded loads
+/// (every offset is checked by the helper at run time) and looks the name up in
+/// `BLOCK_NAMES` in the same reversed wire form as DNS questions. Anything not found in
+/// this segment (a hello spanning segments, an SNI over [`SNI_MAX`] bytes) is `false`:
+/// the agent decides it from the reassembled hello.
+#[inline(never)]
+fn sni_blocked(ctx: &SkBuffContext, off: u32, plen: u32) -> bool {
+    // Record header (5), handshake header (4), version (2), random (32).
+    let mut p = off + 43;
+    let end = off + plen;
+    let Ok(sid) = ctx.load::<u8>(p as usize) else {
+        return false;
+    };
+    p += 1 + sid as u32;
+    let Ok(cs) = ctx.load::<[u8; 2]>(p as usize) else {
+        return false;
+    };
+    p += 2 + (((cs[0] as u32) << 8) | cs[1] as u32);
+    let Ok(comp) = ctx.load::<u8>(p as usize) else {
+        return false;
+    };
+    p += 1 + comp as u32 + 2; // compression methods, then the extensions' total length
+    let mut name_off = 0u32;
+    let mut name_len = 0u32;
+    for _ in 0..SNI_EXTENSIONS {
+        if p + 4 > end {
+            return false;
+        }
+        let Ok(h) = ctx.load::<[u8; 4]>(p as usize) else {
+            return false;
+        };
+        let elen = ((h[2] as u32) << 8) | h[3] as u32;
+        if h[0] == 0 && h[1] == 0 {
+            // server_name: list length (2), name type (1), name length (2), name.
+            let Ok(n) = ctx.load::<[u8; 5]>(p as usize + 4) else {
+                return false;
+            };
+            if n[2] != 0 {
+                return false;
+            }
+            name_len = ((n[3] as u32) << 8) | n[4] as u32;
+            name_off = p + 9;
+            break;
+        }
+        p += 4 + elen;
+    }
+    if name_len == 0 || name_len as usize > SNI_MAX || name_off + name_len > end {
+        return false;
+    }
+    let (Some(buf), Some(key)) = (QNAME_SCRATCH.get_ptr_mut(0), QNAME_KEY.get_ptr_mut(0)) else {
+        return false;
+    };
+    // SAFETY: per-CPU scratch slots, ours while this program runs.
+    let (buf, key) = unsafe { (&mut *buf, &mut *key) };
+    // 1..=128 for the verifier whatever LLVM knows (see `qname_blocked`).
+    // SAFETY: a read of a local.
+    let m = unsafe { core::ptr::read_volatile(&name_len) };
+    let n = (m.wrapping_sub(1) & (QNAME_MAX as u32 - 1)) + 1;
+    // SAFETY: `buf` has 256 bytes and `n` <= 128.
+    let rc =
+        unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), name_off, buf.as_mut_ptr().cast(), n) };
+    if rc != 0 {
+        return false;
+    }
+    // Reverse the dotted name into wire form: walking from its last byte, letters are
+    // copied lower-cased and each dot (and the name's start, a dot planted at index 255,
+    // where the walk lands after the first byte) becomes the length of the label after
+    // it. Branch-free, so the verifier keeps one state across the 128 steps.
+    buf[255] = b'.';
+    // SAFETY: a read of a local.
+    let n = (unsafe { core::ptr::read_volatile(&n) } & 0xff) as usize;
+    let last = n.wrapping_sub(1);
+    let mut label: u8 = 0;
+    for i in 0..QNAME_MAX {
+        let b = buf[last.wrapping_sub(i) & 0xff];
+        // 0xff when b is a dot, else 0.
+        let dot = (((b ^ b'.') as u32).wrapping_sub(1) >> 8) as u8;
+        let upper = ((b.wrapping_sub(b'A') as u32).wrapping_sub(26) >> 31) as u8;
+        let lower = b | (upper << 5);
+        key.data[i & (QNAME_MAX - 1)] = (label & dot) | (lower & !dot);
+        label = label.wrapping_add(1) & !dot;
+    }
+    key.prefix_len = ((n + 1) * 8) as u32;
+    BLOCK_NAMES.get(&*key).is_some()
 }
 
 /// Is this egress packet a DNS query (UDP, or a TCP segment, to a watched port) for a
@@ -256,33 +437,62 @@ fn qname_blocked(ctx: &SkBuffContext, qoff: u32, plen: u32) -> bool {
     BLOCK_NAMES.get(&*key).is_some()
 }
 
-/// Counts one more captured packet for this socket; `false` once `max` were captured.
+/// What to do with a packet of a counted (DNS-over-TCP, QUIC) socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Capture,
+    /// `max` packets were captured already.
+    Skip,
+    /// The socket was refused ([`flow::BLOCKED`]).
+    Blocked,
+}
+
+/// Counts one more captured packet for this socket; with `hold`, the socket's ingress is
+/// held back ([`flow::PENDING`]) from its first captured packet until the agent decides.
 #[inline(always)]
-fn count_packet(cookie: u64, max: u32, prog_id: u32) -> bool {
+fn count_packet(cookie: u64, max: u32, prog_id: u32, hold: bool) -> Count {
+    let mut since = 0;
     let segs = match FLOWS.get_ptr_mut(&cookie) {
         // SAFETY: valid map value pointer.
-        Some(s) => unsafe { (*s).segs },
+        Some(s) => unsafe {
+            match (*s).state {
+                flow::BLOCKED => return Count::Blocked,
+                flow::DONE => return Count::Skip,
+                flow::PENDING => since = (*s).want,
+                _ => {}
+            }
+            (*s).segs
+        },
         None => 0,
     };
     if segs >= max {
-        return false;
+        return Count::Skip;
     }
     let next = FlowState {
-        state: flow::CAPTURING,
-        want: 0,
+        state: if hold { flow::PENDING } else { flow::CAPTURING },
+        want: if since != 0 { since } else { now_ms() },
         got: 0,
         segs: segs + 1,
     };
     if FLOWS.insert(&cookie, &next, 0).is_err() {
         count_drop(prog_id, drop::MAP_FULL);
     }
-    true
+    Count::Capture
 }
 
 #[inline(always)]
 fn dns_port(port: u16) -> bool {
     // SAFETY: read-only lookup.
     unsafe { DNS_PORTS.get(&port).is_some() }
+}
+
+/// Is the UDP payload at `off` a QUIC Version Negotiation packet (long header, version 0)?
+#[inline(always)]
+fn is_version_negotiation(ctx: &SkBuffContext, off: u32) -> bool {
+    match ctx.load::<[u8; 5]>(off as usize) {
+        Ok(h) => h[0] & 0x80 != 0 && h[1] == 0 && h[2] == 0 && h[3] == 0 && h[4] == 0,
+        Err(_) => false,
+    }
 }
 
 /// Is the UDP payload at `off` a QUIC long-header Initial of a version we can decrypt?
@@ -416,7 +626,13 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
         bpf_skb_load_bytes(skb.cast(), p.off, (*ev).data.as_mut_ptr().cast(), len) == 0
     };
     if ok {
-        entry.submit(wakeup_flags());
+        // A refusal or a hello the agent must decide is reported at once: the agent tears
+        // the socket down, and the client's time to fail is this latency.
+        entry.submit(if p.meta.flags != 0 {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            wakeup_flags()
+        });
     } else {
         entry.discard(0);
         count_drop(prog_id, drop::READ_FAILED);

@@ -2,14 +2,20 @@
 //! findings out. It owns the rule engine in use (swapped when a verified bundle arrives),
 //! the aggregator and the optional per-use printing. It never blocks: windows go to the
 //! output stage through a bounded queue.
+//!
+//! Verdict and action stay distinct: the verdict is what the policy says of the use; the
+//! action is what happened to it — `blocked` when the kernel or the agent refused it (with
+//! the layer that did), `would_block` when enforce mode would have refused it but the
+//! policy only monitors, else `allowed`.
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shadowai_api::Action;
-use shadowai_rules::Engine;
-use shadowai_rules::engine::Query;
+use shadowai_api::{Action, Layer};
+use shadowai_rules::engine::{MatchedBy, Query};
+use shadowai_rules::policy::Mode;
+use shadowai_rules::{Engine, Verdict};
 use tokio::sync::{mpsc, watch};
 
 use super::findings::{Aggregator, Classified};
@@ -42,6 +48,16 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         host_tags,
     };
     let d = engine.classify(&q)?;
+    let (action, layer) = if e.blocked {
+        (Action::Blocked, Some(layer_of(e)))
+    } else if d.verdict == Verdict::Blocked && d.mode != Mode::Enforce {
+        match would_refuse(engine, e, host_tags, &d.service.id) {
+            Some(l) => (Action::WouldBlock, Some(l)),
+            None => (Action::Allowed, None),
+        }
+    } else {
+        (Action::Allowed, None)
+    };
     Some(Classified {
         service_id: d.service.id.clone(),
         service_name: d.service.name.clone(),
@@ -49,17 +65,69 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         category: d.service.category.as_str().to_string(),
         risk_score: d.service.risk.score,
         verdict: d.verdict,
-        action: if e.blocked {
-            Action::Blocked
-        } else {
-            Action::Allowed
-        },
+        action,
+        layer,
+        policy_version: None,
         rule: d.rule_id(),
     })
 }
 
+/// The layer that refuses (or would refuse) an event of this kind.
+pub fn layer_of(e: &Event) -> Layer {
+    match e.kind {
+        EventKind::DnsQuery | EventKind::DnsResponse => {
+            if e.protocol == "tcp" {
+                Layer::DnsTcp
+            } else {
+                Layer::Dns
+            }
+        }
+        EventKind::TlsClientHello => Layer::Sni,
+        EventKind::QuicClientHello => Layer::Quic,
+        EventKind::Connect => Layer::Cidr,
+    }
+}
+
+/// In monitor mode, a use whose verdict is `blocked`: which layer enforce mode would have
+/// refused it at, if any. Names (DNS, SNI, QUIC) are refused for the process whose verdict
+/// is `blocked`; a DNS query only when the block holds host-wide (the kernel's name filter
+/// knows no processes); a connect only into the service's own published networks —
+/// never an address other names share.
+fn would_refuse(engine: &Engine, e: &Event, host_tags: &[&str], service: &str) -> Option<Layer> {
+    let host_wide = |name: Option<&str>, ip: Option<std::net::IpAddr>| {
+        let q = Query {
+            name,
+            ip,
+            host_tags,
+            ..Query::default()
+        };
+        engine.classify(&q).map(|d| {
+            (
+                d.service.id == service && d.verdict == Verdict::Blocked,
+                matches!(d.matched_by, MatchedBy::Cidr(_)),
+            )
+        })
+    };
+    match e.kind {
+        EventKind::DnsQuery | EventKind::DnsResponse => {
+            let q = e.dns.as_ref().map(|d| d.question.as_str());
+            matches!(host_wide(q, None), Some((true, _))).then(|| layer_of(e))
+        }
+        EventKind::TlsClientHello | EventKind::QuicClientHello => e
+            .tls
+            .as_ref()
+            .and_then(|t| t.sni.as_ref())
+            .map(|_| layer_of(e)),
+        EventKind::Connect => {
+            matches!(host_wide(None, Some(e.dst.ip())), Some((true, true))).then_some(Layer::Cidr)
+        }
+    }
+}
+
 pub struct ClassifyStage {
     pub engine_rx: watch::Receiver<Arc<Engine>>,
+    /// Version of the bundle the engine came from (none: local catalogue and policy).
+    pub policy_version: watch::Receiver<Option<String>>,
     pub tags: Vec<String>,
     pub agg: Aggregator,
     pub out: WindowSender,
@@ -93,11 +161,13 @@ impl ClassifyStage {
 
     fn handle(&mut self, engine: &Engine, events: Vec<Event>) {
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let version = self.policy_version.borrow().clone();
         let mut refused = 0u64;
         for e in events {
-            let Some(c) = classify(engine, &e, &tags) else {
+            let Some(mut c) = classify(engine, &e, &tags) else {
                 continue;
             };
+            c.policy_version.clone_from(&version);
             if self.print && !print_use(&e, &c) {
                 self.print = false;
                 tracing::warn!("stdout is closed: uses are no longer printed");
@@ -132,13 +202,15 @@ fn print_use(e: &Event, c: &Classified) -> bool {
     });
     let r = writeln!(
         std::io::stdout(),
-        "AI {:<12} {} -> {} [{} / {}] {:?} ({})",
+        "AI {:<12} {} -> {} [{} / {}] {:?} {}{} ({})",
         format!("{:?}", e.kind),
         who,
         e.hostname.as_deref().unwrap_or("-").escape_debug(),
         c.service_name,
         c.category,
         c.verdict,
+        c.action.as_str(),
+        c.layer.map_or(String::new(), |l| format!(" at {l:?}")),
         c.rule
     );
     r.is_ok()

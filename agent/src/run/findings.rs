@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sha2::{Digest, Sha256};
-use shadowai_api::{Action, Evidence, Finding, ProcessRef, Verdict};
+use shadowai_api::{Action, Evidence, Finding, Layer, ProcessRef, Verdict};
 
 use crate::event::{Event, EventKind};
 
@@ -29,6 +29,10 @@ pub struct Classified {
     pub risk_score: u8,
     pub verdict: Verdict,
     pub action: Action,
+    /// The layer that refused (`blocked`) or would have (`would_block`); none when allowed.
+    pub layer: Option<Layer>,
+    /// Version of the policy bundle in use; none for a local catalogue and policy.
+    pub policy_version: Option<String>,
     pub rule: String,
 }
 
@@ -39,6 +43,8 @@ struct Key {
     user: String,
     verdict: u8,
     action: u8,
+    /// Refusals are told apart by the layer that refused.
+    layer: Option<u8>,
     container: Option<String>,
 }
 
@@ -108,6 +114,7 @@ impl Aggregator {
             user: user.clone(),
             verdict: c.verdict as u8,
             action: c.action as u8,
+            layer: c.layer.map(|l| l as u8),
             container: container.clone(),
         };
         if self.open.len() >= MAX_OPEN && !self.open.contains_key(&key) {
@@ -214,9 +221,13 @@ impl Aggregator {
             h.update(part.as_bytes());
             h.update([0]);
         }
+        if let Some(l) = k.layer {
+            // Only refusals carry a layer: ids of allowed uses stay what they were.
+            h.update([b'L', l, 0]);
+        }
         Finding {
-            layer: None,
-            policy_version: None,
+            layer: a.c.layer,
+            policy_version: a.c.policy_version.clone(),
             bytes_out: None,
             bytes_in: None,
             naming: None,
@@ -305,6 +316,8 @@ pub(crate) mod tests {
             risk_score: 50,
             verdict: Verdict::Unsanctioned,
             action: Action::Allowed,
+            layer: None,
+            policy_version: None,
             rule: "default".into(),
         }
     }

@@ -8,7 +8,9 @@
 
 pub mod blocklist;
 pub mod mounts;
+pub mod quic_ids;
 pub mod records;
+pub mod teardown;
 
 use std::os::fd::AsFd;
 
@@ -20,7 +22,7 @@ use aya::{
     },
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
-use shadowai_common::{Config, drop, prog};
+use shadowai_common::{Config, FlowState, drop, flow, prog};
 
 use crate::error::AgentError;
 
@@ -64,6 +66,7 @@ pub struct Sensor {
     block_names: LpmTrie<MapData, [u8; shadowai_common::QNAME_MAX], u32>,
     block_nets4: LpmTrie<MapData, [u8; 4], u32>,
     block_nets6: LpmTrie<MapData, [u8; 16], u32>,
+    flows: HashMap<MapData, u64, FlowState>,
     drops: PerCpuArray<MapData, u64>,
     pub hooks: Vec<HookStatus>,
 }
@@ -137,6 +140,8 @@ impl Sensor {
             .map_err(|e| map(e, "BLOCK_NETS4"))?;
         let block_nets6 = LpmTrie::try_from(take_map(&mut ebpf, "BLOCK_NETS6")?)
             .map_err(|e| map(e, "BLOCK_NETS6"))?;
+        let flows =
+            HashMap::try_from(take_map(&mut ebpf, "FLOWS")?).map_err(|e| map(e, "FLOWS"))?;
         Ok((
             Self {
                 _ebpf: ebpf,
@@ -145,6 +150,7 @@ impl Sensor {
                 block_names,
                 block_nets4,
                 block_nets6,
+                flows,
                 drops,
                 hooks,
             },
@@ -195,10 +201,43 @@ impl Sensor {
         let cfg = Config {
             block_names: b.names.len() as u64,
             block_nets: (b.nets4.len() + b.nets6.len()) as u64,
+            urgent_hellos: u64::from(b.scoped),
             ..self.base_config
         };
         self.config.set(0, cfg, 0).map_err(err("CONFIG"))?;
         Ok(())
+    }
+
+    /// Marks a socket refused: the packet programs drop its later egress payload (a
+    /// decision only userspace could make: a ClientHello spanning segments, a QUIC
+    /// Initial, a rule scoped to users or groups). The socket is torn down separately.
+    pub fn block_flow(&mut self, cookie: u64) -> Result<(), AgentError> {
+        let st = FlowState {
+            state: flow::BLOCKED,
+            ..FlowState::default()
+        };
+        self.flows
+            .insert(cookie, st, 0)
+            .map_err(|e| AgentError::Map {
+                name: "FLOWS",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Lets a QUIC socket the agent decided to allow go on: its held-back ingress flows
+    /// again and capture stops (see `flow::PENDING`).
+    pub fn allow_flow(&mut self, cookie: u64) -> Result<(), AgentError> {
+        let st = FlowState {
+            state: flow::DONE,
+            segs: flow::MAX_QUIC_PKTS,
+            ..FlowState::default()
+        };
+        self.flows
+            .insert(cookie, st, 0)
+            .map_err(|e| AgentError::Map {
+                name: "FLOWS",
+                reason: e.to_string(),
+            })
     }
 
     /// Drop counters summed over CPUs: (program, reason, count).
@@ -279,6 +318,7 @@ fn base_config(opts: &SensorOptions) -> Config {
         dedup_ns: u64::try_from(opts.dedup.as_nanos()).unwrap_or(u64::MAX),
         block_names: 0,
         block_nets: 0,
+        urgent_hellos: 0,
     }
 }
 

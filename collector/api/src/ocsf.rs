@@ -128,6 +128,10 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
                 "verdict": verdict_str(f.verdict),
                 "service_id": f.service_id,
                 "ai_provider": f.vendor,
+                // enforce: what happened and which layer refused (or would have).
+                "action": f.action.as_str(),
+                "layer": f.layer,
+                "policy_version": f.policy_version,
             }
         },
     })
