@@ -80,7 +80,7 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     // except, in enforce mode, datagrams to a QUIC socket the agent is deciding or refused
     // (one lookup per UDP datagram).
     if direction != dir::EGRESS && !is_dns {
-        if p.meta.protocol == IPPROTO_UDP && config().block_names != 0 {
+        if p.meta.protocol == IPPROTO_UDP && deciding_names() {
             // SAFETY: ctx.skb is the program's context.
             let held = quic_held(unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) });
             // A Version Negotiation packet is how the agent turns a refused client away.
@@ -107,14 +107,14 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
         // A QUIC flow the agent refused: every later datagram is dropped (sendmsg() fails
         // with EPERM), so the client gives up or falls back to TCP. One lookup, enforce
         // mode only.
-        if config().block_names != 0 && flow_blocked(cookie) {
+        if deciding_names() && flow_blocked(cookie) {
             return Ok(true);
         }
         if is_quic_initial(ctx, p.off)? {
             // In enforce mode the server's answers are held back until the agent has
             // decrypted the SNI and decided (or for flow::QUIC_HOLD_MS): a refused client
             // must not complete its handshake first.
-            let hold = config().block_names != 0;
+            let hold = deciding_names();
             if count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id, hold) != Count::Capture {
                 return Ok(false);
             }
@@ -164,7 +164,7 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
             }
             // The rest of a ClientHello that spans segments: in enforce mode the agent
             // decides from the reassembled hello, so wake it now rather than on its timer.
-            config().block_names != 0
+            deciding_names()
         }
         None => {
             // First payload of this socket: is it a TLS ClientHello record?
@@ -228,6 +228,14 @@ fn mark_blocked(cookie: u64, prog_id: u32) {
     if FLOWS.insert(&cookie, &st, 0).is_err() {
         count_drop(prog_id, drop::MAP_FULL);
     }
+}
+
+/// Enforce mode with blocks by name: host-wide names in `BLOCK_NAMES`, or blocks the
+/// agent decides per process from the SNI. Flows are then held and refused by socket.
+#[inline(always)]
+fn deciding_names() -> bool {
+    let c = config();
+    c.block_names != 0 || c.urgent_hellos != 0
 }
 
 /// Kernel time in (binary) milliseconds, never 0.

@@ -82,7 +82,13 @@ pub struct Outcome {
 /// under `setpriv` arguments (`--reuid 65534 …`).
 pub fn py_client(t: &Topology, setpriv: &[&str], mode: &str, args: &[&str]) -> Result<Outcome> {
     let script = repo_root().join("tests/fixtures/enforce_client.py");
-    let mut c = client_cmd(t, setpriv, "python3");
+    // Another user cannot reach root's pyenv: the system interpreter then.
+    let python = if setpriv.is_empty() {
+        "python3"
+    } else {
+        "/usr/bin/python3"
+    };
+    let mut c = client_cmd(t, setpriv, python);
     c.arg(&script).arg(mode).args(args);
     let start = Instant::now();
     let out = c.stderr(Stdio::inherit()).output().context("python3")?;

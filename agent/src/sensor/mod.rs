@@ -55,6 +55,8 @@ pub struct HookStatus {
     pub name: &'static str,
     pub attached: bool,
     pub error: Option<String>,
+    /// Instructions the verifier processed to accept the program (kernels ≥ 5.16).
+    pub verified_insns: Option<u32>,
 }
 
 /// The loaded and attached eBPF programs.
@@ -257,14 +259,15 @@ impl Sensor {
     }
 }
 
-fn status(name: &'static str, r: Result<(), String>) -> HookStatus {
+fn status(name: &'static str, r: Result<Option<u32>, String>) -> HookStatus {
     match r {
-        Ok(()) => {
-            tracing::debug!(hook = name, "attached");
+        Ok(verified_insns) => {
+            tracing::debug!(hook = name, verified_insns, "attached");
             HookStatus {
                 name,
                 attached: true,
                 error: None,
+                verified_insns,
             }
         }
         Err(e) => {
@@ -273,9 +276,15 @@ fn status(name: &'static str, r: Result<(), String>) -> HookStatus {
                 name,
                 attached: false,
                 error: Some(e),
+                verified_insns: None,
             }
         }
     }
+}
+
+/// The verifier's processed-instruction count of a loaded program, where the kernel says.
+fn verified(info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>) -> Option<u32> {
+    info.ok().and_then(|i| i.verified_instruction_count())
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, AgentError> {
@@ -322,7 +331,11 @@ fn base_config(opts: &SensorOptions) -> Config {
     }
 }
 
-fn attach_sock_addr(ebpf: &mut Ebpf, name: &str, cgroup: &impl AsFd) -> Result<(), String> {
+fn attach_sock_addr(
+    ebpf: &mut Ebpf,
+    name: &str,
+    cgroup: &impl AsFd,
+) -> Result<Option<u32>, String> {
     let prog: &mut CgroupSockAddr = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -331,7 +344,7 @@ fn attach_sock_addr(ebpf: &mut Ebpf, name: &str, cgroup: &impl AsFd) -> Result<(
     prog.load().map_err(|e| e.to_string())?;
     prog.attach(cgroup, CgroupAttachMode::Single)
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(verified(prog.info()))
 }
 
 fn attach_skb(
@@ -339,7 +352,7 @@ fn attach_skb(
     name: &str,
     cgroup: &impl AsFd,
     ty: CgroupSkbAttachType,
-) -> Result<(), String> {
+) -> Result<Option<u32>, String> {
     let prog: &mut CgroupSkb = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -348,10 +361,10 @@ fn attach_skb(
     prog.load().map_err(|e| e.to_string())?;
     prog.attach(cgroup, ty, CgroupAttachMode::Single)
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(verified(prog.info()))
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str) -> Result<(), String> {
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str) -> Result<Option<u32>, String> {
     let prog: &mut TracePoint = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -359,7 +372,7 @@ fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str) -> Result<(), 
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load().map_err(|e| e.to_string())?;
     prog.attach(category, name).map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(verified(prog.info()))
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raising it needs
