@@ -112,7 +112,7 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
         }
         if is_quic_initial(ctx, p.off)? {
             // In enforce mode the server's answers are held back until the agent has
-            // decrypted the SNI and decided (or for flow::QUIC_HOLD_MS): a refused client
+            // decrypted the SNI and decided (or for flow::HOLD_MS): a refused client
             // must not complete its handshake first.
             let hold = deciding_names();
             if count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id, hold) != Count::Capture {
@@ -153,14 +153,23 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
         Some(s) => {
             // SAFETY: valid map value pointer; per-socket state, races only lose a count.
             let st = unsafe { &mut *s };
-            if st.state != flow::CAPTURING {
+            match st.state {
+                flow::CAPTURING | flow::CAPTURING_HOLD => {}
                 // Established flows end here: one lookup per egress segment.
-                return Ok(st.state == flow::BLOCKED);
+                flow::BLOCKED => return Ok(true),
+                // The hello is out, the agent is deciding: nothing else leaves meanwhile.
+                flow::PENDING => return Ok(now_ms().wrapping_sub(st.want) < flow::HOLD_MS),
+                _ => return Ok(false),
             }
             st.got = st.got.saturating_add(p.len);
             st.segs += 1;
             if st.got >= st.want || st.segs >= flow::MAX_TLS_SEGS {
-                st.state = flow::DONE;
+                if st.state == flow::CAPTURING_HOLD {
+                    st.state = flow::PENDING;
+                    st.want = now_ms();
+                } else {
+                    st.state = flow::DONE;
+                }
             }
             // The rest of a ClientHello that spans segments: in enforce mode the agent
             // decides from the reassembled hello, so wake it now rather than on its timer.
@@ -179,33 +188,52 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
             } else {
                 want
             };
-            let st = FlowState {
-                state: if is_hello && p.len < want {
-                    flow::CAPTURING
-                } else {
-                    flow::DONE
-                },
-                want,
-                got: p.len,
-                segs: 1,
-            };
             if !is_hello {
+                let st = FlowState {
+                    state: flow::DONE,
+                    want,
+                    got: p.len,
+                    segs: 1,
+                };
                 if FLOWS.insert(&cookie, &st, 0).is_err() {
                     count_drop(prog_id, drop::MAP_FULL);
                 }
                 return Ok(false);
             }
-            if config().block_names != 0 && sni_blocked(ctx, p.off, p.len) {
+            let sni = if config().block_names != 0 {
+                sni_verdict(ctx, p.off, p.len)
+            } else {
+                SNI_UNKNOWN
+            };
+            if sni == SNI_BLOCKED {
                 mark_blocked(cookie, prog_id);
                 p.meta.payload = payload::TLS;
                 p.meta.flags = flags::BLOCKED | flags::BLOCKED_SNI;
                 emit(ctx, &mut p, prog_id)?;
                 return Ok(true);
             }
+            // Who decides: the kernel did (SNI found, not blocked), or — for an SNI beyond
+            // this segment, or blocks that depend on the process — the agent. Then the
+            // socket's egress after the hello is held until it has (flow::PENDING), so
+            // a refused client never gets application data out.
+            let per_process = config().urgent_hellos != 0;
+            let hold = per_process || (sni == SNI_UNKNOWN && deciding_names());
+            let complete = p.len >= want;
+            let st = FlowState {
+                state: match (complete, hold) {
+                    (true, true) => flow::PENDING,
+                    (true, false) => flow::DONE,
+                    (false, true) => flow::CAPTURING_HOLD,
+                    (false, false) => flow::CAPTURING,
+                },
+                want: if complete && hold { now_ms() } else { want },
+                got: p.len,
+                segs: 1,
+            };
             if FLOWS.insert(&cookie, &st, 0).is_err() {
                 count_drop(prog_id, drop::MAP_FULL);
             }
-            config().urgent_hellos != 0
+            per_process
         }
     };
     p.meta.payload = payload::TLS;
@@ -246,13 +274,13 @@ fn now_ms() -> u32 {
 }
 
 /// Should a datagram arriving for this UDP socket be dropped: the agent refused the flow,
-/// or is still deciding it (for at most [`flow::QUIC_HOLD_MS`], then fail-open)?
+/// or is still deciding it (for at most [`flow::HOLD_MS`], then fail-open)?
 #[inline(always)]
 fn quic_held(cookie: u64) -> bool {
     // SAFETY: read-only lookup.
     match unsafe { FLOWS.get(&cookie) } {
         Some(s) if s.state == flow::BLOCKED => true,
-        Some(s) if s.state == flow::PENDING => now_ms().wrapping_sub(s.want) < flow::QUIC_HOLD_MS,
+        Some(s) if s.state == flow::PENDING => now_ms().wrapping_sub(s.want) < flow::HOLD_MS,
         _ => false,
     }
 }
@@ -264,46 +292,53 @@ fn flow_blocked(cookie: u64) -> bool {
     matches!(unsafe { FLOWS.get(&cookie) }, Some(s) if s.state == flow::BLOCKED)
 }
 
+/// [`sni_verdict`]: the SNI is blocked.
+const SNI_BLOCKED: u32 = 1;
+/// [`sni_verdict`]: the SNI was found in this segment and is not blocked.
+const SNI_ALLOWED: u32 = 2;
+/// [`sni_verdict`]: no SNI in this segment (or one the kernel cannot judge).
+const SNI_UNKNOWN: u32 = 0;
+
 /// Does the ClientHello record starting at `off` (the first segment of the flow) name a
 /// blocked server? Walks the hello to the server_name extension with bounded loads
 /// (every offset is checked by the helper at run time) and looks the name up in
 /// `BLOCK_NAMES` in the same reversed wire form as DNS questions. Anything not found in
-/// this segment (a hello spanning segments, an SNI over [`SNI_MAX`] bytes) is `false`:
+/// this segment (a hello spanning segments, an SNI over [`SNI_MAX`] bytes) is unknown:
 /// the agent decides it from the reassembled hello.
 #[inline(never)]
-fn sni_blocked(ctx: &SkBuffContext, off: u32, plen: u32) -> bool {
+fn sni_verdict(ctx: &SkBuffContext, off: u32, plen: u32) -> u32 {
     // Record header (5), handshake header (4), version (2), random (32).
     let mut p = off + 43;
     let end = off + plen;
     let Ok(sid) = ctx.load::<u8>(p as usize) else {
-        return false;
+        return SNI_UNKNOWN;
     };
     p += 1 + sid as u32;
     let Ok(cs) = ctx.load::<[u8; 2]>(p as usize) else {
-        return false;
+        return SNI_UNKNOWN;
     };
     p += 2 + (((cs[0] as u32) << 8) | cs[1] as u32);
     let Ok(comp) = ctx.load::<u8>(p as usize) else {
-        return false;
+        return SNI_UNKNOWN;
     };
     p += 1 + comp as u32 + 2; // compression methods, then the extensions' total length
     let mut name_off = 0u32;
     let mut name_len = 0u32;
     for _ in 0..SNI_EXTENSIONS {
         if p + 4 > end {
-            return false;
+            return SNI_UNKNOWN;
         }
         let Ok(h) = ctx.load::<[u8; 4]>(p as usize) else {
-            return false;
+            return SNI_UNKNOWN;
         };
         let elen = ((h[2] as u32) << 8) | h[3] as u32;
         if h[0] == 0 && h[1] == 0 {
             // server_name: list length (2), name type (1), name length (2), name.
             let Ok(n) = ctx.load::<[u8; 5]>(p as usize + 4) else {
-                return false;
+                return SNI_UNKNOWN;
             };
             if n[2] != 0 {
-                return false;
+                return SNI_UNKNOWN;
             }
             name_len = ((n[3] as u32) << 8) | n[4] as u32;
             name_off = p + 9;
@@ -312,10 +347,10 @@ fn sni_blocked(ctx: &SkBuffContext, off: u32, plen: u32) -> bool {
         p += 4 + elen;
     }
     if name_len == 0 || name_len as usize > SNI_MAX || name_off + name_len > end {
-        return false;
+        return SNI_UNKNOWN;
     }
     let (Some(buf), Some(key)) = (QNAME_SCRATCH.get_ptr_mut(0), QNAME_KEY.get_ptr_mut(0)) else {
-        return false;
+        return SNI_UNKNOWN;
     };
     // SAFETY: per-CPU scratch slots, ours while this program runs.
     let (buf, key) = unsafe { (&mut *buf, &mut *key) };
@@ -327,7 +362,7 @@ fn sni_blocked(ctx: &SkBuffContext, off: u32, plen: u32) -> bool {
     let rc =
         unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), name_off, buf.as_mut_ptr().cast(), n) };
     if rc != 0 {
-        return false;
+        return SNI_UNKNOWN;
     }
     // Reverse the dotted name into wire form: walking from its last byte, letters are
     // copied lower-cased and each dot (and the name's start, a dot planted at index 255,
@@ -348,7 +383,11 @@ fn sni_blocked(ctx: &SkBuffContext, off: u32, plen: u32) -> bool {
         label = label.wrapping_add(1) & !dot;
     }
     key.prefix_len = ((n + 1) * 8) as u32;
-    BLOCK_NAMES.get(&*key).is_some()
+    if BLOCK_NAMES.get(&*key).is_some() {
+        SNI_BLOCKED
+    } else {
+        SNI_ALLOWED
+    }
 }
 
 /// Is this egress packet a DNS query (UDP, or a TCP segment, to a watched port) for a

@@ -150,12 +150,19 @@ impl Live {
         Ok(())
     }
 
-    /// Lets a QUIC flow the kernel holds for a verdict go on (enforce mode, allowed).
+    /// Lets a flow the kernel holds for the agent's verdict go on (enforce mode, allowed):
+    /// a QUIC socket's held answers, a TCP socket's egress after its ClientHello.
     pub fn allow(&mut self, e: &Event) -> Result<(), AgentError> {
-        if e.kind != EventKind::QuicClientHello || e.cookie == 0 {
+        if e.cookie == 0 {
             return Ok(());
         }
-        self.initials.take(e.cookie);
+        match e.kind {
+            EventKind::QuicClientHello => {
+                self.initials.take(e.cookie);
+            }
+            EventKind::TlsClientHello => {}
+            _ => return Ok(()),
+        }
         self.sensor.allow_flow(e.cookie)
     }
 

@@ -275,12 +275,16 @@ pub mod flow {
     /// query, blocked SNI in the first ClientHello segment) or by the agent (a name only
     /// userspace could decide: a ClientHello spanning segments, a QUIC Initial).
     pub const BLOCKED: u32 = 3;
-    /// A QUIC socket whose Initial the agent is deciding (enforce mode): datagrams to it
-    /// are dropped until the agent writes [`DONE`] or [`BLOCKED`], or [`QUIC_HOLD_MS`]
-    /// pass (fail-open). `want` holds the time the hold began (binary ms, never 0).
+    /// A socket whose name the agent is deciding (enforce mode): a QUIC socket's incoming
+    /// datagrams, or a TCP socket's egress after its ClientHello, are dropped until the
+    /// agent writes [`DONE`] or [`BLOCKED`], or [`HOLD_MS`] pass (fail-open). `want`
+    /// holds the time the hold began (binary ms, never 0).
     pub const PENDING: u32 = 4;
-    /// How long a QUIC socket's ingress is held at most, in binary milliseconds (2^20 ns).
-    pub const QUIC_HOLD_MS: u32 = 250;
+    /// [`CAPTURING`] a ClientHello the kernel could not decide from its first segment
+    /// (or whose verdict depends on the process): [`PENDING`] once it is complete.
+    pub const CAPTURING_HOLD: u32 = 5;
+    /// How long a socket is held at most, in binary milliseconds (2^20 ns).
+    pub const HOLD_MS: u32 = 250;
     /// Segments per TCP flow captured at most (a ClientHello spans 1-3 segments; retransmits).
     pub const MAX_TLS_SEGS: u32 = 8;
     /// Handshake bytes per TCP flow captured at most.

@@ -215,3 +215,181 @@ fn print_use(e: &Event, c: &Classified) -> bool {
     );
     r.is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
+    use std::path::Path;
+
+    use shadowai_rules::catalogue::Catalogue;
+    use shadowai_rules::policy::Policy;
+
+    use super::*;
+    use crate::enrich::ProcInfo;
+    use crate::event::{DnsInfo, TlsInfo};
+
+    fn engine(mode: &str) -> Engine {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+        let cat = Catalogue::load_dir(&dir).unwrap();
+        let text = format!(
+            "mode = \"{mode}\"\ndefault_verdict = \"unsanctioned\"\n\n\
+             [[rules]]\nid = \"no-deepseek\"\nverdict = \"blocked\"\nservices = [\"deepseek-api\", \"anthropic-api\"]\n\n\
+             [[rules]]\nid = \"nobody-no-mistral\"\nverdict = \"blocked\"\nservices = [\"mistral-api\"]\nusers = [\"nobody\"]\n\n\
+             [[rules]]\nid = \"openai-ok\"\nverdict = \"sanctioned\"\nservices = [\"openai-api\"]\n"
+        );
+        let (p, report) = Policy::parse(Path::new("policy.toml"), &text, &cat, 0);
+        Engine::new(cat, p.unwrap_or_else(|| panic!("{report:?}"))).unwrap()
+    }
+
+    fn ev(kind: EventKind, protocol: &'static str, name: &str, dst: &str, user: &str) -> Event {
+        let dns = matches!(kind, EventKind::DnsQuery | EventKind::DnsResponse);
+        let hello = matches!(kind, EventKind::TlsClientHello | EventKind::QuicClientHello);
+        Event {
+            time_ms: 1,
+            kind,
+            protocol,
+            process: Some(Arc::new(ProcInfo {
+                pid: 7,
+                exe: "/usr/bin/curl".into(),
+                user: user.into(),
+                ..ProcInfo::default()
+            })),
+            src: None,
+            dst: dst.parse().unwrap(),
+            hostname: Some(name.into()),
+            name_source: None,
+            dns: dns.then(|| DnsInfo {
+                question: name.into(),
+                transport: protocol,
+                ..DnsInfo::default()
+            }),
+            tls: hello.then(|| TlsInfo {
+                sni: Some(name.into()),
+                ..TlsInfo::default()
+            }),
+            signals: vec![],
+            cookie: 1,
+            blocked: false,
+        }
+    }
+
+    fn decided(e: &Engine, ev: &Event) -> (Action, Option<Layer>) {
+        let c = classify(e, ev, &[]).unwrap();
+        (c.action, c.layer)
+    }
+
+    #[test]
+    fn monitor_mode_says_which_layer_would_have_refused() {
+        let m = engine("monitor");
+        let shared = "10.9.9.9:443";
+        let cases = [
+            (
+                EventKind::DnsQuery,
+                "udp",
+                "api.deepseek.com",
+                "10.0.0.53:53",
+                Some(Layer::Dns),
+            ),
+            (
+                EventKind::DnsQuery,
+                "tcp",
+                "x.api.deepseek.com",
+                "10.0.0.53:53",
+                Some(Layer::DnsTcp),
+            ),
+            (
+                EventKind::TlsClientHello,
+                "tcp",
+                "api.deepseek.com",
+                shared,
+                Some(Layer::Sni),
+            ),
+            (
+                EventKind::QuicClientHello,
+                "quic",
+                "api.deepseek.com",
+                shared,
+                Some(Layer::Quic),
+            ),
+            // A connect named from the DNS cache, to an address other names share: the
+            // connect itself would not be refused (its ClientHello would).
+            (EventKind::Connect, "tcp", "api.deepseek.com", shared, None),
+            // Into the blocked service's own published network: refused at connect.
+            (
+                EventKind::Connect,
+                "tcp",
+                "api.anthropic.com",
+                "160.79.104.10:443",
+                Some(Layer::Cidr),
+            ),
+        ];
+        for (kind, proto, name, dst, layer) in cases {
+            let e = ev(kind.clone(), proto, name, dst, "alice");
+            let want = (layer.map_or(Action::Allowed, |_| Action::WouldBlock), layer);
+            assert_eq!(decided(&m, &e), want, "{kind:?} {proto} {name} {dst}");
+        }
+        let ok = ev(
+            EventKind::TlsClientHello,
+            "tcp",
+            "api.openai.com",
+            shared,
+            "alice",
+        );
+        assert_eq!(decided(&m, &ok), (Action::Allowed, None), "sanctioned");
+    }
+
+    #[test]
+    fn scoped_blocks_would_refuse_names_of_that_user_only_and_never_dns() {
+        let m = engine("monitor");
+        let hello = |user| {
+            ev(
+                EventKind::TlsClientHello,
+                "tcp",
+                "api.mistral.ai",
+                "10.9.9.9:443",
+                user,
+            )
+        };
+        assert_eq!(
+            decided(&m, &hello("nobody")),
+            (Action::WouldBlock, Some(Layer::Sni))
+        );
+        assert_eq!(decided(&m, &hello("alice")), (Action::Allowed, None));
+        // The kernel's name filter is per host: a scoped block is not refused at DNS.
+        let q = ev(
+            EventKind::DnsQuery,
+            "udp",
+            "api.mistral.ai",
+            "10.0.0.53:53",
+            "nobody",
+        );
+        assert_eq!(decided(&m, &q), (Action::Allowed, None));
+    }
+
+    #[test]
+    fn enforce_mode_reports_what_happened_not_the_verdict() {
+        let m = engine("enforce");
+        let mut e = ev(
+            EventKind::DnsQuery,
+            "tcp",
+            "api.deepseek.com",
+            "10.0.0.53:53",
+            "alice",
+        );
+        assert_eq!(
+            decided(&m, &e),
+            (Action::Allowed, None),
+            "not refused: allowed"
+        );
+        e.blocked = true;
+        assert_eq!(decided(&m, &e), (Action::Blocked, Some(Layer::DnsTcp)));
+        let c = classify(&m, &e, &[]).unwrap();
+        assert_eq!(
+            (c.verdict, c.rule.as_str()),
+            (Verdict::Blocked, "rule:no-deepseek")
+        );
+    }
+}
