@@ -16,10 +16,13 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub jsonl: PathBuf,
+    /// Where the agent serves `/metrics` (loopback, a port derived from the test's pid).
+    pub metrics: String,
 }
 
 impl Setup {
     pub fn new(policy: &str) -> Result<Self> {
+        let metrics = format!("127.0.0.1:{}", 21000 + (std::process::id() % 2000) as u16);
         let dir = tempfile::tempdir()?;
         let policy_path = dir.path().join("policy.toml");
         std::fs::write(&policy_path, policy)?;
@@ -28,14 +31,34 @@ impl Setup {
         std::fs::write(
             &config,
             format!(
-                "[agent]\nstate_dir = \"{}\"\nwindow_secs = 1\n\n[rules]\ncatalogue = \"{}\"\npolicy = \"{}\"\n\n[output]\nfindings_jsonl = \"{}\"\n",
+                "[agent]\nstate_dir = \"{}\"\nwindow_secs = 1\n\n[rules]\ncatalogue = \"{}\"\npolicy = \"{}\"\n\n[output]\nfindings_jsonl = \"{}\"\nmetrics = \"{metrics}\"\n",
                 dir.path().join("state").display(),
                 repo_root().join("rules/catalogue").display(),
                 policy_path.display(),
                 jsonl.display()
             ),
         )?;
-        Ok(Self { dir, config, jsonl })
+        Ok(Self {
+            dir,
+            config,
+            jsonl,
+            metrics,
+        })
+    }
+
+    /// A counter or gauge the agent serves, `None` when absent.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<Option<f64>> {
+        let text = crate::sh(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://{}/metrics", self.metrics),
+        ]))?;
+        Ok(crate::sample(
+            &crate::parse_exposition(&text)?,
+            name,
+            labels,
+        ))
     }
 
     /// Every finding written so far.

@@ -197,6 +197,18 @@ fn enforce_refuses_every_client_path_fast_and_only_the_blocked_service() {
             "{f}"
         );
     }
+    // Every refused TCP socket was destroyed (curl ×2, python ssl, DNS over TCP, the split
+    // hello) and the QUIC client answered; none failed. (At least: the agent sees the
+    // whole host.)
+    let teardowns = |r| {
+        setup
+            .metric("shadowai_enforce_teardowns_total", &[("result", r)])
+            .unwrap()
+            .unwrap_or(0.0)
+    };
+    assert!(teardowns("destroyed") >= 6.0, "{}", teardowns("destroyed"));
+    assert_eq!(teardowns("failed"), 0.0);
+    assert_eq!(teardowns("queue_full"), 0.0);
     // (Other findings in the file may come from other tests' traffic on this host: the
     // agent sees every namespace. The sanctioned service's own requests worked above.)
 
