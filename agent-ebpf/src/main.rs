@@ -14,6 +14,7 @@
 #![no_main]
 
 mod exec;
+mod names;
 mod skb;
 mod sock;
 
