@@ -15,6 +15,7 @@
 
 mod bytes;
 mod exec;
+mod names;
 mod skb;
 mod sock;
 

@@ -12,12 +12,11 @@ use aya_ebpf::{
 };
 use shadowai_common::{
     dir, drop, flags, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta, MAX_PAYLOAD,
-    QNAME_LABELS, QNAME_MAX,
 };
 
+use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
 use crate::{
-    config, count_drop, wakeup_flags, BLOCK_NAMES, DNS_PORTS, EVENTS, FLOWS, QNAME_KEY,
-    QNAME_SCRATCH, SOCK_OWNERS,
+    config, count_drop, wakeup_flags, BPF_RB_FORCE_WAKEUP, DNS_PORTS, EVENTS, FLOWS, SOCK_OWNERS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -41,8 +40,10 @@ pub fn skb_egress(ctx: SkBuffContext) -> i32 {
 
 #[cgroup_skb]
 pub fn skb_ingress(ctx: SkBuffContext) -> i32 {
-    let _ = try_skb(&ctx, dir::INGRESS, prog::SKB_INGRESS);
-    PASS
+    match try_skb(&ctx, dir::INGRESS, prog::SKB_INGRESS) {
+        Ok(true) => DROP,
+        _ => PASS,
+    }
 }
 
 /// Where a packet's layers start, and its addresses.
@@ -55,7 +56,8 @@ struct Parsed {
 }
 
 #[inline(always)]
-/// `Ok(true)`: drop the packet (a DNS query for a blocked name, in enforce mode).
+/// `Ok(true)`: drop the packet (enforce mode: a DNS query for a blocked name, the first
+/// ClientHello segment naming a blocked server, any later payload of a refused socket).
 fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64> {
     // The name filter is decided first, on its own parse, while the verifier holds a single
     // state: called from the DNS branches below, the filter was verified again for every
@@ -73,8 +75,16 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     } else {
         p.meta.sport
     });
-    // Ingress carries nothing we capture but DNS answers: stop before any map work.
+    // Ingress carries nothing we capture but DNS answers: stop before any map work —
+    // except, in enforce mode, datagrams to a QUIC socket the agent is deciding or refused
+    // (one lookup per UDP datagram).
     if direction != dir::EGRESS && !is_dns {
+        if p.meta.protocol == IPPROTO_UDP && deciding_names() {
+            // SAFETY: ctx.skb is the program's context.
+            let held = quic_held(unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) });
+            // A Version Negotiation packet is how the agent turns a refused client away.
+            return Ok(held && !is_version_negotiation(ctx, p.off));
+        }
         return Ok(false);
     }
     // SAFETY: ctx.skb is the program's context.
@@ -90,11 +100,27 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
             emit(ctx, &mut p, prog_id)?;
             return Ok(blocked);
         }
-        if direction == dir::EGRESS && is_quic_initial(ctx, p.off)? {
-            if !count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id) {
+        if direction != dir::EGRESS {
+            return Ok(false);
+        }
+        // A QUIC flow the agent refused: every later datagram is dropped (sendmsg() fails
+        // with EPERM), so the client gives up or falls back to TCP. One lookup, enforce
+        // mode only.
+        if deciding_names() && flow_blocked(cookie) {
+            return Ok(true);
+        }
+        if is_quic_initial(ctx, p.off)? {
+            // In enforce mode the server's answers are held back until the agent has
+            // decrypted the SNI and decided (or for flow::HOLD_MS): a refused client
+            // must not complete its handshake first.
+            let hold = deciding_names();
+            if count_packet(cookie, flow::MAX_QUIC_PKTS, prog_id, hold) != Count::Capture {
                 return Ok(false);
             }
             p.meta.payload = payload::QUIC;
+            if hold {
+                p.meta.flags |= flags::URGENT;
+            }
             emit(ctx, &mut p, prog_id)?;
             return Ok(false);
         }
@@ -103,28 +129,50 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
 
     // TCP.
     if is_dns {
-        if !count_packet(cookie, flow::MAX_DNS_TCP_SEGS, prog_id) {
-            return Ok(false);
+        if blocked {
+            // Dropping alone would leave the resolver retransmitting into a timeout: mark
+            // the socket so its later segments are dropped too, and report it at once so
+            // the agent tears the connection down (the resolver fails fast).
+            mark_blocked(cookie, prog_id);
+            p.meta.payload = payload::DNS_TCP;
+            p.meta.flags = flags::BLOCKED;
+            emit(ctx, &mut p, prog_id)?;
+            return Ok(true);
+        }
+        match count_packet(cookie, flow::MAX_DNS_TCP_SEGS, prog_id, false) {
+            Count::Capture => {}
+            Count::Skip => return Ok(false),
+            Count::Blocked => return Ok(direction == dir::EGRESS),
         }
         p.meta.payload = payload::DNS_TCP;
-        if blocked {
-            p.meta.flags = flags::BLOCKED;
-        }
         emit(ctx, &mut p, prog_id)?;
-        return Ok(blocked);
+        return Ok(false);
     }
-    match FLOWS.get_ptr_mut(&cookie) {
+    let urgent = match FLOWS.get_ptr_mut(&cookie) {
         Some(s) => {
             // SAFETY: valid map value pointer; per-socket state, races only lose a count.
             let st = unsafe { &mut *s };
-            if st.state != flow::CAPTURING {
-                return Ok(false);
+            match st.state {
+                flow::CAPTURING | flow::CAPTURING_HOLD => {}
+                // Established flows end here: one lookup per egress segment.
+                flow::BLOCKED => return Ok(true),
+                // The hello is out, the agent is deciding: nothing else leaves meanwhile.
+                flow::PENDING => return Ok(now_ms().wrapping_sub(st.want) < flow::HOLD_MS),
+                _ => return Ok(false),
             }
             st.got = st.got.saturating_add(p.len);
             st.segs += 1;
             if st.got >= st.want || st.segs >= flow::MAX_TLS_SEGS {
-                st.state = flow::DONE;
+                if st.state == flow::CAPTURING_HOLD {
+                    st.state = flow::PENDING;
+                    st.want = now_ms();
+                } else {
+                    st.state = flow::DONE;
+                }
             }
+            // The rest of a ClientHello that spans segments: in enforce mode the agent
+            // decides from the reassembled hello, so wake it now rather than on its timer.
+            deciding_names()
         }
         None => {
             // First payload of this socket: is it a TLS ClientHello record?
@@ -139,27 +187,108 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
             } else {
                 want
             };
+            if !is_hello {
+                let st = FlowState {
+                    state: flow::DONE,
+                    want,
+                    got: p.len,
+                    segs: 1,
+                };
+                if FLOWS.insert(&cookie, &st, 0).is_err() {
+                    count_drop(prog_id, drop::MAP_FULL);
+                }
+                return Ok(false);
+            }
+            let sni = if config().block_names != 0 {
+                sni_verdict(ctx, p.off, p.len)
+            } else {
+                SNI_UNKNOWN
+            };
+            if sni == SNI_BLOCKED {
+                mark_blocked(cookie, prog_id);
+                p.meta.payload = payload::TLS;
+                p.meta.flags = flags::BLOCKED | flags::BLOCKED_SNI;
+                emit(ctx, &mut p, prog_id)?;
+                return Ok(true);
+            }
+            // Who decides: the kernel did (SNI found, not blocked), or — for an SNI beyond
+            // this segment, or blocks that depend on the process — the agent. Then the
+            // socket's egress after the hello is held until it has (flow::PENDING), so
+            // a refused client never gets application data out.
+            let per_process = config().urgent_hellos != 0;
+            let hold = per_process || (sni == SNI_UNKNOWN && deciding_names());
+            let complete = p.len >= want;
             let st = FlowState {
-                state: if is_hello && p.len < want {
-                    flow::CAPTURING
-                } else {
-                    flow::DONE
+                state: match (complete, hold) {
+                    (true, true) => flow::PENDING,
+                    (true, false) => flow::DONE,
+                    (false, true) => flow::CAPTURING_HOLD,
+                    (false, false) => flow::CAPTURING,
                 },
-                want,
+                want: if complete && hold { now_ms() } else { want },
                 got: p.len,
                 segs: 1,
             };
             if FLOWS.insert(&cookie, &st, 0).is_err() {
                 count_drop(prog_id, drop::MAP_FULL);
             }
-            if !is_hello {
-                return Ok(false);
-            }
+            per_process
         }
-    }
+    };
     p.meta.payload = payload::TLS;
+    if urgent {
+        p.meta.flags |= flags::URGENT;
+    }
     emit(ctx, &mut p, prog_id)?;
     Ok(false)
+}
+
+/// Marks a socket refused: its later egress payload is dropped (see [`flow::BLOCKED`]).
+#[inline(always)]
+fn mark_blocked(cookie: u64, prog_id: u32) {
+    let st = FlowState {
+        state: flow::BLOCKED,
+        want: 0,
+        got: 0,
+        segs: 0,
+    };
+    if FLOWS.insert(&cookie, &st, 0).is_err() {
+        count_drop(prog_id, drop::MAP_FULL);
+    }
+}
+
+/// Enforce mode with blocks by name: host-wide names in `BLOCK_NAMES`, or blocks the
+/// agent decides per process from the SNI. Flows are then held and refused by socket.
+#[inline(always)]
+fn deciding_names() -> bool {
+    let c = config();
+    c.block_names != 0 || c.urgent_hellos != 0
+}
+
+/// Kernel time in (binary) milliseconds, never 0.
+#[inline(always)]
+fn now_ms() -> u32 {
+    // SAFETY: helper without arguments.
+    ((unsafe { bpf_ktime_get_ns() } >> 20) as u32) | 1
+}
+
+/// Should a datagram arriving for this UDP socket be dropped: the agent refused the flow,
+/// or is still deciding it (for at most [`flow::HOLD_MS`], then fail-open)?
+#[inline(always)]
+fn quic_held(cookie: u64) -> bool {
+    // SAFETY: read-only lookup.
+    match unsafe { FLOWS.get(&cookie) } {
+        Some(s) if s.state == flow::BLOCKED => true,
+        Some(s) if s.state == flow::PENDING => now_ms().wrapping_sub(s.want) < flow::HOLD_MS,
+        _ => false,
+    }
+}
+
+/// Has this socket been refused?
+#[inline(always)]
+fn flow_blocked(cookie: u64) -> bool {
+    // SAFETY: read-only lookup.
+    matches!(unsafe { FLOWS.get(&cookie) }, Some(s) if s.state == flow::BLOCKED)
 }
 
 /// Is this egress packet a DNS query (UDP, or a TCP segment, to a watched port) for a
@@ -180,109 +309,62 @@ fn dns_query_blocked(ctx: &SkBuffContext) -> bool {
     }
 }
 
-/// Does the DNS question name at `qoff` (wire format) end in a blocked suffix?
-///
-/// Walk the labels to find the name's end (at most [`QNAME_LABELS`] jumps), copy the name
-/// reversed and lower-cased into the lookup key (one flat loop), and do one longest-prefix
-/// lookup in `BLOCK_NAMES`: any stored suffix that prefixes the key is a blocked suffix of
-/// the name, at a label boundary. Longer names, compression pointers and garbage are never
-/// blocked.
-#[inline(never)]
-fn qname_blocked(ctx: &SkBuffContext, qoff: u32, plen: u32) -> bool {
-    if config().block_names == 0 || plen <= 12 {
-        return false;
-    }
-    let (Some(buf), Some(key)) = (QNAME_SCRATCH.get_ptr_mut(0), QNAME_KEY.get_ptr_mut(0)) else {
-        return false;
-    };
-    // SAFETY: per-CPU scratch slots, ours while this program runs.
-    let (buf, key) = unsafe { (&mut *buf, &mut *key) };
-    let avail = plen - 12;
-    let m = if avail as usize > QNAME_MAX {
-        QNAME_MAX as u32
-    } else {
-        avail
-    };
-    // Written so the verifier sees 1..=QNAME_MAX without relying on the checks above
-    // (LLVM folds those away).
-    let n = ((m.wrapping_sub(1)) & (QNAME_MAX as u32 - 1)) + 1;
-    // SAFETY: `buf` has 256 bytes and `n` <= 128.
-    let rc = unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), qoff, buf.as_mut_ptr().cast(), n) };
-    if rc != 0 {
-        return false;
-    }
-    let n = n as usize;
-    let mut end = 0usize;
-    let mut found = false;
-    for _ in 0..QNAME_LABELS {
-        if end >= n {
-            return false;
-        }
-        // The index must be bounded for the verifier on its own: verifiers before 6.8 learn
-        // nothing from `end < n` (two registers), and LLVM drops a plain `& 0xff` because
-        // it knows end < n <= 128 (6.1 refused the program: "R3 max value is outside of the
-        // allowed memory range"). A volatile read hides that knowledge from LLVM.
-        // SAFETY: a read of a local.
-        let idx = unsafe { core::ptr::read_volatile(&end) } & 0xff;
-        let len = buf[idx] as usize;
-        if len == 0 {
-            found = true;
-            break;
-        }
-        if len > 63 {
-            return false; // compression pointer or garbage
-        }
-        end += len + 1;
-    }
-    if !found || end == 0 || end > QNAME_MAX {
-        return false;
-    }
-    // One verifier state from here on, whichever label count led here: a masked `end`
-    // (0..=255, the same range on every path; the checks above keep the real value in
-    // 1..=QNAME_MAX) lets the verifier prune the 32 ways into the loop below to one.
-    // Without it, 6.1 walked every (label count × byte) path into its 1M-instruction limit.
-    // The volatile read keeps LLVM from dropping the mask.
-    // SAFETY: a read of a local.
-    let end = unsafe { core::ptr::read_volatile(&end) } & 0xff;
-    let last = end.wrapping_sub(1);
-    // Every one of the QNAME_MAX key bytes, with no exit that depends on `end`: the lookup
-    // compares only `prefix_len` bits, so bytes past the name do not matter, and a branch
-    // per byte would split the state again.
-    for i in 0..QNAME_MAX {
-        let b = buf[last.wrapping_sub(i) & 0xff];
-        key.data[i & (QNAME_MAX - 1)] = b | (((b.wrapping_sub(b'A') < 26) as u8) << 5);
-    }
-    key.prefix_len = (end * 8) as u32;
-    BLOCK_NAMES.get(&*key).is_some()
+/// What to do with a packet of a counted (DNS-over-TCP, QUIC) socket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Capture,
+    /// `max` packets were captured already.
+    Skip,
+    /// The socket was refused ([`flow::BLOCKED`]).
+    Blocked,
 }
 
-/// Counts one more captured packet for this socket; `false` once `max` were captured.
+/// Counts one more captured packet for this socket; with `hold`, the socket's ingress is
+/// held back ([`flow::PENDING`]) from its first captured packet until the agent decides.
 #[inline(always)]
-fn count_packet(cookie: u64, max: u32, prog_id: u32) -> bool {
+fn count_packet(cookie: u64, max: u32, prog_id: u32, hold: bool) -> Count {
+    let mut since = 0;
     let segs = match FLOWS.get_ptr_mut(&cookie) {
         // SAFETY: valid map value pointer.
-        Some(s) => unsafe { (*s).segs },
+        Some(s) => unsafe {
+            match (*s).state {
+                flow::BLOCKED => return Count::Blocked,
+                flow::DONE => return Count::Skip,
+                flow::PENDING => since = (*s).want,
+                _ => {}
+            }
+            (*s).segs
+        },
         None => 0,
     };
     if segs >= max {
-        return false;
+        return Count::Skip;
     }
     let next = FlowState {
-        state: flow::CAPTURING,
-        want: 0,
+        state: if hold { flow::PENDING } else { flow::CAPTURING },
+        want: if since != 0 { since } else { now_ms() },
         got: 0,
         segs: segs + 1,
     };
     if FLOWS.insert(&cookie, &next, 0).is_err() {
         count_drop(prog_id, drop::MAP_FULL);
     }
-    true
+    Count::Capture
 }
 
 #[inline(always)]
 fn dns_port(port: u16) -> bool {
     // SAFETY: read-only lookup.
     unsafe { DNS_PORTS.get(&port).is_some() }
+}
+
+/// Is the UDP payload at `off` a QUIC Version Negotiation packet (long header, version 0)?
+#[inline(always)]
+fn is_version_negotiation(ctx: &SkBuffContext, off: u32) -> bool {
+    match ctx.load::<[u8; 5]>(off as usize) {
+        Ok(h) => h[0] & 0x80 != 0 && h[1] == 0 && h[2] == 0 && h[3] == 0 && h[4] == 0,
+        Err(_) => false,
+    }
 }
 
 /// Is the UDP payload at `off` a QUIC long-header Initial of a version we can decrypt?
@@ -416,7 +498,13 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
         bpf_skb_load_bytes(skb.cast(), p.off, (*ev).data.as_mut_ptr().cast(), len) == 0
     };
     if ok {
-        entry.submit(wakeup_flags());
+        // A refusal or a hello the agent must decide is reported at once: the agent tears
+        // the socket down, and the client's time to fail is this latency.
+        entry.submit(if p.meta.flags != 0 {
+            BPF_RB_FORCE_WAKEUP
+        } else {
+            wakeup_flags()
+        });
     } else {
         entry.discard(0);
         count_drop(prog_id, drop::READ_FAILED);

@@ -11,7 +11,9 @@ use crate::correlate::{Clock, Correlator, monotonic_ns};
 use crate::error::AgentError;
 use crate::event::{Event, EventKind};
 use crate::metrics::{SensorCollector, Shared, Snapshot};
-use crate::sensor::records::{self, KernelEvent};
+use crate::sensor::quic_ids::RecentInitials;
+use crate::sensor::records::{self, KernelEvent, Packet};
+use crate::sensor::teardown::{self, Teardown};
 use crate::sensor::{Sensor, SensorOptions};
 
 /// Counts per event kind, in a fixed order for metrics.
@@ -47,6 +49,9 @@ impl Counts {
 
 pub struct Live {
     sensor: Sensor,
+    teardown: Teardown,
+    /// Connection ids of recent QUIC Initials (enforce mode answers refusals with them).
+    initials: RecentInitials,
     ring: AsyncFd<RingBuf<MapData>>,
     pub corr: Correlator,
     counts: Counts,
@@ -91,8 +96,14 @@ impl Live {
                 tracing::error!(error = %e, "the built-in local-resolver list is invalid: resolvers' upstream lookups will look like their own")
             }
         }
+        let teardown = Teardown::start().map_err(|source| AgentError::Io {
+            what: "starting the socket teardown thread".into(),
+            source,
+        })?;
         Ok(Self {
             sensor,
+            teardown,
+            initials: RecentInitials::default(),
             ring,
             corr,
             counts: Counts::default(),
@@ -129,6 +140,53 @@ impl Live {
         self.sensor.bytes.take()
     }
 
+    /// Refuses a connection the kernel let through because only userspace could name it
+    /// (a ClientHello spanning segments, a QUIC Initial, a rule scoped to users or unix
+    /// groups): the kernel drops the socket's later egress payload, and the socket is
+    /// destroyed so the client fails at once. Other events are not refusable here.
+    pub fn refuse(&mut self, e: &Event) -> Result<(), AgentError> {
+        let (Some(local), true) = (e.src, e.cookie != 0) else {
+            return Ok(());
+        };
+        let protocol = match e.kind {
+            EventKind::TlsClientHello => libc::IPPROTO_TCP as u8,
+            EventKind::QuicClientHello => libc::IPPROTO_UDP as u8,
+            _ => return Ok(()),
+        };
+        self.sensor.block_flow(e.cookie)?;
+        let quic = self.initials.take(e.cookie);
+        if protocol == libc::IPPROTO_UDP as u8 && quic.is_none() {
+            // Its Initial was not seen (evicted): the kernel still drops the flow.
+            return Ok(());
+        }
+        self.teardown.request(teardown::Request {
+            cookie: e.cookie,
+            protocol,
+            local,
+            remote: e.dst,
+            netns: 0,
+            pid: e.process.as_ref().map_or(0, |p| p.pid),
+            quic,
+        });
+        Ok(())
+    }
+
+    /// Lets a flow the kernel holds for the agent's verdict go on (enforce mode, allowed):
+    /// a QUIC socket's held answers, a TCP socket's egress after its ClientHello.
+    pub fn allow(&mut self, e: &Event) -> Result<(), AgentError> {
+        if e.cookie == 0 {
+            return Ok(());
+        }
+        match e.kind {
+            EventKind::QuicClientHello => {
+                self.initials.take(e.cookie);
+            }
+            EventKind::TlsClientHello => {}
+            _ => return Ok(()),
+        }
+        self.sensor.allow_flow(e.cookie)
+    }
+
     /// Kernel-side losses (ring buffer full) as of the last housekeeping tick.
     pub fn lost_events(&self) -> u64 {
         self.lost_events
@@ -159,7 +217,15 @@ impl Live {
                     }
                 }
                 Ok(KernelEvent::Connect(c)) => events.push(self.corr.on_connect(&c)),
-                Ok(KernelEvent::Packet(p)) => self.corr.on_kernel_packet(&p, events),
+                Ok(KernelEvent::Packet(p)) => {
+                    torn_down_by_kernel(&self.teardown, &p);
+                    if p.meta.payload == shadowai_common::payload::QUIC
+                        && p.meta.flags & shadowai_common::flags::URGENT != 0
+                    {
+                        self.initials.note(p.meta.cookie, &p.data);
+                    }
+                    self.corr.on_kernel_packet(&p, events);
+                }
                 Err(err) => {
                     self.record_errors += 1;
                     tracing::debug!(?err, "unreadable ring-buffer record");
@@ -196,7 +262,25 @@ impl Live {
             decode: self.corr.decode_stats().clone(),
             processes: self.corr.procs.len(),
             dns_cache_entries: self.corr.dns.len(),
+            teardowns: self.teardown.stats.pairs(),
         };
         std::mem::swap(&mut *self.metrics.lock(), &mut s);
     }
+}
+
+/// A TCP socket the kernel refused (blocked DNS-over-TCP query, blocked SNI in the first
+/// ClientHello segment): its segments are being dropped, so destroy it.
+fn torn_down_by_kernel(teardown: &Teardown, p: &Packet) {
+    if p.meta.flags & shadowai_common::flags::BLOCKED == 0 || p.meta.protocol != 6 {
+        return;
+    }
+    teardown.request(teardown::Request {
+        cookie: p.meta.cookie,
+        protocol: p.meta.protocol,
+        local: p.src,
+        remote: p.dst,
+        netns: p.meta.owner.netns,
+        pid: p.meta.owner.pid,
+        quic: None,
+    });
 }

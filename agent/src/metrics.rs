@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub decode: DecodeStats,
     pub processes: usize,
     pub dns_cache_entries: usize,
+    /// Refused sockets torn down, by result (`sensor::teardown::Stats::pairs`).
+    pub teardowns: Vec<(&'static str, u64)>,
 }
 
 /// The latest snapshot, shared between the event loop (writer) and scrapes (readers).
@@ -90,6 +92,13 @@ impl Collector for SensorCollector {
             "Ring-buffer records that could not be read.",
             c,
             [(vec![], s.record_errors)],
+        )?;
+        family(
+            &mut enc,
+            "shadowai_enforce_teardowns",
+            "Refused sockets destroyed so the client fails at once, by result (destroyed, gone, failed, queue_full).",
+            c,
+            s.teardowns.iter().map(|(r, v)| (vec![("result", *r)], *v)),
         )?;
         family(
             &mut enc,

@@ -26,6 +26,8 @@ pub mod usage;
 /// deterministic (one agent at a time, one topology at a time).
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
+pub mod enforce;
+
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -59,6 +59,10 @@ enum Cmd {
         /// Trials per side (the median is reported).
         #[arg(long, default_value_t = 3)]
         trials: u32,
+        /// Another agent binary (e.g. the previous commit's release build) measured in the
+        /// same run, for a before/after comparison on equal terms.
+        #[arg(long, value_name = "AGENT")]
+        peer: Option<std::path::PathBuf>,
     },
     /// Build .deb and .rpm packages (agent, collector, admin CLI) with man pages and shell
     /// completions into target/dist (cargo-deb and cargo-generate-rpm, installed if missing).
@@ -144,13 +148,14 @@ fn main() -> Result<()> {
                 .current_dir(&root))?;
             demo::run(&root, &target_dir(&root), demo)
         }
-        Cmd::BenchOverhead { secs, trials } => {
+        Cmd::BenchOverhead { secs, trials, peer } => {
             setup(&root, false)?;
             run(Command::new("cargo")
                 .args(["build", "--release", "-p", "shadowai-agent"])
                 .current_dir(&root))?;
             overhead::run(
                 &target_dir(&root).join("release/shadowai-agent"),
+                peer.as_deref(),
                 secs,
                 trials.max(1),
             )

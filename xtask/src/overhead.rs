@@ -108,30 +108,56 @@ fn with_agent(
     Ok((with, cpu, hwm))
 }
 
-pub fn run(agent: &Path, secs: f64, trials: u32) -> Result<()> {
+/// Medians of one agent binary: (default rate, CPU, RSS), (every-connect rate, CPU, RSS).
+type Side = ((f64, f64, u64), (f64, f64, u64));
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn measure(agent: &Path, secs: f64, trials: u32) -> Result<Side> {
+    let (mut with, cpu, hwm) = with_agent(agent, &[], secs, trials)?;
+    let (mut every, cpu_every, hwm_every) =
+        with_agent(agent, &["--dedup-secs", "0"], secs, trials)?;
+    Ok((
+        (median(&mut with), cpu, hwm),
+        (median(&mut every), cpu_every, hwm_every),
+    ))
+}
+
+fn report(label: &str, side: &Side, bare: f64) {
+    let ((w, cpu, hwm), (e, cpu_every, hwm_every)) = *side;
+    println!(
+        "  {label} agent (default, in-kernel de-dup): {w:>9.0} connects/s ({:.2}x), agent CPU {cpu:.1}% of a core, peak RSS {} MiB",
+        w / bare,
+        hwm / 1024
+    );
+    println!(
+        "  {label} agent, every connect reported:     {e:>9.0} connects/s ({:.2}x), agent CPU {cpu_every:.1}% of a core, peak RSS {} MiB",
+        e / bare,
+        hwm_every / 1024
+    );
+}
+
+/// Bare, then this agent, then the `peer` binary if given (same run, same machine state).
+pub fn run(agent: &Path, peer: Option<&Path>, secs: f64, trials: u32) -> Result<()> {
     let mut bare = Vec::new();
     for _ in 0..trials {
         bare.push(connect_rate(secs)?);
     }
-    let (mut with, cpu, hwm) = with_agent(agent, &[], secs, trials)?;
-    let (mut every, cpu_every, hwm_every) =
-        with_agent(agent, &["--dedup-secs", "0"], secs, trials)?;
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let this = measure(agent, secs, trials)?;
+    let other = match peer {
+        Some(p) => Some(measure(p, secs, trials)?),
+        None => None,
     };
-    let (b, w, e) = (median(&mut bare), median(&mut with), median(&mut every));
+    let b = median(&mut bare);
     println!("loopback connect+accept+close, {trials} trials of {secs} s, median:");
     println!("  bare:                              {b:>9.0} connects/s");
-    println!(
-        "  agent (default, in-kernel de-dup): {w:>9.0} connects/s ({:.2}x), agent CPU {cpu:.1}% of a core, peak RSS {} MiB",
-        w / b,
-        hwm / 1024
-    );
-    println!(
-        "  agent, every connect reported:     {e:>9.0} connects/s ({:.2}x), agent CPU {cpu_every:.1}% of a core, peak RSS {} MiB",
-        e / b,
-        hwm_every / 1024
-    );
+    report("this", &this, b);
+    if let (Some(o), Some(p)) = (other, peer) {
+        println!("  peer: {}", p.display());
+        report("peer", &o, b);
+    }
     Ok(())
 }

@@ -167,7 +167,19 @@ pub struct PacketMeta {
 pub mod flags {
     /// The kernel refused this connection or dropped this DNS query (enforce mode).
     pub const BLOCKED: u32 = 1;
+    /// The packet is a TLS ClientHello whose first segment named a blocked server (SNI):
+    /// the kernel dropped it and marked the socket [`super::flow::BLOCKED`].
+    pub const BLOCKED_SNI: u32 = 2;
+    /// A later segment of a ClientHello in enforce mode: the agent decides from the
+    /// reassembled hello, so the kernel woke it at once (informational).
+    pub const URGENT: u32 = 4;
 }
+
+/// Longest SNI (bytes) the kernel's first-segment check considers; longer names are
+/// decided in userspace. One less than [`QNAME_MAX`]: the wire form adds a length byte.
+pub const SNI_MAX: usize = QNAME_MAX - 1;
+/// TLS extensions the kernel walks at most looking for server_name.
+pub const SNI_EXTENSIONS: usize = 24;
 
 /// Longest DNS question name (wire bytes) the query filter considers.
 pub const QNAME_MAX: usize = 128;
@@ -260,6 +272,21 @@ pub mod flow {
     pub const CAPTURING: u32 = 1;
     /// Enough captured, or not a protocol that carries a name: ignore this socket.
     pub const DONE: u32 = 2;
+    /// Refused (enforce mode): every later egress payload packet of this socket is dropped
+    /// until userspace has torn the socket down. Set by the kernel (blocked DNS-over-TCP
+    /// query, blocked SNI in the first ClientHello segment) or by the agent (a name only
+    /// userspace could decide: a ClientHello spanning segments, a QUIC Initial).
+    pub const BLOCKED: u32 = 3;
+    /// A socket whose name the agent is deciding (enforce mode): a QUIC socket's incoming
+    /// datagrams, or a TCP socket's egress after its ClientHello, are dropped until the
+    /// agent writes [`DONE`] or [`BLOCKED`], or [`HOLD_MS`] pass (fail-open). `want`
+    /// holds the time the hold began (binary ms, never 0).
+    pub const PENDING: u32 = 4;
+    /// [`CAPTURING`] a ClientHello the kernel could not decide from its first segment
+    /// (or whose verdict depends on the process): [`PENDING`] once it is complete.
+    pub const CAPTURING_HOLD: u32 = 5;
+    /// How long a socket is held at most, in binary milliseconds (2^20 ns).
+    pub const HOLD_MS: u32 = 250;
     /// Segments per TCP flow captured at most (a ClientHello spans 1-3 segments; retransmits).
     pub const MAX_TLS_SEGS: u32 = 8;
     /// Handshake bytes per TCP flow captured at most.
@@ -295,6 +322,10 @@ pub struct Config {
     pub block_names: u64,
     /// Entries in `BLOCK_NETS4` + `BLOCK_NETS6`; 0 skips the connect filter.
     pub block_nets: u64,
+    /// Non-zero when blocks depend on who connects (rules scoped to users or unix groups):
+    /// every ClientHello wakes the agent at once, since only it knows the process's
+    /// verdict and must tear a refused socket down before application data.
+    pub urgent_hellos: u64,
 }
 
 /// argv captured at execve() entry, keyed by thread id until the exec completes.

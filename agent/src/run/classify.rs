@@ -2,13 +2,19 @@
 //! findings out. It owns the rule engine in use (swapped when a verified bundle arrives),
 //! the aggregator and the optional per-use printing. It never blocks: windows go to the
 //! output stage through a bounded queue.
+//!
+//! Verdict and action stay distinct: the verdict is what the policy says of the use; the
+//! action is what happened to it — `blocked` when the kernel or the agent refused it (with
+//! the layer that did), `would_block` when enforce mode would have refused it but the
+//! policy only monitors, else `allowed`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use shadowai_api::Action;
-use shadowai_rules::Engine;
-use shadowai_rules::engine::Query;
+use shadowai_api::{Action, Layer};
+use shadowai_rules::engine::{MatchedBy, Query};
+use shadowai_rules::policy::Mode;
+use shadowai_rules::{Engine, Verdict};
 use tokio::sync::{mpsc, watch};
 
 use super::findings::{Aggregator, Classified};
@@ -48,6 +54,16 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         host_tags,
     };
     let d = engine.classify(&q)?;
+    let (action, layer) = if e.blocked {
+        (Action::Blocked, Some(layer_of(e)))
+    } else if d.verdict == Verdict::Blocked && d.mode != Mode::Enforce {
+        match would_refuse(engine, e, host_tags, &d.service.id) {
+            Some(l) => (Action::WouldBlock, Some(l)),
+            None => (Action::Allowed, None),
+        }
+    } else {
+        (Action::Allowed, None)
+    };
     Some(Classified {
         service_id: d.service.id.clone(),
         service_name: d.service.name.clone(),
@@ -55,18 +71,70 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         category: d.service.category.as_str().to_string(),
         risk_score: d.service.risk.score,
         verdict: d.verdict,
-        action: if e.blocked {
-            Action::Blocked
-        } else {
-            Action::Allowed
-        },
+        action,
+        layer,
+        policy_version: None,
         rule: d.rule_id(),
         naming: crate::correlate::naming::of(e, &d),
     })
 }
 
+/// The layer that refuses (or would refuse) an event of this kind.
+pub fn layer_of(e: &Event) -> Layer {
+    match e.kind {
+        EventKind::DnsQuery | EventKind::DnsResponse => {
+            if e.protocol == "tcp" {
+                Layer::DnsTcp
+            } else {
+                Layer::Dns
+            }
+        }
+        EventKind::TlsClientHello => Layer::Sni,
+        EventKind::QuicClientHello => Layer::Quic,
+        EventKind::Connect => Layer::Cidr,
+    }
+}
+
+/// In monitor mode, a use whose verdict is `blocked`: which layer enforce mode would have
+/// refused it at, if any. Names (DNS, SNI, QUIC) are refused for the process whose verdict
+/// is `blocked`; a DNS query only when the block holds host-wide (the kernel's name filter
+/// knows no processes); a connect only into the service's own published networks —
+/// never an address other names share.
+fn would_refuse(engine: &Engine, e: &Event, host_tags: &[&str], service: &str) -> Option<Layer> {
+    let host_wide = |name: Option<&str>, ip: Option<std::net::IpAddr>| {
+        let q = Query {
+            name,
+            ip,
+            host_tags,
+            ..Query::default()
+        };
+        engine.classify(&q).map(|d| {
+            (
+                d.service.id == service && d.verdict == Verdict::Blocked,
+                matches!(d.matched_by, MatchedBy::Cidr(_)),
+            )
+        })
+    };
+    match e.kind {
+        EventKind::DnsQuery | EventKind::DnsResponse => {
+            let q = e.dns.as_ref().map(|d| d.question.as_str());
+            matches!(host_wide(q, None), Some((true, _))).then(|| layer_of(e))
+        }
+        EventKind::TlsClientHello | EventKind::QuicClientHello => e
+            .tls
+            .as_ref()
+            .and_then(|t| t.sni.as_ref())
+            .map(|_| layer_of(e)),
+        EventKind::Connect => {
+            matches!(host_wide(None, Some(e.dst.ip())), Some((true, true))).then_some(Layer::Cidr)
+        }
+    }
+}
+
 pub struct ClassifyStage {
     pub engine_rx: watch::Receiver<Arc<Engine>>,
+    /// Version of the bundle the engine came from (none: local catalogue and policy).
+    pub policy_version: watch::Receiver<Option<String>>,
     pub tags: Vec<String>,
     pub agg: Aggregator,
     pub out: WindowSender,
@@ -124,15 +192,17 @@ impl ClassifyStage {
             return;
         }
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        let version = self.policy_version.borrow().clone();
         let mut refused = 0u64;
         let mut discovery = self.discovery.as_ref().map(|d| d.lock());
         for e in events {
-            let Some(c) = classify(engine, &e, &tags) else {
+            let Some(mut c) = classify(engine, &e, &tags) else {
                 if let Some(d) = discovery.as_mut() {
                     d.unknown(&e);
                 }
                 continue;
             };
+            c.policy_version.clone_from(&version);
             if let Some(d) = discovery.as_mut() {
                 d.ai_use(&e, &c);
             }
@@ -170,13 +240,193 @@ fn use_line(e: &Event, c: &Classified) -> String {
         format!("pid={} {} user={}", p.pid, p.exe.escape_debug(), p.user)
     });
     format!(
-        "AI {:<12} {} -> {} [{} / {}] {:?} ({})",
+        "AI {:<12} {} -> {} [{} / {}] {:?} {}{} ({})",
         format!("{:?}", e.kind),
         who,
         e.hostname.as_deref().unwrap_or("-").escape_debug(),
         c.service_name,
         c.category,
         c.verdict,
+        c.action.as_str(),
+        c.layer.map_or(String::new(), |l| format!(" at {l:?}")),
         c.rule
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
+    use std::path::Path;
+
+    use shadowai_rules::catalogue::Catalogue;
+    use shadowai_rules::policy::Policy;
+
+    use super::*;
+    use crate::enrich::ProcInfo;
+    use crate::event::{DnsInfo, TlsInfo};
+
+    fn engine(mode: &str) -> Engine {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+        let cat = Catalogue::load_dir(&dir).unwrap();
+        let text = format!(
+            "mode = \"{mode}\"\ndefault_verdict = \"unsanctioned\"\n\n\
+             [[rules]]\nid = \"no-deepseek\"\nverdict = \"blocked\"\nservices = [\"deepseek-api\", \"anthropic-api\"]\n\n\
+             [[rules]]\nid = \"nobody-no-mistral\"\nverdict = \"blocked\"\nservices = [\"mistral-api\"]\nusers = [\"nobody\"]\n\n\
+             [[rules]]\nid = \"openai-ok\"\nverdict = \"sanctioned\"\nservices = [\"openai-api\"]\n"
+        );
+        let (p, report) = Policy::parse(Path::new("policy.toml"), &text, &cat, 0);
+        Engine::new(cat, p.unwrap_or_else(|| panic!("{report:?}"))).unwrap()
+    }
+
+    fn ev(kind: EventKind, protocol: &'static str, name: &str, dst: &str, user: &str) -> Event {
+        let dns = matches!(kind, EventKind::DnsQuery | EventKind::DnsResponse);
+        let hello = matches!(kind, EventKind::TlsClientHello | EventKind::QuicClientHello);
+        Event {
+            time_ms: 1,
+            kind,
+            protocol,
+            process: Some(Arc::new(ProcInfo {
+                pid: 7,
+                exe: "/usr/bin/curl".into(),
+                user: user.into(),
+                ..ProcInfo::default()
+            })),
+            src: None,
+            dst: dst.parse().unwrap(),
+            hostname: Some(name.into()),
+            name_source: None,
+            dns: dns.then(|| DnsInfo {
+                question: name.into(),
+                transport: protocol,
+                ..DnsInfo::default()
+            }),
+            tls: hello.then(|| TlsInfo {
+                sni: Some(name.into()),
+                ..TlsInfo::default()
+            }),
+            signals: vec![],
+            cookie: 1,
+            blocked: false,
+        }
+    }
+
+    fn decided(e: &Engine, ev: &Event) -> (Action, Option<Layer>) {
+        let c = classify(e, ev, &[]).unwrap();
+        (c.action, c.layer)
+    }
+
+    #[test]
+    fn monitor_mode_says_which_layer_would_have_refused() {
+        let m = engine("monitor");
+        let shared = "10.9.9.9:443";
+        let cases = [
+            (
+                EventKind::DnsQuery,
+                "udp",
+                "api.deepseek.com",
+                "10.0.0.53:53",
+                Some(Layer::Dns),
+            ),
+            (
+                EventKind::DnsQuery,
+                "tcp",
+                "x.api.deepseek.com",
+                "10.0.0.53:53",
+                Some(Layer::DnsTcp),
+            ),
+            (
+                EventKind::TlsClientHello,
+                "tcp",
+                "api.deepseek.com",
+                shared,
+                Some(Layer::Sni),
+            ),
+            (
+                EventKind::QuicClientHello,
+                "quic",
+                "api.deepseek.com",
+                shared,
+                Some(Layer::Quic),
+            ),
+            // A connect named from the DNS cache, to an address other names share: the
+            // connect itself would not be refused (its ClientHello would).
+            (EventKind::Connect, "tcp", "api.deepseek.com", shared, None),
+            // Into the blocked service's own published network: refused at connect.
+            (
+                EventKind::Connect,
+                "tcp",
+                "api.anthropic.com",
+                "160.79.104.10:443",
+                Some(Layer::Cidr),
+            ),
+        ];
+        for (kind, proto, name, dst, layer) in cases {
+            let e = ev(kind.clone(), proto, name, dst, "alice");
+            let want = (layer.map_or(Action::Allowed, |_| Action::WouldBlock), layer);
+            assert_eq!(decided(&m, &e), want, "{kind:?} {proto} {name} {dst}");
+        }
+        let ok = ev(
+            EventKind::TlsClientHello,
+            "tcp",
+            "api.openai.com",
+            shared,
+            "alice",
+        );
+        assert_eq!(decided(&m, &ok), (Action::Allowed, None), "sanctioned");
+    }
+
+    #[test]
+    fn scoped_blocks_would_refuse_names_of_that_user_only_and_never_dns() {
+        let m = engine("monitor");
+        let hello = |user| {
+            ev(
+                EventKind::TlsClientHello,
+                "tcp",
+                "api.mistral.ai",
+                "10.9.9.9:443",
+                user,
+            )
+        };
+        assert_eq!(
+            decided(&m, &hello("nobody")),
+            (Action::WouldBlock, Some(Layer::Sni))
+        );
+        assert_eq!(decided(&m, &hello("alice")), (Action::Allowed, None));
+        // The kernel's name filter is per host: a scoped block is not refused at DNS.
+        let q = ev(
+            EventKind::DnsQuery,
+            "udp",
+            "api.mistral.ai",
+            "10.0.0.53:53",
+            "nobody",
+        );
+        assert_eq!(decided(&m, &q), (Action::Allowed, None));
+    }
+
+    #[test]
+    fn enforce_mode_reports_what_happened_not_the_verdict() {
+        let m = engine("enforce");
+        let mut e = ev(
+            EventKind::DnsQuery,
+            "tcp",
+            "api.deepseek.com",
+            "10.0.0.53:53",
+            "alice",
+        );
+        assert_eq!(
+            decided(&m, &e),
+            (Action::Allowed, None),
+            "not refused: allowed"
+        );
+        e.blocked = true;
+        assert_eq!(decided(&m, &e), (Action::Blocked, Some(Layer::DnsTcp)));
+        let c = classify(&m, &e, &[]).unwrap();
+        assert_eq!(
+            (c.verdict, c.rule.as_str()),
+            (Verdict::Blocked, "rule:no-deepseek")
+        );
+    }
 }

@@ -297,6 +297,8 @@ mod tests {
             risk_score: 50,
             verdict: Verdict::Unsanctioned,
             action: Action::Allowed,
+            layer: None,
+            policy_version: None,
             rule: "default".into(),
             naming: None,
         }

@@ -32,6 +32,14 @@ pub fn blocklist(engine: &Engine, host_tags: &[&str]) -> Blocklist {
     if engine.policy().mode != Mode::Enforce {
         return out;
     }
+    // Blocks that depend on who connects are decided per process in userspace (from the
+    // SNI), so the kernel must report every ClientHello at once.
+    out.scoped = engine
+        .policy()
+        .rules
+        .iter()
+        .chain(&engine.policy().exceptions)
+        .any(|r| !r.users.is_empty() || !r.unix_groups.is_empty());
     for svc in &engine.catalogue().services {
         let probe = svc.hosts.first().or(svc.domains.first());
         let q = Query {

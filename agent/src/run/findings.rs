@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use sha2::{Digest, Sha256};
-use shadowai_api::{Action, Evidence, Finding, Flag, Naming, ProcessRef, SessionRef, Verdict};
+use shadowai_api::{
+    Action, Evidence, Finding, Flag, Layer, Naming, ProcessRef, SessionRef, Verdict,
+};
 
 use crate::event::{Event, EventKind};
 
@@ -29,6 +31,10 @@ pub struct Classified {
     pub risk_score: u8,
     pub verdict: Verdict,
     pub action: Action,
+    /// The layer that refused (`blocked`) or would have (`would_block`); none when allowed.
+    pub layer: Option<Layer>,
+    /// Version of the policy bundle in use; none for a local catalogue and policy.
+    pub policy_version: Option<String>,
     pub rule: String,
     /// How the service name was obtained (none: matched by process or port, not a name).
     pub naming: Option<Naming>,
@@ -41,6 +47,8 @@ struct Key {
     user: String,
     verdict: u8,
     action: u8,
+    /// Refusals are told apart by the layer that refused.
+    layer: Option<u8>,
     container: Option<String>,
     /// The AI agent session the process belongs to (inventory).
     session: Option<String>,
@@ -202,6 +210,7 @@ impl Aggregator {
             user: user.clone(),
             verdict: c.verdict as u8,
             action: c.action as u8,
+            layer: c.layer.map(|l| l as u8),
             container: container.clone(),
             session: tag.and_then(|t| t.session.as_ref()).map(|s| s.id.clone()),
         };
@@ -286,9 +295,13 @@ impl Aggregator {
         {
             flags.push(Flag::LargeUpload);
         }
+        if let Some(l) = k.layer {
+            // Only refusals carry a layer: ids of allowed uses stay what they were.
+            h.update([b'L', l, 0]);
+        }
         Finding {
-            layer: None,
-            policy_version: None,
+            layer: a.c.layer,
+            policy_version: a.c.policy_version.clone(),
             bytes_out: a.bytes.map(|b| b.0),
             bytes_in: a.bytes.map(|b| b.1),
             naming: a.naming,
@@ -390,6 +403,8 @@ pub(crate) mod tests {
             risk_score: 50,
             verdict: Verdict::Unsanctioned,
             action: Action::Allowed,
+            layer: None,
+            policy_version: None,
             rule: "default".into(),
             naming: None,
         }

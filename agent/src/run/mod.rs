@@ -107,6 +107,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         _ => AgentMode::Monitor,
     };
     let (engine_tx, engine_rx) = watch::channel(Arc::new(engine));
+    let (version_tx, version_rx) = watch::channel(in_use.as_ref().map(|u| u.version.to_string()));
     let identity = identity(&cfg);
     let spool: SpoolHandle = Arc::new(parking_lot::Mutex::new(Spool::open(
         &state.join("spool"),
@@ -168,6 +169,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             state_dir: state.clone(),
             bundle_key: key,
             engine_tx,
+            version_tx,
             bundle_version: in_use.as_ref().map(|u| u.version.to_string()),
             in_use,
             period: Duration::from_secs(c.upload_secs),
@@ -179,6 +181,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         tokio::spawn(up.run());
     } else {
         drop(engine_tx);
+        drop(version_tx);
     }
 
     let outputs = Outputs {
@@ -228,6 +231,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     let (events_tx, events_rx) = mpsc::channel(classify::QUEUE);
     let classify = classify::ClassifyStage {
         engine_rx: engine_rx.clone(),
+        policy_version: version_rx,
         tags: tags.clone(),
         agg: findings::Aggregator::new(
             identity.host_id.clone(),

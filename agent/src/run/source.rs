@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use shadowai_rules::Engine;
 use shadowai_rules::policy::Mode;
+use shadowai_rules::{Engine, Verdict};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::watch;
 
 use super::enforce;
 use super::health::Health;
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::live::Live;
 
 pub struct Source {
@@ -30,12 +30,16 @@ impl Source {
         self.apply_blocklist(&engine);
         self.apply_resolvers(&engine);
         let mut events = Vec::new();
+        let mut engine = engine;
         loop {
             let go_on = self.live.next_batch(&mut events).await;
             if self.engine_rx.has_changed().unwrap_or(false) {
-                let engine = self.engine_rx.borrow_and_update().clone();
+                engine = self.engine_rx.borrow_and_update().clone();
                 self.apply_blocklist(&engine);
                 self.apply_resolvers(&engine);
+            }
+            if engine.policy().mode == Mode::Enforce {
+                self.refuse_in_userspace(&engine, &mut events);
             }
             self.health
                 .kernel_lost_events
@@ -59,6 +63,51 @@ impl Source {
         }
     }
 
+    /// What only userspace can decide (enforce mode): a ClientHello whose SNI the kernel
+    /// did not see in the first segment, a QUIC Initial (decrypted here), and every block
+    /// that depends on the process (users, unix groups incl. supplementary ones). Decided
+    /// by the SNI alone — never by an address other names may share — with the verdict for
+    /// this process; refused sockets are dropped in the kernel and torn down.
+    fn refuse_in_userspace(&mut self, engine: &Engine, events: &mut [Event]) {
+        let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
+        for e in events.iter_mut() {
+            if e.blocked
+                || !matches!(
+                    e.kind,
+                    EventKind::TlsClientHello | EventKind::QuicClientHello
+                )
+            {
+                continue;
+            }
+            let named = e.tls.as_ref().and_then(|t| t.sni.as_ref()).is_some();
+            let blocked = named
+                .then(|| super::classify::classify(engine, e, &tags))
+                .flatten()
+                .filter(|c| c.verdict == Verdict::Blocked);
+            let Some(c) = blocked else {
+                // Not refused: a QUIC flow held for this verdict goes on.
+                if let Err(err) = self.live.allow(e) {
+                    self.health
+                        .output_failures
+                        .get_or_create(&vec![("output", "kernel_allow")])
+                        .inc();
+                    tracing::warn!(error = %err, cookie = e.cookie, "could not release a held QUIC flow; it is released when the hold expires");
+                }
+                continue;
+            };
+            match self.live.refuse(e) {
+                Ok(()) => e.blocked = true,
+                Err(err) => {
+                    self.health
+                        .output_failures
+                        .get_or_create(&vec![("output", "kernel_refuse")])
+                        .inc();
+                    tracing::error!(error = %err, service = %c.service_id, cookie = e.cookie, "could not refuse a blocked connection (counted)");
+                }
+            }
+        }
+    }
+
     /// Loads what the rules block on this host into the kernel (enforce mode only). A
     /// refused update is logged and counted; the agent keeps observing.
     fn apply_blocklist(&mut self, engine: &Engine) {
@@ -66,7 +115,7 @@ impl Source {
         let b = enforce::blocklist(engine, &tags);
         match self.live.set_blocklist(&b) {
             Ok(()) if engine.policy().mode == Mode::Enforce => {
-                tracing::info!(services = ?b.services, names = b.names.len(), networks = b.nets4.len() + b.nets6.len(), "enforcing blocks in the kernel");
+                tracing::info!(services = ?b.services, names = b.names.len(), networks = b.nets4.len() + b.nets6.len(), per_process = b.scoped, "enforcing blocks in the kernel");
             }
             Ok(()) => {}
             Err(e) => {

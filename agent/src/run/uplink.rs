@@ -94,6 +94,8 @@ pub struct Uplink {
     pub state_dir: PathBuf,
     pub bundle_key: Option<shadowai_rules::keyset::KeySet>,
     pub engine_tx: watch::Sender<Arc<Engine>>,
+    /// The version of the bundle behind `engine_tx`'s engine (stamped on findings).
+    pub version_tx: watch::Sender<Option<String>>,
     pub in_use: Option<InUse>,
     pub period: Duration,
     pub health: Health,
@@ -362,6 +364,7 @@ impl Uplink {
                     };
                     self.bundle_error = None;
                     self.in_use = Some(in_use);
+                    let _ = self.version_tx.send(Some(version.clone()));
                     let _ = self.engine_tx.send(Arc::new(engine));
                     self.health.bundle_updates.inc();
                     self.bundle_version = Some(version);

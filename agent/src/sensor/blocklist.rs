@@ -11,6 +11,9 @@ pub struct Blocklist {
     pub nets6: Vec<([u8; 16], u32)>,
     /// Ids of the services blocked, for the log.
     pub services: Vec<String>,
+    /// Some block depends on the process (users, unix groups): the kernel wakes the agent
+    /// for every ClientHello so it can decide per process.
+    pub scoped: bool,
 }
 
 /// The kernel filter's key for `name` as a blocked suffix (see `shadowai_common`); `None`

@@ -112,7 +112,7 @@ fn attach_skb(
     name: &str,
     cgroup: &impl AsFd,
     ty: CgroupSkbAttachType,
-) -> Result<(), String> {
+) -> Result<Option<u32>, String> {
     let prog: &mut CgroupSkb = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -123,10 +123,10 @@ fn attach_skb(
     // every program attached (in attach order), each deciding for itself.
     prog.attach(cgroup, ty, CgroupAttachMode::Single)
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(super::verified(prog.info()))
 }
 
-fn attach_release(ebpf: &mut Ebpf, cgroup: &impl AsFd) -> Result<(), String> {
+fn attach_release(ebpf: &mut Ebpf, cgroup: &impl AsFd) -> Result<Option<u32>, String> {
     let prog: &mut CgroupSock = ebpf
         .program_mut(HOOKS[2])
         .ok_or("program missing from the object")?
@@ -135,5 +135,5 @@ fn attach_release(ebpf: &mut Ebpf, cgroup: &impl AsFd) -> Result<(), String> {
     prog.load().map_err(|e| e.to_string())?;
     prog.attach(cgroup, CgroupAttachMode::Single)
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(super::verified(prog.info()))
 }

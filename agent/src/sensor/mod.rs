@@ -9,7 +9,9 @@
 pub mod blocklist;
 pub mod bytes;
 pub mod mounts;
+pub mod quic_ids;
 pub mod records;
+pub mod teardown;
 
 use std::os::fd::AsFd;
 
@@ -21,7 +23,7 @@ use aya::{
     },
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
-use shadowai_common::{Config, drop, prog};
+use shadowai_common::{Config, FlowState, drop, flow, prog};
 
 use crate::error::AgentError;
 
@@ -54,6 +56,8 @@ pub struct HookStatus {
     pub name: &'static str,
     pub attached: bool,
     pub error: Option<String>,
+    /// Instructions the verifier processed to accept the program (kernels ≥ 5.16).
+    pub verified_insns: Option<u32>,
 }
 
 /// The loaded and attached eBPF programs.
@@ -65,6 +69,7 @@ pub struct Sensor {
     block_names: LpmTrie<MapData, [u8; shadowai_common::QNAME_MAX], u32>,
     block_nets4: LpmTrie<MapData, [u8; 4], u32>,
     block_nets6: LpmTrie<MapData, [u8; 16], u32>,
+    flows: HashMap<MapData, u64, FlowState>,
     drops: PerCpuArray<MapData, u64>,
     pub hooks: Vec<HookStatus>,
     /// Payload bytes per socket, when those programs attached (taken by whoever reads them).
@@ -141,6 +146,8 @@ impl Sensor {
             .map_err(|e| map(e, "BLOCK_NETS4"))?;
         let block_nets6 = LpmTrie::try_from(take_map(&mut ebpf, "BLOCK_NETS6")?)
             .map_err(|e| map(e, "BLOCK_NETS6"))?;
+        let flows =
+            HashMap::try_from(take_map(&mut ebpf, "FLOWS")?).map_err(|e| map(e, "FLOWS"))?;
         Ok((
             Self {
                 _ebpf: ebpf,
@@ -149,6 +156,7 @@ impl Sensor {
                 block_names,
                 block_nets4,
                 block_nets6,
+                flows,
                 drops,
                 hooks,
                 bytes,
@@ -200,10 +208,43 @@ impl Sensor {
         let cfg = Config {
             block_names: b.names.len() as u64,
             block_nets: (b.nets4.len() + b.nets6.len()) as u64,
+            urgent_hellos: u64::from(b.scoped),
             ..self.base_config
         };
         self.config.set(0, cfg, 0).map_err(err("CONFIG"))?;
         Ok(())
+    }
+
+    /// Marks a socket refused: the packet programs drop its later egress payload (a
+    /// decision only userspace could make: a ClientHello spanning segments, a QUIC
+    /// Initial, a rule scoped to users or groups). The socket is torn down separately.
+    pub fn block_flow(&mut self, cookie: u64) -> Result<(), AgentError> {
+        let st = FlowState {
+            state: flow::BLOCKED,
+            ..FlowState::default()
+        };
+        self.flows
+            .insert(cookie, st, 0)
+            .map_err(|e| AgentError::Map {
+                name: "FLOWS",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Lets a QUIC socket the agent decided to allow go on: its held-back ingress flows
+    /// again and capture stops (see `flow::PENDING`).
+    pub fn allow_flow(&mut self, cookie: u64) -> Result<(), AgentError> {
+        let st = FlowState {
+            state: flow::DONE,
+            segs: flow::MAX_QUIC_PKTS,
+            ..FlowState::default()
+        };
+        self.flows
+            .insert(cookie, st, 0)
+            .map_err(|e| AgentError::Map {
+                name: "FLOWS",
+                reason: e.to_string(),
+            })
     }
 
     /// Drop counters summed over CPUs: (program, reason, count).
@@ -223,14 +264,15 @@ impl Sensor {
     }
 }
 
-fn status(name: &'static str, r: Result<(), String>) -> HookStatus {
+fn status(name: &'static str, r: Result<Option<u32>, String>) -> HookStatus {
     match r {
-        Ok(()) => {
-            tracing::debug!(hook = name, "attached");
+        Ok(verified_insns) => {
+            tracing::debug!(hook = name, verified_insns, "attached");
             HookStatus {
                 name,
                 attached: true,
                 error: None,
+                verified_insns,
             }
         }
         Err(e) => {
@@ -239,9 +281,15 @@ fn status(name: &'static str, r: Result<(), String>) -> HookStatus {
                 name,
                 attached: false,
                 error: Some(e),
+                verified_insns: None,
             }
         }
     }
+}
+
+/// The verifier's processed-instruction count of a loaded program, where the kernel says.
+fn verified(info: Result<aya::programs::ProgramInfo, aya::programs::ProgramError>) -> Option<u32> {
+    info.ok().and_then(|i| i.verified_instruction_count())
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, AgentError> {
@@ -284,10 +332,15 @@ fn base_config(opts: &SensorOptions) -> Config {
         dedup_ns: u64::try_from(opts.dedup.as_nanos()).unwrap_or(u64::MAX),
         block_names: 0,
         block_nets: 0,
+        urgent_hellos: 0,
     }
 }
 
-fn attach_sock_addr(ebpf: &mut Ebpf, name: &str, cgroup: &impl AsFd) -> Result<(), String> {
+fn attach_sock_addr(
+    ebpf: &mut Ebpf,
+    name: &str,
+    cgroup: &impl AsFd,
+) -> Result<Option<u32>, String> {
     let prog: &mut CgroupSockAddr = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -296,7 +349,7 @@ fn attach_sock_addr(ebpf: &mut Ebpf, name: &str, cgroup: &impl AsFd) -> Result<(
     prog.load().map_err(|e| e.to_string())?;
     prog.attach(cgroup, CgroupAttachMode::Single)
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(verified(prog.info()))
 }
 
 fn attach_skb(
@@ -304,7 +357,7 @@ fn attach_skb(
     name: &str,
     cgroup: &impl AsFd,
     ty: CgroupSkbAttachType,
-) -> Result<(), String> {
+) -> Result<Option<u32>, String> {
     let prog: &mut CgroupSkb = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -313,10 +366,10 @@ fn attach_skb(
     prog.load().map_err(|e| e.to_string())?;
     prog.attach(cgroup, ty, CgroupAttachMode::Single)
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(verified(prog.info()))
 }
 
-fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str) -> Result<(), String> {
+fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str) -> Result<Option<u32>, String> {
     let prog: &mut TracePoint = ebpf
         .program_mut(name)
         .ok_or("program missing from the object")?
@@ -324,7 +377,7 @@ fn attach_tracepoint(ebpf: &mut Ebpf, name: &str, category: &str) -> Result<(), 
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;
     prog.load().map_err(|e| e.to_string())?;
     prog.attach(category, name).map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(verified(prog.info()))
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raising it needs

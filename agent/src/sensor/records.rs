@@ -126,8 +126,14 @@ pub fn parse(buf: &[u8]) -> Result<KernelEvent, RecordError> {
         }
         kind::PACKET => {
             let hdr = std::mem::offset_of!(PacketEvent, data);
-            let meta: PacketMeta = read(buf.get(8..).ok_or(short)?).ok_or(short)?;
+            let mut meta: PacketMeta = read(buf.get(8..).ok_or(short)?).ok_or(short)?;
             let cap = (meta.cap_len as usize).min(shadowai_common::MAX_PAYLOAD);
+            if meta.flags & shadowai_common::flags::BLOCKED_SNI != 0 {
+                // The kernel refused the flow on this segment: no later segment of the
+                // hello will come, so the decoder must use what this one holds (as for a
+                // capture cut short) rather than wait for the rest.
+                meta.wire_len = meta.wire_len.max(meta.cap_len.saturating_add(1));
+            }
             let data = buf.get(hdr..hdr + cap).ok_or(short)?.to_vec();
             let o = (meta.owner.pid != 0).then(|| owner(&meta.owner));
             Ok(KernelEvent::Packet(Packet {

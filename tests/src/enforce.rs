@@ -1,0 +1,166 @@
+//! Helpers for the enforcement tests: an agent config around a policy, real clients that
+//! report how they failed and how fast, and the findings the agent wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use crate::{Topology, repo_root};
+
+/// A working directory with `agent.toml` (local catalogue, `policy`, findings to JSONL
+/// in 1-s windows) ready for `Daemon::agent_run`.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub jsonl: PathBuf,
+    /// Where the agent serves `/metrics` (loopback, a port derived from the test's pid).
+    pub metrics: String,
+}
+
+impl Setup {
+    pub fn new(policy: &str) -> Result<Self> {
+        let metrics = format!("127.0.0.1:{}", 21000 + (std::process::id() % 2000) as u16);
+        let dir = tempfile::tempdir()?;
+        let policy_path = dir.path().join("policy.toml");
+        std::fs::write(&policy_path, policy)?;
+        let jsonl = dir.path().join("findings.jsonl");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[agent]\nstate_dir = \"{}\"\nwindow_secs = 1\n\n[rules]\ncatalogue = \"{}\"\npolicy = \"{}\"\n\n[output]\nfindings_jsonl = \"{}\"\nmetrics = \"{metrics}\"\n",
+                dir.path().join("state").display(),
+                repo_root().join("rules/catalogue").display(),
+                policy_path.display(),
+                jsonl.display()
+            ),
+        )?;
+        Ok(Self {
+            dir,
+            config,
+            jsonl,
+            metrics,
+        })
+    }
+
+    /// A counter or gauge the agent serves, `None` when absent.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<Option<f64>> {
+        let text = crate::sh(Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://{}/metrics", self.metrics),
+        ]))?;
+        Ok(crate::sample(
+            &crate::parse_exposition(&text)?,
+            name,
+            labels,
+        ))
+    }
+
+    /// Every finding written so far.
+    pub fn findings(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.jsonl)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits (up to 20 s) for a finding (OCSF 2004, as the agent writes them) of
+    /// `service` with `action` (`allowed` / `would_block` / `blocked`) and `layer`.
+    pub fn wait_finding(&self, service: &str, action: &str, layer: &str) -> Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(f) = self.findings().into_iter().find(|f| {
+                let x = &f["unmapped"]["shadowai"];
+                x["service_id"] == service && x["action"] == action && x["layer"] == layer
+            }) {
+                return Ok(f);
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "no {service} finding with action {action} at layer {layer} in:\n{}",
+                    std::fs::read_to_string(&self.jsonl).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// What a client got.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ok: bool,
+    pub error: String,
+    /// From the client's first connection attempt to its result.
+    pub took: Duration,
+}
+
+/// Runs `tests/fixtures/enforce_client.py MODE ARGS` in the client namespace, optionally
+/// under `setpriv` arguments (`--reuid 65534 …`).
+pub fn py_client(t: &Topology, setpriv: &[&str], mode: &str, args: &[&str]) -> Result<Outcome> {
+    let script = repo_root().join("tests/fixtures/enforce_client.py");
+    // Another user cannot reach root's pyenv: the system interpreter then.
+    let python = if setpriv.is_empty() {
+        "python3"
+    } else {
+        "/usr/bin/python3"
+    };
+    let mut c = client_cmd(t, setpriv, python);
+    c.arg(&script).arg(mode).args(args);
+    let start = Instant::now();
+    let out = c.stderr(Stdio::inherit()).output().context("python3")?;
+    let took = start.elapsed();
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: Value =
+        serde_json::from_str(line.trim()).with_context(|| format!("{mode} printed {line:?}"))?;
+    // The client's own clock: interpreter start-up (hundreds of ms on a loaded machine)
+    // is not the time the refusal took.
+    let inner = v["secs"].as_f64().map(Duration::from_secs_f64);
+    Ok(Outcome {
+        ok: v["ok"] == true,
+        error: v["error"].as_str().unwrap_or_default().to_string(),
+        took: inner.unwrap_or(took),
+    })
+}
+
+/// `curl` in the client namespace (`--max-time 8`); ok on exit status 0, else the
+/// status as the error.
+pub fn curl(t: &Topology, setpriv: &[&str], cert: &Path, args: &[&str]) -> Result<Outcome> {
+    let mut c = client_cmd(t, setpriv, "curl");
+    c.args(["-sS", "-o", "/dev/null", "-w", "%{time_total}"])
+        .args(["--max-time", "8", "--cacert"])
+        .arg(cert)
+        .args(args);
+    let start = Instant::now();
+    let out = c.output().context("curl")?;
+    let outside = start.elapsed();
+    // curl's own clock (name lookup to result): starting the process is not the refusal.
+    let took = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse::<f64>()
+        .map_or(outside, Duration::from_secs_f64);
+    Ok(Outcome {
+        ok: out.status.success(),
+        error: format!(
+            "exit {:?}: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        took,
+    })
+}
+
+fn client_cmd(t: &Topology, setpriv: &[&str], program: &str) -> Command {
+    if setpriv.is_empty() {
+        return t.cmd(&t.client, program);
+    }
+    let mut c = t.cmd(&t.client, "setpriv");
+    c.args(setpriv).arg("--").arg(program);
+    c
+}
