@@ -1,4 +1,6 @@
 //! Rendering events: OCSF 1.8 JSON lines and a human-readable line.
 
 pub mod ocsf;
+#[cfg(test)]
+mod ocsf_tests;
 pub mod text;
