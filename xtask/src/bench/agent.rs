@@ -163,6 +163,37 @@ pub fn rss_mib(pid: u32) -> (f64, f64) {
     (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
 }
 
+/// Resident memory of a process by what it is (MiB): BPF maps mapped into it (the ring
+/// buffer: kernel memory, counted in RSS because it is mmapped), the heap and other anonymous
+/// memory, and the pages of its binary and libraries.
+pub fn rss_by_kind(pid: u32) -> (f64, f64, f64) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut bpf, mut anon, mut file) = (0.0, 0.0, 0.0);
+    let mut kind = 0;
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && first.chars().next().is_some_and(|c| c.is_ascii_hexdigit()) {
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            kind = if path.starts_with("anon_inode:bpf") {
+                0
+            } else if path.is_empty() || path.starts_with('[') {
+                1
+            } else {
+                2
+            };
+        } else if first == "Rss:" {
+            let kib: f64 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            match kind {
+                0 => bpf += kib,
+                1 => anon += kib,
+                _ => file += kib,
+            }
+        }
+    }
+    (bpf / 1024.0, anon / 1024.0, file / 1024.0)
+}
+
 /// A free loopback TCP port.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -14,7 +14,7 @@ use super::Ctx;
 use super::agent::{Agent, cpu_secs, free_port, rss_mib};
 use super::report::table;
 use super::stats::Trials;
-use super::traffic::{DnsServer, connect_rate, dns_rate};
+use super::traffic::{connect_rate, dns_rate};
 
 /// The peer: a bpftrace one-liner counting connect() and sendto() calls per command name.
 pub const BPFTRACE_PROGRAM: &str = "tracepoint:syscalls:sys_enter_connect { @connects[comm] = count(); } \
@@ -70,24 +70,25 @@ struct Side {
     rss: Trials,
 }
 
-fn loops(secs: f64, dns: &DnsServer, side: &mut Side) -> Result<()> {
+const DNS_SERVER: Ipv4Addr = Ipv4Addr::new(127, 83, 0, 1);
+
+fn loops(secs: f64, side: &mut Side) -> Result<()> {
     side.connects.push(connect_rate(secs)?);
-    side.dns.push(dns_rate(dns.addr, secs)?);
+    side.dns.push(dns_rate(DNS_SERVER, secs)?);
     Ok(())
 }
 
 pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
     let secs = ctx.secs;
-    let dns = DnsServer::start(Ipv4Addr::new(127, 83, 0, 1), true)?;
     let (mut bare, mut ours, mut peer) = (Side::default(), Side::default(), Side::default());
     for trial in 0..ctx.trials {
         eprintln!("[bench] loopback trial {}/{}", trial + 1, ctx.trials);
-        loops(secs, &dns, &mut bare)?;
+        loops(secs, &mut bare)?;
         {
             let agent = Agent::start(agent_bin, &ctx.root, &ctx.work, free_port()?)?;
             ours.attach.push(agent.attach.as_secs_f64() * 1000.0);
             let (c0, t0) = (cpu_secs(agent.pid()), Instant::now());
-            loops(secs, &dns, &mut ours)?;
+            loops(secs, &mut ours)?;
             ours.cpu_pct
                 .push((cpu_secs(agent.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0);
             ours.rss.push(rss_mib(agent.pid()).0);
@@ -96,7 +97,7 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
             let (bt, attach) = Bpftrace::start()?;
             peer.attach.push(attach.as_secs_f64() * 1000.0);
             let (c0, t0) = (cpu_secs(bt.0.id()), Instant::now());
-            loops(secs, &dns, &mut peer)?;
+            loops(secs, &mut peer)?;
             peer.cpu_pct
                 .push((cpu_secs(bt.0.id()) - c0) / t0.elapsed().as_secs_f64() * 100.0);
             peer.rss.push(rss_mib(bt.0.id()).0);
@@ -130,8 +131,9 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
         "Single-threaded loops on loopback, {} alternating trials of {secs} s per loop and \
          side (bare, shadowai, bpftrace, bare, …); median (min–max); the ratio is taken per \
          trial against the bare run of the same trial. Connect loop: `connect()` + `accept()` + \
-         RST `close()` to 127.0.0.1. DNS loop: one A query for `api.openai.com` to a responder on \
-         127.83.0.1:53 and its answer (the agent captures, decodes and classifies both). \
+         RST `close()` to 127.0.0.1. DNS loop: one A query for `api.openai.com` to a socket on \
+         127.83.0.1:53 and its answer, both sides played by the same thread (no hand-off \
+         between threads) — the agent captures, decodes, attributes and classifies both. \
          shadowai: `shadowai-agent run` (release) on the shipped catalogue, no collector; \
          bpftrace: `bpftrace -e '{BPFTRACE_PROGRAM}'`. CPU is the observer's own user+system \
          time while the loops ran; attach = spawn → attached and running.\n\n",

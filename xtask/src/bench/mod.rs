@@ -53,6 +53,9 @@ pub struct BenchArgs {
     /// Simulated agents in the fleet simulation.
     #[arg(long, default_value_t = 10_000)]
     pub fleet_agents: u64,
+    /// Use the release binaries already in target/ (skip the build step).
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 /// What every section needs.
@@ -157,14 +160,8 @@ fn machine() -> String {
     )
 }
 
-pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
-    for s in &args.only {
-        if !SECTIONS.contains(&s.as_str()) {
-            bail!("unknown section {s:?}: one of {}", SECTIONS.join(", "));
-        }
-    }
-    let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
-    install_peers()?;
+/// The release agent and collector, and the collector's ingest bench binary.
+fn build(root: &Path, want: &dyn Fn(&str) -> bool) -> Result<()> {
     eprintln!("[bench] building release binaries");
     super::run(
         Command::new("cargo")
@@ -192,6 +189,20 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
                 ])
                 .current_dir(root),
         )?;
+    }
+    Ok(())
+}
+
+pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
+    for s in &args.only {
+        if !SECTIONS.contains(&s.as_str()) {
+            bail!("unknown section {s:?}: one of {}", SECTIONS.join(", "));
+        }
+    }
+    let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    install_peers()?;
+    if !args.no_build {
+        build(root, &want)?;
     }
     let ctx = Ctx {
         root: root.to_path_buf(),

@@ -72,29 +72,24 @@ fn dns_answer(query: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 2]);
 }
 
-/// A DNS responder (or, with `answer == false`, a sink) on `addr:53`, stopped on drop.
-pub struct DnsServer {
+/// A sink for DNS queries on `addr:53` (reads and drops them), stopped on drop.
+pub struct DnsSink {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl DnsServer {
-    pub fn start(ip: Ipv4Addr, answer: bool) -> Result<Self> {
+impl DnsSink {
+    pub fn start(ip: Ipv4Addr) -> Result<Self> {
         let addr = SocketAddr::V4(SocketAddrV4::new(ip, 53));
         let sock = UdpSocket::bind(addr).with_context(|| format!("binding {addr}"))?;
         sock.set_read_timeout(Some(Duration::from_millis(100)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            let (mut buf, mut out) = ([0u8; 512], Vec::with_capacity(600));
+            let mut buf = [0u8; 512];
             while !flag.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = sock.recv_from(&mut buf)
-                    && answer
-                {
-                    dns_answer(&buf[..n], &mut out);
-                    let _ = sock.send_to(&out, from);
-                }
+                let _ = sock.recv_from(&mut buf);
             }
         });
         Ok(Self {
@@ -105,7 +100,7 @@ impl DnsServer {
     }
 }
 
-impl Drop for DnsServer {
+impl Drop for DnsSink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -114,18 +109,27 @@ impl Drop for DnsServer {
     }
 }
 
-/// Query/answer round trips per second over `secs` (single thread).
-pub fn dns_rate(server: SocketAddr, secs: f64) -> Result<f64> {
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
-    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
-    let mut buf = [0u8; 512];
+/// Query/answer round trips per second over `secs`, one thread playing both sides: the
+/// client sends a query to a socket on `server_ip:53`, the same thread reads it there, sends
+/// the answer back and reads it on the client socket. No thread hand-off, so the loop does
+/// not measure the scheduler of a loaded machine; every packet still crosses loopback and
+/// every hook.
+pub fn dns_rate(server_ip: Ipv4Addr, secs: f64) -> Result<f64> {
+    let server = UdpSocket::bind(SocketAddrV4::new(server_ip, 53))
+        .with_context(|| format!("binding {server_ip}:53"))?;
+    let client = UdpSocket::bind("127.0.0.1:0")?;
+    server.set_read_timeout(Some(Duration::from_secs(1)))?;
+    client.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let (mut buf, mut answer) = ([0u8; 512], Vec::with_capacity(600));
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed().as_secs_f64() < secs {
         let q = dns_query(n as u16, "api.openai.com");
-        sock.send_to(&q, server)?;
-        // A lost answer (timeout) ends this round trip; the loop goes on.
-        let _ = sock.recv_from(&mut buf);
+        client.send_to(&q, server.local_addr()?)?;
+        let (len, from) = server.recv_from(&mut buf)?;
+        dns_answer(&buf[..len], &mut answer);
+        server.send_to(&answer, from)?;
+        client.recv_from(&mut buf)?;
         n += 1;
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())
@@ -146,18 +150,20 @@ pub fn flood(sink: SocketAddr, rate: f64, secs: f64, salt: u32) -> Result<Sent> 
     let half = rate / 2.0;
     let dns = std::thread::spawn(move || -> Result<u64> {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
-        let q = dns_query(7, "chatgpt.com");
-        paced(half, secs, |_| {
+        let mut q = dns_query(0, "chatgpt.com");
+        paced(half, secs, |i| {
+            q[..2].copy_from_slice(&(i as u16).to_be_bytes());
             sock.send_to(&q, sink).map(|_| ()).map_err(Into::into)
         })
     });
     let conn = std::thread::spawn(move || -> Result<u64> {
+        // One UDP socket re-connected each time: every connect() runs the connect4 hook.
+        let s = UdpSocket::bind("127.0.0.1:0")?;
         paced(half, secs, |i| {
             // 127.<salt>.<i> spread over 2^16 addresses × ports: distinct per trial.
             let i = i as u32;
             let ip = Ipv4Addr::new(127, 100 + (salt % 100) as u8, (i >> 8) as u8, i as u8);
             let port = 10_000 + ((i >> 16) % 50_000) as u16;
-            let s = UdpSocket::bind("127.0.0.1:0")?;
             s.connect(SocketAddrV4::new(ip, port))?;
             Ok(())
         })
