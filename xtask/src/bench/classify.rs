@@ -78,6 +78,28 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         &["operation", "M names/s", "target ≥ 20 M/s"],
         &rows,
     ));
+    if rates.iter().any(|r| r.median() < 20e6) {
+        let prof = super::replay::profile(
+            &ctx.work,
+            "classify",
+            &[
+                "cargo",
+                "bench",
+                "-p",
+                "shadowai-rules",
+                "--bench",
+                "classify",
+                "--",
+                "--profile-time",
+                "3",
+                "classify_with_policy",
+            ],
+        )?;
+        body.push_str(&format!(
+            "\nTarget missed: where `classify_at` spends its time (`perf record -g` of criterion's \
+             `--profile-time 3` run, self time by symbol):\n\n```\n{prof}\n```\n"
+        ));
+    }
     body.push_str(&format!(
         "\n(The quiet-machine figure from 2026-11-22 in BENCHMARKS.md: match 19.2 M/s, classify \
          12.1 M/s. Medians here: {} and {} names/s.)\n",

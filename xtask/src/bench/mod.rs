@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Packets in the replay capture.
     #[arg(long, default_value_t = 1_000_000)]
     pub replay_packets: usize,
+    /// Trials of the replay comparison (tshark takes minutes per million packets on a loaded
+    /// machine).
+    #[arg(long, default_value_t = 2)]
+    pub replay_trials: u32,
     /// Simulated agents uploading at once in the ingest trials.
     #[arg(long, default_value_t = 32)]
     pub ingest_agents: u64,
@@ -66,6 +70,7 @@ pub struct Ctx {
     pub trials: u32,
     pub secs: f64,
     pub replay_packets: usize,
+    pub replay_trials: u32,
     pub ingest_agents: u64,
     pub ingest_secs: u64,
     pub fleet_history: u64,
@@ -211,6 +216,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         trials: args.trials.max(1),
         secs: args.secs,
         replay_packets: args.replay_packets,
+        replay_trials: args.replay_trials.max(1),
         ingest_agents: args.ingest_agents,
         ingest_secs: args.ingest_secs,
         fleet_history: args.fleet_history,

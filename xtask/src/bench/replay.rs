@@ -108,6 +108,8 @@ pub fn profile(work: &Path, name: &str, cmd: &[&str]) -> Result<String> {
     Ok(text
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        // perf pads each row with empty columns ("  -  -"): cut them.
+        .map(|l| l.trim_end_matches([' ', '-']))
         .take(15)
         .collect::<Vec<_>>()
         .join("\n"))
@@ -132,8 +134,8 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
         TSHARK_FILTER,
     ];
     let (mut t_ours, mut t_theirs) = (Trials::default(), Trials::default());
-    for trial in 0..ctx.trials {
-        eprintln!("[bench] replay trial {}/{}", trial + 1, ctx.trials);
+    for trial in 0..ctx.replay_trials {
+        eprintln!("[bench] replay trial {}/{}", trial + 1, ctx.replay_trials);
         t_ours.push(timed(
             Command::new(agent_bin)
                 .args(["replay", &cap])
@@ -155,7 +157,7 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
          - shadowai: `shadowai-agent replay {cap}` (release; its normal OCSF 1.8 JSON lines)\n\
          - tshark: `tshark {}` (Debian's tshark; TCP reassembly on, as by default)\n\n",
         num(packets as f64, 0),
-        ctx.trials,
+        ctx.replay_trials,
         tshark_args
             .iter()
             .map(|a| if a.contains(' ') {
