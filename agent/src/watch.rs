@@ -65,7 +65,7 @@ pub fn write_event(
     device: &ocsf::Device,
 ) -> std::io::Result<()> {
     if json {
-        serde_json::to_writer(&mut *w, &ocsf::render(e, device)).map_err(std::io::Error::other)?;
+        ocsf::write(&mut *w, e, device)?;
         w.write_all(b"\n")
     } else {
         writeln!(w, "{}", text::render(e))

@@ -1,19 +1,17 @@
 //! OCSF 1.8 rendering: DNS Activity (4003) and Network Activity (4001).
 //!
-//! Typed serialisation: [`render`] borrows the event into structs that serde writes straight
-//! to the output, so an event costs no JSON tree, no per-field `String` and no map inserts
-//! (addresses, uids and the command line are formatted into the writer). Fields are declared
-//! in alphabetical order: the bytes are the same as the sorted-map rendering they replace.
+//! Typed serialisation: [`write`] writes each field of the event straight to the output
+//! ([`super::json`]): no JSON tree, no per-field `String`, no map inserts, keys as static
+//! bytes. Fields go out in alphabetical order: the bytes are the same as the sorted-map
+//! rendering this replaced (the golden tests pin them).
 
-use std::fmt;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 
-use serde::Serialize;
-use serde::ser::{SerializeSeq, Serializer};
-
+use super::json::Obj;
 use crate::correlate::dns_cache::NameScope;
 use crate::enrich::ProcInfo;
-use crate::event::{DnsRecord, Event, EventKind, NameSource, Signal, TlsInfo};
+use crate::event::{Event, EventKind, NameSource, Signal, TlsInfo};
 
 const CATEGORY_NETWORK: u32 = 4;
 const CLASS_NETWORK: u32 = 4001;
@@ -56,262 +54,6 @@ fn rcode_name(r: u16) -> &'static str {
     }
 }
 
-/// One event as an OCSF object, borrowing from the event; serialise it with serde.
-#[derive(Serialize)]
-pub struct Ocsf<'a> {
-    action: &'static str,
-    action_id: u8,
-    activity_id: u32,
-    activity_name: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actor: Option<Actor<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    answers: Option<Answers<'a>>,
-    category_name: &'static str,
-    category_uid: u32,
-    class_name: &'static str,
-    class_uid: u32,
-    connection_info: ConnectionInfo,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    container: Option<Uid<'a>>,
-    device: Hostname<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disposition: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disposition_id: Option<u8>,
-    dst_endpoint: Endpoint<'a>,
-    metadata: Metadata,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<Query<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rcode: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rcode_id: Option<u16>,
-    severity_id: u8,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    src_endpoint: Option<Endpoint<'a>>,
-    time: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tls: Option<Tls<'a>>,
-    type_uid: u32,
-    #[serde(skip_serializing_if = "Unmapped::is_empty")]
-    unmapped: Unmapped<'a>,
-}
-
-#[derive(Serialize)]
-struct Actor<'a> {
-    process: Process<'a>,
-    user: User<'a>,
-}
-
-#[derive(Serialize)]
-struct Process<'a> {
-    cmd_line: Joined<'a>,
-    file: File<'a>,
-    name: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    parent_process: Option<Pid>,
-    pid: u32,
-}
-
-#[derive(Serialize)]
-struct File<'a> {
-    name: &'a str,
-    path: &'a str,
-}
-
-#[derive(Serialize)]
-struct Pid {
-    pid: u32,
-}
-
-#[derive(Serialize)]
-struct User<'a> {
-    name: &'a str,
-    #[serde(serialize_with = "as_text")]
-    uid: u32,
-}
-
-#[derive(Serialize)]
-struct Uid<'a> {
-    uid: &'a str,
-}
-
-#[derive(Serialize)]
-struct Hostname<'a> {
-    hostname: &'a str,
-}
-
-#[derive(Serialize)]
-struct Endpoint<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hostname: Option<&'a str>,
-    #[serde(serialize_with = "ip_text")]
-    ip: SocketAddr,
-    #[serde(serialize_with = "port")]
-    port: SocketAddr,
-}
-
-#[derive(Serialize)]
-struct ConnectionInfo {
-    direction: &'static str,
-    direction_id: u8,
-    protocol_name: &'static str,
-}
-
-#[derive(Serialize)]
-struct Metadata {
-    product: Product,
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Product {
-    name: &'static str,
-    vendor_name: &'static str,
-    version: &'static str,
-}
-
-#[derive(Serialize)]
-struct Query<'a> {
-    class: &'static str,
-    hostname: &'a str,
-    packet_uid: u16,
-    #[serde(rename = "type")]
-    qtype: &'static str,
-}
-
-/// DNS answers as OCSF answer objects.
-struct Answers<'a>(&'a [DnsRecord]);
-
-#[derive(Serialize)]
-struct Answer<'a> {
-    class: &'static str,
-    rdata: &'a str,
-    ttl: u32,
-    #[serde(rename = "type")]
-    rtype: &'static str,
-}
-
-impl Serialize for Answers<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for a in self.0 {
-            seq.serialize_element(&Answer {
-                class: "IN",
-                rdata: &a.rdata,
-                ttl: a.ttl,
-                rtype: a.rtype,
-            })?;
-        }
-        seq.end()
-    }
-}
-
-#[derive(Serialize)]
-struct Tls<'a> {
-    ja4_fingerprint_list: [Ja4<'a>; 1],
-    sni: &'a Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<TlsVersion>,
-}
-
-#[derive(Serialize)]
-struct Ja4<'a> {
-    value: &'a str,
-}
-
-#[derive(Default, Serialize)]
-struct Unmapped<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alpn: Option<&'a [String]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_hello_len: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_hello_partial: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ech: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name_source: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    quic_version: Option<QuicVersion>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signals: Option<&'a [Signal]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    socket_cookie: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    systemd_unit: Option<&'a str>,
-}
-
-impl Unmapped<'_> {
-    fn is_empty(&self) -> bool {
-        self.alpn.is_none()
-            && self.client_hello_len.is_none()
-            && self.client_hello_partial.is_none()
-            && self.ech.is_none()
-            && self.name_source.is_none()
-            && self.quic_version.is_none()
-            && self.signals.is_none()
-            && self.socket_cookie.is_none()
-            && self.systemd_unit.is_none()
-    }
-}
-
-/// The command line, joined with spaces while it is written.
-struct Joined<'a>(&'a [String]);
-
-impl fmt::Display for Joined<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, arg) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            f.write_str(arg)?;
-        }
-        Ok(())
-    }
-}
-
-impl Serialize for Joined<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-struct TlsVersion(u16);
-
-impl Serialize for TlsVersion {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0 {
-            0x0304 => s.serialize_str("1.3"),
-            0x0303 => s.serialize_str("1.2"),
-            0x0302 => s.serialize_str("1.1"),
-            0x0301 => s.serialize_str("1.0"),
-            other => s.collect_str(&format_args!("0x{other:04x}")),
-        }
-    }
-}
-
-struct QuicVersion(u32);
-
-impl Serialize for QuicVersion {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("0x{:08x}", self.0))
-    }
-}
-
-fn as_text<S: Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
-}
-
-fn ip_text<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&a.ip())
-}
-
-fn port<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u16(a.port())
-}
-
 fn name_source(src: NameSource) -> &'static str {
     match src {
         NameSource::Sni => "sni",
@@ -322,54 +64,115 @@ fn name_source(src: NameSource) -> &'static str {
     }
 }
 
-fn actor(p: &ProcInfo) -> Actor<'_> {
-    let file_name = p.exe.rsplit('/').next().unwrap_or(&p.exe);
-    Actor {
-        process: Process {
-            cmd_line: Joined(&p.cmdline),
-            file: File {
-                name: file_name,
-                path: &p.exe,
-            },
-            name: &p.name,
-            parent_process: p.ppid.map(|pid| Pid { pid }),
-            pid: p.pid,
-        },
-        user: User {
-            name: &p.user,
-            uid: p.uid,
-        },
+fn signal(s: Signal) -> &'static str {
+    match s {
+        Signal::EncryptedDns => "encrypted_dns",
+        Signal::Ech => "ech",
+        Signal::NeverResolved => "never_resolved",
     }
 }
 
-fn tls(t: &TlsInfo) -> Tls<'_> {
-    Tls {
-        ja4_fingerprint_list: [Ja4 { value: &t.ja4 }],
-        sni: &t.sni,
-        version: t.versions.first().map(|v| TlsVersion(*v)),
+fn tls_version(w: &mut impl Write, v: u16) -> io::Result<()> {
+    match v {
+        0x0304 => w.write_all(b"\"1.3\""),
+        0x0303 => w.write_all(b"\"1.2\""),
+        0x0302 => w.write_all(b"\"1.1\""),
+        0x0301 => w.write_all(b"\"1.0\""),
+        other => write!(w, "\"0x{other:04x}\""),
     }
 }
 
-fn unmapped(e: &Event) -> Unmapped<'_> {
-    let mut u = Unmapped {
-        name_source: e.name_source.map(name_source),
-        signals: (!e.signals.is_empty()).then_some(e.signals.as_slice()),
-        systemd_unit: e.process.as_ref().and_then(|p| p.systemd_unit.as_deref()),
-        socket_cookie: (e.cookie != 0).then_some(e.cookie),
-        ..Unmapped::default()
-    };
-    if let Some(t) = &e.tls {
-        u.alpn = Some(&t.alpn);
-        u.ech = Some(t.ech);
-        u.client_hello_len = Some(t.hello_len);
-        u.client_hello_partial = t.partial.then_some(true);
-        u.quic_version = t.quic_version.map(QuicVersion);
-    }
-    u
+fn actor<W: Write>(o: &mut Obj<'_, W>, p: &ProcInfo) -> io::Result<()> {
+    o.obj("process", |o| {
+        let w = o.key("cmd_line")?;
+        let mut cmd = String::new();
+        for (i, arg) in p.cmdline.iter().enumerate() {
+            if i > 0 {
+                cmd.push(' ');
+            }
+            cmd.push_str(arg);
+        }
+        super::json::string(w, &cmd)?;
+        o.obj("file", |o| {
+            o.str("name", p.exe.rsplit('/').next().unwrap_or(&p.exe))?;
+            o.str("path", &p.exe)
+        })?;
+        o.str("name", &p.name)?;
+        if let Some(ppid) = p.ppid {
+            o.obj("parent_process", |o| o.uint("pid", u64::from(ppid)))?;
+        }
+        o.uint("pid", u64::from(p.pid))
+    })?;
+    o.obj("user", |o| {
+        o.str("name", &p.user)?;
+        let w = o.key("uid")?;
+        w.write_all(b"\"")?;
+        super::json::uint(w, u64::from(p.uid))?;
+        w.write_all(b"\"")
+    })
 }
 
-/// Renders one event as an OCSF object (borrowing the event and the device).
-pub fn render<'a>(e: &'a Event, device: &'a Device) -> Ocsf<'a> {
+fn endpoint<W: Write>(o: &mut Obj<'_, W>, hostname: Option<&str>, a: SocketAddr) -> io::Result<()> {
+    if let Some(h) = hostname {
+        o.str("hostname", h)?;
+    }
+    o.ip("ip", a.ip())?;
+    o.uint("port", u64::from(a.port()))
+}
+
+fn tls<W: Write>(o: &mut Obj<'_, W>, t: &TlsInfo) -> io::Result<()> {
+    o.arr("ja4_fingerprint_list", |a| {
+        a.obj(|o| o.str("value", &t.ja4))
+    })?;
+    o.opt_str("sni", t.sni.as_deref())?;
+    if let Some(v) = t.versions.first() {
+        tls_version(o.key("version")?, *v)?;
+    }
+    Ok(())
+}
+
+fn unmapped<W: Write>(o: &mut Obj<'_, W>, e: &Event) -> io::Result<()> {
+    let unit = e.process.as_ref().and_then(|p| p.systemd_unit.as_deref());
+    if e.tls.is_none()
+        && e.name_source.is_none()
+        && e.signals.is_empty()
+        && e.cookie == 0
+        && unit.is_none()
+    {
+        return Ok(());
+    }
+    o.obj("unmapped", |o| {
+        if let Some(t) = &e.tls {
+            o.arr("alpn", |a| t.alpn.iter().try_for_each(|p| a.str(p)))?;
+            o.uint("client_hello_len", t.hello_len as u64)?;
+            if t.partial {
+                o.bool("client_hello_partial", true)?;
+            }
+            o.bool("ech", t.ech)?;
+        }
+        if let Some(src) = e.name_source {
+            o.str("name_source", name_source(src))?;
+        }
+        if let Some(v) = e.tls.as_ref().and_then(|t| t.quic_version) {
+            write!(o.key("quic_version")?, "\"0x{v:08x}\"")?;
+        }
+        if !e.signals.is_empty() {
+            o.arr("signals", |a| {
+                e.signals.iter().try_for_each(|s| a.str(signal(*s)))
+            })?;
+        }
+        if e.cookie != 0 {
+            o.uint("socket_cookie", e.cookie)?;
+        }
+        if let Some(u) = unit {
+            o.str("systemd_unit", u)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes one event as an OCSF object (one line of JSON, no newline).
+pub fn write(w: &mut impl Write, e: &Event, device: &Device) -> io::Result<()> {
     let (class_uid, class_name, activity_id, activity_name) = match e.kind {
         EventKind::DnsQuery => (CLASS_DNS, "DNS Activity", 1, "Query"),
         EventKind::DnsResponse => (CLASS_DNS, "DNS Activity", 2, "Response"),
@@ -378,64 +181,76 @@ pub fn render<'a>(e: &'a Event, device: &'a Device) -> Ocsf<'a> {
             (CLASS_NETWORK, "Network Activity", 6, "Traffic")
         }
     };
-    let response = e.kind == EventKind::DnsResponse;
-    let dns_response = e.dns.as_ref().filter(|_| response);
-    Ocsf {
-        action: if e.blocked { "Denied" } else { "Allowed" },
-        action_id: if e.blocked { 2 } else { 1 },
-        activity_id,
-        activity_name,
-        actor: e.process.as_deref().map(actor),
-        answers: dns_response.map(|d| Answers(&d.answers)),
-        category_name: "Network Activity",
-        category_uid: CATEGORY_NETWORK,
-        class_name,
-        class_uid,
-        connection_info: ConnectionInfo {
-            direction: "Outbound",
-            direction_id: 2,
-            protocol_name: e.protocol,
-        },
-        container: e
-            .process
-            .as_ref()
-            .and_then(|p| p.container_id.as_deref())
-            .map(|uid| Uid { uid }),
-        device: Hostname {
-            hostname: &device.hostname,
-        },
-        disposition: e.blocked.then_some("Blocked"),
-        disposition_id: e.blocked.then_some(2),
-        dst_endpoint: Endpoint {
-            hostname: e.hostname.as_deref(),
-            ip: e.dst,
-            port: e.dst,
-        },
-        metadata: Metadata {
-            product: Product {
-                name: "shadowai-agent",
-                vendor_name: "shadowai",
-                version: env!("CARGO_PKG_VERSION"),
-            },
-            version: "1.8.0",
-        },
-        query: e.dns.as_ref().map(|d| Query {
-            class: "IN",
-            hostname: &d.question,
-            packet_uid: d.id,
-            qtype: qtype_name(d.qtype),
-        }),
-        rcode: dns_response.map(|d| rcode_name(d.rcode)),
-        rcode_id: dns_response.map(|d| d.rcode.min(6)),
-        severity_id: 1,
-        src_endpoint: e.src.map(|src| Endpoint {
-            hostname: None,
-            ip: src,
-            port: src,
-        }),
-        time: e.time_ms,
-        tls: e.tls.as_ref().map(tls),
-        type_uid: class_uid * 100 + activity_id,
-        unmapped: unmapped(e),
+    let dns_response = e.dns.as_ref().filter(|_| e.kind == EventKind::DnsResponse);
+    let mut o = Obj::open(w)?;
+    o.str("action", if e.blocked { "Denied" } else { "Allowed" })?;
+    o.uint("action_id", if e.blocked { 2 } else { 1 })?;
+    o.uint("activity_id", u64::from(activity_id))?;
+    o.str("activity_name", activity_name)?;
+    if let Some(p) = e.process.as_deref() {
+        o.obj("actor", |o| actor(o, p))?;
     }
+    if let Some(d) = dns_response {
+        o.arr("answers", |a| {
+            d.answers.iter().try_for_each(|r| {
+                a.obj(|o| {
+                    o.str("class", "IN")?;
+                    o.str("rdata", &r.rdata)?;
+                    o.uint("ttl", u64::from(r.ttl))?;
+                    o.str("type", r.rtype)
+                })
+            })
+        })?;
+    }
+    o.str("category_name", "Network Activity")?;
+    o.uint("category_uid", u64::from(CATEGORY_NETWORK))?;
+    o.str("class_name", class_name)?;
+    o.uint("class_uid", u64::from(class_uid))?;
+    o.obj("connection_info", |o| {
+        o.str("direction", "Outbound")?;
+        o.uint("direction_id", 2)?;
+        o.str("protocol_name", e.protocol)
+    })?;
+    if let Some(c) = e.process.as_ref().and_then(|p| p.container_id.as_deref()) {
+        o.obj("container", |o| o.str("uid", c))?;
+    }
+    o.obj("device", |o| o.str("hostname", &device.hostname))?;
+    if e.blocked {
+        o.str("disposition", "Blocked")?;
+        o.uint("disposition_id", 2)?;
+    }
+    o.obj("dst_endpoint", |o| {
+        endpoint(o, e.hostname.as_deref(), e.dst)
+    })?;
+    o.obj("metadata", |o| {
+        o.obj("product", |o| {
+            o.str("name", "shadowai-agent")?;
+            o.str("vendor_name", "shadowai")?;
+            o.str("version", env!("CARGO_PKG_VERSION"))
+        })?;
+        o.str("version", "1.8.0")
+    })?;
+    if let Some(d) = &e.dns {
+        o.obj("query", |o| {
+            o.str("class", "IN")?;
+            o.str("hostname", &d.question)?;
+            o.uint("packet_uid", u64::from(d.id))?;
+            o.str("type", qtype_name(d.qtype))
+        })?;
+    }
+    if let Some(d) = dns_response {
+        o.str("rcode", rcode_name(d.rcode))?;
+        o.uint("rcode_id", u64::from(d.rcode.min(6)))?;
+    }
+    o.uint("severity_id", 1)?;
+    if let Some(src) = e.src {
+        o.obj("src_endpoint", |o| endpoint(o, None, src))?;
+    }
+    o.int("time", e.time_ms)?;
+    if let Some(t) = &e.tls {
+        o.obj("tls", |o| tls(o, t))?;
+    }
+    o.uint("type_uid", u64::from(class_uid * 100 + activity_id))?;
+    unmapped(&mut o, e)?;
+    o.close()
 }

@@ -11,7 +11,7 @@ use crate::correlate::dns_cache::NameScope;
 use crate::enrich::ProcInfo;
 use crate::event::{DnsInfo, DnsRecord, Event, EventKind, NameSource, Signal, TlsInfo};
 
-use super::ocsf::{Device, render};
+use super::ocsf::{Device, write};
 
 fn device() -> Device {
     Device {
@@ -20,7 +20,9 @@ fn device() -> Device {
 }
 
 fn line(e: &Event) -> String {
-    serde_json::to_string(&render(e, &device())).unwrap()
+    let mut out = Vec::new();
+    write(&mut out, e, &device()).unwrap();
+    String::from_utf8(out).unwrap()
 }
 
 fn base(kind: EventKind) -> Event {
