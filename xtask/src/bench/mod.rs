@@ -165,23 +165,17 @@ fn machine() -> String {
     )
 }
 
-/// The release agent and collector, and the collector's ingest bench binary.
+/// The release agent, and the collector's ingest bench binary (which builds and runs the
+/// release collector it starts).
 fn build(root: &Path, want: &dyn Fn(&str) -> bool) -> Result<()> {
     eprintln!("[bench] building release binaries");
     super::run(
         Command::new("cargo")
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "shadowai-agent",
-                "-p",
-                "shadowai-collector",
-            ])
+            .args(["build", "--release", "-p", "shadowai-agent"])
             .current_dir(root),
     )?;
     if want("ingest") || want("fleet") {
-        // The collector bench binary (built once here, so trials do not time a build).
+        // Built once here, so trials do not time a build.
         super::run(
             Command::new("cargo")
                 .args([
