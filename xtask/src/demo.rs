@@ -98,7 +98,8 @@ fn start_collector(bin: &Path, data: &Path, dir: &Path, catalogue: &Path) -> Res
     Ok(child)
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+/// `ip ARGS…`, failing when it fails.
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     let st = Command::new("ip")
         .args(args)
         .status()

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::demo::ip;
+
 const CLIENT_NS: &str = "sabench-c";
 const REMOTE_NS: &str = "sabench-r";
 const CLIENT_IP: [u8; 4] = [10, 252, 0, 2];
@@ -53,17 +55,6 @@ while time.time() < end:
     except OSError:
         pass
 "#;
-
-fn ip(args: &[&str]) -> Result<()> {
-    let st = Command::new("ip")
-        .args(args)
-        .status()
-        .context("running ip")?;
-    if !st.success() {
-        bail!("ip {args:?} failed");
-    }
-    Ok(())
-}
 
 fn teardown() {
     for ns in [CLIENT_NS, REMOTE_NS] {

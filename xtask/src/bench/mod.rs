@@ -8,7 +8,7 @@
 //! ≥ 1 M-packet capture from real clients; (5) durable collector ingest (SQLite, PostgreSQL)
 //! and the fleet simulation (two replicas on one PostgreSQL, one killed mid-ingest).
 
-mod agent;
+pub mod agent;
 mod capture;
 mod classify;
 mod events;
@@ -17,7 +17,7 @@ mod loopback;
 mod replay;
 mod report;
 mod stats;
-mod traffic;
+pub mod traffic;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
