@@ -38,13 +38,13 @@ pub const COMMAND: &str =
     "cargo bench -p shadowai-rules --bench classify -- --warm-up-time 1 --measurement-time 3";
 
 pub fn run(ctx: &Ctx) -> Result<String> {
+    let exe = super::bench_exe(&ctx.target, "classify")?;
     let mut rates = vec![Trials::default(); BENCHES.len()];
     for trial in 0..ctx.trials {
         eprintln!("[bench] classify trial {}/{}", trial + 1, ctx.trials);
         super::run_quiet(
-            Command::new("cargo")
-                .args(["bench", "-p", "shadowai-rules", "--bench", "classify", "--"])
-                .args(["--warm-up-time", "1", "--measurement-time", "3"])
+            Command::new(&exe)
+                .args(["--bench", "--warm-up-time", "1", "--measurement-time", "3"])
                 .current_dir(&ctx.root),
         )?;
         for (i, (b, _)) in BENCHES.iter().enumerate() {

@@ -165,31 +165,54 @@ fn machine() -> String {
     )
 }
 
-/// The release agent, and the collector's ingest bench binary (which builds and runs the
-/// release collector it starts).
-fn build(root: &Path, want: &dyn Fn(&str) -> bool) -> Result<()> {
+/// The release agent and the two bench executables the sections run (the collector's
+/// `ingest`, which starts the release collector built with it, and the rules' `classify`).
+fn build(root: &Path) -> Result<()> {
     eprintln!("[bench] building release binaries");
     super::run(
         Command::new("cargo")
             .args(["build", "--release", "-p", "shadowai-agent"])
             .current_dir(root),
     )?;
-    if want("ingest") || want("fleet") {
-        // Built once here, so trials do not time a build.
+    for (pkg, bench) in [
+        ("shadowai-collector", "ingest"),
+        ("shadowai-rules", "classify"),
+    ] {
         super::run(
             Command::new("cargo")
-                .args([
-                    "bench",
-                    "-p",
-                    "shadowai-collector",
-                    "--bench",
-                    "ingest",
-                    "--no-run",
-                ])
+                .args(["bench", "-p", pkg, "--bench", bench, "--no-run"])
                 .current_dir(root),
         )?;
     }
     Ok(())
+}
+
+/// The newest built bench executable `name` (`target/release/deps/NAME-HASH`). The sections
+/// run it directly: a nested `cargo bench` from inside `cargo xtask` sees other environment
+/// variables and may rebuild the whole dependency tree.
+pub fn bench_exe(target: &Path, name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let deps = target.join("release/deps");
+    let prefix = format!("{name}-");
+    std::fs::read_dir(&deps)
+        .with_context(|| format!("reading {}", deps.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_prefix(&prefix)
+                .is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()))
+                && e.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+        .with_context(|| {
+            format!(
+                "no {name} bench executable in {}: build it (`cargo bench -p … --bench {name} \
+                 --no-run`) or run without --no-build",
+                deps.display()
+            )
+        })
 }
 
 pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
@@ -201,7 +224,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
     let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     install_peers()?;
     if !args.no_build {
-        build(root, &want)?;
+        build(root)?;
     }
     let ctx = Ctx {
         root: root.to_path_buf(),
