@@ -251,16 +251,18 @@ pub fn run(work: &Path) {
     // half the agents have started, and its agents (and retries) go to B.
     let started = Arc::new(AtomicU64::new(0));
     let retried = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
     let a_dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let t = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..128 {
-            let (agents, urls, started, retried, a_dead) = (
+            let (agents, urls, started, retried, failed, a_dead) = (
                 agents.clone(),
                 urls.clone(),
                 started.clone(),
                 retried.clone(),
+                failed.clone(),
                 a_dead.clone(),
             );
             tasks.push(tokio::spawn(async move {
@@ -276,12 +278,18 @@ pub fn run(work: &Path) {
                             .collect(),
                     });
                     let mut replica = (i % 2) as usize;
-                    loop {
+                    // Bounded: a batch refused 50 times is counted as failed (never silently).
+                    for attempt in 0.. {
                         if replica == 0 && a_dead.load(Ordering::Relaxed) {
                             replica = 1;
                         }
                         match upload(&urls[replica], ag, body.clone()).await {
                             Ok(()) => break,
+                            Err(e) if attempt >= 50 => {
+                                eprintln!("fleet: batch live-{i} failed for good: {e}");
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
                             Err(_) => {
                                 retried.fetch_add(1, Ordering::Relaxed);
                                 replica = 1;
@@ -332,6 +340,7 @@ pub fn run(work: &Path) {
             "enroll_secs": enroll_secs, "enrolled_via_api": via_api, "live_secs": live_secs,
             "live_findings_per_sec": expected_live as f64 / live_secs,
             "retries": retried.load(Ordering::Relaxed),
+            "failed_batches": failed.load(Ordering::Relaxed),
             "expected_live": expected_live, "live_stored": live_stored,
             "stored": stored, "distinct": distinct, "table_bytes": size,
             "queries_before": before, "queries_after": after,

@@ -185,7 +185,9 @@ pub fn fleet(ctx: &Ctx) -> Result<String> {
         .collect();
     let expected = v["expected_live"].as_i64().unwrap_or(-1);
     let live = v["live_stored"].as_i64().unwrap_or(-2);
-    let exact = expected == live && v["stored"] == v["distinct"];
+    let exact = expected == live
+        && v["stored"] == v["distinct"]
+        && v["failed_batches"].as_u64().unwrap_or(1) == 0;
     let rows_total = v["stored"].as_f64().unwrap_or(f64::NAN);
     let mut body = format!(
         "`cargo bench -p shadowai-collector --bench ingest -- {}`. Scaled to fit the 15-minute \
