@@ -190,7 +190,9 @@ pub fn fleet(ctx: &Ctx) -> Result<String> {
         && v["failed_batches"].as_u64().unwrap_or(0) == 0;
     let rows_total = v["stored"].as_f64().unwrap_or(f64::NAN);
     // Older bench builds enrolled every agent over the API.
-    let via_api = v["enrolled_via_api"].as_f64().unwrap_or_else(|| f(&v, "agents"));
+    let via_api = v["enrolled_via_api"]
+        .as_f64()
+        .unwrap_or_else(|| f(&v, "agents"));
     let mut body = format!(
         "`cargo bench -p shadowai-collector --bench ingest -- {}`. Scaled to fit the 15-minute \
          run: {} rows of history (the issue asks for tens of millions) and {} simulated agents \
