@@ -196,7 +196,7 @@ pub fn fleet(ctx: &Ctx) -> Result<String> {
     let mut body = format!(
         "`cargo bench -p shadowai-collector --bench ingest -- {}`. Scaled to fit the 15-minute \
          run: {} rows of history (the issue asks for tens of millions) and {} simulated agents \
-         (as asked), one batch of 20 findings each in the live phase.\n\n\
+         (the issue asks for 10,000; the default), one batch of 20 findings each in the live phase.\n\n\
          1. One PostgreSQL 15 (durable settings as above), two `shadowai-collector` replicas \
             (A and B, pool 8 each) on the same database, each with its own HTTPS certificate.\n\
          2. History seeded in bulk: {} findings spread over the 90 days before now, \
@@ -246,7 +246,7 @@ pub fn fleet(ctx: &Ctx) -> Result<String> {
         "\nWhere one PostgreSQL stops being enough: the overview over all 90 days is a full scan \
          with three `COUNT(DISTINCT …)` per service × verdict; here it costs ≈ {per_row_us:.2} µs \
          per row, so it passes 2 s at ≈ {} rows — at 10,000 hosts × 50 findings per host per \
-         day (500,000 rows a day) that is ≈ {:.0} days of history. Filtered \
+         day (500,000 rows a day) that is ≈ {:.1} days of history. Filtered \
          drill-downs use the indexes and stay flat as the table grows. Ingest is not the limit \
          (the live phase above and the ingest table). The next step is not another engine but \
          daily rollups (service × verdict × day with HyperLogLog-style distinct counts, or \

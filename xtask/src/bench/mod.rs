@@ -290,7 +290,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         ),
         (
             "fleet",
-            "5b. Fleet simulation: 10,000 agents, two replicas, one PostgreSQL",
+            "5b. Fleet simulation: simulated agents, two replicas, one PostgreSQL",
             Box::new(|| ingest::fleet(&ctx)),
         ),
     ];
