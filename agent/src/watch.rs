@@ -65,8 +65,7 @@ pub fn write_event(
     device: &ocsf::Device,
 ) -> std::io::Result<()> {
     if json {
-        let v = ocsf::render(e, device);
-        serde_json::to_writer(&mut *w, &v).map_err(std::io::Error::other)?;
+        ocsf::write(&mut *w, e, device)?;
         w.write_all(b"\n")
     } else {
         writeln!(w, "{}", text::render(e))

@@ -165,7 +165,8 @@ fn start_collector(
     Ok(child)
 }
 
-fn ip(args: &[&str]) -> Result<()> {
+/// `ip ARGS…`, failing when it fails.
+pub(crate) fn ip(args: &[&str]) -> Result<()> {
     let st = Command::new("ip")
         .args(args)
         .status()

@@ -1,4 +1,4 @@
-//! shadowai's project commands: `cargo xtask <setup|test|run|lint>`.
+//! shadowai's project commands: `cargo xtask <setup|test|run|lint|bench|…>`.
 //!
 //! Every command installs what it needs first (`setup`), so the README's two commands work
 //! on a fresh machine of the project's kind (Debian 12, rustup with stable + nightly, root).
@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 mod dist;
 mod kernels;
@@ -64,6 +65,10 @@ enum Cmd {
         #[arg(long, value_name = "AGENT")]
         peer: Option<std::path::PathBuf>,
     },
+    /// Every speed figure beside its peer in one run (bare / bpftrace / tshark / PostgreSQL vs
+    /// SQLite), medians of alternating trials, written to bench/REPORT.md (needs root;
+    /// installs bpftrace, tshark, linux-perf, tcpdump from Debian when missing; ≈15 min).
+    Bench(bench::BenchArgs),
     /// Build .deb and .rpm packages (agent, collector, admin CLI) with man pages and shell
     /// completions into target/dist (cargo-deb and cargo-generate-rpm, installed if missing).
     Dist(dist::DistArgs),
@@ -159,6 +164,10 @@ fn main() -> Result<()> {
                 secs,
                 trials.max(1),
             )
+        }
+        Cmd::Bench(args) => {
+            setup(&root, false)?;
+            bench::run(&root, &target_dir(&root), &args)
         }
         Cmd::Dist(args) => dist::dist(&root, &target_dir(&root), &args).map(|_| ()),
         Cmd::Watch { args } => {

@@ -176,7 +176,12 @@ impl Classifier {
                 self.stats.dns_tcp += 1;
                 Some(mk(Hint::DnsTcp, dns_dir))
             }
-            L4Kind::Tcp { .. } => {
+            L4Kind::Tcp { flags, .. } => {
+                // A SYN opens a new connection: a 4-tuple reused by a later connection in the
+                // same capture starts fresh, as the kernel's per-socket state does.
+                if flags & TCP_SYN != 0 && flags & TCP_ACK == 0 {
+                    self.flows.remove(&flow);
+                }
                 if seg.payload.is_empty() {
                     return None;
                 }
@@ -238,6 +243,9 @@ impl Classifier {
         }
     }
 }
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 fn is_client_hello_start(p: &[u8]) -> bool {
     tls::may_start_handshake_record(p) && p.get(5).is_none_or(|&t| t == 0x01)
@@ -343,4 +351,66 @@ pub fn decode_reader<R: Read>(r: R, limits: Limits) -> Result<ReplayOutcome, Dec
 pub fn decode_file(path: &Path, limits: Limits) -> Result<ReplayOutcome, DecodeError> {
     let f = std::fs::File::open(path).map_err(|source| DecodeError::Io { offset: 0, source })?;
     decode_reader(std::io::BufReader::new(f), limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Classifier, Hint};
+    use crate::layers::LINKTYPE_RAW;
+    use crate::pcap::Frame;
+
+    /// A raw IPv4/TCP frame 10.0.0.2:40000 → 10.0.0.1:443 with `flags` and `payload`.
+    fn tcp(flags: u8, payload: &[u8]) -> Frame {
+        let total = 40 + payload.len();
+        let mut d = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+            10,
+            0,
+            0,
+            2,
+            10,
+            0,
+            0,
+            1,
+        ];
+        d.extend_from_slice(&[0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags]);
+        d.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        d.extend_from_slice(payload);
+        Frame {
+            ts_ns: 0,
+            linktype: LINKTYPE_RAW,
+            orig_len: d.len() as u32,
+            data: d,
+        }
+    }
+
+    #[test]
+    fn a_reused_four_tuple_is_a_new_connection_after_a_syn() {
+        let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0];
+        let mut c = Classifier::new();
+        for _ in 0..2 {
+            assert!(c.classify(&tcp(0x02, &[])).is_none()); // SYN
+            let p = c.classify(&tcp(0x18, &hello));
+            assert_eq!(p.map(|p| p.hint), Some(Hint::Tls));
+            // The rest of a long connection: the flow's segment budget runs out.
+            for _ in 0..20 {
+                c.classify(&tcp(0x18, &[0x17, 0x03, 0x03, 0x00, 0x01, 0]));
+            }
+            assert!(
+                c.classify(&tcp(0x18, &[0x17, 0x03, 0x03, 0x00, 0x01, 0]))
+                    .is_none()
+            );
+        }
+    }
 }

@@ -89,6 +89,88 @@ fn batch_sha256(batch: &IngestBatch) -> Result<String, StoreError> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
+/// The `findings` columns an ingest writes, in the order [`push_finding_values`] pushes them.
+const FINDING_COLUMNS: &str = "id, agent_id, host_id, hostname, window_start_ms, window_end_ms, \
+     service_id, service_name, vendor, category, risk_score, verdict, action, user_name, uid, exe, \
+     process_name, container_id, count, first_seen_ms, last_seen_ms, received_ms, doc, bytes_out, \
+     bytes_in, policy_version, layer, grp";
+const FINDING_COLUMN_COUNT: usize = 28;
+
+/// Rows per `INSERT` statement. One multi-row statement instead of one per finding: a
+/// PostgreSQL round trip (parse + execute) and an SQLite statement step per chunk, not per
+/// finding. Chunk sizes come from this short list so the prepared-statement cache holds a
+/// handful of statements; 64 × 28 parameters stays far below both engines' limits.
+const INSERT_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// The largest chunk size that fits `remaining` findings.
+fn insert_rows(remaining: usize) -> usize {
+    INSERT_CHUNKS
+        .into_iter()
+        .find(|&n| n <= remaining)
+        .unwrap_or(1)
+}
+
+/// `INSERT INTO findings (…) VALUES (…), (…) … ON CONFLICT DO NOTHING` for `rows` findings.
+fn insert_sql(rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = format!("INSERT INTO findings ({FINDING_COLUMNS}) VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..FINDING_COLUMN_COUNT {
+            let sep = if c == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", r * FINDING_COLUMN_COUNT + c + 1);
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (host_id, id) DO NOTHING");
+    sql
+}
+
+/// The values of one finding's row, in [`FINDING_COLUMNS`] order.
+fn push_finding_values(
+    params: &mut Vec<V>,
+    f: &Finding,
+    agent_id: &str,
+    group: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let doc = serde_json::to_string(f).map_err(|e| StoreError::Corrupt {
+        table: "findings",
+        reason: format!("cannot encode finding {:?}: {e}", f.id),
+    })?;
+    params.extend([
+        f.id.as_str().into(),
+        agent_id.into(),
+        f.host_id.as_str().into(),
+        f.hostname.as_str().into(),
+        f.window_start_ms.into(),
+        f.window_end_ms.into(),
+        f.service_id.as_str().into(),
+        f.service_name.as_str().into(),
+        f.vendor.as_str().into(),
+        f.category.as_str().into(),
+        i64::from(f.risk_score).into(),
+        verdict_str(f.verdict).into(),
+        f.action.as_str().into(),
+        f.user.as_str().into(),
+        i64::from(f.uid).into(),
+        f.process.exe.as_str().into(),
+        f.process.name.as_str().into(),
+        f.process.container_id.clone().into(),
+        f.count.into(),
+        f.first_seen_ms.into(),
+        f.last_seen_ms.into(),
+        now_ms.into(),
+        doc.into(),
+        f.bytes_out.map(super::sql_reports::clamp_i64).into(),
+        f.bytes_in.map(super::sql_reports::clamp_i64).into(),
+        f.policy_version.clone().into(),
+        f.layer.map(|l| l.as_str()).into(),
+        group.map(str::to_owned).into(),
+    ]);
+    Ok(())
+}
+
 impl<B: Backend> SqlStore<B> {
     pub(super) fn ingest_batch(
         &self,
@@ -155,59 +237,22 @@ impl<B: Backend> SqlStore<B> {
                     Raised::default(),
                 ));
             }
-            let (mut accepted, mut duplicates) = (0u64, 0u64);
-            let mut stored: Vec<&Finding> = Vec::new();
-            for f in &batch.findings {
-                let doc = serde_json::to_string(f).map_err(|e| StoreError::Corrupt {
-                    table: "findings",
-                    reason: format!("cannot encode finding {:?}: {e}", f.id),
-                })?;
-                let n = tx.exec(
-                    "INSERT INTO findings (id, agent_id, host_id, hostname, window_start_ms, \
-                     window_end_ms, service_id, service_name, vendor, category, risk_score, verdict, \
-                     action, user_name, uid, exe, process_name, container_id, count, first_seen_ms, \
-                     last_seen_ms, received_ms, doc, bytes_out, bytes_in, policy_version, layer, grp) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) \
-                     ON CONFLICT (host_id, id) DO NOTHING",
-                    &[
-                        f.id.as_str().into(),
-                        agent_id.into(),
-                        f.host_id.as_str().into(),
-                        f.hostname.as_str().into(),
-                        f.window_start_ms.into(),
-                        f.window_end_ms.into(),
-                        f.service_id.as_str().into(),
-                        f.service_name.as_str().into(),
-                        f.vendor.as_str().into(),
-                        f.category.as_str().into(),
-                        i64::from(f.risk_score).into(),
-                        verdict_str(f.verdict).into(),
-                        f.action.as_str().into(),
-                        f.user.as_str().into(),
-                        i64::from(f.uid).into(),
-                        f.process.exe.as_str().into(),
-                        f.process.name.as_str().into(),
-                        f.process.container_id.clone().into(),
-                        f.count.into(),
-                        f.first_seen_ms.into(),
-                        f.last_seen_ms.into(),
-                        now_ms.into(),
-                        doc.into(),
-                        f.bytes_out.map(super::sql_reports::clamp_i64).into(),
-                        f.bytes_in.map(super::sql_reports::clamp_i64).into(),
-                        f.policy_version.clone().into(),
-                        f.layer.map(|l| l.as_str()).into(),
-                        group.clone().into(),
-                    ],
-                )?;
-                if n == 1 {
-                    accepted += 1;
-                    stored.push(f);
-                } else {
-                    duplicates += 1;
+            let mut accepted = 0u64;
+            let mut rest = batch.findings.as_slice();
+            while !rest.is_empty() {
+                let n = insert_rows(rest.len());
+                let (chunk, tail) = rest.split_at(n);
+                let mut params = Vec::with_capacity(n * FINDING_COLUMN_COUNT);
+                for f in chunk {
+                    push_finding_values(&mut params, f, agent_id, group.as_deref(), now_ms)?;
                 }
+                accepted += tx.exec(&insert_sql(n), &params)?;
+                rest = tail;
             }
+            let duplicates = (batch.findings.len() as u64).saturating_sub(accepted);
+            // First uses are noted for the whole batch: a duplicate was stored before, so its
+            // keys exist already and it raises nothing (the upserts are idempotent).
+            let stored: Vec<&Finding> = batch.findings.iter().collect();
             let alerts = super::sql_reports::note_first_uses(tx, &stored, group.as_deref(), now_ms)?;
             tx.exec(
                 "UPDATE batches SET accepted = $1, duplicates = $2 WHERE host_id = $3 AND batch_id = $4",
@@ -264,7 +309,7 @@ impl<B: Backend> SqlStore<B> {
 
 #[cfg(test)]
 mod tests {
-    use super::day_string;
+    use super::{FINDING_COLUMN_COUNT, FINDING_COLUMNS, day_string, insert_rows, insert_sql};
 
     #[test]
     fn civil_dates() {
@@ -272,5 +317,28 @@ mod tests {
         assert_eq!(day_string(20_414), "2025-11-22");
         assert_eq!(day_string(11_016), "2000-02-29");
         assert_eq!(day_string(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn chunks_cover_any_batch_with_few_statement_shapes() {
+        for len in 0..300 {
+            let (mut left, mut shapes) = (len, std::collections::BTreeSet::new());
+            while left > 0 {
+                let n = insert_rows(left);
+                assert!(n >= 1 && n <= left);
+                shapes.insert(n);
+                left -= n;
+            }
+            assert!(shapes.len() <= 4);
+        }
+    }
+
+    #[test]
+    fn insert_statement_numbers_every_parameter_once() {
+        assert_eq!(FINDING_COLUMNS.split(',').count(), FINDING_COLUMN_COUNT);
+        let sql = insert_sql(3);
+        assert!(sql.contains(&format!("${}", 3 * FINDING_COLUMN_COUNT)));
+        assert!(!sql.contains(&format!("${}", 3 * FINDING_COLUMN_COUNT + 1)));
+        assert_eq!(sql.matches("), (").count(), 2);
     }
 }

@@ -1,0 +1,262 @@
+//! (5) Collector ingest over HTTPS, durable, SQLite and PostgreSQL alternating; and the fleet
+//! simulation. Both run the collector crate's `ingest` bench binary (the real
+//! `shadowai-collector` binary, real HTTPS clients) and read the JSON line it prints.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use super::Ctx;
+use super::report::table;
+use super::stats::{Trials, num};
+
+fn bench(ctx: &Ctx, args: &[&str]) -> Result<Value> {
+    let work = ctx.work.join("collector");
+    let out = Command::new("cargo")
+        .args([
+            "bench",
+            "-p",
+            "shadowai-collector",
+            "--bench",
+            "ingest",
+            "--",
+        ])
+        .args(args)
+        .arg("--work")
+        .arg(&work)
+        .current_dir(&ctx.root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the collector's ingest bench")?;
+    if !out.status.success() {
+        bail!("ingest bench {args:?} failed: {}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("ingest bench {args:?} printed no result"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn f(v: &Value, k: &str) -> f64 {
+    v[k].as_f64().unwrap_or(f64::NAN)
+}
+
+pub fn run(ctx: &Ctx) -> Result<String> {
+    let agents = ctx.ingest_agents.to_string();
+    let secs = ctx.ingest_secs.to_string();
+    let common = [
+        "--agents",
+        agents.as_str(),
+        "--secs",
+        secs.as_str(),
+        "--batch",
+        "500",
+    ];
+    let mut rows = Vec::new();
+    let mut sides: Vec<(&str, Trials, Trials, Trials, bool, u64)> = vec![
+        (
+            "sqlite",
+            Trials::default(),
+            Trials::default(),
+            Trials::default(),
+            true,
+            0,
+        ),
+        (
+            "postgres",
+            Trials::default(),
+            Trials::default(),
+            Trials::default(),
+            true,
+            0,
+        ),
+    ];
+    for trial in 0..ctx.trials {
+        for side in sides.iter_mut() {
+            eprintln!(
+                "[bench] ingest {} trial {}/{}",
+                side.0,
+                trial + 1,
+                ctx.trials
+            );
+            let mut args = vec!["ingest", "--backend", side.0];
+            args.extend(common);
+            let v = bench(ctx, &args)?;
+            side.1.push(f(&v, "findings_per_sec"));
+            side.2.push(f(&v, "p50_ms"));
+            side.3.push(f(&v, "p99_ms"));
+            side.4 &= v["acked"] == v["stored"];
+            side.5 += v["errors"].as_u64().unwrap_or(0);
+        }
+    }
+    for (name, rate, p50, p99, exact, errors) in &sides {
+        let target = if *name == "sqlite" {
+            50_000.0
+        } else {
+            20_000.0
+        };
+        rows.push(vec![
+            (*name).to_owned(),
+            rate.show(0),
+            p50.show(0),
+            p99.show(0),
+            errors.to_string(),
+            if *exact { "yes" } else { "**no**" }.to_owned(),
+            format!(
+                "≥ {}: {}",
+                num(target, 0),
+                if rate.median() >= target {
+                    "met"
+                } else {
+                    "**missed**"
+                }
+            ),
+        ]);
+    }
+    let mut body = format!(
+        "`cargo bench -p shadowai-collector --bench ingest -- ingest --backend sqlite|postgres {}`, \
+         {} alternating trials (SQLite, PostgreSQL, …). The real `shadowai-collector` (release) \
+         over HTTPS with its generated certificate; {agents} simulated agents, each enrolled with \
+         its own host key from its own loopback address, uploading gzip batches of 500 findings \
+         back to back for {secs} s (batches made before the clock starts). Durable: SQLite WAL \
+         with `synchronous=FULL`; PostgreSQL 15 with `fsync=on`, `synchronous_commit=on`, pool 8. \
+         Per-token/IP rate limits raised so the store is what is measured. *exact* = findings \
+         stored equal findings acknowledged.\n\n",
+        common.join(" "),
+        ctx.trials
+    );
+    body.push_str(&table(
+        &[
+            "store",
+            "findings/s",
+            "request p50 ms",
+            "request p99 ms",
+            "errors",
+            "exact",
+            "target",
+        ],
+        &rows,
+    ));
+    Ok(body)
+}
+
+pub fn fleet(ctx: &Ctx) -> Result<String> {
+    let history = ctx.fleet_history.to_string();
+    let agents = ctx.fleet_agents.to_string();
+    let args = [
+        "fleet",
+        "--history",
+        history.as_str(),
+        "--agents",
+        agents.as_str(),
+        "--batch",
+        "20",
+    ];
+    eprintln!("[bench] fleet simulation");
+    let v = bench(ctx, &args)?;
+    let q = |phase: &str, k: &str| num(v[phase][k].as_f64().unwrap_or(f64::NAN), 0);
+    let names = [
+        ("overview_24h", "overview: services × verdict, last 24 h"),
+        ("overview_7d", "overview: services × verdict, last 7 days"),
+        ("overview_90d", "overview: services × verdict, all 90 days"),
+        ("trend_7d", "trend per day, last 7 days"),
+        ("drill_user", "drill-down: one user's findings, newest 100"),
+        (
+            "drill_service_verdict",
+            "drill-down: service + verdict, newest 100",
+        ),
+        ("drill_host", "drill-down: one host's findings, newest 100"),
+    ];
+    let rows: Vec<Vec<String>> = names
+        .iter()
+        .map(|(k, what)| {
+            let after = v["queries_after"][k].as_f64().unwrap_or(f64::NAN);
+            vec![
+                (*what).to_owned(),
+                q("queries_before", k),
+                q("queries_after", k),
+                if after < 2000.0 { "yes" } else { "**no**" }.to_owned(),
+            ]
+        })
+        .collect();
+    let expected = v["expected_live"].as_i64().unwrap_or(-1);
+    let live = v["live_stored"].as_i64().unwrap_or(-2);
+    let exact = expected == live
+        && v["stored"] == v["distinct"]
+        && v["failed_batches"].as_u64().unwrap_or(0) == 0;
+    let rows_total = v["stored"].as_f64().unwrap_or(f64::NAN);
+    // Older bench builds enrolled every agent over the API.
+    let via_api = v["enrolled_via_api"]
+        .as_f64()
+        .unwrap_or_else(|| f(&v, "agents"));
+    let mut body = format!(
+        "`cargo bench -p shadowai-collector --bench ingest -- {}`. Scaled to fit the 15-minute \
+         run: {} rows of history (the issue asks for tens of millions) and {} simulated agents \
+         (the issue asks for 10,000; the default), one batch of 20 findings each in the live phase.\n\n\
+         1. One PostgreSQL 15 (durable settings as above), two `shadowai-collector` replicas \
+            (A and B, pool 8 each) on the same database, each with its own HTTPS certificate.\n\
+         2. History seeded in bulk: {} findings spread over the 90 days before now, \
+            {} hosts, 997 users, 12 services, by two parallel `INSERT … SELECT generate_series` \
+            ({:.0} s, {} rows/s) with the secondary indexes dropped and rebuilt after ({:.0} s); \
+            the table is then {} MiB.\n\
+         3. {} agents: the first {} enrolled through the replicas alternately over HTTPS, each \
+            from its own loopback address with its own host key ({:.0} s, {:.0} enrollments/s — \
+            at that rate all of them would take {:.0} s of the 15 minutes), the rest seeded in \
+            bulk into `agents`/`hosts` like the history (token hash as the collector stores it).\n\
+         4. Live ingest: each agent uploads one batch to its replica, 128 at a time; replica A \
+            is killed with SIGKILL once half the agents have started; uploads to it fail and \
+            are retried on B with the same batch id ({} retries). {:.1} s, {} findings/s.\n\
+         5. SOC queries through B's API (HTTPS, viewer token), median of 3, before and after \
+            the live phase.\n\n\
+         **No finding lost or duplicated: {}** — {} of {} live findings stored; {} rows in all, \
+         {} distinct (host, id).\n\n",
+        args.join(" "),
+        num(f(&v, "history"), 0),
+        num(f(&v, "agents"), 0),
+        num(f(&v, "history"), 0),
+        num(f(&v, "agents"), 0),
+        f(&v, "seed_insert_secs"),
+        num(f(&v, "history") / f(&v, "seed_insert_secs"), 0),
+        f(&v, "seed_index_secs"),
+        num(f(&v, "table_bytes") / 1048576.0, 0),
+        num(f(&v, "agents"), 0),
+        num(via_api, 0),
+        f(&v, "enroll_secs"),
+        via_api / f(&v, "enroll_secs"),
+        f(&v, "agents") * f(&v, "enroll_secs") / via_api,
+        v["retries"],
+        f(&v, "live_secs"),
+        num(f(&v, "live_findings_per_sec"), 0),
+        if exact { "yes" } else { "NO" },
+        num(live as f64, 0),
+        num(expected as f64, 0),
+        num(rows_total, 0),
+        num(f(&v, "distinct"), 0),
+    );
+    body.push_str(&table(&["query", "ms before", "ms after", "< 2 s"], &rows));
+    let full = v["queries_after"]["overview_90d"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let per_row_us = full * 1000.0 / rows_total;
+    body.push_str(&format!(
+        "\nWhere one PostgreSQL stops being enough: the overview over all 90 days is a full scan \
+         with three `COUNT(DISTINCT …)` per service × verdict; here it costs ≈ {per_row_us:.2} µs \
+         per row, so it passes 2 s at ≈ {} rows — at 10,000 hosts × 50 findings per host per \
+         day (500,000 rows a day) that is ≈ {:.1} days of history. Filtered \
+         drill-downs use the indexes and stay flat as the table grows. Ingest is not the limit \
+         (the live phase above and the ingest table). The next step is not another engine but \
+         daily rollups (service × verdict × day with HyperLogLog-style distinct counts, or \
+         exact distinct sets per day) so the overview reads ≤ 90 × services rows, plus \
+         partitioning `findings` by month so retention is a `DROP PARTITION`; read replicas \
+         then take the SOC's queries off the writer. Raw evidence (names, SNIs, IPs per \
+         finding) is what grows past one PostgreSQL: a columnar store (ClickHouse) for evidence \
+         once rows pass ~10⁹.\n",
+        num(2000.0 * 1000.0 / per_row_us, 0),
+        2000.0 * 1000.0 / per_row_us / 500_000.0
+    ));
+    Ok(body)
+}
