@@ -194,22 +194,23 @@ impl Discovery {
     }
 }
 
-/// Where the reporter gets its client: the agent token may be replaced by the uplink's
-/// re-enrollment, which saves the new token in the state dir.
+/// Where the reporter gets its client: the collector without a token, and the state dir
+/// where the uplink keeps the agent token (saved by the background first enrollment and
+/// replaced by re-enrollment).
 pub struct Reporter {
     pub base: Client,
-    pub client: Client,
     pub state_dir: std::path::PathBuf,
     pub period: Duration,
     pub health: Health,
 }
 
-/// Sends what was gathered every `period` until the task is dropped. A report refused with
-/// 401 is dropped (counted) and the token is re-read from the state dir for the next one.
+/// Sends what was gathered every `period` until the task is dropped. The token is read
+/// from the state dir for each report, so the first enrollment (in the background) and a
+/// re-enrollment reach the reporter at once; until there is one, candidates wait (bounded).
+/// A refused report is dropped (counted).
 pub async fn report_loop(r: Reporter, shared: Shared) {
     let Reporter {
         base,
-        mut client,
         state_dir,
         period,
         health,
@@ -218,6 +219,10 @@ pub async fn report_loop(r: Reporter, shared: Shared) {
     let mut failing = false;
     loop {
         tick.tick().await;
+        let Some(token) = super::enroll::saved_token(&state_dir) else {
+            continue;
+        };
+        let client = base.with_token(token);
         let report = shared.lock().drain();
         if report.dropped > 0 {
             health.drop_at("discovery", "candidates", report.dropped);
@@ -235,11 +240,6 @@ pub async fn report_loop(r: Reporter, shared: Shared) {
             }
             Err(e) => {
                 health.drop_at("discovery", "candidates", n);
-                if e.status() == Some(401)
-                    && let Some(t) = super::enroll::saved_token(&state_dir)
-                {
-                    client = base.with_token(t);
-                }
                 if !failing {
                     tracing::warn!(error = %e, candidates = n, "sending discovery candidates failed: this report is dropped (counted); the next period sends anew");
                 }

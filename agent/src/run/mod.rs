@@ -144,12 +144,6 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         tokio::spawn(discovery::report_loop(
             discovery::Reporter {
                 base: base.clone(),
-                // The first enrollment runs in the background (uplink): the reporter picks
-                // the token up from the state dir after its first 401.
-                client: match enroll::saved_token(state) {
-                    Some(t) => base.with_token(t),
-                    None => base.clone(),
-                },
                 state_dir: state.clone(),
                 period: Duration::from_secs(c.upload_secs.max(1).saturating_mul(6)),
                 health: health.clone(),
