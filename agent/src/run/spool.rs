@@ -611,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "hung once in eight runs of the suite (2026-11-26): the test thread waited \
+    #[ignore = "hung once in seven runs of the suite (2026-11-26): the test thread waited \
                 on a lock for over 10 minutes after the 8 MiB tmpfs filled; run with \
                 --include-ignored until fixed"]
     fn a_full_disk_drops_the_oldest_batches_and_keeps_taking_new_ones() {
