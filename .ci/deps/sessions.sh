@@ -14,6 +14,14 @@ if ! command -v npm >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 
+# gemini-cli needs Node.js 20 or newer (Debian 12's own nodejs is 18): say so plainly
+# instead of letting the tests fail inside the CLI.
+major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$major" -lt 20 ]; then
+    echo "sessions.sh: Node.js >= 20 is needed for @google/gemini-cli (found: $(node --version 2>/dev/null || echo none))" >&2
+    exit 1
+fi
+
 pkgs=("@google/gemini-cli@0.61.0" "@modelcontextprotocol/server-filesystem@2026.8.31")
 stamp="$dir/.installed"
 want="${pkgs[*]}"

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 
 use aya::Ebpf;
 use aya::maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock};
+use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, CgroupSock};
 use shadowai_common::bytes::{SockBytes, SockClosed, lost};
 
 use super::HookStatus;
@@ -29,8 +29,10 @@ impl ByteCounters {
         cgroup: &impl AsFd,
         hooks: &mut Vec<HookStatus>,
     ) -> Option<Self> {
-        let egress = attach_skb(ebpf, HOOKS[0], cgroup, CgroupSkbAttachType::Egress);
-        let ingress = attach_skb(ebpf, HOOKS[1], cgroup, CgroupSkbAttachType::Ingress);
+        // Links of their own beside the capture programs on the same hooks: cgroup links run
+        // every program attached (in attach order), each deciding for itself.
+        let egress = super::attach_skb(ebpf, HOOKS[0], cgroup, CgroupSkbAttachType::Egress);
+        let ingress = super::attach_skb(ebpf, HOOKS[1], cgroup, CgroupSkbAttachType::Ingress);
         let release = attach_release(ebpf, cgroup);
         let counting = egress.is_ok() && ingress.is_ok();
         hooks.push(super::status(HOOKS[0], egress));
@@ -105,25 +107,6 @@ impl ByteSource for ByteCounters {
             })
             .collect()
     }
-}
-
-fn attach_skb(
-    ebpf: &mut Ebpf,
-    name: &str,
-    cgroup: &impl AsFd,
-    ty: CgroupSkbAttachType,
-) -> Result<Option<u32>, String> {
-    let prog: &mut CgroupSkb = ebpf
-        .program_mut(name)
-        .ok_or("program missing from the object")?
-        .try_into()
-        .map_err(|e: aya::programs::ProgramError| e.to_string())?;
-    prog.load().map_err(|e| e.to_string())?;
-    // A link of its own beside the capture program on the same hook: cgroup links run
-    // every program attached (in attach order), each deciding for itself.
-    prog.attach(cgroup, ty, CgroupAttachMode::Single)
-        .map_err(|e| e.to_string())?;
-    Ok(super::verified(prog.info()))
 }
 
 fn attach_release(ebpf: &mut Ebpf, cgroup: &impl AsFd) -> Result<Option<u32>, String> {

@@ -352,7 +352,7 @@ fn attach_sock_addr(
     Ok(verified(prog.info()))
 }
 
-fn attach_skb(
+pub(super) fn attach_skb(
     ebpf: &mut Ebpf,
     name: &str,
     cgroup: &impl AsFd,

@@ -60,15 +60,20 @@ fn evidence(f: &Finding) -> Value {
     ev
 }
 
-/// Maps one finding to an OCSF Detection Finding (`class_uid` 2004, activity Create).
-pub fn finding_to_ocsf(f: &Finding) -> Value {
-    let (severity_id, severity_name) = severity(f);
-    let (action_id, action, disposition_id, disposition) = match f.action {
+/// OCSF `action_id`, `action`, `disposition_id`, `disposition` of what happened to a use.
+fn action_ids(a: Action) -> (u8, &'static str, u8, &'static str) {
+    match a {
         Action::Allowed => (1, "Allowed", 1, "Allowed"),
         // Let through, but enforcement would have refused it: detected, not stopped.
         Action::WouldBlock => (1, "Allowed", 15, "Detected"),
         Action::Blocked => (2, "Denied", 2, "Blocked"),
-    };
+    }
+}
+
+/// Maps one finding to an OCSF Detection Finding (`class_uid` 2004, activity Create).
+pub fn finding_to_ocsf(f: &Finding) -> Value {
+    let (severity_id, severity_name) = severity(f);
+    let (action_id, action, disposition_id, disposition) = action_ids(f.action);
     let mut hashes = Vec::new();
     if let Some(h) = &f.process.exe_sha256 {
         hashes.push(json!({"algorithm_id": 3, "algorithm": "SHA-256", "value": h}));
@@ -154,11 +159,7 @@ pub fn alert_to_ocsf(a: &crate::Alert) -> Value {
         _ if a.risk_score >= 70 => (4, "High"),
         _ => (3, "Medium"),
     };
-    let (action_id, action, disposition_id, disposition) = match a.action {
-        Action::Allowed => (1, "Allowed", 1, "Allowed"),
-        Action::WouldBlock => (1, "Allowed", 15, "Detected"),
-        Action::Blocked => (2, "Denied", 2, "Blocked"),
-    };
+    let (action_id, action, disposition_id, disposition) = action_ids(a.action);
     let reasons: Vec<&str> = a.reasons.iter().map(|r| r.as_str()).collect();
     let uid = format!("alert-{}", a.id);
     json!({
