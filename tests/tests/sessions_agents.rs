@@ -78,6 +78,10 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
             "GEMINI_API_KEY=fake-key-for-the-test",
             "GEMINI_CLI_TRUST_WORKSPACE=true",
             "NO_COLOR=1",
+            // npx asks the registry even when npm's cache holds a fresh answer (a fresh
+            // machine's cache is minutes old after .ci/deps/sessions.sh): the MCP
+            // server's own contact below does not depend on the cache's age.
+            "npm_config_prefer_online=true",
         ])
         .arg(&gemini)
         .args(["--yolo", "-p", prompt])
@@ -158,10 +162,12 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
         "a finding of the Gemini session",
         Duration::from_secs(60),
         || {
-            collector
-                .findings(&token)
-                .into_iter()
-                .find(|f| f["session"]["id"] == s["id"])
+            collector.findings(&token).into_iter().find(|f| {
+                f["session"]["id"] == s["id"]
+                    && f["evidence"]["sni"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|n| n == "generativelanguage.googleapis.com"))
+            })
         },
     );
     stop(&mut cli);

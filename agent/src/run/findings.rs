@@ -93,6 +93,39 @@ fn push_bounded<T: Ord>(set: &mut BTreeSet<T>, v: T) {
     }
 }
 
+/// Records what an event shows of its use (names, SNI, address, port, protocol).
+fn record_evidence(agg: &mut Agg, e: &Event) {
+    match e.kind {
+        EventKind::DnsQuery | EventKind::DnsResponse => {
+            if let Some(d) = &e.dns {
+                push_bounded(&mut agg.dns, d.question.clone());
+            }
+            push_bounded(&mut agg.protocols, "dns".to_string());
+        }
+        EventKind::TlsClientHello | EventKind::QuicClientHello => {
+            if let Some(s) = e.tls.as_ref().and_then(|t| t.sni.clone()) {
+                push_bounded(&mut agg.sni, s);
+            }
+            push_bounded(&mut agg.ips, e.dst.ip().to_string());
+            push_bounded(&mut agg.ports, e.dst.port());
+            push_bounded(
+                &mut agg.protocols,
+                if e.kind == EventKind::QuicClientHello {
+                    "quic"
+                } else {
+                    "tls"
+                }
+                .to_string(),
+            );
+        }
+        EventKind::Connect => {
+            push_bounded(&mut agg.ips, e.dst.ip().to_string());
+            push_bounded(&mut agg.ports, e.dst.port());
+            push_bounded(&mut agg.protocols, e.protocol.to_string());
+        }
+    }
+}
+
 impl Aggregator {
     pub fn new(host_id: String, hostname: String, window_ms: i64) -> Self {
         Self {
@@ -127,6 +160,9 @@ impl Aggregator {
         };
         let (o, i) = agg.bytes.unwrap_or((0, 0));
         agg.bytes = Some((o.saturating_add(out), i.saturating_add(inb)));
+        // A finding opened by bytes alone (the socket outlived its event's window) still
+        // says where they went; no use is counted.
+        record_evidence(agg, e);
         true
     }
 
@@ -154,35 +190,7 @@ impl Aggregator {
         if counts {
             agg.count += 1;
         }
-        match e.kind {
-            EventKind::DnsQuery | EventKind::DnsResponse => {
-                if let Some(d) = &e.dns {
-                    push_bounded(&mut agg.dns, d.question.clone());
-                }
-                push_bounded(&mut agg.protocols, "dns".to_string());
-            }
-            EventKind::TlsClientHello | EventKind::QuicClientHello => {
-                if let Some(s) = e.tls.as_ref().and_then(|t| t.sni.clone()) {
-                    push_bounded(&mut agg.sni, s);
-                }
-                push_bounded(&mut agg.ips, e.dst.ip().to_string());
-                push_bounded(&mut agg.ports, e.dst.port());
-                push_bounded(
-                    &mut agg.protocols,
-                    if e.kind == EventKind::QuicClientHello {
-                        "quic"
-                    } else {
-                        "tls"
-                    }
-                    .to_string(),
-                );
-            }
-            EventKind::Connect => {
-                push_bounded(&mut agg.ips, e.dst.ip().to_string());
-                push_bounded(&mut agg.ports, e.dst.port());
-                push_bounded(&mut agg.protocols, e.protocol.to_string());
-            }
-        }
+        record_evidence(agg, e);
         true
     }
 

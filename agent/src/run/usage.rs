@@ -138,7 +138,16 @@ impl<S: ByteSource> Meter<S> {
             e.kind,
             EventKind::Connect | EventKind::TlsClientHello | EventKind::QuicClientHello
         );
-        if !socket || e.cookie == 0 || self.tracked.map.contains_key(&e.cookie) {
+        if !socket || e.cookie == 0 {
+            return;
+        }
+        if let Some(t) = self.tracked.map.get_mut(&e.cookie) {
+            // The ClientHello after the connect names the service (SNI): later windows'
+            // byte-only findings carry it as evidence.
+            if e.kind != EventKind::Connect {
+                t.event = e.clone();
+                t.c = c.clone();
+            }
             return;
         }
         if let Some((b, _)) = self.early.remove(e.cookie) {
@@ -380,6 +389,29 @@ mod tests {
             );
             a.close_if_due(0, true)[0].id.clone()
         });
+    }
+
+    #[test]
+    fn a_later_windows_byte_only_finding_says_where_the_bytes_went() {
+        let h = Health::default();
+        let mut m = Meter::new(Script::default(), h.clone());
+        let mut agg = Aggregator::new("h".into(), "h".into(), 1_000);
+        // The connect names the socket first; its ClientHello (with the SNI) follows.
+        let c = ev(EventKind::Connect, 10_050, 4, 1, "/usr/bin/curl");
+        let hello = ev(EventKind::TlsClientHello, 10_100, 4, 1, "/usr/bin/curl");
+        for e in [&c, &hello] {
+            agg.observe(e, &class());
+            m.observe(&mut agg, e, &class(), e.time_ms);
+        }
+        let w1 = agg.close_if_due(11_000, false);
+        assert_eq!(w1[0].count, 1, "a connect and its ClientHello are one use");
+        m.src.live.insert(4, b(2_000, 20));
+        m.tick(&mut agg, 11_200);
+        let w2 = agg.close_if_due(12_000, false);
+        assert_eq!(w2.len(), 1);
+        assert_eq!(w2[0].bytes_out, Some(2_000));
+        assert_eq!(w2[0].evidence.sni, vec!["api.openai.com".to_string()]);
+        assert_eq!(w2[0].evidence.ips, vec!["10.0.0.1".to_string()]);
     }
 
     #[test]
