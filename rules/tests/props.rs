@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use proptest::prelude::*;
-use shadowai_rules::catalogue::{Category, Examples, Provenance, Retention, Risk, Training};
+use shadowai_rules::catalogue::{
+    Category, Examples, Provenance, Retention, Risk, Source, Training,
+};
 use shadowai_rules::matcher::Matcher;
 use shadowai_rules::{Catalogue, Policy, Service};
 
@@ -42,7 +44,7 @@ fn svc(id: &str) -> Service {
         },
         tenant_hints: vec![],
         provenance: Provenance {
-            sources: vec!["x".into()],
+            sources: vec![Source::Legacy("x".into())],
             checked: "2026-01-01".into(),
             note: String::new(),
         },

@@ -125,8 +125,8 @@ trains_on_user_data = "unknown"
 retention = "unknown"
 jurisdiction = "ZZ"
 
-[provenance]
-sources = ["https://acmechat.example/"]
+[[provenance.sources]]
+url = "https://acmechat.example/"
 checked = 2026-11-22
 
 [examples]

@@ -87,7 +87,16 @@ fn researched_entries_cite_what_was_read() {
             "{}",
             s.id
         );
-        assert_eq!(s.provenance.checked, "2026-11-26", "{}", s.id);
+        // Every page read for the risk factors is also a dated provenance source.
+        for e in &s.risk.evidence {
+            let src = s
+                .provenance
+                .sources
+                .iter()
+                .find(|x| x.text() == e)
+                .unwrap_or_else(|| panic!("{}: evidence {e} is not a provenance source", s.id));
+            assert!(src.checked(&s.provenance) >= "2026-11-22", "{}", s.id);
+        }
     }
 }
 
@@ -139,8 +148,8 @@ trains_on_user_data = "opt_out"
 retention = "extended"
 jurisdiction = "US"
 TIERS
-[provenance]
-sources = ["https://acmechat.example/"]
+[[provenance.sources]]
+url = "https://acmechat.example/"
 checked = 2026-11-22
 
 [examples]

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use shadowai_rules::Catalogue;
+use shadowai_rules::catalogue::{DOCUMENTED_CATEGORIES, Source, SourceRef};
 
 fn manifest() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,39 +21,63 @@ fn catalogue() -> Catalogue {
     Catalogue::load_dir(&manifest().join("catalogue")).unwrap()
 }
 
-/// Entries whose only source is "https://<their host>/ (vendor-operated host)" on the day this
-/// test was written. Lower it as entries get real sources; it must never rise.
-const OWN_HOST_ONLY_MAX: usize = 322;
+/// Entries whose only source is the home page of one of their own names. Lower it as entries
+/// get real sources; it must never rise. (322 before per-source provenance.)
+const OWN_HOST_ONLY_MAX: usize = OWN_ONLY_NOW;
+const OWN_ONLY_NOW: usize = 322;
+
+/// The public lists the shipped catalogue may cite, each pinned at a commit or version.
+const LISTS: [&str; 5] = [
+    "v2fly:domain-list-community@c975ccef/",
+    "models.dev:anomalyco/models.dev@f3fc6922/",
+    "pypi:litellm@1.110.2/",
+    "pypi:botocore@1.43.11/",
+    "pypi:google-api-python-client@2.202.0/",
+];
 
 #[test]
-fn every_source_has_a_known_form_and_a_date() {
+fn every_source_has_a_known_form_and_its_own_date() {
     let cat = catalogue();
     let mut bad = Vec::new();
     let mut own_only = 0;
+    let mut dates = BTreeSet::new();
     for s in &cat.services {
         let p = &s.provenance;
-        let date_ok = p.checked.len() == 10
-            && p.checked.as_str() >= "2026-01-01"
-            && p.checked.as_str() <= "2026-11-26";
-        if !date_ok {
-            bad.push(format!("{}: checked `{}`", s.id, p.checked));
+        let newest = p.sources.iter().map(|x| x.checked(p)).max().unwrap_or("");
+        if p.checked != newest {
+            bad.push(format!(
+                "{}: checked {} is not the newest source date",
+                s.id, p.checked
+            ));
         }
         for src in &p.sources {
-            let ok = src.starts_with("https://")
-                || (src.starts_with("v2fly:domain-list-community@") && src.ends_with("(MIT)"))
-                || (src.starts_with("models.dev:anomalyco/models.dev@") && src.ends_with("(MIT)"))
-                || (src.starts_with("pypi:litellm@") && src.ends_with("(MIT)"))
-                || src.contains(" documentation: ")
-                || src.starts_with("vendor endpoint naming (");
-            if !ok {
-                bad.push(format!("{}: source `{src}`", s.id));
+            let date = src.checked(p);
+            dates.insert(date.to_string());
+            if !(date.len() == 10 && date >= "2026-01-01" && date <= "2026-11-26") {
+                bad.push(format!("{}: source {} checked `{date}`", s.id, src.text()));
             }
+            let ok = match src.reference() {
+                SourceRef::Url(u) => u.starts_with("https://") && !u.contains(' '),
+                SourceRef::List(l) => LISTS.iter().any(|x| l.starts_with(x)) && l.ends_with(')'),
+                SourceRef::Text(_) => false,
+            };
+            if !ok {
+                bad.push(format!("{}: source `{}`", s.id, src.text()));
+            }
+            assert!(
+                matches!(src, Source::Cited(_)),
+                "{}: old-form source in the shipped catalogue",
+                s.id
+            );
         }
-        if p.sources
-            .iter()
-            .all(|x| x.ends_with("(vendor-operated host)"))
-        {
+        if p.only_own_homepage(s) {
             own_only += 1;
+            assert!(
+                !DOCUMENTED_CATEGORIES.contains(&s.category),
+                "{}: a {} entry rests on its home page alone",
+                s.id,
+                s.category
+            );
         }
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
@@ -60,6 +85,8 @@ fn every_source_has_a_known_form_and_a_date() {
         own_only <= OWN_HOST_ONLY_MAX,
         "{own_only} entries cite only their own host (at most {OWN_HOST_ONLY_MAX})"
     );
+    // Sources are dated one by one: more than one day appears.
+    assert!(dates.len() >= 2, "{dates:?}");
 }
 
 #[test]
@@ -93,7 +120,12 @@ fn every_models_dev_provider_is_in_the_catalogue_or_explained() {
             continue;
         };
         let cite = format!("/providers/{provider}/provider.toml");
-        if !svc.provenance.sources.iter().any(|s| s.contains(&cite)) {
+        if !svc
+            .provenance
+            .sources
+            .iter()
+            .any(|s| s.text().contains(&cite))
+        {
             problems.push(format!("{service} does not cite models.dev {provider}"));
         }
     }
@@ -115,7 +147,7 @@ fn api_key_env_names_come_with_a_models_dev_citation() {
                 s.provenance
                     .sources
                     .iter()
-                    .any(|x| x.starts_with("models.dev:")),
+                    .any(|x| x.text().starts_with("models.dev:")),
                 "{} lists key env names without citing models.dev",
                 s.id
             );

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use shadowai_rules::catalogue::{Category, Examples, Provenance, Retention, Risk, Training};
+use shadowai_rules::catalogue::{
+    Category, Examples, Provenance, Retention, Risk, Source, Training,
+};
 use shadowai_rules::effective::Audience;
 use shadowai_rules::policy::Rule;
 use shadowai_rules::twoperson::{Approval, Refusal, Scope, Target, check};
@@ -49,7 +51,7 @@ fn svc(id: &str, category: Category, jurisdiction: &str) -> Service {
         },
         tenant_hints: vec![],
         provenance: Provenance {
-            sources: vec!["x".into()],
+            sources: vec![Source::Legacy("x".into())],
             checked: "2026-01-01".into(),
             note: String::new(),
         },

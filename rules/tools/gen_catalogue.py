@@ -13,10 +13,12 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 OUT = HERE.parent / "catalogue"
-CHECKED = "2026-11-22"
+CHECKED = "2026-11-22"  # the first import: rows without checked= were read that day
+V2FLY_READ = "2026-11-22"  # the day the v2fly lists (commit c975ccef) were read
+LISTS_READ = "2026-11-26"  # the day models.dev (f3fc6922) and LiteLLM 1.110.2 were read
 HEADER = "# Generated from rules/tools/services.txt by rules/tools/gen_catalogue.py; edit the table, not this file.\n"
 V2FLY = "v2fly:domain-list-community@c975ccef/data/{} (MIT)"
-LITELLM = "pypi:litellm@{}/litellm/constants.py openai_compatible_endpoints (MIT)"
+LITELLM = "pypi:litellm@{}/litellm/constants.py#openai_compatible_endpoints (MIT)"
 MODELS_DEV = "models.dev:anomalyco/models.dev@f3fc6922/providers/{}/provider.toml (MIT)"
 
 PROFILES = {
@@ -102,9 +104,39 @@ def load_risk():
     return out
 
 
+def load_sources():
+    """rules/tools/sources.txt: further sources per service, each with the day it was read."""
+    out = {}
+    path = HERE / "sources.txt"
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = [x.strip() for x in line.split("|")]
+        if len(f) not in (3, 4):
+            sys.exit(f"{path}:{n}: expected `id | url-or-list | checked [| note]`, got {len(f)} fields")
+        sid, ref, checked = f[:3]
+        note = f[3] if len(f) == 4 else ""
+        if len(checked) != 10 or checked[4] != "-" or checked[7] != "-":
+            sys.exit(f"{path}:{n}: checked must be YYYY-MM-DD, got {checked!r}")
+        kind = "url" if ref.startswith("https://") else "list"
+        out.setdefault(sid, []).append((kind, ref, checked, note, n))
+    return out
+
+
+def source_lines(sources):
+    out = []
+    for kind, ref, checked, note in sources:
+        out += ["", "[[provenance.sources]]", f"{kind} = {q(ref)}", f"checked = {checked}"]
+        if note:
+            out.append(f"note = {q(note)}")
+    return out
+
+
 def main():
     table = HERE / "services.txt"
     risk_table = load_risk()
+    extra_sources = load_sources()
+    unsourced = []
     seen = set()
     written = set()
     for n, (sid, name, vendor, cat, jur, profile, patterns, extra) in parse(table):
@@ -132,9 +164,9 @@ def main():
                 notes[-1] += "; " + item  # a ';' inside a note
                 continue
             if key == "v2fly":
-                sources.append(V2FLY.format(val))
+                sources.append(("list", V2FLY.format(val), V2FLY_READ, ""))
             elif key == "src":
-                sources.append(val)
+                sources.append(("url", val, None, ""))
             elif key == "cidr":
                 cidrs.append(val)
             elif key == "port":
@@ -156,24 +188,24 @@ def main():
             elif key == "checked":
                 checked = val
             elif key == "modelsdev":
-                sources.append(MODELS_DEV.format(val))
+                sources.append(("list", MODELS_DEV.format(val), LISTS_READ, ""))
             elif key == "litellm":
-                sources.append(LITELLM.format(val))
+                sources.append(("list", LITELLM.format(val), LISTS_READ, ""))
             elif key == "risk":
                 trains, retention, c = val.split("/")
                 controls = [x for x in c.split(",") if x]
             else:
                 sys.exit(f"{table}:{n}: unknown extra key {key}")
+        # src= URLs on a row were read on the row's checked date.
+        sources = [(k, r, c or checked, nt) for k, r, c, nt in sources]
+        for kind, ref, c, nt, _ in extra_sources.pop(sid, []):
+            sources.append((kind, ref, c, nt))
+        sources = list(dict.fromkeys(sources))
         first = (domains + hosts)[:1]
-        if first and not any(x.startswith(("models.dev:", "https://", "pypi:")) for x in sources):
-            sources.append(f"https://{first[0]}/ (vendor-operated host)")
-        documented = any(x.startswith(("models.dev:", "https://", "pypi:")) and not x.endswith("(vendor-operated host)") for x in sources)
-        for g in sni[:1]:
-            if not documented:
-                sources.append(f"vendor endpoint naming ({g}) in the provider's API documentation")
-        if ports or procs:
-            what = ", ".join([f"default port {p}" for p in ports] + [f"executable `{p}`" for p in procs])
-            sources.append(f"{name} documentation: {what}")
+        if first and not sources:
+            sources.append(("url", f"https://{first[0]}/", checked, "vendor-operated host"))
+        if not sources:
+            unsourced.append(f"{table}:{n}: {sid} has no source: add src= or a line in sources.txt")
         # Examples: every pattern's own name, a subdomain of the first suffix, CIDR and
         # runtime items; label-boundary and shared-host negatives.
         match = list(domains[:3]) + hosts[:3] + [instantiate(g) for g in sni[:3]]
@@ -232,8 +264,11 @@ def main():
             for tp, tt, tr, tc in researched["tiers"]:
                 lines += ["", "[[risk.tiers]]", f"plan = {q(tp)}", f"trains_on_user_data = {q(tt)}",
                           f"retention = {q(tr)}", f"enterprise_controls = {arr(tc)}"]
-            if researched["checked"] > checked:
-                checked = researched["checked"]
+            for url in researched["evidence"]:
+                if ("url", url) not in {(k, r) for k, r, _, _ in sources}:
+                    sources.append(("url", url, researched["checked"], "risk evidence"))
+            if sources and sources[0][3] == "vendor-operated host":
+                sources.pop(0)  # a real page now backs the entry
         tenant_note = next((x for x in notes if "tenant" in x.lower() or "workspace" in x.lower()
                             or "left-most" in x or "account" in x.lower() or "region" in x.lower()), None)
         for t in tenants:
@@ -241,13 +276,20 @@ def main():
         if tenant_note and not tenants:
             lines += ["", "[[tenant_hints]]", f"note = {q(tenant_note)}"]
         other = [x for x in notes if x != tenant_note]
+        if ports or procs:
+            what = ", ".join([f"default port {p}" for p in ports] + [f"executable `{p}`" for p in procs])
+            other.append(f"Runtime identified by {what}.")
         prov_note = " ".join(other + ([] if researched else [RISK_NOTE[profile]]))
-        lines += ["", "[provenance]", f"sources = {arr(sources)}", f"checked = {checked}", f"note = {q(prov_note)}"]
-        lines += ["", "[examples]", f"match = {arr(match)}", f"no_match = {arr(no_match)}", ""]
+        lines += ["", "[examples]", f"match = {arr(match)}", f"no_match = {arr(no_match)}"]
+        lines += ["", "[provenance]"] + ([f"note = {q(prov_note)}"] if prov_note else []) + source_lines(sources) + [""]
         (OUT / f"{sid}.toml").write_text("\n".join(lines))
         written.add(f"{sid}.toml")
     if risk_table:
         sys.exit(f"risk.txt lists unknown services: {sorted(risk_table)}")
+    if unsourced:
+        sys.exit("\n".join(unsourced))
+    if extra_sources:
+        sys.exit(f"sources.txt lists unknown services: {sorted(extra_sources)}")
     for f in OUT.glob("*.toml"):
         if f.name not in written and not f.name.startswith("_") and f.read_text().startswith(HEADER):
             f.unlink()

@@ -14,6 +14,7 @@ mod agents;
 mod benign;
 mod listfile;
 mod parse;
+mod provenance;
 mod resolvers;
 mod risk;
 mod schema;
@@ -24,6 +25,7 @@ pub use agents::{
 };
 pub use benign::{BENIGN_FILE, BenignHost};
 use parse::{Spans, parse_service};
+pub use provenance::{CitedSource, DOCUMENTED_CATEGORIES, Provenance, Source, SourceRef};
 pub use resolvers::{
     LOCAL_RESOLVERS_FILE, LocalResolver, ResolverEvidence, ResolverMatch, builtin_local_resolvers,
 };

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::provenance::{RawProvenance, own_homepage_error, parse_provenance};
 use super::*;
 use crate::matcher::Field;
 use crate::pattern;
@@ -25,15 +26,6 @@ struct RawExamples {
 struct RawTenantHint {
     #[serde(default)]
     suffix: Option<Spanned<String>>,
-    note: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProvenance {
-    sources: Spanned<Vec<String>>,
-    checked: Spanned<toml::value::Datetime>,
-    #[serde(default)]
     note: String,
 }
 
@@ -167,7 +159,15 @@ pub(crate) fn parse_service(
             return None;
         }
     };
+    let (provenance, prov_issues) = parse_provenance(raw.provenance);
+    for (off, msg) in prov_issues.warnings {
+        report.push(sm.warning(Some(off), msg));
+    }
     let mut ok = true;
+    for (off, msg) in &prov_issues.errors {
+        report.push(sm.error(Some(*off), msg.clone()));
+        ok = false;
+    }
     let mut err = |off: usize, msg: String| {
         report.push(sm.error(Some(off), msg));
         ok = false;
@@ -196,7 +196,6 @@ pub(crate) fn parse_service(
     if name.trim().is_empty() || raw.vendor.trim().is_empty() {
         err(name_off, "`name` and `vendor` must not be empty".into());
     }
-    let provenance = parse_provenance(raw.provenance, &mut err);
     let tenant_hints = parse_tenant_hints(raw.tenant_hints, &mut err);
     let (domains, d_sp) = split(raw.domains);
     let (hosts, h_sp) = split(raw.hosts);
@@ -228,6 +227,9 @@ pub(crate) fn parse_service(
         examples: Examples { matches, no_match },
     };
     check_matchable(&svc, id_off, &mut err);
+    if let Some(msg) = own_homepage_error(&svc) {
+        err(prov_issues.sources_offset, msg);
+    }
     let spans = Spans {
         id: id_off,
         domains: d_sp,
@@ -307,35 +309,6 @@ fn parse_risk(raw: RawRisk, id_off: usize, err: &mut impl FnMut(usize, String)) 
     };
     risk.fill_scores();
     risk
-}
-
-/// `[provenance]`: at least one non-empty source and a date.
-fn parse_provenance(raw: RawProvenance, err: &mut impl FnMut(usize, String)) -> Provenance {
-    let src_off = raw.sources.span().start;
-    let sources = raw.sources.into_inner();
-    if sources.is_empty() || sources.iter().any(|s| s.trim().is_empty()) {
-        err(
-            src_off,
-            "provenance.sources must list at least one non-empty source".into(),
-        );
-    }
-    let chk_off = raw.checked.span().start;
-    let checked_dt = raw.checked.into_inner();
-    let checked = match (checked_dt.date, checked_dt.time) {
-        (Some(d), None) => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
-        _ => {
-            err(
-                chk_off,
-                "provenance.checked must be a date (YYYY-MM-DD)".into(),
-            );
-            String::new()
-        }
-    };
-    Provenance {
-        sources,
-        checked,
-        note: raw.note,
-    }
 }
 
 /// `[[tenant_hints]]`: each suffix must be a valid name.

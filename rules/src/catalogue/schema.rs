@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::Risk;
+use super::{Provenance, Risk};
 use crate::pattern::is_at_or_below;
 
 /// What kind of AI service this is.
@@ -110,19 +110,6 @@ pub struct TenantHint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
     /// What an analyst should know.
-    pub note: String,
-}
-
-/// Where the entry's data comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Provenance {
-    /// Sources (vendor documentation URLs, `v2fly:<list>`...).
-    pub sources: Vec<String>,
-    /// Date the entry was last checked (YYYY-MM-DD).
-    pub checked: String,
-    /// Free-form note.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
 
