@@ -49,14 +49,17 @@ fn score_is_the_sum_of_its_factors_and_plans_differ() {
     assert_eq!(free.factors[0].value, "opt_out");
     let text = free.to_string();
     assert!(text.contains("training opt_out +25"), "{text}");
-    // DeepSeek (CN, trains): severe or high, never low.
+    // DeepSeek's consumer chat (CN, trains unless the user turns it off): severe or high,
+    // never low; its API (no training) scores lower than the chat app.
     let ds = cat.service("deepseek").unwrap();
     assert!(
         RiskBand::of(ds.risk.score) >= RiskBand::High,
         "{}",
         ds.risk.score
     );
-    assert_eq!(ds.risk.trains_on_user_data, Training::Yes);
+    assert_eq!(ds.risk.trains_on_user_data, Training::OptOut);
+    let ds_api = cat.service("deepseek-api").unwrap();
+    assert!(ds_api.risk.score < ds.risk.score, "{}", ds_api.risk.score);
 }
 
 #[test]
@@ -100,8 +103,10 @@ fn researched_entries_cite_what_was_read() {
     }
 }
 
-/// The most-used services (rules/tools/top-services.txt): how many have researched factors
-/// and how many still have unknown training or retention. The counts may only improve.
+/// The most-used services (rules/tools/top-services.txt, how chosen is stated there): at most
+/// 20 of the 100 may have unknown training, and a training value counts as known only when it
+/// was researched — it comes with the evidence URLs of the pages read (a category profile is
+/// not evidence). Every researched factor therefore has an evidence URL.
 #[test]
 fn most_used_services_research_coverage() {
     let cat = shipped();
@@ -112,26 +117,38 @@ fn most_used_services_research_coverage() {
         .filter(|l| !l.is_empty())
         .collect();
     assert_eq!(ids.len(), 100, "top-services.txt lists {}", ids.len());
-    let mut researched = 0;
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        100,
+        "top-services.txt lists a service twice"
+    );
     let mut unknown = Vec::new();
+    let mut unevidenced = Vec::new();
     for id in &ids {
         let s = cat
             .service(id)
             .unwrap_or_else(|| panic!("top-services.txt: no service `{id}`"));
-        if !s.risk.evidence.is_empty() {
-            researched += 1;
+        let known = s.risk.trains_on_user_data != Training::Unknown;
+        if known && s.risk.evidence.is_empty() {
+            unevidenced.push(*id);
         }
-        if s.risk.trains_on_user_data == Training::Unknown {
+        if !known || s.risk.evidence.is_empty() {
             unknown.push(*id);
         }
     }
-    // Ratchets: raise RESEARCHED_MIN / lower UNKNOWN_MAX as entries are researched.
-    const RESEARCHED_MIN: usize = 31;
-    const UNKNOWN_MAX: usize = 35;
-    assert!(researched >= RESEARCHED_MIN, "{researched} researched");
+    assert!(
+        unevidenced.is_empty(),
+        "top-100 entries with a training value but no evidence URL: {unevidenced:?}"
+    );
+    // The issue's target is unknown training for at most 20 of the 100 most-used services;
+    // research reached 36 (from 69 unresearched or unknown). A ratchet: lower it as entries
+    // are researched, never raise it.
+    const UNKNOWN_MAX: usize = 36;
     assert!(
         unknown.len() <= UNKNOWN_MAX,
-        "{} of the top 100 have unknown training: {unknown:?}",
+        "{} of the top 100 have unknown (or unevidenced) training, at most {UNKNOWN_MAX} \
+         (target 20): {unknown:?}",
         unknown.len()
     );
 }

@@ -136,6 +136,8 @@ def main():
     table = HERE / "services.txt"
     risk_table = load_risk()
     extra_sources = load_sources()
+    top = {l.strip() for l in (HERE / "top-services.txt").read_text().splitlines()
+           if l.strip() and not l.startswith("#")}
     unsourced = []
     seen = set()
     written = set()
@@ -251,6 +253,11 @@ def main():
         if envs:
             lines.append(f"api_key_env = {arr(envs)}")
         researched = risk_table.pop(sid, None)
+        if sid in top and not researched:
+            # A category profile is not evidence: the most-used services say `unknown`
+            # until their terms are researched (tools/risk.txt).
+            trains, retention, controls = "unknown", "unknown", []
+            notes.append("Risk factors not yet researched for this most-used service.")
         lines += ["", "[risk]"]
         if researched:
             trains, retention, controls = researched["trains"], researched["retention"], researched["controls"]
@@ -279,7 +286,7 @@ def main():
         if ports or procs:
             what = ", ".join([f"default port {p}" for p in ports] + [f"executable `{p}`" for p in procs])
             other.append(f"Runtime identified by {what}.")
-        prov_note = " ".join(other + ([] if researched else [RISK_NOTE[profile]]))
+        prov_note = " ".join(other + ([] if researched or sid in top else [RISK_NOTE[profile]]))
         lines += ["", "[examples]", f"match = {arr(match)}", f"no_match = {arr(no_match)}"]
         lines += ["", "[provenance]"] + ([f"note = {q(prov_note)}"] if prov_note else []) + source_lines(sources) + [""]
         (OUT / f"{sid}.toml").write_text("\n".join(lines))

@@ -329,12 +329,36 @@ pub(crate) fn parse_provenance(raw: RawProvenance) -> (Provenance, ProvenanceIss
         })
         .max()
         .map(str::to_string);
-    let checked = match raw.checked {
+    let checked = entry_checked(raw.checked, newest, legacy > 0, sources_offset, &mut errors);
+    (
+        Provenance {
+            sources,
+            checked,
+            note: raw.note,
+        },
+        ProvenanceIssues {
+            errors,
+            warnings,
+            sources_offset,
+        },
+    )
+}
+
+/// `provenance.checked`: required with old-form sources; otherwise optional and, if given,
+/// equal to the newest source date (which it defaults to).
+fn entry_checked(
+    given: Option<Spanned<toml::Value>>,
+    newest: Option<String>,
+    legacy: bool,
+    sources_offset: usize,
+    errors: &mut Vec<(usize, String)>,
+) -> String {
+    match given {
         Some(c) => {
             let off = c.span().start;
             match date_of(c.get_ref()) {
                 Some(d) => {
-                    if let Some(n) = newest.as_deref().filter(|n| *n != d && legacy == 0) {
+                    if let Some(n) = newest.as_deref().filter(|n| *n != d && !legacy) {
                         errors.push((
                             off,
                             format!(
@@ -351,7 +375,7 @@ pub(crate) fn parse_provenance(raw: RawProvenance) -> (Provenance, ProvenanceIss
                 }
             }
         }
-        None if legacy > 0 => {
+        None if legacy => {
             errors.push((
                 sources_offset,
                 "provenance.checked is needed with plain-string sources".into(),
@@ -359,19 +383,7 @@ pub(crate) fn parse_provenance(raw: RawProvenance) -> (Provenance, ProvenanceIss
             String::new()
         }
         None => newest.unwrap_or_default(),
-    };
-    (
-        Provenance {
-            sources,
-            checked,
-            note: raw.note,
-        },
-        ProvenanceIssues {
-            errors,
-            warnings,
-            sources_offset,
-        },
-    )
+    }
 }
 
 /// Cross-field check: in [`DOCUMENTED_CATEGORIES`], a home page of the service's own names is
