@@ -141,11 +141,12 @@ fn most_used_services_research_coverage() {
         unevidenced.is_empty(),
         "top-100 entries with a training value but no evidence URL: {unevidenced:?}"
     );
-    // The issue's target is unknown training for at most 20 of the 100 most-used services;
-    // research reached 36 (from 73 unresearched or unknown, 35 of them `unknown` and 38 unevidenced
-    // profile values). A ratchet: lower it as entries
+    // The issue's target is unknown training for at most 20 of the 100 most-used services.
+    // 73 were unresearched or unknown at first (35 `unknown`, 38 unevidenced profile values);
+    // research reached 36, then 22 (14 more with a known value; Genspark and You.com are
+    // researched but only their enterprise tiers are documented). A ratchet: lower it as entries
     // are researched, never raise it.
-    const UNKNOWN_MAX: usize = 36;
+    const UNKNOWN_MAX: usize = 22;
     assert!(
         unknown.len() <= UNKNOWN_MAX,
         "{} of the top 100 have unknown (or unevidenced) training, at most {UNKNOWN_MAX} \
