@@ -16,6 +16,9 @@ OUT = HERE.parent / "catalogue"
 CHECKED = "2026-11-22"  # the first import: rows without checked= were read that day
 V2FLY_READ = "2026-11-22"  # the day the v2fly lists (commit c975ccef) were read
 LISTS_READ = "2026-11-26"  # the day models.dev (f3fc6922) and LiteLLM 1.110.2 were read
+# The day every data file of v2fly c975ccef (not only the category-ai lists) was read into
+# tools/v2fly-index.tsv by tools/v2fly_index.py.
+V2FLY_INDEX_READ = "2026-11-26"
 HEADER = "# Generated from rules/tools/services.txt by rules/tools/gen_catalogue.py; edit the table, not this file.\n"
 V2FLY = "v2fly:domain-list-community@c975ccef/data/{} (MIT)"
 LITELLM = "pypi:litellm@{}/litellm/constants.py#openai_compatible_endpoints (MIT)"
@@ -123,6 +126,30 @@ def load_sources():
     return out
 
 
+def load_v2fly_index():
+    """rules/tools/v2fly-index.tsv: catalogue name -> [(v2fly data file, rule naming it)]."""
+    out = {}
+    for n, line in enumerate((HERE / "v2fly-index.tsv").read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = line.split("\t")
+        if len(f) != 3:
+            sys.exit(f"v2fly-index.tsv:{n}: expected name<TAB>file<TAB>rule")
+        out.setdefault(f[0], []).append((f[1], f[2]))
+    return out
+
+
+def v2fly_sources(names, index):
+    """v2fly data files (pinned at c975ccef) that name one of an entry's domains or hosts."""
+    out = {}
+    for name in names:
+        for file, rule in index.get(name.lower(), []):
+            bare = rule.split(":", 1)[-1]
+            what = rule if bare == name.lower() else f"{rule}, the parent of {name}"
+            out.setdefault(file, f"names {what}")
+    return [("list", V2FLY.format(f), V2FLY_INDEX_READ, note) for f, note in out.items()]
+
+
 def source_lines(sources):
     out = []
     for kind, ref, checked, note in sources:
@@ -136,6 +163,7 @@ def main():
     table = HERE / "services.txt"
     risk_table = load_risk()
     extra_sources = load_sources()
+    v2fly_index = load_v2fly_index()
     top = {l.strip() for l in (HERE / "top-services.txt").read_text().splitlines()
            if l.strip() and not l.startswith("#")}
     unsourced = []
@@ -203,6 +231,9 @@ def main():
         for kind, ref, c, nt, _ in extra_sources.pop(sid, []):
             sources.append((kind, ref, c, nt))
         sources = list(dict.fromkeys(sources))
+        if not sources:
+            # A public list that names the entry's domain beats the vendor's own home page.
+            sources += v2fly_sources(domains + hosts, v2fly_index)
         first = (domains + hosts)[:1]
         if first and not sources:
             sources.append(("url", f"https://{first[0]}/", checked, "vendor-operated host"))
