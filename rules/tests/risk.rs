@@ -144,9 +144,10 @@ fn most_used_services_research_coverage() {
     // The issue's target is unknown training for at most 20 of the 100 most-used services.
     // 73 were unresearched or unknown at first (35 `unknown`, 38 unevidenced profile values);
     // research reached 36, then 22 (14 more with a known value; Genspark and You.com are
-    // researched but only their enterprise tiers are documented). A ratchet: lower it as entries
-    // are researched, never raise it.
-    const UNKNOWN_MAX: usize = 22;
+    // researched but only their enterprise tiers are documented), then 19 (Doubao and Replicate
+    // from their own terms as archived by Open Terms Archive, Jules from press reports of
+    // Google's announcement). A ratchet: lower it as entries are researched, never raise it.
+    const UNKNOWN_MAX: usize = 19;
     assert!(
         unknown.len() <= UNKNOWN_MAX,
         "{} of the top 100 have unknown (or unevidenced) training, at most {UNKNOWN_MAX} \
