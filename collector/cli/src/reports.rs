@@ -53,6 +53,22 @@ pub struct ExportArgs {
     output: Option<PathBuf>,
 }
 
+/// `80 severe`.
+fn risk_cell(score: u8) -> String {
+    format!("{score} {}", shadowai_api::risk_band(score))
+}
+
+/// The factors of the plan that gives `score`, or why there are none.
+fn factors_cell(score: u8, risk: Option<&shadowai_api::ServiceRisk>, service: &str) -> String {
+    match risk {
+        None => format!("- ({service} is not in the collector's catalogue)"),
+        Some(r) => r.explain(score).map_or_else(
+            || "- (the collector's catalogue scores it differently now)".to_owned(),
+            shadowai_api::PlanRisk::details,
+        ),
+    }
+}
+
 fn verdict(v: shadowai_api::Verdict) -> &'static str {
     match v {
         shadowai_api::Verdict::Sanctioned => "sanctioned",
@@ -80,8 +96,11 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
         "SENT",
         "RULE",
         "POLICY",
+        "RISK",
+        "RISK FACTORS",
     ]);
     for f in &page.items {
+        let service_risk = page.risk.iter().find(|r| r.service_id == f.service_id);
         table.row(vec![
             time(f.last_seen_ms),
             f.hostname.clone(),
@@ -97,6 +116,8 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
             f.policy_version
                 .clone()
                 .unwrap_or_else(|| "catalogue".to_owned()),
+            risk_cell(f.risk_score),
+            factors_cell(f.risk_score, service_risk, &f.service_id),
         ]);
     }
     if table.is_empty() {
@@ -133,6 +154,7 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
         "SENT",
         "FIRST SEEN (EVER)",
         "LAST SEEN",
+        "RISK FACTORS",
     ]);
     for r in &rows {
         table.row(vec![
@@ -140,7 +162,7 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
             r.vendor.clone(),
             r.category.clone(),
             verdict(r.verdict).to_owned(),
-            r.risk_score.to_string(),
+            risk_cell(r.risk_score),
             r.hosts.to_string(),
             r.users.to_string(),
             r.processes.to_string(),
@@ -154,6 +176,10 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
                     .min(r.first_seen_ms),
             ),
             time(r.last_seen_ms),
+            r.risk.as_ref().map_or_else(
+                || "- (not explained by the collector's catalogue)".to_owned(),
+                shadowai_api::PlanRisk::details,
+            ),
         ]);
     }
     if table.is_empty() {
