@@ -168,10 +168,34 @@ impl AlertsConfig {
         }
         for (field, got, lo, hi, range) in [
             ("per_batch", self.per_batch, 1, 10_000, "1..=10000"),
-            ("per_host_per_hour", self.per_host_per_hour, 1, 100_000, "1..=100000"),
-            ("outbox_cap", self.outbox_cap, 10, 10_000_000, "10..=10000000"),
-            ("audit_head_every_s", self.audit_head_every_s, 10, 86_400, "10..=86400"),
-            ("audit_head_poll_ms", self.audit_head_poll_ms, 100, 600_000, "100..=600000"),
+            (
+                "per_host_per_hour",
+                self.per_host_per_hour,
+                1,
+                100_000,
+                "1..=100000",
+            ),
+            (
+                "outbox_cap",
+                self.outbox_cap,
+                10,
+                10_000_000,
+                "10..=10000000",
+            ),
+            (
+                "audit_head_every_s",
+                self.audit_head_every_s,
+                10,
+                86_400,
+                "10..=86400",
+            ),
+            (
+                "audit_head_poll_ms",
+                self.audit_head_poll_ms,
+                100,
+                600_000,
+                "100..=600000",
+            ),
         ] {
             if !(lo..=hi).contains(&got) {
                 return Err(AlertConfigError::Range { field, range, got });
@@ -374,8 +398,11 @@ pub fn raised(
 pub fn notices_raised(st: &crate::server::SharedState, notices: &[Notice], outbox_dropped: u64) {
     if outbox_dropped > 0 {
         st.metrics.alerts_dropped.inc_by(outbox_dropped);
-        tracing::warn!(dropped = outbox_dropped, cap = st.alert_policy.outbox_cap,
-            "alert outbox over its cap: the oldest undelivered alerts were dropped (is the webhook down?)");
+        tracing::warn!(
+            dropped = outbox_dropped,
+            cap = st.alert_policy.outbox_cap,
+            "alert outbox over its cap: the oldest undelivered alerts were dropped (is the webhook down?)"
+        );
     }
     if notices.is_empty() {
         return;
@@ -469,12 +496,15 @@ impl Delivery {
                 last_prune = tokio::time::Instant::now();
                 let keep = self.keep;
                 match self.db(move |s| s.outbox_housekeep(keep, now_ms())).await {
-                    Ok(n) if n > 0 => tracing::debug!(pruned = n, "alert outbox: settled rows pruned"),
+                    Ok(n) if n > 0 => {
+                        tracing::debug!(pruned = n, "alert outbox: settled rows pruned")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "alert outbox: pruning failed"),
                 }
             }
-            let sleep = Duration::from_millis(u64::try_from(wait_ms.clamp(0, IDLE_MS)).unwrap_or(0));
+            let sleep =
+                Duration::from_millis(u64::try_from(wait_ms.clamp(0, IDLE_MS)).unwrap_or(0));
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
@@ -543,7 +573,11 @@ impl Delivery {
             Ok(r) if r.status().is_success() => {
                 self.counters.sent.inc();
                 if row.attempts > 0 {
-                    tracing::info!(outbox = row.id, attempt = row.attempts + 1, "alert delivered after retries");
+                    tracing::info!(
+                        outbox = row.id,
+                        attempt = row.attempts + 1,
+                        "alert delivered after retries"
+                    );
                 }
                 return Settle::Delivered;
             }

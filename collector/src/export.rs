@@ -222,7 +222,10 @@ mod tests {
         let other = to_csv(&[finding("deepseek", 60)], Some(&book()));
         assert!(other.lines().nth(1).unwrap().ends_with(",high,,,\"60/100 (high); the collector's catalogue scores deepseek 80 now, so its factors do not explain this score\""), "{other}");
         let unknown = to_csv(&[finding("nope", 10)], Some(&book()));
-        assert!(unknown.contains("not in the collector's catalogue"), "{unknown}");
+        assert!(
+            unknown.contains("not in the collector's catalogue"),
+            "{unknown}"
+        );
         let none = to_csv(&[finding("deepseek", 80)], None);
         assert!(none.contains("catalogue is not loaded"), "{none}");
         for out in [csv, other, unknown, none] {

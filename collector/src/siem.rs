@@ -16,10 +16,7 @@ pub struct SiemSink {
 }
 
 /// Starts the configured forwarders (none configured → `None`). Needs a tokio runtime.
-pub fn start(
-    cfg: &SiemConfig,
-    risk: Option<Arc<RiskBook>>,
-) -> Result<Option<SiemSink>, SiemError> {
+pub fn start(cfg: &SiemConfig, risk: Option<Arc<RiskBook>>) -> Result<Option<SiemSink>, SiemError> {
     if cfg.forwarders.is_empty() {
         return Ok(None);
     }

@@ -515,7 +515,10 @@ mod tests {
         let x = f(Action::Allowed, Verdict::Unsanctioned, Evidence::default());
         let plain = finding_to_ocsf(&x);
         assert_eq!(
-            (plain["risk_score"].as_u64(), plain["risk_level_id"].as_u64()),
+            (
+                plain["risk_score"].as_u64(),
+                plain["risk_level_id"].as_u64()
+            ),
             (Some(80), Some(4))
         );
         assert_eq!(plain["risk_level"], "Critical");
@@ -529,18 +532,47 @@ mod tests {
         assert_eq!(u["risk"]["factors"][1]["factor"], "jurisdiction");
         assert_eq!(u["risk"]["factors"][1]["points"], 45);
         assert_eq!(
-            (u["rule"].as_str(), u["verdict"].as_str(), u["action"].as_str()),
-            (Some("policy:block-deepseek"), Some("unsanctioned"), Some("allowed"))
+            (
+                u["rule"].as_str(),
+                u["verdict"].as_str(),
+                u["action"].as_str()
+            ),
+            (
+                Some("policy:block-deepseek"),
+                Some("unsanctioned"),
+                Some("allowed")
+            )
         );
         let mut y = x.clone();
         y.risk_score = 30;
         let v = finding_to_ocsf_with_risk(&y, Some(&risk));
-        assert_eq!((v["risk_level_id"].as_u64(), v["risk_level"].as_str()), (Some(2), Some("Medium")));
+        assert_eq!(
+            (v["risk_level_id"].as_u64(), v["risk_level"].as_str()),
+            (Some(2), Some("Medium"))
+        );
         assert!(v["unmapped"]["shadowai"].get("risk").is_none());
-        assert!(v["risk_details"].as_str().unwrap().contains("scores deepseek-chat 80 now"));
+        assert!(
+            v["risk_details"]
+                .as_str()
+                .unwrap()
+                .contains("scores deepseek-chat 80 now")
+        );
         let v = finding_to_ocsf_with_risk(&y, None);
-        assert!(v["risk_details"].as_str().unwrap().contains("not in the collector's catalogue"));
-        for (score, id) in [(0, 1), (24, 1), (25, 2), (50, 3), (74, 3), (75, 4), (100, 4)] {
+        assert!(
+            v["risk_details"]
+                .as_str()
+                .unwrap()
+                .contains("not in the collector's catalogue")
+        );
+        for (score, id) in [
+            (0, 1),
+            (24, 1),
+            (25, 2),
+            (50, 3),
+            (74, 3),
+            (75, 4),
+            (100, 4),
+        ] {
             assert_eq!(risk_level(score).0, id, "{score}");
         }
     }
@@ -560,7 +592,10 @@ mod tests {
             link: "#/fleet".into(),
         };
         let o = notice_to_ocsf(&n);
-        assert_eq!((o["class_uid"].as_u64(), o["severity_id"].as_u64()), (Some(2004), Some(4)));
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["severity_id"].as_u64()),
+            (Some(2004), Some(4))
+        );
         assert_eq!(o["finding_info"]["types"][1], "host_identity_conflict");
         assert_eq!(o["unmapped"]["shadowai"]["peer"], "192.0.2.7:5000");
         let h = crate::AuditHead {
@@ -572,7 +607,10 @@ mod tests {
             reason: "changed".into(),
         };
         let o = audit_head_to_ocsf(&h);
-        assert_eq!((o["class_uid"].as_u64(), o["type_uid"].as_u64()), (Some(1008), Some(100899)));
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["type_uid"].as_u64()),
+            (Some(1008), Some(100899))
+        );
         assert_eq!(
             o["unmapped"]["shadowai"]["audit_head"]["expect_head"],
             format!("42:{}", "ab".repeat(32))

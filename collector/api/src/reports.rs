@@ -208,11 +208,7 @@ impl PlanRisk {
                 out.push_str(", ");
             }
             let v = if f.value.is_empty() { "none" } else { &f.value };
-            out.push_str(&format!(
-                "{} {v} +{}",
-                f.factor.replace('_', " "),
-                f.points
-            ));
+            out.push_str(&format!("{} {v} +{}", f.factor.replace('_', " "), f.points));
         }
         if let Some(p) = &self.plan {
             out.push_str(&format!(" ({p} plan)"));

@@ -185,7 +185,15 @@ async fn outbox(ctx: &Ctx, args: AlertsArgs) -> Result<()> {
         page.pending, page.delivered, page.failed, page.not_sent
     );
     let mut table = Table::new(vec![
-        "ID", "RAISED", "KIND", "HOST", "STATE", "ATTEMPTS", "NEXT / DONE", "WHAT", "LAST ERROR",
+        "ID",
+        "RAISED",
+        "KIND",
+        "HOST",
+        "STATE",
+        "ATTEMPTS",
+        "NEXT / DONE",
+        "WHAT",
+        "LAST ERROR",
     ]);
     for e in &page.items {
         let (kind, what) = match &e.item {
@@ -202,7 +210,9 @@ async fn outbox(ctx: &Ctx, args: AlertsArgs) -> Result<()> {
             e.host_id.clone(),
             e.state.as_str().to_owned(),
             e.attempts.to_string(),
-            e.next_attempt_ms.or(e.done_ms).map_or_else(|| "-".to_owned(), time),
+            e.next_attempt_ms
+                .or(e.done_ms)
+                .map_or_else(|| "-".to_owned(), time),
             what,
             e.last_error.clone().unwrap_or_else(|| "-".to_owned()),
         ]);

@@ -288,7 +288,11 @@ fn cli_against_a_real_collector() {
     let factor = format!(
         "{} {} +{}",
         first.factor.replace('_', " "),
-        if first.value.is_empty() { "none" } else { &first.value },
+        if first.value.is_empty() {
+            "none"
+        } else {
+            &first.value
+        },
         first.points
     );
     let table = env.ok(None, "findings --service deepseek");
@@ -367,7 +371,11 @@ fn cli_against_a_real_collector() {
         .find(|o| o["resources"][0]["uid"] == "deepseek")
         .unwrap();
     assert_eq!(d["risk_score"], risk.score);
-    assert!(d["risk_level_id"].as_u64().is_some_and(|l| (1..=4).contains(&l)));
+    assert!(
+        d["risk_level_id"]
+            .as_u64()
+            .is_some_and(|l| (1..=4).contains(&l))
+    );
     assert!(d["risk_details"].as_str().unwrap().contains(&factor), "{d}");
     assert_eq!(
         d["unmapped"]["shadowai"]["risk"]["factors"][0]["factor"],

@@ -12,8 +12,8 @@ use shadowai_api::{Finding, FindingQuery};
 use tokio::sync::mpsc;
 
 use super::SharedState;
-use crate::risk::RiskBook;
 use super::error::ApiError;
+use crate::risk::RiskBook;
 
 /// Findings read from the store per page.
 const PAGE: u32 = 500;
@@ -132,11 +132,7 @@ async fn pump(
         let (bytes, got, next) = st
             .db(move |s| {
                 let (rows, next) = s.search(&q2, n, cursor)?;
-                Ok((
-                    format.page(&rows, first, risk.as_deref()),
-                    rows.len(),
-                    next,
-                ))
+                Ok((format.page(&rows, first, risk.as_deref()), rows.len(), next))
             })
             .await?;
         drop(permit);

@@ -14,8 +14,8 @@ mod sql_findings;
 pub use sql_findings::day_string;
 mod sql_identity;
 mod sql_inventory;
-mod sql_policy;
 mod sql_outbox;
+mod sql_policy;
 mod sql_reports;
 pub mod sqlite;
 
@@ -277,8 +277,12 @@ pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<(Option<shadowai_api::Notice>, u64), StoreError>;
     /// Claims up to `limit` due outbox rows, each leased for `lease_ms`.
-    fn outbox_due(&self, now_ms: i64, limit: u32, lease_ms: i64)
-    -> Result<Vec<DueItem>, StoreError>;
+    fn outbox_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueItem>, StoreError>;
     fn outbox_settle(
         &self,
         id: i64,
@@ -289,8 +293,11 @@ pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
     /// When the earliest pending row is due.
     fn outbox_next_due(&self) -> Result<Option<i64>, StoreError>;
     /// The outbox, newest first, with totals by state.
-    fn outbox(&self, before: Option<i64>, limit: u32)
-    -> Result<shadowai_api::OutboxPage, StoreError>;
+    fn outbox(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<shadowai_api::OutboxPage, StoreError>;
     /// Prunes settled rows beyond `keep` and budgets of past hours; returns rows pruned.
     fn outbox_housekeep(&self, keep: u64, now_ms: i64) -> Result<u64, StoreError>;
     /// The last audit entry (seq, hash, time).

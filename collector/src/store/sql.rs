@@ -566,7 +566,11 @@ impl<B: Backend> Store for SqlStore<B> {
         self.outbox_next()
     }
 
-    fn outbox(&self, before: Option<i64>, limit: u32) -> Result<shadowai_api::OutboxPage, StoreError> {
+    fn outbox(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<shadowai_api::OutboxPage, StoreError> {
         self.outbox_list(before, limit)
     }
 

@@ -13,9 +13,7 @@
 //! `per_batch` in one batch) its first uses are recorded but not raised, and the first
 //! suppression of the hour raises one `alerts_suppressed` notice for that host.
 
-use shadowai_api::{
-    Alert, DeliveryState, Notice, NoticeKind, OutboxEntry, OutboxItem, OutboxPage,
-};
+use shadowai_api::{Alert, DeliveryState, Notice, NoticeKind, OutboxEntry, OutboxItem, OutboxPage};
 
 use super::StoreError;
 use super::rows::{Backend, Row, Tx};
@@ -69,8 +67,13 @@ pub struct DueItem {
 pub enum Settle {
     Delivered,
     /// Try again at `next_ms`.
-    Retry { next_ms: i64, error: String },
-    Failed { error: String },
+    Retry {
+        next_ms: i64,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 fn hour_of(now_ms: i64) -> i64 {
@@ -394,7 +397,11 @@ impl<B: Backend> SqlStore<B> {
                 .map(entry)
                 .collect::<Result<Vec<_>, _>>()?;
             let mut page = OutboxPage {
-                next_before: if more { items.last().map(|e| e.id) } else { None },
+                next_before: if more {
+                    items.last().map(|e| e.id)
+                } else {
+                    None
+                },
                 items,
                 ..OutboxPage::default()
             };

@@ -186,15 +186,13 @@ pub(super) fn note_first_uses(
     let Some(host_id) = wanted.first().map(|(f, _)| f.host_id.clone()) else {
         return Ok(raised);
     };
-    let (allowed, hour_suppressed, first_cut) = super::sql_outbox::take_budget(
-        tx,
-        &host_id,
-        wanted.len() as u64,
-        policy,
-        now_ms,
-    )?;
+    let (allowed, hour_suppressed, first_cut) =
+        super::sql_outbox::take_budget(tx, &host_id, wanted.len() as u64, policy, now_ms)?;
     raised.suppressed = wanted.len() as u64 - allowed;
-    for (f, reasons) in wanted.into_iter().take(usize::try_from(allowed).unwrap_or(usize::MAX)) {
+    for (f, reasons) in wanted
+        .into_iter()
+        .take(usize::try_from(allowed).unwrap_or(usize::MAX))
+    {
         let mut alert = alert_of(f, reasons, now_ms);
         let doc = serde_json::to_string(&alert).map_err(|e| StoreError::Corrupt {
             table: "alerts",
@@ -233,7 +231,8 @@ pub(super) fn note_first_uses(
         raised.alerts.push(alert);
     }
     if first_cut {
-        let notice = super::sql_outbox::suppressed_notice(&host_id, hour_suppressed, policy, now_ms);
+        let notice =
+            super::sql_outbox::suppressed_notice(&host_id, hour_suppressed, policy, now_ms);
         super::sql_outbox::put(
             tx,
             &shadowai_api::OutboxItem::Notice(notice.clone()),
