@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { h, fmtTime, verdictBadge, actionBadge, riskBadge, link, table, card } from "./dom.js";
+import { riskFor } from "./risk.js";
 
 const REASON = { new_in_fleet: "first use in the fleet", new_host: "first use on this host", new_user: "first use by this user" };
 
@@ -33,13 +34,15 @@ export async function alertsView(ctx, params) {
     api.alerts({ before: before || undefined, limit: 50 }),
     api.outbox({ limit: 100 }).catch((err) => ({ error: err.message || String(err) })),
   ]);
+  // The score with its catalogue factors on hover, as everywhere a score is shown.
+  const risk = await riskFor(page.items.map((a) => a.service_id));
   const rows = page.items.map((a) => [
     fmtTime(a.created_ms),
     h("span", { "data-testid": "alert-reasons" }, a.reasons.map((r) => REASON[r] || r).join(", ")),
     link(`#/service/${encodeURIComponent(a.service_id)}`, a.service_name),
     verdictBadge(a.verdict),
     actionBadge(a.action),
-    riskBadge(a.risk_score),
+    riskBadge(a.risk_score, risk.get(a.service_id)),
     link(`#/host/${encodeURIComponent(a.host_id)}`, a.hostname),
     link(`#/user/${encodeURIComponent(a.user)}`, a.user),
     h("span", { class: "proc" }, a.exe),

@@ -58,14 +58,15 @@ fn risk_cell(score: u8) -> String {
     format!("{score} {}", shadowai_api::risk_band(score))
 }
 
-/// The factors of the plan that gives `score`, or why there are none.
-fn factors_cell(score: u8, risk: Option<&shadowai_api::ServiceRisk>, service: &str) -> String {
-    match risk {
-        None => format!("- ({service} is not in the collector's catalogue)"),
-        Some(r) => r.explain(score).map_or_else(
-            || "- (the collector's catalogue scores it differently now)".to_owned(),
-            shadowai_api::PlanRisk::details,
-        ),
+/// Below a table: each distinct (service, score) with the factors of the plan that gives the
+/// score (from the collector's catalogue), or why there are none — too long for a cell.
+fn print_risk_legend(lines: std::collections::BTreeMap<(String, u8), String>) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("\nrisk scores, factor by factor (the collector's catalogue):");
+    for ((service, _), why) in lines {
+        println!("  {service}: {why}");
     }
 }
 
@@ -97,10 +98,8 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
         "RULE",
         "POLICY",
         "RISK",
-        "RISK FACTORS",
     ]);
     for f in &page.items {
-        let service_risk = page.risk.iter().find(|r| r.service_id == f.service_id);
         table.row(vec![
             time(f.last_seen_ms),
             f.hostname.clone(),
@@ -117,13 +116,24 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
                 .clone()
                 .unwrap_or_else(|| "catalogue".to_owned()),
             risk_cell(f.risk_score),
-            factors_cell(f.risk_score, service_risk, &f.service_id),
         ]);
     }
     if table.is_empty() {
         println!("no findings match");
     } else {
         table.print()?;
+        print_risk_legend(
+            page.items
+                .iter()
+                .map(|f| {
+                    let risk = page.risk.iter().find(|r| r.service_id == f.service_id);
+                    (
+                        (f.service_id.clone(), f.risk_score),
+                        shadowai_api::risk_details(f.risk_score, risk),
+                    )
+                })
+                .collect(),
+        );
     }
     if let Some(next) = page.next_cursor {
         println!("more: --cursor {next}");
@@ -154,7 +164,6 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
         "SENT",
         "FIRST SEEN (EVER)",
         "LAST SEEN",
-        "RISK FACTORS",
     ]);
     for r in &rows {
         table.row(vec![
@@ -176,17 +185,35 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
                     .min(r.first_seen_ms),
             ),
             time(r.last_seen_ms),
-            r.risk.as_ref().map_or_else(
-                || "- (not explained by the collector's catalogue)".to_owned(),
-                shadowai_api::PlanRisk::details,
-            ),
         ]);
     }
     if table.is_empty() {
         println!("no AI services seen");
         return Ok(());
     }
-    Ok(table.print()?)
+    table.print()?;
+    print_risk_legend(
+        rows.iter()
+            .map(|r| {
+                let why = match &r.risk {
+                    Some(p) => format!(
+                        "{}/100 ({}): {}",
+                        r.risk_score,
+                        shadowai_api::risk_band(r.risk_score),
+                        p.details()
+                    ),
+                    None => format!(
+                        "{}/100 ({}); not explained by the collector's catalogue (the service \
+                         is not in it, or it scores the service differently now)",
+                        r.risk_score,
+                        shadowai_api::risk_band(r.risk_score)
+                    ),
+                };
+                ((r.service_id.clone(), r.risk_score), why)
+            })
+            .collect(),
+    );
+    Ok(())
 }
 
 pub async fn trend(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
