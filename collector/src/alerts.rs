@@ -523,14 +523,17 @@ impl Delivery {
                 return Ok(next.map_or(IDLE_MS, |t| t.saturating_sub(now_ms())));
             };
             let outcome = self.deliver(&row).await;
-            let retry = matches!(outcome, Settle::Retry { .. });
+            let retry_at = match &outcome {
+                Settle::Retry { next_ms, .. } => Some(*next_ms),
+                _ => None,
+            };
             let (id, attempts) = (row.id, row.attempts.saturating_add(1));
             self.db(move |s| s.outbox_settle(id, attempts, &outcome, now_ms()))
                 .await?;
-            if retry {
-                // The webhook is failing: the rest wait for their own time, not this loop.
-                let next = self.db(|s| s.outbox_next_due()).await?;
-                return Ok(next.map_or(IDLE_MS, |t| t.saturating_sub(now_ms())));
+            if let Some(t) = retry_at {
+                // The webhook is failing: the rest of the queue waits with this row (one probe
+                // per back-off step, not one attempt per row), unless woken by a new alert.
+                return Ok(t.saturating_sub(now_ms()));
             }
         }
     }
