@@ -273,30 +273,53 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         .as_deref()
         .map(read_bundle_key)
         .transpose()?;
-    let sink: Option<Arc<dyn FindingSink>> = match crate::siem::start(&cfg.siem)? {
+    let catalogue = load_catalogue(&cfg.catalogue).await;
+    let risk = catalogue
+        .as_ref()
+        .ok()
+        .map(|c| Arc::new(crate::risk::RiskBook::new(c)));
+    let sink: Option<Arc<dyn FindingSink>> = match crate::siem::start(&cfg.siem, risk.clone())? {
         Some(s) => Some(Arc::new(s)),
         None => None,
     };
-    let catalogue = load_catalogue(&cfg.catalogue).await;
     let metrics = Metrics::new();
+    let scheme = if cfg.insecure_http { "http" } else { "https" };
+    let ui_url = cfg
+        .alerts
+        .ui_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{}/ui", cfg.listen));
     let alert_webhook = match &cfg.alerts.webhook {
         None => None,
         Some(w) => {
-            let scheme = if cfg.insecure_http { "http" } else { "https" };
-            let ui_url = cfg
-                .alerts
-                .ui_url
-                .clone()
-                .unwrap_or_else(|| format!("{scheme}://{}/ui", cfg.listen));
             let counters = crate::alerts::AlertCounters {
                 sent: metrics.alerts_sent.clone(),
                 send_failures: metrics.alert_send_failures.clone(),
                 failed: metrics.alerts_failed.clone(),
                 dropped: metrics.alerts_dropped.clone(),
             };
-            Some(crate::alerts::AlertWebhook::start(w, ui_url, counters)?)
+            Some(crate::alerts::AlertWebhook::start(
+                w,
+                ui_url.clone(),
+                counters,
+                store.clone(),
+                cfg.alerts.outbox_cap,
+            )?)
         }
     };
+    // soc (issue 10): the audit chain head to the SIEM, an anchor outside the database.
+    if let Some(sink) = &sink {
+        tokio::spawn(crate::anchor::run(
+            store.clone(),
+            sink.clone(),
+            crate::anchor::AnchorConfig {
+                every: std::time::Duration::from_secs(cfg.alerts.audit_head_every_s),
+                poll: std::time::Duration::from_millis(cfg.alerts.audit_head_poll_ms),
+                collector: ui_url.clone(),
+            },
+            metrics.audit_heads_forwarded.clone(),
+        ));
+    }
     let state = Arc::new(AppState {
         store,
         metrics,
@@ -319,6 +342,8 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         sink,
         catalogue,
         alert_webhook,
+        alert_policy: cfg.alerts.policy(),
+        risk,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

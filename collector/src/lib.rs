@@ -4,6 +4,7 @@
 //! `collector/API.md`.
 
 pub mod alerts;
+pub mod anchor;
 pub mod app;
 pub mod bundles;
 pub mod compose;
@@ -12,6 +13,7 @@ pub mod discovery_draft;
 pub mod export;
 pub mod identity;
 pub mod impact;
+pub mod risk;
 pub mod rollout_agents;
 pub mod rollout_guard;
 pub mod server;

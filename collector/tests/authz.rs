@@ -83,6 +83,7 @@ fn routes() -> Vec<Route> {
             EVERYONE,
         ),
         r("GET", "/api/v1/alerts", None, EVERYONE),
+        r("GET", "/api/v1/alerts/outbox", None, EVERYONE),
         r(
             "GET",
             "/api/v1/exports/findings.csv",

@@ -106,14 +106,25 @@ timeout_ms = 500
             .text()
             .await
             .unwrap();
-        if received.lock().unwrap().len() >= 6
-            && !metrics.contains("shadowai_collector_siem_forward_failures_total 0")
-        {
+        let findings = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|o| o["class_uid"] == 2004)
+            .count();
+        if findings >= 6 && !metrics.contains("shadowai_collector_siem_forward_failures_total 0") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let got = received.lock().unwrap().clone();
+    // The audit chain head (class 1008) is forwarded too (soc, issue 10): sent at start.
+    let (got, heads): (Vec<_>, Vec<_>) = received
+        .lock()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .partition(|o| o["class_uid"] == 2004);
+    assert!(heads.iter().all(|o| o["class_uid"] == 1008), "{heads:?}");
     assert_eq!(
         got.len(),
         6,
@@ -139,9 +150,17 @@ timeout_ms = 500
             .unwrap()
             .starts_with("#/findings?service=deepseek")
     );
+    // The six, plus the audit heads sent by the time of the scrape (never more than arrived).
+    let forwarded: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("shadowai_collector_siem_events_forwarded_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(
-        metrics.contains("shadowai_collector_siem_events_forwarded_total 6"),
-        "{metrics}"
+        (6..=6 + heads.len()).contains(&forwarded),
+        "{forwarded} forwarded, {} heads: {metrics}",
+        heads.len()
     );
     assert!(
         !metrics.contains("shadowai_collector_siem_forward_failures_total 0"),

@@ -546,7 +546,8 @@ fn sqlite_migration_backfills_first_uses() {
         );
         ingest(&s, "agt-a", "b", vec![f], T0);
     }
-    // Undo what the new migration made, as if the rows came from the old schema.
+    // Undo what the report migration made (and the outbox migration after it), as if the rows
+    // came from the schema before them.
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch(
         "DELETE FROM first_uses; DELETE FROM alert_keys; DELETE FROM alerts; \
@@ -555,7 +556,8 @@ fn sqlite_migration_backfills_first_uses() {
          ALTER TABLE findings DROP COLUMN bytes_out; ALTER TABLE findings DROP COLUMN bytes_in; \
          ALTER TABLE findings DROP COLUMN policy_version; ALTER TABLE findings DROP COLUMN layer; \
          ALTER TABLE findings DROP COLUMN grp; \
-         DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version);",
+         DROP TABLE alert_outbox; DROP TABLE alert_budget; \
+         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 1;",
     )
     .unwrap();
     drop(c);

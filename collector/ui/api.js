@@ -87,6 +87,7 @@ export const api = {
   facets: (q) => request("GET", `/api/v1/reports/facets${qs(q)}`),
   risk: (ids) => (ids.length ? request("GET", `/api/v1/risk${qs({ services: ids.join(",") })}`) : Promise.resolve([])),
   alerts: (q) => request("GET", `/api/v1/alerts${qs(q)}`),
+  outbox: (q) => request("GET", `/api/v1/alerts/outbox${qs(q)}`),
   exportCsv: (q) => request("GET", `/api/v1/exports/findings.csv${qs(q)}`, { accept: "blob" }),
   agents: () => request("GET", "/api/v1/agents"),
   revokeAgent: (id, reason) =>

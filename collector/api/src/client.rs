@@ -438,6 +438,19 @@ impl Client {
         self.get("/api/v1/alerts", &q).await
     }
 
+    /// soc: every alert and notice with its webhook delivery state.
+    pub async fn outbox(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<crate::OutboxPage, ClientError> {
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(b) = before {
+            q.push(("before", b.to_string()));
+        }
+        self.get("/api/v1/alerts/outbox", &q).await
+    }
+
     pub async fn export_csv(&self, q: &FindingQuery) -> Result<String, ClientError> {
         self.text("/api/v1/exports/findings.csv", q).await
     }

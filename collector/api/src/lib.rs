@@ -13,9 +13,13 @@ pub mod client;
 pub mod discovery;
 pub mod inventory;
 pub mod ocsf;
+pub mod outbox;
 pub mod reports;
 pub mod wire;
 
+pub use outbox::{
+    AuditHead, DeliveryState, Notice, NoticeKind, OutboxEntry, OutboxItem, OutboxPage,
+};
 pub use reports::*;
 pub use wire::*;
 

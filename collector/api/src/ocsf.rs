@@ -70,6 +70,34 @@ fn action_ids(a: Action) -> (u8, &'static str, u8, &'static str) {
     }
 }
 
+/// OCSF `risk_level_id` and `risk_level` of a score, from the catalogue's bands: low → 1 Low,
+/// moderate → 2 Medium, high → 3 High, severe → 4 Critical.
+pub fn risk_level(score: u8) -> (u8, &'static str) {
+    match crate::risk_band(score) {
+        "low" => (1, "Low"),
+        "moderate" => (2, "Medium"),
+        "high" => (3, "High"),
+        _ => (4, "Critical"),
+    }
+}
+
+/// [`finding_to_ocsf`] with the collector catalogue's risk of the service: `risk_details`
+/// explains the score factor by factor, and `unmapped.shadowai.risk` carries the plan and its
+/// factors as data (none: not in the catalogue, or no plan gives the finding's score — then
+/// `risk_details` says so).
+pub fn finding_to_ocsf_with_risk(f: &Finding, risk: Option<&crate::ServiceRisk>) -> Value {
+    let mut v = finding_to_ocsf(f);
+    v["risk_details"] = json!(crate::risk_details(f.risk_score, risk));
+    if let Some(p) = risk.and_then(|r| r.explain(f.risk_score)) {
+        v["unmapped"]["shadowai"]["risk"] = json!({
+            "plan": p.plan,
+            "band": p.band,
+            "factors": p.factors,
+        });
+    }
+    v
+}
+
 /// Maps one finding to an OCSF Detection Finding (`class_uid` 2004, activity Create).
 pub fn finding_to_ocsf(f: &Finding) -> Value {
     let (severity_id, severity_name) = severity(f);
@@ -128,6 +156,8 @@ pub fn finding_to_ocsf(f: &Finding) -> Value {
         "ai_model": {"name": f.service_name, "uid": f.service_id, "ai_provider": f.vendor},
         "evidences": [evidence(f)],
         "risk_score": f.risk_score,
+        "risk_level_id": risk_level(f.risk_score).0,
+        "risk_level": risk_level(f.risk_score).1,
         "unmapped": {
             "shadowai": unmapped(f),
         },
@@ -197,6 +227,9 @@ pub fn alert_to_ocsf(a: &crate::Alert) -> Value {
         "actor": {"process": {"file": {"path": a.exe}}, "user": {"name": a.user}},
         "resources": [{"uid": a.service_id, "name": a.service_name, "type": "ai_service"}],
         "risk_score": a.risk_score,
+        "risk_level_id": risk_level(a.risk_score).0,
+        "risk_level": risk_level(a.risk_score).1,
+        "is_alert": true,
         "unmapped": {"shadowai": {
             "verdict": verdict_str(a.verdict),
             "action": a.action.as_str(),
@@ -204,6 +237,98 @@ pub fn alert_to_ocsf(a: &crate::Alert) -> Value {
             "service_id": a.service_id,
             "link": a.link,
         }},
+    })
+}
+
+/// A security notice (host identity conflict, alerts suppressed) as an OCSF Detection Finding:
+/// `finding_info.types` carries `shadow_ai_notice` and the kind; `is_alert` is true.
+pub fn notice_to_ocsf(n: &crate::Notice) -> Value {
+    let uid = format!(
+        "notice-{}-{}-{}",
+        n.kind.as_str(),
+        n.host_id,
+        n.window_start_ms
+    );
+    let (severity_id, severity) = match n.kind {
+        crate::NoticeKind::HostIdentityConflict => (4, "High"),
+        crate::NoticeKind::AlertsSuppressed => (3, "Medium"),
+    };
+    json!({
+        "class_uid": 2004,
+        "class_name": "Detection Finding",
+        "category_uid": 2,
+        "category_name": "Findings",
+        "activity_id": 1,
+        "activity_name": "Create",
+        "type_uid": 200401,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity_id,
+        "severity": severity,
+        "status_id": 1,
+        "status": "New",
+        "is_alert": true,
+        "time": n.created_ms,
+        "start_time": n.window_start_ms,
+        "end_time": n.window_end_ms,
+        "count": n.count,
+        "message": n.summary,
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": uid,
+            "product": {"name": "shadowai", "vendor_name": "shadowai"},
+            "profiles": ["host"],
+        },
+        "finding_info": {
+            "uid": uid,
+            "title": n.summary,
+            "types": ["shadow_ai_notice", n.kind.as_str()],
+        },
+        "device": {"uid": n.host_id, "type_id": 1, "type": "Server"},
+        "unmapped": {"shadowai": {
+            "kind": n.kind.as_str(),
+            "host_id": n.host_id,
+            "count": n.count,
+            "peer": n.peer,
+            "via": n.via,
+            "link": n.link,
+        }},
+    })
+}
+
+/// The audit chain head as an OCSF Event Log Activity (`class_uid` 1008), activity Other
+/// (`Checkpoint`): the sequence number and hash are in `unmapped.shadowai.audit_head`, so the
+/// SIEM holds an anchor the collector's database cannot rewrite.
+pub fn audit_head_to_ocsf(h: &crate::AuditHead) -> Value {
+    json!({
+        "class_uid": 1008,
+        "class_name": "Event Log Activity",
+        "category_uid": 1,
+        "category_name": "System Activity",
+        "activity_id": 99,
+        "activity_name": "Checkpoint",
+        "type_uid": 100899,
+        "type_name": "Event Log Activity: Other",
+        "severity_id": 1,
+        "severity": "Informational",
+        "status_id": 1,
+        "status": "Success",
+        "time": h.observed_ms,
+        "log_name": "shadowai audit chain",
+        "log_provider": "shadowai-collector",
+        "message": format!("audit chain head {}:{}", h.seq, h.hash),
+        "metadata": {
+            "version": OCSF_VERSION,
+            "uid": format!("audit-head-{}-{}", h.seq, h.observed_ms),
+            "product": {"name": "shadowai", "vendor_name": "shadowai"},
+        },
+        "device": {"name": h.collector, "type_id": 1, "type": "Server"},
+        "unmapped": {"shadowai": {"audit_head": {
+            "seq": h.seq,
+            "hash": h.hash,
+            "entry_time": h.entry_ms,
+            "reason": h.reason,
+            "expect_head": format!("{}:{}", h.seq, h.hash),
+        }}},
     })
 }
 
@@ -359,6 +484,137 @@ mod tests {
         );
         assert_eq!(x["flags"][0], "large_upload");
         assert!(u["evidences"][0].get("query").is_none());
+    }
+
+    #[test]
+    fn risk_level_details_and_factors() {
+        let risk = crate::ServiceRisk {
+            service_id: "deepseek-chat".into(),
+            service_name: "DeepSeek".into(),
+            plans: vec![crate::PlanRisk {
+                plan: None,
+                score: 80,
+                band: "severe".into(),
+                factors: vec![
+                    crate::RiskFactor {
+                        factor: "training".into(),
+                        value: "yes".into(),
+                        points: 35,
+                        max: 35,
+                    },
+                    crate::RiskFactor {
+                        factor: "jurisdiction".into(),
+                        value: "CN".into(),
+                        points: 45,
+                        max: 45,
+                    },
+                ],
+            }],
+            evidence: vec![],
+        };
+        let x = f(Action::Allowed, Verdict::Unsanctioned, Evidence::default());
+        let plain = finding_to_ocsf(&x);
+        assert_eq!(
+            (
+                plain["risk_score"].as_u64(),
+                plain["risk_level_id"].as_u64()
+            ),
+            (Some(80), Some(4))
+        );
+        assert_eq!(plain["risk_level"], "Critical");
+        assert!(plain.get("risk_details").is_none());
+        let v = finding_to_ocsf_with_risk(&x, Some(&risk));
+        assert_eq!(
+            v["risk_details"],
+            "80/100 (severe): training yes +35, jurisdiction CN +45"
+        );
+        let u = &v["unmapped"]["shadowai"];
+        assert_eq!(u["risk"]["factors"][1]["factor"], "jurisdiction");
+        assert_eq!(u["risk"]["factors"][1]["points"], 45);
+        assert_eq!(
+            (
+                u["rule"].as_str(),
+                u["verdict"].as_str(),
+                u["action"].as_str()
+            ),
+            (
+                Some("policy:block-deepseek"),
+                Some("unsanctioned"),
+                Some("allowed")
+            )
+        );
+        let mut y = x.clone();
+        y.risk_score = 30;
+        let v = finding_to_ocsf_with_risk(&y, Some(&risk));
+        assert_eq!(
+            (v["risk_level_id"].as_u64(), v["risk_level"].as_str()),
+            (Some(2), Some("Medium"))
+        );
+        assert!(v["unmapped"]["shadowai"].get("risk").is_none());
+        assert!(
+            v["risk_details"]
+                .as_str()
+                .unwrap()
+                .contains("scores deepseek-chat 80 now")
+        );
+        let v = finding_to_ocsf_with_risk(&y, None);
+        assert!(
+            v["risk_details"]
+                .as_str()
+                .unwrap()
+                .contains("not in the collector's catalogue")
+        );
+        for (score, id) in [
+            (0, 1),
+            (24, 1),
+            (25, 2),
+            (50, 3),
+            (74, 3),
+            (75, 4),
+            (100, 4),
+        ] {
+            assert_eq!(risk_level(score).0, id, "{score}");
+        }
+    }
+
+    #[test]
+    fn notices_and_audit_heads_render() {
+        let n = crate::Notice {
+            kind: crate::NoticeKind::HostIdentityConflict,
+            created_ms: 5,
+            host_id: "db-01".into(),
+            count: 3,
+            window_start_ms: 0,
+            window_end_ms: 3_600_000,
+            peer: "192.0.2.7:5000".into(),
+            via: "enroll".into(),
+            summary: "conflict".into(),
+            link: "#/fleet".into(),
+        };
+        let o = notice_to_ocsf(&n);
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["severity_id"].as_u64()),
+            (Some(2004), Some(4))
+        );
+        assert_eq!(o["finding_info"]["types"][1], "host_identity_conflict");
+        assert_eq!(o["unmapped"]["shadowai"]["peer"], "192.0.2.7:5000");
+        let h = crate::AuditHead {
+            seq: 42,
+            hash: "ab".repeat(32),
+            entry_ms: 1,
+            observed_ms: 2,
+            collector: "https://c.example/ui".into(),
+            reason: "changed".into(),
+        };
+        let o = audit_head_to_ocsf(&h);
+        assert_eq!(
+            (o["class_uid"].as_u64(), o["type_uid"].as_u64()),
+            (Some(1008), Some(100899))
+        );
+        assert_eq!(
+            o["unmapped"]["shadowai"]["audit_head"]["expect_head"],
+            format!("42:{}", "ab".repeat(32))
+        );
     }
 
     #[test]

@@ -178,3 +178,66 @@ pub struct AlertPage {
     /// Pass as `before` for older alerts.
     pub next_before: Option<i64>,
 }
+
+/// The risk band of a score (`low` < 25 ≤ `moderate` < 50 ≤ `high` < 75 ≤ `severe`), the
+/// catalogue's bands.
+pub fn risk_band(score: u8) -> &'static str {
+    match score {
+        0..=24 => "low",
+        25..=49 => "moderate",
+        50..=74 => "high",
+        _ => "severe",
+    }
+}
+
+impl ServiceRisk {
+    /// The plan whose catalogue score is `score` (the score the finding carries), the first
+    /// such plan when several share it. None when no plan gives that score: the catalogue the
+    /// agent scored with differs from the collector's, so these factors do not explain it.
+    pub fn explain(&self, score: u8) -> Option<&PlanRisk> {
+        self.plans.iter().find(|p| p.score == score)
+    }
+}
+
+impl PlanRisk {
+    /// One line: `training yes +35, retention extended +20, …` (the plan named when known).
+    pub fn details(&self) -> String {
+        let mut out = String::new();
+        for (i, f) in self.factors.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            let v = if f.value.is_empty() { "none" } else { &f.value };
+            out.push_str(&format!("{} {v} +{}", f.factor.replace('_', " "), f.points));
+        }
+        if let Some(p) = &self.plan {
+            out.push_str(&format!(" ({p} plan)"));
+        }
+        out
+    }
+}
+
+/// How a score shown to a person is explained: the factors of the plan that gives it, or why
+/// there are none.
+pub fn risk_details(score: u8, risk: Option<&ServiceRisk>) -> String {
+    match risk {
+        None => format!(
+            "{score}/100 ({}); the service is not in the collector's catalogue, so no factors",
+            risk_band(score)
+        ),
+        Some(r) => match r.explain(score) {
+            Some(p) => format!("{score}/100 ({}): {}", risk_band(score), p.details()),
+            None => format!(
+                "{score}/100 ({}); the collector's catalogue scores {} {} now, so its factors do \
+                 not explain this score",
+                risk_band(score),
+                r.service_id,
+                r.plans
+                    .iter()
+                    .map(|p| p.score.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            ),
+        },
+    }
+}

@@ -310,6 +310,10 @@ pub struct FindingQuery {
 pub struct FindingsPage {
     pub items: Vec<Finding>,
     pub next_cursor: Option<String>,
+    /// soc (issue 15): the collector catalogue's risk of each service on the page, with its
+    /// factors per plan ([`crate::ServiceRisk::explain`] picks the plan of a finding's score).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risk: Vec<crate::ServiceRisk>,
 }
 
 /// One row of the services × verdict report.
@@ -342,6 +346,10 @@ pub struct ServiceReport {
     /// First use of this service with this verdict ever, not bound to the selected range.
     #[serde(default)]
     pub first_seen_ever_ms: Option<i64>,
+    /// The plan of the collector's catalogue that gives `risk_score`, with its factors (none:
+    /// the service is not in that catalogue or no plan gives this score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::PlanRisk>,
 }
 
 /// One time bucket (UTC hour or day) × service × verdict.

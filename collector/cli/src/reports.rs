@@ -53,6 +53,23 @@ pub struct ExportArgs {
     output: Option<PathBuf>,
 }
 
+/// `80 severe`.
+fn risk_cell(score: u8) -> String {
+    format!("{score} {}", shadowai_api::risk_band(score))
+}
+
+/// Below a table: each distinct (service, score) with the factors of the plan that gives the
+/// score (from the collector's catalogue), or why there are none — too long for a cell.
+fn print_risk_legend(lines: std::collections::BTreeMap<(String, u8), String>) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("\nrisk scores, factor by factor (the collector's catalogue):");
+    for ((service, _), why) in lines {
+        println!("  {service}: {why}");
+    }
+}
+
 fn verdict(v: shadowai_api::Verdict) -> &'static str {
     match v {
         shadowai_api::Verdict::Sanctioned => "sanctioned",
@@ -80,6 +97,7 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
         "SENT",
         "RULE",
         "POLICY",
+        "RISK",
     ]);
     for f in &page.items {
         table.row(vec![
@@ -97,12 +115,25 @@ pub async fn findings(ctx: &Ctx, args: FindingsArgs) -> Result<()> {
             f.policy_version
                 .clone()
                 .unwrap_or_else(|| "catalogue".to_owned()),
+            risk_cell(f.risk_score),
         ]);
     }
     if table.is_empty() {
         println!("no findings match");
     } else {
         table.print()?;
+        print_risk_legend(
+            page.items
+                .iter()
+                .map(|f| {
+                    let risk = page.risk.iter().find(|r| r.service_id == f.service_id);
+                    (
+                        (f.service_id.clone(), f.risk_score),
+                        shadowai_api::risk_details(f.risk_score, risk),
+                    )
+                })
+                .collect(),
+        );
     }
     if let Some(next) = page.next_cursor {
         println!("more: --cursor {next}");
@@ -140,7 +171,7 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
             r.vendor.clone(),
             r.category.clone(),
             verdict(r.verdict).to_owned(),
-            r.risk_score.to_string(),
+            risk_cell(r.risk_score),
             r.hosts.to_string(),
             r.users.to_string(),
             r.processes.to_string(),
@@ -160,7 +191,29 @@ pub async fn services(ctx: &Ctx, args: ServicesArgs) -> Result<()> {
         println!("no AI services seen");
         return Ok(());
     }
-    Ok(table.print()?)
+    table.print()?;
+    print_risk_legend(
+        rows.iter()
+            .map(|r| {
+                let why = match &r.risk {
+                    Some(p) => format!(
+                        "{}/100 ({}): {}",
+                        r.risk_score,
+                        shadowai_api::risk_band(r.risk_score),
+                        p.details()
+                    ),
+                    None => format!(
+                        "{}/100 ({}); not explained by the collector's catalogue (the service \
+                         is not in it, or it scores the service differently now)",
+                        r.risk_score,
+                        shadowai_api::risk_band(r.risk_score)
+                    ),
+                };
+                ((r.service_id.clone(), r.risk_score), why)
+            })
+            .collect(),
+    );
+    Ok(())
 }
 
 pub async fn trend(ctx: &Ctx, args: ServicesArgs) -> Result<()> {

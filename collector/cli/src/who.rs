@@ -49,6 +49,11 @@ pub struct WhoArgs {
 
 #[derive(Args, Debug)]
 pub struct AlertsArgs {
+    /// Show the outbox instead: every alert and security notice (host identity conflicts,
+    /// alerts suppressed over a host's cap) with its webhook delivery state — pending,
+    /// delivered, failed, not_sent (no webhook configured) — attempts and last error.
+    #[arg(long)]
+    outbox: bool,
     /// Alerts older than this alert id (the `more: --before N` a previous page printed).
     #[arg(long)]
     before: Option<i64>,
@@ -135,6 +140,9 @@ pub async fn who(ctx: &Ctx, args: WhoArgs) -> Result<()> {
 }
 
 pub async fn alerts(ctx: &Ctx, args: AlertsArgs) -> Result<()> {
+    if args.outbox {
+        return outbox(ctx, args).await;
+    }
     let page = ctx.client()?.alerts(args.before, args.limit).await?;
     if args.json {
         return print_json(&page);
@@ -162,6 +170,60 @@ pub async fn alerts(ctx: &Ctx, args: AlertsArgs) -> Result<()> {
     }
     if let Some(b) = page.next_before {
         println!("more: --before {b}");
+    }
+    Ok(())
+}
+
+async fn outbox(ctx: &Ctx, args: AlertsArgs) -> Result<()> {
+    use shadowai_api::OutboxItem;
+    let page = ctx.client()?.outbox(args.before, args.limit).await?;
+    if args.json {
+        return print_json(&page);
+    }
+    println!(
+        "outbox: {} pending, {} delivered, {} failed, {} not sent (no webhook)",
+        page.pending, page.delivered, page.failed, page.not_sent
+    );
+    let mut table = Table::new(vec![
+        "ID",
+        "RAISED",
+        "KIND",
+        "HOST",
+        "STATE",
+        "ATTEMPTS",
+        "NEXT / DONE",
+        "WHAT",
+        "LAST ERROR",
+    ]);
+    for e in &page.items {
+        let (kind, what) = match &e.item {
+            OutboxItem::Alert(a) => (
+                "first_use".to_owned(),
+                format!("{} {} by {}", a.verdict.as_str(), a.service_id, a.user),
+            ),
+            OutboxItem::Notice(n) => (n.kind.as_str().to_owned(), n.summary.clone()),
+        };
+        table.row(vec![
+            e.id.to_string(),
+            time(e.created_ms),
+            kind,
+            e.host_id.clone(),
+            e.state.as_str().to_owned(),
+            e.attempts.to_string(),
+            e.next_attempt_ms
+                .or(e.done_ms)
+                .map_or_else(|| "-".to_owned(), time),
+            what,
+            e.last_error.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    if table.is_empty() {
+        println!("nothing raised yet");
+    } else {
+        table.print()?;
+    }
+    if let Some(b) = page.next_before {
+        println!("more: --outbox --before {b}");
     }
     Ok(())
 }

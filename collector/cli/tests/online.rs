@@ -226,8 +226,13 @@ fn cli_against_a_real_collector() {
             .await
             .unwrap();
         let agent = anon.with_token(e.token);
+        // soc: deepseek's findings carry the catalogue's score, so its factors explain it.
         let mut findings: Vec<Finding> = (0..5)
-            .map(|i| finding(i, "web-01", "deepseek", Verdict::Unsanctioned, now))
+            .map(|i| {
+                let mut f = finding(i, "web-01", "deepseek", Verdict::Unsanctioned, now);
+                f.risk_score = deepseek_risk().score;
+                f
+            })
             .collect();
         findings.extend(
             (0..3).map(|i| finding(i, "web-01", "github-copilot", Verdict::Sanctioned, now)),
@@ -266,7 +271,11 @@ fn cli_against_a_real_collector() {
     let page = env.json(None, "findings --verdict unsanctioned --json");
     assert_eq!(page["items"].as_array().unwrap().len(), 5);
     let table = env.ok(None, "findings --service github-copilot");
-    assert_eq!(table.lines().count(), 4, "header + 3 rows:\n{table}");
+    assert_eq!(
+        table.lines().take_while(|l| !l.is_empty()).count(),
+        4,
+        "header + 3 rows, then the risk legend:\n{table}"
+    );
     assert!(table.starts_with("LAST SEEN"));
     assert_eq!(
         env.json(None, "services --json --since 7d")
@@ -277,6 +286,54 @@ fn cli_against_a_real_collector() {
     );
     assert!(env.ok(None, "services").contains("deepseek"));
     assert!(env.ok(None, "trend").contains("deepseek"));
+    // Risk with its factors wherever a score is shown (issue 15): findings, services, exports.
+    let risk = deepseek_risk();
+    let first = &risk.factors[0];
+    let factor = format!(
+        "{} {} +{}",
+        first.factor.replace('_', " "),
+        if first.value.is_empty() {
+            "none"
+        } else {
+            &first.value
+        },
+        first.points
+    );
+    let table = env.ok(None, "findings --service deepseek");
+    assert!(
+        table.lines().next().unwrap().ends_with("RISK")
+            && table.contains(&format!("{} {}", risk.score, risk.band))
+            && table.contains(&format!(
+                "  deepseek: {}/100 ({}): {factor}",
+                risk.score, risk.band
+            ))
+            && table.contains("catalogue:deepseek"),
+        "{factor}:\n{table}"
+    );
+    let table = env.ok(None, "findings --service github-copilot");
+    let copilot_scores_80 = {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/catalogue");
+        let cat = shadowai_rules::Catalogue::load_dir(&dir).unwrap();
+        cat.service("github-copilot")
+            .is_some_and(|s| s.risk.plans().iter().any(|p| p.score == 80))
+    };
+    assert!(
+        copilot_scores_80
+            || table.contains("so its factors do not explain this score")
+            || table.contains("not in the collector's catalogue"),
+        "a score the catalogue does not give is said so:\n{table}"
+    );
+    let services = env.ok(None, "services");
+    assert!(
+        services.contains(&format!("  deepseek: {}/100", risk.score)) && services.contains(&factor),
+        "{services}"
+    );
+    assert!(
+        services.contains("  github-copilot: 80/100 (severe)"),
+        "{services}"
+    );
+    let page = env.json(None, "findings --service deepseek --json");
+    assert_eq!(page["risk"][0]["service_id"], "deepseek", "{page}");
     // Who, fleet-wide (issue 15): group-by user with paging, uploaders, partial filters, alerts.
     let who = env.json(None, "who --by host --json --limit 1");
     assert_eq!(who["items"].as_array().unwrap().len(), 1);
@@ -307,11 +364,38 @@ fn cli_against_a_real_collector() {
     );
     let csv = std::fs::read_to_string(path("f.csv")).unwrap();
     assert!(csv.starts_with("id,host_id,hostname,"));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("risk_level,risk_plan,risk_factors,risk_details")
+    );
+    let cell = format!("{}={}:+{}", first.factor, first.value, first.points);
+    assert!(
+        csv.lines().skip(1).all(|l| l.contains(&cell)),
+        "{cell}:\n{csv}"
+    );
     assert_eq!(csv.trim().lines().count(), 6);
     let ocsf = env.json(None, "export --format ocsf");
     let ocsf = ocsf.as_array().unwrap();
     assert_eq!(ocsf.len(), 8);
     assert!(ocsf.iter().all(|o| o["class_uid"] == 2004));
+    let d = ocsf
+        .iter()
+        .find(|o| o["resources"][0]["uid"] == "deepseek")
+        .unwrap();
+    assert_eq!(d["risk_score"], risk.score);
+    assert!(
+        d["risk_level_id"]
+            .as_u64()
+            .is_some_and(|l| (1..=4).contains(&l))
+    );
+    assert!(d["risk_details"].as_str().unwrap().contains(&factor), "{d}");
+    assert_eq!(
+        d["unmapped"]["shadowai"]["risk"]["factors"][0]["factor"],
+        first.factor
+    );
+    assert_eq!(d["unmapped"]["shadowai"]["rule"], "catalogue:deepseek");
 
     // Alice proposes a fleet-wide block; she cannot approve it herself (exit 4).
     let p = env.json(
@@ -698,6 +782,13 @@ fn cli_against_a_real_collector() {
     // After logout, commands need a login again.
     assert!(env.ok(None, "logout").contains("removed"));
     env.fails(None, "whoami", 3, "not logged in");
+}
+
+/// The repository catalogue's top-level risk of deepseek (what the collector explains with).
+fn deepseek_risk() -> shadowai_rules::catalogue::RiskBreakdown {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules/catalogue");
+    let cat = shadowai_rules::Catalogue::load_dir(&dir).unwrap();
+    cat.service("deepseek").unwrap().risk.breakdown()
 }
 
 fn heartbeat() -> shadowai_api::wire::Heartbeat {

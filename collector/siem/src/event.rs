@@ -2,14 +2,20 @@
 //! render to OCSF Detection Findings and to syslog structured data through [`SiemEvent`].
 
 use serde_json::Value;
-use shadowai_api::ocsf::{alert_to_ocsf, finding_to_ocsf};
-use shadowai_api::{Alert, Finding, Verdict};
+use shadowai_api::ocsf::{alert_to_ocsf, audit_head_to_ocsf, finding_to_ocsf, notice_to_ocsf};
+use shadowai_api::{Alert, AuditHead, Finding, Notice, ServiceRisk, Verdict};
 
 use crate::syslog::{action_name, verdict_name};
 
 /// Something a forwarder can render.
 pub trait SiemEvent {
-    fn verdict(&self) -> Verdict;
+    /// The verdict a forwarder's `verdicts` filter applies to; none for security notices and
+    /// audit heads, which every forwarder takes.
+    fn verdict(&self) -> Option<Verdict>;
+    /// Syslog severity (RFC 5424: 4 warning, 5 notice, 6 informational).
+    fn syslog_severity(&self) -> u8 {
+        self.verdict().map_or(5, crate::syslog::severity)
+    }
     /// The monitored host's name (syslog HOSTNAME, HEC `host`).
     fn hostname(&self) -> &str;
     /// When it happened, Unix ms (syslog TIMESTAMP, HEC `time`).
@@ -23,8 +29,8 @@ pub trait SiemEvent {
 }
 
 impl SiemEvent for Finding {
-    fn verdict(&self) -> Verdict {
-        self.verdict
+    fn verdict(&self) -> Option<Verdict> {
+        Some(self.verdict)
     }
     fn hostname(&self) -> &str {
         &self.hostname
@@ -54,8 +60,8 @@ impl SiemEvent for Finding {
 }
 
 impl SiemEvent for Alert {
-    fn verdict(&self) -> Verdict {
-        self.verdict
+    fn verdict(&self) -> Option<Verdict> {
+        Some(self.verdict)
     }
     fn hostname(&self) -> &str {
         &self.hostname
@@ -85,49 +91,143 @@ impl SiemEvent for Alert {
     }
 }
 
+/// A finding with the collector catalogue's risk of its service: the OCSF object carries
+/// `risk_details` and the factors ([`shadowai_api::ocsf::finding_to_ocsf_with_risk`]).
+#[derive(Clone, Debug)]
+pub struct RiskedFinding {
+    pub finding: Finding,
+    pub risk: Option<std::sync::Arc<ServiceRisk>>,
+}
+
+impl SiemEvent for RiskedFinding {
+    fn verdict(&self) -> Option<Verdict> {
+        self.finding.verdict()
+    }
+    fn hostname(&self) -> &str {
+        self.finding.hostname()
+    }
+    fn time_ms(&self) -> i64 {
+        self.finding.time_ms()
+    }
+    fn ocsf(&self) -> Value {
+        shadowai_api::ocsf::finding_to_ocsf_with_risk(&self.finding, self.risk.as_deref())
+    }
+    fn msgid(&self) -> &'static str {
+        self.finding.msgid()
+    }
+    fn sd_params(&self) -> Vec<(&'static str, String)> {
+        let mut p = self.finding.sd_params();
+        p.push(("risk", self.finding.risk_score.to_string()));
+        p
+    }
+}
+
+impl SiemEvent for Notice {
+    fn verdict(&self) -> Option<Verdict> {
+        None
+    }
+    fn syslog_severity(&self) -> u8 {
+        match self.kind {
+            shadowai_api::NoticeKind::HostIdentityConflict => 4,
+            shadowai_api::NoticeKind::AlertsSuppressed => 5,
+        }
+    }
+    fn hostname(&self) -> &str {
+        &self.host_id
+    }
+    fn time_ms(&self) -> i64 {
+        self.created_ms
+    }
+    fn ocsf(&self) -> Value {
+        notice_to_ocsf(self)
+    }
+    fn msgid(&self) -> &'static str {
+        "NOTICE"
+    }
+    fn sd_params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("kind", self.kind.as_str().to_owned()),
+            ("host", self.host_id.clone()),
+            ("count", self.count.to_string()),
+            ("peer", self.peer.clone()),
+        ]
+    }
+}
+
+impl SiemEvent for AuditHead {
+    fn verdict(&self) -> Option<Verdict> {
+        None
+    }
+    fn syslog_severity(&self) -> u8 {
+        6
+    }
+    fn hostname(&self) -> &str {
+        &self.collector
+    }
+    fn time_ms(&self) -> i64 {
+        self.observed_ms
+    }
+    fn ocsf(&self) -> Value {
+        audit_head_to_ocsf(self)
+    }
+    fn msgid(&self) -> &'static str {
+        "AUDITHEAD"
+    }
+    fn sd_params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("seq", self.seq.to_string()),
+            ("hash", self.hash.clone()),
+            ("reason", self.reason.clone()),
+        ]
+    }
+}
+
 /// A queued item.
 #[derive(Clone, Debug)]
 pub enum Event {
     Finding(Box<Finding>),
     Alert(Box<Alert>),
+    /// soc: a finding with its catalogue risk (factors in the OCSF object).
+    Risked(Box<RiskedFinding>),
+    /// soc: a host identity conflict or a host's alerts suppressed (issues 13, 15).
+    Notice(Box<Notice>),
+    /// soc: the collector's audit chain head, an anchor outside its database (issue 10).
+    AuditHead(Box<AuditHead>),
+}
+
+impl Event {
+    fn inner(&self) -> &dyn SiemEvent {
+        match self {
+            Event::Finding(f) => &**f,
+            Event::Alert(a) => &**a,
+            Event::Risked(r) => &**r,
+            Event::Notice(n) => &**n,
+            Event::AuditHead(h) => &**h,
+        }
+    }
 }
 
 impl SiemEvent for Event {
-    fn verdict(&self) -> Verdict {
-        match self {
-            Event::Finding(f) => f.verdict(),
-            Event::Alert(a) => a.verdict(),
-        }
+    fn verdict(&self) -> Option<Verdict> {
+        self.inner().verdict()
+    }
+    fn syslog_severity(&self) -> u8 {
+        self.inner().syslog_severity()
     }
     fn hostname(&self) -> &str {
-        match self {
-            Event::Finding(f) => f.hostname(),
-            Event::Alert(a) => a.hostname(),
-        }
+        self.inner().hostname()
     }
     fn time_ms(&self) -> i64 {
-        match self {
-            Event::Finding(f) => f.time_ms(),
-            Event::Alert(a) => a.time_ms(),
-        }
+        self.inner().time_ms()
     }
     fn ocsf(&self) -> Value {
-        match self {
-            Event::Finding(f) => f.ocsf(),
-            Event::Alert(a) => a.ocsf(),
-        }
+        self.inner().ocsf()
     }
     fn msgid(&self) -> &'static str {
-        match self {
-            Event::Finding(f) => f.msgid(),
-            Event::Alert(a) => a.msgid(),
-        }
+        self.inner().msgid()
     }
     fn sd_params(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Event::Finding(f) => f.sd_params(),
-            Event::Alert(a) => a.sd_params(),
-        }
+        self.inner().sd_params()
     }
 }
 

@@ -164,7 +164,11 @@ impl Forwarder {
 
     /// Queues a finding or an alert without waiting (the verdict filter applies to both).
     pub fn forward_event(&self, event: Event) -> bool {
-        if !self.filter.is_empty() && !self.filter.contains(&event.verdict()) {
+        // Notices and audit heads carry no verdict: every forwarder takes them.
+        if let Some(v) = event.verdict()
+            && !self.filter.is_empty()
+            && !self.filter.contains(&v)
+        {
             self.counters.filtered.fetch_add(1, Ordering::Relaxed);
             return false;
         }

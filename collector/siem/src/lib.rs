@@ -23,7 +23,7 @@ pub use config::{
     DeliveryConfig, Facility, ForwarderConfig, HecConfig, Secret, SiemConfig, SyslogConfig,
     SyslogTransport, TlsConfig, WebhookConfig,
 };
-pub use event::{Event, SiemEvent};
+pub use event::{Event, RiskedFinding, SiemEvent};
 pub use forwarder::{Forwarder, ForwarderStats, SendError};
 use shadowai_api::{Alert, Finding};
 
@@ -98,6 +98,33 @@ impl Siem {
             for alert in alerts {
                 forwarder.forward_event(Event::Alert(Box::new(alert.clone())));
             }
+        }
+    }
+
+    /// Hands findings with the collector catalogue's risk of their service to every forwarder
+    /// (the OCSF objects carry the risk factors).
+    pub fn forward_risked(&self, findings: &[event::RiskedFinding]) {
+        for forwarder in &self.forwarders {
+            for f in findings {
+                forwarder.forward_event(Event::Risked(Box::new(f.clone())));
+            }
+        }
+    }
+
+    /// Hands security notices (identity conflicts, suppressed alerts) to every forwarder; the
+    /// verdict filter does not apply to them.
+    pub fn forward_notices(&self, notices: &[shadowai_api::Notice]) {
+        for forwarder in &self.forwarders {
+            for n in notices {
+                forwarder.forward_event(Event::Notice(Box::new(n.clone())));
+            }
+        }
+    }
+
+    /// Hands the audit chain head to every forwarder.
+    pub fn forward_audit_head(&self, head: &shadowai_api::AuditHead) {
+        for forwarder in &self.forwarders {
+            forwarder.forward_event(Event::AuditHead(Box::new(head.clone())));
         }
     }
 

@@ -50,7 +50,7 @@ pub fn action_name(action: Action) -> &'static str {
 
 /// One RFC 5424 message (without framing).
 pub fn format_message<E: SiemEvent>(cfg: &SyslogConfig, f: &E) -> Vec<u8> {
-    let pri = u16::from(cfg.facility.code()) * 8 + u16::from(severity(f.verdict()));
+    let pri = u16::from(cfg.facility.code()) * 8 + u16::from(f.syslog_severity());
     let timestamp = time::rfc3339_millis(f.time_ms()).unwrap_or_else(|| "-".to_owned());
     let hostname = header_field(f.hostname(), 255);
     let mut out = format!(

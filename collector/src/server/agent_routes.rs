@@ -190,24 +190,11 @@ async fn ingest_inner(
     let now = now_ms();
     let batch = std::sync::Arc::new(batch);
     let b2 = batch.clone();
+    let policy = st.alert_policy.clone();
     let (ack, raised) = st
-        .db(move |s| s.ingest_alerting(&agent_id, &b2, now))
+        .db(move |s| s.ingest_alerting_with(&agent_id, &b2, &policy, now))
         .await?;
-    if raised.suppressed > 0 {
-        st.metrics.alerts_suppressed.inc_by(raised.suppressed);
-        tracing::warn!(host = %agent.host_id, batch = %batch.batch_id, raised = raised.alerts.len(),
-            suppressed = raised.suppressed, "more first-use alerts in one batch than allowed: the rest are recorded, not raised");
-    }
-    let alerts = raised.alerts;
-    if !alerts.is_empty() {
-        st.metrics.alerts_raised.inc_by(alerts.len() as u64);
-        if let Some(w) = &st.alert_webhook {
-            w.send(&alerts);
-        }
-        if let Some(sink) = &st.sink {
-            sink.forward_alerts(&alerts);
-        }
-    }
+    crate::alerts::raised(st, &agent.host_id, &batch.batch_id, raised);
     st.metrics.ingest_findings.inc_by(ack.accepted);
     st.metrics.ingest_duplicates.inc_by(ack.duplicates);
     if !ack.replayed

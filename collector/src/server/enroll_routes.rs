@@ -57,7 +57,13 @@ fn new_token() -> Result<(String, String), ApiError> {
 }
 
 /// Maps a refused outcome to its error (and counts it).
-fn refused(st: &SharedState, host_id: &str, peer: &str, outcome: EnrollOutcome) -> ApiError {
+fn refused(
+    st: &SharedState,
+    via: &str,
+    host_id: &str,
+    peer: &str,
+    outcome: EnrollOutcome,
+) -> ApiError {
     match outcome {
         EnrollOutcome::Enrolled { .. } => ApiError::Internal {
             what: "enrollment outcome mapped as a refusal".into(),
@@ -70,6 +76,16 @@ fn refused(st: &SharedState, host_id: &str, peer: &str, outcome: EnrollOutcome) 
         }
         EnrollOutcome::Conflict { conflicts } => {
             st.metrics.identity_conflicts.inc();
+            // soc (issue 13): to the SIEM forwarders and the alert webhook.
+            crate::alerts::host_conflict(
+                st,
+                crate::store::ConflictSeen {
+                    host_id: host_id.to_owned(),
+                    peer: peer.to_owned(),
+                    via: via.to_owned(),
+                    conflicts,
+                },
+            );
             tracing::warn!(
                 host_id,
                 peer,
@@ -110,7 +126,13 @@ pub async fn enroll(
     let now = now_ms();
     let h = secret_hash.clone();
     if !st.db(move |s| s.enrollment_key_valid(&h, now)).await? {
-        return Err(refused(&st, &req.host_id, &peer, EnrollOutcome::BadSecret));
+        return Err(refused(
+            &st,
+            "enroll",
+            &req.host_id,
+            &peer,
+            EnrollOutcome::BadSecret,
+        ));
     }
     check_ident("host_id", &req.host_id, 253)?;
     check_ident("hostname", &req.hostname, 253)?;
@@ -139,7 +161,7 @@ pub async fn enroll(
             tracing::info!(agent_id = %agent_id, host_id = %req.host_id, rebound, "agent enrolled");
             Ok(Json(EnrollResponse { agent_id, token }))
         }
-        other => Err(refused(&st, &req.host_id, &peer, other)),
+        other => Err(refused(&st, "enroll", &req.host_id, &peer, other)),
     }
 }
 
@@ -164,6 +186,6 @@ pub async fn reenroll(
             tracing::info!(agent_id = %agent_id, host_id = %req.host_id, "agent re-enrolled with its host key");
             Ok(Json(EnrollResponse { agent_id, token }))
         }
-        other => Err(refused(&st, &req.host_id, &peer, other)),
+        other => Err(refused(&st, "reenroll", &req.host_id, &peer, other)),
     }
 }

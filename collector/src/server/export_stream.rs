@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::SharedState;
 use super::error::ApiError;
+use crate::risk::RiskBook;
 
 /// Findings read from the store per page.
 const PAGE: u32 = 500;
@@ -39,16 +40,20 @@ impl Format {
         }
     }
 
-    fn page(self, rows: &[Finding], first: bool) -> Bytes {
+    fn page(self, rows: &[Finding], first: bool, risk: Option<&RiskBook>) -> Bytes {
         match self {
-            Format::Csv => Bytes::from(crate::export::csv_rows(rows)),
+            Format::Csv => Bytes::from(crate::export::csv_rows(rows, risk)),
             Format::OcsfJsonArray => {
                 let mut out = Vec::with_capacity(rows.len() * 1024);
                 for (i, f) in rows.iter().enumerate() {
                     if !(first && i == 0) {
                         out.push(b',');
                     }
-                    let v = shadowai_api::ocsf::finding_to_ocsf(f);
+                    let r = risk.and_then(|b| b.get(&f.service_id)).map(|r| &**r);
+                    let v = match risk {
+                        Some(_) => shadowai_api::ocsf::finding_to_ocsf_with_risk(f, r),
+                        None => shadowai_api::ocsf::finding_to_ocsf(f),
+                    };
                     // Serialising a Value into a Vec cannot fail.
                     let _ = serde_json::to_writer(&mut out, &v);
                 }
@@ -121,12 +126,13 @@ async fn pump(
                     what: format!("read permits closed: {e}"),
                 })?;
         let q2 = q.clone();
+        let risk = st.risk.clone();
         // Read and encode on the blocking pool: encoding a page is CPU work that must not
         // occupy an async worker (ingest and every other request run there).
         let (bytes, got, next) = st
             .db(move |s| {
                 let (rows, next) = s.search(&q2, n, cursor)?;
-                Ok((format.page(&rows, first), rows.len(), next))
+                Ok((format.page(&rows, first, risk.as_deref()), rows.len(), next))
             })
             .await?;
         drop(permit);

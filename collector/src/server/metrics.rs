@@ -47,6 +47,9 @@ pub struct Metrics {
     pub alerts_failed: Counter,
     pub alerts_dropped: Counter,
     pub alerts_suppressed: Counter,
+    /// soc: host identity conflicts and alert floods raised as notices; audit heads sent.
+    pub notices_raised: Counter,
+    pub audit_heads_forwarded: Counter,
     siem_seen: Mutex<crate::siem::SinkTotals>,
 }
 
@@ -79,6 +82,8 @@ impl Metrics {
             alerts_failed: Counter::default(),
             alerts_dropped: Counter::default(),
             alerts_suppressed: Counter::default(),
+            notices_raised: Counter::default(),
+            audit_heads_forwarded: Counter::default(),
             siem_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
@@ -176,13 +181,23 @@ impl Metrics {
             ),
             (
                 "alerts_dropped",
-                "Alerts not queued for the webhook because its queue was full",
+                "Undelivered alerts dropped from the outbox (oldest first) to keep it under [alerts] outbox_cap",
                 &m.alerts_dropped,
             ),
             (
                 "alerts_suppressed",
-                "First uses recorded without an alert: over the per-batch alert cap (a flood)",
+                "First uses recorded without an alert: over the per-batch or per-host-hour alert cap (a flood)",
                 &m.alerts_suppressed,
+            ),
+            (
+                "notices_raised",
+                "Security notices raised: host identity conflicts, a host's alerts suppressed",
+                &m.notices_raised,
+            ),
+            (
+                "audit_heads_forwarded",
+                "Audit chain heads handed to the SIEM forwarders (at start, on change, periodically)",
+                &m.audit_heads_forwarded,
             ),
         ] {
             r.register(name, help, c.clone());

@@ -48,6 +48,10 @@ pub trait FindingSink: Send + Sync + 'static {
     fn forward(&self, findings: &[shadowai_api::Finding]);
     /// Queues first-use alerts (issue 15); never blocks.
     fn forward_alerts(&self, _alerts: &[shadowai_api::Alert]) {}
+    /// Queues security notices: identity conflicts, suppressed alerts (issues 13, 15).
+    fn forward_notices(&self, _notices: &[shadowai_api::Notice]) {}
+    /// Queues the audit chain head (issue 10).
+    fn forward_audit_head(&self, _head: &shadowai_api::AuditHead) {}
     /// Cumulative counters for `/metrics`.
     fn totals(&self) -> crate::siem::SinkTotals;
 }
@@ -83,6 +87,9 @@ pub struct AppState {
     pub catalogue: Result<Arc<shadowai_rules::Catalogue>, String>,
     /// soc (issue 15): where first-use alerts are POSTed (none: stored and listed only).
     pub alert_webhook: Option<crate::alerts::AlertWebhook>,
+    /// soc: alert caps and the outbox's; the catalogue's risk breakdowns (none: no catalogue).
+    pub alert_policy: crate::store::AlertPolicy,
+    pub risk: Option<Arc<crate::risk::RiskBook>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -140,6 +147,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/reports/facets", get(report_routes::facets))
         .route("/api/v1/risk", get(report_routes::risk))
         .route("/api/v1/alerts", get(report_routes::alerts))
+        .route("/api/v1/alerts/outbox", get(report_routes::outbox))
         .route("/api/v1/exports/findings.csv", get(soc_routes::export_csv))
         .route(
             "/api/v1/exports/findings.ocsf.json",

@@ -6,8 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use shadowai_api::{
-    AlertPage, Bucket, Facets, FindingQuery, GroupBy, GroupPage, PlanRisk, RiskFactor, ServiceRisk,
-    Verdict,
+    AlertPage, Bucket, Facets, FindingQuery, GroupBy, GroupPage, ServiceRisk, Verdict,
 };
 
 use super::SharedState;
@@ -146,31 +145,7 @@ pub async fn risk(
     let out = ids
         .iter()
         .filter_map(|id| cat.service(id))
-        .map(|svc| ServiceRisk {
-            service_id: svc.id.clone(),
-            service_name: svc.name.clone(),
-            plans: svc
-                .risk
-                .plans()
-                .into_iter()
-                .map(|b| PlanRisk {
-                    plan: b.plan.map(|p| p.to_string()),
-                    score: b.score,
-                    band: b.band.to_string(),
-                    factors: b
-                        .factors
-                        .into_iter()
-                        .map(|f| RiskFactor {
-                            factor: f.factor.to_owned(),
-                            value: f.value,
-                            points: f.points,
-                            max: f.max,
-                        })
-                        .collect(),
-                })
-                .collect(),
-            evidence: svc.risk.evidence.clone(),
-        })
+        .map(crate::risk::service_risk)
         .collect();
     Ok(Json(out))
 }
@@ -198,4 +173,21 @@ pub async fn alerts(
         )));
     }
     Ok(Json(heavy(&st, move |s| s.alerts(q.before, limit)).await?))
+}
+
+/// `GET /api/v1/alerts/outbox?before&limit`: every alert and notice with its delivery to the
+/// webhook (pending / delivered / failed / not_sent), newest first, with totals by state.
+pub async fn outbox(
+    caller: Caller,
+    State(st): State<SharedState>,
+    QueryParams(q): QueryParams<AlertQuery>,
+) -> Result<Json<shadowai_api::OutboxPage>, ApiError> {
+    caller.require(Cap::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad(format!(
+            "query parameter `limit`: must be 1..=1000, got {limit}"
+        )));
+    }
+    Ok(Json(heavy(&st, move |s| s.outbox(q.before, limit)).await?))
 }

@@ -96,9 +96,13 @@ pub async fn findings(
     caller.require(Cap::Read)?;
     let (limit, cursor) = check_query(&q, 100, 1000)?;
     let (items, next) = heavy(&st, move |s| s.search(&q, limit, cursor)).await?;
+    let risk = st.risk.as_ref().map_or_else(Vec::new, |book| {
+        book.for_services(items.iter().map(|f| f.service_id.as_str()))
+    });
     Ok(Json(FindingsPage {
         items,
         next_cursor: next.map(|c| c.to_string()),
+        risk,
     }))
 }
 
@@ -109,7 +113,13 @@ pub async fn services(
 ) -> Result<Json<Vec<ServiceReport>>, ApiError> {
     caller.require(Cap::Read)?;
     check_query(&q, 100, 1000)?;
-    Ok(Json(heavy(&st, move |s| s.services_report(&q)).await?))
+    let mut rows = heavy(&st, move |s| s.services_report(&q)).await?;
+    if let Some(book) = &st.risk {
+        for r in &mut rows {
+            r.risk = book.explain(&r.service_id, r.risk_score);
+        }
+    }
+    Ok(Json(rows))
 }
 
 pub async fn trend(

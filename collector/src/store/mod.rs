@@ -14,10 +14,12 @@ mod sql_findings;
 pub use sql_findings::day_string;
 mod sql_identity;
 mod sql_inventory;
+mod sql_outbox;
 mod sql_policy;
 mod sql_reports;
 pub mod sqlite;
 
+pub use sql_outbox::{AlertPolicy, ConflictSeen, DueItem, Settle};
 pub use sql_reports::{ALERTS_PER_BATCH, GroupSort, Raised};
 
 use shadowai_api::audit::AuditEntry;
@@ -253,7 +255,53 @@ pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
         agent_id: &str,
         batch: &IngestBatch,
         now_ms: i64,
+    ) -> Result<(IngestAck, Raised), StoreError> {
+        self.ingest_alerting_with(agent_id, batch, &AlertPolicy::default(), now_ms)
+    }
+    // ---- soc: alert outbox, per-host budgets, audit head (issues 15, 13, 10) ----
+    /// [`Store::ingest_alerting`] under `policy` (caps; outbox rows pending when a webhook
+    /// is configured).
+    fn ingest_alerting_with(
+        &self,
+        agent_id: &str,
+        batch: &IngestBatch,
+        policy: &AlertPolicy,
+        now_ms: i64,
     ) -> Result<(IngestAck, Raised), StoreError>;
+    /// Raises a host-identity-conflict notice (at most one per host per hour; none: one was
+    /// raised this hour) and returns it with the outbox rows dropped to stay under the cap.
+    fn host_conflict_notice(
+        &self,
+        c: &ConflictSeen,
+        policy: &AlertPolicy,
+        now_ms: i64,
+    ) -> Result<(Option<shadowai_api::Notice>, u64), StoreError>;
+    /// Claims up to `limit` due outbox rows, each leased for `lease_ms`.
+    fn outbox_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<DueItem>, StoreError>;
+    fn outbox_settle(
+        &self,
+        id: i64,
+        attempts: u32,
+        outcome: &Settle,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// When the earliest pending row is due.
+    fn outbox_next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// The outbox, newest first, with totals by state.
+    fn outbox(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<shadowai_api::OutboxPage, StoreError>;
+    /// Prunes settled rows beyond `keep` and budgets of past hours; returns rows pruned.
+    fn outbox_housekeep(&self, keep: u64, now_ms: i64) -> Result<u64, StoreError>;
+    /// The last audit entry (seq, hash, time).
+    fn audit_head(&self) -> Result<Option<(i64, String, i64)>, StoreError>;
     /// Newest first; `cursor` is the `seq` to continue below.
     fn search(
         &self,

@@ -153,6 +153,19 @@ INSERT INTO alert_keys (scope, subject, service_id, alert_id)
 INSERT INTO alert_keys (scope, subject, service_id, alert_id)
     SELECT DISTINCT 'user', user_name, service_id, 0 FROM findings WHERE verdict IN ('unsanctioned', 'blocked');
 "#,
+    // ---- soc: durable alert outbox, per-host alert budgets (issues 15, 13) ----
+    r#"
+CREATE TABLE alert_outbox (
+    id BIGSERIAL PRIMARY KEY, created_ms BIGINT NOT NULL, host_id TEXT NOT NULL,
+    kind TEXT NOT NULL, doc TEXT NOT NULL, state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,
+    next_ms BIGINT NOT NULL, last_error TEXT, done_ms BIGINT);
+CREATE INDEX alert_outbox_due ON alert_outbox (state, next_ms);
+CREATE INDEX alert_outbox_state_id ON alert_outbox (state, id);
+CREATE TABLE alert_budget (
+    host_id TEXT NOT NULL, window_ms BIGINT NOT NULL, raised BIGINT NOT NULL,
+    suppressed BIGINT NOT NULL, noticed BIGINT NOT NULL DEFAULT 0, PRIMARY KEY (host_id, window_ms));
+CREATE INDEX alert_budget_window ON alert_budget (window_ms);
+"#,
 ];
 
 pub struct Postgres {

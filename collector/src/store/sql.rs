@@ -524,13 +524,62 @@ impl<B: Backend> Store for SqlStore<B> {
         self.key_revoke(actor, id, now_ms)
     }
 
-    fn ingest_alerting(
+    fn ingest_alerting_with(
         &self,
         agent_id: &str,
         batch: &IngestBatch,
+        policy: &super::AlertPolicy,
         now_ms: i64,
     ) -> Result<(IngestAck, super::Raised), StoreError> {
-        self.ingest_batch(agent_id, batch, now_ms)
+        self.ingest_batch(agent_id, batch, policy, now_ms)
+    }
+
+    fn host_conflict_notice(
+        &self,
+        c: &super::ConflictSeen,
+        policy: &super::AlertPolicy,
+        now_ms: i64,
+    ) -> Result<(Option<shadowai_api::Notice>, u64), StoreError> {
+        SqlStore::host_conflict_notice(self, c, policy, now_ms)
+    }
+
+    fn outbox_due(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        lease_ms: i64,
+    ) -> Result<Vec<super::DueItem>, StoreError> {
+        self.outbox_claim_due(now_ms, limit, lease_ms)
+    }
+
+    fn outbox_settle(
+        &self,
+        id: i64,
+        attempts: u32,
+        outcome: &super::Settle,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.outbox_settle_row(id, attempts, outcome, now_ms)
+    }
+
+    fn outbox_next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.outbox_next()
+    }
+
+    fn outbox(
+        &self,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<shadowai_api::OutboxPage, StoreError> {
+        self.outbox_list(before, limit)
+    }
+
+    fn outbox_housekeep(&self, keep: u64, now_ms: i64) -> Result<u64, StoreError> {
+        self.outbox_prune(keep, now_ms)
+    }
+
+    fn audit_head(&self) -> Result<Option<(i64, String, i64)>, StoreError> {
+        self.audit_last()
     }
 
     fn search(

@@ -176,6 +176,7 @@ impl<B: Backend> SqlStore<B> {
         &self,
         agent_id: &str,
         batch: &IngestBatch,
+        policy: &super::sql_outbox::AlertPolicy,
         now_ms: i64,
     ) -> Result<(IngestAck, Raised), StoreError> {
         let content = batch_sha256(batch)?;
@@ -253,7 +254,7 @@ impl<B: Backend> SqlStore<B> {
             // First uses are noted for the whole batch: a duplicate was stored before, so its
             // keys exist already and it raises nothing (the upserts are idempotent).
             let stored: Vec<&Finding> = batch.findings.iter().collect();
-            let alerts = super::sql_reports::note_first_uses(tx, &stored, group.as_deref(), now_ms)?;
+            let alerts = super::sql_reports::note_first_uses(tx, &stored, group.as_deref(), policy, now_ms)?;
             tx.exec(
                 "UPDATE batches SET accepted = $1, duplicates = $2 WHERE host_id = $3 AND batch_id = $4",
                 &[

@@ -21,17 +21,23 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 /// Most values one picker lists.
 const FACET_MAX: i64 = 1_000;
-/// Most alerts one ingest batch raises. A host that presents more brand-new unsanctioned
-/// (service, user) pairs in one batch is flooding (junk user names): the pairs are still
-/// recorded, so they never alert later, but only this many alerts reach the SOC; the rest are
-/// counted (`shadowai_collector_alerts_suppressed_total`) and logged.
+/// Most alerts one ingest batch raises by default (`[alerts] per_batch`). A host that
+/// presents more brand-new unsanctioned (service, user) pairs is flooding (junk user names):
+/// the pairs are still recorded, so they never alert later, but only this many alerts reach
+/// the SOC; the rest are counted (`shadowai_collector_alerts_suppressed_total`) and logged, and
+/// the hour's first suppression raises one `alerts_suppressed` notice for the host.
 pub const ALERTS_PER_BATCH: usize = 20;
 
-/// The first-use alerts one batch raised, and how many more it would have raised.
+/// The alerts and notices one batch raised, and what was held back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Raised {
     pub alerts: Vec<Alert>,
+    /// First uses recorded but not raised (per-batch or per-host-hour cap).
     pub suppressed: u64,
+    /// soc: the host's `alerts_suppressed` notice, on its first suppression of the hour.
+    pub notices: Vec<shadowai_api::Notice>,
+    /// Undelivered outbox rows dropped (oldest first) to keep the outbox under its cap.
+    pub outbox_dropped: u64,
 }
 
 /// The `group` filter value for hosts enrolled without a group (as is `""`).
@@ -123,6 +129,7 @@ pub(super) fn note_first_uses(
     tx: &mut dyn Tx,
     stored: &[&Finding],
     group: Option<&str>,
+    policy: &super::sql_outbox::AlertPolicy,
     now_ms: i64,
 ) -> Result<Raised, StoreError> {
     // One upsert per distinct key of the batch, with the batch's earliest time.
@@ -149,8 +156,7 @@ pub(super) fn note_first_uses(
             &[scope.into(), subject.into(), service.into(), first.into()],
         )?;
     }
-    let mut alerts = Vec::new();
-    let mut suppressed = 0u64;
+    let mut wanted: Vec<(&Finding, Vec<AlertReason>)> = Vec::new();
     let mut seen: BTreeSet<(&'static str, String, String)> = BTreeSet::new();
     for f in stored.iter().filter(|f| risky(f.verdict)) {
         let mut reasons = Vec::new();
@@ -171,13 +177,22 @@ pub(super) fn note_first_uses(
                 reasons.push(reason);
             }
         }
-        if reasons.is_empty() {
-            continue;
+        if !reasons.is_empty() {
+            wanted.push((f, reasons));
         }
-        if alerts.len() >= ALERTS_PER_BATCH {
-            suppressed += 1;
-            continue;
-        }
+    }
+    let mut raised = Raised::default();
+    // A batch holds one host's findings (checked before the insert).
+    let Some(host_id) = wanted.first().map(|(f, _)| f.host_id.clone()) else {
+        return Ok(raised);
+    };
+    let (allowed, hour_suppressed, first_cut) =
+        super::sql_outbox::take_budget(tx, &host_id, wanted.len() as u64, policy, now_ms)?;
+    raised.suppressed = wanted.len() as u64 - allowed;
+    for (f, reasons) in wanted
+        .into_iter()
+        .take(usize::try_from(allowed).unwrap_or(usize::MAX))
+    {
         let mut alert = alert_of(f, reasons, now_ms);
         let doc = serde_json::to_string(&alert).map_err(|e| StoreError::Corrupt {
             table: "alerts",
@@ -206,9 +221,31 @@ pub(super) fn note_first_uses(
                 f.user.as_str().into(),
             ],
         )?;
-        alerts.push(alert);
+        super::sql_outbox::put(
+            tx,
+            &super::sql_outbox::alert_item(&alert),
+            &f.host_id,
+            policy,
+            now_ms,
+        )?;
+        raised.alerts.push(alert);
     }
-    Ok(Raised { alerts, suppressed })
+    if first_cut {
+        let notice =
+            super::sql_outbox::suppressed_notice(&host_id, hour_suppressed, policy, now_ms);
+        super::sql_outbox::put(
+            tx,
+            &shadowai_api::OutboxItem::Notice(notice.clone()),
+            &host_id,
+            policy,
+            now_ms,
+        )?;
+        raised.notices.push(notice);
+    }
+    if !raised.alerts.is_empty() || !raised.notices.is_empty() {
+        raised.outbox_dropped = super::sql_outbox::trim(tx, policy.outbox_cap)?;
+    }
+    Ok(raised)
 }
 
 fn alert_of(f: &Finding, reasons: Vec<AlertReason>, now_ms: i64) -> Alert {
@@ -370,6 +407,7 @@ impl<B: Backend> SqlStore<B> {
                         bytes_out: r.u64(15)?,
                         bytes_in: r.u64(16)?,
                         first_seen_ever_ms: r.opt_i64(18)?,
+                        risk: None,
                     })
                 })
                 .collect()
