@@ -23,10 +23,49 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Who forked a pid, from the kernel's lineage map (`sensor::lineage`): one map lookup.
+pub type ParentOf<'a> = &'a dyn Fn(u32) -> Option<u32>;
+
+/// Ancestors climbed at most to find one the tracker knows (a subshell of a subshell …).
+const MAX_HOPS: usize = 8;
+
+/// Ties `pid` to the nearest ancestor the tracker knows, through parents that never
+/// exec'd (subshells, workers) and so were never recorded: each one on the way joins the
+/// ancestor's session. Returns `pid`'s parent. The kernel map is climbed only past
+/// processes neither the tracker nor the process table knows (an exec'd process the
+/// tracker does not know is outside every session: the climb stops there).
+fn join_lineage(
+    t: &mut Tracker,
+    procs: &ProcTable,
+    pid: u32,
+    ppid: Option<u32>,
+    parent_of: ParentOf<'_>,
+) -> Option<u32> {
+    let ppid = ppid.or_else(|| parent_of(pid))?;
+    let mut chain = vec![ppid];
+    let mut cur = ppid;
+    while !t.knows(cur) && procs.get(cur).is_none() && chain.len() < MAX_HOPS {
+        match parent_of(cur) {
+            Some(up) if up != cur && up > 1 => {
+                chain.push(up);
+                cur = up;
+            }
+            _ => break,
+        }
+    }
+    if t.knows(cur) {
+        // Top down: each forked-only process adopts its parent's session.
+        for pair in chain.windows(2).rev() {
+            t.adopt(pair[0], pair[1]);
+        }
+    }
+    Some(ppid)
+}
+
 /// After the process table recorded an exec. The kernel's argv (as passed to execve) is
 /// preferred to /proc's, which a program may already have rewritten (`npx` shows
-/// `npm exec …`).
-pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec) {
+/// `npm exec …`). A parent /proc no longer shows comes from the kernel's lineage map.
+pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec, parent_of: ParentOf<'_>) {
     let pid = e.pid;
     let Some(info) = procs.get(pid) else {
         return;
@@ -36,9 +75,11 @@ pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec) {
     } else {
         &e.args
     };
-    let tag = t.lock().on_exec(&ProcFacts {
+    let mut t = t.lock();
+    let ppid = join_lineage(&mut t, procs, pid, info.ppid, parent_of);
+    let tag = t.on_exec(&ProcFacts {
         pid,
-        ppid: info.ppid,
+        ppid,
         exe: &info.exe,
         argv,
         uid: info.uid,
@@ -54,7 +95,12 @@ pub fn on_exit(t: &SharedTracker, pid: u32) {
 
 /// Tags a batch of events with their process's session and flags and records what each
 /// contacted.
-pub fn on_events(t: &SharedTracker, procs: &mut ProcTable, events: &mut [Event]) {
+pub fn on_events(
+    t: &SharedTracker,
+    procs: &mut ProcTable,
+    events: &mut [Event],
+    parent_of: ParentOf<'_>,
+) {
     let mut t = t.lock();
     for pid in t.take_retagged() {
         procs.set_tag(pid, t.tag(pid));
@@ -63,9 +109,14 @@ pub fn on_events(t: &SharedTracker, procs: &mut ProcTable, events: &mut [Event])
         let Some(p) = e.process.clone() else {
             continue;
         };
-        let tag = t
-            .tag(p.pid)
-            .or_else(|| p.ppid.and_then(|pp| t.adopt(p.pid, pp)));
+        let tag = t.tag(p.pid).or_else(|| match p.ppid {
+            Some(pp) => t.adopt(p.pid, pp),
+            // /proc had no parent for it (gone already): the kernel's lineage.
+            None => {
+                let pp = join_lineage(&mut t, procs, p.pid, None, parent_of)?;
+                t.adopt(p.pid, pp)
+            }
+        });
         if p.tag != tag {
             e.process = Some(procs.set_tag(p.pid, tag.clone()).unwrap_or_else(|| {
                 let mut q = (*p).clone();
