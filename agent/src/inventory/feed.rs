@@ -1,8 +1,9 @@
 //! The tracker fed from the live event source: exec/exit records as they are drained from
 //! the ring buffer (so a child's exec is tagged before its own connect in the same drain),
 //! and every attributed event (its process's tag, then the destination it contacted).
-//! One short lock per exec/exit and one per batch; no I/O besides the tracker's reads of
-//! /proc at an agent session's start.
+//! One short lock per exec/exit and one per batch; no file I/O (the daemon's tracker
+//! defers a new session's reads to the inventory stage); a parent /proc did not give is
+//! looked up in the kernel's lineage map (a map lookup, not a file read).
 
 use std::sync::Arc;
 
@@ -70,8 +71,12 @@ pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec, parent_of: Pa
     let Some(info) = procs.get(pid) else {
         return;
     };
+    let full;
     let argv = if e.args.is_empty() {
         &info.cmdline
+    } else if let Some(v) = complete_args(&e.args, &info.cmdline) {
+        full = v;
+        &full
     } else {
         &e.args
     };
@@ -87,6 +92,28 @@ pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec, parent_of: Pa
         start_ms: now_ms(),
     });
     procs.set_tag(pid, tag);
+}
+
+/// The kernel copies at most `ARG_CHUNK - 1` bytes of each argument: where one was cut
+/// and /proc still shows that argument in full (it starts with what the kernel copied),
+/// the full one. `None` when nothing was cut (the common case: no allocation).
+fn complete_args(kernel: &[String], proc_args: &[String]) -> Option<Vec<String>> {
+    let cut = shadowai_common::ARG_CHUNK - 1;
+    if !kernel.iter().any(|a| a.len() >= cut) {
+        return None;
+    }
+    Some(
+        kernel
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match proc_args.get(i) {
+                Some(p) if a.len() >= cut && p.len() > a.len() && p.starts_with(a.as_str()) => {
+                    p.clone()
+                }
+                _ => a.clone(),
+            })
+            .collect(),
+    )
 }
 
 pub fn on_exit(t: &SharedTracker, pid: u32) {
@@ -131,5 +158,30 @@ pub fn on_events(
         }
         .unwrap_or_else(|| e.dst.ip().to_string());
         t.on_contact(p.pid, &dest, e.dst.port(), &p.exe, e.time_ms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_args;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments_the_kernel_cut_are_completed_from_proc() {
+        let long = "/opt/shadowai-test-agents/node_modules/@modelcontextprotocol/server-everything/dist/index.js";
+        let cut = &long[..shadowai_common::ARG_CHUNK - 1];
+        let got = complete_args(&v(&["node", cut, "x"]), &v(&["node", long, "x"])).unwrap();
+        assert_eq!(got, v(&["node", long, "x"]));
+        // Nothing cut: the kernel's argv as it is.
+        assert_eq!(
+            complete_args(&v(&["npx", "-y", "pkg"]), &v(&["npm exec pkg"])),
+            None
+        );
+        // /proc rewritten (not the same argument): the kernel's stays.
+        let got = complete_args(&v(&[cut]), &v(&["npm exec something"])).unwrap();
+        assert_eq!(got, v(&[cut]));
     }
 }
