@@ -7,6 +7,8 @@
 //!   TLS ClientHello record, QUIC long-header Initials — stamped with the socket's owner.
 //! - `sys_enter_execve(at)` + `sched_process_exec` + `sched_process_exit` tracepoints: the
 //!   exe path and argv of every new program, so short-lived processes keep their identity.
+//! - `sched_process_fork` tracepoint (`lineage.rs`): child → parent, for lineage that
+//!   outlives /proc.
 //!
 //! Every program is a thin entry point over a `try_*` function; every lost or cut event is
 //! counted in `DROPS`. Nothing here ever blocks traffic (every hook returns "allow").
@@ -15,6 +17,7 @@
 
 mod bytes;
 mod exec;
+mod lineage;
 mod names;
 mod skb;
 mod sock;

@@ -207,7 +207,9 @@ impl Live {
                 Ok(KernelEvent::Exec(e)) => {
                     self.corr.on_exec(&e);
                     if let Some(t) = &self.inventory {
-                        crate::inventory::feed::on_exec(t, &mut self.corr.procs, &e);
+                        let lineage = self.sensor.lineage.as_ref();
+                        let parent_of = |pid| lineage.and_then(|l| l.parent_of(pid));
+                        crate::inventory::feed::on_exec(t, &mut self.corr.procs, &e, &parent_of);
                     }
                 }
                 Ok(KernelEvent::Exit { pid, ts_ns }) => {
@@ -233,7 +235,9 @@ impl Live {
             }
         }
         if let Some(t) = &self.inventory {
-            crate::inventory::feed::on_events(t, &mut self.corr.procs, events);
+            let lineage = self.sensor.lineage.as_ref();
+            let parent_of = |pid| lineage.and_then(|l| l.parent_of(pid));
+            crate::inventory::feed::on_events(t, &mut self.corr.procs, events, &parent_of);
         }
         for e in events.iter() {
             self.counts.add(&e.kind);

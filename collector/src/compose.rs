@@ -41,6 +41,7 @@ fn rule_of(p: &Proposal, t: &Target) -> Rule {
         unix_groups: Vec::new(),
         users: Vec::new(),
         tenants: Vec::new(),
+        flags: Vec::new(),
         comment: p.reason.chars().take(200).collect(),
         reason: String::new(),
         approver: String::new(),

@@ -3,10 +3,10 @@
 // from monitored machines and goes into the page as text only (see dom.js).
 
 import { api } from "./api.js";
-import { h, link, table, card, fmtTime, fmtAgo } from "./dom.js";
+import { h, link, table, card, fmtTime, fmtAgo, fmtUtc } from "./dom.js";
 
 const KINDS = [["", "everything"], ["session", "AI agent sessions"], ["mcp_server", "MCP servers"], ["runtime", "local runtimes"]];
-const FLAGS = ["", "permission_bypass", "agent_as_root", "unpinned_mcp_server", "runtime_exposed", "off_catalogue_contact"];
+const FLAGS = ["", "permission_bypass", "agent_as_root", "unpinned_mcp_server", "runtime_exposed", "off_catalogue_contact", "personal_tenant"];
 
 function flagList(flags) {
   return (flags || []).map((f) => h("span", { class: "badge verdict-unsanctioned", "data-testid": `flag-${f}` }, f));
@@ -55,8 +55,8 @@ export async function inventoryView(ctx, params) {
     (it.detail && it.detail.user) || "",
     flagList(it.flags),
     contacts(it),
-    h("span", { title: fmtTime(it.first_seen_ms) }, fmtTime(it.first_seen_ms)),
-    h("span", { title: fmtTime(it.last_seen_ms) }, it.ended ? `ended ${fmtAgo(it.last_seen_ms)}` : fmtAgo(it.last_seen_ms)),
+    h("span", { "data-testid": "first-seen" }, fmtTime(it.first_seen_ms)),
+    h("span", { "data-testid": "last-seen", title: fmtUtc(it.last_seen_ms) }, it.ended ? `ended ${fmtAgo(it.last_seen_ms)}` : fmtAgo(it.last_seen_ms)),
   ]);
   const exportQ = new URLSearchParams(Object.entries(q).filter(([, v]) => v)).toString();
   const download = (fmt) => async () => {

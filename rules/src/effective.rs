@@ -36,6 +36,9 @@ pub struct Audience {
     pub user: Option<String>,
     /// The tenant (`None`: no tenant, or one no rule names).
     pub tenant: Option<String>,
+    /// Risk flags the use carries (`permission_bypass`, …; empty: none a rule names).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 impl std::fmt::Display for Audience {
@@ -52,6 +55,9 @@ impl std::fmt::Display for Audience {
         }
         if let Some(t) = &self.tenant {
             parts.push(format!("tenant {t}"));
+        }
+        if !self.flags.is_empty() {
+            parts.push(format!("uses flagged {}", self.flags.join("+")));
         }
         if parts.is_empty() {
             f.write_str("everyone no narrower rule names")
@@ -96,7 +102,7 @@ pub struct BlockChange {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "service `{service}`: the policies scope it {combinations} different ways (more than {max}); \
-     split the rules so fewer host tags / unix groups / users / tenants are combined for one service"
+     split the rules so fewer host tags / unix groups / users / tenants / flags are combined for one service"
 )]
 pub struct TooComplex {
     /// The service.
@@ -113,6 +119,7 @@ struct Lists<'p> {
     groups: &'p [String],
     users: &'p [String],
     tenants: Vec<String>,
+    flags: &'p [String],
 }
 
 fn lists_of<'p>(p: &'p Policy, r: &'p Rule) -> Lists<'p> {
@@ -131,6 +138,7 @@ fn lists_of<'p>(p: &'p Policy, r: &'p Rule) -> Lists<'p> {
         groups: &r.unix_groups,
         users: &r.users,
         tenants: r.tenants.iter().map(|t| t.to_ascii_lowercase()).collect(),
+        flags: &r.flags,
     }
 }
 
@@ -184,6 +192,7 @@ fn audiences(
     now: i64,
 ) -> Result<Vec<Audience>, TooComplex> {
     let (mut tags, mut groups, mut users, mut tenants) = Default::default();
+    let mut flags = Classes::default();
     let (tags, groups, users, tenants): (&mut Classes, &mut Classes, &mut Classes, &mut Classes) =
         (&mut tags, &mut groups, &mut users, &mut tenants);
     let mut list_id = 0usize;
@@ -202,6 +211,7 @@ fn audiences(
             groups.add_list(list_id, l.groups.iter().map(String::as_str));
             users.add_list(list_id, l.users.iter().map(String::as_str));
             tenants.add_list(list_id, l.tenants.iter().map(String::as_str));
+            flags.add_list(list_id, l.flags.iter().map(String::as_str));
         }
     }
     for t in extra_tags {
@@ -210,7 +220,9 @@ fn audiences(
     }
     let (tags, groups) = (tags.representatives(), groups.representatives());
     let (users, tenants) = (users.representatives(), tenants.representatives());
-    let width = tags.len() + groups.len();
+    let flags = flags.representatives();
+    // A use carries a set of flags, like a host its tags: every subset is an audience.
+    let width = tags.len() + groups.len() + flags.len();
     let combinations = u32::try_from(width)
         .ok()
         .and_then(|w| 1u64.checked_shl(w))
@@ -231,17 +243,21 @@ fn audiences(
         .chain(tenants.into_iter().map(Some))
         .collect();
     let group_sets = subsets(&groups);
+    let flag_sets = subsets(&flags);
     let mut out = Vec::new();
     for t in subsets(&tags) {
         for g in &group_sets {
             for u in &users {
                 for n in &tenants {
-                    out.push(Audience {
-                        host_tags: t.clone(),
-                        unix_groups: g.clone(),
-                        user: u.clone(),
-                        tenant: n.clone(),
-                    });
+                    for f in &flag_sets {
+                        out.push(Audience {
+                            host_tags: t.clone(),
+                            unix_groups: g.clone(),
+                            user: u.clone(),
+                            tenant: n.clone(),
+                            flags: f.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -258,7 +274,8 @@ fn verdict(e: &Engine, service: &str, a: &Audience, at: i64) -> Option<Verdict> 
         host_tags: &tags,
         ..Query::default()
     };
-    e.verdict_for(service, &q, a.tenant.as_deref(), at)
+    let flags: Vec<&str> = a.flags.iter().map(String::as_str).collect();
+    e.verdict_for_flagged(service, &q, a.tenant.as_deref(), &flags, at)
         .map(|(v, _)| v)
 }
 

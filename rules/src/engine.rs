@@ -189,7 +189,7 @@ impl Compiled {
             || self.rule.jurisdictions.contains(&svc.risk.jurisdiction)
     }
 
-    fn in_scope(&self, q: &Query<'_>, tenant: Option<&str>) -> bool {
+    fn in_scope(&self, q: &Query<'_>, tenant: Option<&str>, flags: &[&str]) -> bool {
         let r = &self.rule;
         (r.users.is_empty() || q.user.is_some_and(|u| r.users.iter().any(|x| x == u)))
             && (r.unix_groups.is_empty()
@@ -202,6 +202,7 @@ impl Compiled {
                     .any(|t| self.host_tags.iter().any(|x| x == t)))
             && (r.tenants.is_empty()
                 || tenant.is_some_and(|t| r.tenants.iter().any(|x| x.eq_ignore_ascii_case(t))))
+            && (r.flags.is_empty() || flags.iter().any(|f| r.flags.iter().any(|x| x == f)))
     }
 }
 
@@ -359,10 +360,36 @@ impl Engine {
 
     /// Classify with an explicit clock (unix seconds) for exceptions' expiry.
     pub fn classify_at<'a>(&'a self, q: &Query<'a>, now: i64) -> Option<Decision<'a>> {
+        self.classify_flagged_at(q, &[], None, now)
+    }
+
+    /// [`Engine::classify`] of a use from an AI agent session: its risk flags
+    /// (`permission_bypass`, …), so rules scoped on `flags` can match, and the tenant its
+    /// tool records (used when the name names none), so rules scoped on `tenants` can.
+    pub fn classify_flagged<'a>(
+        &'a self,
+        q: &Query<'a>,
+        flags: &[&str],
+        session_tenant: Option<&'a str>,
+    ) -> Option<Decision<'a>> {
+        self.classify_flagged_at(q, flags, session_tenant, crate::time::now_unix())
+    }
+
+    /// [`Engine::classify_flagged`] with an explicit clock (unix seconds).
+    pub fn classify_flagged_at<'a>(
+        &'a self,
+        q: &Query<'a>,
+        flags: &[&str],
+        session_tenant: Option<&'a str>,
+        now: i64,
+    ) -> Option<Decision<'a>> {
         let (hit, matched_by) = self.find(q)?;
         let service = self.catalogue.services.get(hit.service as usize)?;
-        let tenant = q.name.and_then(|n| tenant_of(service, n));
-        let (verdict, decided_by) = self.decide(hit.service, q, tenant, now);
+        let tenant = q
+            .name
+            .and_then(|n| tenant_of(service, n))
+            .or(session_tenant);
+        let (verdict, decided_by) = self.decide(hit.service, q, tenant, flags, now);
         Some(Decision {
             service,
             verdict,
@@ -378,6 +405,7 @@ impl Engine {
         si: u32,
         q: &Query<'_>,
         tenant: Option<&str>,
+        flags: &[&str],
         now: i64,
     ) -> (Verdict, DecidedBy<'a>) {
         let Some((exc, rules)) = self.candidates.get(si as usize) else {
@@ -386,14 +414,14 @@ impl Engine {
         let exception = exc
             .iter()
             .filter_map(|&i| self.exceptions.get(i as usize))
-            .find(|c| c.rule.expires_at.is_some_and(|t| t > now) && c.in_scope(q, tenant));
+            .find(|c| c.rule.expires_at.is_some_and(|t| t > now) && c.in_scope(q, tenant, flags));
         if let Some(c) = exception {
             return (c.rule.verdict, DecidedBy::Exception(&c.rule));
         }
         match rules
             .iter()
             .filter_map(|&i| self.rules.get(i as usize))
-            .find(|c| c.in_scope(q, tenant))
+            .find(|c| c.in_scope(q, tenant, flags))
         {
             Some(c) => (c.rule.verdict, DecidedBy::Rule(&c.rule)),
             None => (self.default_verdict, DecidedBy::Default),
@@ -409,12 +437,53 @@ impl Engine {
         tenant: Option<&str>,
         now: i64,
     ) -> Option<(Verdict, DecidedBy<'a>)> {
+        self.verdict_for_flagged(service_id, who, tenant, &[], now)
+    }
+
+    /// [`Engine::verdict_for`] of a use carrying risk flags.
+    pub fn verdict_for_flagged<'a>(
+        &'a self,
+        service_id: &str,
+        who: &Query<'_>,
+        tenant: Option<&str>,
+        flags: &[&str],
+        now: i64,
+    ) -> Option<(Verdict, DecidedBy<'a>)> {
         let si = self
             .catalogue
             .services
             .binary_search_by(|s| s.id.as_str().cmp(service_id))
             .ok()?;
-        Some(self.decide(si as u32, who, tenant, now))
+        Some(self.decide(si as u32, who, tenant, flags, now))
+    }
+
+    /// The verdict on an AI agent session itself (category `ai_agent`: no catalogue
+    /// service, so only rules naming that category apply), for its user, host tags, tenant
+    /// and risk flags; the policy's default when none does.
+    pub fn verdict_for_agent<'a>(
+        &'a self,
+        who: &Query<'_>,
+        tenant: Option<&str>,
+        flags: &[&str],
+        now: i64,
+    ) -> (Verdict, DecidedBy<'a>) {
+        let bit = Category::AiAgent.bit();
+        let exception = self.exceptions.iter().find(|c| {
+            c.categories & bit != 0
+                && c.rule.expires_at.is_some_and(|t| t > now)
+                && c.in_scope(who, tenant, flags)
+        });
+        if let Some(c) = exception {
+            return (c.rule.verdict, DecidedBy::Exception(&c.rule));
+        }
+        match self
+            .rules
+            .iter()
+            .find(|c| c.categories & bit != 0 && c.in_scope(who, tenant, flags))
+        {
+            Some(c) => (c.rule.verdict, DecidedBy::Rule(&c.rule)),
+            None => (self.default_verdict, DecidedBy::Default),
+        }
     }
 
     /// Policy mode.

@@ -59,6 +59,10 @@ pub struct Rule {
     /// Scope: enterprise tenants (from the service's tenant hints, e.g. Azure resource name).
     #[serde(default)]
     pub tenants: Vec<String>,
+    /// Scope: uses carrying any of these risk flags ([`RISK_FLAGS`]: e.g. a use from an AI
+    /// agent session started with `permission_bypass`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
     /// Free text.
     #[serde(default)]
     pub comment: String,
@@ -81,6 +85,7 @@ impl Rule {
             && self.unix_groups.is_empty()
             && self.users.is_empty()
             && self.tenants.is_empty()
+            && self.flags.is_empty()
     }
 
     /// Does this rule target `svc` (by id, category or jurisdiction)? Scope aside.
@@ -103,12 +108,48 @@ impl Rule {
         add("unix group", &self.unix_groups);
         add("user", &self.users);
         add("tenant", &self.tenants);
+        add("flag", &self.flags);
         if parts.is_empty() {
             "everyone".into()
         } else {
             parts.join(", ")
         }
     }
+}
+
+/// The risk flags a rule may scope on (`Finding.flags` on the wire). `large_upload` and
+/// `low_confidence` are decided when a window closes, after the verdict: not scopable.
+pub const RISK_FLAGS: [&str; 6] = [
+    "permission_bypass",
+    "unpinned_mcp_server",
+    "runtime_exposed",
+    "off_catalogue_contact",
+    "agent_as_root",
+    "personal_tenant",
+];
+
+fn check_flags(
+    id: &str,
+    flags: Vec<Spanned<String>>,
+    sm: &SourceMap,
+    report: &mut Report,
+) -> Vec<String> {
+    let mut out = Vec::with_capacity(flags.len());
+    for f in flags {
+        let off = f.span().start;
+        let f = f.into_inner();
+        if !RISK_FLAGS.contains(&f.as_str()) {
+            report.push(sm.error(
+                Some(off),
+                format!(
+                    "rule `{id}`: unknown flag `{f}` (one of: {})",
+                    RISK_FLAGS.join(", ")
+                ),
+            ));
+        }
+        out.push(f);
+    }
+    out
 }
 
 /// A policy.
@@ -164,6 +205,8 @@ struct RawRule {
     users: Vec<String>,
     #[serde(default)]
     tenants: Vec<String>,
+    #[serde(default)]
+    flags: Vec<Spanned<String>>,
     #[serde(default)]
     comment: String,
     #[serde(default)]
@@ -238,6 +281,7 @@ fn convert(
         }
         host_groups.push(g);
     }
+    let flags = check_flags(&id, r.flags, sm, report);
     if services.is_empty() && r.categories.is_empty() && jurisdictions.is_empty() {
         report.push(sm.error(
             Some(start),
@@ -287,6 +331,7 @@ fn convert(
         unix_groups: r.unix_groups,
         users: r.users,
         tenants: r.tenants,
+        flags,
         comment: r.comment,
         reason: r.reason.unwrap_or_default(),
         approver: r.approver.unwrap_or_default(),

@@ -287,6 +287,7 @@ fn policy_with_unknown_service_is_refused_by_the_engine() {
         unix_groups: vec![],
         users: vec![],
         tenants: vec![],
+        flags: vec![],
         comment: String::new(),
         reason: String::new(),
         approver: String::new(),

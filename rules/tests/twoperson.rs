@@ -480,6 +480,7 @@ fn universe() -> Vec<Audience> {
                         unix_groups: g.clone(),
                         user: u.map(str::to_owned),
                         tenant: n.map(str::to_owned),
+                        flags: vec![],
                     });
                 }
             }

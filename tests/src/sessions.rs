@@ -91,3 +91,47 @@ pub fn has(v: &Value, field: &str, s: &str) -> bool {
         .as_array()
         .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(s)))
 }
+
+/// Adds `policy = PATH` to the `[rules]` section of a configuration [`write_config`] wrote.
+pub fn set_policy(config: &Path, policy: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(config).context("reading the agent configuration")?;
+    anyhow::ensure!(text.contains("[rules]\n"), "no [rules] section in {text}");
+    let text = text.replacen(
+        "[rules]\n",
+        &format!("[rules]\npolicy = \"{}\"\n", policy.display()),
+        1,
+    );
+    std::fs::write(config, text).context("writing the agent configuration")
+}
+
+/// `shadowai-agent run` draining its ring buffer only every `poll_ms` (a busy agent: what
+/// ran briefly has left /proc by the time its exec is read), until it says it runs.
+pub fn agent_run_slow(config: &Path, poll_ms: u64) -> Result<crate::Daemon> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(crate::bin("shadowai-agent")?)
+        .args(["run", "--poll-ms", &poll_ms.to_string(), "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting shadowai-agent run")?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("[agent run] {line}");
+            if !sent && line.contains("agent running") {
+                let _ = tx.send(());
+                sent = true;
+            }
+        }
+    });
+    let daemon = crate::Daemon(child);
+    rx.recv_timeout(Duration::from_secs(90))
+        .context("shadowai-agent run did not say \"agent running\" within 90 s")?;
+    Ok(daemon)
+}

@@ -23,7 +23,9 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use shadowai_tests::sessions::{agents_dir, has, items, npm_bin, wait_inventory, write_config};
+use shadowai_tests::sessions::{
+    agents_dir, has, items, npm_bin, set_policy, wait_inventory, write_config,
+};
 use shadowai_tests::{Collector, Daemon, Topology, bin, serial, sh, wait_until};
 
 #[test]
@@ -44,6 +46,16 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
     let state = work.path().join("state");
     let config = work.path().join("agent.toml");
     write_config(&config, &state, Some((&collector, &secret))).unwrap();
+    // Monitor mode; any use from a session started with a permission bypass is refused
+    // (would be), and so is the session itself (category `ai_agent`).
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "mode = \"monitor\"\ndefault_verdict = \"tolerated\"\n\n[[rules]]\nid = \"no-bypassing-agents\"\n\
+         verdict = \"blocked\"\ncategories = [\"ai_agent\", \"model_api\"]\nflags = [\"permission_bypass\"]\n",
+    )
+    .unwrap();
+    set_policy(&config, &policy).unwrap();
     let _agent = Daemon::agent_run(&config).unwrap();
 
     // Gemini's own settings name the MCP server; a file beside it holds a command that
@@ -178,6 +190,10 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
         has(&f, "flags", "permission_bypass") && has(&f, "flags", "agent_as_root"),
         "{f}"
     );
+    // The policy acts on the flag: blocked (monitor mode: would be, at the SNI layer).
+    assert_eq!(f["verdict"], "blocked", "{f}");
+    assert_eq!(f["rule"], "rule:no-bypassing-agents", "{f}");
+    assert_eq!(f["action"], "would_block", "{f}");
     assert!(
         f["evidence"]["dns_names"]
             .as_array()
@@ -201,6 +217,43 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
     })
     .unwrap();
     eprintln!("inventory: {inv:#}");
+    // The session is a finding of its own (category ai_agent), judged by the policy on its
+    // flags; the registry the MCP server asked is outside the catalogue: the session's
+    // finding says so, with the name as evidence.
+    let agent_finding = wait_until(
+        "the session's own finding with its off-catalogue contact",
+        Duration::from_secs(60),
+        || {
+            collector.findings(&token).into_iter().find(|f| {
+                f["category"] == "ai_agent"
+                    && f["session"]["id"] == s["id"]
+                    && has(f, "flags", "off_catalogue_contact")
+            })
+        },
+    )
+    .unwrap();
+    let af = &agent_finding;
+    assert_eq!(af["service_id"], "agent:gemini-cli", "{af}");
+    assert_eq!(af["vendor"], "Google", "{af}");
+    assert_eq!(af["verdict"], "blocked", "{af}");
+    assert_eq!(af["rule"], "rule:no-bypassing-agents", "{af}");
+    assert_eq!(af["action"], "allowed", "nothing refuses a session: {af}");
+    assert!(
+        has(af, "flags", "permission_bypass") && has(af, "flags", "agent_as_root"),
+        "{af}"
+    );
+    assert!(
+        has(&af["evidence"], "dns_names", "registry.npmjs.org"),
+        "{af}"
+    );
+    assert!(
+        !has(
+            &af["evidence"],
+            "dns_names",
+            "generativelanguage.googleapis.com"
+        ),
+        "a catalogued name is not off-catalogue: {af}"
+    );
     assert!(
         !marker.exists(),
         "a command from a configuration file was executed"

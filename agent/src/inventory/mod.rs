@@ -37,6 +37,11 @@ pub struct InventorySection {
     /// token or key). Default off.
     #[serde(default)]
     pub read_tenant: bool,
+    /// The organisation's own tenant ids (e.g. Claude organisation UUIDs). With
+    /// `read_tenant`, a session whose tool records any other id is flagged
+    /// `personal_tenant`; empty (default): no session is judged personal or corporate.
+    #[serde(default)]
+    pub corporate_tenants: Vec<String>,
     /// How often listeners are read and the inventory is written (seconds, ≥ 1).
     #[serde(default = "default_scan")]
     pub scan_secs: u64,
@@ -54,6 +59,7 @@ impl Default for InventorySection {
         Self {
             enabled: true,
             read_tenant: false,
+            corporate_tenants: Vec::new(),
             scan_secs: default_scan(),
         }
     }

@@ -23,6 +23,11 @@ pub const MAX_NODES: usize = 65_536;
 /// Sessions, MCP servers and runtimes kept at most, each.
 pub const MAX_ITEMS: usize = 1024;
 /// Destinations kept per item.
+mod deferred;
+mod standalone;
+pub use deferred::{MAX_PENDING, Pending, Reader, SessionFacts};
+pub use standalone::MAX_CANDIDATES;
+
 const MAX_DEST: usize = shadowai_api::inventory::MAX_DESTINATIONS;
 /// How long an exited process stays resolvable (late events), ms.
 const EXITED_GRACE_MS: i64 = 120_000;
@@ -37,6 +42,9 @@ pub struct Tag {
     pub flags: Vec<Flag>,
     /// The MCP server (id) the process belongs to.
     pub mcp: Option<String>,
+    /// The organisation id the session's tool records (opt-in `read_tenant`): policy rules
+    /// scoped on `tenants` match the session's uses by it.
+    pub tenant: Option<String>,
 }
 
 impl Tag {
@@ -72,6 +80,12 @@ pub struct TrackerOptions {
     pub proc_root: PathBuf,
     /// /etc/passwd, for the home directory of a session's user.
     pub passwd: PathBuf,
+    /// The organisation's own tenant ids (`[inventory] corporate_tenants`): a session whose
+    /// tool records another one is flagged `personal_tenant`. Empty: no judgement.
+    pub corporate_tenants: Vec<String>,
+    /// Read a new session's cwd, version and tenant later, off the event path (the
+    /// daemon: see `deferred`); else at once.
+    pub defer_reads: bool,
 }
 
 impl Default for TrackerOptions {
@@ -80,6 +94,8 @@ impl Default for TrackerOptions {
             read_tenant: false,
             proc_root: "/proc".into(),
             passwd: "/etc/passwd".into(),
+            corporate_tenants: Vec::new(),
+            defer_reads: false,
         }
     }
 }
@@ -105,6 +121,8 @@ fn as_vec(s: &BTreeSet<String>) -> Vec<String> {
 struct SessionState {
     wire: AgentSession,
     dest: BTreeSet<String>,
+    /// Contacts whose destination was not kept because `dest` was full.
+    beyond: u64,
 }
 
 struct McpState {
@@ -129,8 +147,14 @@ pub struct Tracker {
     runtimes: BTreeMap<u32, RuntimeState>,
     /// Processes whose tag changed since [`Tracker::take_retagged`] (runtime exposure).
     retagged: Vec<u32>,
+    /// Processes outside sessions that may be standalone MCP servers (`standalone`).
+    candidates: HashMap<u32, standalone::Candidate>,
+    /// Sessions whose file reads are deferred (`deferred`).
+    pending: Vec<deferred::Pending>,
     /// Items or processes not tracked because a table was full.
     pub dropped: u64,
+    /// Contacts of sessions whose destination was not kept (a session's list was full).
+    pub dest_dropped: u64,
     /// Bumped on every change a report would show.
     pub generation: u64,
 }
@@ -146,9 +170,23 @@ impl Tracker {
             mcp: BTreeMap::new(),
             runtimes: BTreeMap::new(),
             retagged: Vec::new(),
+            candidates: HashMap::new(),
+            pending: Vec::new(),
             dropped: 0,
+            dest_dropped: 0,
             generation: 0,
         }
+    }
+
+    /// Replaces the process hints (those of a newly verified bundle's `_agents.toml`): new
+    /// execs are recognised by them; what is tracked already stays as it was recognised.
+    pub fn set_hints(&mut self, hints: Arc<InventoryHints>) {
+        self.hints = hints;
+    }
+
+    /// The process is tracked (part of a session, or a runtime).
+    pub fn knows(&self, pid: u32) -> bool {
+        self.nodes.contains_key(&pid)
     }
 
     /// The tag of a process, if it belongs to a session or is a flagged runtime.
@@ -218,7 +256,7 @@ impl Tracker {
             .values()
             .filter(|m| !m.wire.ended)
             .map(|m| m.wire.pid);
-        rt.chain(mcp).collect()
+        rt.chain(mcp).chain(self.candidate_pids()).collect()
     }
 
     /// A program started (an exec, or a process found at start-up). Returns its tag.
@@ -265,6 +303,7 @@ impl Tracker {
                 Some(t)
             }
         } else {
+            self.note_standalone(p);
             None
         };
         if let Some(r) = hints::runtime(&self.hints, p.exe, p.argv) {
@@ -301,12 +340,13 @@ impl Tracker {
             return None;
         }
         let id = format!("{}-{}", p.pid, p.start_ms);
+        let facts = self.start_facts(&id, hint, p);
         let session = SessionRef {
             id: id.clone(),
             kind: hint.kind.clone(),
             root_pid: p.pid,
             started_ms: p.start_ms,
-            version: self.version(hint, p),
+            version: facts.version,
         };
         let mut flags = Vec::new();
         if hints::bypass(hint, p.argv) {
@@ -315,12 +355,12 @@ impl Tracker {
         if p.uid == 0 {
             flags.push(Flag::AgentAsRoot);
         }
+        let tenant = facts.tenant;
+        if self.reader().personal(tenant.as_deref()) {
+            flags.push(Flag::PersonalTenant);
+        }
         flags.sort();
-        let proc_dir = self.opts.proc_root.join(p.pid.to_string());
-        let cwd = std::fs::read_link(proc_dir.join("cwd"))
-            .ok()
-            .map(|c| c.display().to_string());
-        let tenant = self.tenant(hint, p.uid);
+        let cwd = facts.cwd;
         let wire = AgentSession {
             session: session.clone(),
             name: hint.name.clone(),
@@ -333,7 +373,7 @@ impl Tracker {
             live_processes: 1,
             destinations: Vec::new(),
             off_catalogue: Vec::new(),
-            tenant,
+            tenant: tenant.clone(),
             flags: flags.clone(),
             first_seen_ms: p.start_ms,
             last_seen_ms: p.start_ms,
@@ -345,6 +385,7 @@ impl Tracker {
             SessionState {
                 wire,
                 dest: BTreeSet::new(),
+                beyond: 0,
             },
         );
         self.generation += 1;
@@ -352,6 +393,7 @@ impl Tracker {
             session: Some(session),
             flags,
             mcp: None,
+            tenant,
         }))
     }
 
@@ -480,6 +522,9 @@ impl Tracker {
     pub fn set_listeners(&mut self, pid: u32, mut listeners: Vec<Listener>) {
         listeners.sort();
         listeners.truncate(MAX_DEST);
+        if !listeners.is_empty() {
+            self.promote_standalone(pid, &listeners, super::feed::now_ms());
+        }
         for m in self
             .mcp
             .values_mut()
@@ -528,6 +573,7 @@ impl Tracker {
 
     /// A process exited.
     pub fn on_exit(&mut self, pid: u32, now_ms: i64) {
+        self.candidates.remove(&pid);
         let Some(n) = self.nodes.get_mut(&pid) else {
             return;
         };
@@ -578,6 +624,9 @@ impl Tracker {
                 push_dest(&mut s.dest, dest);
                 if s.dest.len() != before {
                     self.generation += 1;
+                } else if s.dest.len() >= MAX_DEST && !s.dest.contains(dest) {
+                    s.beyond += 1;
+                    self.dest_dropped += 1;
                 }
             }
             if let Some(m) = tag.mcp.as_ref().and_then(|id| self.mcp.get_mut(id)) {
@@ -599,6 +648,11 @@ impl Tracker {
                 }
             }
         }
+    }
+
+    /// Contacts of session `id` whose destination was not kept (its list was full).
+    pub fn destinations_beyond(&self, id: &str) -> u64 {
+        self.sessions.get(id).map_or(0, |s| s.beyond)
     }
 
     /// Forgets exited processes after the grace period and ended items after an hour.
@@ -703,44 +757,6 @@ impl Tracker {
             }
         }
     }
-
-    /// The version from the package.json of the npm package the program runs from.
-    fn version(&self, hint: &AgentHint, p: &ProcFacts) -> Option<String> {
-        let pkg = hint.package.as_deref()?;
-        let needle = format!("/node_modules/{pkg}/");
-        let inv = hints::invocation(p.exe, p.argv);
-        let cwd = self.opts.proc_root.join(p.pid.to_string()).join("cwd");
-        // The script is usually run through a symlink (`node_modules/.bin/gemini`).
-        let real = std::fs::canonicalize(cwd.join(inv.path))
-            .ok()
-            .map(|r| r.display().to_string());
-        let dir = [Some(inv.path), real.as_deref(), Some(p.exe)]
-            .into_iter()
-            .flatten()
-            .find_map(|path| {
-                path.find(&needle)
-                    .map(|i| path[..i + needle.len()].to_string())
-            })?;
-        super::tenant::read(std::path::Path::new(&dir), "package.json", "version")
-            .ok()
-            .flatten()
-    }
-
-    fn tenant(&self, hint: &AgentHint, uid: u32) -> Option<String> {
-        if !self.opts.read_tenant || hint.tenant.is_empty() {
-            return None;
-        }
-        let home = home_of(&self.opts.passwd, uid)?;
-        hint.tenant.iter().find_map(|t| {
-            match super::tenant::read(std::path::Path::new(&home), &t.file, &t.field) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::debug!(error = %e, "no tenant id");
-                    None
-                }
-            }
-        })
-    }
 }
 
 /// Frees a slot in a bounded table by evicting the ended item seen longest ago; false when
@@ -767,7 +783,8 @@ fn make_room<K: Clone + Ord, V>(
 }
 
 fn has_mcp(s: &str) -> bool {
-    s.to_ascii_lowercase().contains("mcp")
+    let s = s.to_ascii_lowercase();
+    s.contains("mcp") || s.contains("modelcontextprotocol")
 }
 
 fn mentions_mcp(argv: &[String]) -> bool {

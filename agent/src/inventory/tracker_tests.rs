@@ -202,3 +202,204 @@ fn floods_stay_bounded() {
     assert_eq!(r.sessions.len(), MAX_ITEMS);
     assert!(!r.sessions.iter().any(|s| s.session.root_pid == 10_007));
 }
+
+const CLAUDE: &str = "node /opt/a/node_modules/@anthropic-ai/claude-code/cli.js";
+
+/// A tracker reading tenants from a fake home: `uid` 1000 → `home`.
+fn tenant_tracker(home: &std::path::Path, corporate: &[&str]) -> (Tracker, tempfile::TempDir) {
+    let etc = tempfile::tempdir().unwrap();
+    let passwd = etc.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        format!("alice:x:1000:1000::{}:/bin/sh\n", home.display()),
+    )
+    .unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+    let hints = shadowai_rules::Catalogue::load_dir(&dir)
+        .unwrap()
+        .inventory_hints;
+    let t = Tracker::new(
+        Arc::new(hints),
+        TrackerOptions {
+            proc_root: "/nonexistent-proc".into(),
+            passwd,
+            read_tenant: true,
+            corporate_tenants: corporate.iter().map(|s| s.to_string()).collect(),
+            ..TrackerOptions::default()
+        },
+    );
+    (t, etc)
+}
+
+#[test]
+fn a_tenant_outside_the_corporate_list_is_personal_and_the_key_beside_it_is_never_kept() {
+    let home = tempfile::tempdir().unwrap();
+    let key = "sk-ant-api03-FAKE-KEY-FOR-THE-TENANT-TEST";
+    std::fs::write(
+        home.path().join(".claude.json"),
+        format!(
+            r#"{{"primaryApiKey": "{key}", "oauthAccount": {{"accessToken": "{key}", "organizationUuid": "9f9f-home"}}}}"#
+        ),
+    )
+    .unwrap();
+    let (mut t, _etc) = tenant_tracker(home.path(), &["0B1C-CORP"]);
+    let tag = exec(&mut t, 10, 1, "/usr/bin/node", CLAUDE, 1000).unwrap();
+    assert_eq!(tag.tenant.as_deref(), Some("9f9f-home"));
+    assert!(tag.flags.contains(&Flag::PersonalTenant), "{tag:?}");
+    let r = t.report("h", "h", 2_000, &|_| false);
+    assert_eq!(r.sessions[0].tenant.as_deref(), Some("9f9f-home"));
+    assert!(r.sessions[0].flags.contains(&Flag::PersonalTenant));
+    // The key is in no value the tracker holds, reports or tags.
+    let all = format!("{tag:?} {}", serde_json::to_string(&r).unwrap());
+    assert!(!all.contains("FAKE-KEY"), "{all}");
+
+    // The same tool signed in to the organisation's tenant: corporate, no flag.
+    std::fs::write(
+        home.path().join(".claude.json"),
+        format!(
+            r#"{{"primaryApiKey": "{key}", "oauthAccount": {{"organizationUuid": "0b1c-corp"}}}}"#
+        ),
+    )
+    .unwrap();
+    let tag = exec(&mut t, 20, 1, "/usr/bin/node", CLAUDE, 1000).unwrap();
+    assert_eq!(tag.tenant.as_deref(), Some("0b1c-corp"));
+    assert!(!tag.flags.contains(&Flag::PersonalTenant), "{tag:?}");
+
+    // No corporate list: nobody is judged personal.
+    let (mut t, _etc2) = tenant_tracker(home.path(), &[]);
+    let tag = exec(&mut t, 30, 1, "/usr/bin/node", CLAUDE, 1000).unwrap();
+    assert!(!tag.flags.contains(&Flag::PersonalTenant), "{tag:?}");
+}
+
+#[test]
+fn a_standalone_mcp_server_is_inventoried_once_it_listens() {
+    let mut t = tracker();
+    let script = "node /opt/m/node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp";
+    assert!(exec(&mut t, 500, 1, "/usr/bin/node", script, 1000).is_none());
+    // `vim mcp-notes.txt` is a candidate too, but never listens.
+    exec(&mut t, 501, 1, "/usr/bin/vim", "vim mcp-notes.txt", 1000);
+    let r = t.report("h", "h", 2_000, &|_| false);
+    assert!(r.mcp_servers.is_empty(), "nothing before it listens: {r:?}");
+    assert!(t.listening_candidates().contains(&500));
+    let l = Listener {
+        addr: "::".into(),
+        port: 3001,
+        exposed: true,
+    };
+    t.set_listeners(500, vec![l.clone()]);
+    t.set_listeners(501, vec![]);
+    let r = t.report("h", "h", 3_000, &|_| false);
+    assert_eq!(r.mcp_servers.len(), 1, "{r:?}");
+    let m = &r.mcp_servers[0];
+    assert_eq!(m.transport, "http");
+    assert_eq!(m.launcher, "local");
+    assert_eq!(
+        m.package.as_deref(),
+        Some("@modelcontextprotocol/server-everything")
+    );
+    assert_eq!(m.session_id, None);
+    assert_eq!(m.listeners, vec![l]);
+    assert_eq!(m.pid, 500);
+    // Its own traffic is attributed to it.
+    assert_eq!(t.tag(500).unwrap().mcp.as_deref(), Some(m.id.as_str()));
+    t.on_exit(500, 4_000);
+    t.on_exit(501, 4_000);
+    assert!(t.report("h", "h", 5_000, &|_| false).mcp_servers[0].ended);
+    assert!(!t.listening_candidates().contains(&501));
+}
+
+#[test]
+fn standalone_candidates_are_bounded() {
+    let mut t = tracker();
+    let n = super::tracker::MAX_CANDIDATES as u32 + 5;
+    for pid in 0..n {
+        exec(
+            &mut t,
+            10_000 + pid,
+            1,
+            "/usr/bin/python3",
+            "python3 -m mcp_server_x",
+            1000,
+        );
+    }
+    assert_eq!(t.dropped, 5);
+    assert_eq!(
+        t.listening_candidates().len(),
+        super::tracker::MAX_CANDIDATES
+    );
+}
+
+#[test]
+fn deferred_reads_leave_the_event_path_and_complete_the_session_later() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join(".claude.json"),
+        r#"{"primaryApiKey": "sk-ant-FAKE-DEFERRED", "oauthAccount": {"organizationUuid": "9f9f-home"}}"#,
+    )
+    .unwrap();
+    // The daemon's tracker: reads deferred.
+    let etc = tempfile::tempdir().unwrap();
+    let passwd = etc.path().join("passwd");
+    std::fs::write(
+        &passwd,
+        format!("alice:x:1000:1000::{}:/bin/sh\n", home.path().display()),
+    )
+    .unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+    let hints = shadowai_rules::Catalogue::load_dir(&dir)
+        .unwrap()
+        .inventory_hints;
+    let mut t = Tracker::new(
+        Arc::new(hints),
+        TrackerOptions {
+            proc_root: "/nonexistent-proc".into(),
+            passwd,
+            read_tenant: true,
+            corporate_tenants: vec!["0b1c-corp".into()],
+            defer_reads: true,
+        },
+    );
+    let tag = exec(&mut t, 10, 1, "/usr/bin/node", CLAUDE, 1000).unwrap();
+    assert_eq!(tag.tenant, None, "nothing read on the event path");
+    assert!(!tag.flags.contains(&Flag::PersonalTenant));
+    exec(&mut t, 11, 10, "/usr/bin/git", "git status", 1000);
+    let pending = t.take_pending();
+    assert_eq!(pending.len(), 1);
+    let facts = t.reader().read(&pending[0]);
+    assert_eq!(facts.tenant.as_deref(), Some("9f9f-home"));
+    t.complete(&pending[0].id, facts);
+    let mut retagged = t.take_retagged();
+    retagged.sort();
+    assert_eq!(
+        retagged,
+        vec![10, 11],
+        "the session's processes are re-tagged"
+    );
+    for pid in [10, 11] {
+        let tag = t.tag(pid).unwrap();
+        assert_eq!(tag.tenant.as_deref(), Some("9f9f-home"));
+        assert!(tag.flags.contains(&Flag::PersonalTenant), "{tag:?}");
+    }
+    let r = t.report("h", "h", 2_000, &|_| false);
+    assert!(r.sessions[0].flags.contains(&Flag::PersonalTenant));
+    assert!(!format!("{r:?}").contains("FAKE"));
+    assert!(t.take_pending().is_empty());
+}
+
+#[test]
+fn hints_from_a_newer_bundle_recognise_new_agents() {
+    let mut t = tracker();
+    assert!(exec(&mut t, 10, 1, "/usr/local/bin/new-agent", "new-agent", 1000).is_none());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+    let mut hints = shadowai_rules::Catalogue::load_dir(&dir)
+        .unwrap()
+        .inventory_hints;
+    let mut extra = hints.agent[0].clone();
+    extra.kind = "new-agent".into();
+    extra.exe = vec!["new-agent".into()];
+    extra.script = vec![];
+    hints.agent.push(extra);
+    t.set_hints(Arc::new(hints));
+    let tag = exec(&mut t, 11, 1, "/usr/local/bin/new-agent", "new-agent", 1000).unwrap();
+    assert_eq!(tag.session.as_ref().unwrap().kind, "new-agent");
+}

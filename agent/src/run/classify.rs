@@ -53,7 +53,11 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         unix_groups: &groups,
         host_tags,
     };
-    let d = engine.classify(&q)?;
+    // The risk flags and tenant of the process's AI agent session: rules may scope on them.
+    let tag = e.process.as_ref().and_then(|p| p.tag.as_deref());
+    let flags: Vec<&str> =
+        tag.map_or_else(Vec::new, |t| t.flags.iter().map(|f| f.as_str()).collect());
+    let d = engine.classify_flagged(&q, &flags, tag.and_then(|t| t.tenant.as_deref()))?;
     let (action, layer) = if e.blocked {
         (Action::Blocked, Some(layer_of(e)))
     } else if d.verdict == Verdict::Blocked && d.mode != Mode::Enforce {

@@ -39,7 +39,7 @@ pub fn blocklist(engine: &Engine, host_tags: &[&str]) -> Blocklist {
         .rules
         .iter()
         .chain(&engine.policy().exceptions)
-        .any(|r| !r.users.is_empty() || !r.unix_groups.is_empty());
+        .any(|r| !r.users.is_empty() || !r.unix_groups.is_empty() || !r.flags.is_empty());
     for svc in &engine.catalogue().services {
         let probe = svc.hosts.first().or(svc.domains.first());
         let q = Query {

@@ -460,6 +460,7 @@ pub(crate) mod tests {
             }),
             flags: vec![Flag::PermissionBypass, Flag::AgentAsRoot],
             mcp: None,
+            tenant: None,
         });
         let mut a = Aggregator::new("host-1".into(), "h".into(), 60_000);
         let mut e = ev(EventKind::Connect, 61_000, 1, 43, "/usr/bin/node");

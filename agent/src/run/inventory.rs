@@ -32,6 +32,10 @@ pub struct InventoryStage {
     /// reported to it with the token the uplink keeps in the state dir — read per report, so
     /// a background first enrollment or a re-enrollment after a 401 is picked up at once.
     pub client: Option<shadowai_api::client::Client>,
+    /// Sessions as findings of their own (`ai_agent`), into the output stage.
+    pub findings: super::sink::WindowSender,
+    pub policy_version: watch::Receiver<Option<String>>,
+    pub host_tags: Vec<String>,
 }
 
 fn write_report(dir: &Path, r: &InventoryReport) -> std::io::Result<()> {
@@ -88,6 +92,13 @@ impl InventoryStage {
 
     /// Runs until the daemon stops.
     pub async fn run(self) {
+        let mut sessions = super::agent_findings::SessionFindings::new(
+            self.host_id.clone(),
+            self.hostname.clone(),
+        );
+        let mut dest_dropped = 0u64;
+        // The hints in use came with this engine; a verified bundle brings new ones.
+        let mut hints_of = self.engine_rx.borrow().clone();
         let proc_root = Path::new("/proc");
         let rows = tokio::task::spawn_blocking(move || scan::processes(proc_root))
             .await
@@ -103,6 +114,42 @@ impl InventoryStage {
         let (mut failing, mut write_failing) = (false, false);
         loop {
             tick.tick().await;
+            let engine = self.engine_rx.borrow().clone();
+            if !Arc::ptr_eq(&engine, &hints_of) {
+                let hints = &engine.catalogue().inventory_hints;
+                if *hints != hints_of.catalogue().inventory_hints {
+                    tracing::info!(
+                        agents = hints.agent.len(),
+                        launchers = hints.launcher.len(),
+                        runtimes = hints.runtime.len(),
+                        "inventory process hints replaced by the bundle's"
+                    );
+                    self.tracker.lock().set_hints(Arc::new(hints.clone()));
+                }
+                hints_of = engine;
+            }
+            // New sessions' cwd, version and tenant: read here, never on the event path.
+            let (pending, reader) = {
+                let mut t = self.tracker.lock();
+                (t.take_pending(), t.reader())
+            };
+            if !pending.is_empty() {
+                let read = tokio::task::spawn_blocking(move || {
+                    pending
+                        .into_iter()
+                        .map(|p| {
+                            let f = reader.read(&p);
+                            (p.id, f)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .unwrap_or_default();
+                let mut t = self.tracker.lock();
+                for (id, f) in read {
+                    t.complete(&id, f);
+                }
+            }
             let (ports, pids) = {
                 let t = self.tracker.lock();
                 (t.runtime_ports(), t.listening_candidates())
@@ -124,6 +171,31 @@ impl InventoryStage {
                 let r = t.report(&self.host_id, &self.hostname, now, &|n| {
                     engine.match_name(n).is_some()
                 });
+                let tags: Vec<&str> = self.host_tags.iter().map(String::as_str).collect();
+                let due = sessions.due(
+                    &r,
+                    &super::agent_findings::Context {
+                        engine: &engine,
+                        host_tags: &tags,
+                        policy_version: self.policy_version.borrow().clone(),
+                        now_ms: now,
+                        beyond: &|id| t.destinations_beyond(id),
+                    },
+                );
+                if !due.is_empty() {
+                    self.findings.send(super::sink::Window(due));
+                }
+                if t.dest_dropped > dest_dropped {
+                    self.health
+                        .drop_at("inventory", "destinations", t.dest_dropped - dest_dropped);
+                    if dest_dropped == 0 {
+                        tracing::warn!(
+                            max = shadowai_api::inventory::MAX_DESTINATIONS,
+                            "an AI agent session contacted more destinations than its inventory keeps; further ones are counted, not kept"
+                        );
+                    }
+                    dest_dropped = t.dest_dropped;
+                }
                 (r, t.generation)
             };
             let dir = self.state_dir.clone();

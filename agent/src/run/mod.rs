@@ -13,6 +13,7 @@
 //! rather than leaving the kernel's ring buffer to overflow unattributed. All blocking
 //! work (fsync, hashing, file writes) happens on the output thread or the blocking pool.
 
+pub mod agent_findings;
 pub mod classify;
 pub mod config;
 pub mod discovery;
@@ -188,17 +189,21 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             what: "starting the output thread".into(),
             source,
         })?;
+    let mut inventory_task = None;
     if cfg.inventory.enabled {
         let engine = engine_rx.borrow().clone();
         let tracker = Arc::new(parking_lot::Mutex::new(crate::inventory::Tracker::new(
             Arc::new(engine.catalogue().inventory_hints.clone()),
             crate::inventory::TrackerOptions {
                 read_tenant: cfg.inventory.read_tenant,
+                corporate_tenants: cfg.inventory.corporate_tenants.clone(),
+                // Session start's file reads run in the inventory stage, not on the drain.
+                defer_reads: true,
                 ..Default::default()
             },
         )));
         live.set_inventory(tracker.clone());
-        tokio::spawn(
+        inventory_task = Some(tokio::spawn(
             inventory::InventoryStage {
                 tracker,
                 engine_rx: engine_rx.clone(),
@@ -208,9 +213,12 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
                 period: Duration::from_secs(cfg.inventory.scan_secs.max(1)),
                 health: health.clone(),
                 client: inventory_client,
+                findings: windows.clone(),
+                policy_version: version_rx.clone(),
+                host_tags: tags.clone(),
             }
             .run(),
-        );
+        ));
     }
     let printer = if print {
         let (p, _thread) =
@@ -257,6 +265,11 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     // returns; the output thread ends once it has written it.
     if let Err(e) = classify.await {
         tracing::error!(error = %e, "the classify stage ended abnormally");
+    }
+    // The inventory stage holds a sender into the output stage too: stop it first.
+    if let Some(t) = inventory_task {
+        t.abort();
+        let _ = t.await;
     }
     let joined = tokio::task::spawn_blocking(move || output_thread.join()).await;
     if !matches!(joined, Ok(Ok(()))) {

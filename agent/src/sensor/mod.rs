@@ -8,6 +8,7 @@
 
 pub mod blocklist;
 pub mod bytes;
+pub mod lineage;
 pub mod mounts;
 pub mod quic_ids;
 pub mod records;
@@ -74,6 +75,8 @@ pub struct Sensor {
     pub hooks: Vec<HookStatus>,
     /// Payload bytes per socket, when those programs attached (taken by whoever reads them).
     pub bytes: Option<bytes::ByteCounters>,
+    /// Child → parent of every fork, when the lineage program attached.
+    pub lineage: Option<lineage::Lineage>,
 }
 
 impl Sensor {
@@ -121,6 +124,11 @@ impl Sensor {
             };
             hooks.push(status(name, r));
         }
+        let lineage = lineage::Lineage::attach(
+            &mut ebpf,
+            tracefs.as_ref().ok().map(|p| p.as_path()),
+            &mut hooks,
+        );
         if !hooks.iter().any(|h| h.attached) {
             return Err(AgentError::NothingAttached);
         }
@@ -160,6 +168,7 @@ impl Sensor {
                 drops,
                 hooks,
                 bytes,
+                lineage,
             },
             ring,
         ))

@@ -94,6 +94,9 @@ pub enum Flag {
     LargeUpload,
     /// The service name rests only on low-confidence naming (namespace or host-level DNS).
     LowConfidence,
+    /// An AI agent session whose tool records an organisation (tenant) that is not one of
+    /// the agent's configured corporate tenants: a personal account.
+    PersonalTenant,
 }
 
 impl Flag {
@@ -107,6 +110,7 @@ impl Flag {
             Flag::AgentAsRoot => "agent_as_root",
             Flag::LargeUpload => "large_upload",
             Flag::LowConfidence => "low_confidence",
+            Flag::PersonalTenant => "personal_tenant",
         }
     }
 }

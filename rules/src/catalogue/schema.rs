@@ -41,11 +41,14 @@ pub enum Category {
     ProductivityAi,
     /// LLM gateways, observability, vector databases.
     LlmOps,
+    /// AI agents at work on a host (coding-agent sessions), known from the process hints of
+    /// `_agents.toml` rather than from network names: no catalogue service has it.
+    AiAgent,
 }
 
 impl Category {
     /// Every category, in declaration order.
-    pub const ALL: [Category; 15] = [
+    pub const ALL: [Category; 16] = [
         Self::ChatAssistant,
         Self::ModelApi,
         Self::CodingAssistant,
@@ -61,6 +64,7 @@ impl Category {
         Self::WritingAssistant,
         Self::ProductivityAi,
         Self::LlmOps,
+        Self::AiAgent,
     ];
 
     /// The snake_case name used in files.
@@ -81,6 +85,7 @@ impl Category {
             Self::WritingAssistant => "writing_assistant",
             Self::ProductivityAi => "productivity_ai",
             Self::LlmOps => "llm_ops",
+            Self::AiAgent => "ai_agent",
         }
     }
 

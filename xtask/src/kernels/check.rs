@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The hooks `agent/src/sensor` attaches; every one must be reported, and attached, on every
 /// matrix kernel.
-pub const HOOKS: [&str; 10] = [
+pub const HOOKS: [&str; 11] = [
     "connect4",
     "connect6",
     "sendmsg4",
@@ -19,14 +19,16 @@ pub const HOOKS: [&str; 10] = [
     "sys_enter_execveat",
     "sched_process_exec",
     "sched_process_exit",
+    "sched_process_fork",
 ];
 
 /// The hooks the degraded phase hides (tracefs unavailable).
-const TRACEPOINTS: [&str; 4] = [
+const TRACEPOINTS: [&str; 5] = [
     "sys_enter_execve",
     "sys_enter_execveat",
     "sched_process_exec",
     "sched_process_exit",
+    "sched_process_fork",
 ];
 
 /// A blocked name must be refused at once, not after a resolver timeout (glibc's is 5 s):
