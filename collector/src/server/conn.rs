@@ -139,7 +139,10 @@ impl AcceptBackoff {
         metrics.accept_errors.inc();
         self.failing = true;
         self.unlogged += 1;
-        if self.logged_at.is_none_or(|t| t.elapsed() >= Self::LOG_EVERY) {
+        if self
+            .logged_at
+            .is_none_or(|t| t.elapsed() >= Self::LOG_EVERY)
+        {
             tracing::warn!(error = %e, failures = self.unlogged,
                 "accept failed; backing off until accepts succeed again (every failure counted in accept_errors_total; logged at most once a minute)");
             self.logged_at = Some(std::time::Instant::now());
@@ -293,7 +296,11 @@ mod tests {
         assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert!(b.failing);
         assert_eq!(m.accept_errors.get(), 9);
-        assert_eq!((b.unlogged, b.recovery_due), (8, true), "one warning for 9 failures");
+        assert_eq!(
+            (b.unlogged, b.recovery_due),
+            (8, true),
+            "one warning for 9 failures"
+        );
         b.succeeded();
         assert_eq!((b.delay, b.failing), (AcceptBackoff::MIN, false));
         // Flapping (fail, succeed, fail …) within the minute logs nothing more.
