@@ -132,6 +132,12 @@ fn routes() -> Vec<Route> {
             EVERYONE,
         ),
         r("GET", "/api/v1/catalogue", None, EVERYONE),
+        r(
+            "POST",
+            "/api/v1/policy/compose",
+            Some(r#"{"mode":"monitor","valid_days":1}"#),
+            &[Admin],
+        ),
         r("GET", "/api/v1/proposals/999999/impact", None, EVERYONE),
         r("GET", "/api/v1/rollouts/999999/agents", None, EVERYONE),
         r("GET", "/api/v1/bundles/9.9.9/file", None, EVERYONE),

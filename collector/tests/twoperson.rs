@@ -821,3 +821,129 @@ async fn a_rollout_halts_when_its_agents_refuse_the_bundle() {
     agent.heartbeat(&hb(None)).await.unwrap();
     assert_eq!(e.alice.agents().await.unwrap()[0].bundle_error, None);
 }
+
+/// What the web UI does (`ui/publish.js`): compose on the collector, sign `context || body`
+/// with the admin's key where the admin is (here: in the test, as the browser does with
+/// WebCrypto), upload the envelope built around the body verbatim. The collector verifies it
+/// and applies the two-person rule like any upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_composed_by_the_collector_and_signed_elsewhere_is_verified_and_checked() {
+    use ed25519_dalek::Signer;
+    use sha2::Digest;
+
+    let e = env().await;
+    let carol = e.srv.person("carol", Role::Admin);
+    let http = reqwest::Client::new();
+    let compose = |body: serde_json::Value| {
+        http.post(format!("{}/api/v1/policy/compose", e.srv.url))
+            .bearer_auth(&carol)
+            .json(&body)
+            .send()
+    };
+    let browser_sign = |c: &serde_json::Value| {
+        let body = c["body"].as_str().unwrap();
+        let mut msg = hex::decode(c["context_hex"].as_str().unwrap()).unwrap();
+        msg.extend_from_slice(body.as_bytes());
+        let sig = hex::encode(e.key.sign(&msg).to_bytes());
+        let pubkey = e.key.verifying_key();
+        let key_id = hex::encode(&sha2::Sha256::digest(pubkey.as_bytes())[..8]);
+        format!("{{\"body\":{body},\"key_id\":\"{key_id}\",\"signature\":\"{sig}\"}}\n")
+    };
+    let upload = |version: String, envelope: String| {
+        http.post(format!(
+            "{}/api/v1/bundles?version={version}&note=web%20UI",
+            e.srv.url
+        ))
+        .bearer_auth(&carol)
+        .header("content-type", "application/octet-stream")
+        .body(envelope)
+        .send()
+    };
+
+    // The mode is never defaulted; bad values are named.
+    for (body, want) in [
+        (serde_json::json!({"valid_days": 30}), "mode"),
+        (
+            serde_json::json!({"mode": "block", "valid_days": 30}),
+            "is not enforce or monitor",
+        ),
+        (
+            serde_json::json!({"mode": "enforce", "valid_days": 0}),
+            "valid_days",
+        ),
+        (
+            serde_json::json!({"mode": "enforce", "valid_days": 30, "version": "one"}),
+            "is not a semver version",
+        ),
+    ] {
+        let r = compose(body.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(want), "{body}: {text}");
+    }
+
+    // Before anyone approved enforcement, the signed bundle is refused on upload.
+    let c: serde_json::Value = compose(serde_json::json!({"mode": "enforce", "valid_days": 30}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["version"], "1.0.0");
+    let r = upload("1.0.0".into(), browser_sign(&c)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.text().await.unwrap().contains("second person"),
+        "the two-person rule applies"
+    );
+
+    // Approved by a second person: the same path is accepted, and its content is the policy.
+    approved(&e, "deepseek-api", Verdict::Blocked, PolicyScope::Fleet).await;
+    enforce_approved(&e).await;
+    let c: serde_json::Value = compose(serde_json::json!({"mode": "enforce", "valid_days": 30}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(c["rules"].as_u64().unwrap() >= 1, "{c}");
+    let r = upload(c["version"].as_str().unwrap().into(), browser_sign(&c))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let stored = e.alice.bundle_file("1.0.0").await.unwrap();
+    let pubkey = e.key.verifying_key();
+    let verified = bundle::verify(
+        &stored,
+        &pubkey,
+        &bundle::VerifyOptions {
+            now: now_s(),
+            in_use: None,
+            agent_version: None,
+        },
+    )
+    .unwrap();
+    assert!(
+        verified
+            .body
+            .policy
+            .rules
+            .iter()
+            .any(|r| r.services.iter().any(|s| s == "deepseek-api")),
+        "the composed policy blocks deepseek-api"
+    );
+
+    // An envelope naming a key the collector does not trust is refused.
+    let other = bundle::generate_key().unwrap();
+    let forged = browser_sign(&c).replace(
+        &hex::encode(&sha2::Sha256::digest(pubkey.as_bytes())[..8]),
+        &bundle::key_id(&other.verifying_key()),
+    );
+    let r = upload("1.1.0".into(), forged).await.unwrap();
+    let status = r.status();
+    assert!(
+        status.is_client_error(),
+        "{status}: {}",
+        r.text().await.unwrap()
+    );
+}

@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { h, fmtTime, fmtAgo, fmtNum, verdictBadge, link, table, card } from "./dom.js";
 import { verifyChain } from "./auditchain.js";
+import { publishCard, advanceControl, stagesButton } from "./publish.js";
 
 const scopeText = (s) => (s.kind === "group" ? `group ${s.group}` : "whole fleet");
 
@@ -65,35 +66,25 @@ export async function rulesView(ctx) {
     p.proposed_by, p.decided_by || "-", fmtTime(p.decided_ms ?? p.proposed_ms), p.decision_note || "",
   ]);
 
-  const rolloutAction = (r, kind) => async () => {
+  const rollback = (r) => async () => {
     try {
-      if (kind === "rollback") {
-        const reason = prompt(`Roll back rollout #${r.id} (bundle ${r.bundle_version})? Reason:`);
-        if (reason === null) return;
-        await api.rollbackRollout(r.id, reason);
-      } else {
-        const answer = prompt(`Advance rollout #${r.id}: percent of agents (1-99, or 100 for all):`, "");
-        if (answer === null) return;
-        const pct = Number(answer.trim());
-        if (!(answer.trim() !== "" && Number.isInteger(pct) && pct >= 1 && pct <= 100)) {
-          ctx.showError(new Error(`"${answer}" is not a percentage from 1 to 100`));
-          return;
-        }
-        await api.advanceRollout(r.id, pct);
-      }
+      const reason = prompt(`Roll back rollout #${r.id} (bundle ${r.bundle_version})? Reason:`);
+      if (reason === null) return;
+      await api.rollbackRollout(r.id, reason);
       ctx.rerender();
     } catch (err) {
       ctx.showError(err);
     }
   };
+  const stagesBox = h("div", { class: "stages-box", "data-testid": "stages-box" });
   const rolloutRows = rollouts.map((r) => [
     `#${r.id}`, r.bundle_version, r.previous_version || "-", h("span", { class: `status stage-${r.stage}` }, r.stage + (r.stage === "percent" ? ` ${r.percent}%` : "")),
     r.canary_group, r.created_by, fmtTime(r.updated_ms),
-    ctx.can("admin") && (r.stage === "canary" || r.stage === "percent" || r.stage === "all")
-      ? h("span", { class: "buttons" },
-          r.stage !== "all" ? h("button", { onclick: rolloutAction(r, "advance") }, "Advance") : null,
-          h("button", { class: "danger", onclick: rolloutAction(r, "rollback") }, "Roll back"))
-      : "",
+    h("span", { class: "buttons" },
+      stagesButton(ctx, r, stagesBox),
+      ctx.can("admin") && (r.stage === "canary" || r.stage === "percent") ? advanceControl(ctx, r) : null,
+      ctx.can("admin") && (r.stage === "canary" || r.stage === "percent" || r.stage === "all")
+        ? h("button", { class: "danger", onclick: rollback(r) }, "Roll back") : null),
   ]);
 
   return [
@@ -105,7 +96,8 @@ export async function rulesView(ctx) {
     card("Effective policy", table(["Service", "Verdict", "Scope", "Proposal", "Approved by", "Since"],
       policy.map((e) => [link(`#/service/${encodeURIComponent(e.service_id)}`, e.service_id), verdictBadge(e.verdict), scopeText(e.scope), `#${e.proposal_id}`, e.decided_by || "-", fmtTime(e.effective_ms)]),
       { empty: "No organisation policy yet: catalogue defaults apply.", testid: "policy-table" })),
-    card("Rollouts", table(["ID", "Bundle", "Previous", "Stage", "Canary group", "By", "Updated", ""], rolloutRows, { empty: "No rollouts yet.", testid: "rollouts-table" })),
+    ctx.can("admin") ? publishCard(ctx) : null,
+    card("Rollouts", table(["ID", "Bundle", "Previous", "Stage", "Canary group", "By", "Updated", ""], rolloutRows, { empty: "No rollouts yet.", testid: "rollouts-table" }), stagesBox),
     card("Bundles", table(["Version", "Size", "SHA-256", "Uploaded by", "Uploaded", "Note"],
       bundles.map((b) => [b.version, fmtNum(b.size), h("code", {}, b.sha256.slice(0, 16) + "…"), b.uploaded_by, fmtTime(b.uploaded_ms), b.note || ""]),
       { empty: "No bundles uploaded." })),

@@ -40,17 +40,18 @@ export function qs(params) {
   return s ? `?${s}` : "";
 }
 
-async function request(method, route, { body, accept = "json", tokenOverride } = {}) {
+async function request(method, route, { body, bytes, accept = "json", tokenOverride } = {}) {
   const headers = {};
   const t = tokenOverride ?? token();
   if (t) headers["Authorization"] = `Bearer ${t}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (bytes !== undefined) headers["Content-Type"] = "application/octet-stream";
   let resp;
   try {
     resp = await fetch(route, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: bytes !== undefined ? bytes : body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
     });
   } catch (e) {
@@ -102,6 +103,11 @@ export const api = {
   advanceRollout: (id, percent) =>
     request("POST", `/api/v1/rollouts/${id}/advance`, { body: { percent } }),
   rolloutAgents: (id) => request("GET", `/api/v1/rollouts/${id}/agents`),
+  compose: (req) => request("POST", "/api/v1/policy/compose", { body: req }),
+  uploadBundle: (version, note, bytes) =>
+    request("POST", `/api/v1/bundles${qs({ version, note })}`, { bytes }),
+  startRollout: (bundleVersion, canaryGroup) =>
+    request("POST", "/api/v1/rollouts", { body: { bundle_version: bundleVersion, canary_group: canaryGroup } }),
   catalogue: () => request("GET", "/api/v1/catalogue"),
   discovery: () => request("GET", "/api/v1/discovery"),
   discoveryDraft: (name) => request("GET", `/api/v1/discovery/draft${qs({ name })}`, { accept: "text" }),

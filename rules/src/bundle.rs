@@ -23,7 +23,8 @@ use crate::time::format_rfc3339;
 /// The body's `format` value.
 pub const FORMAT: &str = "shadowai-rules-bundle/1";
 /// Domain separation for signatures.
-const CONTEXT: &[u8] = b"shadowai-rules-bundle-v1\0";
+/// Prefix of every signed message (domain separation).
+pub const CONTEXT: &[u8] = b"shadowai-rules-bundle-v1\0";
 /// Accepted clock skew for `issued_at` in the future (seconds).
 pub const MAX_CLOCK_SKEW: i64 = 300;
 

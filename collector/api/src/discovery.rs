@@ -35,12 +35,15 @@ impl DiscoveryReason {
 #[serde(deny_unknown_fields)]
 pub struct DiscoveryCandidate {
     /// The DNS name or SNI contacted (lower case).
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub name: String,
     pub reason: DiscoveryReason,
     /// Executable of the process that contacted it.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 4096>")]
     pub exe: String,
     /// The catalogue service the same process used (for `ai_process`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 160>")]
     pub alongside: Option<String>,
     pub count: u64,
     pub first_seen_ms: i64,

@@ -16,7 +16,9 @@ pub const MAX_DESTINATIONS: usize = 32;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventoryReport {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub host_id: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub hostname: String,
     /// When the agent took this view, Unix ms.
     pub time_ms: i64,
@@ -36,28 +38,36 @@ pub struct AgentSession {
     #[serde(flatten)]
     pub session: SessionRef,
     /// Display name of the kind (`Gemini CLI`).
+    #[serde(deserialize_with = "crate::bounded::string::<_, 4096>")]
     pub name: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 4096>")]
     pub user: String,
     pub uid: u32,
     /// Working directory of the root process when it was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 4096>")]
     pub cwd: Option<String>,
     /// Executable and command line of the root process.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 4096>")]
     pub exe: String,
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 64, 4096>")]
     pub argv: Vec<String>,
     /// Processes started in the session so far (the root included).
     pub processes: u64,
     /// Processes of the session alive now.
     pub live_processes: u64,
     /// Names (SNI / DNS) and addresses the session's processes contacted.
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 32>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 32, 253>")]
     pub destinations: Vec<String>,
     /// Destinations the catalogue does not know (subset of `destinations`).
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 32>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 32, 253>")]
     pub off_catalogue: Vec<String>,
     /// The organisation id the tool records locally (opt-in; never a token or key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 4096>")]
     pub tenant: Option<String>,
     #[serde(default, deserialize_with = "bounded::vec::<_, _, 16>")]
     pub flags: Vec<Flag>,
@@ -72,23 +82,30 @@ pub struct AgentSession {
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
     /// Stable id: session id + launcher pid.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub id: String,
     /// `stdio` or `http`.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub transport: String,
     /// The launcher (`npx`, `uvx`, `docker-run`) or `local` for a server run directly.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub launcher: String,
     /// Package or image as written (`@modelcontextprotocol/server-filesystem`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 4096>")]
     pub package: Option<String>,
     /// The package argument pins an exact version (or an image digest).
     pub pinned: bool,
     pub pid: u32,
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 64, 4096>")]
     pub argv: Vec<String>,
     /// The session (parent agent) that started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 128>")]
     pub session_id: Option<String>,
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 32>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 32, 253>")]
     pub destinations: Vec<String>,
     /// Addresses it listens on (HTTP/SSE servers).
     #[serde(default, deserialize_with = "bounded::vec::<_, _, 32>")]
@@ -105,22 +122,30 @@ pub struct McpServer {
 #[serde(deny_unknown_fields)]
 pub struct Runtime {
     /// Stable id: kind + pid + start time.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub id: String,
     /// Catalogue kind (`ollama`).
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub kind: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub name: String,
     pub pid: u32,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 4096>")]
     pub exe: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 4096>")]
     pub user: String,
     /// How it was recognised: `exe`, `script` or `port`.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub matched_by: String,
     #[serde(default, deserialize_with = "bounded::vec::<_, _, 32>")]
     pub listeners: Vec<Listener>,
     /// Hosts the runtime itself contacted (model pulls).
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 32>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 32, 253>")]
     pub pull_hosts: Vec<String>,
     /// Processes that connected to it (`exe` or `pid:exe`), and remote peers.
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 32>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 32, 4096>")]
     pub clients: Vec<String>,
     #[serde(default, deserialize_with = "bounded::vec::<_, _, 16>")]
     pub flags: Vec<Flag>,
@@ -134,6 +159,7 @@ pub struct Runtime {
 #[serde(deny_unknown_fields)]
 pub struct Listener {
     /// Bound address (`0.0.0.0`, `::`, `127.0.0.1`).
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub addr: String,
     pub port: u16,
     /// Bound to all interfaces (`0.0.0.0` / `::`): reachable from the network.

@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod inventory;
 pub mod ocsf;
 pub mod outbox;
+pub mod publish;
 pub mod reports;
 pub mod wire;
 
@@ -157,12 +158,15 @@ pub struct Naming {
 #[serde(deny_unknown_fields)]
 pub struct SessionRef {
     /// Stable id of the session: root agent pid + its start time on this host.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 128>")]
     pub id: String,
     /// Catalogue agent kind (`claude-code`, `codex-cli`, …).
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub kind: String,
     pub root_pid: u32,
     pub started_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 256>")]
     pub version: Option<String>,
 }
 
@@ -171,16 +175,21 @@ pub struct SessionRef {
 #[serde(deny_unknown_fields)]
 pub struct ProcessRef {
     /// Executable path (`/usr/bin/python3.11`).
+    #[serde(deserialize_with = "crate::bounded::string::<_, 4096>")]
     pub exe: String,
     /// Task name (`comm`).
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub name: String,
     /// SHA-256 of the executable, hex, when the agent could read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 256>")]
     pub exe_sha256: Option<String>,
     /// Container id or systemd unit, when the process runs in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 256>")]
     pub container_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 256>")]
     pub systemd_unit: Option<String>,
 }
 
@@ -189,19 +198,23 @@ pub struct ProcessRef {
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
     /// DNS names queried that matched the service.
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 64, 253>")]
     pub dns_names: Vec<String>,
     /// TLS/QUIC SNI values seen.
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 64, 253>")]
     pub sni: Vec<String>,
     /// Destination IPs (text form).
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 64, 64>")]
     pub ips: Vec<String>,
     /// Destination ports.
     #[serde(default, deserialize_with = "bounded::vec::<_, _, 64>")]
     pub ports: Vec<u16>,
     /// Protocols seen (`dns`, `tls`, `quic`, `tcp`, `udp`).
-    #[serde(default, deserialize_with = "bounded::vec::<_, _, 16>")]
+    #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 16, 16>")]
     pub protocols: Vec<String>,
 }
 
@@ -211,25 +224,34 @@ pub struct Evidence {
 pub struct Finding {
     /// Stable id: the same (host, window, service, process, user, verdict) always gets the
     /// same id, so re-sent findings are recognised and never stored twice.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 128>")]
     pub id: String,
     /// The agent's host id (stable per host) and its host name.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub host_id: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub hostname: String,
     /// Window start and end, Unix milliseconds.
     pub window_start_ms: i64,
     pub window_end_ms: i64,
     /// Catalogue service id (`openai-chatgpt`), name, vendor and category.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 128>")]
     pub service_id: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub service_name: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub vendor: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub category: String,
     /// Risk score of the service, 0 (low) – 100 (high).
     pub risk_score: u8,
     pub verdict: Verdict,
     pub action: Action,
     /// The rule (catalogue or policy entry) that decided the verdict.
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub rule: String,
     pub process: ProcessRef,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub user: String,
     pub uid: u32,
     /// Number of connections/lookups aggregated into this finding.
@@ -242,6 +264,7 @@ pub struct Finding {
     pub layer: Option<Layer>,
     /// Version of the policy bundle that decided the verdict (none: the built-in catalogue only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 64>")]
     pub policy_version: Option<String>,
     /// TCP/UDP payload bytes sent to / received from the service over this use's sockets.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -49,18 +49,24 @@ impl Role {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub secret: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub host_id: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub hostname: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 64>")]
     pub group: Option<String>,
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub agent_version: String,
     /// The per-host credential: hex of 32 random bytes the agent generated before its first
     /// enrollment and keeps (mode 0600) in its state directory. The collector binds `host_id`
     /// to its SHA-256 on first enrollment; a later enrollment of the same `host_id` with another
     /// key is refused (409 `host_identity_conflict`) until an admin releases the host.
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub host_key: String,
 }
 
@@ -71,9 +77,12 @@ pub struct EnrollRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReenrollRequest {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 253>")]
     pub host_id: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub host_key: String,
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub agent_version: String,
 }
 
@@ -88,6 +97,7 @@ pub struct EnrollResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestBatch {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 128>")]
     pub batch_id: String,
     /// At most [`MAX_FINDINGS_PER_BATCH`], refused while parsing.
     #[serde(deserialize_with = "crate::bounded::vec::<_, _, MAX_FINDINGS_PER_BATCH>")]
@@ -128,14 +138,17 @@ impl AgentMode {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub agent_version: String,
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 64>")]
     pub bundle_version: Option<String>,
     pub mode: AgentMode,
     /// Events the agent lost since it started (ring buffer overruns, full queues).
     #[serde(default)]
     pub lost_events: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 64>")]
     pub group: Option<String>,
     /// The agent's own pipeline: spool losses, quarantine, identity (absent from agents
     /// older than this field).
@@ -153,7 +166,9 @@ pub struct Heartbeat {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BundleRefused {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub version: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 2000>")]
     pub reason: String,
 }
 
@@ -411,6 +426,7 @@ pub struct AgentInfo {
 #[serde(deny_unknown_fields)]
 pub struct EnrollmentKeyRequest {
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::string::<_, 256>")]
     pub note: String,
     /// Seconds until the key stops working (1..=31 536 000); none = no expiry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -446,6 +462,7 @@ pub struct EnrollmentKeyCreated {
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     #[serde(default, alias = "reason", skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "crate::bounded::opt_string::<_, 1000>")]
     pub note: Option<String>,
 }
 
@@ -461,10 +478,12 @@ pub enum PolicyScope {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalRequest {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 160>")]
     pub service_id: String,
     pub verdict: Verdict,
     pub scope: PolicyScope,
     #[serde(default)]
+    #[serde(deserialize_with = "crate::bounded::string::<_, 1000>")]
     pub reason: String,
 }
 
@@ -563,7 +582,9 @@ impl RolloutStage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub bundle_version: String,
+    #[serde(deserialize_with = "crate::bounded::string::<_, 64>")]
     pub canary_group: String,
 }
 

@@ -1,11 +1,13 @@
 //! `audit verify FILE` (offline), `audit export`, `audit list`.
 //!
 //! Anchoring: a hash chain alone does not stop someone with database access from rewriting
-//! the log and recomputing every hash, or from cutting its tail. `audit export` therefore
-//! keeps the heads it has seen in a local checkpoints file (one `{"seq","hash"}` line per
-//! export, next to the login file) and refuses (exit 7) a log that contradicts any of them;
-//! `audit verify FILE --expect-head SEQ:HASH` does the same offline for a head noted
-//! elsewhere (a ticket, the SIEM).
+//! the log and recomputing every hash, or from cutting its tail. `audit export --key K`
+//! therefore keeps the heads it has seen in a local checkpoints file (next to the login
+//! file), one line per export signed with the admin's key and chained to the line before
+//! (`checkpoints.rs`), and refuses (exit 7) a log that contradicts any of them — or a
+//! checkpoints file someone edited. `audit verify FILE --checkpoints CP --trusted-keys KEYS`
+//! does the same offline; `--expect-head SEQ:HASH` checks a head noted elsewhere (a ticket,
+//! the SIEM).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use shadowai_api::audit::{AuditEntry, Checkpoint, check_checkpoint, verify};
+use shadowai_rules::keyset::KeySet;
+
+use crate::checkpoints::{self, SignedCheckpoint, Trust};
 
 use crate::output::{Table, print_json, time};
 use crate::{AuditTampered, Ctx};
@@ -26,6 +31,14 @@ pub enum AuditCmd {
         /// A head seen earlier: entry SEQ must still exist with this HASH (repeatable).
         #[arg(long = "expect-head", value_name = "SEQ:HASH")]
         expect_head: Vec<Checkpoint>,
+        /// A signed checkpoints file (`audit export --key`): every line's signature and the
+        /// chain between lines are checked, then the log against each head.
+        #[arg(long, value_name = "FILE", requires = "trusted_keys")]
+        checkpoints: Option<PathBuf>,
+        /// Public keys the checkpoints may be signed with (one hex key per line; the
+        /// `rules keygen` public key file is a one-key set).
+        #[arg(long, value_name = "FILE")]
+        trusted_keys: Option<PathBuf>,
     },
     /// Download the whole chain as a JSON array (verified, and checked against every
     /// checkpoint kept from earlier exports, before it is written; its head is then kept).
@@ -35,6 +48,14 @@ pub enum AuditCmd {
         /// Checkpoints file (default: `audit-checkpoints.jsonl` next to the login file).
         #[arg(long, value_name = "FILE")]
         checkpoints: Option<PathBuf>,
+        /// The admin's secret key (`rules keygen`): the new head is signed with it and kept,
+        /// and earlier lines are checked against its public half. Without it (and without
+        /// `--trusted-keys`) no checkpoint is checked or kept.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// More public keys earlier lines may be signed with (after a key rotation).
+        #[arg(long, value_name = "FILE")]
+        trusted_keys: Option<PathBuf>,
     },
     /// Show audit entries, oldest first.
     List {
@@ -106,65 +127,82 @@ fn check_all(entries: &[AuditEntry], cps: &[Checkpoint]) -> Result<()> {
     Ok(())
 }
 
-/// Reads the checkpoints file (absent: none yet).
-fn read_checkpoints(path: &Path) -> Result<Vec<Checkpoint>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l)
-                .with_context(|| format!("{}:{}: not a checkpoint", path.display(), i + 1))
-        })
-        .collect()
+/// The key sets checkpoint lines are checked with.
+fn trust(key: Option<&ed25519_dalek::SigningKey>, trusted: Option<&Path>) -> Result<Trust> {
+    let mut t = Trust::default();
+    if let Some(k) = key {
+        t.0.push(KeySet::new(vec![k.verifying_key()]).map_err(anyhow::Error::msg)?);
+    }
+    if let Some(p) = trusted {
+        t.0.push(KeySet::read(p)?);
+    }
+    Ok(t)
 }
 
-/// Appends a checkpoint (file mode 0600, created with its directory).
-fn append_checkpoint(path: &Path, cp: &Checkpoint) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut line = serde_json::to_vec(cp)?;
-    line.push(b'\n');
-    f.write_all(&line)
-        .with_context(|| format!("writing {}", path.display()))
+fn now_ms() -> Result<i64> {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?;
+    i64::try_from(d.as_millis()).context("the system clock is out of range")
 }
 
 pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
     match cmd {
-        AuditCmd::Verify { file, expect_head } => {
+        AuditCmd::Verify {
+            file,
+            expect_head,
+            checkpoints,
+            trusted_keys,
+        } => {
             let entries = read_log(&file)?;
             let summary = check(&entries)?;
             check_all(&entries, &expect_head)?;
+            let signed = match &checkpoints {
+                Some(cp) => checkpoints::read(cp, &trust(None, trusted_keys.as_deref())?)?,
+                None => Vec::new(),
+            };
+            let heads: Vec<Checkpoint> = signed.iter().map(SignedCheckpoint::checkpoint).collect();
+            check_all(&entries, &heads)?;
             println!("{summary}");
             if !expect_head.is_empty() {
                 println!("matches {} expected head(s)", expect_head.len());
+            }
+            if let Some(cp) = &checkpoints {
+                println!(
+                    "matches {} signed checkpoint(s) in {}",
+                    heads.len(),
+                    cp.display()
+                );
             }
             Ok(())
         }
         AuditCmd::Export {
             output,
             checkpoints,
+            key,
+            trusted_keys,
         } => {
+            let key = key
+                .as_deref()
+                .map(shadowai_rules::bundle::read_signing_key)
+                .transpose()?;
+            let trust = trust(key.as_ref(), trusted_keys.as_deref())?;
             let entries = ctx.client()?.audit_export().await?;
             let summary = check(&entries).context("the collector's audit export")?;
             let cp_path = match checkpoints {
                 Some(p) => p,
                 None => ctx.config_path()?.with_file_name("audit-checkpoints.jsonl"),
             };
-            let earlier = read_checkpoints(&cp_path)?;
-            check_all(&entries, &earlier).context("the collector's audit export")?;
+            let earlier = if trust.is_empty() {
+                eprintln!(
+                    "note: no --key or --trusted-keys: the export is not checked against signed checkpoints and no head is kept"
+                );
+                Vec::new()
+            } else {
+                checkpoints::read(&cp_path, &trust)?
+            };
+            let heads: Vec<Checkpoint> = earlier.iter().map(SignedCheckpoint::checkpoint).collect();
+            check_all(&entries, &heads).context("the collector's audit export")?;
             let mut bytes = serde_json::to_vec_pretty(&entries)?;
             bytes.push(b'\n');
             match output {
@@ -175,15 +213,17 @@ pub async fn run(ctx: &Ctx, cmd: AuditCmd) -> Result<()> {
                 None => std::io::stdout().write_all(&bytes)?,
             }
             eprintln!("{summary}");
-            if let Some(last) = entries.last() {
+            if let (Some(last), Some(key)) = (entries.last(), key.as_ref()) {
                 let cp = Checkpoint {
                     seq: last.seq,
                     hash: last.hash.clone(),
                 };
-                append_checkpoint(&cp_path, &cp)?;
+                let line = SignedCheckpoint::sign(&cp, now_ms()?, earlier.last(), key);
+                checkpoints::append(&cp_path, &line)?;
                 eprintln!(
-                    "matches {} earlier checkpoint(s); head {cp} kept in {}",
+                    "matches {} earlier checkpoint(s); head {cp} signed (key {}) and kept in {}",
                     earlier.len(),
+                    line.key_id,
                     cp_path.display()
                 );
             }

@@ -5,6 +5,7 @@
 
 mod agents;
 mod audit;
+mod checkpoints;
 mod config;
 mod docs;
 mod enrollment;

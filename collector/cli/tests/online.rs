@@ -711,11 +711,17 @@ fn cli_against_a_real_collector() {
     assert!(released.contains("released host web-01"), "{released}");
     again().unwrap();
 
-    // Audit: export (verified on the way), list, verify offline; a changed approver fails at
-    // that entry with exit code 7.
-    let out = env.run(None, &format!("audit export -o {}", path("audit.json")));
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("audit log verified"));
+    // Audit: export (verified on the way, its head signed with the admin's key and kept),
+    // list, verify offline; a changed approver fails at that entry with exit code 7.
+    let key = format!("--key {}", path("k.sec"));
+    let out = env.run(
+        None,
+        &format!("audit export -o {} {key}", path("audit.json")),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("audit log verified"), "{stderr}");
+    assert!(stderr.contains("signed (key"), "{stderr}");
     let listed = env.ok(Some(&bob), "audit list");
     for action in [
         "proposal.create",
@@ -739,7 +745,18 @@ fn cli_against_a_real_collector() {
     );
     let text = std::fs::read_to_string(path("audit.json")).unwrap();
     let mut entries: Vec<Value> = serde_json::from_str(&text).unwrap();
-    // The head was kept as a checkpoint; it can also be given explicitly.
+    let cps = env.config.with_file_name("audit-checkpoints.jsonl");
+    let signed = format!(
+        "audit verify {} --checkpoints {} --trusted-keys {}",
+        path("audit.json"),
+        cps.display(),
+        path("k.pub")
+    );
+    assert!(
+        env.ok(None, &signed)
+            .contains("matches 1 signed checkpoint")
+    );
+    // The head can also be given explicitly.
     let head = entries.last().unwrap();
     let head = format!("{}:{}", head["seq"], head["hash"].as_str().unwrap());
     let anchored = format!("audit verify {} --expect-head {head}", path("audit.json"));
@@ -749,21 +766,87 @@ fn cli_against_a_real_collector() {
     std::fs::write(path("short.json"), short).unwrap();
     let truncated = format!("audit verify {} --expect-head {head}", path("short.json"));
     env.fails(None, &truncated, 7, "truncated");
-    // Someone with database access cuts the log's tail (dropping the append-only trigger):
-    // the shorter chain still verifies on its own, but not against the kept checkpoint.
+
+    // Someone with database access rewrites the log: an approval is re-attributed and every
+    // later hash recomputed, so the chain verifies on its own — not against the checkpoint.
     let db = data.join("collector.db");
-    let sql = format!(
-        "import sqlite3; c = sqlite3.connect({:?}); c.execute('DROP TRIGGER audit_no_delete'); \
-         c.execute('DELETE FROM audit WHERE seq > {cut}'); c.commit()",
-        db.display().to_string()
+    let sqlite = |sql: &str, rows: &str| {
+        let script = format!(
+            "import json, sqlite3, sys; c = sqlite3.connect({:?}); {sql}; c.commit()",
+            db.display().to_string()
+        );
+        let st = Command::new("python3")
+            .args(["-c", &script, rows])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    let approve = entries
+        .iter()
+        .position(|e| e["action"] == "proposal.approve")
+        .unwrap();
+    let mut forged: Vec<shadowai_api::audit::AuditEntry> =
+        serde_json::from_value(Value::from(entries.clone())).unwrap();
+    forged[approve].actor = "mallory".into();
+    for i in approve..forged.len() {
+        let prev = (i > 0).then(|| (forged[i - 1].hash.clone(), forged[i - 1].seq));
+        let e = &forged[i];
+        forged[i] = shadowai_api::audit::AuditEntry::next(
+            prev.as_ref().map(|(h, s)| (h.as_str(), *s)),
+            e.ts_ms,
+            &e.actor,
+            &e.action,
+            &e.target,
+            e.details.clone(),
+        );
+    }
+    shadowai_api::audit::verify(&forged).unwrap();
+    let rows: Vec<Value> = forged[approve..]
+        .iter()
+        .map(|e| serde_json::json!([e.actor, e.prev_hash, e.hash, e.seq]))
+        .collect();
+    sqlite(
+        "c.execute('DROP TRIGGER audit_no_update'); \
+         c.executemany('UPDATE audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?', json.loads(sys.argv[1]))",
+        &Value::from(rows).to_string(),
     );
-    let st = Command::new("python3").args(["-c", &sql]).status().unwrap();
-    assert!(st.success());
     env.fails(
         None,
-        &format!("audit export -o {}", path("again.json")),
+        &format!("audit export -o {} {key}", path("again.json")),
         7,
-        "does NOT match checkpoint",
+        "was rewritten",
+    );
+    assert!(!path_exists(&path("again.json")));
+    // Editing the local checkpoint to match the rewrite breaks its signature.
+    let line = std::fs::read_to_string(&cps).unwrap();
+    let edited = line.replace(
+        entries.last().unwrap()["hash"].as_str().unwrap(),
+        &forged.last().unwrap().hash,
+    );
+    assert_ne!(line, edited);
+    std::fs::write(&cps, edited).unwrap();
+    env.fails(
+        None,
+        &format!("audit export -o {} {key}", path("again.json")),
+        7,
+        "the signature does not match the line: it was edited",
+    );
+    env.fails(None, &signed, 7, "the signature does not match");
+    std::fs::write(&cps, &line).unwrap();
+
+    // Someone cuts the log's tail (dropping the append-only trigger): the shorter chain still
+    // verifies on its own, but not against the signed checkpoint.
+    sqlite(
+        &format!(
+            "c.execute('DROP TRIGGER audit_no_delete'); c.execute('DELETE FROM audit WHERE seq > {cut}')"
+        ),
+        "",
+    );
+    env.fails(
+        None,
+        &format!("audit export -o {} {key}", path("again.json")),
+        7,
+        "truncated",
     );
     assert!(!path_exists(&path("again.json")));
     let at = entries

@@ -106,29 +106,57 @@ pub fn connection_cap(wanted: usize) -> usize {
     wanted.min(fits.max(1))
 }
 
-/// Exponential back-off for accept errors, logged once per burst.
+/// Exponential back-off for accept errors. Every failure is counted; the warning is logged
+/// at most once per [`AcceptBackoff::LOG_EVERY`] (with the failures since the last one), so
+/// a descriptor table that flaps between full and not full cannot fill the log.
 struct AcceptBackoff {
     delay: Duration,
     failing: bool,
+    /// When the last warning was logged.
+    logged_at: Option<std::time::Instant>,
+    /// Failures since the last warning.
+    unlogged: u64,
+    /// A warning was logged and its recovery not yet.
+    recovery_due: bool,
 }
 
 impl AcceptBackoff {
     const MIN: Duration = Duration::from_millis(10);
     const MAX: Duration = Duration::from_secs(1);
+    const LOG_EVERY: Duration = Duration::from_secs(60);
+
+    fn new() -> Self {
+        AcceptBackoff {
+            delay: Self::MIN,
+            failing: false,
+            logged_at: None,
+            unlogged: 0,
+            recovery_due: false,
+        }
+    }
 
     async fn failed(&mut self, e: &std::io::Error, metrics: &Metrics) {
         metrics.accept_errors.inc();
-        if !self.failing {
-            tracing::warn!(error = %e, "accept failed; backing off until accepts succeed again (counted in accept_errors_total)");
-            self.failing = true;
+        self.failing = true;
+        self.unlogged += 1;
+        if self
+            .logged_at
+            .is_none_or(|t| t.elapsed() >= Self::LOG_EVERY)
+        {
+            tracing::warn!(error = %e, failures = self.unlogged,
+                "accept failed; backing off until accepts succeed again (every failure counted in accept_errors_total; logged at most once a minute)");
+            self.logged_at = Some(std::time::Instant::now());
+            self.unlogged = 0;
+            self.recovery_due = true;
         }
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 2).min(Self::MAX);
     }
 
     fn succeeded(&mut self) {
-        if self.failing {
+        if self.failing && self.recovery_due {
             tracing::info!("accept works again");
+            self.recovery_due = false;
         }
         self.failing = false;
         self.delay = Self::MIN;
@@ -147,10 +175,7 @@ pub async fn serve(
     let cap = connection_cap(limits.max_connections);
     let permits = Arc::new(tokio::sync::Semaphore::new(cap));
     let per_ip = Arc::new(PerIp::default());
-    let mut backoff = AcceptBackoff {
-        delay: AcceptBackoff::MIN,
-        failing: false,
-    };
+    let mut backoff = AcceptBackoff::new();
     tokio::pin!(shutdown);
     loop {
         let (tcp, addr) = tokio::select! {
@@ -260,10 +285,7 @@ mod tests {
     #[tokio::test]
     async fn accept_errors_back_off_exponentially_to_a_cap_and_reset() {
         let m = Metrics::new();
-        let mut b = AcceptBackoff {
-            delay: AcceptBackoff::MIN,
-            failing: false,
-        };
+        let mut b = AcceptBackoff::new();
         let emfile = std::io::Error::from_raw_os_error(24);
         let mut pauses = Vec::new();
         for _ in 0..9 {
@@ -274,7 +296,18 @@ mod tests {
         assert_eq!(ms, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert!(b.failing);
         assert_eq!(m.accept_errors.get(), 9);
+        assert_eq!(
+            (b.unlogged, b.recovery_due),
+            (8, true),
+            "one warning for 9 failures"
+        );
         b.succeeded();
         assert_eq!((b.delay, b.failing), (AcceptBackoff::MIN, false));
+        // Flapping (fail, succeed, fail …) within the minute logs nothing more.
+        for _ in 0..3 {
+            b.failed(&emfile, &m).await;
+            b.succeeded();
+        }
+        assert_eq!((b.unlogged, b.recovery_due), (11, false));
     }
 }

@@ -48,8 +48,24 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Parses a JSON body; an error names the field it happened in (`findings[3].process.exe:
+/// string of 9000 bytes; at most 4096 allowed`). Strings and lists are capped while parsing
+/// (`shadowai_api::bounded`), so an oversized value is refused before it is copied.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| bad(format!("request body: {e}")))
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let v = serde_path_to_error::deserialize(&mut *de).map_err(|e| body_error(&e))?;
+    de.end().map_err(|e| bad(format!("request body: {e}")))?;
+    Ok(v)
+}
+
+/// `request body: PATH: ERROR` (no path when the error is at the top level).
+pub fn body_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    if path == "." {
+        bad(format!("request body: {}", e.inner()))
+    } else {
+        bad(format!("request body: {path}: {}", e.inner()))
+    }
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

@@ -33,7 +33,8 @@ fn required(method: &Method, route: &str) -> Option<Option<Cap>> {
         | "/api/v1/agents/{agent_id}/rotate-token"
         | "/api/v1/agents/{agent_id}/release"
         | "/api/v1/enrollment-keys"
-        | "/api/v1/enrollment-keys/{id}/revoke" => Cap::Admin,
+        | "/api/v1/enrollment-keys/{id}/revoke"
+        | "/api/v1/policy/compose" => Cap::Admin,
         "/api/v1/proposals/{id}/approve" | "/api/v1/proposals/{id}/reject" => Cap::Approve,
         "/api/v1/exports/findings.csv" | "/api/v1/exports/findings.ocsf.json" => Cap::Export,
         "/api/v1/audit" | "/api/v1/audit/export" => Cap::Audit,

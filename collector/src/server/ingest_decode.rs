@@ -1,6 +1,8 @@
 //! Decoding an ingest body off the async workers: gzip inflated as a stream under a hard cap,
-//! JSON parsed from that stream with list caps enforced during the parse
-//! (`shadowai_api::bounded`), then every finding validated. At most
+//! JSON parsed from that stream with list and string caps enforced during the parse
+//! (`shadowai_api::bounded`; an inflated string is also cut off by its raw length before the
+//! parser's scratch buffer can grow past [`RAW_STRING_MAX`]), then every finding validated.
+//! Errors name the field (`findings[2].process.exe: …`). At most
 //! `limits.parse_concurrency` bodies are decoded at once; others wait briefly, then get 503.
 
 use std::io::{BufReader, Read};
@@ -12,9 +14,69 @@ use shadowai_api::IngestBatch;
 use super::SharedState;
 use super::agent_routes::{check_finding, check_ident};
 use super::error::{ApiError, bad};
+use super::extract::body_error;
+
+type PathResult = Result<IngestBatch, serde_path_to_error::Error<serde_json::Error>>;
+
+/// Parses one batch and checks nothing but whitespace follows it.
+fn parse<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+) -> Result<PathResult, ApiError> {
+    let r = serde_path_to_error::deserialize::<_, IngestBatch>(&mut *de);
+    if r.is_ok() {
+        de.end()
+            .map_err(|e| bad(format!("request body: after the batch: {e}")))?;
+    }
+    Ok(r)
+}
 
 /// How long an ingest waits for a decode slot before 503.
 const PARSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Longest raw (still escaped) JSON string an inflated ingest body may hold: the longest
+/// string field (4096 bytes) written entirely as `\uXXXX` escapes takes 6 bytes per byte
+/// at most.
+pub const RAW_STRING_MAX: usize = 6 * 4096;
+
+/// Fails the read once a JSON string in the stream runs past `max` raw bytes, so the JSON
+/// parser reading from it never buffers a longer one.
+struct StringGuard<R> {
+    inner: R,
+    max: usize,
+    in_str: bool,
+    escaped: bool,
+    run: usize,
+    hit: bool,
+}
+
+impl<R: Read> Read for StringGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if !self.in_str {
+                if b == b'"' {
+                    self.in_str = true;
+                    self.run = 0;
+                }
+                continue;
+            }
+            if self.escaped {
+                self.escaped = false;
+            } else if b == b'\\' {
+                self.escaped = true;
+            } else if b == b'"' {
+                self.in_str = false;
+                continue;
+            }
+            self.run += 1;
+            if self.run > self.max {
+                self.hit = true;
+                return Err(std::io::Error::other("string length limit reached"));
+            }
+        }
+        Ok(n)
+    }
+}
 
 /// Refuses to yield more than `left` bytes (an error, not a silent truncation).
 struct Capped<R> {
@@ -65,29 +127,47 @@ pub fn decode_batch(
     host_id: &str,
 ) -> Result<IngestBatch, ApiError> {
     let parsed = match encoding {
-        Encoding::Identity => serde_json::from_slice::<IngestBatch>(body),
+        Encoding::Identity => parse(&mut serde_json::Deserializer::from_slice(body))?,
         Encoding::Gzip => {
-            let mut capped = Capped {
-                inner: flate2::read::GzDecoder::new(body),
-                left: inflated_max as u64,
+            let mut guard = StringGuard {
+                inner: Capped {
+                    inner: flate2::read::GzDecoder::new(body),
+                    left: inflated_max as u64,
+                    hit: false,
+                },
+                max: RAW_STRING_MAX,
+                in_str: false,
+                escaped: false,
+                run: 0,
                 hit: false,
             };
-            let r = serde_json::from_reader(BufReader::new(&mut capped));
-            if capped.hit {
+            let r = parse(&mut serde_json::Deserializer::from_reader(BufReader::new(
+                &mut guard,
+            )));
+            if guard.inner.hit {
                 return Err(ApiError::PayloadTooLarge {
                     message: format!(
                         "request body inflates to more than {inflated_max} bytes (limits.inflated_bytes)"
                     ),
                 });
             }
-            r
+            if guard.hit {
+                let path = match r {
+                    Ok(Err(e)) => format!("{}: ", e.path()),
+                    Ok(Ok(_)) | Err(_) => String::new(),
+                };
+                return Err(bad(format!(
+                    "request body: {path}a string longer than {RAW_STRING_MAX} raw bytes; no field allows that many"
+                )));
+            }
+            r?
         }
     };
     let batch = parsed.map_err(|e| {
-        if e.is_io() {
-            bad(format!("request body: invalid gzip data: {e}"))
+        if e.inner().is_io() {
+            bad(format!("request body: invalid gzip data: {}", e.inner()))
         } else {
-            bad(format!("request body: {e}"))
+            body_error(&e)
         }
     })?;
     check_ident("batch_id", &batch.batch_id, 128)?;

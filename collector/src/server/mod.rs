@@ -17,6 +17,7 @@ mod ingest_decode;
 mod inventory_routes;
 pub mod metrics;
 mod policy_routes;
+mod publish_routes;
 pub mod ratelimit;
 mod report_routes;
 mod slowbody;
@@ -185,6 +186,7 @@ pub fn router(state: SharedState) -> Router {
             post(admin_routes::rollback_rollout),
         )
         // ---- policy as data, publish (issue 10) ----
+        .route("/api/v1/policy/compose", post(publish_routes::compose))
         .route("/api/v1/catalogue", get(policy_routes::catalogue))
         .route("/api/v1/policy/document", get(policy_routes::document))
         .route("/api/v1/proposals/{id}/impact", get(policy_routes::impact))

@@ -1,0 +1,265 @@
+//! The policy loop through the web UI in a real headless Chromium, ending in a real block:
+//! a real collector that trusts a bundle key, a real agent enrolled in the canary group, and
+//! a real client in a network namespace. In the browser (`tests/ui/publish.test.mjs`) the
+//! admin proposes blocking a service and switching to enforce, cannot approve their own
+//! proposals, a second person approves, and the admin signs the policy *in the browser*
+//! (WebCrypto Ed25519 over a key file picked in the page; the test checks the seed is in no
+//! request) and starts a canary rollout that shows its agents per stage. Then the agent loads
+//! the bundle, the client's next request to the service fails while another service works,
+//! and the findings page shows the use as `blocked`. Needs root, `cargo build --bins` and
+//! `.ci/deps/collector-ui.sh`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shadowai_tests::{Collector, Daemon, Topology, bin, repo_root, serial, sh, wait_until};
+
+fn ui_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
+}
+
+fn curl(t: &Topology, cert: &str, url: &str) -> i32 {
+    t.cmd(&t.client, "curl")
+        .args([
+            "-4",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "8",
+            "--cacert",
+            cert,
+            url,
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+/// Runs one phase of the browser script; panics with its output when a step fails.
+fn browser(url: &str, fixture: &Value, phase: &str, shots: &Path) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run `bash .ci/deps/collector-ui.sh`"
+    );
+    assert!(
+        ui_dir().join("node_modules/playwright-core").exists(),
+        "tests/ui/node_modules/playwright-core is missing: run `bash .ci/deps/collector-ui.sh`"
+    );
+    let mut node = Command::new("node")
+        .arg(ui_dir().join("publish.test.mjs"))
+        .current_dir(ui_dir())
+        .env("SHADOWAI_URL", url)
+        .env("SHADOWAI_FIXTURE", fixture.to_string())
+        .env("PHASE", phase)
+        .env("SCREENSHOT_DIR", shots)
+        .env("CHROMIUM", &chromium)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node must be installed: run `bash .ci/deps/collector-ui.sh`");
+    let mut stdout = node.stdout.take().unwrap();
+    let mut stderr = node.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = node.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            let _ = node.wait();
+            panic!(
+                "browser phase {phase} did not finish within 180 s: {}",
+                out.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    println!("{out}");
+    assert!(
+        status.success() && out.contains(" passed, 0 failed"),
+        "browser phase {phase} failed ({status}):\n{out}\n{err}\nscreenshots in {}",
+        shots.display()
+    );
+}
+
+#[test]
+fn publish_and_rollout_from_the_browser_and_the_agent_blocks() {
+    let _g = serial();
+    let (t, cert) = Topology::with_servers(
+        &["api.deepseek.com", "api.openai.com"],
+        "api.deepseek.com A {v4}\napi.openai.com A {v4}\n",
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let path = |n: &str| work.path().join(n).to_str().unwrap().to_owned();
+    sh(Command::new(bin("shadowai").unwrap()).args([
+        "rules",
+        "keygen",
+        "--secret",
+        &path("bundle.sec"),
+        "--public",
+        &path("bundle.pub"),
+    ]))
+    .unwrap();
+    let seed = std::fs::read_to_string(path("bundle.sec"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap()
+        .to_owned();
+    let catalogue = repo_root().join("rules/catalogue");
+    let port = 19100 + (std::process::id() % 400) as u16;
+    let data = work.path().join("collector");
+    let c = Collector::start_with(
+        &data,
+        port,
+        &[
+            "--catalogue",
+            catalogue.to_str().unwrap(),
+            "--bundle-key",
+            &path("bundle.pub"),
+        ],
+    )
+    .unwrap();
+    let admin = c.admin_token.clone().expect("bootstrap admin token");
+    std::fs::write(path("enroll.secret"), c.enroll_secret.clone().unwrap()).unwrap();
+    let bob = sh(Command::new(bin("shadowai-collector").unwrap())
+        .args([
+            "token", "create", "--role", "approver", "--name", "bob", "--data",
+        ])
+        .arg(&data))
+    .unwrap()
+    .lines()
+    .find(|l| l.starts_with("sau_"))
+    .unwrap()
+    .to_owned();
+
+    let config = work.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nstate_dir = \"{state}\"\nwindow_secs = 2\ngroup = \"canary\"\n\
+             hostname = \"ui-loop-host\"\nhost_id = \"ui-loop-host-id\"\n\n\
+             [rules]\ncatalogue = \"{cat}\"\nbundle_key = \"{key}\"\n\n\
+             [collector]\nurl = \"{url}\"\nca = \"{ca}\"\nenroll_secret_file = \"{secret}\"\nupload_secs = 1\n",
+            state = path("agent-state"),
+            cat = catalogue.display(),
+            key = path("bundle.pub"),
+            url = c.url,
+            ca = c.ca.display(),
+            secret = path("enroll.secret"),
+        ),
+    )
+    .unwrap();
+    let _agent = Daemon::agent_run(&config).unwrap();
+    wait_until(
+        "the agent's first heartbeat",
+        Duration::from_secs(60),
+        || {
+            let agents = c.get(&admin, "/api/v1/agents").ok()?;
+            agents
+                .as_array()?
+                .iter()
+                .any(|a| a["host_id"] == "ui-loop-host-id" && a["group"] == "canary")
+                .then_some(())
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        curl(&t, &cert, "https://api.deepseek.com/"),
+        0,
+        "monitor: allowed"
+    );
+
+    let shots = std::env::var("SHADOWAI_UI_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| work.path().join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let fixture = json!({
+        "admin_token": admin,
+        "approver_token": bob,
+        "key_file": path("bundle.sec"),
+        "key_seed": seed,
+        "service": "deepseek-api",
+        "canary_group": "canary",
+    });
+    browser(&c.url, &fixture, "publish", &shots);
+
+    // The bundle the browser signed reaches the agent, which blocks the service, only that one.
+    let agent = wait_until(
+        "the agent to load the browser-signed bundle",
+        Duration::from_secs(60),
+        || {
+            let agents = c.get(&admin, "/api/v1/agents").ok()?;
+            let a = agents
+                .as_array()?
+                .iter()
+                .find(|a| a["host_id"] == "ui-loop-host-id")?
+                .clone();
+            (a["bundle_version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("1."))
+                && a["mode"] == "enforce")
+                .then_some(a)
+        },
+    )
+    .unwrap();
+    let bundles = c.get(&admin, "/api/v1/bundles").unwrap();
+    let b = bundles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["version"] == agent["bundle_version"])
+        .unwrap();
+    assert!(
+        b["note"].as_str().unwrap().contains("web UI"),
+        "the agent runs the bundle published from the browser: {b}"
+    );
+    wait_until(
+        "the blocked request to fail",
+        Duration::from_secs(30),
+        || (curl(&t, &cert, "https://api.deepseek.com/") != 0).then_some(()),
+    )
+    .unwrap();
+    assert_eq!(
+        curl(&t, &cert, "https://api.openai.com/"),
+        0,
+        "other services still work"
+    );
+    wait_until(
+        "a finding with action blocked",
+        Duration::from_secs(60),
+        || {
+            c.findings(&admin)
+                .into_iter()
+                .find(|f| f["service_id"] == "deepseek-api" && f["action"] == "blocked")
+        },
+    )
+    .unwrap();
+    browser(&c.url, &fixture, "verify", &shots);
+}
