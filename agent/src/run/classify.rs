@@ -6,14 +6,14 @@
 //! Verdict and action stay distinct: the verdict is what the policy says of the use; the
 //! action is what happened to it — `blocked` when the kernel or the agent refused it (with
 //! the layer that did), `would_block` when enforce mode would have refused it but the
-//! policy only monitors, else `allowed`.
+//! policy only monitors (monitor mode, or an observe-only rule: `enforce = false`), else
+//! `allowed`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shadowai_api::{Action, Layer};
-use shadowai_rules::engine::{MatchedBy, Query};
-use shadowai_rules::policy::Mode;
+use shadowai_rules::engine::{Decision, MatchedBy, Query};
 use shadowai_rules::{Engine, Verdict};
 use tokio::sync::{mpsc, watch};
 
@@ -29,8 +29,14 @@ use crate::sensor::bytes::ByteCounters;
 /// Event batches waiting for this stage at most (a batch is one ring-buffer drain).
 pub const QUEUE: usize = 256;
 
-/// The service and verdict for one event, if it is a use of an AI service.
-pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classified> {
+/// The engine's decision for one event, handed to `f` (`None`: not an AI use, or a local
+/// resolver's lookup).
+fn with_decision<R>(
+    engine: &Engine,
+    e: &Event,
+    host_tags: &[&str],
+    f: impl FnOnce(&Decision<'_>) -> R,
+) -> Option<R> {
     if e.signals.contains(&Signal::LocalResolver) {
         return None; // a resolver's lookups are its clients' uses, reported as theirs
     }
@@ -53,10 +59,30 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         unix_groups: &groups,
         host_tags,
     };
-    let d = engine.classify(&q)?;
+    engine.classify(&q).map(|d| f(&d))
+}
+
+/// The service the policy refuses this event's use of (verdict `blocked` in enforce mode,
+/// by a rule that is not observe-only), if any: what the agent itself refuses.
+pub fn refused_service(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<String> {
+    with_decision(engine, e, host_tags, |d| {
+        d.enforce().then(|| d.service.id.clone())
+    })
+    .flatten()
+}
+
+/// The service and verdict for one event, if it is a use of an AI service.
+pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classified> {
+    with_decision(engine, e, host_tags, |d| {
+        classified(engine, e, host_tags, d)
+    })
+}
+
+fn classified(engine: &Engine, e: &Event, host_tags: &[&str], d: &Decision<'_>) -> Classified {
+    // Not refused although blocked: monitor mode, or an observe-only rule in enforce mode.
     let (action, layer) = if e.blocked {
         (Action::Blocked, Some(layer_of(e)))
-    } else if d.verdict == Verdict::Blocked && d.mode != Mode::Enforce {
+    } else if d.verdict == Verdict::Blocked && !d.enforce() {
         match would_refuse(engine, e, host_tags, &d.service.id) {
             Some(l) => (Action::WouldBlock, Some(l)),
             None => (Action::Allowed, None),
@@ -64,7 +90,7 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
     } else {
         (Action::Allowed, None)
     };
-    Some(Classified {
+    Classified {
         service_id: d.service.id.clone(),
         service_name: d.service.name.clone(),
         vendor: d.service.vendor.clone(),
@@ -75,8 +101,8 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         layer,
         policy_version: None,
         rule: d.rule_id(),
-        naming: crate::correlate::naming::of(e, &d),
-    })
+        naming: crate::correlate::naming::of(e, d),
+    }
 }
 
 /// The layer that refuses (or would refuse) an event of this kind.
