@@ -107,7 +107,11 @@ fn a_flood_of_junk_events_cannot_make_a_held_hello_fall_open() {
         refused.push(o.took);
     }
     let ok = py_client(&t, &[], "split-hello", &[&v4, "api.openai.com"]).unwrap();
-    assert!(ok.ok, "the sanctioned service under the flood: {}", ok.error);
+    assert!(
+        ok.ok,
+        "the sanctioned service under the flood: {}",
+        ok.error
+    );
     let out = flood.wait_with_output().unwrap();
     let made: u64 = String::from_utf8_lossy(&out.stdout)
         .trim()

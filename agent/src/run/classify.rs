@@ -123,9 +123,10 @@ pub fn layer_of(e: &Event) -> Layer {
 
 /// In monitor mode, a use whose verdict is `blocked`: which layer enforce mode would have
 /// refused it at, if any. Names (DNS, SNI, QUIC) are refused for the process whose verdict
-/// is `blocked`; a DNS query only when the block holds host-wide (the kernel's name filter
-/// knows no processes); a connect only into the service's own published networks —
-/// never an address other names share.
+/// is `blocked`; a DNS query only when the block holds host-wide and no exception or
+/// scoped rule lifts it for someone (the kernel's filters know no processes); a connect
+/// only into the service's own published networks, on the same terms — never an address
+/// other names share.
 fn would_refuse(engine: &Engine, e: &Event, host_tags: &[&str], service: &str) -> Option<Layer> {
     let host_wide = |name: Option<&str>, ip: Option<std::net::IpAddr>| {
         let q = Query {
@@ -135,8 +136,17 @@ fn would_refuse(engine: &Engine, e: &Event, host_tags: &[&str], service: &str) -
             ..Query::default()
         };
         engine.classify(&q).map(|d| {
+            // In the per-host filters only when no exception or scoped rule lifts it.
+            let lifted = || {
+                super::enforce::lifted_for_some(
+                    engine.policy(),
+                    d.service,
+                    &d.decided_by,
+                    shadowai_rules::time::now_unix(),
+                )
+            };
             (
-                d.service.id == service && d.verdict == Verdict::Blocked,
+                d.service.id == service && d.verdict == Verdict::Blocked && !lifted(),
                 matches!(d.matched_by, MatchedBy::Cidr(_)),
             )
         })
@@ -430,6 +440,40 @@ mod tests {
             "nobody",
         );
         assert_eq!(decided(&m, &q), (Action::Allowed, None));
+    }
+
+    #[test]
+    fn an_observe_only_rule_would_block_in_enforce_mode_and_a_lifted_block_not_at_dns() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+        let cat = Catalogue::load_dir(&dir).unwrap();
+        let text = "mode = \"enforce\"\ndefault_verdict = \"unsanctioned\"\n\n\
+            [[exceptions]]\nid = \"alice\"\nverdict = \"tolerated\"\nservices = [\"anthropic-api\"]\nusers = [\"alice\"]\n\
+            reason = \"r\"\napprover = \"a\"\nexpires = 2099-01-01T00:00:00Z\n\n\
+            [[rules]]\nid = \"watch-deepseek\"\nverdict = \"blocked\"\nservices = [\"deepseek-api\", \"anthropic-api\"]\nenforce = false\n";
+        let (p, report) = Policy::parse(Path::new("policy.toml"), text, &cat, 0);
+        let e = Engine::new(cat, p.unwrap_or_else(|| panic!("{report:?}"))).unwrap();
+        let q = |name, user| ev(EventKind::DnsQuery, "udp", name, "10.0.0.53:53", user);
+        assert_eq!(
+            decided(&e, &q("api.deepseek.com", "bob")),
+            (Action::WouldBlock, Some(Layer::Dns))
+        );
+        assert_eq!(
+            refused_service(&e, &q("api.deepseek.com", "bob"), &[]),
+            None
+        );
+        // Lifted for alice: never refused at DNS for anyone, so not "would" either.
+        assert_eq!(
+            decided(&e, &q("api.anthropic.com", "bob")),
+            (Action::Allowed, None)
+        );
+        let hello = ev(
+            EventKind::TlsClientHello,
+            "tcp",
+            "api.anthropic.com",
+            "10.9.9.9:443",
+            "bob",
+        );
+        assert_eq!(decided(&e, &hello), (Action::WouldBlock, Some(Layer::Sni)));
     }
 
     #[test]

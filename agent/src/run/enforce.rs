@@ -35,7 +35,7 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
 /// exception for one user, a `sanctioned` for a group, an observe-only rule)? Then the block
 /// cannot live in the per-host kernel filters: it is decided per process, by the SNI.
 /// Conservative: a scoped rule limited to other hosts' tags also counts.
-fn lifted_for_some(policy: &Policy, svc: &Service, decider: &DecidedBy<'_>, now: i64) -> bool {
+pub fn lifted_for_some(policy: &Policy, svc: &Service, decider: &DecidedBy<'_>, now: i64) -> bool {
     let decider_id = match decider {
         DecidedBy::Exception(r) | DecidedBy::Rule(r) => Some(r.id.as_str()),
         DecidedBy::Default => None,
