@@ -32,6 +32,12 @@ use shadowai_common::{drop, ArgsBuf, Config, FlowState, SendKey, SockOwner, QNAM
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
+/// Records that need a decision or a teardown at once (any `flags`: refusals, held
+/// ClientHellos and QUIC Initials), apart from the bulk: a local flood that fills `EVENTS`
+/// cannot crowd them out, and the agent drains this ring first (1 MiB ≈ 450 records).
+#[map]
+static DECISIONS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+
 /// Socket cookie → owner, filled by the sock_addr hooks, read by the packet hooks.
 #[map]
 static SOCK_OWNERS: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(65536, 0);

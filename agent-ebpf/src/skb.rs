@@ -16,7 +16,8 @@ use shadowai_common::{
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
 use crate::{
-    config, count_drop, wakeup_flags, BPF_RB_FORCE_WAKEUP, DNS_PORTS, EVENTS, FLOWS, SOCK_OWNERS,
+    config, count_drop, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS, DNS_PORTS, EVENTS, FLOWS,
+    SOCK_OWNERS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -81,7 +82,8 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     if direction != dir::EGRESS && !is_dns {
         if p.meta.protocol == IPPROTO_UDP && deciding_names() {
             // SAFETY: ctx.skb is the program's context.
-            let held = quic_held(unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) });
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+            let held = quic_held(cookie, prog_id);
             // A Version Negotiation packet is how the agent turns a refused client away.
             return Ok(held && !is_version_negotiation(ctx, p.off));
         }
@@ -157,22 +159,31 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
                 // Established flows end here: one lookup per egress segment.
                 flow::BLOCKED => return Ok(true),
                 // The hello is out, the agent is deciding: nothing else leaves meanwhile.
-                flow::PENDING => return Ok(now_ms().wrapping_sub(st.want) < flow::HOLD_MS),
+                flow::PENDING => {
+                    if now_ms().wrapping_sub(st.want) < flow::HOLD_MS {
+                        return Ok(true);
+                    }
+                    // Undecided within the hold: fail open, counted once.
+                    st.state = flow::DONE;
+                    count_drop(prog_id, drop::HOLD_EXPIRED);
+                    return Ok(false);
+                }
                 _ => return Ok(false),
             }
             st.got = st.got.saturating_add(p.len);
             st.segs += 1;
+            // The rest of a ClientHello the agent decides (held): to the decision ring,
+            // like its first segment, waking the agent now rather than on its timer.
+            let held = st.state == flow::CAPTURING_HOLD;
             if st.got >= st.want || st.segs >= flow::MAX_TLS_SEGS {
-                if st.state == flow::CAPTURING_HOLD {
+                if held {
                     st.state = flow::PENDING;
                     st.want = now_ms();
                 } else {
                     st.state = flow::DONE;
                 }
             }
-            // The rest of a ClientHello that spans segments: in enforce mode the agent
-            // decides from the reassembled hello, so wake it now rather than on its timer.
-            deciding_names()
+            held
         }
         None => {
             // First payload of this socket: is it a TLS ClientHello record?
@@ -232,7 +243,7 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
             if FLOWS.insert(&cookie, &st, 0).is_err() {
                 count_drop(prog_id, drop::MAP_FULL);
             }
-            per_process
+            hold
         }
     };
     p.meta.payload = payload::TLS;
@@ -273,13 +284,25 @@ fn now_ms() -> u32 {
 }
 
 /// Should a datagram arriving for this UDP socket be dropped: the agent refused the flow,
-/// or is still deciding it (for at most [`flow::HOLD_MS`], then fail-open)?
+/// or is still deciding it (for at most [`flow::HOLD_MS`], then fail-open, counted once)?
 #[inline(always)]
-fn quic_held(cookie: u64) -> bool {
-    // SAFETY: read-only lookup.
-    match unsafe { FLOWS.get(&cookie) } {
-        Some(s) if s.state == flow::BLOCKED => true,
-        Some(s) if s.state == flow::PENDING => now_ms().wrapping_sub(s.want) < flow::HOLD_MS,
+fn quic_held(cookie: u64, prog_id: u32) -> bool {
+    let Some(s) = FLOWS.get_ptr_mut(&cookie) else {
+        return false;
+    };
+    // SAFETY: valid map value pointer; per-socket state.
+    let st = unsafe { &mut *s };
+    match st.state {
+        flow::BLOCKED => true,
+        flow::PENDING => {
+            if now_ms().wrapping_sub(st.want) < flow::HOLD_MS {
+                return true;
+            }
+            st.state = flow::DONE;
+            st.segs = flow::MAX_QUIC_PKTS;
+            count_drop(prog_id, drop::HOLD_EXPIRED);
+            false
+        }
         _ => false,
     }
 }
@@ -475,7 +498,14 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
         count_drop(prog_id, drop::TRUNCATED);
     }
     p.meta.cap_len = n;
-    let Some(mut entry) = EVENTS.reserve::<PacketEvent>(0) else {
+    // Refusals and held hellos apart from the bulk (see `DECISIONS`).
+    let urgent = p.meta.flags != 0;
+    let entry = if urgent {
+        DECISIONS.reserve::<PacketEvent>(0)
+    } else {
+        EVENTS.reserve::<PacketEvent>(0)
+    };
+    let Some(mut entry) = entry else {
         count_drop(prog_id, drop::RINGBUF_FULL);
         return Ok(());
     };
@@ -500,7 +530,7 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
     if ok {
         // A refusal or a hello the agent must decide is reported at once: the agent tears
         // the socket down, and the client's time to fail is this latency.
-        entry.submit(if p.meta.flags != 0 {
+        entry.submit(if urgent {
             BPF_RB_FORCE_WAKEUP
         } else {
             wakeup_flags()

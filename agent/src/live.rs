@@ -16,6 +16,11 @@ use crate::sensor::records::{self, KernelEvent, Packet};
 use crate::sensor::teardown::{self, Teardown};
 use crate::sensor::{Sensor, SensorOptions};
 
+/// Bulk records drained per turn at most (about a millisecond or two of work): the
+/// decision ring is checked between turns, so a flood of bulk events never holds back a
+/// held hello's decision for long.
+const BULK_MAX: usize = 2048;
+
 /// Counts per event kind, in a fixed order for metrics.
 #[derive(Default)]
 struct Counts([u64; 5]);
@@ -53,6 +58,12 @@ pub struct Live {
     /// Connection ids of recent QUIC Initials (enforce mode answers refusals with them).
     initials: RecentInitials,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Refusals and held hellos (see `sensor::Rings`): drained before `ring`.
+    decisions: AsyncFd<RingBuf<MapData>>,
+    /// The last drain of `ring` stopped at [`BULK_MAX`] records: go on without waiting.
+    more: bool,
+    /// Hold expiries (`hold_expired`) already reported in the log.
+    holds_expired: u64,
     pub corr: Correlator,
     counts: Counts,
     record_errors: u64,
@@ -68,7 +79,7 @@ pub struct Live {
 
 impl Live {
     pub fn start(opts: &SensorOptions, poll: Duration) -> Result<Self, AgentError> {
-        let (sensor, ring) = Sensor::start(opts)?;
+        let (sensor, rings) = Sensor::start(opts)?;
         let attached: Vec<&str> = sensor
             .hooks
             .iter()
@@ -76,12 +87,16 @@ impl Live {
             .map(|h| h.name)
             .collect();
         tracing::info!(hooks = ?attached, "sensor started");
-        // SAFETY: the ring buffer owns its map fd and moves into the AsyncFd, so the fd stays
-        // open for exactly as long as it is registered.
-        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| AgentError::Io {
-            what: "registering the ring buffer with the event loop".into(),
-            source: e.into(),
-        })?;
+        let register = |r: RingBuf<MapData>| {
+            // SAFETY: the ring buffer owns its map fd and moves into the AsyncFd, so the fd
+            // stays open for exactly as long as it is registered.
+            unsafe { AsyncFd::register(r) }.map_err(|e| AgentError::Io {
+                what: "registering a ring buffer with the event loop".into(),
+                source: e.into(),
+            })
+        };
+        let ring = register(rings.events)?;
+        let decisions = register(rings.decisions)?;
         let shared: Shared = Default::default();
         let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(|source| AgentError::Io {
@@ -105,6 +120,9 @@ impl Live {
             teardown,
             initials: RecentInitials::default(),
             ring,
+            decisions,
+            more: false,
+            holds_expired: 0,
             corr,
             counts: Counts::default(),
             record_errors: 0,
@@ -194,55 +212,107 @@ impl Live {
 
     /// Waits for the next batch of events; `false` once the agent should stop.
     pub async fn next_batch(&mut self, events: &mut Vec<Event>) -> bool {
+        if !self.wait().await {
+            return false;
+        }
+        self.drain_decisions(events);
+        self.drain_bulk(events);
+        self.finish_batch(events);
+        true
+    }
+
+    /// Waits until a ring buffer has records (or the poll timer fires); `false` once the
+    /// agent should stop. Returns at once while the bulk ring has more than one drain held.
+    pub async fn wait(&mut self) -> bool {
+        let more = std::mem::take(&mut self.more);
         tokio::select! {
+            biased;
             _ = tokio::signal::ctrl_c() => return false,
             _ = self.sigterm.recv() => return false,
+            r = self.decisions.readable_mut() => { if let Ok(mut g) = r { g.clear_ready(); } }
+            () = std::future::ready(()), if more => {}
             r = self.ring.readable_mut() => { if let Ok(mut g) = r { g.clear_ready(); } }
             _ = self.poll.tick() => {}
             _ = self.housekeeping.tick() => self.housekeep(),
         }
-        let rb = self.ring.get_mut();
-        while let Some(item) = rb.next() {
-            match records::parse(&item) {
-                Ok(KernelEvent::Exec(e)) => {
-                    self.corr.on_exec(&e);
-                    if let Some(t) = &self.inventory {
-                        let lineage = self.sensor.lineage.as_ref();
-                        let parent_of = |pid| lineage.and_then(|l| l.parent_of(pid));
-                        crate::inventory::feed::on_exec(t, &mut self.corr.procs, &e, &parent_of);
-                    }
-                }
-                Ok(KernelEvent::Exit { pid, ts_ns }) => {
-                    self.corr.on_exit(pid, ts_ns);
-                    if let Some(t) = &self.inventory {
-                        crate::inventory::feed::on_exit(t, pid);
-                    }
-                }
-                Ok(KernelEvent::Connect(c)) => events.push(self.corr.on_connect(&c)),
-                Ok(KernelEvent::Packet(p)) => {
-                    torn_down_by_kernel(&self.teardown, &p);
-                    if p.meta.payload == shadowai_common::payload::QUIC
-                        && p.meta.flags & shadowai_common::flags::URGENT != 0
-                    {
-                        self.initials.note(p.meta.cookie, &p.data);
-                    }
-                    self.corr.on_kernel_packet(&p, events);
-                }
-                Err(err) => {
-                    self.record_errors += 1;
-                    tracing::debug!(?err, "unreadable ring-buffer record");
-                }
-            }
+        true
+    }
+
+    /// Drains the decision ring (refusals, held hellos: small, never flooded by bulk
+    /// events) into `events`.
+    pub fn drain_decisions(&mut self, events: &mut Vec<Event>) {
+        loop {
+            let rec = {
+                let Some(item) = self.decisions.get_mut().next() else {
+                    return;
+                };
+                records::parse(&item)
+            };
+            self.record(rec, events);
         }
+    }
+
+    /// Drains at most [`BULK_MAX`] records of the bulk ring into `events`; the next
+    /// [`Live::wait`] returns at once when more are left, after the decision ring had
+    /// its turn.
+    pub fn drain_bulk(&mut self, events: &mut Vec<Event>) {
+        let mut n = 0;
+        while n < BULK_MAX {
+            let rec = {
+                let Some(item) = self.ring.get_mut().next() else {
+                    return;
+                };
+                records::parse(&item)
+            };
+            self.record(rec, events);
+            n += 1;
+        }
+        self.more = true;
+    }
+
+    /// Book-keeping once a batch is complete (inventory feed, counts per kind).
+    pub fn finish_batch(&mut self, events: &mut [Event]) {
         if let Some(t) = &self.inventory {
             let lineage = self.sensor.lineage.as_ref();
             let parent_of = |pid| lineage.and_then(|l| l.parent_of(pid));
             crate::inventory::feed::on_events(t, &mut self.corr.procs, events, &parent_of);
         }
-        for e in events.iter() {
+        for e in events {
             self.counts.add(&e.kind);
         }
-        true
+    }
+
+    fn record(&mut self, rec: Result<KernelEvent, records::RecordError>, events: &mut Vec<Event>) {
+        match rec {
+            Ok(KernelEvent::Exec(e)) => {
+                self.corr.on_exec(&e);
+                if let Some(t) = &self.inventory {
+                    let lineage = self.sensor.lineage.as_ref();
+                    let parent_of = |pid| lineage.and_then(|l| l.parent_of(pid));
+                    crate::inventory::feed::on_exec(t, &mut self.corr.procs, &e, &parent_of);
+                }
+            }
+            Ok(KernelEvent::Exit { pid, ts_ns }) => {
+                self.corr.on_exit(pid, ts_ns);
+                if let Some(t) = &self.inventory {
+                    crate::inventory::feed::on_exit(t, pid);
+                }
+            }
+            Ok(KernelEvent::Connect(c)) => events.push(self.corr.on_connect(&c)),
+            Ok(KernelEvent::Packet(p)) => {
+                torn_down_by_kernel(&self.teardown, &p);
+                if p.meta.payload == shadowai_common::payload::QUIC
+                    && p.meta.flags & shadowai_common::flags::URGENT != 0
+                {
+                    self.initials.note(p.meta.cookie, &p.data);
+                }
+                self.corr.on_kernel_packet(&p, events);
+            }
+            Err(err) => {
+                self.record_errors += 1;
+                tracing::debug!(?err, "unreadable ring-buffer record");
+            }
+        }
     }
 
     fn housekeep(&mut self) {
@@ -253,6 +323,21 @@ impl Live {
             .filter(|(_, r, _)| *r == "ringbuf_full")
             .map(|(_, _, n)| n)
             .sum();
+        let expired: u64 = drops
+            .iter()
+            .filter(|(_, r, _)| *r == "hold_expired")
+            .map(|(_, _, n)| n)
+            .sum();
+        if expired > self.holds_expired {
+            // Once per housekeeping tick at most, with how many since the last line.
+            tracing::warn!(
+                new = expired - self.holds_expired,
+                total = expired,
+                hold_ms = shadowai_common::flow::HOLD_MS,
+                "flows held for the agent's decision were let through undecided (fail-open); see shadowai_kernel_drops_total{{reason=\"hold_expired\"}}"
+            );
+            self.holds_expired = expired;
+        }
         let mut s = Snapshot {
             events: self.counts.pairs(),
             record_errors: self.record_errors,

@@ -46,6 +46,7 @@ fn rule_of(p: &Proposal, t: &Target) -> Rule {
         reason: String::new(),
         approver: String::new(),
         expires_at: None,
+        enforce: true,
     };
     match t {
         Target::Service(s) => r.services.push(s.clone()),

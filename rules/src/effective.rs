@@ -1,5 +1,8 @@
 //! Effective verdicts: every (service × audience × moment) whose verdict becomes or stops
-//! being `blocked` between two catalogue+policy pairs — the basis of the two-person rule.
+//! being an *enforced* `blocked` between two catalogue+policy pairs — the basis of the
+//! two-person rule. A `blocked` verdict of an observe-only rule (`enforce = false`) refuses
+//! nothing, so it counts as not blocked here: switching a rule from observe to enforce is a
+//! new block, switching it back lifts one.
 //!
 //! An audience is one combination of what a policy can scope on: host tags (host groups are
 //! expanded with each side's own definition), unix groups, a user and a tenant. The set of
@@ -77,7 +80,8 @@ pub enum Direction {
     Unblocks,
 }
 
-/// One use whose `blocked` status changes.
+/// One use whose enforced-`blocked` status changes. `old` / `new` are the verdicts; a
+/// `blocked` on the side that is not blocked is an observe-only rule's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BlockChange {
     /// Service id.
@@ -265,7 +269,8 @@ fn audiences(
     Ok(out)
 }
 
-fn verdict(e: &Engine, service: &str, a: &Audience, at: i64) -> Option<Verdict> {
+/// The verdict, and whether its rule enforces it (`false`: observe-only).
+fn verdict(e: &Engine, service: &str, a: &Audience, at: i64) -> Option<(Verdict, bool)> {
     let tags: Vec<&str> = a.host_tags.iter().map(String::as_str).collect();
     let groups: Vec<&str> = a.unix_groups.iter().map(String::as_str).collect();
     let q = Query {
@@ -276,7 +281,12 @@ fn verdict(e: &Engine, service: &str, a: &Audience, at: i64) -> Option<Verdict> 
     };
     let flags: Vec<&str> = a.flags.iter().map(String::as_str).collect();
     e.verdict_for_flagged(service, &q, a.tenant.as_deref(), &flags, at)
-        .map(|(v, _)| v)
+        .map(|(v, by)| (v, by.enforces()))
+}
+
+/// Refused when the policy enforces: verdict `blocked` by a rule that is not observe-only.
+fn enforced_block(v: Option<(Verdict, bool)>) -> bool {
+    v == Some((Verdict::Blocked, true))
 }
 
 /// The moments to evaluate: `now` and every later exception expiry on either side.
@@ -316,13 +326,15 @@ pub fn block_changes(
     for id in ids {
         let (os, ns) = (old.catalogue().service(id), new.catalogue().service(id));
         let Some(facts) = ns.or(os) else { continue };
-        // Coverage depends on the audience and the new verdict, so that is what is deduplicated.
-        let mut seen: BTreeSet<(Audience, Option<Verdict>)> = BTreeSet::new();
+        // Coverage depends on the audience, the new verdict and the direction, so that is
+        // what is deduplicated.
+        let mut seen: BTreeSet<(Audience, Option<Verdict>, bool)> = BTreeSet::new();
         for &at in &times {
             for a in audiences([(op, os), (np, ns)], extra_tags, at)? {
-                let (o, n) = (verdict(old, id, &a, at), verdict(new, id, &a, at));
-                let (ob, nb) = (o == Some(Verdict::Blocked), n == Some(Verdict::Blocked));
-                if ob == nb || !seen.insert((a.clone(), n)) {
+                let (ov, nv) = (verdict(old, id, &a, at), verdict(new, id, &a, at));
+                let (ob, nb) = (enforced_block(ov), enforced_block(nv));
+                let (o, n) = (ov.map(|(v, _)| v), nv.map(|(v, _)| v));
+                if ob == nb || !seen.insert((a.clone(), n, nb)) {
                     continue;
                 }
                 out.push(BlockChange {

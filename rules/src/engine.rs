@@ -85,6 +85,17 @@ pub enum DecidedBy<'e> {
     Default,
 }
 
+impl DecidedBy<'_> {
+    /// Does the deciding rule enforce its verdict (`false`: an observe-only rule,
+    /// `enforce = false`)? The default always does.
+    pub fn enforces(&self) -> bool {
+        match self {
+            Self::Exception(r) | Self::Rule(r) => r.enforce,
+            Self::Default => true,
+        }
+    }
+}
+
 /// The engine's answer for one event.
 #[derive(Clone, Copy, Debug)]
 pub struct Decision<'a> {
@@ -103,9 +114,10 @@ pub struct Decision<'a> {
 }
 
 impl Decision<'_> {
-    /// Should the agent block (verdict `blocked` in enforce mode)?
+    /// Should the agent block (verdict `blocked` in enforce mode, by a rule that is not
+    /// observe-only)?
     pub fn enforce(&self) -> bool {
-        self.mode == Mode::Enforce && self.verdict == Verdict::Blocked
+        self.mode == Mode::Enforce && self.verdict == Verdict::Blocked && self.decided_by.enforces()
     }
 
     /// `exception:<id>`, `rule:<id>` or `default`.
@@ -156,6 +168,10 @@ impl fmt::Display for Decision<'_> {
             )?,
         }
         match (self.mode, self.verdict) {
+            (Mode::Enforce, Verdict::Blocked) if !self.decided_by.enforces() => write!(
+                f,
+                "; enforce mode, but the rule is observe-only: reported as would_block, not blocked"
+            ),
             (Mode::Enforce, Verdict::Blocked) => write!(f, "; enforce mode: traffic is blocked"),
             (Mode::Monitor, Verdict::Blocked) => write!(f, "; monitor mode: reported, not blocked"),
             _ => Ok(()),

@@ -75,6 +75,19 @@ pub struct Rule {
     /// Exceptions: unix seconds after which it no longer applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// `false` (policy `enforce = false`): observe only. A `blocked` verdict of this rule is
+    /// reported as `would_block` and nothing is refused for it, even in enforce mode.
+    /// Serialised only when `false`, so bundles without observe-only rules are unchanged.
+    #[serde(default = "enforced", skip_serializing_if = "is_enforced")]
+    pub enforce: bool,
+}
+
+fn enforced() -> bool {
+    true
+}
+
+fn is_enforced(v: &bool) -> bool {
+    *v
 }
 
 impl Rule {
@@ -215,6 +228,8 @@ struct RawRule {
     approver: Option<String>,
     #[serde(default)]
     expires: Option<Spanned<toml::value::Datetime>>,
+    #[serde(default)]
+    enforce: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +351,7 @@ fn convert(
         reason: r.reason.unwrap_or_default(),
         approver: r.approver.unwrap_or_default(),
         expires_at,
+        enforce: r.enforce.unwrap_or(true),
     };
     (rule, id_off)
 }

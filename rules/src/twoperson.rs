@@ -1,5 +1,6 @@
 //! The two-person rule, decided on effective verdicts: a new catalogue+policy is accepted
-//! only when every use whose `blocked` status it changes (see [`crate::effective`]) is
+//! only when every use whose enforced-`blocked` status it changes (see
+//! [`crate::effective`]; an observe-only rule's `blocked` refuses nothing) is
 //! covered by an approval a second person gave, when a change of mode (monitor ⇄ enforce:
 //! whether `blocked` verdicts are blocked at all) was approved by a second person, and when
 //! its catalogue is exactly the reference catalogue (a bundle cannot redefine what a
@@ -105,15 +106,17 @@ pub struct Approval {
 }
 
 impl Approval {
-    /// Does this approval cover the change? A new block needs an approved `blocked`; a
-    /// lifted block needs an approval of the verdict that replaces it (any verdict but
-    /// `blocked` when the service leaves the catalogue).
+    /// Does this approval cover the change? A new block (also an observe-only `blocked`
+    /// switched to enforced) needs an approved `blocked`; a lifted block needs an approval
+    /// of the verdict that replaces it, or — when the service leaves the catalogue, or its
+    /// `blocked` stays but turns observe-only — of any verdict but `blocked` (the second
+    /// person agreed to lift the block; an approved `blocked` never lifts one).
     pub fn covers(&self, c: &BlockChange) -> bool {
         let verdict_ok = match c.direction {
             Direction::Blocks => self.verdict == Verdict::Blocked,
             Direction::Unblocks => match c.new {
+                Some(Verdict::Blocked) | None => self.verdict != Verdict::Blocked,
                 Some(v) => self.verdict == v,
-                None => self.verdict != Verdict::Blocked,
             },
         };
         let scope_ok = match &self.scope {
@@ -179,8 +182,13 @@ fn describe(changes: &[BlockChange]) -> String {
         .iter()
         .take(3)
         .map(|c| {
-            let v = |x: Option<Verdict>| x.map_or("absent", Verdict::as_str);
-            let when = if c.direction == Direction::Blocks {
+            let v = |x: Option<Verdict>, observed: bool| match x {
+                None => "absent",
+                Some(Verdict::Blocked) if observed => "blocked (observe-only)",
+                Some(v) => v.as_str(),
+            };
+            let blocks = c.direction == Direction::Blocks;
+            let when = if blocks {
                 "becomes blocked"
             } else {
                 "stops being blocked"
@@ -189,8 +197,8 @@ fn describe(changes: &[BlockChange]) -> String {
                 "`{}` {when} for {} ({} -> {}, at {})",
                 c.service,
                 c.audience,
-                v(c.old),
-                v(c.new),
+                v(c.old, blocks),
+                v(c.new, !blocks),
                 crate::time::format_rfc3339(c.at)
             )
         })

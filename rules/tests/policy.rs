@@ -292,6 +292,7 @@ fn policy_with_unknown_service_is_refused_by_the_engine() {
         reason: String::new(),
         approver: String::new(),
         expires_at: None,
+        enforce: true,
     });
     let err = Engine::new(catalogue().clone(), p).unwrap_err();
     assert!(err.to_string().contains("no-such-service"), "{err}");

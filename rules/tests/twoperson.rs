@@ -395,9 +395,10 @@ fn gen_rule(id: String, exception: bool) -> impl Strategy<Value = Rule> {
         maybe(&USERS),
         maybe(&["contoso"]),
         0i64..4,
+        prop::bool::weighted(0.7),
     )
         .prop_map(
-            move |(v, mut services, cats, juris, hg, tags, groups, users, tenants, k)| {
+            move |(v, mut services, cats, juris, hg, tags, groups, users, tenants, k, enforce)| {
                 if services.is_empty() && cats.is_empty() && juris.is_empty() {
                     services.push("sa".into());
                 }
@@ -408,6 +409,7 @@ fn gen_rule(id: String, exception: bool) -> impl Strategy<Value = Rule> {
                     "reason": if exception { "r" } else { "" },
                     "approver": if exception { "a" } else { "" },
                     "expires_at": if exception { Some(NOW + (k - 1) * 100) } else { None },
+                    "enforce": enforce,
                 }))
             },
         )
@@ -489,7 +491,8 @@ fn universe() -> Vec<Audience> {
     out
 }
 
-fn blocked(e: &Engine, id: &str, a: &Audience, at: i64) -> Option<Verdict> {
+/// The verdict, and whether the rule deciding it enforces it (`false`: observe-only).
+fn blocked(e: &Engine, id: &str, a: &Audience, at: i64) -> Option<(Verdict, bool)> {
     let tags: Vec<&str> = a.host_tags.iter().map(String::as_str).collect();
     let groups: Vec<&str> = a.unix_groups.iter().map(String::as_str).collect();
     let q = Query {
@@ -498,11 +501,20 @@ fn blocked(e: &Engine, id: &str, a: &Audience, at: i64) -> Option<Verdict> {
         host_tags: &tags,
         ..Query::default()
     };
-    e.verdict_for(id, &q, a.tenant.as_deref(), at).map(|x| x.0)
+    e.verdict_for(id, &q, a.tenant.as_deref(), at)
+        .map(|(v, by)| (v, by.enforces()))
 }
 
-/// The oracle's own reading of "covered", written independently of `Approval::covers`.
-fn oracle_covered(ap: &[Approval], svc: &Service, a: &Audience, new: Verdict) -> bool {
+/// The oracle's own reading of "covered", written independently of `Approval::covers`:
+/// a new (enforced) block needs an approved `blocked`; a lifted one an approval of the new
+/// verdict, or of anything but `blocked` when the new `blocked` is observe-only.
+fn oracle_covered(
+    ap: &[Approval],
+    svc: &Service,
+    a: &Audience,
+    new: Verdict,
+    now_blocks: bool,
+) -> bool {
     ap.iter().any(|x| {
         let target = match &x.target {
             Target::Service(s) => *s == svc.id,
@@ -515,11 +527,16 @@ fn oracle_covered(ap: &[Approval], svc: &Service, a: &Audience, new: Verdict) ->
             Scope::Fleet => true,
             Scope::HostTag(t) => a.host_tags.iter().any(|h| h == t),
         };
-        target && scope && x.verdict == new
+        let verdict = if !now_blocks && new == Verdict::Blocked {
+            x.verdict != Verdict::Blocked
+        } else {
+            x.verdict == new
+        };
+        target && scope && verdict
     })
 }
 
-/// (service, audience, moment) uses whose `blocked` status changes without cover.
+/// (service, audience, moment) uses whose enforced-`blocked` status changes without cover.
 fn brute_force_uncovered(old: &Policy, new: &Policy, ap: &[Approval]) -> usize {
     let cat = catalogue();
     let eo = Engine::new(cat.clone(), old.clone()).unwrap();
@@ -538,8 +555,9 @@ fn brute_force_uncovered(old: &Policy, new: &Policy, ap: &[Approval]) -> usize {
         for a in universe() {
             for &t in &times {
                 let (o, v) = (blocked(&eo, &s.id, &a, t), blocked(&en, &s.id, &a, t));
-                let (ob, nb) = (o == Some(Verdict::Blocked), v == Some(Verdict::Blocked));
-                if ob != nb && !oracle_covered(ap, s, &a, v.unwrap()) {
+                let enforced = |x: Option<(Verdict, bool)>| x == Some((Verdict::Blocked, true));
+                let (ob, nb) = (enforced(o), enforced(v));
+                if ob != nb && !oracle_covered(ap, s, &a, v.unwrap().0, nb) {
                     n += 1;
                 }
             }
@@ -565,6 +583,138 @@ proptest! {
             Ok(_) => prop_assert_eq!(uncovered, 0, "accepted, but the brute force finds uncovered changes"),
             Err(Refusal::Uncovered { .. }) => prop_assert!(uncovered > 0, "refused, but nothing is uncovered"),
             Err(e) => prop_assert!(false, "unexpected refusal: {e}"),
+        }
+    }
+}
+
+fn observe(mut r: Rule) -> Rule {
+    r.enforce = false;
+    r
+}
+
+fn block_sa() -> Rule {
+    rule(serde_json::json!({"id": "no-sa", "verdict": "blocked", "services": ["sa"]}))
+}
+
+/// An observe-only rule (`enforce = false`) refuses nothing: adding one needs no approval;
+/// switching it to enforce is a new block (an approved `blocked` needed); switching an
+/// enforced block back to observe lifts it, which an approved `blocked` does not cover but
+/// an approval of a lifted verdict does.
+#[test]
+fn the_observe_flag_is_part_of_what_is_compared() {
+    let observed = policy(vec![observe(block_sa())], vec![], &[]);
+    let enforced = policy(vec![block_sa()], vec![], &[]);
+    assert_eq!(
+        accepted(None, &observed, &[]),
+        0,
+        "observe-only blocks nothing"
+    );
+
+    let r = refused(Some(&observed), &enforced, &[]);
+    assert!(
+        matches!(&r, Refusal::Uncovered { first, .. } if first[0].service == "sa"),
+        "{r}"
+    );
+    assert!(
+        r.to_string().contains("blocked (observe-only) -> blocked"),
+        "{r}"
+    );
+    assert!(accepted(Some(&observed), &enforced, &[block_sa_fleet()]) > 0);
+
+    let r = refused(Some(&enforced), &observed, &[block_sa_fleet()]);
+    assert!(matches!(r, Refusal::Uncovered { .. }), "{r}");
+    assert!(r.to_string().contains("-> blocked (observe-only)"), "{r}");
+    let lift = approval("sa", Verdict::Unsanctioned, Scope::Fleet);
+    assert!(accepted(Some(&enforced), &observed, &[lift]) > 0);
+
+    // The same through an exception: a block for one user's host group, observe-only.
+    let exc = |enforce: bool| {
+        let mut e = rule(serde_json::json!({
+            "id": "e", "verdict": "blocked", "services": ["sa"], "users": ["alice"],
+            "reason": "r", "approver": "a", "expires_at": NOW + 1000,
+        }));
+        e.enforce = enforce;
+        policy(vec![], vec![e], &[])
+    };
+    assert_eq!(accepted(None, &exc(false), &[]), 0);
+    assert!(matches!(
+        refused(Some(&exc(false)), &exc(true), &[]),
+        Refusal::Uncovered { .. }
+    ));
+}
+
+#[test]
+fn enforce_false_parses_and_leaves_other_bundles_unchanged() {
+    let cat = catalogue();
+    let text = "mode = \"enforce\"\ndefault_verdict = \"unsanctioned\"\n\n\
+        [[rules]]\nid = \"watch-sa\"\nverdict = \"blocked\"\nservices = [\"sa\"]\nenforce = false\n\n\
+        [[rules]]\nid = \"no-sb\"\nverdict = \"blocked\"\nservices = [\"sb\"]\n";
+    let (p, report) = Policy::parse(std::path::Path::new("p.toml"), text, &cat, NOW);
+    let p = p.unwrap_or_else(|| panic!("{report:?}"));
+    assert!(!p.rules[0].enforce && p.rules[1].enforce);
+    let e = Engine::new(cat, p.clone()).unwrap();
+    let d = |name: &'static str| {
+        let d = e
+            .classify(&Query {
+                name: Some(name),
+                ..Query::default()
+            })
+            .unwrap();
+        (d.verdict, d.enforce(), d.explain())
+    };
+    let (sa, sb) = (d("sa.example"), d("sb.example"));
+    assert_eq!((sa.0, sa.1), (Verdict::Blocked, false));
+    assert!(sa.2.contains("observe-only"), "{}", sa.2);
+    assert_eq!((sb.0, sb.1), (Verdict::Blocked, true));
+    // Serialised only when false: a bundle without observe-only rules is byte-identical.
+    let json = serde_json::to_string(&p.rules[1]).unwrap();
+    assert!(!json.contains("enforce"), "{json}");
+    let json = serde_json::to_string(&p.rules[0]).unwrap();
+    assert!(json.contains("\"enforce\":false"), "{json}");
+    let back: Rule = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p.rules[0]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// No bundle that turns an observed block into an enforced one is accepted unless a
+    /// second person approved `blocked` for it: with approvals of any other verdict only
+    /// (or none), a bundle that only switches rules from observe to enforce is refused
+    /// whenever the brute force finds one use it newly refuses.
+    #[test]
+    fn an_observed_block_is_never_enforced_without_a_second_person(
+        old in gen_policy(),
+        flips in prop::collection::vec(any::<bool>(), 8),
+        ap in prop::collection::vec(
+            gen_approval().prop_filter("not an approved block", |a| a.verdict != Verdict::Blocked),
+            0..4,
+        ),
+    ) {
+        let mut new = old.clone();
+        for (r, f) in new.rules.iter_mut().chain(new.exceptions.iter_mut()).zip(&flips) {
+            r.enforce |= *f;
+        }
+        let cat = catalogue();
+        let (eo, en) = (
+            Engine::new(cat.clone(), old.clone()).unwrap(),
+            Engine::new(cat.clone(), new.clone()).unwrap(),
+        );
+        let newly_enforced = cat.services.iter().any(|s| {
+            universe().iter().any(|a| {
+                [NOW, NOW + 50, NOW + 150, NOW + 250, NOW + 10_000].iter().any(|&t| {
+                    blocked(&eo, &s.id, a, t) == Some((Verdict::Blocked, false))
+                        && blocked(&en, &s.id, a, t) == Some((Verdict::Blocked, true))
+                })
+            })
+        });
+        let verdict = check(&cat, Some((&cat, &old)), (&cat, &new), &ap, NOW);
+        if newly_enforced {
+            prop_assert!(
+                matches!(verdict, Err(Refusal::Uncovered { .. })),
+                "an observed block became enforced without an approved block: {:?}",
+                verdict.map(|c| c.len())
+            );
         }
     }
 }

@@ -73,17 +73,31 @@ impl Setup {
     /// Waits (up to 20 s) for a finding (OCSF 2004, as the agent writes them) of
     /// `service` with `action` (`allowed` / `would_block` / `blocked`) and `layer`.
     pub fn wait_finding(&self, service: &str, action: &str, layer: &str) -> Result<Value> {
+        self.wait_finding_of(service, action, layer, None)
+    }
+
+    /// [`Setup::wait_finding`] of one user's use (`None`: anyone's).
+    pub fn wait_finding_of(
+        &self,
+        service: &str,
+        action: &str,
+        layer: &str,
+        user: Option<&str>,
+    ) -> Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(f) = self.findings().into_iter().find(|f| {
                 let x = &f["unmapped"]["shadowai"];
-                x["service_id"] == service && x["action"] == action && x["layer"] == layer
+                x["service_id"] == service
+                    && x["action"] == action
+                    && x["layer"] == layer
+                    && user.is_none_or(|u| f["actor"]["user"]["name"] == u)
             }) {
                 return Ok(f);
             }
             if Instant::now() > deadline {
                 anyhow::bail!(
-                    "no {service} finding with action {action} at layer {layer} in:\n{}",
+                    "no {service} finding with action {action} at layer {layer} (user {user:?}) in:\n{}",
                     std::fs::read_to_string(&self.jsonl).unwrap_or_default()
                 );
             }
@@ -104,13 +118,25 @@ pub struct Outcome {
 /// Runs `tests/fixtures/enforce_client.py MODE ARGS` in the client namespace, optionally
 /// under `setpriv` arguments (`--reuid 65534 …`).
 pub fn py_client(t: &Topology, setpriv: &[&str], mode: &str, args: &[&str]) -> Result<Outcome> {
-    let script = repo_root().join("tests/fixtures/enforce_client.py");
     // Another user cannot reach root's pyenv: the system interpreter then.
     let python = if setpriv.is_empty() {
         "python3"
     } else {
         "/usr/bin/python3"
     };
+    py_client_with(t, setpriv, python, mode, args)
+}
+
+/// [`py_client`] with a chosen interpreter (root's `python3`, which has aioquic, for a
+/// root process whose groups `setpriv` changed).
+pub fn py_client_with(
+    t: &Topology,
+    setpriv: &[&str],
+    python: &str,
+    mode: &str,
+    args: &[&str],
+) -> Result<Outcome> {
+    let script = repo_root().join("tests/fixtures/enforce_client.py");
     let mut c = client_cmd(t, setpriv, python);
     c.arg(&script).arg(mode).args(args);
     let start = Instant::now();
@@ -163,4 +189,82 @@ fn client_cmd(t: &Topology, setpriv: &[&str], program: &str) -> Command {
     let mut c = t.cmd(&t.client, "setpriv");
     c.args(setpriv).arg("--").arg(program);
     c
+}
+
+/// Puts `addr` (IPv4) on the remote namespace's loopback and routes the client to it via
+/// the remote: an address inside a test namespace that lies in a catalogue service's
+/// published network (the CIDR layer), e.g. `160.79.104.10` (Anthropic).
+pub fn add_remote_v4(t: &Topology, addr: &str) -> Result<()> {
+    crate::sh(Command::new("ip").args([
+        "-n",
+        &t.remote,
+        "addr",
+        "add",
+        &format!("{addr}/32"),
+        "dev",
+        "lo",
+    ]))?;
+    crate::sh(Command::new("ip").args([
+        "-n",
+        &t.client,
+        "route",
+        "add",
+        &format!("{addr}/32"),
+        "via",
+        &t.remote_v4,
+    ]))?;
+    Ok(())
+}
+
+/// The agent's stderr lines so far.
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A copy of the lines so far (a poisoned lock still holds them).
+pub fn lines_of(l: &Lines) -> Vec<String> {
+    l.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+/// `shadowai-agent run --config CONFIG` started through `prefix` (e.g. `setpriv
+/// --bounding-set …`), waiting (90 s at most) for "agent running"; its stderr lines are
+/// kept for the test to read.
+pub fn agent_under(prefix: &[String], config: &Path) -> Result<(crate::Daemon, Lines)> {
+    use std::io::BufRead;
+    let (program, args) = prefix.split_first().context("an empty prefix")?;
+    let child = Command::new(program)
+        .args(args)
+        .arg(crate::bin("shadowai-agent")?)
+        .args(["run", "--poll-ms", "50", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting shadowai-agent run")?;
+    let mut daemon = crate::Daemon(child);
+    let stderr = daemon.0.stderr.take().context("no stderr")?;
+    let lines: Lines = Default::default();
+    let kept = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            eprintln!("[agent run] {line}");
+            kept.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !lines_of(&lines).iter().any(|l| l.contains("agent running")) {
+        if let Ok(Some(st)) = daemon.0.try_wait() {
+            anyhow::bail!("the agent exited ({st}) before it said \"agent running\"");
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("shadowai-agent run did not say \"agent running\" within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((daemon, lines))
 }

@@ -1,7 +1,8 @@
 //! Enforcement against real clients, every name served from ONE address (the CDN case):
 //! a blocked service fails fast (< 1 s) whichever way the client found the address — DNS
 //! over UDP and TCP, `curl --resolve` over IPv4 and IPv6 (no DNS at all), Python's ssl, a
-//! ClientHello whose SNI is in its second segment (decided in userspace), QUIC (aioquic) —
+//! ClientHello whose SNI is in its second segment (decided in userspace), QUIC (aioquic)
+//! over IPv4 and IPv6 —
 //! while a sanctioned AI service and a benign site on the same address keep working.
 //! Every refusal is a finding with `action: blocked`, the deciding rule and the layer;
 //! monitor mode reports the same uses as `would_block` and refuses nothing; after SIGKILL
@@ -31,23 +32,25 @@ fn policy(mode: &str) -> String {
     )
 }
 
-/// The topology with DNS + TLS servers for [`NAMES`] and an aioquic server on 4433.
+/// The topology with DNS + TLS servers for [`NAMES`] and aioquic servers on 4433 of the
+/// remote's IPv4 and IPv6 addresses.
 fn topology() -> (Topology, String) {
     let (mut t, cert) = Topology::with_servers(&NAMES, ZONE).unwrap();
     let key = t.dir.path().join("key.pem");
     let helper = repo_root().join("agent/decode/tests/netns_helper.py");
-    let v4 = t.remote_v4.clone();
-    t.start_server(
-        "python3",
-        &[
-            helper.to_str().unwrap(),
-            "quic-server",
-            &cert,
-            key.to_str().unwrap(),
-            &v4,
-        ],
-    )
-    .unwrap();
+    for addr in [t.remote_v4.clone(), t.remote_v6.clone()] {
+        t.start_server(
+            "python3",
+            &[
+                helper.to_str().unwrap(),
+                "quic-server",
+                &cert,
+                key.to_str().unwrap(),
+                &addr,
+            ],
+        )
+        .unwrap();
+    }
     (t, cert)
 }
 
@@ -95,6 +98,10 @@ fn enforce_refuses_every_client_path_fast_and_only_the_blocked_service() {
     works(
         "baseline QUIC",
         &py_client(&t, &[], "quic", &[&v4, "api.deepseek.com"]).unwrap(),
+    );
+    works(
+        "baseline QUIC over IPv6",
+        &py_client(&t, &[], "quic", &[&v6, "api.deepseek.com"]).unwrap(),
     );
 
     let agent = Daemon::agent_run(&setup.config).unwrap();
@@ -150,6 +157,14 @@ fn enforce_refuses_every_client_path_fast_and_only_the_blocked_service() {
         "QUIC (aioquic)",
         &py_client(&t, &[], "quic", &[&v4, "api.deepseek.com"]).unwrap(),
     );
+    refused_fast(
+        "QUIC over IPv6 (aioquic)",
+        &py_client(&t, &[], "quic", &[&v6, "api.deepseek.com"]).unwrap(),
+    );
+    refused_fast(
+        "python ssl over IPv6",
+        &py_client(&t, &[], "tls", &[&v6, "api.deepseek.com"]).unwrap(),
+    );
 
     // Precision: the same address serves a sanctioned AI service and a benign site.
     for name in ["api.openai.com", "www.example.org"] {
@@ -179,6 +194,10 @@ fn enforce_refuses_every_client_path_fast_and_only_the_blocked_service() {
     works(
         "QUIC to the sanctioned service",
         &py_client(&t, &[], "quic", &[&v4, "api.openai.com"]).unwrap(),
+    );
+    works(
+        "QUIC over IPv6 to the sanctioned service",
+        &py_client(&t, &[], "quic", &[&v6, "api.openai.com"]).unwrap(),
     );
 
     // Every refusal is a finding: action blocked, the deciding rule, the layer.

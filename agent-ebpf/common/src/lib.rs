@@ -91,9 +91,17 @@ pub mod drop {
     pub const READ_FAILED: u32 = 2;
     /// A state map was full (LRU eviction is not counted; a failed insert is).
     pub const MAP_FULL: u32 = 3;
-    pub const REASONS: u32 = 4;
-    pub const NAMES: [&str; REASONS as usize] =
-        ["ringbuf_full", "truncated", "read_failed", "map_full"];
+    /// A flow held for the agent's decision (`flow::PENDING`) outlived
+    /// `flow::HOLD_MS` undecided and was let through (fail-open); counted once per flow.
+    pub const HOLD_EXPIRED: u32 = 4;
+    pub const REASONS: u32 = 5;
+    pub const NAMES: [&str; REASONS as usize] = [
+        "ringbuf_full",
+        "truncated",
+        "read_failed",
+        "map_full",
+        "hold_expired",
+    ];
     /// Size of the per-CPU drop-counter array.
     pub const SLOTS: u32 = super::prog::COUNT * REASONS;
 }
@@ -170,8 +178,10 @@ pub mod flags {
     /// The packet is a TLS ClientHello whose first segment named a blocked server (SNI):
     /// the kernel dropped it and marked the socket [`super::flow::BLOCKED`].
     pub const BLOCKED_SNI: u32 = 2;
-    /// A later segment of a ClientHello in enforce mode: the agent decides from the
-    /// reassembled hello, so the kernel woke it at once (informational).
+    /// A ClientHello segment or QUIC Initial of a flow the kernel holds for the agent's
+    /// decision (enforce mode): the agent decides from the reassembled hello, so the kernel
+    /// woke it at once. Records with any flag go to the `DECISIONS` ring buffer, which the
+    /// agent drains before the bulk `EVENTS`, so a flood cannot delay them past the hold.
     pub const URGENT: u32 = 4;
 }
 

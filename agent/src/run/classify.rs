@@ -6,14 +6,14 @@
 //! Verdict and action stay distinct: the verdict is what the policy says of the use; the
 //! action is what happened to it — `blocked` when the kernel or the agent refused it (with
 //! the layer that did), `would_block` when enforce mode would have refused it but the
-//! policy only monitors, else `allowed`.
+//! policy only monitors (monitor mode, or an observe-only rule: `enforce = false`), else
+//! `allowed`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shadowai_api::{Action, Layer};
-use shadowai_rules::engine::{MatchedBy, Query};
-use shadowai_rules::policy::Mode;
+use shadowai_rules::engine::{Decision, MatchedBy, Query};
 use shadowai_rules::{Engine, Verdict};
 use tokio::sync::{mpsc, watch};
 
@@ -29,8 +29,14 @@ use crate::sensor::bytes::ByteCounters;
 /// Event batches waiting for this stage at most (a batch is one ring-buffer drain).
 pub const QUEUE: usize = 256;
 
-/// The service and verdict for one event, if it is a use of an AI service.
-pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classified> {
+/// The engine's decision for one event, handed to `f` (`None`: not an AI use, or a local
+/// resolver's lookup).
+fn with_decision<R>(
+    engine: &Engine,
+    e: &Event,
+    host_tags: &[&str],
+    f: impl FnOnce(&Decision<'_>) -> R,
+) -> Option<R> {
     if e.signals.contains(&Signal::LocalResolver) {
         return None; // a resolver's lookups are its clients' uses, reported as theirs
     }
@@ -57,10 +63,32 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
     let tag = e.process.as_ref().and_then(|p| p.tag.as_deref());
     let flags: Vec<&str> =
         tag.map_or_else(Vec::new, |t| t.flags.iter().map(|f| f.as_str()).collect());
-    let d = engine.classify_flagged(&q, &flags, tag.and_then(|t| t.tenant.as_deref()))?;
+    engine
+        .classify_flagged(&q, &flags, tag.and_then(|t| t.tenant.as_deref()))
+        .map(|d| f(&d))
+}
+
+/// The service the policy refuses this event's use of (verdict `blocked` in enforce mode,
+/// by a rule that is not observe-only), if any: what the agent itself refuses.
+pub fn refused_service(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<String> {
+    with_decision(engine, e, host_tags, |d| {
+        d.enforce().then(|| d.service.id.clone())
+    })
+    .flatten()
+}
+
+/// The service and verdict for one event, if it is a use of an AI service.
+pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classified> {
+    with_decision(engine, e, host_tags, |d| {
+        classified(engine, e, host_tags, d)
+    })
+}
+
+fn classified(engine: &Engine, e: &Event, host_tags: &[&str], d: &Decision<'_>) -> Classified {
+    // Not refused although blocked: monitor mode, or an observe-only rule in enforce mode.
     let (action, layer) = if e.blocked {
         (Action::Blocked, Some(layer_of(e)))
-    } else if d.verdict == Verdict::Blocked && d.mode != Mode::Enforce {
+    } else if d.verdict == Verdict::Blocked && !d.enforce() {
         match would_refuse(engine, e, host_tags, &d.service.id) {
             Some(l) => (Action::WouldBlock, Some(l)),
             None => (Action::Allowed, None),
@@ -68,7 +96,7 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
     } else {
         (Action::Allowed, None)
     };
-    Some(Classified {
+    Classified {
         service_id: d.service.id.clone(),
         service_name: d.service.name.clone(),
         vendor: d.service.vendor.clone(),
@@ -79,8 +107,8 @@ pub fn classify(engine: &Engine, e: &Event, host_tags: &[&str]) -> Option<Classi
         layer,
         policy_version: None,
         rule: d.rule_id(),
-        naming: crate::correlate::naming::of(e, &d),
-    })
+        naming: crate::correlate::naming::of(e, d),
+    }
 }
 
 /// The layer that refuses (or would refuse) an event of this kind.
@@ -101,9 +129,10 @@ pub fn layer_of(e: &Event) -> Layer {
 
 /// In monitor mode, a use whose verdict is `blocked`: which layer enforce mode would have
 /// refused it at, if any. Names (DNS, SNI, QUIC) are refused for the process whose verdict
-/// is `blocked`; a DNS query only when the block holds host-wide (the kernel's name filter
-/// knows no processes); a connect only into the service's own published networks —
-/// never an address other names share.
+/// is `blocked`; a DNS query only when the block holds host-wide and no exception or
+/// scoped rule lifts it for someone (the kernel's filters know no processes); a connect
+/// only into the service's own published networks, on the same terms — never an address
+/// other names share.
 fn would_refuse(engine: &Engine, e: &Event, host_tags: &[&str], service: &str) -> Option<Layer> {
     let host_wide = |name: Option<&str>, ip: Option<std::net::IpAddr>| {
         let q = Query {
@@ -113,8 +142,17 @@ fn would_refuse(engine: &Engine, e: &Event, host_tags: &[&str], service: &str) -
             ..Query::default()
         };
         engine.classify(&q).map(|d| {
+            // In the per-host filters only when no exception or scoped rule lifts it.
+            let lifted = || {
+                super::enforce::lifted_for_some(
+                    engine.policy(),
+                    d.service,
+                    &d.decided_by,
+                    shadowai_rules::time::now_unix(),
+                )
+            };
             (
-                d.service.id == service && d.verdict == Verdict::Blocked,
+                d.service.id == service && d.verdict == Verdict::Blocked && !lifted(),
                 matches!(d.matched_by, MatchedBy::Cidr(_)),
             )
         })
@@ -408,6 +446,40 @@ mod tests {
             "nobody",
         );
         assert_eq!(decided(&m, &q), (Action::Allowed, None));
+    }
+
+    #[test]
+    fn an_observe_only_rule_would_block_in_enforce_mode_and_a_lifted_block_not_at_dns() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+        let cat = Catalogue::load_dir(&dir).unwrap();
+        let text = "mode = \"enforce\"\ndefault_verdict = \"unsanctioned\"\n\n\
+            [[exceptions]]\nid = \"alice\"\nverdict = \"tolerated\"\nservices = [\"anthropic-api\"]\nusers = [\"alice\"]\n\
+            reason = \"r\"\napprover = \"a\"\nexpires = 2099-01-01T00:00:00Z\n\n\
+            [[rules]]\nid = \"watch-deepseek\"\nverdict = \"blocked\"\nservices = [\"deepseek-api\", \"anthropic-api\"]\nenforce = false\n";
+        let (p, report) = Policy::parse(Path::new("policy.toml"), text, &cat, 0);
+        let e = Engine::new(cat, p.unwrap_or_else(|| panic!("{report:?}"))).unwrap();
+        let q = |name, user| ev(EventKind::DnsQuery, "udp", name, "10.0.0.53:53", user);
+        assert_eq!(
+            decided(&e, &q("api.deepseek.com", "bob")),
+            (Action::WouldBlock, Some(Layer::Dns))
+        );
+        assert_eq!(
+            refused_service(&e, &q("api.deepseek.com", "bob"), &[]),
+            None
+        );
+        // Lifted for alice: never refused at DNS for anyone, so not "would" either.
+        assert_eq!(
+            decided(&e, &q("api.anthropic.com", "bob")),
+            (Action::Allowed, None)
+        );
+        let hello = ev(
+            EventKind::TlsClientHello,
+            "tcp",
+            "api.anthropic.com",
+            "10.9.9.9:443",
+            "bob",
+        );
+        assert_eq!(decided(&e, &hello), (Action::WouldBlock, Some(Layer::Sni)));
     }
 
     #[test]

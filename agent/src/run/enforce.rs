@@ -5,16 +5,20 @@
 //! filter (connect()/sendmsg() fail with EPERM). Precise to the service: nothing outside
 //! the catalogue entry is touched, and shared infrastructure is never in an entry.
 //!
-//! Not enforced in the kernel: rules scoped to users or unix groups (the filters are
-//! per host), and connections to addresses the host resolved before the block (no
-//! name in the packet; a later version marks such sockets from the ClientHello).
+//! Not in the kernel filters, decided per process by the agent from the SNI (TLS, QUIC):
+//! blocks scoped to users or unix groups, host-wide blocks that an exception or a scoped
+//! rule lifts for some users or groups (the filters are per host; the DNS layer cannot be
+//! per process — see ARCHITECTURE.md), and observe-only rules (`enforce = false`), which
+//! refuse nothing.
 
 use std::net::IpAddr;
 
 use shadowai_rules::Engine;
 use shadowai_rules::Verdict;
-use shadowai_rules::engine::Query;
-use shadowai_rules::policy::Mode;
+use shadowai_rules::catalogue::Service;
+use shadowai_rules::engine::{DecidedBy, Query};
+use shadowai_rules::policy::{Mode, Policy};
+use shadowai_rules::time::now_unix;
 
 pub use crate::sensor::blocklist::{Blocklist, name_key};
 
@@ -24,6 +28,27 @@ fn parse_cidr(s: &str) -> Option<(IpAddr, u32)> {
     let len: u32 = len.trim().parse().ok()?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     (len <= max).then_some((ip, len))
+}
+
+/// Could a rule or exception scoped to users or unix groups, checked before the one that
+/// blocks `svc` host-wide, give some process a verdict that is not an enforced block (an
+/// exception for one user, a `sanctioned` for a group, an observe-only rule)? Then the block
+/// cannot live in the per-host kernel filters: it is decided per process, by the SNI.
+/// Conservative: a scoped rule limited to other hosts' tags also counts.
+pub fn lifted_for_some(policy: &Policy, svc: &Service, decider: &DecidedBy<'_>, now: i64) -> bool {
+    let decider_id = match decider {
+        DecidedBy::Exception(r) | DecidedBy::Rule(r) => Some(r.id.as_str()),
+        DecidedBy::Default => None,
+    };
+    let active = policy
+        .exceptions
+        .iter()
+        .filter(|r| r.expires_at.is_some_and(|t| t > now));
+    active
+        .chain(&policy.rules)
+        .take_while(|r| Some(r.id.as_str()) != decider_id)
+        .filter(|r| r.targets(svc) && !(r.users.is_empty() && r.unix_groups.is_empty()))
+        .any(|r| !(r.verdict == Verdict::Blocked && r.enforce))
 }
 
 /// What to block on a host with `host_tags`, from the engine's catalogue and policy.
@@ -58,7 +83,11 @@ pub fn blocklist(engine: &Engine, host_tags: &[&str]) -> Blocklist {
         let Some(d) = engine.classify(&q) else {
             continue;
         };
-        if d.service.id != svc.id || d.verdict != Verdict::Blocked {
+        if d.service.id != svc.id || !d.enforce() {
+            continue; // not blocked here, or blocked by an observe-only rule
+        }
+        if lifted_for_some(engine.policy(), svc, &d.decided_by, now_unix()) {
+            out.per_process.push(svc.id.clone());
             continue;
         }
         out.services.push(svc.id.clone());
@@ -127,6 +156,50 @@ mod tests {
             name_key(&["abcdefghij"; 12].join(".")),
             None,
             "over 128 wire bytes"
+        );
+    }
+
+    fn engine(rules: &str) -> Engine {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/catalogue");
+        let cat = shadowai_rules::catalogue::Catalogue::load_dir(&dir).unwrap();
+        let text = format!("mode = \"enforce\"\ndefault_verdict = \"unsanctioned\"\n\n{rules}");
+        let (p, report) = Policy::parse(std::path::Path::new("p.toml"), &text, &cat, 0);
+        Engine::new(cat, p.unwrap_or_else(|| panic!("{report:?}"))).unwrap()
+    }
+
+    #[test]
+    fn observe_only_and_lifted_blocks_stay_out_of_the_kernel_filters() {
+        let b = blocklist(
+            &engine(
+                "[[rules]]\nid = \"no-deepseek\"\nverdict = \"blocked\"\nservices = [\"deepseek-api\"]\n\n\
+                 [[rules]]\nid = \"watch-mistral\"\nverdict = \"blocked\"\nservices = [\"mistral-api\"]\nenforce = false\n\n\
+                 [[exceptions]]\nid = \"alice-anthropic\"\nverdict = \"tolerated\"\nservices = [\"anthropic-api\"]\nusers = [\"alice\"]\n\
+                 reason = \"pilot\"\napprover = \"bob\"\nexpires = 2099-01-01T00:00:00Z\n\n\
+                 [[rules]]\nid = \"no-anthropic\"\nverdict = \"blocked\"\nservices = [\"anthropic-api\"]\n\n\
+                 [[rules]]\nid = \"no-openai\"\nverdict = \"blocked\"\nservices = [\"openai-api\"]\n\n\
+                 [[rules]]\nid = \"eve-openai-too\"\nverdict = \"blocked\"\nservices = [\"openai-api\"]\nusers = [\"eve\"]\n",
+            ),
+            &[],
+        );
+        assert!(b.services.contains(&"deepseek-api".to_string()), "{b:?}");
+        // A scoped rule after the host-wide block never decides: still host-wide.
+        assert!(b.services.contains(&"openai-api".to_string()), "{b:?}");
+        assert!(
+            !b.services.contains(&"mistral-api".to_string()),
+            "observe-only: {b:?}"
+        );
+        assert_eq!(b.per_process, vec!["anthropic-api".to_string()], "{b:?}");
+        assert!(b.scoped, "hellos go to the agent");
+        assert!(
+            !b.nets4.iter().any(|(a, _)| a[..2] == [160, 79]),
+            "Anthropic's CIDRs: {b:?}"
+        );
+        let key = name_key("api.anthropic.com").unwrap();
+        assert!(
+            !b.names
+                .iter()
+                .any(|k| k.0[..8] == key.0[..8] && k.1 <= key.1),
+            "{b:?}"
         );
     }
 

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use shadowai_rules::Engine;
 use shadowai_rules::policy::Mode;
-use shadowai_rules::{Engine, Verdict};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::watch;
 
@@ -32,15 +32,25 @@ impl Source {
         let mut events = Vec::new();
         let mut engine = engine;
         loop {
-            let go_on = self.live.next_batch(&mut events).await;
+            let go_on = self.live.wait().await;
             if self.engine_rx.has_changed().unwrap_or(false) {
                 engine = self.engine_rx.borrow_and_update().clone();
                 self.apply_blocklist(&engine);
                 self.apply_resolvers(&engine);
             }
-            if engine.policy().mode == Mode::Enforce {
+            let enforce = engine.policy().mode == Mode::Enforce;
+            // Held hellos are decided before any bulk event is even read: a flood of
+            // junk events cannot push a decision past the kernel's hold.
+            self.live.drain_decisions(&mut events);
+            if enforce {
                 self.refuse_in_userspace(&engine, &mut events);
             }
+            let decided = events.len();
+            self.live.drain_bulk(&mut events);
+            if enforce {
+                self.refuse_in_userspace(&engine, &mut events[decided..]);
+            }
+            self.live.finish_batch(&mut events);
             self.health
                 .kernel_lost_events
                 .store(self.live.lost_events(), Ordering::Relaxed);
@@ -65,9 +75,11 @@ impl Source {
 
     /// What only userspace can decide (enforce mode): a ClientHello whose SNI the kernel
     /// did not see in the first segment, a QUIC Initial (decrypted here), and every block
-    /// that depends on the process (users, unix groups incl. supplementary ones). Decided
-    /// by the SNI alone — never by an address other names may share — with the verdict for
-    /// this process; refused sockets are dropped in the kernel and torn down.
+    /// that depends on the process (users, unix groups incl. supplementary ones, and
+    /// exceptions that lift a host-wide block for some of them). Decided by the SNI alone —
+    /// never by an address other names may share — with the verdict for this process
+    /// (observe-only rules refuse nothing); refused sockets are dropped in the kernel and
+    /// torn down.
     fn refuse_in_userspace(&mut self, engine: &Engine, events: &mut [Event]) {
         let tags: Vec<&str> = self.tags.iter().map(String::as_str).collect();
         for e in events.iter_mut() {
@@ -81,10 +93,9 @@ impl Source {
             }
             let named = e.tls.as_ref().and_then(|t| t.sni.as_ref()).is_some();
             let blocked = named
-                .then(|| super::classify::classify(engine, e, &tags))
-                .flatten()
-                .filter(|c| c.verdict == Verdict::Blocked);
-            let Some(c) = blocked else {
+                .then(|| super::classify::refused_service(engine, e, &tags))
+                .flatten();
+            let Some(service) = blocked else {
                 // Not refused: a QUIC flow held for this verdict goes on.
                 if let Err(err) = self.live.allow(e) {
                     self.health
@@ -102,7 +113,7 @@ impl Source {
                         .output_failures
                         .get_or_create(&vec![("output", "kernel_refuse")])
                         .inc();
-                    tracing::error!(error = %err, service = %c.service_id, cookie = e.cookie, "could not refuse a blocked connection (counted)");
+                    tracing::error!(error = %err, service = %service, cookie = e.cookie, "could not refuse a blocked connection (counted)");
                 }
             }
         }
@@ -115,7 +126,7 @@ impl Source {
         let b = enforce::blocklist(engine, &tags);
         match self.live.set_blocklist(&b) {
             Ok(()) if engine.policy().mode == Mode::Enforce => {
-                tracing::info!(services = ?b.services, names = b.names.len(), networks = b.nets4.len() + b.nets6.len(), per_process = b.scoped, "enforcing blocks in the kernel");
+                tracing::info!(services = ?b.services, names = b.names.len(), networks = b.nets4.len() + b.nets6.len(), per_process = ?b.per_process, hellos_to_agent = b.scoped, "enforcing blocks in the kernel");
             }
             Ok(()) => {}
             Err(e) => {

@@ -11,6 +11,9 @@ pub struct Blocklist {
     pub nets6: Vec<([u8; 16], u32)>,
     /// Ids of the services blocked, for the log.
     pub services: Vec<String>,
+    /// Ids of services blocked host-wide but lifted for some users or groups: decided per
+    /// process (never in the filters above), for the log.
+    pub per_process: Vec<String>,
     /// Some block depends on the process (users, unix groups): the kernel wakes the agent
     /// for every ClientHello so it can decide per process.
     pub scoped: bool,

@@ -61,6 +61,14 @@ pub struct HookStatus {
     pub verified_insns: Option<u32>,
 }
 
+/// The kernel's ring buffers: the bulk of events, and the records that need a decision or
+/// a teardown at once (refusals, held ClientHellos and QUIC Initials), which the reader
+/// drains first so that no flood of bulk events delays them past the kernel's hold.
+pub struct Rings {
+    pub events: RingBuf<MapData>,
+    pub decisions: RingBuf<MapData>,
+}
+
 /// The loaded and attached eBPF programs.
 pub struct Sensor {
     // Keeps programs and links alive; dropping it detaches everything.
@@ -80,9 +88,9 @@ pub struct Sensor {
 }
 
 impl Sensor {
-    /// Loads and attaches; returns the sensor and its ring buffer of events. Fails only
+    /// Loads and attaches; returns the sensor and its ring buffers of events. Fails only
     /// when nothing at all could be attached.
-    pub fn start(opts: &SensorOptions) -> Result<(Self, RingBuf<MapData>), AgentError> {
+    pub fn start(opts: &SensorOptions) -> Result<(Self, Rings), AgentError> {
         bump_memlock();
         let cgroup_root = mounts::cgroup2_root()?;
         let tracefs = mounts::ensure_tracefs();
@@ -132,11 +140,16 @@ impl Sensor {
         if !hooks.iter().any(|h| h.attached) {
             return Err(AgentError::NothingAttached);
         }
-        let ring =
-            RingBuf::try_from(take_map(&mut ebpf, "EVENTS")?).map_err(|e| AgentError::Map {
-                name: "EVENTS",
+        let ring = |ebpf: &mut Ebpf, name: &'static str| {
+            RingBuf::try_from(take_map(ebpf, name)?).map_err(|e| AgentError::Map {
+                name,
                 reason: e.to_string(),
-            })?;
+            })
+        };
+        let rings = Rings {
+            events: ring(&mut ebpf, "EVENTS")?,
+            decisions: ring(&mut ebpf, "DECISIONS")?,
+        };
         let drops =
             PerCpuArray::try_from(take_map(&mut ebpf, "DROPS")?).map_err(|e| AgentError::Map {
                 name: "DROPS",
@@ -170,7 +183,7 @@ impl Sensor {
                 bytes,
                 lineage,
             },
-            ring,
+            rings,
         ))
     }
 

@@ -93,6 +93,10 @@ pub struct Stats {
     /// The socket was already gone (closed by its owner first).
     pub gone: AtomicU64,
     pub failed: AtomicU64,
+    /// The kernel refused for want of privilege (EPERM/EACCES: entering another network
+    /// namespace needs CAP_SYS_ADMIN, `SOCK_DESTROY` CAP_NET_ADMIN; a seccomp filter such
+    /// as systemd's `RestrictNamespaces=yes` also refuses `setns`).
+    pub denied: AtomicU64,
     /// Requests dropped because the worker's queue was full.
     pub dropped: AtomicU64,
 }
@@ -104,6 +108,7 @@ impl Stats {
             ("destroyed", self.destroyed.load(Ordering::Relaxed)),
             ("gone", self.gone.load(Ordering::Relaxed)),
             ("failed", self.failed.load(Ordering::Relaxed)),
+            ("denied", self.denied.load(Ordering::Relaxed)),
             ("queue_full", self.dropped.load(Ordering::Relaxed)),
         ]
     }
@@ -159,6 +164,12 @@ fn worker(rx: &Receiver<Request>, stats: &Stats) {
             Ok(false) => {
                 stats.gone.fetch_add(1, Ordering::Relaxed);
             }
+            Err(e) if e.denied() => {
+                let n = stats.denied.fetch_add(1, Ordering::Relaxed);
+                if n == 0 {
+                    tracing::error!(cookie = r.cookie, pid = r.pid, local = %r.local, remote = %r.remote, error = format!("{:#}", anyhow::Error::from(e)), "refused sockets cannot be destroyed: the agent lacks the privilege (CAP_SYS_ADMIN to enter another network namespace, CAP_NET_ADMIN for SOCK_DESTROY; or a seccomp filter refuses setns). Their packets stay dropped, but clients wait for their own timeouts; counted in shadowai_enforce_teardowns_total{{result=\"denied\"}}, logged once");
+                }
+            }
             Err(e) => {
                 let n = stats.failed.fetch_add(1, Ordering::Relaxed);
                 let err = anyhow::Error::from(e);
@@ -173,6 +184,18 @@ fn worker(rx: &Receiver<Request>, stats: &Stats) {
                 }
             }
         }
+    }
+}
+
+impl TeardownError {
+    /// Refused for want of privilege (EPERM, EACCES), not a transient failure.
+    pub fn denied(&self) -> bool {
+        let io = match self {
+            Self::Socket(e) | Self::Send(e) | Self::Recv(e) | Self::Kernel(e) => e,
+            Self::Netns { source, .. } | Self::Vn { source, .. } => source,
+            Self::NetnsMoved { .. } | Self::Family => return false,
+        };
+        matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
     }
 }
 
