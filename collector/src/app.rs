@@ -319,6 +319,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         sink,
         catalogue,
         alert_webhook,
+        overlay: crate::catalogue_overlay::OverlayCache::new(cfg.catalogue.clone()),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -88,6 +88,7 @@ mod tests {
             hosts: vec!["h1".into()],
             processes: vec!["/usr/bin/python3 \"quoted\"".into()],
             alongside: vec!["openai-api".into()],
+            proposal: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let text = draft(&c, "2026-11-26");

@@ -6,6 +6,9 @@
 pub mod alerts;
 pub mod app;
 pub mod bundles;
+pub mod catalogue_entry;
+pub mod catalogue_impact;
+pub mod catalogue_overlay;
 pub mod compose;
 pub mod config;
 pub mod discovery_draft;
