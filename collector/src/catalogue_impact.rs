@@ -19,7 +19,7 @@ pub const WINDOW_MS: i64 = 7 * 86_400_000;
 /// Does `e` name `name` (an exact host, or at or below a domain)?
 pub fn names(e: &CatalogueEntry, name: &str) -> bool {
     let n = name.trim_end_matches('.').to_ascii_lowercase();
-    e.hosts.iter().any(|h| *h == n) || e.domains.iter().any(|d| is_at_or_below(&n, d))
+    e.hosts.contains(&n) || e.domains.iter().any(|d| is_at_or_below(&n, d))
 }
 
 fn add(set: &mut BTreeSet<String>, v: &str) {

@@ -56,12 +56,8 @@ fn an_analyst_promotes_a_candidate_in_the_web_ui_and_an_approver_approves_it() {
         .unwrap()
         .port();
     let catalogue = repo_root().join("rules/catalogue");
-    let c = Collector::start_with(
-        &data,
-        port,
-        &["--catalogue", catalogue.to_str().unwrap()],
-    )
-    .unwrap();
+    let c =
+        Collector::start_with(&data, port, &["--catalogue", catalogue.to_str().unwrap()]).unwrap();
     let carol = person(&data, "analyst", "carol");
     let bob = person(&data, "approver", "bob");
 

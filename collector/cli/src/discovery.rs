@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use shadowai_api::ProposalStatus;
 use shadowai_api::discovery::{
@@ -29,6 +29,60 @@ fn category(s: &str) -> Result<Category, String> {
     })
 }
 
+/// `discovery propose`.
+#[derive(Args, Debug)]
+pub struct ProposeArgs {
+    /// The discovery candidate (a name from `discovery list`) this promotes.
+    #[arg(long)]
+    pub candidate: Option<String>,
+    /// Catalogue id (lower-case letters, digits, `-`).
+    #[arg(long)]
+    pub id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub vendor: String,
+    /// Category, e.g. model_api, chat_assistant, coding_assistant, llm_ops.
+    #[arg(long, value_parser = category)]
+    pub category: Category,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// A domain: the name and every name below it (repeat for more).
+    #[arg(long = "domain")]
+    pub domains: Vec<String>,
+    /// An exact host name (repeat for more).
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    /// Trains on user data: yes, opt_out, opt_in, no, unknown.
+    #[arg(long, value_parser = snake::<Training>)]
+    pub trains: Training,
+    /// Retention: none, limited, extended, unknown.
+    #[arg(long, value_parser = snake::<Retention>)]
+    pub retention: Retention,
+    /// ISO 3166-1 alpha-2 code, EU or LOCAL.
+    #[arg(long)]
+    pub jurisdiction: String,
+    /// Enterprise control (sso, scim, audit_log, dpa, zero_retention, data_residency,
+    /// tenant_restriction); repeat for more.
+    #[arg(long = "control", value_parser = snake::<Control>)]
+    pub controls: Vec<Control>,
+    /// Certification (soc2, iso27001, iso27701, iso42001, fedramp, hipaa_baa); repeat.
+    #[arg(long = "cert", value_parser = snake::<Certification>)]
+    pub certifications: Vec<Certification>,
+    /// The https:// URL of the vendor page the facts were read from.
+    #[arg(long)]
+    pub source: String,
+    /// The day the source was read (YYYY-MM-DD).
+    #[arg(long)]
+    pub checked: String,
+    /// Why the service belongs in the catalogue.
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum DiscoveryCmd {
     /// Unknown AI names seen across the fleet (most hosts first), with their promotion state.
@@ -41,57 +95,7 @@ pub enum DiscoveryCmd {
     /// names of existing services are refused, by field) and its impact is shown; it joins
     /// the catalogue once a different person approves it, and reaches agents with the next
     /// `shadowai rules publish`.
-    Propose {
-        /// The discovery candidate (a name from `discovery list`) this promotes.
-        #[arg(long)]
-        candidate: Option<String>,
-        /// Catalogue id (lower-case letters, digits, `-`).
-        #[arg(long)]
-        id: String,
-        /// Display name.
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        vendor: String,
-        /// Category, e.g. model_api, chat_assistant, coding_assistant, llm_ops.
-        #[arg(long, value_parser = category)]
-        category: Category,
-        #[arg(long, default_value = "")]
-        description: String,
-        /// A domain: the name and every name below it (repeat for more).
-        #[arg(long = "domain")]
-        domains: Vec<String>,
-        /// An exact host name (repeat for more).
-        #[arg(long = "host")]
-        hosts: Vec<String>,
-        /// Trains on user data: yes, opt_out, opt_in, no, unknown.
-        #[arg(long, value_parser = snake::<Training>)]
-        trains: Training,
-        /// Retention: none, limited, extended, unknown.
-        #[arg(long, value_parser = snake::<Retention>)]
-        retention: Retention,
-        /// ISO 3166-1 alpha-2 code, EU or LOCAL.
-        #[arg(long)]
-        jurisdiction: String,
-        /// Enterprise control (sso, scim, audit_log, dpa, zero_retention, data_residency,
-        /// tenant_restriction); repeat for more.
-        #[arg(long = "control", value_parser = snake::<Control>)]
-        controls: Vec<Control>,
-        /// Certification (soc2, iso27001, iso27701, iso42001, fedramp, hipaa_baa); repeat.
-        #[arg(long = "cert", value_parser = snake::<Certification>)]
-        certifications: Vec<Certification>,
-        /// The https:// URL of the vendor page the facts were read from.
-        #[arg(long)]
-        source: String,
-        /// The day the source was read (YYYY-MM-DD).
-        #[arg(long)]
-        checked: String,
-        /// Why the service belongs in the catalogue.
-        #[arg(long)]
-        reason: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Propose(Box<ProposeArgs>),
     /// Catalogue proposals, newest first.
     Proposals {
         /// pending, approved or rejected.
@@ -207,25 +211,26 @@ pub async fn run(ctx: &Ctx, cmd: DiscoveryCmd) -> Result<ExitCode> {
                 t.print()?;
             }
         }
-        DiscoveryCmd::Propose {
-            candidate,
-            id,
-            name,
-            vendor,
-            category,
-            description,
-            domains,
-            hosts,
-            trains,
-            retention,
-            jurisdiction,
-            controls,
-            certifications,
-            source,
-            checked,
-            reason,
-            json,
-        } => {
+        DiscoveryCmd::Propose(a) => {
+            let ProposeArgs {
+                candidate,
+                id,
+                name,
+                vendor,
+                category,
+                description,
+                domains,
+                hosts,
+                trains,
+                retention,
+                jurisdiction,
+                controls,
+                certifications,
+                source,
+                checked,
+                reason,
+                json,
+            } = *a;
             let req = CatalogueProposalRequest {
                 candidate,
                 entry: CatalogueEntry {
