@@ -344,6 +344,7 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         alert_webhook,
         alert_policy: cfg.alerts.policy(),
         risk,
+        overlay: crate::catalogue_overlay::OverlayCache::new(cfg.catalogue.clone()),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -1,7 +1,7 @@
-//! A discovery candidate promoted to a draft catalogue entry: the TOML file an analyst
-//! completes (vendor, category, risk, a real source) and adds to the catalogue, which then
-//! reaches agents the normal way — `shadowai rules validate`, `publish`, bundle upload
-//! with its two-person check, rollout. The draft itself validates (so nothing in it is
+//! A discovery candidate as a draft catalogue file (`GET /api/v1/discovery/draft`), for
+//! an analyst who maintains the shipped catalogue itself. The normal promotion is a
+//! catalogue proposal (`catalogue_entry.rs`, `store/sql_catalogue.rs`): validated the same
+//! way, approved by a different person, carried by the next bundle. The draft itself validates (so nothing in it is
 //! malformed) but says plainly what is still unknown; its provenance cites what the fleet
 //! saw, never a made-up vendor page.
 
@@ -88,6 +88,7 @@ mod tests {
             hosts: vec!["h1".into()],
             processes: vec!["/usr/bin/python3 \"quoted\"".into()],
             alongside: vec!["openai-api".into()],
+            proposal: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let text = draft(&c, "2026-11-26");

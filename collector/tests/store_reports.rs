@@ -546,8 +546,9 @@ fn sqlite_migration_backfills_first_uses() {
         );
         ingest(&s, "agt-a", "b", vec![f], T0);
     }
-    // Undo what the report migration made (and the outbox migration after it), as if the rows
-    // came from the schema before them.
+    // Undo what the report migration made (and the outbox and catalogue-proposal migrations
+    // after it: every migration appended later must be undone here too), as if the rows came
+    // from the schema before them.
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch(
         "DELETE FROM first_uses; DELETE FROM alert_keys; DELETE FROM alerts; \
@@ -556,8 +557,8 @@ fn sqlite_migration_backfills_first_uses() {
          ALTER TABLE findings DROP COLUMN bytes_out; ALTER TABLE findings DROP COLUMN bytes_in; \
          ALTER TABLE findings DROP COLUMN policy_version; ALTER TABLE findings DROP COLUMN layer; \
          ALTER TABLE findings DROP COLUMN grp; \
-         DROP TABLE alert_outbox; DROP TABLE alert_budget; \
-         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 1;",
+         DROP TABLE alert_outbox; DROP TABLE alert_budget; DROP TABLE catalogue_proposals; \
+         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 2;",
     )
     .unwrap();
     drop(c);

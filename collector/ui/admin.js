@@ -4,12 +4,13 @@ import { api } from "./api.js";
 import { h, fmtTime, fmtAgo, fmtNum, verdictBadge, link, table, card } from "./dom.js";
 import { verifyChain } from "./auditchain.js";
 import { publishCard, advanceControl, stagesButton } from "./publish.js";
+import { catalogueProposalsCard } from "./discovery.js";
 
 const scopeText = (s) => (s.kind === "group" ? `group ${s.group}` : "whole fleet");
 
 /** #/rules */
 export async function rulesView(ctx) {
-  const [proposals, policy, rollouts, bundles] = await Promise.all([api.proposals(), api.policy(), api.rollouts(), api.bundles()]);
+  const [proposals, policy, rollouts, bundles, catalogueProposals] = await Promise.all([api.proposals(), api.policy(), api.rollouts(), api.bundles(), api.catalogueProposals()]);
   const me = ctx.me();
   const pending = proposals.filter((p) => p.status === "pending");
 
@@ -93,6 +94,7 @@ export async function rulesView(ctx) {
       h("p", { class: "muted" }, "A change that blocks a service takes effect only when a different person with the approver role approves it."),
       table(["ID", "Service", "Verdict", "Scope", "Reason", "Proposed by", "Proposed", ""], pendingRows, { empty: "Nothing waits for approval.", testid: "pending-table" }),
       impactBox),
+    catalogueProposalsCard(ctx, catalogueProposals),
     card("Effective policy", table(["Service", "Verdict", "Scope", "Proposal", "Approved by", "Since"],
       policy.map((e) => [link(`#/service/${encodeURIComponent(e.service_id)}`, e.service_id), verdictBadge(e.verdict), scopeText(e.scope), `#${e.proposal_id}`, e.decided_by || "-", fmtTime(e.effective_ms)]),
       { empty: "No organisation policy yet: catalogue defaults apply.", testid: "policy-table" })),

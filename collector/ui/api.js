@@ -111,6 +111,10 @@ export const api = {
   catalogue: () => request("GET", "/api/v1/catalogue"),
   discovery: () => request("GET", "/api/v1/discovery"),
   discoveryDraft: (name) => request("GET", `/api/v1/discovery/draft${qs({ name })}`, { accept: "text" }),
+  catalogueProposals: () => request("GET", "/api/v1/discovery/proposals"),
+  proposeCatalogue: (body) => request("POST", "/api/v1/discovery/proposals", { body }),
+  catalogueImpact: (id) => request("GET", `/api/v1/discovery/proposals/${id}/impact`),
+  decideCatalogue: (id, approve, note) => request("POST", `/api/v1/discovery/proposals/${id}/${approve ? "approve" : "reject"}`, { body: { note } }),
   impact: (id) => request("GET", `/api/v1/proposals/${id}/impact`),
   rollbackRollout: (id, reason) =>
     request("POST", `/api/v1/rollouts/${id}/rollback`, { body: { reason } }),

@@ -1,7 +1,12 @@
 //! End-to-end discovery loop: a real agent (`run`) enrolled with a real collector; a
 //! python process that uses the OpenAI API (a catalogue model API) and then an inference
 //! relay the catalogue does not know. The collector lists the relay as a candidate with
-//! the host and the process; a benign process's names are not candidates.
+//! the host and the process; a benign process's names are not candidates. Then the
+//! promotion, with the real CLI: an analyst proposes the relay as a catalogue entry, the
+//! proposer cannot approve it, a second person (approver) does, the admin publishes
+//! (`shadowai rules publish`, signed locally, rolled out to the agent's group), the agent
+//! loads the bundle — and the python process's next use of the relay is a finding of the
+//! new service.
 //!
 //! Needs root (eBPF, namespaces).
 
@@ -15,6 +20,31 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shadowai_tests::{Collector, Daemon, Topology, bin, repo_root, serial, sh, wait_until};
+
+/// `shadowai ARGS` against the collector with `token`: stdout, or the error.
+fn cli(c: &Collector, token: &str, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = std::process::Command::new(bin("shadowai")?);
+    cmd.args(args)
+        .env("SHADOWAI_URL", &c.url)
+        .env("SHADOWAI_CA", &c.ca)
+        .env("SHADOWAI_TOKEN", token)
+        .env("SHADOWAI_CONFIG", "/nonexistent/cli.toml");
+    sh(&mut cmd)
+}
+
+/// A person token made with `shadowai-collector token create`.
+fn person(data: &std::path::Path, role: &str, name: &str) -> String {
+    let out = sh(
+        std::process::Command::new(bin("shadowai-collector").unwrap())
+            .args(["token", "create", "--role", role, "--name", name, "--data"])
+            .arg(data),
+    )
+    .unwrap();
+    out.lines()
+        .find(|l| l.starts_with("sau_"))
+        .unwrap()
+        .to_owned()
+}
 
 fn tls_to(t: &Topology, names: &[&str]) {
     let list = names
@@ -45,19 +75,44 @@ fn an_unknown_relay_used_by_an_sdk_process_reaches_the_collector_as_a_candidate(
     .unwrap();
     let work = tempfile::tempdir().unwrap();
     let port = 21000 + (std::process::id() % 500) as u16;
-    let collector = Collector::start(&work.path().join("collector"), port).unwrap();
+    let path = |n: &str| work.path().join(n).to_str().unwrap().to_owned();
+    sh(std::process::Command::new(bin("shadowai").unwrap()).args([
+        "rules",
+        "keygen",
+        "--secret",
+        &path("bundle.sec"),
+        "--public",
+        &path("bundle.pub"),
+    ]))
+    .unwrap();
+    let data = work.path().join("collector");
+    let collector = Collector::start_with(
+        &data,
+        port,
+        &[
+            "--catalogue",
+            repo_root().join("rules/catalogue").to_str().unwrap(),
+            "--bundle-key",
+            &path("bundle.pub"),
+        ],
+    )
+    .unwrap();
     let token = collector.admin_token.clone().expect("admin token");
+    let carol = person(&data, "analyst", "carol");
+    let bob = person(&data, "approver", "bob");
     let secret = work.path().join("enroll.secret");
     std::fs::write(&secret, collector.enroll_secret.clone().expect("secret")).unwrap();
     let config = work.path().join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "[agent]\nstate_dir = \"{}\"\nwindow_secs = 1\nhostname = \"disc-host\"\nhost_id = \"disc-host-id\"\n\n\
-             [rules]\ncatalogue = \"{}\"\n\n\
+            "[agent]\nstate_dir = \"{}\"\nwindow_secs = 1\nhostname = \"disc-host\"\nhost_id = \"disc-host-id\"\n\
+             group = \"canary\"\n\n\
+             [rules]\ncatalogue = \"{}\"\nbundle_key = \"{}\"\n\n\
              [collector]\nurl = \"{}\"\nca = \"{}\"\nenroll_secret_file = \"{}\"\nupload_secs = 1\n",
             work.path().join("state").display(),
             repo_root().join("rules/catalogue").display(),
+            path("bundle.pub"),
             collector.url,
             collector.ca.display(),
             secret.display()
@@ -111,49 +166,154 @@ fn an_unknown_relay_used_by_an_sdk_process_reaches_the_collector_as_a_candidate(
         "catalogued names are never candidates"
     );
 
-    // Promote: the draft entry validates with the shipped catalogue and names the relay.
-    let draft = sh(std::process::Command::new("curl").args([
-        "-sS",
-        "--fail-with-body",
-        "--cacert",
-        collector.ca.to_str().unwrap(),
-        "-H",
-        &format!("Authorization: Bearer {token}"),
-        &format!(
-            "{}/api/v1/discovery/draft?name=api.newrelay.example",
-            collector.url
-        ),
-    ]))
+    // Promote through the proposal flow, with the real CLI. The analyst proposes the entry;
+    // the answer shows what it would name.
+    let proposed = cli(
+        &collector,
+        &carol,
+        &[
+            "discovery",
+            "propose",
+            "--candidate",
+            "api.newrelay.example",
+            "--id",
+            "newrelay-api",
+            "--name",
+            "NewRelay API",
+            "--vendor",
+            "NewRelay",
+            "--category",
+            "model_api",
+            "--host",
+            "api.newrelay.example",
+            "--trains",
+            "unknown",
+            "--retention",
+            "extended",
+            "--jurisdiction",
+            "US",
+            "--source",
+            "https://newrelay.example/legal/privacy",
+            "--checked",
+            "2026-11-20",
+            "--reason",
+            "an inference relay used by SDK processes",
+            "--json",
+        ],
+    )
     .unwrap();
-    assert!(
-        draft.contains("hosts = [\"api.newrelay.example\"]"),
-        "{draft}"
+    let p: Value = serde_json::from_str(&proposed).unwrap();
+    let id = p["id"].to_string();
+    assert_eq!(p["status"], "pending", "{p:#}");
+    assert_eq!(
+        p["impact"]["candidates"],
+        serde_json::json!(["api.newrelay.example"])
     );
-    let cat = work.path().join("catalogue");
-    std::fs::create_dir_all(&cat).unwrap();
-    for f in std::fs::read_dir(repo_root().join("rules/catalogue")).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, cat.join(f.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(cat.join("api-newrelay-example.toml"), &draft).unwrap();
-    let cli = bin("shadowai").unwrap();
-    sh(std::process::Command::new(&cli).args([
-        "rules",
-        "validate",
-        "--catalogue",
-        cat.to_str().unwrap(),
-    ]))
-    .unwrap();
-    let explained = sh(std::process::Command::new(&cli).args([
-        "rules",
-        "explain",
-        "api.newrelay.example",
-        "--catalogue",
-        cat.to_str().unwrap(),
-    ]))
-    .unwrap();
-    assert!(explained.contains("api-newrelay-example"), "{explained}");
+    assert_eq!(p["impact"]["hosts"], serde_json::json!(["disc-host-id"]));
+    // An entry claiming a name of an existing service is refused, naming the field.
+    let err = cli(
+        &collector,
+        &carol,
+        &[
+            "discovery",
+            "propose",
+            "--id",
+            "copy",
+            "--name",
+            "Copy",
+            "--vendor",
+            "X",
+            "--category",
+            "model_api",
+            "--host",
+            "api.openai.com",
+            "--trains",
+            "no",
+            "--retention",
+            "none",
+            "--jurisdiction",
+            "US",
+            "--source",
+            "https://x.example/terms",
+            "--checked",
+            "2026-11-20",
+            "--reason",
+            "r",
+        ],
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("entry.hosts[0]"), "{err:#}");
+    // Neither the proposer nor an admin approves; a different approver does.
+    assert!(cli(&collector, &carol, &["discovery", "approve", &id]).is_err());
+    assert!(cli(&collector, &token, &["discovery", "approve", &id]).is_err());
+    cli(&collector, &bob, &["discovery", "approve", &id]).unwrap();
+    let listed = cli(&collector, &token, &["discovery", "list", "--json"]).unwrap();
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let relay = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "api.newrelay.example")
+        .unwrap();
+    assert_eq!(relay["proposal"]["status"], "approved", "{relay:#}");
 
+    // Publish (monitor: nothing becomes blocked, so no other approval is needed) and wait
+    // for the agent to load the bundle.
+    let published = cli(
+        &collector,
+        &token,
+        &[
+            "rules",
+            "publish",
+            "--key",
+            &path("bundle.sec"),
+            "--mode",
+            "monitor",
+            "--canary-group",
+            "canary",
+        ],
+    )
+    .unwrap();
+    assert!(published.contains("published bundle 1.0.0"), "{published}");
+    wait_until(
+        "the agent to load bundle 1.0.0",
+        Duration::from_secs(60),
+        || {
+            let agents = collector.get(&token, "/api/v1/agents").ok()?;
+            agents
+                .as_array()?
+                .iter()
+                .any(|a| a["host_id"] == "disc-host-id" && a["bundle_version"] == "1.0.0")
+                .then_some(())
+        },
+    )
+    .unwrap();
+    // The same process's next use of the relay is a finding of the new service.
+    let f = wait_until(
+        "a finding of the promoted service",
+        Duration::from_secs(60),
+        || {
+            tls_to(&t, &["api.newrelay.example"]);
+            collector
+                .findings(&token)
+                .into_iter()
+                .find(|f| f["service_id"] == "newrelay-api")
+        },
+    )
+    .unwrap();
+    assert_eq!(f["host_id"], "disc-host-id", "{f}");
+    assert!(
+        f["process"]["exe"].as_str().unwrap().contains("python3"),
+        "{f}"
+    );
+    assert!(
+        f["evidence"]["sni"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "api.newrelay.example"),
+        "{f}"
+    );
     // A compromised host holding the agent token floods reports: its share of the table
     // fills, the rest is refused and counted, and the collector keeps answering.
     let agent_token = std::fs::read_to_string(work.path().join("state/agent.token")).unwrap();

@@ -331,6 +331,44 @@ impl Client {
         self.get("/api/v1/discovery", &()).await
     }
 
+    /// Proposes a catalogue entry (usually promoted from a discovery candidate).
+    pub async fn propose_catalogue_entry(
+        &self,
+        req: &crate::discovery::CatalogueProposalRequest,
+    ) -> Result<crate::discovery::CatalogueProposal, ClientError> {
+        self.post("/api/v1/discovery/proposals", req).await
+    }
+
+    /// Catalogue proposals, newest first.
+    pub async fn catalogue_proposals(
+        &self,
+        status: Option<ProposalStatus>,
+    ) -> Result<Vec<crate::discovery::CatalogueProposal>, ClientError> {
+        let q: Vec<(&str, &str)> = status.map(|s| ("status", s.as_str())).into_iter().collect();
+        self.get("/api/v1/discovery/proposals", &q).await
+    }
+
+    /// What a catalogue proposal would name, computed now.
+    pub async fn catalogue_proposal_impact(
+        &self,
+        id: i64,
+    ) -> Result<crate::discovery::CatalogueImpact, ClientError> {
+        self.get(&format!("/api/v1/discovery/proposals/{id}/impact"), &())
+            .await
+    }
+
+    /// Approves (`approve`) or rejects a catalogue proposal (a different person).
+    pub async fn decide_catalogue_proposal(
+        &self,
+        id: i64,
+        approve: bool,
+        note: Option<&str>,
+    ) -> Result<crate::discovery::CatalogueProposal, ClientError> {
+        let verb = if approve { "approve" } else { "reject" };
+        self.post_note(&format!("/api/v1/discovery/proposals/{id}/{verb}"), note)
+            .await
+    }
+
     /// Reports this host's inventory of AI agents, MCP servers and runtimes.
     pub async fn inventory_report(
         &self,

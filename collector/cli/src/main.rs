@@ -7,6 +7,7 @@ mod agents;
 mod audit;
 mod checkpoints;
 mod config;
+mod discovery;
 mod docs;
 mod enrollment;
 mod filters;
@@ -87,6 +88,10 @@ enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Unknown AI names the fleet saw, and their promotion into the catalogue through a
+    /// catalogue proposal a different person approves.
+    #[command(subcommand)]
+    Discovery(discovery::DiscoveryCmd),
     /// Write man pages and shell completions into DIR (used by `cargo xtask dist`).
     #[command(hide = true)]
     GenerateDocs {
@@ -269,6 +274,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Who(args) => who::who(&ctx, args).await,
         Command::Alerts(args) => who::alerts(&ctx, args).await,
         Command::Rules(cmd) => return rules::run(&ctx, cmd).await,
+        Command::Discovery(cmd) => return discovery::run(&ctx, cmd).await,
         Command::Agents(cmd) => agents::run(&ctx, cmd).await,
         Command::EnrollmentKeys(cmd) => enrollment::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,

@@ -18,7 +18,6 @@ use super::agent_routes::{check_ident, check_text};
 use super::auth::{Caller, Cap};
 use super::error::{ApiError, bad};
 use super::extract::{JsonBody, QueryParams, RawBody};
-use super::policy_routes::catalogue_of as catalogue;
 use super::{SharedState, now_ms};
 
 fn parse_id(s: &str) -> Result<i64, ApiError> {
@@ -60,7 +59,7 @@ pub async fn list_proposals(
 
 /// Appends an audit entry for a refused attempt; the refusal itself is returned either way
 /// (a failed audit write is logged with the actor and action).
-async fn audit_refusal(
+pub(super) async fn audit_refusal(
     st: &SharedState,
     actor: &str,
     action: &'static str,
@@ -93,7 +92,8 @@ pub async fn propose(
     if req.reason.trim().is_empty() {
         return Err(bad("reason: required (say why the verdict should change)"));
     }
-    let cat = catalogue(&st)?;
+    // naming (issue 17): services added through approved catalogue proposals count.
+    let cat = crate::catalogue_overlay::effective(&st).await?;
     let target = crate::bundles::check_target(&cat, &req.service_id)?;
     crate::bundles::check_mode_decision(&target, req.verdict, &req.scope)?;
     // Blocking, or replacing a block in force, needs a second person.

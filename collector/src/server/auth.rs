@@ -48,6 +48,8 @@ pub enum Cap {
     Audit,
     Admin,
     Approve,
+    /// naming (issue 17): propose catalogue entries (analysts and admins).
+    Curate,
     Agent,
 }
 
@@ -60,6 +62,7 @@ impl Cap {
             Cap::Audit => matches!(role, Admin | Approver),
             Cap::Admin => role == Admin,
             Cap::Approve => role == Approver,
+            Cap::Curate => matches!(role, Analyst | Admin),
             Cap::Agent => false,
         }
     }

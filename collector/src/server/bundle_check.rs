@@ -11,7 +11,6 @@ use shadowai_rules::twoperson::{self, Approval};
 use shadowai_rules::{BundleBody, Catalogue, bundle};
 
 use super::error::ApiError;
-use super::policy_routes::catalogue_of;
 use super::{SharedState, now_ms};
 
 /// Versions agents may be running: the stable one, then the one of a rollout in progress
@@ -39,7 +38,8 @@ pub async fn against_live(
     exclude: Option<&str>,
 ) -> Result<(), ApiError> {
     let now_s = now_ms() / 1000;
-    let cat = catalogue_of(st)?;
+    // naming (issue 17): bundles carry the shipped catalogue + approved overlay.
+    let cat = crate::catalogue_overlay::effective(st).await?;
     let proposals = st.db(|s| s.list_proposals(None)).await?;
     let rollouts = st.db(|s| s.list_rollouts()).await?;
     let mut baselines = Vec::new();

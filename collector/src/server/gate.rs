@@ -38,6 +38,14 @@ fn required(method: &Method, route: &str) -> Option<Option<Cap>> {
         "/api/v1/proposals/{id}/approve" | "/api/v1/proposals/{id}/reject" => Cap::Approve,
         "/api/v1/exports/findings.csv" | "/api/v1/exports/findings.ocsf.json" => Cap::Export,
         "/api/v1/audit" | "/api/v1/audit/export" => Cap::Audit,
+        // ---- naming: catalogue proposals (issue 17) ----
+        "/api/v1/discovery/proposals" | "/api/v1/discovery/proposals/{id}/impact" if get => {
+            Cap::Read
+        }
+        "/api/v1/discovery/proposals" => Cap::Curate,
+        "/api/v1/discovery/proposals/{id}/approve" | "/api/v1/discovery/proposals/{id}/reject" => {
+            Cap::Approve
+        }
         // Any other API route: a valid token at least; its handler checks the role.
         _ => return None,
     };

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +41,8 @@ pub struct Metrics {
     pub siem_failures: Counter,
     pub siem_dropped: Counter,
     pub discovery_refused: Counter,
+    /// naming: approved catalogue entries left out because they no longer load.
+    pub catalogue_overlay_refused: Gauge,
     // ---- soc: first-use alerts (issue 15) ----
     pub alerts_raised: Counter,
     pub alerts_sent: Counter,
@@ -76,6 +79,7 @@ impl Metrics {
             siem_failures: Counter::default(),
             siem_dropped: Counter::default(),
             discovery_refused: Counter::default(),
+            catalogue_overlay_refused: Gauge::default(),
             alerts_raised: Counter::default(),
             alerts_sent: Counter::default(),
             alert_send_failures: Counter::default(),
@@ -91,6 +95,11 @@ impl Metrics {
             "discovery_refused",
             "Discovery candidates refused because the table (or the host's share) is full",
             m.discovery_refused.clone(),
+        );
+        r.register(
+            "catalogue_overlay_refused",
+            "Approved catalogue entries left out of the served catalogue because they no longer load with the shipped one",
+            m.catalogue_overlay_refused.clone(),
         );
         r.register(
             "http_requests",

@@ -16,7 +16,7 @@ mod gate;
 mod ingest_decode;
 mod inventory_routes;
 pub mod metrics;
-mod policy_routes;
+pub(crate) mod policy_routes;
 mod publish_routes;
 pub mod ratelimit;
 mod report_routes;
@@ -91,6 +91,8 @@ pub struct AppState {
     /// soc: alert caps and the outbox's; the catalogue's risk breakdowns (none: no catalogue).
     pub alert_policy: crate::store::AlertPolicy,
     pub risk: Option<Arc<crate::risk::RiskBook>>,
+    /// naming (issue 17): approved catalogue entries composed with the shipped catalogue.
+    pub overlay: crate::catalogue_overlay::OverlayCache,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -203,6 +205,22 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/discovery/report", post(discovery_routes::report))
         .route("/api/v1/discovery", get(discovery_routes::list))
         .route("/api/v1/discovery/draft", get(discovery_routes::draft))
+        .route(
+            "/api/v1/discovery/proposals",
+            get(discovery_routes::list_proposals).post(discovery_routes::propose),
+        )
+        .route(
+            "/api/v1/discovery/proposals/{id}/impact",
+            get(discovery_routes::proposal_impact),
+        )
+        .route(
+            "/api/v1/discovery/proposals/{id}/approve",
+            post(discovery_routes::approve),
+        )
+        .route(
+            "/api/v1/discovery/proposals/{id}/reject",
+            post(discovery_routes::reject),
+        )
         // ----
         .route("/api/v1/audit", get(admin_routes::audit))
         .route("/api/v1/audit/export", get(admin_routes::audit_export));

@@ -30,7 +30,9 @@ pub async fn catalogue(
     State(st): State<SharedState>,
 ) -> Result<Json<Catalogue>, ApiError> {
     caller.require(Cap::Read)?;
-    Ok(Json(catalogue_of(&st)?.as_ref().clone()))
+    // naming (issue 17): the shipped catalogue + approved catalogue proposals.
+    let cat = crate::catalogue_overlay::effective(&st).await?;
+    Ok(Json(cat.as_ref().clone()))
 }
 
 #[derive(Deserialize)]
@@ -82,7 +84,7 @@ pub async fn impact(
         .ok()
         .filter(|v| *v > 0)
         .ok_or_else(|| bad(format!("path: {id:?} is not a valid id")))?;
-    let cat = catalogue_of(&st)?;
+    let cat = crate::catalogue_overlay::effective(&st).await?;
     let proposals = st.db(|s| s.list_proposals(None)).await?;
     let p = proposals
         .iter()

@@ -141,7 +141,7 @@ pub async fn risk(
             ids.len()
         )));
     }
-    let cat = super::policy_routes::catalogue_of(&st)?;
+    let cat = crate::catalogue_overlay::effective(&st).await?;
     let out = ids
         .iter()
         .filter_map(|id| cat.service(id))

@@ -9,6 +9,7 @@
 pub mod postgres;
 pub mod rows;
 pub mod sql;
+pub mod sql_catalogue;
 pub mod sql_discovery;
 mod sql_findings;
 pub use sql_findings::day_string;
@@ -144,7 +145,9 @@ pub struct NewEnrollmentKey {
 }
 
 /// The collector's storage contract.
-pub trait Store: sql_discovery::DiscoveryStore + Send + Sync + 'static {
+pub trait Store:
+    sql_discovery::DiscoveryStore + sql_catalogue::CatalogueProposalStore + Send + Sync + 'static
+{
     /// Cheap round trip to the database.
     fn health(&self) -> Result<(), StoreError>;
 

@@ -103,13 +103,14 @@ impl<B: Backend> DiscoveryStore for SqlStore<B> {
     }
 
     fn list_discovery(&self) -> Result<Vec<CandidateView>, StoreError> {
-        let rows = self.read_tx(|tx| {
-            tx.query(
+        let (rows, mut promoted) = self.read_tx(|tx| {
+            let rows = tx.query(
                 "discovery",
                 "SELECT name, host_id, exe, reason, alongside, hits, first_ms, last_ms \
                  FROM discovery ORDER BY last_ms DESC LIMIT $1",
                 &[LIST_ROWS.into()],
-            )
+            )?;
+            Ok((rows, super::sql_catalogue::proposals_of_candidates(tx)?))
         })?;
         #[derive(Default)]
         struct Acc {
@@ -151,6 +152,7 @@ impl<B: Backend> DiscoveryStore for SqlStore<B> {
         let mut out: Vec<CandidateView> = by_name
             .into_iter()
             .map(|(name, a)| CandidateView {
+                proposal: promoted.remove(&name),
                 name,
                 reasons: a.reasons.into_iter().collect(),
                 hits: a.hits,

@@ -153,6 +153,16 @@ CREATE TABLE alert_budget (
     suppressed INTEGER NOT NULL, noticed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (host_id, window_ms));
 CREATE INDEX alert_budget_window ON alert_budget (window_ms);
 "#,
+    // ---- naming: catalogue proposals, the collector's catalogue overlay (issue 17) ----
+    r#"
+CREATE TABLE catalogue_proposals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, entry_id TEXT NOT NULL, candidate TEXT, entry TEXT NOT NULL,
+    reason TEXT NOT NULL, status TEXT NOT NULL, proposed_by TEXT NOT NULL,
+    proposed_ms INTEGER NOT NULL, decided_by TEXT, decided_ms INTEGER, decision_note TEXT);
+CREATE INDEX catalogue_proposals_entry ON catalogue_proposals (entry_id, status);
+CREATE INDEX catalogue_proposals_status ON catalogue_proposals (status);
+CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
+"#,
 ];
 
 pub struct Sqlite {
