@@ -7,12 +7,11 @@
 //! aside a batch the collector refused for good. A batch keeps its id across restarts, so
 //! a retry after a crash is recognised by the collector and never stored twice.
 //!
-//! Every method blocks (sled flushes with fsync): call them from a blocking thread, never
-//! from the task that drains the ring buffer. sled is behind this small interface (it
+//! Every method blocks (sled flushes with fsync): only the spool's own thread calls them
+//! ([`super::spool_worker`]), so a disk that stops answering holds up nothing else. sled is behind this small interface (it
 //! carries unmaintained-dependency advisories), so replacing it touches one file.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use shadowai_api::Finding;
@@ -98,10 +97,6 @@ impl Dropped {
         self.bytes += bytes;
     }
 }
-
-/// The spool shared by the output stage (appends) and the uplink (reads, acks); both use
-/// it from blocking threads.
-pub type SpoolHandle = Arc<parking_lot::Mutex<Spool>>;
 
 /// Free bytes a write must leave on the spool's filesystem: sled grows its files a segment
 /// at a time and cannot recover in-process from a write the disk refused, so the spool
