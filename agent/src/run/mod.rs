@@ -100,6 +100,9 @@ fn open_jsonl(cfg: &AgentConfig) -> Result<Option<std::fs::File>, AgentError> {
 }
 
 pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Result<()> {
+    if !crate::memory::limit_arenas() {
+        tracing::debug!("the C library keeps its default malloc arenas");
+    }
     let state = &cfg.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|source| AgentError::Io {
         what: format!("creating state dir {}", state.display()),
@@ -137,6 +140,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     let mut live = Live::start(
         &SensorOptions {
             dns_ports: cfg.sensor.dns_ports.clone(),
+            ring_bytes: cfg.sensor.ring_bytes().map_err(anyhow::Error::msg)?,
             ..SensorOptions::default()
         },
         poll,
@@ -255,6 +259,8 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             .map(|b| usage::Meter::new(b, health.clone())),
     };
     let classify = tokio::spawn(classify.run(events_rx));
+    // Loading the programs (the kernel's BTF) and the rules left freed heap behind.
+    crate::memory::release_free_heap();
     tracing::info!(host_id = %identity.host_id, "agent running");
     source::Source {
         live,

@@ -103,6 +103,8 @@ impl Sink {
     fn run(mut self, rx: Receiver<Window>) {
         for w in rx {
             self.handle(w.0, &w.1);
+            // A window's findings, JSON and hashing buffers are freed now.
+            crate::memory::release_free_heap();
         }
     }
 
