@@ -138,6 +138,9 @@ pub struct Spool {
     pub dropped: Dropped,
     /// Free bytes a write must leave on the disk ([`DISK_RESERVE`]).
     reserve: u64,
+    /// True while the disk keeps the spool dropping batches (logged when it starts and
+    /// ends; every drop is counted).
+    disk_full: bool,
 }
 
 fn findings_in(v: &[u8]) -> u64 {
@@ -195,6 +198,7 @@ impl Spool {
             bytes,
             dropped: Dropped::default(),
             reserve: DISK_RESERVE,
+            disk_full: false,
         })
     }
 
@@ -275,13 +279,21 @@ impl Spool {
             d.bytes += one.bytes;
             room = self.room().unwrap_or(room);
         }
-        if d.batches > 0 {
+        if d.batches > 0 && !self.disk_full {
+            self.disk_full = true;
             tracing::warn!(
                 dropped_batches = d.batches,
                 dropped_findings = d.findings,
                 room,
                 needed,
-                "disk full: oldest spooled batches dropped to make room for new ones (counted as lost)"
+                "disk full: oldest spooled batches dropped to make room for new ones (each counted as lost; logged again when it ends)"
+            );
+        } else if d.batches == 0 && self.disk_full && room >= needed.saturating_add(self.reserve) {
+            // Room to spare again (not merely the room the last drop made).
+            self.disk_full = false;
+            tracing::info!(
+                room,
+                "the spool's disk has room again: no more batches dropped"
             );
         }
         if room < needed {
