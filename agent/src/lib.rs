@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod inventory;
 pub mod live;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod replay;

@@ -287,6 +287,158 @@ fn a_full_disk_keeps_the_agent_alive_and_the_loss_reported() {
     let _ = bin("shadowai-agent");
 }
 
+/// Bytes free for unprivileged writers on the filesystem holding `dir`.
+fn avail(dir: &Path) -> u64 {
+    sh(Command::new("df").args(["-B1", "--output=avail"]).arg(dir))
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Everything `/metrics` says, within 5 s (an agent that stopped answering fails here).
+fn metrics_now(addr: &str) -> Vec<shadowai_tests::Sample> {
+    let text = sh(Command::new("curl").args(["-sS", "-m", "5", &format!("http://{addr}/metrics")]))
+        .unwrap_or_else(|e| panic!("/metrics did not answer within 5 s: {e}"));
+    parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// The spool fills its own small disk under steady traffic (no collector, a spool cap far
+/// above the disk): the agent keeps answering, the spool keeps taking each window's
+/// batches by dropping the oldest (counted), no spool call misses its deadline, and the
+/// agent still stops on SIGTERM within its deadline. Every wait here has a deadline, so a
+/// regression (the hang this replaced) fails the test instead of stalling CI.
+#[test]
+fn a_spool_that_fills_its_own_disk_drops_the_oldest_and_never_stalls() {
+    let _g = serial();
+    let (t, cert) = Topology::with_servers(&["api.openai.com"], "api.openai.com A {v4}\n").unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let _fs = Tmpfs::mount(&state, 8);
+    let config = work.path().join("agent.toml");
+    let metrics = format!("127.0.0.1:{}", 19990 + (std::process::id() % 8) as u16);
+    write_config(&config, &state, None, &metrics);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("spool_max_mib = 1", "spool_max_mib = 256");
+    std::fs::write(&config, text).unwrap();
+    let mut agent = Daemon::agent_run(&config).unwrap();
+
+    // Leave the spool 2.25 MiB: its 2 MiB reserve and a few windows of batches.
+    let filler = state.join("filler");
+    let leave = 9u64 << 18;
+    let size = avail(&state).saturating_sub(leave);
+    sh(Command::new("fallocate")
+        .args(["-l", &size.to_string()])
+        .arg(&filler))
+    .unwrap();
+    // Distinct executables: one finding each per window.
+    let curl = sh(Command::new("sh").args(["-c", "readlink -f \"$(command -v curl)\""]))
+        .unwrap()
+        .trim()
+        .to_string();
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let clients: Vec<String> = (0..24)
+        .map(|i| {
+            let p = bin.join(format!("ai-client-{i}"));
+            std::fs::copy(&curl, &p).unwrap();
+            p.to_string_lossy().into_owned()
+        })
+        .collect();
+    let round = || {
+        let running: Vec<_> = clients
+            .iter()
+            .map(|c| {
+                t.cmd(&t.client, c)
+                    .args(["-4", "-sS", "-m", "5", "-o", "/dev/null", "--cacert", &cert])
+                    .arg("https://api.openai.com/")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in running {
+            let _ = c.wait();
+        }
+    };
+    let counter = |s: &[shadowai_tests::Sample], name: &str| sample(s, name, &[]).unwrap_or(0.0);
+
+    // Traffic until the spool has dropped its oldest batches to make room for new ones.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut rounds = 0;
+    let before = loop {
+        round();
+        rounds += 1;
+        let s = metrics_now(&metrics);
+        if counter(&s, "shadowai_spool_lost_batches_total") > 0.0 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool never filled its disk in {rounds} rounds: {:?}",
+            s.iter()
+                .filter(|x| x.name.starts_with("shadowai_spool"))
+                .collect::<Vec<_>>()
+        );
+    };
+    // Keep it full for several more windows: each one is taken, the oldest dropped.
+    for _ in 0..8 {
+        round();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            agent.0.try_wait().unwrap().is_none(),
+            "the agent is running"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = metrics_now(&metrics);
+    let lost = |s: &[shadowai_tests::Sample]| counter(s, "shadowai_spool_lost_batches_total");
+    let failed = |s: &[shadowai_tests::Sample]| counter(s, "shadowai_spool_write_failures_total");
+    assert!(
+        lost(&after) > lost(&before),
+        "the oldest kept going to make room: {} then {}",
+        lost(&before),
+        lost(&after)
+    );
+    assert!(
+        counter(&after, "shadowai_spool_batches") > 0.0,
+        "the spool holds batches"
+    );
+    assert!(
+        failed(&after) - failed(&before) <= 2.0,
+        "new batches were taken, not refused: {} write failures during the full phase",
+        failed(&after) - failed(&before)
+    );
+    assert_eq!(
+        counter(&after, "shadowai_spool_stalls_total"),
+        0.0,
+        "no spool call missed its deadline"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "shadowai_pipeline_dropped_total",
+            &[("stage", "spool"), ("unit", "findings")]
+        ),
+        None,
+        "the spool thread kept up"
+    );
+
+    // SIGTERM: the agent stops within its deadline (the spool thread answers).
+    let pid = agent.0.id().to_string();
+    sh(Command::new("kill").args(["-TERM", &pid])).unwrap();
+    let stop = wait_until(
+        "the agent to stop on SIGTERM",
+        Duration::from_secs(30),
+        || agent.0.try_wait().unwrap(),
+    )
+    .unwrap();
+    assert!(stop.success(), "{stop:?}");
+}
+
 fn admin_post(c: &Collector, token: &str, path: &str) -> Value {
     let body = sh(Command::new("curl").args([
         "-sS",

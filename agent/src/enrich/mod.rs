@@ -44,6 +44,13 @@ pub struct ProcInfo {
     /// When the process exited (kernel ns), if it did.
     #[serde(skip)]
     pub exited_ns: Option<u64>,
+    /// The file the process executed (from `/proc/PID/exe` while it ran), so the hash in
+    /// its findings is of what ran even if the path is replaced later.
+    #[serde(skip)]
+    pub exe_file: Option<exe_hash::ExeFile>,
+    /// When the program started (Unix ms), from its exec event.
+    #[serde(skip)]
+    pub started_ms: Option<i64>,
     /// The AI agent session and risk flags of the process (see [`crate::inventory`]).
     #[serde(skip)]
     pub tag: Option<Arc<crate::inventory::Tag>>,
@@ -98,6 +105,7 @@ impl ProcTable {
             uid: e.uid,
             user: self.users.name(e.uid),
             groups: vec![self.group_names.name(e.gid)],
+            started_ms: Some(crate::correlate::Clock::system().to_unix_ms(e.ts_ns)),
             ..ProcInfo::default()
         };
         self.fill_from_proc(&mut info);
@@ -105,6 +113,15 @@ impl ProcTable {
             info.cmdline = e.args.clone();
         }
         self.insert(Arc::new(info));
+    }
+
+    /// What the table knows of the file `pid` executed, for hashing what ran.
+    pub fn executed(p: &ProcInfo) -> exe_hash::Executed {
+        exe_hash::Executed {
+            pid: p.pid,
+            file: p.exe_file,
+            started_ms: p.started_ms,
+        }
     }
 
     /// The process recorded for `pid`, if any.
@@ -221,6 +238,7 @@ impl ProcTable {
         if let Ok(exe) = std::fs::read_link(dir.join("exe")) {
             let s = exe.to_string_lossy();
             info.exe = s.strip_suffix(" (deleted)").unwrap_or(&s).to_string();
+            info.exe_file = exe_hash::ExeFile::of_process(&self.proc_root, info.pid);
         }
         if let Ok(raw) = std::fs::read(dir.join("cmdline")) {
             let args: Vec<String> = raw

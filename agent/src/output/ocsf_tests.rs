@@ -89,6 +89,7 @@ fn quic_hello_with_process() -> Event {
         systemd_unit: Some("user@1000.service".into()),
         exited_ns: None,
         tag: None,
+        ..ProcInfo::default()
     }));
     e.src = Some("[2001:db8::2]:50000".parse().unwrap());
     e.dst = "[2001:db8::1]:443".parse().unwrap();

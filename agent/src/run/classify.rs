@@ -269,8 +269,9 @@ impl ClassifyStage {
 
     fn close(&mut self, force: bool) {
         let findings = self.agg.close_if_due(super::now_ms(), force);
+        let exes = self.agg.take_exes();
         if !findings.is_empty() {
-            self.out.send(Window(findings));
+            self.out.send(Window(findings, exes));
         }
     }
 }

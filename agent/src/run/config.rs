@@ -110,14 +110,37 @@ pub struct OutputSection {
 pub struct SensorSection {
     #[serde(default = "default_dns_ports")]
     pub dns_ports: Vec<u16>,
+    /// Size of the kernel's events ring buffer in MiB: a power of two from 1 to 64. It
+    /// counts twice in the agent's RSS (its pages are mapped twice); a larger one rides
+    /// out longer bursts before events are lost (counted).
+    #[serde(default = "default_ring_mib")]
+    pub ring_buffer_mib: u32,
 }
 
 impl Default for SensorSection {
     fn default() -> Self {
         Self {
             dns_ports: default_dns_ports(),
+            ring_buffer_mib: default_ring_mib(),
         }
     }
+}
+
+impl SensorSection {
+    /// The ring buffer's size in bytes, or why the configured one cannot be used.
+    pub fn ring_bytes(&self) -> Result<u32, String> {
+        let m = self.ring_buffer_mib;
+        if !(1..=64).contains(&m) || !m.is_power_of_two() {
+            return Err(format!(
+                "sensor.ring_buffer_mib: {m} is not a power of two from 1 to 64"
+            ));
+        }
+        Ok(m << 20)
+    }
+}
+
+fn default_ring_mib() -> u32 {
+    crate::sensor::RING_BYTES >> 20
 }
 
 fn default_state_dir() -> PathBuf {
@@ -275,6 +298,9 @@ impl AgentConfig {
         {
             return bad("sensor.dns_ports: 1 to 16 ports, none 0".into());
         }
+        if let Err(reason) = self.sensor.ring_bytes() {
+            return bad(reason);
+        }
         if let Some(c) = &self.collector
             && let Err(reason) = c.check(&self.agent.state_dir)
         {
@@ -305,7 +331,22 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.agent.window_secs, 60);
         assert_eq!(c.sensor.dns_ports, vec![53]);
+        assert_eq!(c.sensor.ring_bytes(), Ok(4 << 20));
         assert!(c.collector.is_none());
+    }
+
+    #[test]
+    fn the_ring_buffer_is_a_power_of_two_mib_within_bounds() {
+        let with = |m: &str| {
+            parse(&format!(
+                "[rules]\ncatalogue = \"/c\"\n[sensor]\nring_buffer_mib = {m}\n"
+            ))
+        };
+        assert_eq!(with("8").unwrap().sensor.ring_bytes(), Ok(8 << 20));
+        for bad in ["0", "3", "128"] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("sensor.ring_buffer_mib"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! finding id is a hash of that key with the host and window, so the same finding re-sent
 //! after a crash is recognised by the collector.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 use shadowai_api::{
     Action, Evidence, Finding, Flag, Layer, Naming, ProcessRef, SessionRef, Verdict,
 };
 
+use crate::enrich::exe_hash::Executed;
 use crate::event::{Event, EventKind};
 
 /// Evidence values kept per finding and kind at most.
@@ -85,6 +86,27 @@ pub struct Aggregator {
     open: BTreeMap<Key, Agg>,
     /// A finding that sent more than this in its window is flagged `large_upload`.
     large_upload: u64,
+    /// What the open window's processes executed, per exe path (for hashing what ran).
+    exes: HashMap<String, Executed>,
+    /// The same for the window closed last ([`Aggregator::take_exes`]).
+    closed_exes: HashMap<String, Executed>,
+}
+
+/// Keeps, per exe path, a process's executed file — one whose identity is known over one
+/// whose is not (bounded by the open findings: every path has one).
+fn remember_exe(exes: &mut HashMap<String, Executed>, p: &crate::enrich::ProcInfo) {
+    if p.exe.is_empty() {
+        return;
+    }
+    match exes.get_mut(&p.exe) {
+        Some(x) if x.file.is_none() && p.exe_file.is_some() => {
+            *x = crate::enrich::ProcTable::executed(p);
+        }
+        Some(_) => {}
+        None => {
+            exes.insert(p.exe.clone(), crate::enrich::ProcTable::executed(p));
+        }
+    }
 }
 
 fn push_bounded<T: Ord>(set: &mut BTreeSet<T>, v: T) {
@@ -135,6 +157,8 @@ impl Aggregator {
             window_start_ms: None,
             open: BTreeMap::new(),
             large_upload: super::usage::DEFAULT_LARGE_UPLOAD,
+            exes: HashMap::new(),
+            closed_exes: HashMap::new(),
         }
     }
 
@@ -225,6 +249,9 @@ impl Aggregator {
         if self.open.len() >= MAX_OPEN && !self.open.contains_key(&key) {
             return None;
         }
+        if let Some(p) = &e.process {
+            remember_exe(&mut self.exes, p);
+        }
         let agg = self.open.entry(key).or_insert_with(|| Agg {
             session: tag.and_then(|t| t.session.clone()),
             flags: BTreeSet::new(),
@@ -265,6 +292,7 @@ impl Aggregator {
             return Vec::new();
         }
         self.window_start_ms = None;
+        self.closed_exes = std::mem::take(&mut self.exes);
         let open = std::mem::take(&mut self.open);
         let mut out = Vec::with_capacity(open.len());
         for (k, a) in open {
@@ -274,6 +302,11 @@ impl Aggregator {
             out.push(self.finding(&k, a, start, end));
         }
         out
+    }
+
+    /// What the processes of the window closed last executed, per exe path.
+    pub fn take_exes(&mut self) -> HashMap<String, Executed> {
+        std::mem::take(&mut self.closed_exes)
     }
 
     fn finding(&self, k: &Key, a: Agg, start: i64, end: i64) -> Finding {
@@ -582,5 +615,36 @@ pub(crate) mod tests {
         let curl = f.iter().find(|f| f.process.exe == "/usr/bin/curl").unwrap();
         assert_eq!(curl.naming.unwrap().source, NameSource::Sni);
         assert!(curl.flags.is_empty(), "one high-confidence use is enough");
+    }
+
+    #[test]
+    fn a_closed_window_hands_over_what_its_processes_executed() {
+        let mut a = Aggregator::new("h".into(), "host".into(), 60_000);
+        let file = crate::enrich::exe_hash::ExeFile {
+            dev: 1,
+            ino: 42,
+            ..Default::default()
+        };
+        let mut e = ev(EventKind::Connect, 0, 1, 7, "/usr/bin/curl");
+        let unknown = e.clone();
+        let mut p = (**e.process.as_ref().unwrap()).clone();
+        p.exe_file = Some(file);
+        e.process = Some(std::sync::Arc::new(p));
+        // The identified process wins over one whose file is unknown, whatever the order.
+        a.observe(&unknown, &class());
+        a.observe(&e, &class());
+        assert!(a.take_exes().is_empty(), "nothing until the window closes");
+        assert_eq!(a.close_if_due(0, true).len(), 1);
+        let exes = a.take_exes();
+        assert_eq!(exes.len(), 1);
+        assert_eq!(exes["/usr/bin/curl"].file, Some(file));
+        assert_eq!(exes["/usr/bin/curl"].pid, 7);
+        a.observe(&unknown, &class());
+        a.close_if_due(0, true);
+        assert_eq!(
+            a.take_exes()["/usr/bin/curl"].file,
+            None,
+            "each window starts afresh"
+        );
     }
 }

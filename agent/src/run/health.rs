@@ -69,6 +69,8 @@ pub struct Health {
     pub spool_lost_bytes: Counter,
     pub spool_lost_findings: Counter,
     pub spool_write_failures: Counter,
+    /// Spool calls that missed their deadline (the spool thread did not answer in time).
+    pub spool_stalls: Counter,
     pub quarantined_batches: Counter,
     pub quarantined_findings: Counter,
     pub findings_truncated: Counter,
@@ -155,6 +157,12 @@ impl Health {
             "shadowai_spool_write_failures",
             "Spool writes that failed (e.g. the disk is full).",
             &self.spool_write_failures,
+        );
+        c(
+            r,
+            "shadowai_spool_stalls",
+            "Spool calls that missed their deadline (the disk did not answer in time).",
+            &self.spool_stalls,
         );
         c(
             r,

@@ -3,15 +3,18 @@
 //!
 //! ```text
 //! Source (ring buffer → events) ──[QUEUE batches]──► Classify+aggregate ──[QUEUE windows]──► Output thread
-//!   live sensor, kernel filters        rule engine, findings per window        exe hashes, fit, spool (fsync), JSONL, stdout
-//!                                                                                      │
-//!                                              Uplink (upload, quarantine, heartbeat, bundles, re-enroll) ◄── spool
+//!   live sensor, kernel filters        rule engine, findings per window        exe hashes, fit, JSONL, stdout
+//!                                                                                      │ [QUEUE batches]
+//!                                                                                      ▼
+//!                                              Uplink (upload, quarantine, ...) ◄──► Spool thread (sled, fsync)
+//!                                                      calls with a deadline
 //! ```
 //!
 //! The source never waits for a later stage: if classification falls behind, event
 //! batches are dropped and counted (`shadowai_pipeline_dropped_total{stage="classify"}`)
 //! rather than leaving the kernel's ring buffer to overflow unattributed. All blocking
-//! work (fsync, hashing, file writes) happens on the output thread or the blocking pool.
+//! work happens on the output thread (hashing, file writes) or the spool thread (fsync),
+//! and nothing waits on the spool thread beyond a deadline ([`spool_worker`]).
 
 pub mod agent_findings;
 pub mod classify;
@@ -28,6 +31,7 @@ pub mod rules;
 pub mod sink;
 pub mod source;
 pub mod spool;
+pub mod spool_worker;
 pub mod uplink;
 pub mod usage;
 
@@ -46,7 +50,8 @@ use config::AgentConfig;
 use enroll::Identity;
 use health::Health;
 use sink::{Outputs, Sink};
-use spool::{Spool, SpoolHandle};
+use spool::Spool;
+use spool_worker::SpoolWorker;
 
 pub use classify::classify;
 pub use rules::validate;
@@ -96,6 +101,9 @@ fn open_jsonl(cfg: &AgentConfig) -> Result<Option<std::fs::File>, AgentError> {
 }
 
 pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Result<()> {
+    if !crate::memory::limit_arenas() {
+        tracing::debug!("the C library keeps its default malloc arenas");
+    }
     let state = &cfg.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|source| AgentError::Io {
         what: format!("creating state dir {}", state.display()),
@@ -110,11 +118,18 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     let (engine_tx, engine_rx) = watch::channel(Arc::new(engine));
     let (version_tx, version_rx) = watch::channel(in_use.as_ref().map(|u| u.version.to_string()));
     let identity = identity(&cfg);
-    let spool: SpoolHandle = Arc::new(parking_lot::Mutex::new(Spool::open(
-        &state.join("spool"),
-        cfg.agent.spool_max_mib.saturating_mul(1024 * 1024),
-    )?));
     let health = Health::default();
+    let (spool, spool_thread) = SpoolWorker::spawn(
+        Spool::open(
+            &state.join("spool"),
+            cfg.agent.spool_max_mib.saturating_mul(1024 * 1024),
+        )?,
+        health.clone(),
+    )
+    .map_err(|source| AgentError::Io {
+        what: "starting the spool thread".into(),
+        source,
+    })?;
     let tags: Vec<String> = cfg
         .agent
         .tags
@@ -126,6 +141,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     let mut live = Live::start(
         &SensorOptions {
             dns_ports: cfg.sensor.dns_ports.clone(),
+            ring_bytes: cfg.sensor.ring_bytes().map_err(anyhow::Error::msg)?,
             ..SensorOptions::default()
         },
         poll,
@@ -251,6 +267,8 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
             .map(|b| usage::Meter::new(b, health.clone())),
     };
     let classify = tokio::spawn(classify.run(events_rx));
+    // Loading the programs (the kernel's BTF) and the rules left freed heap behind.
+    crate::memory::release_free_heap();
     tracing::info!(host_id = %identity.host_id, "agent running");
     source::Source {
         live,
@@ -275,9 +293,15 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     if !matches!(joined, Ok(Ok(()))) {
         tracing::error!("the output thread ended abnormally; the last window may be lost");
     }
-    let spooled = tokio::task::spawn_blocking(move || spool.lock().len())
-        .await
-        .unwrap_or(0);
-    tracing::info!(spooled, "stopping; unsent findings stay in the spool");
+    // The spool thread writes what the output thread handed it, then answers; a disk that
+    // does not answer within the deadline does not hold the stop up.
+    match spool.call("len", |s| Ok(s.len())).await {
+        Ok(spooled) => tracing::info!(spooled, "stopping; unsent findings stay in the spool"),
+        Err(e) => {
+            tracing::error!(error = %e, "stopping without the spool's answer; batches it had not written are lost")
+        }
+    }
+    drop(spool);
+    drop(spool_thread);
     Ok(())
 }

@@ -1,13 +1,16 @@
-//! The output stage: closed windows in, durable batches and local copies out. It runs on a
-//! thread of its own because everything it does blocks — hashing executables, fsyncing
-//! the spool, appending to the JSONL file — and none of that may delay the task that
-//! drains the ring buffer.
+//! The output stage: closed windows in, batches for the spool and local copies out. It
+//! runs on a thread of its own because what it does blocks — hashing executables,
+//! appending to the JSONL file — and none of that may delay the task that drains the ring
+//! buffer.
 //!
 //! For each window: exe hashes are filled in (per-inode cache, byte budget), values are
 //! made to fit the collector ([`super::fit`]), the window is split into batches that fit,
-//! and each batch is spooled under a fresh random id. A failed write (full disk, a bad
-//! JSONL path) is counted and logged when it starts and ends; the stage goes on.
+//! and each batch is handed, under a fresh random id, to the spool's own thread
+//! ([`super::spool_worker`]) without waiting: a disk that stops answering stalls that
+//! thread, never this stage. A failed write (full disk, a bad JSONL path) is counted and
+//! logged when it starts and ends; the stage goes on.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
@@ -15,17 +18,18 @@ use shadowai_api::Finding;
 
 use super::fit;
 use super::health::{Health, Trouble};
-use super::spool::{Batch, SpoolHandle};
-use crate::enrich::exe_hash::ExeHashes;
+use super::spool::Batch;
+use super::spool_worker::SpoolWorker;
+use crate::enrich::exe_hash::{ExeHashes, Executed};
 
 /// Windows waiting for the output stage at most (a window closes every `window_secs`).
 pub const QUEUE: usize = 16;
 /// Bytes of executables hashed per window at most.
 pub const HASH_BUDGET: u64 = 256 * 1024 * 1024;
 
-/// The findings of one closed window.
+/// The findings of one closed window, with what their processes executed (per exe path).
 #[derive(Debug)]
-pub struct Window(pub Vec<Finding>);
+pub struct Window(pub Vec<Finding>, pub HashMap<String, Executed>);
 
 /// The classify stage's end of the queue into the output stage.
 #[derive(Clone)]
@@ -64,23 +68,23 @@ pub struct Outputs {
 }
 
 pub struct Sink {
-    spool: SpoolHandle,
+    spool: SpoolWorker,
     hashes: ExeHashes,
     outputs: Outputs,
     health: Health,
-    spool_trouble: Trouble,
+    id_trouble: Trouble,
     jsonl_trouble: Trouble,
     stdout_closed: bool,
 }
 
 impl Sink {
-    pub fn new(spool: SpoolHandle, outputs: Outputs, health: Health) -> Self {
+    pub fn new(spool: SpoolWorker, outputs: Outputs, health: Health) -> Self {
         Self {
             spool,
             hashes: ExeHashes::default(),
             outputs,
             health,
-            spool_trouble: Trouble::default(),
+            id_trouble: Trouble::default(),
             jsonl_trouble: Trouble::default(),
             stdout_closed: false,
         }
@@ -98,18 +102,23 @@ impl Sink {
 
     fn run(mut self, rx: Receiver<Window>) {
         for w in rx {
-            self.handle(w.0);
+            self.handle(w.0, &w.1);
+            // A window's findings, JSON and hashing buffers are freed now.
+            crate::memory::release_free_heap();
         }
     }
 
     /// One window through hashing, fitting, spooling and the local outputs.
-    pub fn handle(&mut self, mut findings: Vec<Finding>) {
+    pub fn handle(&mut self, mut findings: Vec<Finding>, exes: &HashMap<String, Executed>) {
         let mut budget = HASH_BUDGET;
         for f in &mut findings {
             if f.process.exe.is_empty() {
                 continue;
             }
-            match self.hashes.get(&f.process.exe, &mut budget) {
+            match self
+                .hashes
+                .get(&f.process.exe, exes.get(&f.process.exe), &mut budget)
+            {
                 Ok(h) => f.process.exe_sha256 = Some(h),
                 Err(skip) => {
                     self.health
@@ -135,46 +144,13 @@ impl Sink {
             Err(e) => {
                 self.health.spool_write_failures.inc();
                 self.health.spool_lost_findings.inc_by(n);
-                if self.spool_trouble.fail() {
+                if self.id_trouble.fail() {
                     tracing::error!(error = %e, findings = n, "the OS refused randomness for a batch id: batch not spooled (counted as lost)");
                 }
                 return;
             }
         };
-        let batch = Batch { batch_id, findings };
-        let mut spool = self.spool.lock();
-        let before = spool.dropped;
-        let r = spool.append(&batch);
-        let after = spool.dropped;
-        self.health.spool_batches.set(spool.len() as i64);
-        self.health
-            .spool_bytes
-            .set(i64::try_from(spool.size_on_disk()).unwrap_or(i64::MAX));
-        drop(spool);
-        self.health
-            .spool_lost_batches
-            .inc_by(after.batches - before.batches);
-        self.health
-            .spool_lost_bytes
-            .inc_by(after.bytes - before.bytes);
-        self.health
-            .spool_lost_findings
-            .inc_by(after.findings - before.findings);
-        match r {
-            Ok(()) => {
-                if self.spool_trouble.ok() {
-                    tracing::info!("spool writes work again");
-                }
-            }
-            Err(e) => {
-                self.health.spool_write_failures.inc();
-                self.health.spool_lost_batches.inc();
-                self.health.spool_lost_findings.inc_by(n);
-                if self.spool_trouble.fail() {
-                    tracing::error!(error = %e, source = ?std::error::Error::source(&e), disk_full = e.is_disk_full(), findings = n, "spooling a batch failed: its findings are lost (counted); the agent keeps running");
-                }
-            }
-        }
+        self.spool.append(Batch { batch_id, findings });
     }
 
     fn write_local(&mut self, findings: &[Finding]) {
@@ -245,10 +221,10 @@ mod tests {
             health: health.clone(),
         };
         for i in 0..5 {
-            s.send(Window(vec![
-                finding(&format!("a{i}")),
-                finding(&format!("b{i}")),
-            ]));
+            s.send(Window(
+                vec![finding(&format!("a{i}")), finding(&format!("b{i}"))],
+                HashMap::new(),
+            ));
         }
         let dropped = health
             .dropped
@@ -257,7 +233,7 @@ mod tests {
         assert_eq!(dropped, 6, "3 windows of 2 findings did not fit");
         assert_eq!(rx.try_iter().count(), 2);
         drop(rx);
-        s.send(Window(vec![finding("late")]));
+        s.send(Window(vec![finding("late")], HashMap::new()));
         assert_eq!(
             health
                 .dropped
@@ -271,10 +247,12 @@ mod tests {
     #[test]
     fn the_output_stage_spools_fitted_batches_with_fresh_ids() {
         let dir = tempfile::tempdir().unwrap();
-        let spool: SpoolHandle = std::sync::Arc::new(parking_lot::Mutex::new(
-            crate::run::spool::Spool::open(dir.path(), 1 << 30).unwrap(),
-        ));
         let health = Health::default();
+        let (spool, thread) = SpoolWorker::spawn(
+            crate::run::spool::Spool::open(dir.path(), 1 << 30).unwrap(),
+            health.clone(),
+        )
+        .unwrap();
         let mut sink = Sink::new(
             spool.clone(),
             Outputs {
@@ -285,8 +263,12 @@ mod tests {
         );
         let mut fs: Vec<Finding> = (0..1200).map(|i| finding(&format!("f{i}"))).collect();
         fs[7].process.exe = "/tmp/\u{1b}[2Jx".into();
-        sink.handle(fs);
-        let pending = spool.lock().pending(100).unwrap();
+        sink.handle(fs, &HashMap::new());
+        let pending = spool
+            .call_blocking("pending", std::time::Duration::from_secs(30), |s| {
+                s.pending(100)
+            })
+            .unwrap();
         assert_eq!(pending.len(), 3, "1200 findings in batches of at most 500");
         let truncated: Vec<&Finding> = pending
             .iter()
@@ -301,5 +283,74 @@ mod tests {
         assert!(ids.iter().all(|id| id.len() == 32 && *id != "0".repeat(32)));
         assert_eq!(health.findings_truncated.get(), 1);
         assert_eq!(health.spool_batches.get(), 3);
+        drop((sink, spool));
+        thread.join().unwrap();
+    }
+
+    /// The spooled finding carries the hash of the binary its process ran, though another
+    /// binary was renamed over the path before the window closed.
+    #[test]
+    fn the_output_stage_hashes_the_file_that_ran() {
+        use crate::enrich::exe_hash::ExeFile;
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let prog = dir.path().join("agent-test-prog");
+        std::fs::copy("/bin/sleep", &prog).unwrap();
+        let ran = hex::encode(sha2::Sha256::digest(std::fs::read(&prog).unwrap()));
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&prog).unwrap());
+        let mut child = std::process::Command::new(&prog).arg("30").spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let file = loop {
+            if let Some(f) = ExeFile::of_process(std::path::Path::new("/proc"), child.id())
+                && f.ino == ino
+            {
+                break f;
+            }
+            assert!(std::time::Instant::now() < deadline, "the child never ran");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let other = dir.path().join("other");
+        std::fs::copy("/bin/true", &other).unwrap();
+        std::fs::rename(&other, &prog).unwrap();
+
+        let health = Health::default();
+        let (spool, thread) = SpoolWorker::spawn(
+            crate::run::spool::Spool::open(&dir.path().join("spool"), 1 << 30).unwrap(),
+            health.clone(),
+        )
+        .unwrap();
+        let mut sink = Sink::new(
+            spool.clone(),
+            Outputs {
+                jsonl: None,
+                print: false,
+            },
+            health.clone(),
+        );
+        let path = prog.to_str().unwrap().to_string();
+        let mut f = finding("x");
+        f.process.exe = path.clone();
+        let exes = HashMap::from([(
+            path,
+            Executed {
+                pid: child.id(),
+                file: Some(file),
+                started_ms: None,
+            },
+        )]);
+        sink.handle(vec![f], &exes);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let pending = spool
+            .call_blocking("pending", std::time::Duration::from_secs(30), |s| {
+                s.pending(10)
+            })
+            .unwrap();
+        assert_eq!(
+            pending[0].1.findings[0].process.exe_sha256.as_deref(),
+            Some(ran.as_str())
+        );
+        drop((sink, spool));
+        thread.join().unwrap();
     }
 }

@@ -12,7 +12,7 @@
 //!   shown in `/metrics` (`shadowai_identity_state`) and retried at the backoff ceiling, in
 //!   case an admin releases the host.
 //!
-//! Spool calls block (fsync), so they run on the blocking pool.
+//! Spool calls block (fsync), so they run on the spool's own thread, with a deadline.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +26,8 @@ use tokio::sync::watch;
 
 use super::enroll::{self, Identity};
 use super::health::{Health, IdentityState, Trouble};
-use super::spool::{Batch, SpoolError, SpoolHandle};
+use super::spool::{Batch, SpoolError};
+use super::spool_worker::{CallError, SpoolWorker};
 use crate::error::AgentError;
 
 // Earlier home of these; kept so callers (e.g. an `enroll` subcommand) keep working.
@@ -89,7 +90,7 @@ pub struct Uplink {
     pub enroll_trouble: Trouble,
     /// The same collector without a token (re-enrollment).
     pub base: Client,
-    pub spool: SpoolHandle,
+    pub spool: SpoolWorker,
     pub identity: Identity,
     pub state_dir: PathBuf,
     pub bundle_key: Option<shadowai_rules::keyset::KeySet>,
@@ -175,27 +176,26 @@ impl Uplink {
         }
     }
 
+    /// A call on the spool thread, waited for at most its deadline: a disk that stops
+    /// answering costs this round (counted, logged once), never the uplink's heartbeats.
     async fn spool_call<T: Send + 'static>(
         &self,
+        op: &'static str,
         f: impl FnOnce(&mut super::spool::Spool) -> Result<T, SpoolError> + Send + 'static,
     ) -> Option<T> {
-        let spool = self.spool.clone();
-        let r = tokio::task::spawn_blocking(move || f(&mut spool.lock())).await;
-        match r {
-            Ok(Ok(v)) => {
+        match self.spool.call(op, f).await {
+            Ok(v) => {
                 if self.spool_trouble.ok() {
                     tracing::info!("spool reads work again");
                 }
                 Some(v)
             }
-            Ok(Err(e)) => {
+            // A stall is counted and logged by the spool handle itself.
+            Err(CallError::Stalled { .. }) => None,
+            Err(e) => {
                 if self.spool_trouble.fail() {
                     tracing::error!(error = %e, source = ?std::error::Error::source(&e), "spool access failed; retrying later");
                 }
-                None
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "spool task failed");
                 None
             }
         }
@@ -203,7 +203,7 @@ impl Uplink {
 
     async fn upload(&self) -> Round {
         loop {
-            let Some(pending) = self.spool_call(|s| s.pending(PER_ROUND)).await else {
+            let Some(pending) = self.spool_call("pending", |s| s.pending(PER_ROUND)).await else {
                 return Round::Failed;
             };
             if pending.is_empty() {
@@ -231,7 +231,9 @@ impl Uplink {
                 tracing::debug!(batch = %ack.batch_id, accepted = ack.accepted, duplicates = ack.duplicates, "batch acknowledged");
                 self.health.uplink_batches.inc();
                 self.health.uplink_findings.inc_by(n);
-                let left = self.spool_call(move |s| s.ack(key).map(|()| s.len())).await;
+                let left = self
+                    .spool_call("ack", move |s| s.ack(key).map(|()| s.len()))
+                    .await;
                 if let Some(left) = left {
                     self.health.spool_batches.set(left as i64);
                 }
@@ -243,7 +245,7 @@ impl Uplink {
                     self.health.quarantined_batches.inc();
                     self.health.quarantined_findings.inc_by(n);
                     match self
-                        .spool_call(move |s| s.quarantine(key).map(|()| s.len()))
+                        .spool_call("quarantine", move |s| s.quarantine(key).map(|()| s.len()))
                         .await
                     {
                         Some(left) => {

@@ -39,7 +39,13 @@ pub struct SensorOptions {
     pub wakeup_bytes: u64,
     /// Window of in-kernel de-duplication of (process, destination) reports.
     pub dedup: std::time::Duration,
+    /// Size of the events ring buffer (a power of two, ≥ the page size). It counts twice in
+    /// the agent's RSS: the kernel maps its pages twice, for wrap-around reads.
+    pub ring_bytes: u32,
 }
+
+/// Default size of the events ring buffer: 16× the early-wakeup threshold.
+pub const RING_BYTES: u32 = 4 << 20;
 
 impl Default for SensorOptions {
     fn default() -> Self {
@@ -47,6 +53,7 @@ impl Default for SensorOptions {
             dns_ports: vec![53],
             wakeup_bytes: 256 * 1024,
             dedup: std::time::Duration::from_secs(10),
+            ring_bytes: RING_BYTES,
         }
     }
 }
@@ -97,7 +104,9 @@ impl Sensor {
         if let Err(e) = &tracefs {
             tracing::warn!(error = %e, "tracefs unavailable: exec/exit tracking disabled");
         }
-        let mut ebpf = EbpfLoader::new().load(EBPF_OBJECT)?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("EVENTS", opts.ring_bytes)
+            .load(EBPF_OBJECT)?;
         if let Err(e) = aya_log::EbpfLogger::init(&mut ebpf) {
             tracing::debug!(error = %e, "eBPF programs carry no log map");
         }
