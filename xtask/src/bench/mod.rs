@@ -9,6 +9,7 @@
 //! and the fleet simulation (two replicas on one PostgreSQL, one killed mid-ingest).
 
 pub mod agent;
+pub mod bpfstats;
 mod capture;
 mod classify;
 mod events;
