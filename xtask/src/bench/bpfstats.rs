@@ -41,8 +41,10 @@ pub struct Prog {
     pub ns: u64,
 }
 
-/// Every loaded program by id; `ours` when `pid` holds it.
-pub fn snapshot(pid: u32) -> Result<BTreeMap<u64, Prog>> {
+/// Every loaded program by id; `ours` when `pid` holds it (bpftool built with pid
+/// iterators lists the holders) or, failing that, when its id is not in `loaded_before`
+/// (the programs that were there before the agent started).
+pub fn snapshot(pid: u32, loaded_before: &BTreeMap<u64, Prog>) -> Result<BTreeMap<u64, Prog>> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "-j"])
         .output()
@@ -57,9 +59,10 @@ pub fn snapshot(pid: u32) -> Result<BTreeMap<u64, Prog>> {
     let mut progs = BTreeMap::new();
     for p in v.as_array().map(Vec::as_slice).unwrap_or_default() {
         let Some(id) = p["id"].as_u64() else { continue };
-        let ours = p["pids"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x["pid"].as_u64() == Some(u64::from(pid))));
+        let ours = match p["pids"].as_array() {
+            Some(a) => a.iter().any(|x| x["pid"].as_u64() == Some(u64::from(pid))),
+            None => !loaded_before.contains_key(&id),
+        };
         progs.insert(
             id,
             Prog {

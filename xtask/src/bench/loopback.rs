@@ -179,13 +179,14 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
 /// the other programs on this host that ran meanwhile.
 fn dns_kernel_profile(ctx: &Ctx, agent_bin: &Path, bare_rate: f64) -> Result<String> {
     use super::bpfstats::{StatsOn, delta, snapshot};
+    let loaded_before = snapshot(0, &Default::default())?;
     let agent = Agent::start(agent_bin, &ctx.root, &ctx.work, free_port()?)?;
     let on = StatsOn::enable()?;
-    let before = snapshot(agent.pid())?;
+    let before = snapshot(agent.pid(), &loaded_before)?;
     let (c0, t0) = (cpu_secs(agent.pid()), Instant::now());
     let rate = dns_rate(DNS_SERVER, ctx.secs)?;
     let cpu = (cpu_secs(agent.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0;
-    let after = snapshot(agent.pid())?;
+    let after = snapshot(agent.pid(), &loaded_before)?;
     drop(on);
     let d = delta(&before, &after);
     let trips = (rate * ctx.secs).max(1.0);
@@ -224,7 +225,8 @@ fn dns_kernel_profile(ctx: &Ctx, agent_bin: &Path, bare_rate: f64) -> Result<Str
     Ok(format!(
         "\nWhere the DNS loop's time goes in the kernel: one more shadowai trial ({secs} s) \
          with `kernel.bpf_stats_enabled=1` (adds ~20–30 ns to every program run, ours and \
-         others'), per-program `run_cnt`/`run_time_ns` deltas from `bpftool prog show -j`. \
+         others'), per-program `run_cnt`/`run_time_ns` deltas from `bpftool prog show -j` (the \
+         agent's programs: those loaded after it started). \
          This trial: {rate:.0} round trips/s = {trip_ns:.0} ns each (the bare median above: \
          {bare_ns:.0} ns); agent userspace {cpu:.1} % of a core.\n\n{}\n\
          The agent's programs cost {total:.0} ns of each {trip_ns:.0} ns round trip; the \
