@@ -147,6 +147,11 @@ fn as_postgres(name: &str) -> Command {
 
 impl Pg {
     fn start(work: &Path) -> Pg {
+        Self::start_with(work, "")
+    }
+
+    /// `extra`: more `-c name=value` server options.
+    fn start_with(work: &Path, extra: &str) -> Pg {
         let dir = work.join(format!("pg-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -175,7 +180,7 @@ impl Pg {
         let opts = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
              -c max_wal_size=4GB -c checkpoint_timeout=15min -c max_connections=200 \
-             -c fsync=on -c synchronous_commit=on",
+             -c fsync=on -c synchronous_commit=on {extra}",
             dir.display()
         );
         let out = as_postgres("pg_ctl")

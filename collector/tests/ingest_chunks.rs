@@ -1,6 +1,8 @@
 //! Ingest writes findings with multi-row INSERT statements (chunks of 64/16/4/1): a large
 //! batch with duplicates inside one chunk, across chunks and against earlier batches is
-//! counted exactly and stored once, on SQLite and on PostgreSQL.
+//! counted exactly and stored once, on SQLite and on PostgreSQL. Rows are encoded before the
+//! write transaction and get the agent's host group inside it: every row of every chunk
+//! carries it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,9 +12,9 @@
 mod common;
 
 use common::{PgServer, finding};
-use shadowai_api::{IngestBatch, Verdict};
+use shadowai_api::{GroupBy, IngestBatch, Verdict};
 use shadowai_collector::store::{
-    EnrollAttempt, EnrollOutcome, FindingFilter, NewEnrollmentKey, Store,
+    EnrollAttempt, EnrollOutcome, FindingFilter, GroupSort, NewEnrollmentKey, Store,
 };
 
 const T0: i64 = 1_763_769_600_000;
@@ -34,7 +36,7 @@ fn check(s: &dyn Store) {
                 secret_hash: "chunks-secret".into(),
                 host_id: "host-c".into(),
                 hostname: "host-c.example".into(),
-                group: None,
+                group: Some("lab".into()),
                 agent_version: "0.1.0".into(),
                 key_sha256: "key-c".into(),
                 new_agent_id: "agt-c".into(),
@@ -96,6 +98,22 @@ fn check(s: &dyn Store) {
             .iter()
             .all(|x| x.user == format!("user{}", &x.id[1..]))
     );
+    // The agent's group is on every row, whichever chunk (64/16/4/1 rows) wrote it.
+    let groups = s
+        .group_report(
+            GroupBy::Group,
+            &FindingFilter::default(),
+            GroupSort::Events,
+            10,
+            0,
+        )
+        .unwrap();
+    let keys: Vec<(&str, u64)> = groups
+        .items
+        .iter()
+        .map(|r| (r.key.as_str(), r.findings))
+        .collect();
+    assert_eq!(keys, vec![("lab", 130)]);
     // A replay of the whole batch is recognised, not re-counted.
     let again = s.ingest("agt-c", &second, T0 + 2).unwrap();
     assert_eq!((again.accepted, again.replayed), (100, true));

@@ -47,6 +47,7 @@ pub mod matcher;
 pub mod pattern;
 pub mod policy;
 pub mod report;
+mod suffix_index;
 pub mod time;
 pub mod twoperson;
 

@@ -1,6 +1,6 @@
-//! The catalogue's match index: names (label-suffix hash map), IPs (longest-prefix CIDR),
-//! processes and ports (self-hosted runtimes). Built once, read on every event; lookups do
-//! not allocate.
+//! The catalogue's match index: names (label-suffix hashes walked right to left, see
+//! [`crate::suffix_index`]), IPs (longest-prefix CIDR), processes and ports (self-hosted
+//! runtimes). Built once, read on every event; lookups do not allocate.
 
 use std::net::IpAddr;
 
@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 
 use crate::catalogue::Service;
 use crate::pattern::{self, Glob, MAX_NAME_LEN, PatternKind};
+use crate::suffix_index::{Slot, SuffixIndex};
 
 const NONE: u32 = u32::MAX;
 
@@ -70,14 +71,6 @@ pub struct BuildProblem {
     pub item: u32,
     /// What is wrong.
     pub message: String,
-}
-
-#[derive(Clone, Copy)]
-struct Slot {
-    exact: u32,
-    suffix: u32,
-    glob_start: u32,
-    glob_len: u32,
 }
 
 /// A parsed CIDR.
@@ -163,7 +156,9 @@ pub struct Hit {
 /// The match index over a catalogue.
 #[derive(Clone, Default)]
 pub struct Matcher {
+    /// Name → slot while building (conflict checks); emptied into `index` at the end.
     names: FxHashMap<Box<str>, Slot>,
+    index: SuffixIndex,
     globs: Vec<(Glob, u32)>,
     v4: Vec<(u8, FxHashMap<u32, u32>)>,
     v6: Vec<(u8, FxHashMap<u128, u32>)>,
@@ -176,7 +171,7 @@ pub struct Matcher {
 impl std::fmt::Debug for Matcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Matcher")
-            .field("names", &self.names.len())
+            .field("names", &self.index.len())
             .field("globs", &self.globs.len())
             .field("patterns", &self.patterns.len())
             .finish_non_exhaustive()
@@ -334,12 +329,7 @@ impl Matcher {
             let start = m.globs.len() as u32;
             let len = list.len() as u32;
             m.globs.extend(list);
-            let slot = m.names.entry(key).or_insert(Slot {
-                exact: NONE,
-                suffix: NONE,
-                glob_start: 0,
-                glob_len: 0,
-            });
+            let slot = m.names.entry(key).or_insert(Slot::EMPTY);
             slot.glob_start = start;
             slot.glob_len = len;
         }
@@ -349,6 +339,8 @@ impl Matcher {
         v6.sort_by_key(|t| std::cmp::Reverse(t.0));
         m.v4 = v4;
         m.v6 = v6;
+        let names = std::mem::take(&mut m.names);
+        m.index = SuffixIndex::build(names.iter().map(|(k, s)| (&**k, *s)));
         if problems.is_empty() {
             Ok(m)
         } else {
@@ -373,12 +365,7 @@ impl Matcher {
         kind: PatternKind,
         problems: &mut Vec<BuildProblem>,
     ) {
-        let empty = Slot {
-            exact: NONE,
-            suffix: NONE,
-            glob_start: 0,
-            glob_len: 0,
-        };
+        let empty = Slot::EMPTY;
         let cur = self.names.get(name).copied().unwrap_or(empty);
         // The same name as an exact host and as a suffix of two services is still one name
         // claimed twice: refuse it.
@@ -437,36 +424,35 @@ impl Matcher {
         self.match_normalized(name)
     }
 
+    /// Right to left over the labels (see [`SuffixIndex::walk`]): the hit of the longest
+    /// indexed suffix that yields one wins — at the whole name an exact host, below it a
+    /// glob whose wildcard labels fit, else a domain suffix.
     #[inline]
     fn match_normalized(&self, name: &str) -> Option<Hit> {
-        let mut s = name;
-        let mut first = true;
-        loop {
-            let dot = s.find('.')?;
-            if let Some(slot) = self.names.get(s) {
-                if first && slot.exact != NONE {
-                    return self.hit(slot.exact);
-                }
-                if !first && slot.glob_len != 0 {
-                    let head = &name[..name.len() - s.len() - 1];
-                    let start = slot.glob_start as usize;
-                    let globs = self
-                        .globs
-                        .get(start..start + slot.glob_len as usize)
-                        .unwrap_or(&[]);
-                    for (g, pid) in globs {
-                        if g.matches_head(head) {
-                            return self.hit(*pid);
-                        }
+        let mut best = NONE;
+        self.index.walk(name.as_bytes(), |start, slot| {
+            let pid = if start == 0 && slot.exact != NONE {
+                slot.exact
+            } else {
+                let glob = match start.checked_sub(1).and_then(|h| name.get(..h)) {
+                    Some(head) if slot.glob_len != 0 => {
+                        let from = slot.glob_start as usize;
+                        self.globs
+                            .get(from..from + slot.glob_len as usize)
+                            .unwrap_or(&[])
+                            .iter()
+                            .find(|(g, _)| g.matches_head(head))
+                            .map(|(_, pid)| *pid)
                     }
-                }
-                if slot.suffix != NONE {
-                    return self.hit(slot.suffix);
-                }
+                    _ => None,
+                };
+                glob.unwrap_or(slot.suffix)
+            };
+            if pid != NONE {
+                best = pid;
             }
-            s = &s[dot + 1..];
-            first = false;
-        }
+        });
+        self.hit(best)
     }
 
     #[inline]

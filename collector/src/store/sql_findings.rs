@@ -126,12 +126,15 @@ fn insert_sql(rows: usize) -> String {
     sql
 }
 
-/// The values of one finding's row, in [`FINDING_COLUMNS`] order.
+/// Index of the `grp` column in a row (the last): only known inside the transaction.
+const GROUP_COLUMN: usize = FINDING_COLUMN_COUNT - 1;
+
+/// The values of one finding's row, in [`FINDING_COLUMNS`] order, with `grp` left NULL for
+/// [`set_group`] to fill once the transaction has read the agent's group.
 fn push_finding_values(
     params: &mut Vec<V>,
     f: &Finding,
     agent_id: &str,
-    group: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let doc = serde_json::to_string(f).map_err(|e| StoreError::Corrupt {
@@ -166,9 +169,49 @@ fn push_finding_values(
         f.bytes_in.map(super::sql_reports::clamp_i64).into(),
         f.policy_version.clone().into(),
         f.layer.map(|l| l.as_str()).into(),
-        group.map(str::to_owned).into(),
+        V::Text(None),
     ]);
     Ok(())
+}
+
+/// One multi-row `INSERT` of a batch: its row count and parameters.
+struct Chunk {
+    rows: usize,
+    params: Vec<V>,
+}
+
+/// Every `INSERT` of a batch, encoded before the transaction: the JSON docs and parameter
+/// values are the per-finding CPU work of an ingest, and none of it needs the write lock.
+fn encode_chunks(
+    findings: &[Finding],
+    agent_id: &str,
+    now_ms: i64,
+) -> Result<Vec<Chunk>, StoreError> {
+    let mut chunks = Vec::new();
+    let mut rest = findings;
+    while !rest.is_empty() {
+        let rows = insert_rows(rest.len());
+        let (chunk, tail) = rest.split_at(rows);
+        let mut params = Vec::with_capacity(rows * FINDING_COLUMN_COUNT);
+        for f in chunk {
+            push_finding_values(&mut params, f, agent_id, now_ms)?;
+        }
+        chunks.push(Chunk { rows, params });
+        rest = tail;
+    }
+    Ok(chunks)
+}
+
+/// Fill the `grp` column of every row of `chunk`.
+fn set_group(chunk: &mut Chunk, group: Option<&str>) {
+    for r in 0..chunk.rows {
+        if let Some(v) = chunk
+            .params
+            .get_mut(r * FINDING_COLUMN_COUNT + GROUP_COLUMN)
+        {
+            *v = group.into();
+        }
+    }
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -180,6 +223,7 @@ impl<B: Backend> SqlStore<B> {
         now_ms: i64,
     ) -> Result<(IngestAck, Raised), StoreError> {
         let content = batch_sha256(batch)?;
+        let mut chunks = encode_chunks(&batch.findings, agent_id, now_ms)?;
         self.tx(|tx| {
             let agent = tx.query(
                 "agents",
@@ -239,16 +283,9 @@ impl<B: Backend> SqlStore<B> {
                 ));
             }
             let mut accepted = 0u64;
-            let mut rest = batch.findings.as_slice();
-            while !rest.is_empty() {
-                let n = insert_rows(rest.len());
-                let (chunk, tail) = rest.split_at(n);
-                let mut params = Vec::with_capacity(n * FINDING_COLUMN_COUNT);
-                for f in chunk {
-                    push_finding_values(&mut params, f, agent_id, group.as_deref(), now_ms)?;
-                }
-                accepted += tx.exec(&insert_sql(n), &params)?;
-                rest = tail;
+            for chunk in chunks.iter_mut() {
+                set_group(chunk, group.as_deref());
+                accepted += tx.exec(&insert_sql(chunk.rows), &chunk.params)?;
             }
             let duplicates = (batch.findings.len() as u64).saturating_sub(accepted);
             // First uses are noted for the whole batch: a duplicate was stored before, so its
@@ -310,7 +347,9 @@ impl<B: Backend> SqlStore<B> {
 
 #[cfg(test)]
 mod tests {
-    use super::{FINDING_COLUMN_COUNT, FINDING_COLUMNS, day_string, insert_rows, insert_sql};
+    use super::{
+        FINDING_COLUMN_COUNT, FINDING_COLUMNS, GROUP_COLUMN, day_string, insert_rows, insert_sql,
+    };
 
     #[test]
     fn civil_dates() {
@@ -337,6 +376,10 @@ mod tests {
     #[test]
     fn insert_statement_numbers_every_parameter_once() {
         assert_eq!(FINDING_COLUMNS.split(',').count(), FINDING_COLUMN_COUNT);
+        assert_eq!(
+            FINDING_COLUMNS.split(',').nth(GROUP_COLUMN).map(str::trim),
+            Some("grp")
+        );
         let sql = insert_sql(3);
         assert!(sql.contains(&format!("${}", 3 * FINDING_COLUMN_COUNT)));
         assert!(!sql.contains(&format!("${}", 3 * FINDING_COLUMN_COUNT + 1)));

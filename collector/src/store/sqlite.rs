@@ -2,11 +2,13 @@
 //!
 //! One connection behind a mutex, WAL journal with `synchronous=FULL` so a transaction is on
 //! disk when `COMMIT` returns (an ingest ack means the batch survives a crash or power loss).
+//! An ingest encodes its rows before it takes the writer (see `sql_findings`), binds them
+//! without copying, and checkpoints rarely (64 MiB of WAL).
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
@@ -173,6 +175,12 @@ pub struct Sqlite {
     next_reader: std::sync::atomic::AtomicUsize,
 }
 
+/// The writer's page cache (negative: KiB, SQLite's convention).
+const WRITER_CACHE_KIB: i64 = -65_536;
+
+/// WAL pages (4 KiB) between automatic checkpoints.
+const WAL_CHECKPOINT_PAGES: i64 = 16_384;
+
 /// Reader connections beside the writer.
 const READERS: usize = 2;
 
@@ -185,6 +193,13 @@ pub fn open(path: &Path) -> Result<SqlStore<Sqlite>, StoreError> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Ingest writes one row into each of the findings table's indexes per finding: keep
+    // their hot pages in the writer's cache (64 MiB) rather than re-reading them.
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    // Checkpoint every 64 MiB of WAL instead of every 4 MiB: the same index pages are
+    // written back once per checkpoint, not once per few batches. Durability does not
+    // change: every COMMIT still fsyncs its WAL frames (synchronous=FULL).
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let mut backend = Sqlite {
         conn: Mutex::new(conn),
@@ -239,16 +254,23 @@ fn to_sqlite(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-fn bind(params: &[V]) -> Vec<SqlValue> {
-    params
-        .iter()
-        .map(|p| match p {
-            V::Int(Some(i)) => SqlValue::Integer(*i),
-            V::Text(Some(s)) => SqlValue::Text(s.clone()),
-            V::Int(None) | V::Text(None) => SqlValue::Null,
-            V::Bytes(b) => SqlValue::Blob(b.clone()),
-        })
-        .collect()
+/// A parameter bound by reference: SQLite copies the bytes while binding, so nothing is
+/// cloned per value (an ingest binds 28 per finding).
+struct Bound<'a>(&'a V);
+
+impl rusqlite::ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            V::Int(Some(i)) => ValueRef::Integer(*i),
+            V::Text(Some(s)) => ValueRef::Text(s.as_bytes()),
+            V::Int(None) | V::Text(None) => ValueRef::Null,
+            V::Bytes(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+fn bind(params: &[V]) -> impl rusqlite::Params + '_ {
+    rusqlite::params_from_iter(params.iter().map(Bound))
 }
 
 struct SqliteTx<'a>(&'a rusqlite::Transaction<'a>);
@@ -256,7 +278,7 @@ struct SqliteTx<'a>(&'a rusqlite::Transaction<'a>);
 impl Tx for SqliteTx<'_> {
     fn exec(&mut self, sql: &str, params: &[V]) -> Result<u64, StoreError> {
         let mut stmt = self.0.prepare_cached(&to_sqlite(sql))?;
-        let n = stmt.execute(rusqlite::params_from_iter(bind(params)))?;
+        let n = stmt.execute(bind(params))?;
         Ok(n as u64)
     }
 
@@ -268,7 +290,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<Vec<Row>, StoreError> {
         let mut stmt = self.0.prepare_cached(&to_sqlite(sql))?;
         let ncols = stmt.column_count();
-        let mut rows = stmt.query(rusqlite::params_from_iter(bind(params)))?;
+        let mut rows = stmt.query(bind(params))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
             let mut cols = Vec::with_capacity(ncols);

@@ -9,6 +9,7 @@
 //! and the fleet simulation (two replicas on one PostgreSQL, one killed mid-ingest).
 
 pub mod agent;
+pub mod bpfstats;
 mod capture;
 mod classify;
 mod events;
@@ -60,6 +61,10 @@ pub struct BenchArgs {
     /// Use the release binaries already in target/ (skip the build step).
     #[arg(long)]
     pub no_build: bool,
+    /// A `classify` bench executable built from an earlier commit: run beside this build's,
+    /// alternating, to measure a matcher change before/after in the same run.
+    #[arg(long, value_name = "EXE")]
+    pub classify_before: Option<PathBuf>,
 }
 
 /// What every section needs.
@@ -75,6 +80,7 @@ pub struct Ctx {
     pub ingest_secs: u64,
     pub fleet_history: u64,
     pub fleet_agents: u64,
+    pub classify_before: Option<PathBuf>,
 }
 
 const SECTIONS: [&str; 6] = [
@@ -238,6 +244,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         ingest_secs: args.ingest_secs,
         fleet_history: args.fleet_history,
         fleet_agents: args.fleet_agents,
+        classify_before: args.classify_before.clone(),
     };
     std::fs::create_dir_all(&ctx.work)?;
     let agent_bin = target.join("release/shadowai-agent");

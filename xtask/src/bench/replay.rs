@@ -90,6 +90,11 @@ pub fn profile(work: &Path, name: &str, cmd: &[&str]) -> Result<String> {
     if !st.success() {
         bail!("perf record failed: {st}");
     }
+    perf_top(&data)
+}
+
+/// The top 15 symbols by self time in a `perf record` file.
+pub fn perf_top(data: &Path) -> Result<String> {
     let rep = Command::new("perf")
         .args([
             "report",
@@ -101,7 +106,7 @@ pub fn profile(work: &Path, name: &str, cmd: &[&str]) -> Result<String> {
             "none",
             "-i",
         ])
-        .arg(&data)
+        .arg(data)
         .stderr(Stdio::null())
         .output()?;
     let text = String::from_utf8_lossy(&rep.stdout);
