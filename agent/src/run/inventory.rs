@@ -183,7 +183,10 @@ impl InventoryStage {
                     },
                 );
                 if !due.is_empty() {
-                    self.findings.send(super::sink::Window(due));
+                    // No executed-file identities: the output stage hashes a session's exe
+                    // by path only when that file predates the process (else no hash).
+                    self.findings
+                        .send(super::sink::Window(due, std::collections::HashMap::new()));
                 }
                 if t.dest_dropped > dest_dropped {
                     self.health
