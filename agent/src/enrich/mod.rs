@@ -129,6 +129,23 @@ impl ProcTable {
         self.procs.get(&pid).map(|(p, _)| Arc::clone(p))
     }
 
+    /// Re-reads what /proc tells of a recorded, running process and returns the updated
+    /// entry. For decisions that depend on the process: its credentials and program may
+    /// have changed since it was recorded (`setpriv --groups … curl` sets the groups, then
+    /// execs; the exec's event may still wait in the bulk ring when the ClientHello's
+    /// decision is made). A process not recorded, or gone, is returned as recorded.
+    pub fn refresh(&mut self, pid: u32) -> Option<Arc<ProcInfo>> {
+        let (p, _) = self.procs.get(&pid)?;
+        if p.exited_ns.is_some() {
+            return Some(Arc::clone(p));
+        }
+        let mut info = ProcInfo::clone(p);
+        self.fill_from_proc(&mut info);
+        let (p, _) = self.procs.get_mut(&pid)?;
+        *Arc::make_mut(p) = info;
+        Some(Arc::clone(p))
+    }
+
     /// Sets the inventory tag of a recorded process; returns the updated entry.
     pub fn set_tag(
         &mut self,
@@ -360,6 +377,31 @@ mod tests {
         assert_eq!(t.len(), 1);
         t.expire(10 + EXITED_GRACE_NS);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_refresh_sees_groups_set_after_the_process_was_recorded() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("4242");
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = |groups: &str| {
+            format!("Name:\tcurl\nPPid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t{groups}\n")
+        };
+        std::fs::write(dir.join("status"), status("")).unwrap();
+        let mut t = ProcTable::new(root.path());
+        let first = t.resolve(&owner(4242));
+        assert_eq!(first.groups.len(), 1, "{:?}", first.groups);
+        // The program changed its supplementary groups (setpriv), then exec'd.
+        std::fs::write(dir.join("status"), status("20")).unwrap();
+        assert_eq!(t.resolve(&owner(4242)).groups, first.groups, "cached");
+        let now = t.refresh(4242).unwrap();
+        assert_eq!(now.groups.len(), 2, "{:?}", now.groups);
+        assert_eq!(t.get(4242).unwrap().groups, now.groups, "the table keeps it");
+        // Gone: what was recorded stays.
+        t.on_exit(4242, 5);
+        std::fs::write(dir.join("status"), status("")).unwrap();
+        assert_eq!(t.refresh(4242).unwrap().groups, now.groups);
+        assert!(t.refresh(7).is_none());
     }
 
     #[test]

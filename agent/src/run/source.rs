@@ -92,6 +92,14 @@ impl Source {
                 continue;
             }
             let named = e.tls.as_ref().and_then(|t| t.sni.as_ref()).is_some();
+            // Decide on the process as it is now, not as first recorded (a few /proc
+            // reads, only for the hellos the kernel hands up for a decision).
+            if named
+                && let Some(pid) = e.process.as_ref().map(|p| p.pid)
+                && let Some(now) = self.live.corr.procs.refresh(pid)
+            {
+                e.process = Some(now);
+            }
             let blocked = named
                 .then(|| super::classify::refused_service(engine, e, &tags))
                 .flatten();
