@@ -183,7 +183,8 @@ impl InventoryStage {
                     },
                 );
                 if !due.is_empty() {
-                    self.findings.send(super::sink::Window(due));
+                    self.findings
+                        .send(super::sink::Window(due, std::collections::HashMap::new()));
                 }
                 if t.dest_dropped > dest_dropped {
                     self.health
