@@ -132,7 +132,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
             let _ = EXEC_ARGS.remove(&key);
         }
     }
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags::<ExecEvent>());
     Ok(())
 }
 
@@ -154,7 +154,7 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
         // SAFETY: helper without arguments.
         ts_ns: unsafe { bpf_ktime_get_ns() },
     });
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags::<ExitEvent>());
     0
 }
 

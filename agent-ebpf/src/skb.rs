@@ -533,7 +533,7 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
         entry.submit(if urgent {
             BPF_RB_FORCE_WAKEUP
         } else {
-            wakeup_flags()
+            wakeup_flags::<PacketEvent>()
         });
     } else {
         entry.discard(0);

@@ -126,6 +126,6 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
         _pad1: 0,
         daddr,
     });
-    entry.submit(wakeup_flags());
+    entry.submit(wakeup_flags::<ConnectEvent>());
     verdict
 }
