@@ -483,7 +483,22 @@ impl Engine {
         flags: &[&str],
         now: i64,
     ) -> (Verdict, DecidedBy<'a>) {
-        let bit = Category::AiAgent.bit();
+        self.verdict_for_category(Category::AiAgent, who, tenant, flags, now)
+    }
+
+    /// The verdict on something a host runs that is no catalogue service — an AI agent
+    /// session (`ai_agent`), a local model runtime (`self_hosted_runtime`) — judged by the
+    /// rules naming `category` only, for its user, host tags, tenant and risk flags; the
+    /// policy's default when none does.
+    pub fn verdict_for_category<'a>(
+        &'a self,
+        category: Category,
+        who: &Query<'_>,
+        tenant: Option<&str>,
+        flags: &[&str],
+        now: i64,
+    ) -> (Verdict, DecidedBy<'a>) {
+        let bit = category.bit();
         let exception = self.exceptions.iter().find(|c| {
             c.categories & bit != 0
                 && c.rule.expires_at.is_some_and(|t| t > now)

@@ -105,6 +105,42 @@ fn the_session_itself_is_judged_by_rules_naming_ai_agent() {
 }
 
 #[test]
+fn a_runtime_itself_is_judged_by_rules_naming_self_hosted_runtime_scoped_on_its_flags() {
+    let e = engine(
+        r#"
+mode = "monitor"
+default_verdict = "tolerated"
+
+[[rules]]
+id = "no-open-runtimes"
+verdict = "unsanctioned"
+categories = ["self_hosted_runtime"]
+flags = ["runtime_exposed"]
+
+[[rules]]
+id = "agents-blocked"
+verdict = "blocked"
+categories = ["ai_agent"]
+"#,
+    );
+    let who = Query {
+        process: Some("/usr/bin/ollama"),
+        user: Some("ollama"),
+        ..Query::default()
+    };
+    let rt = shadowai_rules::Category::SelfHostedRuntime;
+    let (v, by) = e.verdict_for_category(rt, &who, None, &["runtime_exposed"], NOW);
+    assert_eq!(v, Verdict::Unsanctioned);
+    assert!(matches!(by, DecidedBy::Rule(r) if r.id == "no-open-runtimes"));
+    // Loopback only: the flag-scoped rule does not apply, nor does one naming `ai_agent`.
+    let (v, by) = e.verdict_for_category(rt, &who, None, &[], NOW);
+    assert_eq!((v, by), (Verdict::Tolerated, DecidedBy::Default));
+    // And a rule naming runtimes does not judge agent sessions.
+    let (v, _) = e.verdict_for_agent(&who, None, &["runtime_exposed"], NOW);
+    assert_eq!(v, Verdict::Blocked);
+}
+
+#[test]
 fn an_unknown_flag_is_refused_with_its_place() {
     let text = "mode = \"monitor\"\ndefault_verdict = \"tolerated\"\n\n[[rules]]\nid = \"x\"\nverdict = \"blocked\"\ncategories = [\"ai_agent\"]\nflags = [\"yolo\"]\n";
     let (p, report) = Policy::parse(Path::new("policy.toml"), text, catalogue(), NOW);

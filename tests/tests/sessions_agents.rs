@@ -7,7 +7,9 @@
 //!   connection to its API (answered inside the test namespace) reaches the collector as a
 //!   finding carrying the session and the `permission_bypass` / `agent_as_root` flags;
 //! - listeners on 0.0.0.0:11434 and 127.0.0.1:11434 (Ollama's port) are runtimes, the first
-//!   exposed and flagged, the second not; a client connecting to it is recorded;
+//!   exposed and flagged, the second not; a client connecting to it is recorded; each is a
+//!   finding of its own at the collector (`runtime:ollama`, `self_hosted_runtime`, bind
+//!   address as evidence), the exposed one judged by a rule scoped on `runtime_exposed`;
 //! - nothing in any configuration file is executed by shadowai, and prompts never appear in
 //!   the inventory.
 //!
@@ -356,9 +358,23 @@ fn runtime_listeners_exposed_or_loopback_only() {
     let _g = serial();
     let t = Topology::new().unwrap();
     let work = tempfile::tempdir().unwrap();
+    let port = 19400 + (std::process::id() % 300) as u16;
+    let collector = Collector::start(&work.path().join("collector"), port).unwrap();
+    let token = collector.admin_token.clone().expect("admin token");
+    let secret = work.path().join("enroll.secret");
+    std::fs::write(&secret, collector.enroll_secret.clone().expect("secret")).unwrap();
     let state = work.path().join("state");
     let config = work.path().join("agent.toml");
-    write_config(&config, &state, None).unwrap();
+    write_config(&config, &state, Some((&collector, &secret))).unwrap();
+    // A runtime open to the network is unsanctioned; the rest is tolerated.
+    let policy = work.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "mode = \"monitor\"\ndefault_verdict = \"tolerated\"\n\n[[rules]]\nid = \"no-open-runtimes\"\n\
+         verdict = \"unsanctioned\"\ncategories = [\"self_hosted_runtime\"]\nflags = [\"runtime_exposed\"]\n",
+    )
+    .unwrap();
+    set_policy(&config, &policy).unwrap();
     let _agent = Daemon::agent_run(&config).unwrap();
     let serve = |ns: &str, bind: &str| {
         t.cmd(ns, "python3")
@@ -459,4 +475,48 @@ fn runtime_listeners_exposed_or_loopback_only() {
     assert_eq!(l["listeners"][0]["addr"], "127.0.0.1");
     assert_eq!(l["listeners"][0]["exposed"], false);
     assert!(!has(l, "flags", "runtime_exposed"), "{l}");
+
+    // Each runtime is a finding of its own at the collector, told apart by its bind
+    // address and first-seen time (the inventory's, for this test's processes): the
+    // exposed one flagged and judged by the rule scoped on the flag, the other not.
+    let finding_of = |r: &serde_json::Value, addr: &str| {
+        let (first, addr) = (r["first_seen_ms"].clone(), addr.to_string());
+        let token = token.clone();
+        let collector = &collector;
+        wait_until(
+            &format!("the runtime finding for the listener on {addr}"),
+            Duration::from_secs(60),
+            move || {
+                collector.findings(&token).into_iter().find(|f| {
+                    f["service_id"] == "runtime:ollama"
+                        && f["first_seen_ms"] == first
+                        && has(&f["evidence"], "ips", &addr)
+                })
+            },
+        )
+    };
+    let of = finding_of(o, "0.0.0.0").unwrap();
+    assert_eq!(of["category"], "self_hosted_runtime", "{of}");
+    assert!(has(&of, "flags", "runtime_exposed"), "{of}");
+    assert_eq!(of["verdict"], "unsanctioned", "{of}");
+    assert_eq!(of["rule"], "rule:no-open-runtimes", "{of}");
+    assert_eq!(of["action"], "allowed", "nothing refuses a listener: {of}");
+    assert!(
+        of["evidence"]["ports"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == 11434)),
+        "{of}"
+    );
+    assert!(
+        of["process"]["exe"]
+            .as_str()
+            .is_some_and(|e| e.contains("python3")),
+        "the listening process: {of}"
+    );
+    assert_eq!(of["user"], o["user"], "{of}");
+    let lf = finding_of(l, "127.0.0.1").unwrap();
+    assert_eq!(lf["category"], "self_hosted_runtime", "{lf}");
+    assert!(!has(&lf, "flags", "runtime_exposed"), "{lf}");
+    assert_eq!(lf["verdict"], "tolerated", "{lf}");
+    assert_eq!(lf["rule"], "default", "{lf}");
 }

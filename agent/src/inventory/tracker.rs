@@ -132,6 +132,8 @@ struct McpState {
 
 struct RuntimeState {
     wire: Runtime,
+    /// The listening process's uid (the wire item names the user only).
+    uid: u32,
     pulls: BTreeSet<String>,
     clients: BTreeSet<String>,
 }
@@ -488,11 +490,17 @@ impl Tracker {
                     last_seen_ms: p.start_ms,
                     ended: false,
                 },
+                uid: p.uid,
                 pulls: BTreeSet::new(),
                 clients: BTreeSet::new(),
             },
         );
         self.generation += 1;
+    }
+
+    /// The uid of the runtime process `pid`, while the inventory holds it.
+    pub fn runtime_uid(&self, pid: u32) -> Option<u32> {
+        self.runtimes.get(&pid).map(|r| r.uid)
     }
 
     fn runtime_tag(&self, pid: u32) -> Option<Arc<Tag>> {

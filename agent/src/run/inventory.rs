@@ -32,7 +32,8 @@ pub struct InventoryStage {
     /// reported to it with the token the uplink keeps in the state dir — read per report, so
     /// a background first enrollment or a re-enrollment after a 401 is picked up at once.
     pub client: Option<shadowai_api::client::Client>,
-    /// Sessions as findings of their own (`ai_agent`), into the output stage.
+    /// Sessions (`ai_agent`) and listening runtimes (`self_hosted_runtime`) as findings of
+    /// their own, into the output stage.
     pub findings: super::sink::WindowSender,
     pub policy_version: watch::Receiver<Option<String>>,
     pub host_tags: Vec<String>,
@@ -96,7 +97,12 @@ impl InventoryStage {
             self.host_id.clone(),
             self.hostname.clone(),
         );
+        let mut runtimes = super::runtime_findings::RuntimeFindings::new(
+            self.host_id.clone(),
+            self.hostname.clone(),
+        );
         let mut dest_dropped = 0u64;
+        let mut runtimes_beyond = 0u64;
         // The hints in use came with this engine; a verified bundle brings new ones.
         let mut hints_of = self.engine_rx.borrow().clone();
         let proc_root = Path::new("/proc");
@@ -182,11 +188,32 @@ impl InventoryStage {
                         beyond: &|id| t.destinations_beyond(id),
                     },
                 );
+                let (rt_due, beyond) = runtimes.due(
+                    &r,
+                    &super::runtime_findings::Context {
+                        engine: &engine,
+                        host_tags: &tags,
+                        policy_version: self.policy_version.borrow().clone(),
+                        now_ms: now,
+                        uid_of: &|pid| t.runtime_uid(pid),
+                    },
+                );
+                let due: Vec<_> = due.into_iter().chain(rt_due).collect();
                 if !due.is_empty() {
                     // No executed-file identities: the output stage hashes a session's exe
                     // by path only when that file predates the process (else no hash).
                     self.findings
                         .send(super::sink::Window(due, std::collections::HashMap::new()));
+                }
+                if beyond > 0 {
+                    self.health.drop_at("inventory", "runtimes", beyond);
+                    if runtimes_beyond == 0 {
+                        tracing::warn!(
+                            max = super::runtime_findings::MAX_RUNTIMES,
+                            "more local model runtimes listen than are reported as findings; further ones are counted, not reported, until one leaves"
+                        );
+                    }
+                    runtimes_beyond += beyond;
                 }
                 if t.dest_dropped > dest_dropped {
                     self.health

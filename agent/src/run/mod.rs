@@ -28,6 +28,7 @@ pub mod health;
 pub mod inventory;
 pub mod print;
 pub mod rules;
+pub mod runtime_findings;
 pub mod sink;
 pub mod source;
 pub mod spool;
