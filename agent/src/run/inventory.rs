@@ -183,7 +183,10 @@ impl InventoryStage {
                     },
                 );
                 if !due.is_empty() {
-                    self.findings.send(super::sink::Window(due));
+                    // Session findings carry no per-window exec record: the sink hashes
+                    // their executables from the path (merge fix: pipeline × sessions).
+                    self.findings
+                        .send(super::sink::Window(due, std::collections::HashMap::new()));
                 }
                 if t.dest_dropped > dest_dropped {
                     self.health
