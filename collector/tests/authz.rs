@@ -194,6 +194,12 @@ fn routes() -> Vec<Route> {
         ),
         r(
             "POST",
+            "/api/v1/rollouts/999999/rollback/compose",
+            Some(r#"{"valid_days":1}"#),
+            &[Admin],
+        ),
+        r(
+            "POST",
             "/api/v1/agents/agt_doesnotexist/rotate-token",
             Some("{}"),
             &[Admin],

@@ -947,3 +947,160 @@ async fn a_bundle_composed_by_the_collector_and_signed_elsewhere_is_verified_and
         r.text().await.unwrap()
     );
 }
+
+/// `POST /api/v1/rollouts/{id}/rollback/compose` (what the web UI's "Roll back" signs):
+/// admin only, 404 for an unknown rollout, 409 when the rollout replaced nothing; otherwise
+/// the replaced bundle's content under a higher version with fresh dates. Uploading it is
+/// checked by the two-person rule again: while the bad rollout still runs, lifting its block
+/// is refused; once it is stopped, the content agents ran before goes back out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_composed_from_the_replaced_bundle_and_checked_again() {
+    use ed25519_dalek::Signer;
+
+    let e = env().await;
+    let http = reqwest::Client::new();
+    let alice = e.srv.person("alice2", Role::Admin);
+    let bob = e.srv.person("bob2", Role::Approver);
+    let compose = |id: i64, token: &str, days: u32| {
+        http.post(format!(
+            "{}/api/v1/rollouts/{id}/rollback/compose",
+            e.srv.url
+        ))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "valid_days": days }))
+        .send()
+    };
+    let sign = |c: &serde_json::Value| {
+        let body = c["body"].as_str().unwrap();
+        let mut msg = hex::decode(c["context_hex"].as_str().unwrap()).unwrap();
+        msg.extend_from_slice(body.as_bytes());
+        let sig = hex::encode(e.key.sign(&msg).to_bytes());
+        let key_id = bundle::key_id(&e.key.verifying_key());
+        format!("{{\"body\":{body},\"key_id\":\"{key_id}\",\"signature\":\"{sig}\"}}\n")
+            .into_bytes()
+    };
+
+    let r = compose(999_999, &alice, 30).await.unwrap();
+    assert_eq!(r.status(), 404, "unknown rollout");
+    assert!(r.text().await.unwrap().contains("rollout 999999 not found"));
+
+    enforce_approved(&e).await;
+    e.alice
+        .upload_bundle(
+            "1.0.0",
+            None,
+            signed(
+                &e,
+                "1.0.0",
+                common::catalogue(),
+                policy(serde_json::json!({})),
+            ),
+        )
+        .await
+        .unwrap();
+    let first = e
+        .alice
+        .start_rollout(&shadowai_api::RolloutRequest {
+            bundle_version: "1.0.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    let r = compose(first.id, &alice, 30).await.unwrap();
+    assert_eq!(r.status(), 409, "nothing replaced: nothing to return to");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("replaced no earlier bundle"),
+        "the refusal says why"
+    );
+    e.alice.advance_rollout(first.id, 100).await.unwrap();
+
+    approved(&e, "deepseek", Verdict::Blocked, PolicyScope::Fleet).await;
+    upload(&e, "1.1.0", block_deepseek()).await.unwrap();
+    let bad = e
+        .alice
+        .start_rollout(&shadowai_api::RolloutRequest {
+            bundle_version: "1.1.0".into(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(bad.previous_version.as_deref(), Some("1.0.0"));
+
+    // Wrong role: refused before the body is read (an unparsable body still gets 403).
+    let r = compose(bad.id, &bob, 30).await.unwrap();
+    assert_eq!(r.status(), 403, "an approver cannot compose a rollback");
+    let r = http
+        .post(format!(
+            "{}/api/v1/rollouts/{}/rollback/compose",
+            e.srv.url, bad.id
+        ))
+        .bearer_auth(&bob)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    for (days, want) in [(0, "valid_days"), (367, "valid_days")] {
+        let r = compose(bad.id, &alice, days).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains(want));
+    }
+
+    let c: serde_json::Value = compose(bad.id, &alice, 7)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        c["version"], "1.2.0",
+        "higher than every uploaded version: {c}"
+    );
+    let body: BundleBody = serde_json::from_str(c["body"].as_str().unwrap()).unwrap();
+    let before = bundle::read_unverified(&e.alice.bundle_file("1.0.0").await.unwrap()).unwrap();
+    assert_eq!(body.version, "1.2.0");
+    assert_eq!(body.policy, before.policy, "the content of 1.0.0");
+    assert_eq!(body.catalogue, before.catalogue);
+    assert!((body.issued_at - now_s()).abs() < 60, "issued now");
+    assert_eq!(body.expires_at - body.issued_at, 7 * 86_400);
+    // Composing changed nothing.
+    let rollouts = e.alice.rollouts().await.unwrap();
+    assert_eq!(rollouts[0].stage, shadowai_api::RolloutStage::Canary);
+    assert_eq!(e.alice.bundles().await.unwrap().len(), 2);
+
+    // While the bad rollout runs, the rollback would lift its block: a second person must
+    // agree (the two-person rule is checked again on upload).
+    let err = e
+        .alice
+        .upload_bundle("1.2.0", None, sign(&c))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    assert!(err.to_string().contains("stops being blocked"), "{err}");
+
+    // Stopped, the fleet's baseline is 1.0.0 again: its content goes back out.
+    e.alice
+        .rollback_rollout(bad.id, Some("breaks builds"))
+        .await
+        .unwrap();
+    let info = e
+        .alice
+        .upload_bundle("1.2.0", Some("rollback"), sign(&c))
+        .await
+        .unwrap();
+    let back = e
+        .alice
+        .start_rollout(&shadowai_api::RolloutRequest {
+            bundle_version: info.version.clone(),
+            canary_group: "canary".into(),
+        })
+        .await
+        .unwrap();
+    let back = e.alice.advance_rollout(back.id, 100).await.unwrap();
+    assert_eq!(back.stage, shadowai_api::RolloutStage::All);
+    assert_eq!(back.previous_version.as_deref(), Some("1.0.0"));
+}

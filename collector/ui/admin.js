@@ -3,7 +3,7 @@
 import { api } from "./api.js";
 import { h, fmtTime, fmtAgo, fmtNum, verdictBadge, link, table, card } from "./dom.js";
 import { verifyChain } from "./auditchain.js";
-import { publishCard, advanceControl, stagesButton } from "./publish.js";
+import { publishCard, advanceControl, stagesButton, rollbackForm } from "./publish.js";
 import { catalogueProposalsCard } from "./discovery.js";
 
 const scopeText = (s) => (s.kind === "group" ? `group ${s.group}` : "whole fleet");
@@ -67,16 +67,6 @@ export async function rulesView(ctx) {
     p.proposed_by, p.decided_by || "-", fmtTime(p.decided_ms ?? p.proposed_ms), p.decision_note || "",
   ]);
 
-  const rollback = (r) => async () => {
-    try {
-      const reason = prompt(`Roll back rollout #${r.id} (bundle ${r.bundle_version})? Reason:`);
-      if (reason === null) return;
-      await api.rollbackRollout(r.id, reason);
-      ctx.rerender();
-    } catch (err) {
-      ctx.showError(err);
-    }
-  };
   const stagesBox = h("div", { class: "stages-box", "data-testid": "stages-box" });
   const rolloutRows = rollouts.map((r) => [
     `#${r.id}`, r.bundle_version, r.previous_version || "-", h("span", { class: `status stage-${r.stage}` }, r.stage + (r.stage === "percent" ? ` ${r.percent}%` : "")),
@@ -85,7 +75,7 @@ export async function rulesView(ctx) {
       stagesButton(ctx, r, stagesBox),
       ctx.can("admin") && (r.stage === "canary" || r.stage === "percent") ? advanceControl(ctx, r) : null,
       ctx.can("admin") && (r.stage === "canary" || r.stage === "percent" || r.stage === "all")
-        ? h("button", { class: "danger", onclick: rollback(r) }, "Roll back") : null),
+        ? h("button", { class: "danger", "data-testid": `rollback-${r.id}`, onclick: () => rollbackForm(ctx, r, stagesBox) }, "Roll back") : null),
   ]);
 
   return [

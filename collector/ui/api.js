@@ -118,6 +118,7 @@ export const api = {
   impact: (id) => request("GET", `/api/v1/proposals/${id}/impact`),
   rollbackRollout: (id, reason) =>
     request("POST", `/api/v1/rollouts/${id}/rollback`, { body: { reason } }),
+  composeRollback: (id, req) => request("POST", `/api/v1/rollouts/${id}/rollback/compose`, { body: req }),
   inventory: (q) => request("GET", `/api/v1/inventory${qs(q)}`),
   exportInventory: (fmt, q) =>
     request("GET", `/api/v1/exports/inventory.${fmt === "csv" ? "csv" : "ocsf.json"}${qs(q)}`, { accept: "blob" }),

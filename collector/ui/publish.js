@@ -41,15 +41,21 @@ export async function readSigningKey(file) {
   return { key, keyId };
 }
 
+/** Signs `context || body` of a composed bundle; the envelope exactly as `shadowai rules
+ *  publish` writes it (the body verbatim), as bytes. */
+async function signEnvelope(composed, key, keyId) {
+  const message = new Uint8Array([...unhex(composed.context_hex, "context"), ...new TextEncoder().encode(composed.body)]);
+  const sig = hex(await crypto.subtle.sign({ name: "Ed25519" }, key, message));
+  const envelope = `{"body":${composed.body},"key_id":${JSON.stringify(keyId)},"signature":${JSON.stringify(sig)}}\n`;
+  return new TextEncoder().encode(envelope);
+}
+
 /** Composes, signs, uploads and starts the canary rollout; returns {bundle, rollout, stages}. */
 export async function publish({ file, mode, canaryGroup, note }) {
   const { key, keyId } = await readSigningKey(file);
   const composed = await api.compose({ mode, valid_days: 30 });
-  const message = new Uint8Array([...unhex(composed.context_hex, "context"), ...new TextEncoder().encode(composed.body)]);
-  const sig = hex(await crypto.subtle.sign({ name: "Ed25519" }, key, message));
-  // The envelope exactly as `shadowai rules publish` writes it: the body verbatim.
-  const envelope = `{"body":${composed.body},"key_id":${JSON.stringify(keyId)},"signature":${JSON.stringify(sig)}}\n`;
-  const bundle = await api.uploadBundle(composed.version, note || `published in the web UI (key ${keyId})`, new TextEncoder().encode(envelope));
+  const envelope = await signEnvelope(composed, key, keyId);
+  const bundle = await api.uploadBundle(composed.version, note || `published in the web UI (key ${keyId})`, envelope);
   const rollout = await api.startRollout(bundle.version, canaryGroup);
   const stages = await api.rolloutAgents(rollout.id);
   return { composed, keyId, bundle, rollout, stages };
@@ -163,4 +169,74 @@ export function stagesButton(ctx, r, box) {
       }
     },
   }, "Agents");
+}
+
+/** A rollback as `shadowai rules rollback` does it: stop the rollout, have the collector
+ *  compose the content of the bundle it replaced under a new, higher version, sign it here,
+ *  upload it (the collector checks the two-person rule again), start a rollout of it and
+ *  advance it to 100 %, so agents that already loaded the bad bundle return to the earlier
+ *  content (they accept it: its version is higher). `progress(text)` is told each stage. */
+export async function rollBack({ rollout: r, file, reason, progress }) {
+  if (!r.previous_version) {
+    throw new Error(`Rollout #${r.id} replaced no earlier bundle: there is nothing to return to. Publish a corrected bundle instead.`);
+  }
+  // The key is read (and checked) before anything changes.
+  const { key, keyId } = await readSigningKey(file);
+  const stopped = await api.rollbackRollout(r.id, reason);
+  progress(`Rollout #${r.id} of ${stopped.bundle_version} stopped.`);
+  const composed = await api.composeRollback(r.id, { valid_days: 30 });
+  progress(`The content of ${r.previous_version} composed as ${composed.version}.`);
+  const envelope = await signEnvelope(composed, key, keyId);
+  progress(`Signed in this browser with key ${keyId}.`);
+  const bundle = await api.uploadBundle(composed.version, `rollback of rollout ${r.id}: the content of ${r.previous_version} (signed in the web UI, key ${keyId})`, envelope);
+  progress(`Bundle ${bundle.version} uploaded: signature and two-person rule checked.`);
+  const started = await api.startRollout(bundle.version, stopped.canary_group);
+  const all = await api.advanceRollout(started.id, 100);
+  progress(`Rollout #${all.id} of ${bundle.version} advanced to ${all.stage === "all" ? "every agent" : all.stage}.`);
+  const stages = await api.rolloutAgents(all.id);
+  return { bundle, rollout: all, stages };
+}
+
+/** The form a "Roll back" button opens in `box`: a reason, the signing key file, and the
+ *  stages of the rollback as they happen. */
+export function rollbackForm(ctx, r, box) {
+  const reason = h("input", { type: "text", placeholder: "reason", "data-testid": `rollback-reason-${r.id}`, "aria-label": "Reason" });
+  const file = h("input", { type: "file", "data-testid": `rollback-key-${r.id}`, "aria-label": "Signing key file" });
+  const log = h("ol", { class: "rollback-stages", "data-testid": `rollback-stages-${r.id}` });
+  const out = h("div", { "data-testid": `rollback-result-${r.id}` });
+  const go = h("button", { class: "danger", "data-testid": `rollback-go-${r.id}` }, "Sign and roll back");
+  go.onclick = async () => {
+    const problems = [];
+    if (!reason.value.trim()) problems.push("give a reason");
+    if (!file.files || !file.files[0]) problems.push("pick the signing key file");
+    if (problems.length) {
+      ctx.showError(new Error(`Cannot roll back yet: ${problems.join("; ")}.`));
+      return;
+    }
+    go.disabled = true;
+    log.replaceChildren();
+    try {
+      const done = await rollBack({
+        rollout: r, file: file.files[0], reason: reason.value.trim(),
+        progress: (text) => log.append(h("li", {}, text)),
+      });
+      ctx.toast(`Rolled back: ${done.bundle.version} (the content of ${r.previous_version}) goes to every agent.`);
+      out.replaceChildren(
+        h("p", { "data-testid": "rolled-back" }, `Every agent returns to the content of ${r.previous_version}, as ${done.bundle.version} (rollout #${done.rollout.id}):`),
+        stagesView(done.stages));
+    } catch (err) {
+      log.append(h("li", { class: "warning" }, `Stopped here: ${err.message}`));
+      ctx.showError(err);
+      go.disabled = false;
+    } finally {
+      file.value = "";
+    }
+  };
+  box.replaceChildren(
+    h("h3", {}, `Roll back rollout #${r.id} (${r.bundle_version})`),
+    h("p", { class: "muted" }, r.previous_version
+      ? `Stops the rollout, signs the content of ${r.previous_version} again in this browser under a new, higher version (the key file is never uploaded) and rolls it out to every agent at once. The collector checks the signature and the two-person rule.`
+      : "This rollout replaced no earlier bundle: there is nothing to return to."),
+    h("div", { class: "form-row" }, reason, file, go),
+    log, out);
 }

@@ -6,7 +6,11 @@
 //! (WebCrypto Ed25519 over a key file picked in the page; the test checks the seed is in no
 //! request) and starts a canary rollout that shows its agents per stage. Then the agent loads
 //! the bundle, the client's next request to the service fails while another service works,
-//! and the findings page shows the use as `blocked`. Needs root, `cargo build --bins` and
+//! and the findings page shows the use as `blocked`. Last the admin rolls the rollout back in
+//! the browser (stop, compose the replaced bundle's content under a higher version, sign in
+//! the page, upload, roll out to 100 %): the agent returns to the earlier bundle (published
+//! before with the CLI and rolled out to every agent), the client reaches the service again,
+//! and the audit log shows the rollback. Needs root, `cargo build --bins` and
 //! `.ci/deps/collector-ui.sh`.
 
 #![allow(
@@ -45,6 +49,43 @@ fn curl(t: &Topology, cert: &str, url: &str) -> i32 {
         .unwrap()
         .code()
         .unwrap_or(-1)
+}
+
+/// `shadowai ARGS` against the collector with `token`; stdout on success.
+fn cli(c: &Collector, token: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(bin("shadowai").unwrap());
+    cmd.args(args)
+        .env("SHADOWAI_URL", &c.url)
+        .env("SHADOWAI_CA", &c.ca)
+        .env("SHADOWAI_TOKEN", token)
+        .env("SHADOWAI_CONFIG", "/nonexistent/cli.toml");
+    sh(&mut cmd).unwrap_or_else(|e| panic!("shadowai {args:?}: {e:#}"))
+}
+
+/// `major.minor.patch` as numbers, for ordering.
+fn semver(v: &str) -> Vec<u64> {
+    v.split('.').map(|p| p.parse().unwrap()).collect()
+}
+
+/// Waits until the agent reports running bundle `version` in `mode`.
+fn wait_for_bundle(c: &Collector, admin: &str, version: &str, mode: &str) {
+    wait_until(
+        &format!("the agent to load bundle {version} ({mode})"),
+        Duration::from_secs(60),
+        || {
+            let agents = c.get(admin, "/api/v1/agents").ok()?;
+            agents
+                .as_array()?
+                .iter()
+                .any(|a| {
+                    a["host_id"] == "ui-loop-host-id"
+                        && a["bundle_version"] == version
+                        && a["mode"] == mode
+                })
+                .then_some(())
+        },
+    )
+    .unwrap();
 }
 
 /// Runs one phase of the browser script; panics with its output when a step fails.
@@ -195,6 +236,32 @@ fn publish_and_rollout_from_the_browser_and_the_agent_blocks() {
         0,
         "monitor: allowed"
     );
+    // The stable bundle a rollback returns to: monitor mode, published with the CLI and
+    // rolled out to every agent.
+    let key = path("bundle.sec");
+    cli(
+        &c,
+        &admin,
+        &[
+            "rules",
+            "publish",
+            "--key",
+            &key,
+            "--mode",
+            "monitor",
+            "--canary-group",
+            "canary",
+        ],
+    );
+    let first = c.get(&admin, "/api/v1/rollouts").unwrap()[0].clone();
+    assert_eq!(first["bundle_version"], "1.0.0", "{first}");
+    let first_id = first["id"].to_string();
+    cli(
+        &c,
+        &admin,
+        &["rules", "rollout", "advance", &first_id, "--percent", "100"],
+    );
+    wait_for_bundle(&c, &admin, "1.0.0", "monitor");
 
     let shots = std::env::var("SHADOWAI_UI_SCREENSHOTS")
         .map(PathBuf::from)
@@ -262,4 +329,57 @@ fn publish_and_rollout_from_the_browser_and_the_agent_blocks() {
     )
     .unwrap();
     browser(&c.url, &fixture, "verify", &shots);
+
+    // The admin rolls the rollout back in the browser; the agent returns to the content of
+    // 1.0.0 under a higher version and the service works again.
+    let bad = agent["bundle_version"].as_str().unwrap().to_owned();
+    let mut fixture = fixture;
+    fixture["bad_version"] = json!(bad);
+    fixture["previous_version"] = json!("1.0.0");
+    browser(&c.url, &fixture, "rollback", &shots);
+    let rollouts = c.get(&admin, "/api/v1/rollouts").unwrap();
+    let back = rollouts[0].clone();
+    assert_eq!(back["stage"], "all", "{rollouts}");
+    assert_eq!(back["previous_version"], "1.0.0", "{rollouts}");
+    let back_version = back["bundle_version"].as_str().unwrap().to_owned();
+    assert!(
+        semver(&back_version) > semver(&bad),
+        "the rollback goes out under a higher version than {bad}: {back_version}"
+    );
+    assert!(
+        rollouts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["bundle_version"] == bad.as_str() && r["stage"] == "rolled_back"),
+        "{rollouts}"
+    );
+    wait_for_bundle(&c, &admin, &back_version, "monitor");
+    wait_until(
+        "the rolled-back service to work again",
+        Duration::from_secs(30),
+        || (curl(&t, &cert, "https://api.deepseek.com/") == 0).then_some(()),
+    )
+    .unwrap();
+    // Same content as 1.0.0, newly signed: only version and dates differ.
+    let strip = |v: &str| {
+        let mut env = c.get(&admin, &format!("/api/v1/bundles/{v}/file")).unwrap();
+        let body = env["body"].as_object_mut().unwrap();
+        for k in ["version", "issued_at", "expires_at"] {
+            body.remove(k);
+        }
+        env["body"].clone()
+    };
+    assert_eq!(strip(&back_version), strip("1.0.0"));
+    let audit = c.get(&admin, "/api/v1/audit?limit=1000").unwrap();
+    let stopped = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "rollout.rollback")
+        .unwrap_or_else(|| panic!("no rollout.rollback in the audit log: {audit}"));
+    assert!(
+        stopped["details"].to_string().contains("breaks the build"),
+        "{stopped}"
+    );
 }

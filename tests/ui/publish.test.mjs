@@ -8,6 +8,9 @@
 // and, once advanced by an explicit percentage (never a default), warns about the stage that
 // reaches nobody.
 // PHASE=verify: the finding the agent reported after it blocked shows `blocked`.
+// PHASE=rollback: the admin rolls the bad rollout back (reason and key file required; the
+// stages show as they happen), the rollout table shows the re-signed earlier content going to
+// every agent, the audit log shows the rollback with its reason, and the key stays in the page.
 //
 // Environment: SHADOWAI_URL, SHADOWAI_FIXTURE (JSON: admin_token, approver_token, key_file,
 // service, canary_group), PHASE, SCREENSHOT_DIR, CHROMIUM.
@@ -22,8 +25,8 @@ const base = process.env.SHADOWAI_URL;
 const fx = JSON.parse(process.env.SHADOWAI_FIXTURE || "{}");
 const phase = process.env.PHASE;
 const shots = process.env.SCREENSHOT_DIR || mkdtempSync(join(tmpdir(), "shadowai-shots-"));
-if (!base || !fx.admin_token || !fx.approver_token || !["publish", "verify"].includes(phase)) {
-  console.error("SHADOWAI_URL, SHADOWAI_FIXTURE and PHASE=publish|verify must be set");
+if (!base || !fx.admin_token || !fx.approver_token || !["publish", "verify", "rollback"].includes(phase)) {
+  console.error("SHADOWAI_URL, SHADOWAI_FIXTURE and PHASE=publish|verify|rollback must be set");
   process.exit(2);
 }
 
@@ -178,6 +181,62 @@ try {
       check(seed && seed.length === 64, "fixture has the seed");
       check(!sent.some((s) => s.includes(seed)), "the key's seed appears in no request");
       check(sent.some((s) => s.startsWith("POST") && s.includes("/api/v1/bundles?")), "the signed bundle was uploaded");
+      check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
+    });
+  } else if (phase === "rollback") {
+    await step("the admin rolls the bad rollout back: reason and key required, stages shown", async () => {
+      await login(fx.admin_token);
+      await rules();
+      const row = page.locator('[data-testid="rollouts-table"] tbody tr').first();
+      const rowText = await row.innerText();
+      check(rowText.includes(fx.bad_version) && rowText.includes(fx.previous_version), `the newest rollout replaced ${fx.previous_version}: ${rowText}`);
+      const id = (await row.locator('[data-testid^="rollback-"]').getAttribute("data-testid")).replace("rollback-", "");
+      await page.getByTestId(`rollback-${id}`).click();
+      await page.getByTestId(`rollback-go-${id}`).click();
+      await banner().waitFor({ state: "visible" });
+      const refusal = await banner().innerText();
+      check(refusal.includes("give a reason") && refusal.includes("pick the signing key file"), `nothing happens without a reason and a key: ${refusal}`);
+      await rules();
+      check((await page.locator('[data-testid="rollouts-table"] tbody tr').first().innerText()).includes("percent"), "the refused attempt left the rollout running");
+      await page.getByTestId(`rollback-${id}`).click();
+      await page.getByTestId(`rollback-reason-${id}`).fill("breaks the build tools");
+      await page.getByTestId(`rollback-key-${id}`).setInputFiles(fx.key_file);
+      await page.getByTestId(`rollback-go-${id}`).click();
+      await page.getByTestId("rolled-back").waitFor();
+      const stages = await page.locator(`[data-testid="rollback-stages-${id}"] li`).allInnerTexts();
+      check(stages.length === 5, `five stages: ${stages.join(" | ")}`);
+      check(stages[0].includes(`${fx.bad_version} stopped`), stages[0]);
+      check(stages[1].includes(`content of ${fx.previous_version} composed as`), stages[1]);
+      check(stages[2].startsWith("Signed in this browser"), stages[2]);
+      check(stages[3].includes("two-person rule checked"), stages[3]);
+      check(stages[4].includes("every agent"), stages[4]);
+      const done = await page.getByTestId("rolled-back").innerText();
+      check(done.includes(`content of ${fx.previous_version}`), done);
+      await page.locator('[data-testid="rolled-back"] ~ .stages table').waitFor();
+      await shot("p5-rolled-back");
+    });
+
+    await step("the rollout table shows the bad rollout stopped and the earlier content going to all", async () => {
+      await rules();
+      const rows = await page.locator('[data-testid="rollouts-table"] tbody tr').allInnerTexts();
+      check(rows[0].includes(fx.previous_version) && /\ball\b/.test(rows[0]), `newest: re-signed ${fx.previous_version} content to all: ${rows[0]}`);
+      check(rows[1].includes(fx.bad_version) && rows[1].includes("rolled_back"), `the bad rollout is rolled back: ${rows[1]}`);
+    });
+
+    await step("the audit log shows the rollback, its reason and the re-signed upload", async () => {
+      await page.goto(`${base}/#/audit`);
+      const table = page.getByTestId("audit-table");
+      await table.waitFor();
+      const text = await table.innerText();
+      check(text.includes("rollout.rollback") && text.includes("breaks the build tools"), "the rollback and its reason are audited");
+      check(text.includes("bundle.upload") && text.includes(`rollback of rollout`), "the re-signed upload is audited");
+      check((await page.getByTestId("chain-status").innerText()).includes("verified"), "the chain verifies");
+      await shot("p6-audit");
+    });
+
+    await step("the signing key never left the browser during the rollback", async () => {
+      check(!sent.some((s) => s.includes(fx.key_seed)), "the key's seed appears in no request");
+      check(sent.some((s) => s.startsWith("POST") && s.includes("/rollback/compose")), "the rollback was composed by the collector");
       check(pageErrors.length === 0, `page errors: ${pageErrors.join("; ")}`);
     });
   } else {

@@ -21,6 +21,16 @@ pub struct ComposeRequest {
     pub min_agent_version: Option<String>,
 }
 
+/// `POST /api/v1/rollouts/{id}/rollback/compose` (admin): the unsigned body of a rollback —
+/// the content of the bundle the rollout replaced under a new, higher version, issued now.
+/// Answered with a [`ComposedBundle`] signed and uploaded exactly like a composed policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackComposeRequest {
+    /// Days until agents refuse the bundle (1..=366).
+    pub valid_days: u32,
+}
+
 /// What the publisher signs: `context || body` (UTF-8 bytes of `body`), with Ed25519. The
 /// signed file is `{"body":BODY,"key_id":KEY_ID,"signature":SIG_HEX}` + `\n`, where `BODY`
 /// is `body` verbatim and `KEY_ID` the first 8 bytes of SHA-256 of the public key, in hex.

@@ -20,7 +20,7 @@ use super::error::{ApiError, bad};
 use super::extract::{JsonBody, QueryParams, RawBody};
 use super::{SharedState, now_ms};
 
-fn parse_id(s: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_id(s: &str) -> Result<i64, ApiError> {
     s.parse::<i64>()
         .ok()
         .filter(|v| *v > 0)

@@ -29,6 +29,7 @@ fn required(method: &Method, route: &str) -> Option<Option<Cap>> {
         | "/api/v1/rollouts"
         | "/api/v1/rollouts/{id}/advance"
         | "/api/v1/rollouts/{id}/rollback"
+        | "/api/v1/rollouts/{id}/rollback/compose"
         | "/api/v1/agents/{agent_id}/revoke"
         | "/api/v1/agents/{agent_id}/rotate-token"
         | "/api/v1/agents/{agent_id}/release"

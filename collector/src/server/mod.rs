@@ -189,6 +189,10 @@ pub fn router(state: SharedState) -> Router {
         )
         // ---- policy as data, publish (issue 10) ----
         .route("/api/v1/policy/compose", post(publish_routes::compose))
+        .route(
+            "/api/v1/rollouts/{id}/rollback/compose",
+            post(publish_routes::compose_rollback),
+        )
         .route("/api/v1/catalogue", get(policy_routes::catalogue))
         .route("/api/v1/policy/document", get(policy_routes::document))
         .route("/api/v1/proposals/{id}/impact", get(policy_routes::impact))
