@@ -385,7 +385,9 @@ mod tests {
         let dir = root.path().join("4242");
         std::fs::create_dir_all(&dir).unwrap();
         let status = |groups: &str| {
-            format!("Name:\tcurl\nPPid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t{groups}\n")
+            format!(
+                "Name:\tcurl\nPPid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t{groups}\n"
+            )
         };
         std::fs::write(dir.join("status"), status("")).unwrap();
         let mut t = ProcTable::new(root.path());
@@ -396,7 +398,11 @@ mod tests {
         assert_eq!(t.resolve(&owner(4242)).groups, first.groups, "cached");
         let now = t.refresh(4242).unwrap();
         assert_eq!(now.groups.len(), 2, "{:?}", now.groups);
-        assert_eq!(t.get(4242).unwrap().groups, now.groups, "the table keeps it");
+        assert_eq!(
+            t.get(4242).unwrap().groups,
+            now.groups,
+            "the table keeps it"
+        );
         // Gone: what was recorded stays.
         t.on_exit(4242, 5);
         std::fs::write(dir.join("status"), status("")).unwrap();
