@@ -184,8 +184,13 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
             })
         },
     );
-    stop(&mut cli);
-    let f = f.unwrap();
+    let f = match f {
+        Ok(f) => f,
+        Err(e) => {
+            stop(&mut cli);
+            panic!("{e}");
+        }
+    };
     assert_eq!(f["session"]["id"], s["id"], "{f}");
     assert_eq!(f["session"]["version"], "0.61.0");
     assert!(
@@ -206,7 +211,7 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
         "{f}"
     );
     // Everything the session contacted is listed; the MCP server's destinations too.
-    let inv = wait_inventory(&state, "the session's destinations", 30, |v| {
+    let inv = wait_inventory(&state, "the session's destinations", 60, |v| {
         let sid = &s["id"];
         items(v, "sessions")
             .iter()
@@ -216,8 +221,11 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
             && items(v, "mcp_servers").iter().any(|m| {
                 &m["session_id"] == sid && has(m, "destinations", "registry.npmjs.org")
             })
-    })
-    .unwrap();
+    });
+    // Only now is the CLI stopped: on a fresh machine npx's cold start takes seconds
+    // before it asks the registry, and stopping Gemini earlier stops its MCP server too.
+    stop(&mut cli);
+    let inv = inv.unwrap();
     eprintln!("inventory: {inv:#}");
     // The session is a finding of its own (category ai_agent), judged by the policy on its
     // flags; the registry the MCP server asked is outside the catalogue: the session's

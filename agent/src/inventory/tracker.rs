@@ -639,7 +639,13 @@ impl Tracker {
             }
             if let Some(m) = tag.mcp.as_ref().and_then(|id| self.mcp.get_mut(id)) {
                 m.wire.last_seen_ms = m.wire.last_seen_ms.max(now_ms);
+                let before = m.dest.len();
                 push_dest(&mut m.dest, dest);
+                // A new destination of the MCP server alone (its session knew the name
+                // already) is a change of the report too.
+                if m.dest.len() != before {
+                    self.generation += 1;
+                }
             }
         }
         if let Some(r) = self.runtimes.get_mut(&pid) {

@@ -107,6 +107,15 @@ fn lineage_survives_short_lived_children_and_flags_follow() {
     let curl = exec(&mut t, 301, 300, "/usr/bin/curl", "curl https://x", 0).unwrap();
     assert_eq!(curl.session, root.session);
     t.on_contact(301, "api.example.org", 443, "/usr/bin/curl", 6_000);
+    // The MCP server contacting a name its session knows already is still a change of
+    // the report (its own list grows): the daemon rewrites the inventory on a new
+    // generation only.
+    let g = t.generation;
+    t.on_contact(202, "api.example.org", 443, "/usr/bin/node", 6_000);
+    assert!(t.generation > g, "the MCP server's new destination is a change");
+    let g = t.generation;
+    t.on_contact(202, "api.example.org", 443, "/usr/bin/node", 6_000);
+    assert_eq!(t.generation, g, "nothing new, no change");
     t.on_contact(
         202,
         "generativelanguage.googleapis.com",
@@ -130,7 +139,10 @@ fn lineage_survives_short_lived_children_and_flags_follow() {
     );
     assert!(!m.pinned);
     assert!(m.ended, "its launcher process exited");
-    assert_eq!(m.destinations, vec!["generativelanguage.googleapis.com"]);
+    assert_eq!(
+        m.destinations,
+        vec!["api.example.org", "generativelanguage.googleapis.com"]
+    );
     // A forked child seen only through its traffic joins its parent's session.
     assert_eq!(t.adopt(302, 300).unwrap().session, root.session);
     assert!(t.adopt(303, 1).is_none(), "outside any session");
