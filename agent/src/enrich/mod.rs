@@ -54,7 +54,17 @@ pub struct ProcInfo {
     /// The AI agent session and risk flags of the process (see [`crate::inventory`]).
     #[serde(skip)]
     pub tag: Option<Arc<crate::inventory::Tag>>,
+    /// When [`ProcTable::refresh`] last re-read /proc for it (reset by an exec, which
+    /// records the process anew).
+    #[serde(skip)]
+    pub refreshed_at: Option<std::time::Instant>,
 }
+
+/// A process's credentials are re-read for a decision at most this often: a local user
+/// flooding ClientHellos from one process costs one set of /proc reads per interval, not
+/// one per hello. Credentials change within it only through privilege (setuid/setgroups)
+/// or an exec, and an exec records the process anew.
+pub const REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// pid → [`ProcInfo`], bounded: when full, the process that exited longest ago goes
 /// first, else the one recorded longest ago — both found through ordered indexes in
@@ -69,6 +79,8 @@ pub struct ProcTable {
     cap: usize,
     /// Entries evicted because the table was full.
     pub evicted: u64,
+    /// Times /proc was re-read for a decision ([`ProcTable::refresh`]).
+    pub refreshes: u64,
     users: users::Users,
     group_names: users::Users,
     proc_root: std::path::PathBuf,
@@ -89,6 +101,7 @@ impl ProcTable {
             next_seq: 0,
             cap: MAX_PROCS,
             evicted: 0,
+            refreshes: 0,
             users: users::Users::new(),
             group_names: users::Users::groups(),
             proc_root: proc_root.into(),
@@ -136,11 +149,16 @@ impl ProcTable {
     /// decision is made). A process not recorded, or gone, is returned as recorded.
     pub fn refresh(&mut self, pid: u32) -> Option<Arc<ProcInfo>> {
         let (p, _) = self.procs.get(&pid)?;
-        if p.exited_ns.is_some() {
+        let fresh = p
+            .refreshed_at
+            .is_some_and(|at| at.elapsed() < REFRESH_INTERVAL);
+        if p.exited_ns.is_some() || fresh {
             return Some(Arc::clone(p));
         }
         let mut info = ProcInfo::clone(p);
         self.fill_from_proc(&mut info);
+        info.refreshed_at = Some(std::time::Instant::now());
+        self.refreshes += 1;
         let (p, _) = self.procs.get_mut(&pid)?;
         *Arc::make_mut(p) = info;
         Some(Arc::clone(p))
@@ -408,6 +426,31 @@ mod tests {
         std::fs::write(dir.join("status"), status("")).unwrap();
         assert_eq!(t.refresh(4242).unwrap().groups, now.groups);
         assert!(t.refresh(7).is_none());
+    }
+
+    #[test]
+    fn a_hello_flood_from_one_process_costs_one_refresh_per_interval() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("4343");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("status"),
+            "Name:\tcurl\nPPid:\t1\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n",
+        )
+        .unwrap();
+        let mut t = ProcTable::new(root.path());
+        t.resolve(&owner(4343));
+        for _ in 0..10_000 {
+            assert!(t.refresh(4343).is_some());
+        }
+        assert_eq!(t.refreshes, 1, "one read for the whole burst");
+        std::thread::sleep(REFRESH_INTERVAL);
+        t.refresh(4343);
+        assert_eq!(t.refreshes, 2, "read again once the interval passed");
+        // An exec records the process anew: the next decision reads /proc again.
+        t.on_exec(&exec(4343));
+        t.refresh(4343);
+        assert_eq!(t.refreshes, 3, "an exec resets the interval");
     }
 
     #[test]

@@ -112,7 +112,10 @@ fn lineage_survives_short_lived_children_and_flags_follow() {
     // generation only.
     let g = t.generation;
     t.on_contact(202, "api.example.org", 443, "/usr/bin/node", 6_000);
-    assert!(t.generation > g, "the MCP server's new destination is a change");
+    assert!(
+        t.generation > g,
+        "the MCP server's new destination is a change"
+    );
     let g = t.generation;
     t.on_contact(202, "api.example.org", 443, "/usr/bin/node", 6_000);
     assert_eq!(t.generation, g, "nothing new, no change");
