@@ -168,7 +168,11 @@ fn every_source_has_a_known_form_and_its_own_date() {
     }
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     let listed: BTreeSet<&str> = OWN_HOST_ONLY.iter().map(|(id, _)| *id).collect();
-    assert_eq!(listed.len(), OWN_HOST_ONLY.len(), "an id twice in OWN_HOST_ONLY");
+    assert_eq!(
+        listed.len(),
+        OWN_HOST_ONLY.len(),
+        "an id twice in OWN_HOST_ONLY"
+    );
     assert!(OWN_HOST_ONLY.iter().all(|(_, why)| !why.trim().is_empty()));
     let joined: Vec<_> = own_only.difference(&listed).collect();
     assert!(
@@ -176,7 +180,10 @@ fn every_source_has_a_known_form_and_its_own_date() {
         "cite a real source for these (they rest on their own home page): {joined:?}"
     );
     let left: Vec<_> = listed.difference(&own_only).collect();
-    assert!(left.is_empty(), "now sourced, drop from OWN_HOST_ONLY: {left:?}");
+    assert!(
+        left.is_empty(),
+        "now sourced, drop from OWN_HOST_ONLY: {left:?}"
+    );
     // Sources are dated one by one: more than one day appears.
     assert!(dates.len() >= 2, "{dates:?}");
 }
