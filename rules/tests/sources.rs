@@ -363,3 +363,42 @@ fn every_endpoint_litellm_ships_is_attributed() {
     assert!(n >= 58, "only {n} endpoints");
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// The made-up services of the kernel matrix (tests/kernels/catalogue, loaded by the agent in
+/// every matrix VM) use the per-source form: they load without an error or an old-form warning,
+/// and cite the RFCs that reserve their names and prefixes.
+#[test]
+fn kernel_matrix_catalogue_is_in_the_per_source_form() {
+    let dir = manifest().join("../tests/kernels/catalogue");
+    let (cat, report) = shadowai_rules::catalogue::load_dir_report(&dir).unwrap();
+    // Only the entries' own diagnostics: the directory has no support lists (_benign.toml…).
+    let own: Vec<_> = report
+        .diagnostics
+        .iter()
+        .filter(|d| {
+            d.file
+                .file_name()
+                .is_some_and(|f| f.to_string_lossy().starts_with("kmatrix-"))
+        })
+        .collect();
+    assert!(own.is_empty(), "{report}");
+    assert_eq!(cat.services.len(), 2);
+    for s in &cat.services {
+        assert!(
+            s.provenance
+                .sources
+                .iter()
+                .all(|x| matches!(x, Source::Cited(_))),
+            "{}",
+            s.id
+        );
+        assert!(
+            s.provenance
+                .sources
+                .iter()
+                .any(|x| x.text() == "https://www.rfc-editor.org/rfc/rfc6761"),
+            "{}",
+            s.id
+        );
+    }
+}
