@@ -226,7 +226,11 @@ def main():
                 notes[-1] += "; " + item  # a ';' inside a note
                 continue
             if key == "v2fly":
-                sources.append(("list", V2FLY.format(val), V2FLY_READ, ""))
+                # Re-checked on V2FLY_INDEX_READ when the index of every data file (same
+                # commit) has the file naming one of the entry's names; else the first read.
+                names = {n.lower() for n in domains + hosts}
+                rechecked = any(f == val for n in names for f, _ in v2fly_index.get(n, []))
+                sources.append(("list", V2FLY.format(val), V2FLY_INDEX_READ if rechecked else V2FLY_READ, ""))
             elif key == "src":
                 sources.append(("url", val, None, ""))
             elif key == "cidr":
