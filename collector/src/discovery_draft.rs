@@ -1,9 +1,12 @@
 //! A discovery candidate as a draft catalogue file (`GET /api/v1/discovery/draft`), for
 //! an analyst who maintains the shipped catalogue itself. The normal promotion is a
 //! catalogue proposal (`catalogue_entry.rs`, `store/sql_catalogue.rs`): validated the same
-//! way, approved by a different person, carried by the next bundle. The draft itself validates (so nothing in it is
-//! malformed) but says plainly what is still unknown; its provenance cites what the fleet
-//! saw, never a made-up vendor page.
+//! way, approved by a different person, carried by the next bundle. The draft is written in the
+//! catalogue's per-source provenance form (`[[provenance.sources]]`, each source with its own
+//! `checked` day) and says plainly what is still unknown. Its one source is the host the fleet
+//! contacted, with what the fleet saw in the source's note — never a made-up vendor page. A
+//! `model_api` entry resting on its own host alone is refused by validation, so the draft
+//! carries exactly that one error until the analyst adds the vendor's documentation.
 
 use shadowai_api::discovery::CandidateView;
 
@@ -50,19 +53,22 @@ pub fn draft(c: &CandidateView, today: &str) -> String {
         c.hits
     );
     format!(
-        "# Draft from the discovery loop: complete vendor, category, description, risk and a\n\
-         # vendor source (URL + checked date) before adding it to the catalogue.\n\n\
+        "# Draft from the discovery loop: complete vendor, category, description and risk, and\n\
+         # add the vendor's API / endpoint documentation as a further [[provenance.sources]]\n\
+         # (url + the day you read it) before adding it to the catalogue: validation refuses a\n\
+         # model_api entry whose only source is its own host.\n\n\
          id = {id}\nname = {name}\nvendor = \"unknown\"\ncategory = \"model_api\"\n\
          description = {desc}\nhosts = [{name}]\n\n\
          [risk]\ntrains_on_user_data = \"unknown\"\nretention = \"unknown\"\njurisdiction = \"ZZ\"\n\
          enterprise_controls = []\n\n\
-         [provenance]\nsources = [{seen}]\nchecked = {today}\n\
-         note = \"Discovered on the fleet; vendor terms not yet researched.\"\n\n\
+         [provenance]\nnote = \"Discovered on the fleet; vendor terms not yet researched.\"\n\n\
+         [[provenance.sources]]\nurl = {url}\nchecked = {today}\nnote = {seen}\n\n\
          [examples]\nmatch = [{name}]\nno_match = [{nm}]\n",
         id = q(&id),
         name = q(&c.name),
         desc = q(&format!("Unknown AI service seen at {}.", c.name)),
-        seen = q(&seen),
+        url = q(&format!("https://{}/", c.name)),
+        seen = q(&format!("the host the fleet contacted: {seen}")),
         nm = q(&format!("not-{}", c.name)),
     )
 }
@@ -77,9 +83,8 @@ mod tests {
     use shadowai_api::discovery::DiscoveryReason;
     use shadowai_rules::catalogue::load_dir_report;
 
-    #[test]
-    fn a_draft_is_a_valid_catalogue_entry_that_matches_the_name() {
-        let c = CandidateView {
+    fn candidate() -> CandidateView {
+        CandidateView {
             name: "api.newrelay.example".into(),
             reasons: vec![DiscoveryReason::AiProcess],
             hits: 3,
@@ -89,14 +94,70 @@ mod tests {
             processes: vec!["/usr/bin/python3 \"quoted\"".into()],
             alongside: vec!["openai-api".into()],
             proposal: None,
-        };
+        }
+    }
+
+    /// The catalogue loaded from a directory holding only the draft, and the diagnostics about
+    /// the draft itself (not the directory-level notes on the absent support lists).
+    fn load(
+        text: &str,
+    ) -> (
+        shadowai_rules::Catalogue,
+        shadowai_rules::Report,
+        Vec<String>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
-        let text = draft(&c, "2026-11-26");
-        std::fs::write(dir.path().join("api-newrelay-example.toml"), &text).unwrap();
+        let file = dir.path().join("api-newrelay-example.toml");
+        std::fs::write(&file, text).unwrap();
         let (cat, report) = load_dir_report(dir.path()).unwrap();
+        let own = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.file == file)
+            .map(ToString::to_string)
+            .collect();
+        (cat, report, own)
+    }
+
+    /// The draft uses the per-source provenance form (no old-form warning), dated the day it
+    /// was written, citing the contacted host with what the fleet saw; its only problem is the
+    /// one the analyst must fix: a model API resting on its own host alone.
+    #[test]
+    fn a_draft_is_in_the_per_source_form_and_names_what_is_missing() {
+        let c = candidate();
+        let text = draft(&c, "2026-11-26");
+        let (_, report, problems) = load(&text);
+        assert_eq!(problems.len(), 1, "{report}\n{text}");
+        assert!(
+            problems[0].contains("whose only source is its own home page"),
+            "{report}"
+        );
+        assert!(
+            !text.contains("sources = ["),
+            "old provenance form:\n{text}"
+        );
+        assert!(text.contains("[[provenance.sources]]\nurl = \"https://api.newrelay.example/\"\nchecked = 2026-11-26\n"), "{text}");
+        assert!(
+            text.contains("by /usr/bin/python3 \\\"quoted\\\" (alongside openai-api), 3 hit(s)"),
+            "{text}"
+        );
+    }
+
+    /// Once the analyst adds the vendor's documentation (the step the header asks for), the
+    /// draft is a valid catalogue entry matching the name, its date the newest source's.
+    #[test]
+    fn a_completed_draft_is_a_valid_catalogue_entry_that_matches_the_name() {
+        let text = draft(&candidate(), "2026-11-25").replace(
+            "\n[examples]",
+            "[[provenance.sources]]\nurl = \"https://newrelay.example/docs/api\"\nchecked = 2026-11-26\n\n[examples]",
+        );
+        let (cat, report, own) = load(&text);
         assert!(report.is_ok(), "{report}\n{text}");
+        assert!(own.is_empty(), "{own:?}");
         let s = &cat.services[0];
         assert_eq!(s.id, "api-newrelay-example");
         assert_eq!(s.hosts, vec!["api.newrelay.example"]);
+        assert_eq!(s.provenance.checked, "2026-11-26");
+        assert_eq!(s.provenance.sources.len(), 2);
     }
 }

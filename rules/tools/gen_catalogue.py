@@ -19,6 +19,9 @@ LISTS_READ = "2026-11-26"  # the day models.dev (f3fc6922) and LiteLLM 1.110.2 w
 # The day every data file of v2fly c975ccef (not only the category-ai lists) was read into
 # tools/v2fly-index.tsv by tools/v2fly_index.py.
 V2FLY_INDEX_READ = "2026-11-26"
+# The day the pinned AI-tool lists of tools/ai_lists_index.py were read into tools/ai-lists-index.tsv.
+AI_LISTS_READ = "2026-11-26"
+AI_LISTS_CITED = 2  # at most this many lists per entry, in the index's order of preference
 HEADER = "# Generated from rules/tools/services.txt by rules/tools/gen_catalogue.py; edit the table, not this file.\n"
 V2FLY = "v2fly:domain-list-community@c975ccef/data/{} (MIT)"
 LITELLM = "pypi:litellm@{}/litellm/constants.py#openai_compatible_endpoints (MIT)"
@@ -139,6 +142,34 @@ def load_v2fly_index():
     return out
 
 
+def load_ai_lists_index():
+    """tools/ai-lists-index.tsv: catalogue name -> [(list citation, where the list names it)]."""
+    path = HERE / "ai-lists-index.tsv"
+    order, out = [], {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("# list "):
+            order.append(line[len("# list "):])
+            continue
+        if not line.strip() or line.startswith("#"):
+            continue
+        f = line.split("\t")
+        if len(f) != 3:
+            sys.exit(f"ai-lists-index.tsv:{n}: expected name<TAB>list<TAB>where")
+        out.setdefault(f[0], []).append((f[1], f[2]))
+    return order, out
+
+
+def ai_list_sources(names, index):
+    """Up to AI_LISTS_CITED pinned AI-tool lists that name one of an entry's domains or hosts."""
+    order, rows = index
+    found = {}
+    for name in names:
+        for cite, where in rows.get(name.lower(), []):
+            found.setdefault(cite, where)
+    best = sorted(found, key=order.index)[:AI_LISTS_CITED]
+    return [("list", c, AI_LISTS_READ, found[c]) for c in best]
+
+
 def v2fly_sources(names, index):
     """v2fly data files (pinned at c975ccef) that name one of an entry's domains or hosts."""
     out = {}
@@ -164,6 +195,7 @@ def main():
     risk_table = load_risk()
     extra_sources = load_sources()
     v2fly_index = load_v2fly_index()
+    ai_lists = load_ai_lists_index()
     top = {l.strip() for l in (HERE / "top-services.txt").read_text().splitlines()
            if l.strip() and not l.startswith("#")}
     unsourced = []
@@ -194,7 +226,11 @@ def main():
                 notes[-1] += "; " + item  # a ';' inside a note
                 continue
             if key == "v2fly":
-                sources.append(("list", V2FLY.format(val), V2FLY_READ, ""))
+                # Re-checked on V2FLY_INDEX_READ when the index of every data file (same
+                # commit) has the file naming one of the entry's names; else the first read.
+                names = {n.lower() for n in domains + hosts}
+                rechecked = any(f == val for n in names for f, _ in v2fly_index.get(n, []))
+                sources.append(("list", V2FLY.format(val), V2FLY_INDEX_READ if rechecked else V2FLY_READ, ""))
             elif key == "src":
                 sources.append(("url", val, None, ""))
             elif key == "cidr":
@@ -234,6 +270,9 @@ def main():
         if not sources:
             # A public list that names the entry's domain beats the vendor's own home page.
             sources += v2fly_sources(domains + hosts, v2fly_index)
+        if not sources:
+            # Independent public lists of AI tools that name the entry's domain (pinned).
+            sources += ai_list_sources(domains + hosts, ai_lists)
         first = (domains + hosts)[:1]
         if first and not sources:
             sources.append(("url", f"https://{first[0]}/", checked, "vendor-operated host"))
