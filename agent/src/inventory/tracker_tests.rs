@@ -324,6 +324,65 @@ fn a_standalone_mcp_server_is_inventoried_once_it_listens() {
 }
 
 #[test]
+fn a_standalone_server_started_by_npx_is_unpinned_in_the_process_that_listens() {
+    let mut t = tracker();
+    exec(
+        &mut t,
+        600,
+        1,
+        "/usr/bin/node",
+        "node /usr/bin/npx -y @modelcontextprotocol/server-everything streamableHttp",
+        1000,
+    );
+    // npx runs the package's bin through a shell, which runs node on the script.
+    exec(
+        &mut t,
+        601,
+        600,
+        "/usr/bin/dash",
+        "sh -c mcp-server-everything streamableHttp",
+        1000,
+    );
+    let script = "node /root/.npm/_npx/1f/node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp";
+    exec(&mut t, 602, 601, "/usr/bin/node", script, 1000);
+    // An unrelated child of a pinned local server is not made unpinned.
+    exec(
+        &mut t,
+        700,
+        1,
+        "/usr/bin/python3",
+        "python3 -m mcp_server_x",
+        1000,
+    );
+    exec(
+        &mut t,
+        701,
+        700,
+        "/usr/bin/python3",
+        "python3 -m mcp_server_x --worker",
+        1000,
+    );
+    let l = Listener {
+        addr: "0.0.0.0".into(),
+        port: 3001,
+        exposed: true,
+    };
+    t.set_listeners(602, vec![l.clone()]);
+    t.set_listeners(701, vec![Listener { port: 3002, ..l }]);
+    let r = t.report("h", "h", 3_000, &|_| false);
+    let npx = r.mcp_servers.iter().find(|m| m.pid == 602).unwrap();
+    assert!(!npx.pinned, "{npx:?}");
+    assert_eq!(npx.launcher, "npx");
+    assert!(npx.flags.contains(&Flag::UnpinnedMcpServer));
+    assert_eq!(
+        npx.package.as_deref(),
+        Some("@modelcontextprotocol/server-everything")
+    );
+    let local = r.mcp_servers.iter().find(|m| m.pid == 701).unwrap();
+    assert!(local.pinned && local.launcher == "local", "{local:?}");
+}
+
+#[test]
 fn standalone_candidates_are_bounded() {
     let mut t = tracker();
     let n = super::tracker::MAX_CANDIDATES as u32 + 5;

@@ -48,7 +48,15 @@ fn package_of(argv: &[String]) -> Option<String> {
 impl Tracker {
     /// An exec outside every session: remember it if it looks like an MCP server.
     pub(super) fn note_standalone(&mut self, p: &ProcFacts) {
-        let launch = match hints::launch(&self.hints, p.exe, p.argv) {
+        // A child of an unpinned launch (`npx -y pkg` → `sh -c` → `node …/dist/index.js`)
+        // is the same server fetched at start: it inherits the launch, so the process that
+        // ends up listening carries `pinned: false` and the launcher that fetched it.
+        let from_parent = p
+            .ppid
+            .and_then(|pp| self.candidates.get(&pp))
+            .filter(|c| !c.launch.pinned)
+            .map(|c| c.launch.clone());
+        let launch = match from_parent.or_else(|| hints::launch(&self.hints, p.exe, p.argv)) {
             Some(l) if l.package.as_deref().is_some_and(super::has_mcp) => l,
             Some(_) => return,
             None if mentions_mcp(p.argv) => Launch {
