@@ -135,7 +135,7 @@ fn routes() -> Vec<Route> {
             Some(
                 r#"{"service_id":"deepseek","verdict":"tolerated","scope":{"kind":"fleet"},"reason":"x"}"#,
             ),
-            &[Admin],
+            &[Analyst, Admin],
         ),
         r(
             "POST",
@@ -295,14 +295,19 @@ async fn every_route_refuses_the_callers_it_must() {
         }
     }
     assert_eq!(checked, routes().len() * callers.len());
-    // Calls refused for their role wrote nothing to the audit log; the one allowed proposal
-    // did, and so did the allowed but malformed bundle upload (refused attempts are audited).
+    // Calls refused for their role wrote nothing to the audit log; the two allowed proposals
+    // did (the analyst's waits for a second person: `proposal.create`; the admin's applies at
+    // once), and so did the allowed but malformed bundle upload (refused attempts are audited).
     let after = srv.state.store.audit_entries(0, 10_000).unwrap();
     let new: Vec<&str> = after[before_audit..]
         .iter()
         .map(|e| e.action.as_str())
         .collect();
-    assert_eq!(new, vec!["proposal.apply", "bundle.refused"], "{new:?}");
+    assert_eq!(
+        new,
+        vec!["proposal.create", "proposal.apply", "bundle.refused"],
+        "{new:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -299,6 +299,54 @@ async fn one_person_under_many_spellings_cannot_approve_their_own_proposal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyst_proposes_and_every_analyst_decision_waits_for_a_second_person() {
+    let e = env().await;
+    let ana = e.srv.client(Some(&e.srv.person("ana", Role::Analyst)));
+    let propose = |service: &str, verdict| ProposalRequest {
+        service_id: service.into(),
+        verdict,
+        scope: PolicyScope::Fleet,
+        reason: "seen in the weekly report".into(),
+    };
+    // A block, as the demo's analyst does, and a verdict an admin would set at once.
+    let block = ana
+        .propose(&propose("deepseek", Verdict::Blocked))
+        .await
+        .unwrap();
+    assert_eq!(block.status, ProposalStatus::Pending);
+    let tolerate = ana
+        .propose(&propose("kimi", Verdict::Tolerated))
+        .await
+        .unwrap();
+    assert_eq!(
+        tolerate.status,
+        ProposalStatus::Pending,
+        "an analyst changes no verdict alone"
+    );
+    let by_admin = e
+        .alice
+        .propose(&propose("ai21", Verdict::Tolerated))
+        .await
+        .unwrap();
+    assert_eq!(by_admin.status, ProposalStatus::Applied);
+    // The analyst cannot approve, neither their own nor anyone's.
+    let err = ana.approve(block.id, None).await.unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    // Neither can a viewer propose.
+    let viewer = e.srv.client(Some(&e.srv.person("vic", Role::Viewer)));
+    let err = viewer
+        .propose(&propose("kimi", Verdict::Blocked))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(403), "{err}");
+    // A second person approves: the block is in force, and the bundle making it passes.
+    let done = e.bob.approve(block.id, Some("agreed")).await.unwrap();
+    assert_eq!(done.status, ProposalStatus::Approved);
+    enforce_approved(&e).await;
+    upload(&e, "1.0.0", block_deepseek()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_are_checked_against_the_catalogue() {
     let e = env().await;
     let req = |target: &str, reason: &str| ProposalRequest {

@@ -14,8 +14,8 @@ import { alertsView } from "./alerts.js";
 /** What each role may do (mirrors the collector's capability table). */
 const CAPS = {
   viewer: ["read"],
-  analyst: ["read", "export"],
-  admin: ["read", "export", "audit", "admin"],
+  analyst: ["read", "export", "propose"],
+  admin: ["read", "export", "audit", "admin", "propose"],
   approver: ["read", "export", "audit", "approve"],
 };
 

@@ -1,5 +1,6 @@
 // The catalogue browser: every AI service the collector knows (not only those already seen),
-// with its facts, and "propose a verdict" for admins.
+// with its facts, and "propose a verdict" for analysts and admins (an analyst's proposal
+// always waits for a second person).
 
 import { api } from "./api.js";
 import { h, link, table, card, riskBadge } from "./dom.js";
@@ -49,7 +50,7 @@ export async function catalogueView(ctx, params) {
     s.risk.trains_on_user_data,
     s.risk.retention,
     riskBadge(s.risk.score),
-    ctx.can("admin") ? proposeForm(ctx, s) : "",
+    ctx.can("propose") ? proposeForm(ctx, s) : "",
   ]);
   return [
     h("h1", {}, "AI service catalogue"),

@@ -267,7 +267,20 @@ fn publish_and_rollout_from_the_browser_and_the_agent_blocks() {
         .map(PathBuf::from)
         .unwrap_or_else(|_| work.path().join("screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
+    // The analyst who proposes the block (issue 10: an analyst proposes, a second person
+    // approves, the admin publishes).
+    let ana = sh(Command::new(bin("shadowai-collector").unwrap())
+        .args([
+            "token", "create", "--role", "analyst", "--name", "ana", "--data",
+        ])
+        .arg(&data))
+    .unwrap()
+    .lines()
+    .find(|l| l.starts_with("sau_"))
+    .unwrap()
+    .to_string();
     let fixture = json!({
+        "analyst_token": ana,
         "admin_token": admin,
         "approver_token": bob,
         "key_file": path("bundle.sec"),

@@ -1,7 +1,7 @@
 // The policy loop in Debian's Chromium (playwright-core) against a real collector and a real
 // agent started by tests/tests/ui_publish.rs.
 //
-// PHASE=publish: the admin proposes blocking a service and switching agents to enforce; the
+// PHASE=publish: an analyst proposes blocking a service, the admin switching agents to enforce; the
 // admin cannot approve their own proposals; a second person (approver) approves both; the
 // admin signs the policy in the browser with the key file they pick (WebCrypto Ed25519: the
 // key never leaves the page) and starts a canary rollout, which shows its agents per stage
@@ -12,7 +12,7 @@
 // stages show as they happen), the rollout table shows the re-signed earlier content going to
 // every agent, the audit log shows the rollback with its reason, and the key stays in the page.
 //
-// Environment: SHADOWAI_URL, SHADOWAI_FIXTURE (JSON: admin_token, approver_token, key_file,
+// Environment: SHADOWAI_URL, SHADOWAI_FIXTURE (JSON: analyst_token, admin_token, approver_token, key_file,
 // service, canary_group), PHASE, SCREENSHOT_DIR, CHROMIUM.
 // Prints one "ok - …" line per step and ends with "N passed, N failed"; exit 1 on failure.
 
@@ -25,7 +25,7 @@ const base = process.env.SHADOWAI_URL;
 const fx = JSON.parse(process.env.SHADOWAI_FIXTURE || "{}");
 const phase = process.env.PHASE;
 const shots = process.env.SCREENSHOT_DIR || mkdtempSync(join(tmpdir(), "shadowai-shots-"));
-if (!base || !fx.admin_token || !fx.approver_token || !["publish", "verify", "rollback"].includes(phase)) {
+if (!base || !fx.admin_token || !fx.analyst_token || !fx.approver_token || !["publish", "verify", "rollback"].includes(phase)) {
   console.error("SHADOWAI_URL, SHADOWAI_FIXTURE and PHASE=publish|verify|rollback must be set");
   process.exit(2);
 }
@@ -86,8 +86,8 @@ async function rules() {
 
 try {
   if (phase === "publish") {
-    await step("the admin proposes blocking the service fleet-wide from the catalogue", async () => {
-      await login(fx.admin_token);
+    await step("an analyst proposes blocking the service fleet-wide from the catalogue", async () => {
+      await login(fx.analyst_token);
       await page.goto(`${base}/#/catalogue?q=${encodeURIComponent(fx.service)}`);
       await page.getByTestId(`cat-verdict-${fx.service}`).selectOption("blocked");
       await page.getByTestId(`cat-reason-${fx.service}`).fill("data residency");
@@ -96,6 +96,7 @@ try {
     });
 
     await step("the admin proposes switching agents to enforce", async () => {
+      await login(fx.admin_token);
       await rules();
       await page.getByTestId("mode-proposal").selectOption("enforce");
       await page.getByTestId("mode-reason").fill("go live");

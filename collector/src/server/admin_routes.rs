@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use shadowai_api::audit::AuditEntry;
 use shadowai_api::{
     AdvanceRequest, BundleInfo, NoteRequest, PolicyEntry, PolicyScope, Proposal, ProposalRequest,
-    ProposalStatus, Rollout, RolloutRequest, RolloutStage,
+    ProposalStatus, Role, Rollout, RolloutRequest, RolloutStage,
 };
 
 use shadowai_rules::bundle;
@@ -81,7 +81,7 @@ pub async fn propose(
     State(st): State<SharedState>,
     JsonBody(req): JsonBody<ProposalRequest>,
 ) -> Result<(StatusCode, Json<Proposal>), ApiError> {
-    caller.require(Cap::Admin)?;
+    caller.require(Cap::Propose)?;
     if req.service_id != "*" {
         check_text("service_id", &req.service_id, 160)?;
     }
@@ -96,9 +96,11 @@ pub async fn propose(
     let cat = crate::catalogue_overlay::effective(&st).await?;
     let target = crate::bundles::check_target(&cat, &req.service_id)?;
     crate::bundles::check_mode_decision(&target, req.verdict, &req.scope)?;
-    // Blocking, or replacing a block in force, needs a second person.
+    // Blocking, or replacing a block in force, needs a second person; so does every
+    // decision an analyst proposes (admins decide the rest at once).
     let proposals = st.db(|s| s.list_proposals(None)).await?;
-    let needs_approval = crate::bundles::needs_approval(&cat, &proposals, &target, req.verdict);
+    let needs_approval = crate::bundles::needs_approval(&cat, &proposals, &target, req.verdict)
+        || !caller.is(Role::Admin);
     let actor = caller.person().to_owned();
     let now = now_ms();
     let p = st

@@ -50,6 +50,9 @@ pub enum Cap {
     Approve,
     /// naming (issue 17): propose catalogue entries (analysts and admins).
     Curate,
+    /// Propose a policy decision (analysts and admins; an analyst's always waits for a
+    /// second person).
+    Propose,
     Agent,
 }
 
@@ -62,7 +65,7 @@ impl Cap {
             Cap::Audit => matches!(role, Admin | Approver),
             Cap::Admin => role == Admin,
             Cap::Approve => role == Approver,
-            Cap::Curate => matches!(role, Analyst | Admin),
+            Cap::Curate | Cap::Propose => matches!(role, Analyst | Admin),
             Cap::Agent => false,
         }
     }
@@ -93,6 +96,11 @@ impl Caller {
                 message: format!("{who} may not do this (needs capability {cap:?})"),
             })
         }
+    }
+
+    /// Does the caller hold `role`?
+    pub fn is(&self, role: Role) -> bool {
+        matches!(self, Caller::Person { role: r, .. } if *r == role)
     }
 
     /// The person's name (for audit entries); agents never reach person routes.

@@ -24,8 +24,8 @@ fn required(method: &Method, route: &str) -> Option<Option<Cap>> {
         | "/api/v1/agents"
         | "/api/v1/policy" => Cap::Read,
         "/api/v1/proposals" | "/api/v1/bundles" | "/api/v1/rollouts" if get => Cap::Read,
-        "/api/v1/proposals"
-        | "/api/v1/bundles"
+        "/api/v1/proposals" => Cap::Propose,
+        "/api/v1/bundles"
         | "/api/v1/rollouts"
         | "/api/v1/rollouts/{id}/advance"
         | "/api/v1/rollouts/{id}/rollback"
