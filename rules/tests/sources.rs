@@ -28,72 +28,49 @@ fn catalogue() -> Catalogue {
 /// indexed, 182 once vendors' own privacy / terms / docs pages, repositories and Open Terms
 /// Archive copies were cited, 65 once pinned public AI-tool lists
 /// (tools/ai-lists-index.tsv) were indexed, then 54 with vendor API docs and repositories
-/// found with the search tools (tools/sources.txt, fourth round).
+/// found with the search tools (tools/sources.txt, fourth round), then 12 with vendor help
+/// centres, API docs, privacy / terms pages and repositories found with the search tools
+/// (tools/sources.txt, fifth round; third-party pages are flagged as such in their note).
 const OWN_HOST_ONLY: &[(&str, &str)] = &[
-    ("altered", NOT_FOUND),
     ("arcads", NOT_FOUND),
-    ("askyourpdf", NOT_FOUND),
-    ("avoma", NOT_FOUND),
     ("botify-ai", NOT_FOUND),
-    ("chathub", NOT_FOUND),
-    ("creatify", NOT_FOUND),
-    ("csm-ai", NOT_FOUND),
     ("decktopus", NOT_FOUND),
     ("devv", NOT_FOUND),
-    ("fellou", NOT_FOUND),
+    ("fellou", FELLOU),
     ("galileo-ai", NOT_FOUND),
-    ("gpt-for-work", NOT_FOUND),
-    ("grain", NOT_FOUND),
-    ("granola", NOT_FOUND),
-    ("h-company", NOT_FOUND),
-    ("harpa", NOT_FOUND),
-    ("headshotpro", NOT_FOUND),
-    ("hyper3d", NOT_FOUND),
-    ("kindroid", NOT_FOUND),
-    ("lindy", NOT_FOUND),
     ("looka", NOT_FOUND),
-    ("ltx-studio", NOT_FOUND),
-    ("mammouth-ai", NOT_FOUND),
-    ("maxai", NOT_FOUND),
-    ("mcp-so", NOT_FOUND),
-    ("moises", NOT_FOUND),
-    ("monica", NOT_FOUND),
-    ("moonvalley", NOT_FOUND),
-    ("multion", NOT_FOUND),
-    ("neuroflash", NOT_FOUND),
-    ("nomi-ai", NOT_FOUND),
-    ("notta", NOT_FOUND),
+    ("maxai", MAXAI),
+    ("moonvalley", MOONVALLEY),
     ("numerous-ai", NOT_FOUND),
-    ("openxlab", NOT_FOUND),
-    ("opus-clip", NOT_FOUND),
     ("paperpal", NOT_FOUND),
-    ("pdf-ai", NOT_FOUND),
-    ("podcastle", NOT_FOUND),
-    ("polybuzz", NOT_FOUND),
-    ("rask-ai", NOT_FOUND),
-    ("sembly", NOT_FOUND),
-    ("sesame", NOT_FOUND),
-    ("smodin", NOT_FOUND),
-    ("sonauto", NOT_FOUND),
-    ("stack-ai", STACK_AI),
-    ("submagic", NOT_FOUND),
-    ("tactiq", NOT_FOUND),
-    ("textcortex", NOT_FOUND),
-    ("trinka", NOT_FOUND),
-    ("vidnoz", NOT_FOUND),
-    ("vizard", NOT_FOUND),
-    ("wonder-dynamics", NOT_FOUND),
-    ("wrtn", NOT_FOUND),
+    ("polybuzz", POLYBUZZ),
 ];
 
 /// Why most entries above still rest on their home page.
 const NOT_FOUND: &str = "no pinned public list (v2fly, models.dev, LiteLLM, the AI-tool lists of \
-    tools/ai-lists-index.tsv) names its host and no vendor page naming it was found with the \
-    search tools by 2026-11-26 (consumer app without API or endpoint docs)";
+    tools/ai-lists-index.tsv) names its host and no vendor page (help centre, docs, API \
+    reference, privacy or terms page, repository) naming it was found with the search tools \
+    by 2026-11-26 (fifth round: pages, docs and code corpora searched by product name and host)";
 
-/// Stack AI: searched 2026-11-26; its docs live on docs.stackai.com, which does not name the
-/// stack-ai.com the entry claims (whether stackai.com should be added is not yet checked).
-const STACK_AI: &str = "vendor docs found (docs.stackai.com) do not name the claimed stack-ai.com";
+/// Fellou: the only indexed pages naming fellou.ai are a mirror of a leaked system prompt and
+/// third-party articles; neither is a source this catalogue cites.
+const FELLOU: &str = "only a mirrored leaked system prompt and third-party articles name \
+    fellou.ai (searched 2026-11-26); not cited";
+
+/// MaxAI: its extension's own source (app.maxai.me, api.maxai.me) is in the code index, but
+/// without a repository and path that could be cited at a commit.
+const MAXAI: &str = "extension code naming app.maxai.me / api.maxai.me is indexed without a \
+    citable repository (searched 2026-11-26)";
+
+/// Moonvalley: its Marey model is documented on fal.ai, which names the model, not the
+/// vendor's own host.
+const MOONVALLEY: &str = "Marey's API is documented by a reseller (fal.ai) that does not name \
+    moonvalley.com (searched 2026-11-26)";
+
+/// PolyBuzz: only third-party summaries of its privacy policy and mirrored community posts
+/// were found; none names polybuzz.ai.
+const POLYBUZZ: &str = "third-party privacy summaries and mirrored community posts found do not \
+    name polybuzz.ai (searched 2026-11-26)";
 
 /// The public lists the shipped catalogue may cite, each pinned at a commit or version.
 const LISTS: &[&str] = &[
