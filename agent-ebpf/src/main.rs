@@ -1,7 +1,7 @@
 //! shadowai's kernel programs.
 //!
 //! - `connect4/6`, `sendmsg4/6` (cgroup_sock_addr at the cgroup2 root): record who owns each
-//!   socket (by socket cookie) and report each (process, destination) once per window.
+//!   socket (in the socket's own storage, `owners.rs`) and report each (process, destination) once per window.
 //! - `skb_egress`/`skb_ingress` (cgroup_skb at the cgroup2 root): capture only what can carry
 //!   a name — DNS on watched ports, the first handshake bytes of TCP flows that start with a
 //!   TLS ClientHello record, QUIC long-header Initials — stamped with the socket's owner.
@@ -19,6 +19,7 @@ mod bytes;
 mod exec;
 mod lineage;
 mod names;
+mod owners;
 mod skb;
 mod sock;
 
@@ -26,7 +27,7 @@ use aya_ebpf::{
     macros::map,
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use shadowai_common::{drop, ArgsBuf, Config, FlowState, SendKey, SockOwner, QNAME_MAX};
+use shadowai_common::{drop, ArgsBuf, Config, FlowState, SendKey, QNAME_MAX};
 
 /// All events to userspace (8 MiB).
 #[map]
@@ -37,10 +38,6 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 /// cannot crowd them out, and the agent drains this ring first (1 MiB ≈ 450 records).
 #[map]
 static DECISIONS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
-
-/// Socket cookie → owner, filled by the sock_addr hooks, read by the packet hooks.
-#[map]
-static SOCK_OWNERS: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(65536, 0);
 
 /// Socket cookie → capture state of that flow.
 #[map]

@@ -16,8 +16,8 @@ use shadowai_common::{
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
 use crate::{
-    config, count_drop, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS, DNS_PORTS, EVENTS, FLOWS,
-    SOCK_OWNERS,
+    config, count_drop, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS, DNS_PORTS, EVENTS,
+    FLOWS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -474,7 +474,7 @@ fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
 /// # Safety
 /// `dst` and `src` must be valid and 8-byte aligned.
 #[inline(always)]
-unsafe fn copy_words<T: Copy>(dst: *mut T, src: *const T) {
+pub(crate) unsafe fn copy_words<T: Copy>(dst: *mut T, src: *const T) {
     const { assert!(size_of::<T>() % 8 == 0 && align_of::<T>() >= 8) };
     let (d, s) = (dst.cast::<u64>(), src.cast::<u64>());
     for i in 0..size_of::<T>() / 8 {
@@ -486,7 +486,7 @@ unsafe fn copy_words<T: Copy>(dst: *mut T, src: *const T) {
 /// Copies the payload (up to [`MAX_PAYLOAD`] bytes) into a ring-buffer record.
 #[inline(always)]
 fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
-    if let Some(owner) = unsafe { SOCK_OWNERS.get(&p.meta.cookie) } {
+    if let Some(owner) = owners::of_packet(ctx) {
         // SAFETY: both point at a valid SockOwner.
         unsafe { copy_words(&mut p.meta.owner, owner) };
     }

@@ -13,7 +13,7 @@ use aya_ebpf::{
 };
 use shadowai_common::{drop, flags, hook, kind, prog, ConnectEvent, SendKey, SockOwner};
 
-use crate::{blocked_addr, config, count_drop, wakeup_flags, EVENTS, SEEN, SOCK_OWNERS};
+use crate::{blocked_addr, config, count_drop, owners, wakeup_flags, EVENTS, SEEN};
 
 /// Refuse the operation: connect()/sendmsg() fail with EPERM at once.
 const DENY: i32 = 0;
@@ -68,7 +68,7 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
     let mut owner = current_owner();
     // SAFETY: the context pointer is valid for the duration of the program.
     owner.netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
-    if SOCK_OWNERS.insert(&cookie, &owner, 0).is_err() {
+    if !owners::record(ctx, &owner) {
         count_drop(prog_id, drop::MAP_FULL);
     }
 

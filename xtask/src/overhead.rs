@@ -1,7 +1,11 @@
 //! `cargo xtask bench-overhead`: what the agent costs the host. A loopback
 //! connect()+accept()+close() loop (the worst case for per-connection hooks) runs bare and
-//! then with `shadowai-agent watch` attached; the report gives connects/s for both, the
-//! ratio, and the agent's CPU time and peak RSS while it watched.
+//! with `shadowai-agent watch` attached (default in-kernel de-dup, and every connect
+//! reported), and with a `--peer` agent binary in the same way. Every trial runs every side
+//! once, in turn (bare, this, peer, this every-connect, peer every-connect), so the shared
+//! machine's load drifts across all of them alike; each ratio is taken against the bare run
+//! of the same trial. The report gives connects/s and the ratio (median, min–max), and the
+//! agent's CPU time and peak RSS while it watched.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,85 +14,95 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::bench::agent::{cpu_secs, rss_mib};
+use crate::bench::stats::Trials;
 use crate::bench::traffic::connect_rate;
 
-/// Connect rates with the agent attached (`extra` args for `watch`), its CPU % and peak RSS.
-fn with_agent(
-    agent: &Path,
-    extra: &[&str],
-    secs: f64,
-    trials: u32,
-) -> Result<(Vec<f64>, f64, f64)> {
+/// One trial with the agent attached (`extra` args for `watch`): connects/s, CPU %, peak RSS.
+fn with_agent(agent: &Path, extra: &[&str], secs: f64) -> Result<(f64, f64, f64)> {
     let mut child = Command::new(agent)
         .args(["watch", "--json"])
         .args(extra)
         .env("SHADOWAI_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .context("starting the agent")?;
+        .with_context(|| format!("starting {}", agent.display()))?;
     std::thread::sleep(Duration::from_secs(3)); // load + attach
     let t0 = cpu_secs(child.id());
     let wall = Instant::now();
-    let mut with = Vec::new();
-    for _ in 0..trials {
-        with.push(connect_rate(secs)?);
-    }
+    let rate = connect_rate(secs);
     let elapsed = wall.elapsed().as_secs_f64();
     let (t1, hwm) = (cpu_secs(child.id()), rss_mib(child.id()).1);
     let _ = child.kill();
     let _ = child.wait();
-    let cpu = (t1 - t0) / elapsed * 100.0;
-    Ok((with, cpu, hwm))
+    Ok((rate?, (t1 - t0) / elapsed * 100.0, hwm))
 }
 
-/// Medians of one agent binary: (default rate, CPU, RSS), (every-connect rate, CPU, RSS).
-type Side = ((f64, f64, f64), (f64, f64, f64));
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// One agent binary in one configuration, over all trials.
+#[derive(Default)]
+struct Side {
+    rate: Trials,
+    ratio: Trials,
+    cpu: Trials,
+    hwm: Trials,
 }
 
-fn measure(agent: &Path, secs: f64, trials: u32) -> Result<Side> {
-    let (mut with, cpu, hwm) = with_agent(agent, &[], secs, trials)?;
-    let (mut every, cpu_every, hwm_every) =
-        with_agent(agent, &["--dedup-secs", "0"], secs, trials)?;
-    Ok((
-        (median(&mut with), cpu, hwm),
-        (median(&mut every), cpu_every, hwm_every),
-    ))
-}
-
-fn report(label: &str, side: &Side, bare: f64) {
-    let ((w, cpu, hwm), (e, cpu_every, hwm_every)) = *side;
-    println!(
-        "  {label} agent (default, in-kernel de-dup): {w:>9.0} connects/s ({:.2}x), agent CPU {cpu:.1}% of a core, peak RSS {hwm:.0} MiB",
-        w / bare
-    );
-    println!(
-        "  {label} agent, every connect reported:     {e:>9.0} connects/s ({:.2}x), agent CPU {cpu_every:.1}% of a core, peak RSS {hwm_every:.0} MiB",
-        e / bare
-    );
-}
-
-/// Bare, then this agent, then the `peer` binary if given (same run, same machine state).
-pub fn run(agent: &Path, peer: Option<&Path>, secs: f64, trials: u32) -> Result<()> {
-    let mut bare = Vec::new();
-    for _ in 0..trials {
-        bare.push(connect_rate(secs)?);
+impl Side {
+    fn trial(&mut self, agent: &Path, extra: &[&str], secs: f64, bare: f64) -> Result<()> {
+        let (rate, cpu, hwm) = with_agent(agent, extra, secs)?;
+        self.rate.push(rate);
+        self.ratio.push(rate / bare);
+        self.cpu.push(cpu);
+        self.hwm.push(hwm);
+        Ok(())
     }
-    let this = measure(agent, secs, trials)?;
-    let other = match peer {
-        Some(p) => Some(measure(p, secs, trials)?),
-        None => None,
-    };
-    let b = median(&mut bare);
-    println!("loopback connect+accept+close, {trials} trials of {secs} s, median:");
-    println!("  bare:                              {b:>9.0} connects/s");
-    report("this", &this, b);
-    if let (Some(o), Some(p)) = (other, peer) {
+
+    fn print(&self, label: &str) {
+        println!(
+            "  {label:<44} {:>28} connects/s  {:>20}x  agent CPU {}% of a core, peak RSS {} MiB",
+            self.rate.show(0),
+            self.ratio.show(2),
+            self.cpu.show(1),
+            self.hwm.show(0),
+        );
+    }
+}
+
+/// Bare, this agent and the `peer` binary if given, each configuration once per trial.
+pub fn run(agent: &Path, peer: Option<&Path>, secs: f64, trials: u32) -> Result<()> {
+    let mut bare = Trials::default();
+    let (mut this, mut this_every) = (Side::default(), Side::default());
+    let (mut other, mut other_every) = (Side::default(), Side::default());
+    let every = ["--dedup-secs", "0"];
+    for trial in 0..trials {
+        eprintln!("[bench-overhead] trial {}/{trials}", trial + 1);
+        let b = connect_rate(secs)?;
+        bare.push(b);
+        this.trial(agent, &[], secs, b)?;
+        if let Some(p) = peer {
+            other.trial(p, &[], secs, b)?;
+        }
+        this_every.trial(agent, &every, secs, b)?;
+        if let Some(p) = peer {
+            other_every.trial(p, &every, secs, b)?;
+        }
+    }
+    println!(
+        "loopback connect+accept+close, {trials} trials of {secs} s, each side once per trial \
+         (bare, this, peer, this every-connect, peer every-connect); median (min–max), ratio \
+         against the same trial's bare run:"
+    );
+    println!("  {:<44} {:>28} connects/s", "bare", bare.show(0));
+    this.print("this agent (default, in-kernel de-dup)");
+    this_every.print("this agent, every connect reported");
+    if let Some(p) = peer {
         println!("  peer: {}", p.display());
-        report("peer", &o, b);
+        other.print("peer agent (default, in-kernel de-dup)");
+        other_every.print("peer agent, every connect reported");
+        println!(
+            "  this / peer in the same trial: default {}x, every connect reported {}x",
+            Trials::ratio(&this.rate, &other.rate).show(2),
+            Trials::ratio(&this_every.rate, &other_every.rate).show(2),
+        );
     }
     Ok(())
 }

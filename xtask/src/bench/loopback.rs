@@ -1,6 +1,7 @@
 //! (1) Loopback connect loop and DNS query loop: bare, with `shadowai-agent run`, and with a
-//! bpftrace tracepoint counter, in alternating trials (bare, shadowai, bpftrace, bare, …) so
-//! the shared machine's load drifts across all three alike.
+//! bpftrace tracepoint counter (and, with `--agent-before`, an earlier agent build), in
+//! alternating trials (bare, shadowai, [before,] bpftrace, bare, …) so
+//! the shared machine's load drifts across every side alike.
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -78,20 +79,28 @@ fn loops(secs: f64, side: &mut Side) -> Result<()> {
     Ok(())
 }
 
+/// One trial of both loops with `agent_bin` attached.
+fn agent_trial(ctx: &Ctx, agent_bin: &Path, side: &mut Side) -> Result<()> {
+    let agent = Agent::start(agent_bin, &ctx.root, &ctx.work, free_port()?)?;
+    side.attach.push(agent.attach.as_secs_f64() * 1000.0);
+    let (c0, t0) = (cpu_secs(agent.pid()), Instant::now());
+    loops(ctx.secs, side)?;
+    side.cpu_pct
+        .push((cpu_secs(agent.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0);
+    side.rss.push(rss_mib(agent.pid()).0);
+    Ok(())
+}
+
 pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
     let secs = ctx.secs;
     let (mut bare, mut ours, mut peer) = (Side::default(), Side::default(), Side::default());
+    let mut before = Side::default();
     for trial in 0..ctx.trials {
         eprintln!("[bench] loopback trial {}/{}", trial + 1, ctx.trials);
         loops(secs, &mut bare)?;
-        {
-            let agent = Agent::start(agent_bin, &ctx.root, &ctx.work, free_port()?)?;
-            ours.attach.push(agent.attach.as_secs_f64() * 1000.0);
-            let (c0, t0) = (cpu_secs(agent.pid()), Instant::now());
-            loops(secs, &mut ours)?;
-            ours.cpu_pct
-                .push((cpu_secs(agent.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0);
-            ours.rss.push(rss_mib(agent.pid()).0);
+        agent_trial(ctx, agent_bin, &mut ours)?;
+        if let Some(b) = &ctx.agent_before {
+            agent_trial(ctx, b, &mut before)?;
         }
         {
             let (bt, attach) = Bpftrace::start()?;
@@ -129,7 +138,7 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
     };
     let mut body = format!(
         "Single-threaded loops on loopback, {} alternating trials of {secs} s per loop and \
-         side (bare, shadowai, bpftrace, bare, …); median (min–max); the ratio is taken per \
+         side (bare, shadowai, [shadowai before,] bpftrace, bare, …); median (min–max); the ratio is taken per \
          trial against the bare run of the same trial. Connect loop: `connect()` + `accept()` + \
          RST `close()` to 127.0.0.1. DNS loop: one A query for `api.openai.com` to a socket on \
          127.83.0.1:53 and its answer, both sides played by the same thread (no hand-off \
@@ -150,15 +159,44 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
             "observer RSS MiB",
             "attach ms",
         ],
-        &[
-            row("bare", &bare),
-            row("shadowai `run`", &ours),
-            row("bpftrace counter", &peer),
-        ],
+        &rows_of(&[
+            Some(row("bare", &bare)),
+            Some(row("shadowai `run`", &ours)),
+            ctx.agent_before.as_ref().map(|b| {
+                row(
+                    &format!("shadowai `run`, before (`{}`)", b.display()),
+                    &before,
+                )
+            }),
+            Some(row("bpftrace counter", &peer)),
+        ]),
     ));
     let c = Trials::ratio(&ours.connects, &bare.connects).median();
     let d = Trials::ratio(&ours.dns, &bare.dns).median();
-    let dns_profile = dns_kernel_profile(ctx, agent_bin, bare.dns.median());
+    let mut profiles = vec![
+        (
+            &CONNECT_LOOP,
+            "",
+            kernel_profile(ctx, agent_bin, &CONNECT_LOOP, bare.connects.median()),
+        ),
+        (
+            &DNS_LOOP,
+            "",
+            kernel_profile(ctx, agent_bin, &DNS_LOOP, bare.dns.median()),
+        ),
+    ];
+    if let Some(b) = &ctx.agent_before {
+        profiles.push((
+            &CONNECT_LOOP,
+            " (before)",
+            kernel_profile(ctx, b, &CONNECT_LOOP, bare.connects.median()),
+        ));
+        profiles.push((
+            &DNS_LOOP,
+            " (before)",
+            kernel_profile(ctx, b, &DNS_LOOP, bare.dns.median()),
+        ));
+    }
     let pc = Trials::ratio(&peer.connects, &bare.connects).median();
     let pd = Trials::ratio(&peer.dns, &bare.dns).median();
     body.push_str(&format!(
@@ -167,40 +205,82 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
         verdict(c, pc),
         verdict(d, pd)
     ));
-    match dns_profile {
-        Ok(p) => body.push_str(&p),
-        Err(e) => body.push_str(&format!("\nThe DNS loop's kernel profile failed: {e:#}\n")),
+    if ctx.agent_before.is_some() {
+        let bc = Trials::ratio(&before.connects, &bare.connects).median();
+        let bd = Trials::ratio(&before.dns, &bare.dns).median();
+        body.push_str(&format!(
+            "Before/after in the same trials: connect loop {bc:.2}× → {c:.2}×, DNS loop \
+             {bd:.2}× → {d:.2}× (after/before per trial: connect {}, DNS {}).\n",
+            Trials::ratio(&ours.connects, &before.connects).show(2),
+            Trials::ratio(&ours.dns, &before.dns).show(2),
+        ));
+    }
+    for (l, which, profile) in profiles {
+        match profile {
+            Ok(p) => {
+                if !which.is_empty() {
+                    body.push_str(&format!(
+                        "\nThe same profile with the earlier agent build{which}:\n"
+                    ));
+                }
+                body.push_str(&p)
+            }
+            Err(e) => body.push_str(&format!(
+                "\nThe {}'s kernel profile{which} failed: {e:#}\n",
+                l.name
+            )),
+        }
     }
     Ok(body)
 }
 
-/// One more shadowai trial of the DNS loop with the kernel's BPF statistics on: what each of
-/// the agent's programs costs per round trip, beside the bare round trip of the same run and
-/// the other programs on this host that ran meanwhile.
-fn dns_kernel_profile(ctx: &Ctx, agent_bin: &Path, bare_rate: f64) -> Result<String> {
+/// A loop whose kernel side is profiled: its name, what one iteration is called, and how to
+/// run it for `secs` (iterations per second).
+struct Loop {
+    name: &'static str,
+    unit: &'static str,
+    rate: fn(f64) -> Result<f64>,
+}
+
+const CONNECT_LOOP: Loop = Loop {
+    name: "connect loop",
+    unit: "connect",
+    rate: connect_rate,
+};
+
+const DNS_LOOP: Loop = Loop {
+    name: "DNS loop",
+    unit: "round trip",
+    rate: |secs| dns_rate(DNS_SERVER, secs),
+};
+
+/// One more shadowai trial of a loop with the kernel's BPF statistics on: what each of the
+/// agent's programs costs per iteration, beside the bare iteration of the same run and the
+/// other programs on this host that ran meanwhile.
+fn kernel_profile(ctx: &Ctx, agent_bin: &Path, l: &Loop, bare_rate: f64) -> Result<String> {
     use super::bpfstats::{StatsOn, delta, snapshot};
     let loaded_before = snapshot(0, &Default::default())?;
     let agent = Agent::start(agent_bin, &ctx.root, &ctx.work, free_port()?)?;
     let on = StatsOn::enable()?;
     let before = snapshot(agent.pid(), &loaded_before)?;
     let (c0, t0) = (cpu_secs(agent.pid()), Instant::now());
-    let rate = dns_rate(DNS_SERVER, ctx.secs)?;
+    let rate = (l.rate)(ctx.secs)?;
     let cpu = (cpu_secs(agent.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let after = snapshot(agent.pid(), &loaded_before)?;
     drop(on);
     let d = delta(&before, &after);
-    let trips = (rate * ctx.secs).max(1.0);
+    let iters = (rate * ctx.secs).max(1.0);
     let mut rows = Vec::new();
     let mut total = 0.0;
     for p in &d.ours {
-        let per_trip = p.ns as f64 / trips;
-        total += per_trip;
+        let per_iter = p.ns as f64 / iters;
+        total += per_iter;
         rows.push(vec![
             format!("`{}`", p.name),
             p.kind.clone(),
-            format!("{:.2}", p.runs as f64 / trips),
+            format!("{:.2}", p.runs as f64 / iters),
             format!("{:.0}", p.ns as f64 / p.runs.max(1) as f64),
-            format!("{per_trip:.0}"),
+            format!("{per_iter:.0}"),
         ]);
     }
     rows.push(vec![
@@ -216,37 +296,42 @@ fn dns_kernel_profile(ctx: &Ctx, agent_bin: &Path, bare_rate: f64) -> Result<Str
             d.others_count
         ),
         String::new(),
-        format!("{:.2}", d.others_runs as f64 / trips),
+        format!("{:.2}", d.others_runs as f64 / iters),
         format!("{:.0}", d.others_ns as f64 / d.others_runs.max(1) as f64),
-        format!("{:.0}", d.others_ns as f64 / trips),
+        format!("{:.0}", d.others_ns as f64 / iters),
     ]);
-    let trip_ns = 1e9 / rate.max(1.0);
+    let iter_ns = 1e9 / rate.max(1.0);
     let bare_ns = 1e9 / bare_rate.max(1.0);
+    let (name, unit) = (l.name, l.unit);
+    let (runs_head, ns_head) = (format!("runs per {unit}"), format!("ns per {unit}"));
     Ok(format!(
-        "\nWhere the DNS loop's time goes in the kernel: one more shadowai trial ({secs} s) \
+        "\nWhere the {name}'s time goes in the kernel: one more shadowai trial ({secs} s) \
          with `kernel.bpf_stats_enabled=1` (adds ~20–30 ns to every program run, ours and \
          others'), per-program `run_cnt`/`run_time_ns` deltas from `bpftool prog show -j` (the \
          agent's programs: those loaded after it started). \
-         This trial: {rate:.0} round trips/s = {trip_ns:.0} ns each (the bare median above: \
+         This trial: {rate:.0} per second = {iter_ns:.0} ns per {unit} (the bare median above: \
          {bare_ns:.0} ns); agent userspace {cpu:.1} % of a core.\n\n{}\n\
-         The agent's programs cost {total:.0} ns of each {trip_ns:.0} ns round trip; the \
-         round trip is {gap:.0} ns slower than bare's median. The rest of that gap is outside \
-         the programs: the ring-buffer wake-up of the agent per captured DNS message, the \
-         agent's threads taking a core from the loop, and the machine's load (bare's own \
-         min–max above).\n",
+         The agent's programs cost {total:.0} ns of each {iter_ns:.0} ns {unit}; the \
+         {unit} is {gap:.0} ns slower than bare's median. The rest of that gap is outside \
+         the programs: ring-buffer wake-ups of the agent, the agent's threads taking a core \
+         from the loop, and the machine's load (bare's own min–max above).\n",
         table(
             &[
                 "program",
                 "type",
-                "runs per round trip",
+                runs_head.as_str(),
                 "ns per run",
-                "ns per round trip"
+                ns_head.as_str(),
             ],
             &rows
         ),
         secs = ctx.secs,
-        gap = trip_ns - bare_ns,
+        gap = iter_ns - bare_ns,
     ))
+}
+
+fn rows_of(rows: &[Option<Vec<String>>]) -> Vec<Vec<String>> {
+    rows.iter().flatten().cloned().collect()
 }
 
 fn verdict(ours: f64, peer: f64) -> &'static str {

@@ -17,7 +17,7 @@ mod ingest;
 mod loopback;
 mod replay;
 mod report;
-mod stats;
+pub mod stats;
 pub mod traffic;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// alternating, to measure a matcher change before/after in the same run.
     #[arg(long, value_name = "EXE")]
     pub classify_before: Option<PathBuf>,
+    /// A `shadowai-agent` release binary built from an earlier commit: the loopback section
+    /// runs it as one more side of every trial, to measure an agent change before/after.
+    #[arg(long, value_name = "EXE")]
+    pub agent_before: Option<PathBuf>,
 }
 
 /// What every section needs.
@@ -81,6 +85,7 @@ pub struct Ctx {
     pub fleet_history: u64,
     pub fleet_agents: u64,
     pub classify_before: Option<PathBuf>,
+    pub agent_before: Option<PathBuf>,
 }
 
 const SECTIONS: [&str; 6] = [
@@ -245,6 +250,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         fleet_history: args.fleet_history,
         fleet_agents: args.fleet_agents,
         classify_before: args.classify_before.clone(),
+        agent_before: args.agent_before.clone(),
     };
     std::fs::create_dir_all(&ctx.work)?;
     let agent_bin = target.join("release/shadowai-agent");

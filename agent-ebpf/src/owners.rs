@@ -1,0 +1,74 @@
+//! Socket ownership in socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`).
+//!
+//! The sock_addr hooks (connect4/6, sendmsg4/6) run in the owning task's context and write
+//! who owns the socket into the socket's own storage; the packet programs, which run
+//! without a task context, read it back from the packet's socket (`skb->sk`, full sockets
+//! only). Storage lives and dies with the socket: no table to fill, no eviction, so a flood
+//! of short-lived sockets cannot push a live socket's owner out (the LRU hash keyed by socket
+//! cookie that this replaces could: 65,536 new sockets evicted every older owner), and a
+//! socket's second and later connect/sendmsg write in place instead of inserting.
+
+use aya_ebpf::{
+    bindings::{__sk_buff, bpf_sock, BPF_SK_STORAGE_GET_F_CREATE},
+    btf_maps::SkStorage,
+    helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_get},
+    macros::btf_map,
+    programs::{SkBuffContext, SockAddrContext},
+};
+use shadowai_common::SockOwner;
+
+/// Socket → owner, written by the sock_addr hooks, read by the packet hooks.
+#[btf_map]
+static SOCK_OWNER: SkStorage<SockOwner> = SkStorage::new();
+
+/// The map as the helpers take it.
+#[inline(always)]
+fn map() -> *mut core::ffi::c_void {
+    core::ptr::from_ref(&SOCK_OWNER).cast_mut().cast()
+}
+
+/// Records `owner` for the socket of a sock_addr hook: creates its storage on the socket's
+/// first connect()/sendmsg(), overwrites it in place after. `false`: the kernel could not
+/// allocate the storage (the event still carries the owner; its packets will not).
+#[inline(always)]
+pub fn record(ctx: &SockAddrContext, owner: &SockOwner) -> bool {
+    // SAFETY: `sk` of a sock_addr context is a full socket for the program's duration.
+    let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
+    // SAFETY: helper call with this program's map and socket; no initial value (zeroed).
+    let slot = unsafe {
+        bpf_sk_storage_get(
+            map(),
+            sk.cast(),
+            core::ptr::null_mut(),
+            BPF_SK_STORAGE_GET_F_CREATE.into(),
+        )
+    }
+    .cast::<SockOwner>();
+    if slot.is_null() {
+        return false;
+    }
+    // SAFETY: `slot` is the socket's storage, sized and aligned for a SockOwner.
+    unsafe { crate::skb::copy_words(slot, owner) };
+    true
+}
+
+/// The owner recorded for the packet's socket, if it is a full socket that has one
+/// (request and time-wait sockets have no storage; nor do accepted sockets).
+#[inline(always)]
+pub fn of_packet(ctx: &SkBuffContext) -> Option<&'static SockOwner> {
+    let skb: *mut __sk_buff = ctx.skb.skb;
+    // SAFETY: reading the `sk` field of the program's own context.
+    let sk: *mut bpf_sock = unsafe { (*skb).__bindgen_anon_2.sk };
+    if sk.is_null() {
+        return None;
+    }
+    // SAFETY: helper on a non-null socket pointer from the context.
+    let full = unsafe { bpf_sk_fullsock(sk) };
+    if full.is_null() {
+        return None;
+    }
+    // SAFETY: lookup only (no create) on a full socket.
+    let p = unsafe { bpf_sk_storage_get(map(), full.cast(), core::ptr::null_mut(), 0) };
+    // SAFETY: non-null storage of this map holds a SockOwner while the program runs.
+    unsafe { p.cast::<SockOwner>().as_ref() }
+}
