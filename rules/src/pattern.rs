@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use crate::qname::QName;
+
 /// Longest DNS name in presentation form.
 pub const MAX_NAME_LEN: usize = 253;
 
@@ -48,12 +50,23 @@ pub(crate) enum GlobLabel {
 }
 
 impl GlobLabel {
-    fn matches(&self, label: &str) -> bool {
+    /// Does `label` fit? ASCII case is ignored (patterns are lower case).
+    fn matches(&self, label: &[u8]) -> bool {
         match self {
             Self::Any => !label.is_empty(),
-            Self::Prefix(p) => label.len() > p.len() && label.starts_with(&**p),
-            Self::Suffix(s) => label.len() > s.len() && label.ends_with(&**s),
-            Self::Literal(l) => **l == *label,
+            Self::Prefix(p) => {
+                label.len() > p.len()
+                    && label
+                        .get(..p.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+            }
+            Self::Suffix(s) => {
+                label.len() > s.len()
+                    && label
+                        .get(label.len() - s.len()..)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(s.as_bytes()))
+            }
+            Self::Literal(l) => label.eq_ignore_ascii_case(l.as_bytes()),
         }
     }
 }
@@ -68,9 +81,23 @@ pub(crate) struct Glob {
 }
 
 impl Glob {
+    /// Do the first labels of `q` fit the head? The caller checked that `q` has exactly
+    /// `head.len()` labels left of the literal suffix.
+    #[inline]
+    pub(crate) fn matches_first_labels(&self, q: &QName<'_>) -> bool {
+        let mut start = 0;
+        self.head.iter().all(|g| {
+            let end = q.label_end(start);
+            let fits = q.raw().get(start..end).is_some_and(|l| g.matches(l));
+            start = end + 1;
+            fits
+        })
+    }
+
     /// `head` is the part of the name left of `literal_suffix` (without the joining dot).
-    pub(crate) fn matches_head(&self, head: &str) -> bool {
-        let mut labels = head.split('.');
+    #[cfg(test)]
+    fn matches_head(&self, head: &[u8]) -> bool {
+        let mut labels = head.split(|&b| b == b'.');
         for g in &self.head {
             match labels.next() {
                 Some(l) if g.matches(l) => {}
@@ -248,13 +275,13 @@ mod tests {
     fn globs() {
         let g = parse_glob("bedrock-runtime.*.amazonaws.com").unwrap();
         assert_eq!(g.literal_suffix, "amazonaws.com");
-        assert!(g.matches_head("bedrock-runtime.us-east-1"));
-        assert!(!g.matches_head("bedrock-runtime"));
-        assert!(!g.matches_head("x.bedrock-runtime.us-east-1"));
+        assert!(g.matches_head("bedrock-runtime.us-east-1".as_bytes()));
+        assert!(!g.matches_head("bedrock-runtime".as_bytes()));
+        assert!(!g.matches_head("x.bedrock-runtime.us-east-1".as_bytes()));
         let g = parse_glob("*-aiplatform.googleapis.com").unwrap();
-        assert!(g.matches_head("us-central1-aiplatform"));
-        assert!(!g.matches_head("-aiplatform"));
-        assert!(!g.matches_head("aiplatform"));
+        assert!(g.matches_head("us-central1-aiplatform".as_bytes()));
+        assert!(!g.matches_head("-aiplatform".as_bytes()));
+        assert!(!g.matches_head("aiplatform".as_bytes()));
         assert!(parse_glob("*.com").is_err());
         assert!(parse_glob("a.b.com").is_err());
         assert!(parse_glob("a*b.x.com").is_err());
