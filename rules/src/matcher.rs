@@ -453,17 +453,23 @@ impl Matcher {
     pub fn match_name(&self, name: &str) -> Option<Hit> {
         let q = QName::new(name)?;
         let mut best = NONE;
-        self.index.walk(&q, |start, left, slot| {
+        self.index.walk(&q, |start, slot| {
             let pid = if start == 0 && slot.exact != NONE {
                 slot.exact
             } else {
-                let glob = if slot.glob_len != 0 && left > 0 {
+                let glob = if slot.glob_len != 0 && start > 0 {
+                    let left = q.labels_before(start - 1);
+                    let first = q.label_end(0);
                     let from = slot.glob_start as usize;
                     self.globs
                         .get(from..from + slot.glob_len as usize)
                         .unwrap_or(&[])
                         .iter()
-                        .find(|(g, _)| g.head.len() == left && g.matches_first_labels(&q))
+                        .find(|(g, _)| {
+                            g.head.len() == left
+                                && g.first_fits_len(first)
+                                && g.matches_first_labels(&q)
+                        })
                         .map(|(_, pid)| *pid)
                 } else {
                     None

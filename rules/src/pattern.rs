@@ -50,6 +50,16 @@ pub(crate) enum GlobLabel {
 }
 
 impl GlobLabel {
+    /// Can a label of `len` bytes fit? (A cheap test before [`GlobLabel::matches`].)
+    #[inline]
+    fn fits_len(&self, len: usize) -> bool {
+        match self {
+            Self::Any => len > 0,
+            Self::Prefix(p) | Self::Suffix(p) => len > p.len(),
+            Self::Literal(l) => len == l.len(),
+        }
+    }
+
     /// Does `label` fit? ASCII case is ignored (patterns are lower case).
     fn matches(&self, label: &[u8]) -> bool {
         match self {
@@ -81,6 +91,12 @@ pub(crate) struct Glob {
 }
 
 impl Glob {
+    /// Can the name's first label, `len` bytes long, fit the head's first label?
+    #[inline]
+    pub(crate) fn first_fits_len(&self, len: usize) -> bool {
+        self.head.first().is_some_and(|g| g.fits_len(len))
+    }
+
     /// Do the first labels of `q` fit the head? The caller checked that `q` has exactly
     /// `head.len()` labels left of the literal suffix.
     #[inline]

@@ -1,8 +1,6 @@
-//! A query name made ready for the name index without copying it: one pass eight bytes at a
-//! time sets every dot's position in a 256-bit map, so the index steps from label to label
-//! right to left without scanning bytes again; words are read straight from the caller's
-//! name and ASCII upper case is folded to lower case as they are read (SWAR, no per-byte
-//! branch).
+//! A query name as the name index reads it, without copying it: words straight from the
+//! caller's name, ASCII upper case folded to lower case as they are read, and label bounds
+//! found eight bytes at a time (SWAR, no per-byte branch).
 //!
 //! Folded words are exactly [`crate::pattern::normalize`]'s bytes: only `A`–`Z` change;
 //! every other byte, UTF-8 included, is kept as it is.
@@ -39,16 +37,6 @@ fn dot_bits(w: u64) -> u64 {
     (zero >> 7).wrapping_mul(GATHER) >> 56
 }
 
-/// Mask keeping the first `n` bytes (n ≤ 8) of a little-endian word.
-#[inline]
-pub(crate) fn keep(n: usize) -> u64 {
-    if n >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * n)) - 1
-    }
-}
-
 /// Little-endian word of `bytes` at `at`; bytes past the end read as 0. One load when the
 /// slice has 8 bytes there, or when it is at least 8 long (the last 8 bytes, shifted).
 #[inline]
@@ -77,13 +65,39 @@ pub(crate) fn word(bytes: &[u8], at: usize) -> u64 {
     }
 }
 
-/// A query name, one trailing dot dropped, with its dots mapped. Borrows the caller's
-/// bytes: [`QName::word`] folds case as it reads.
+/// Longest label of a DNS name.
+pub(crate) const MAX_LABEL: usize = 63;
+
+/// Bytes `[at, end)` of `raw` (at most 8 of them) as a little-endian word, zero above:
+/// one load when the name has 8 bytes up to `end`.
+#[inline]
+fn bytes_to(raw: &[u8], at: usize, end: usize) -> u64 {
+    if end >= 8 {
+        raw.get(end - 8..end).map_or(0, |w| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            u64::from_le_bytes(a) >> (8 * (8 - (end - at)))
+        })
+    } else {
+        raw.get(at..end)
+            .unwrap_or(&[])
+            .iter()
+            .rev()
+            .fold(0, |w, &b| w << 8 | u64::from(b))
+    }
+}
+
+/// Low `n` bits set (n ≤ 8).
+#[inline]
+fn low_bits(n: usize) -> u64 {
+    (1u64 << n) - 1
+}
+
+/// A query name, one trailing dot dropped. Borrows the caller's bytes: [`QName::word`] folds
+/// case as it reads, and label bounds are found on demand, 8 bytes per step, so a walk that
+/// stops after two labels never reads the rest of a long name.
 pub(crate) struct QName<'a> {
     raw: &'a [u8],
-    /// Bit `p` set when byte `p` is a dot.
-    dots: [u64; 4],
-    labels: usize,
 }
 
 impl<'a> QName<'a> {
@@ -93,25 +107,10 @@ impl<'a> QName<'a> {
     pub(crate) fn new(name: &'a str) -> Option<Self> {
         let raw = name.as_bytes();
         let raw = raw.strip_suffix(b".").unwrap_or(raw);
-        let len = raw.len();
-        if len == 0 || len > MAX_NAME_LEN {
+        if raw.is_empty() || raw.len() > MAX_NAME_LEN {
             return None;
         }
-        let mut q = Self {
-            raw,
-            dots: [0; 4],
-            labels: 1,
-        };
-        let mut at = 0;
-        while at < len {
-            let bits = dot_bits(word(raw, at));
-            if let Some(d) = q.dots.get_mut(at / 64) {
-                *d |= bits << (at % 64);
-            }
-            q.labels += bits.count_ones() as usize;
-            at += 8;
-        }
-        Some(q)
+        Some(Self { raw })
     }
 
     /// The name as given (case kept), without the trailing dot.
@@ -120,10 +119,31 @@ impl<'a> QName<'a> {
         self.raw
     }
 
-    /// Lower-cased little-endian word at `at` (0 bytes past the end).
+    /// The folded words of the label `[start, end)`, zero past its end, in `buf`; `None`
+    /// for a label longer than [`MAX_LABEL`] (no pattern has one).
     #[inline]
-    pub(crate) fn word(&self, at: usize) -> u64 {
-        fold_word(word(self.raw, at))
+    pub(crate) fn label_words<'b>(
+        &self,
+        start: usize,
+        end: usize,
+        buf: &'b mut [u64; MAX_LABEL.div_ceil(8)],
+    ) -> Option<&'b [u64]> {
+        let len = end.checked_sub(start)?;
+        if len > MAX_LABEL {
+            return None;
+        }
+        let n = len.div_ceil(8);
+        let words = buf.get_mut(..n)?;
+        let mut at = start;
+        for w in words.iter_mut() {
+            *w = fold_word(if at + 8 <= end {
+                word(self.raw, at)
+            } else {
+                bytes_to(self.raw, at, end)
+            });
+            at += 8;
+        }
+        Some(words)
     }
 
     /// Length of the name.
@@ -132,45 +152,87 @@ impl<'a> QName<'a> {
         self.raw.len()
     }
 
-    /// Number of labels (dots + 1; empty labels count).
+    /// The label that ends at `end` (exclusive): its start, and its folded word (zero past
+    /// its end) when it is under 8 bytes long, found with the same load. One load for the
+    /// labels of most names; longer labels take [`QName::label_start`].
     #[inline]
-    pub(crate) fn labels(&self) -> usize {
-        self.labels
+    pub(crate) fn label_before(&self, end: usize) -> (usize, Option<u64>) {
+        let (at, w) = self.word_ending(end);
+        let bits = dot_bits(w) & low_bits(end - at);
+        if bits != 0 {
+            let k = 63 - bits.leading_zeros(); // the dot's byte in `w`
+            let label = w.checked_shr(8 * (k + 1)).unwrap_or(0);
+            return (at + k as usize + 1, Some(fold_word(label)));
+        }
+        if at == 0 {
+            return (0, Some(fold_word(w)));
+        }
+        (self.label_start(at), None)
+    }
+
+    /// `(at, w)`: the bytes `[at, end)` as a little-endian word, zero above, where `at` is
+    /// `end - 8`, or 0 near the start of the name.
+    #[inline]
+    fn word_ending(&self, end: usize) -> (usize, u64) {
+        let load = |from: usize| {
+            self.raw.get(from..from + 8).map(|w| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(w);
+                u64::from_le_bytes(a)
+            })
+        };
+        if end >= 8 {
+            (end - 8, load(end - 8).unwrap_or(0))
+        } else {
+            match load(0) {
+                Some(w) => (0, w & ((1u64 << (8 * end)) - 1)),
+                None => (0, bytes_to(self.raw, 0, end)),
+            }
+        }
     }
 
     /// Start of the label that ends at `end` (exclusive): just after the last dot before
     /// `end`, or 0.
     #[inline]
     pub(crate) fn label_start(&self, end: usize) -> usize {
-        let mut i = end / 64;
-        let mut m = self.dots.get(i).copied().unwrap_or(0) & ((1u64 << (end % 64)) - 1);
-        loop {
-            if m != 0 {
-                return i * 64 + 64 - m.leading_zeros() as usize;
+        let mut e = end.min(self.raw.len());
+        while e > 0 {
+            let at = e.saturating_sub(8);
+            let bits = dot_bits(word(self.raw, at)) & low_bits(e - at);
+            if bits != 0 {
+                return at + 64 - bits.leading_zeros() as usize;
             }
-            if i == 0 {
-                return 0;
-            }
-            i -= 1;
-            m = self.dots.get(i).copied().unwrap_or(0);
+            e = at;
         }
+        0
     }
 
     /// End (exclusive) of the label that starts at `start`: the next dot, or the name's end.
     #[inline]
     pub(crate) fn label_end(&self, start: usize) -> usize {
-        let mut i = start / 64;
-        let mut m = self.dots.get(i).copied().unwrap_or(0) & (u64::MAX << (start % 64));
-        loop {
-            if m != 0 {
-                return (i * 64 + m.trailing_zeros() as usize).min(self.len());
+        let len = self.raw.len();
+        let mut at = start;
+        while at < len {
+            let bits = dot_bits(word(self.raw, at)) & low_bits((len - at).min(8));
+            if bits != 0 {
+                return at + bits.trailing_zeros() as usize;
             }
-            i += 1;
-            if i >= self.dots.len() {
-                return self.len();
-            }
-            m = self.dots.get(i).copied().unwrap_or(0);
+            at += 8;
         }
+        len
+    }
+
+    /// Number of labels in the first `end` bytes (dots + 1; empty labels count).
+    #[inline]
+    pub(crate) fn labels_before(&self, end: usize) -> usize {
+        let end = end.min(self.raw.len());
+        let mut n = 1;
+        let mut at = 0;
+        while at < end {
+            n += (dot_bits(word(self.raw, at)) & low_bits((end - at).min(8))).count_ones() as usize;
+            at += 8;
+        }
+        n
     }
 }
 
@@ -189,7 +251,7 @@ mod tests {
         let mut v = Vec::new();
         let mut at = 0;
         while at < q.len() {
-            v.extend_from_slice(&q.word(at).to_le_bytes());
+            v.extend_from_slice(&fold_word(word(q.raw(), at)).to_le_bytes());
             at += 8;
         }
         assert!(v[q.len()..].iter().all(|&b| b == 0), "zero past the end");
@@ -242,7 +304,13 @@ mod tests {
                 }
                 want.reverse();
                 assert_eq!(bounds(&q), want, "{n:?}");
-                assert_eq!(q.labels(), s.split('.').count());
+                assert_eq!(q.labels_before(q.len()), s.split('.').count());
+                for end in 0..=q.len() {
+                    let head = s.get(..end).map_or(0, |h| h.split('.').count());
+                    if s.is_char_boundary(end) {
+                        assert_eq!(q.labels_before(end), head.max(1), "{n:?} {end}");
+                    }
+                }
             }
         }
     }
@@ -258,6 +326,62 @@ mod tests {
                     *w = b.get(at + i).copied().unwrap_or(0);
                 }
                 assert_eq!(word(b, at), u64::from_le_bytes(want), "len {len} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn label_before_agrees_with_label_start_and_label_words() {
+        let names = [
+            "a",
+            "ab.c",
+            "x.ai",
+            "api.openai.com",
+            "abcdefgh.ij",
+            "abcdefg.hij",
+            "ABCDEFGHI.J",
+            "a..b",
+            ".a",
+            "a.",
+            "........",
+            "0123456.89abcdef.0123456789abcdefg.h",
+            "Zz@[`{.AZ.az",
+        ];
+        let mut buf = [0u64; MAX_LABEL.div_ceil(8)];
+        for n in names {
+            let q = QName { raw: n.as_bytes() };
+            for end in 0..=q.len() {
+                let start = q.label_start(end);
+                let (s, w) = q.label_before(end);
+                assert_eq!(s, start, "{n:?} {end}");
+                if let Some(w) = w {
+                    assert!(end - start <= 8, "{n:?} {end}");
+                    let want = q.label_words(start, end, &mut buf).unwrap();
+                    assert_eq!(&[w][..want.len().min(1)], want, "{n:?} {end}");
+                    if want.is_empty() {
+                        assert_eq!(w, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn label_words_of_every_span() {
+        let name = "Ab.CDEFGHIJKLMNOP.q.Rstuvwxyz0123456789-_.".repeat(3) + "x";
+        let q = QName::new(&name).unwrap();
+        let lower = name.to_ascii_lowercase();
+        let mut buf = [0u64; MAX_LABEL.div_ceil(8)];
+        for start in 0..=q.len() {
+            for end in start..=q.len() {
+                let got = q.label_words(start, end, &mut buf).map(|w| {
+                    let mut v: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
+                    assert!(v[end - start..].iter().all(|&b| b == 0), "zero past the end");
+                    v.truncate(end - start);
+                    v
+                });
+                let want = (end - start <= MAX_LABEL).then(|| lower.as_bytes()[start..end].to_vec());
+                assert_eq!(got, want, "{start}..{end}");
             }
         }
     }
@@ -284,11 +408,11 @@ mod tests {
     fn longest_names_and_most_labels() {
         let long = "a.".repeat(126) + "a"; // 253 bytes, 127 labels
         let q = QName::new(&long).unwrap();
-        assert_eq!(q.labels(), 127);
+        assert_eq!(q.labels_before(q.len()), 127);
         assert_eq!(bounds(&q).len(), 127);
         let dots = ".".repeat(254); // one trailing dot dropped: 253 dots, 254 empty labels
         let q = QName::new(&dots).unwrap();
-        assert_eq!(q.labels(), 254);
+        assert_eq!(q.labels_before(q.len()), 254);
         assert_eq!(bounds(&q).len(), 254);
         assert!(QName::new(&"a".repeat(254)).is_none());
         assert!(QName::new(&("a".repeat(253) + ".")).is_some());

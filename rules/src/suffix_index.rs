@@ -21,7 +21,7 @@ use std::hash::{BuildHasher, Hasher};
 
 use rustc_hash::FxHashMap;
 
-use crate::qname::{QName, keep, word};
+use crate::qname::{MAX_LABEL, QName, word};
 
 const NONE: u32 = u32::MAX;
 const ROOT: u32 = 0;
@@ -29,7 +29,7 @@ const K1: u64 = 0x9e37_79b9_7f4a_7c15;
 const K2: u64 = 0xd6e8_feb8_6659_fd93;
 
 /// Most label-suffix nodes one index holds (the shipped catalogue needs ~3,000; the bench's
-/// 10,000 patterns ~10,600). At the bound: ~6 MiB of nodes, 8 MiB of table, ≤ 16 MiB of labels.
+/// 10,000 patterns ~10,600). At the bound: 6 MiB of nodes, 8 MiB of table, ≤ 16 MiB of labels.
 pub const MAX_SUFFIXES: usize = 1 << 18;
 
 /// What an indexed name stands for (pattern ids; `NONE` when absent).
@@ -56,26 +56,30 @@ pub(crate) struct TooManySuffixes;
 
 #[derive(Clone, Debug)]
 struct Node {
-    /// The label's bytes: `labels[at..at + len]`.
+    /// The label's words: `words[at..at + len.div_ceil(8)]`.
     at: u32,
     len: u32,
     slot: Slot,
 }
 
+/// One edge: the child's first label word and length are kept here, so a label of up to 8
+/// bytes is told apart without leaving the bucket.
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
-    key: u64,
-    /// `NONE`: empty.
-    node: u32,
-    /// The edge's parent: keys may collide across parents.
+    /// The label's first 8 bytes (zero past its end).
+    w0: u64,
     parent: u32,
+    /// `len << 24 | node`; `NONE`: empty (node ids stay below 2^24).
+    len_node: u32,
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    key: 0,
-    node: NONE,
+    w0: 0,
     parent: NONE,
+    len_node: NONE,
 };
+const NODE_BITS: u32 = 24;
+const _: () = assert!(MAX_SUFFIXES < 1 << NODE_BITS && MAX_LABEL < 256);
 
 /// 64×64→128-bit multiply, folded.
 #[inline]
@@ -84,20 +88,14 @@ fn mum(a: u64, b: u64) -> u64 {
     (r as u64) ^ ((r >> 64) as u64)
 }
 
-/// The seeded hash of one edge: `parent` and the (folded) label of `len` bytes at `at`,
-/// whose little-endian words `word` reads.
+/// The seeded hash of one edge: `parent` and a label of `len` bytes as (folded) words.
 #[inline]
-fn edge_key(seed: u64, parent: u32, word: impl Fn(usize) -> u64, at: usize, len: usize) -> u64 {
+fn edge_hash(seed: u64, parent: u32, len: usize, words: &[u64]) -> u64 {
     let mut h = seed ^ (u64::from(parent) << 8 | len as u64).wrapping_mul(K1);
-    let mut off = 0;
-    loop {
-        let w = word(at + off) & keep(len - off);
+    for &w in words {
         h = mum(h ^ w, K2);
-        off += 8;
-        if off >= len {
-            return h;
-        }
     }
+    h
 }
 
 /// Label suffix index. Keys are normalised names (lower case, no trailing dot).
@@ -106,11 +104,13 @@ pub(crate) struct SuffixIndex {
     seed: u64,
     /// Bucket count − 1 (a power of two minus one).
     mask: usize,
+    /// Probe every edge from the same bucket (tests: an adversary who found the hash).
+    collide: bool,
     buckets: Vec<Bucket>,
     /// Node 0 is the root (the empty suffix).
     nodes: Vec<Node>,
-    /// Every node's label, back to back, then 8 zero bytes.
-    labels: Vec<u8>,
+    /// Every node's label as little-endian words, zero past its end.
+    words: Vec<u64>,
     /// Nodes carrying a non-empty slot.
     named: usize,
 }
@@ -125,7 +125,7 @@ impl Default for SuffixIndex {
 #[derive(Debug)]
 pub(crate) struct Builder {
     nodes: Vec<Node>,
-    labels: Vec<u8>,
+    words: Vec<u64>,
     children: FxHashMap<(u32, Box<[u8]>), u32>,
 }
 
@@ -137,7 +137,7 @@ impl Default for Builder {
                 len: 0,
                 slot: Slot::EMPTY,
             }],
-            labels: Vec::new(),
+            words: Vec::new(),
             children: FxHashMap::default(),
         }
     }
@@ -163,7 +163,8 @@ impl Builder {
             .map_or(Slot::EMPTY, |n| n.slot)
     }
 
-    /// The node of `name` (normalised), made with its suffixes' nodes when missing.
+    /// The node of `name` (normalised, labels of 1 to [`MAX_LABEL`] bytes: checked patterns),
+    /// made with its suffixes' nodes when missing.
     pub(crate) fn node(&mut self, name: &str) -> Result<u32, TooManySuffixes> {
         let mut parent = ROOT;
         for l in labels_rev(name) {
@@ -176,11 +177,12 @@ impl Builder {
                     }
                     let id = self.nodes.len() as u32;
                     self.nodes.push(Node {
-                        at: self.labels.len() as u32,
+                        at: self.words.len() as u32,
                         len: l.len() as u32,
                         slot: Slot::EMPTY,
                     });
-                    self.labels.extend_from_slice(l);
+                    self.words
+                        .extend((0..l.len()).step_by(8).map(|at| word(l, at)));
                     self.children.insert(key, id);
                     id
                 }
@@ -202,40 +204,34 @@ impl Builder {
         self.finish_seeded(seed, false)
     }
 
-    /// The index with a given seed; `collide` makes every edge key equal (tests: the worst
-    /// case of an adversary who found the hash).
+    /// The index with a given seed; `collide` starts every probe at the same bucket.
     pub(crate) fn finish_seeded(self, seed: u64, collide: bool) -> SuffixIndex {
         let Self {
             nodes,
-            mut labels,
+            words,
             children,
         } = self;
         let cap = (children.len() * 2).next_power_of_two().max(8);
         let mask = cap - 1;
         let mut buckets = vec![EMPTY_BUCKET; cap];
-        labels.extend_from_slice(&[0; 8]);
         for (&(parent, _), &id) in &children {
             let Some(n) = nodes.get(id as usize) else {
                 continue;
             };
-            let key = if collide {
+            let (at, len) = (n.at as usize, n.len as usize);
+            let w = words.get(at..at + len.div_ceil(8)).unwrap_or(&[]);
+            let h = if collide {
                 seed
             } else {
-                edge_key(
-                    seed,
-                    parent,
-                    |at| word(&labels, at),
-                    n.at as usize,
-                    n.len as usize,
-                )
+                edge_hash(seed, parent, len, w)
             };
-            let mut i = key as usize & mask;
+            let mut i = h as usize & mask;
             while let Some(b) = buckets.get_mut(i) {
-                if b.node == NONE {
+                if b.len_node == NONE {
                     *b = Bucket {
-                        key,
-                        node: id,
+                        w0: w.first().copied().unwrap_or(0),
                         parent,
+                        len_node: (len as u32) << NODE_BITS | id,
                     };
                     break;
                 }
@@ -246,9 +242,10 @@ impl Builder {
         SuffixIndex {
             seed,
             mask,
+            collide,
             buckets,
             nodes,
-            labels,
+            words,
             named,
         }
     }
@@ -260,61 +257,60 @@ impl SuffixIndex {
         self.named
     }
 
-    /// The child of `parent` whose label is `q[at..at + len]`: (node id, node).
+    /// The child of `parent` whose label is `len` bytes of folded `words`: (id, node).
     #[inline]
-    fn child(&self, parent: u32, q: &QName, at: usize, len: usize) -> Option<(u32, &Node)> {
-        let key = edge_key(self.seed, parent, |at| q.word(at), at, len);
-        let mut i = key as usize & self.mask;
+    fn child(&self, parent: u32, len: usize, words: &[u64]) -> Option<(u32, &Node)> {
+        let w0 = words.first().copied().unwrap_or(0);
+        let len_tag = (len as u32) << NODE_BITS;
+        let mut i = if self.collide {
+            self.seed as usize & self.mask
+        } else {
+            edge_hash(self.seed, parent, len, words) as usize & self.mask
+        };
         loop {
             let b = self.buckets.get(i)?;
-            if b.node == NONE {
+            if b.len_node == NONE {
                 return None;
             }
-            if b.key == key
-                && b.parent == parent
-                && let Some(n) = self.nodes.get(b.node as usize)
-                && self.same_label(n, q, at, len)
-            {
-                return Some((b.node, n));
+            if b.w0 == w0 && b.parent == parent && b.len_node & !((1 << NODE_BITS) - 1) == len_tag {
+                let id = b.len_node & ((1 << NODE_BITS) - 1);
+                let n = self.nodes.get(id as usize)?;
+                let at = n.at as usize;
+                if len <= 8 || self.words.get(at..at + words.len()) == Some(words) {
+                    return Some((id, n));
+                }
             }
             i = (i + 1) & self.mask;
         }
     }
 
-    /// Is node `n`'s label `q[at..at + len]`? Compares 8 bytes at a time.
+    /// Call `f(start, slot)` for every indexed name that `q` equals or ends with at a label
+    /// boundary, shortest first; `start` is where that suffix begins in the name (0: the
+    /// whole name).
     #[inline]
-    fn same_label(&self, n: &Node, q: &QName, at: usize, len: usize) -> bool {
-        if n.len as usize != len {
-            return false;
-        }
-        let mut off = 0;
-        while off < len {
-            let m = keep(len - off);
-            if q.word(at + off) & m != word(&self.labels, n.at as usize + off) & m {
-                return false;
-            }
-            off += 8;
-        }
-        true
-    }
-
-    /// Call `f(start, labels_left, slot)` for every indexed name that `q` equals or ends
-    /// with at a label boundary, shortest first: `start` is where that suffix begins in the
-    /// name (0: the whole name), `labels_left` how many labels of the name lie left of it.
-    #[inline]
-    pub(crate) fn walk(&self, q: &QName, mut f: impl FnMut(usize, usize, &Slot)) {
+    pub(crate) fn walk(&self, q: &QName, mut f: impl FnMut(usize, &Slot)) {
         let mut parent = ROOT;
         let mut end = q.len();
-        let mut left = q.labels();
+        let mut buf = [0u64; MAX_LABEL.div_ceil(8)];
+        let mut one = [0u64; 1];
         loop {
-            let start = q.label_start(end);
+            let (start, short) = q.label_before(end);
             let len = end - start;
-            left -= 1;
-            let Some((id, n)) = self.child(parent, q, start, len) else {
+            let words = match short {
+                Some(w) => {
+                    one[0] = w;
+                    one.get(..len.div_ceil(8)).unwrap_or(&[])
+                }
+                None => match q.label_words(start, end, &mut buf) {
+                    Some(w) => w,
+                    None => return,
+                },
+            };
+            let Some((id, n)) = self.child(parent, len, words) else {
                 return;
             };
             if n.slot != Slot::EMPTY {
-                f(start, left, &n.slot);
+                f(start, &n.slot);
             }
             if start == 0 {
                 return;
