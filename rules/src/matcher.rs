@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 
 use crate::catalogue::Service;
-use crate::pattern::{self, Glob, PatternKind};
+use crate::pattern::{self, FirstLabel, Glob, PatternKind};
 use crate::qname::QName;
 use crate::suffix_index::{self, Builder, SuffixIndex};
 
@@ -459,7 +459,7 @@ impl Matcher {
             } else {
                 let glob = if slot.glob_len != 0 && start > 0 {
                     let left = q.labels_before(start - 1);
-                    let first = q.label_end(0);
+                    let first = FirstLabel::of(&q);
                     let from = slot.glob_start as usize;
                     self.globs
                         .get(from..from + slot.glob_len as usize)
@@ -467,7 +467,7 @@ impl Matcher {
                         .iter()
                         .find(|(g, _)| {
                             g.head.len() == left
-                                && g.first_fits_len(first)
+                                && g.first_may_fit(&first)
                                 && g.matches_first_labels(&q)
                         })
                         .map(|(_, pid)| *pid)

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use crate::qname::QName;
+use crate::qname::{QName, fold_word};
 
 /// Longest DNS name in presentation form.
 pub const MAX_NAME_LEN: usize = 253;
@@ -50,17 +50,8 @@ pub(crate) enum GlobLabel {
 }
 
 impl GlobLabel {
-    /// Can a label of `len` bytes fit? (A cheap test before [`GlobLabel::matches`].)
-    #[inline]
-    fn fits_len(&self, len: usize) -> bool {
-        match self {
-            Self::Any => len > 0,
-            Self::Prefix(p) | Self::Suffix(p) => len > p.len(),
-            Self::Literal(l) => len == l.len(),
-        }
-    }
-
     /// Does `label` fit? ASCII case is ignored (patterns are lower case).
+    #[inline]
     fn matches(&self, label: &[u8]) -> bool {
         match self {
             Self::Any => !label.is_empty(),
@@ -81,6 +72,74 @@ impl GlobLabel {
     }
 }
 
+/// A cheap first test of a glob's first label: the label's length, and up to 8 of its bytes
+/// at its start (literal, `prefix*`) or end (`*suffix`), compared as one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FirstKey {
+    min_len: usize,
+    exact_len: bool,
+    at_end: bool,
+    /// How many bytes `word` holds (0 for `*`).
+    n: usize,
+    word: u64,
+}
+
+impl FirstKey {
+    fn of(g: &GlobLabel) -> Self {
+        let le = |b: &[u8]| b.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+        let (min_len, exact_len, at_end, bytes) = match g {
+            GlobLabel::Any => (1, false, false, &[][..]),
+            GlobLabel::Prefix(p) => (p.len() + 1, false, false, p.as_bytes()),
+            GlobLabel::Suffix(x) => (x.len() + 1, false, true, x.as_bytes()),
+            GlobLabel::Literal(l) => (l.len(), true, false, l.as_bytes()),
+        };
+        let n = bytes.len().min(8);
+        let part = if at_end {
+            bytes.get(bytes.len() - n..)
+        } else {
+            bytes.get(..n)
+        };
+        Self {
+            min_len,
+            exact_len,
+            at_end,
+            n,
+            word: le(part.unwrap_or(&[])),
+        }
+    }
+}
+
+/// Low `n` bytes of a word set (n ≤ 8).
+#[inline]
+fn byte_mask(n: usize) -> u64 {
+    u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+}
+
+/// The name's first label as the quick test reads it, computed once per glob list.
+pub(crate) struct FirstLabel {
+    len: usize,
+    /// Its first (up to) 8 bytes, folded.
+    head: u64,
+    /// Its last `tail_n` (up to 8) bytes, folded.
+    tail: u64,
+    tail_n: usize,
+}
+
+impl FirstLabel {
+    #[inline]
+    pub(crate) fn of(q: &QName<'_>) -> Self {
+        let len = q.label_end(0);
+        let (_, head) = q.word_ending(len.min(8));
+        let (at, tail) = q.word_ending(len);
+        Self {
+            len,
+            head: fold_word(head),
+            tail: fold_word(tail),
+            tail_n: len - at,
+        }
+    }
+}
+
 /// A parsed glob: its leading labels (with wildcards) and the literal suffix it is indexed by.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Glob {
@@ -88,13 +147,29 @@ pub(crate) struct Glob {
     pub(crate) head: Vec<GlobLabel>,
     /// The literal labels right of the last wildcard, e.g. `amazonaws.com`.
     pub(crate) literal_suffix: String,
+    first: FirstKey,
 }
 
 impl Glob {
-    /// Can the name's first label, `len` bytes long, fit the head's first label?
+    /// Can the name's first label fit the head's first label? Compares its length and one
+    /// word; [`Glob::matches_first_labels`] decides.
     #[inline]
-    pub(crate) fn first_fits_len(&self, len: usize) -> bool {
-        self.head.first().is_some_and(|g| g.fits_len(len))
+    pub(crate) fn first_may_fit(&self, f: &FirstLabel) -> bool {
+        let k = &self.first;
+        let len_ok = if k.exact_len {
+            f.len == k.min_len
+        } else {
+            f.len >= k.min_len
+        };
+        // A label at least `min_len` long has at least `n` bytes in `tail`.
+        let w = if k.at_end {
+            f.tail
+                .checked_shr(8 * f.tail_n.saturating_sub(k.n) as u32)
+                .unwrap_or(0)
+        } else {
+            f.head
+        };
+        len_ok && w & byte_mask(k.n) == k.word
     }
 
     /// Do the first labels of `q` fit the head? The caller checked that `q` has exactly
@@ -233,6 +308,7 @@ pub(crate) fn parse_glob(p: &str) -> Result<Glob, String> {
         head.push(g);
     }
     Ok(Glob {
+        first: FirstKey::of(head.first().unwrap_or(&GlobLabel::Any)),
         head,
         literal_suffix: literal.join("."),
     })

@@ -173,7 +173,7 @@ impl<'a> QName<'a> {
     /// `(at, w)`: the bytes `[at, end)` as a little-endian word, zero above, where `at` is
     /// `end - 8`, or 0 near the start of the name.
     #[inline]
-    fn word_ending(&self, end: usize) -> (usize, u64) {
+    pub(crate) fn word_ending(&self, end: usize) -> (usize, u64) {
         let load = |from: usize| {
             self.raw.get(from..from + 8).map(|w| {
                 let mut a = [0u8; 8];
@@ -376,11 +376,15 @@ mod tests {
             for end in start..=q.len() {
                 let got = q.label_words(start, end, &mut buf).map(|w| {
                     let mut v: Vec<u8> = w.iter().flat_map(|w| w.to_le_bytes()).collect();
-                    assert!(v[end - start..].iter().all(|&b| b == 0), "zero past the end");
+                    assert!(
+                        v[end - start..].iter().all(|&b| b == 0),
+                        "zero past the end"
+                    );
                     v.truncate(end - start);
                     v
                 });
-                let want = (end - start <= MAX_LABEL).then(|| lower.as_bytes()[start..end].to_vec());
+                let want =
+                    (end - start <= MAX_LABEL).then(|| lower.as_bytes()[start..end].to_vec());
                 assert_eq!(got, want, "{start}..{end}");
             }
         }
