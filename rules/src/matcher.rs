@@ -189,6 +189,14 @@ fn too_many() -> String {
 impl Matcher {
     /// Build the index. Every conflict or invalid pattern is returned, not just the first.
     pub fn build(services: &[Service]) -> Result<Self, Vec<BuildProblem>> {
+        Self::build_with(services, Builder::finish)
+    }
+
+    /// [`Matcher::build`], the name index made by `finish` (tests: a colliding hash).
+    fn build_with(
+        services: &[Service],
+        finish: impl FnOnce(Builder) -> SuffixIndex,
+    ) -> Result<Self, Vec<BuildProblem>> {
         let mut m = Self::default();
         let mut problems = Vec::new();
         let mut names = Builder::default();
@@ -365,7 +373,7 @@ impl Matcher {
         v6.sort_by_key(|t| std::cmp::Reverse(t.0));
         m.v4 = v4;
         m.v6 = v6;
-        m.index = names.finish();
+        m.index = finish(names);
         if problems.is_empty() {
             Ok(m)
         } else {
@@ -547,3 +555,7 @@ impl Matcher {
         self.ports_alone.get(&port).and_then(|&p| self.hit(p))
     }
 }
+
+#[cfg(test)]
+#[path = "matcher_tests.rs"]
+mod tests;

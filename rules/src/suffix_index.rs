@@ -320,3 +320,79 @@ impl SuffixIndex {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(names: &[(&str, u32)], collide: bool) -> SuffixIndex {
+        let mut b = Builder::default();
+        for &(n, id) in names {
+            let node = b.node(n).unwrap_or(ROOT);
+            if let Some(s) = b.slot_mut(node) {
+                s.suffix = id;
+            }
+        }
+        b.finish_seeded(42, collide)
+    }
+
+    fn found(ix: &SuffixIndex, name: &str) -> Vec<(usize, u32)> {
+        let mut v = Vec::new();
+        if let Some(q) = QName::new(name) {
+            ix.walk(&q, |start, s| v.push((start, s.suffix)));
+        }
+        v
+    }
+
+    #[test]
+    fn finds_every_indexed_suffix_shortest_first() {
+        let names = [
+            ("openai.com", 1),
+            ("api.openai.com", 2),
+            ("x.y.example.org", 3),
+            ("a-label-of-more-than-eight-bytes.example.org", 4),
+        ];
+        for collide in [false, true] {
+            let ix = index(&names, collide);
+            assert_eq!(ix.len(), 4);
+            assert_eq!(found(&ix, "a.api.openai.com"), vec![(6, 1), (2, 2)]);
+            assert_eq!(found(&ix, "A.API.OpenAI.COM."), vec![(6, 1), (2, 2)]);
+            assert_eq!(found(&ix, "openai.com"), vec![(0, 1)]);
+            assert!(found(&ix, "notopenai.com").is_empty());
+            assert!(found(&ix, "com").is_empty());
+            assert!(found(&ix, "y.example.org").is_empty());
+            assert_eq!(found(&ix, "x.y.example.org"), vec![(0, 3)]);
+            assert_eq!(
+                found(&ix, "b.A-LABEL-OF-MORE-THAN-EIGHT-BYTES.example.org"),
+                vec![(2, 4)]
+            );
+            assert!(found(&ix, "a-label-of-more-than-eight-bytez.example.org").is_empty());
+            assert!(found(&ix, "").is_empty());
+            assert!(
+                found(&ix, "openai.com..").is_empty(),
+                "one trailing dot only"
+            );
+            assert_eq!(found(&ix, ".openai.com"), vec![(1, 1)]);
+            assert_eq!(found(&ix, "..openai.com"), vec![(2, 1)]);
+        }
+    }
+
+    #[test]
+    fn the_builder_stops_at_the_bound() {
+        let mut b = Builder::default();
+        let mut made = 1; // the root
+        let mut i = 0;
+        let err = loop {
+            match b.node(&format!("n{i}.t")) {
+                Ok(_) => made = b.nodes.len(),
+                Err(e) => break e,
+            }
+            i += 1;
+        };
+        assert_eq!(err, TooManySuffixes);
+        assert_eq!(made, MAX_SUFFIXES);
+        assert!(b.node("n0.t").is_ok(), "names already there still resolve");
+        let ix = b.finish_seeded(1, false);
+        assert!(ix.buckets.len() <= 2 * MAX_SUFFIXES, "{}", ix.buckets.len());
+    }
+}
