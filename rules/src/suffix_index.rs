@@ -69,7 +69,9 @@ struct Bucket {
     /// The label's first 8 bytes (zero past its end).
     w0: u64,
     parent: u32,
-    /// `len << 24 | node`; `NONE`: empty (node ids stay below 2^24).
+    /// `named << 31 | len << 24 | node`, `named` when the node has a slot (so a walk
+    /// through intermediate nodes never reads the node array); `NONE`: empty (node ids stay
+    /// below 2^24, labels below 128 bytes).
     len_node: u32,
 }
 
@@ -79,7 +81,10 @@ const EMPTY_BUCKET: Bucket = Bucket {
     len_node: NONE,
 };
 const NODE_BITS: u32 = 24;
-const _: () = assert!(MAX_SUFFIXES < 1 << NODE_BITS && MAX_LABEL < 256);
+const NODE_MASK: u32 = (1 << NODE_BITS) - 1;
+const LEN_MASK: u32 = 0x7f << NODE_BITS;
+const NAMED: u32 = 1 << 31;
+const _: () = assert!(MAX_SUFFIXES < 1 << NODE_BITS && MAX_LABEL < 128);
 
 /// 64×64→128-bit multiply, folded.
 #[inline]
@@ -228,10 +233,11 @@ impl Builder {
             let mut i = h as usize & mask;
             while let Some(b) = buckets.get_mut(i) {
                 if b.len_node == NONE {
+                    let named = if n.slot == Slot::EMPTY { 0 } else { NAMED };
                     *b = Bucket {
                         w0: w.first().copied().unwrap_or(0),
                         parent,
-                        len_node: (len as u32) << NODE_BITS | id,
+                        len_node: named | (len as u32) << NODE_BITS | id,
                     };
                     break;
                 }
@@ -257,9 +263,10 @@ impl SuffixIndex {
         self.named
     }
 
-    /// The child of `parent` whose label is `len` bytes of folded `words`: (id, node).
+    /// The child of `parent` whose label is `len` bytes of folded `words`: its id, and its
+    /// slot when it has one.
     #[inline]
-    fn child(&self, parent: u32, len: usize, words: &[u64]) -> Option<(u32, &Node)> {
+    fn child(&self, parent: u32, len: usize, words: &[u64]) -> Option<(u32, Option<&Slot>)> {
         let w0 = words.first().copied().unwrap_or(0);
         let len_tag = (len as u32) << NODE_BITS;
         let mut i = if self.collide {
@@ -272,12 +279,16 @@ impl SuffixIndex {
             if b.len_node == NONE {
                 return None;
             }
-            if b.w0 == w0 && b.parent == parent && b.len_node & !((1 << NODE_BITS) - 1) == len_tag {
-                let id = b.len_node & ((1 << NODE_BITS) - 1);
+            if b.w0 == w0 && b.parent == parent && b.len_node & LEN_MASK == len_tag {
+                let id = b.len_node & NODE_MASK;
+                let named = b.len_node & NAMED != 0;
+                if len <= 8 && !named {
+                    return Some((id, None));
+                }
                 let n = self.nodes.get(id as usize)?;
                 let at = n.at as usize;
                 if len <= 8 || self.words.get(at..at + words.len()) == Some(words) {
-                    return Some((id, n));
+                    return Some((id, named.then_some(&n.slot)));
                 }
             }
             i = (i + 1) & self.mask;
@@ -306,11 +317,11 @@ impl SuffixIndex {
                     None => return,
                 },
             };
-            let Some((id, n)) = self.child(parent, len, words) else {
+            let Some((id, slot)) = self.child(parent, len, words) else {
                 return;
             };
-            if n.slot != Slot::EMPTY {
-                f(start, &n.slot);
+            if let Some(slot) = slot {
+                f(start, slot);
             }
             if start == 0 {
                 return;
