@@ -476,7 +476,7 @@ impl Matcher {
                         .find(|(g, _)| {
                             g.head.len() == left
                                 && g.first_may_fit(&first)
-                                && g.matches_first_labels(&q)
+                                && g.matches_first_labels(&q, &first, start - 1)
                         })
                         .map(|(_, pid)| *pid)
                 } else {

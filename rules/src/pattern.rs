@@ -173,12 +173,25 @@ impl Glob {
     }
 
     /// Do the first labels of `q` fit the head? The caller checked that `q` has exactly
-    /// `head.len()` labels left of the literal suffix.
+    /// `head.len()` labels before `head_end` (where the literal suffix's dot is); `first` is
+    /// `q`'s first label. Only labels between the first and the last are searched for.
     #[inline]
-    pub(crate) fn matches_first_labels(&self, q: &QName<'_>) -> bool {
+    pub(crate) fn matches_first_labels(
+        &self,
+        q: &QName<'_>,
+        first: &FirstLabel,
+        head_end: usize,
+    ) -> bool {
+        let last = self.head.len().saturating_sub(1);
         let mut start = 0;
-        self.head.iter().all(|g| {
-            let end = q.label_end(start);
+        self.head.iter().enumerate().all(|(i, g)| {
+            let end = if i == last {
+                head_end
+            } else if i == 0 {
+                first.len
+            } else {
+                q.label_end(start)
+            };
             let fits = q.raw().get(start..end).is_some_and(|l| g.matches(l));
             start = end + 1;
             fits

@@ -140,7 +140,7 @@ fn glob() -> impl Strategy<Value = String> {
         Just("*a".to_string()),
         label(),
     ];
-    (prop::collection::vec(head, 1..3), name(2, 3)).prop_map(|(mut h, lit)| {
+    (prop::collection::vec(head, 1..4), name(2, 3)).prop_map(|(mut h, lit)| {
         if !h.iter().any(|l| l.contains('*')) {
             h[0] = "*".into();
         }
