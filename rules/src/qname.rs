@@ -152,22 +152,40 @@ impl<'a> QName<'a> {
         self.raw.len()
     }
 
-    /// The label that ends at `end` (exclusive): its start, and its folded word (zero past
-    /// its end) when it is under 8 bytes long, found with the same load. One load for the
-    /// labels of most names; longer labels take [`QName::label_start`].
+    /// The label that ends at `end` (exclusive): its start, and its folded words (zero past
+    /// its end) when it is at most 16 bytes long, found with the same one or two loads —
+    /// most labels of real names; longer labels take [`QName::label_start`].
     #[inline]
-    pub(crate) fn label_before(&self, end: usize) -> (usize, Option<u64>) {
+    pub(crate) fn label_before(&self, end: usize) -> (usize, Option<[u64; 2]>) {
         let (at, w) = self.word_ending(end);
         let bits = dot_bits(w) & low_bits(end - at);
         if bits != 0 {
             let k = 63 - bits.leading_zeros(); // the dot's byte in `w`
             let label = w.checked_shr(8 * (k + 1)).unwrap_or(0);
-            return (at + k as usize + 1, Some(fold_word(label)));
+            return (at + k as usize + 1, Some([fold_word(label), 0]));
         }
         if at == 0 {
-            return (0, Some(fold_word(w)));
+            return (0, Some([fold_word(w), 0]));
         }
-        (self.label_start(at), None)
+        // `w` holds the label's last 8 bytes; the rest (0 to 8 bytes) is in the word before.
+        let (at2, w2) = self.word_ending(at);
+        let n2 = at - at2;
+        let bits2 = dot_bits(w2) & low_bits(n2);
+        let (start, m) = if bits2 != 0 {
+            let k = (63 - bits2.leading_zeros()) as usize;
+            (at2 + k + 1, n2 - k - 1)
+        } else if at2 == 0 {
+            (0, n2)
+        } else if self.raw.get(at2 - 1) == Some(&b'.') {
+            (at2, n2)
+        } else {
+            return (self.label_start(at2), None);
+        };
+        // Label = the top `m` of w2's `n2` bytes, then the 8 bytes of `w`.
+        let head = w2.checked_shr(8 * (n2 - m) as u32).unwrap_or(0);
+        let first = head | w.checked_shl(8 * m as u32).unwrap_or(0);
+        let second = w.checked_shr(8 * (8 - m) as u32).unwrap_or(0);
+        (start, Some([fold_word(first), fold_word(second)]))
     }
 
     /// `(at, w)`: the bytes `[at, end)` as a little-endian word, zero above, where `at` is
@@ -345,6 +363,12 @@ mod tests {
             "a.",
             "........",
             "0123456.89abcdef.0123456789abcdefg.h",
+            "abcdefghijklmnop.qrstuvwxyzABCDEFG.HIJKLMNOPQRSTUVW.x",
+            "Abcdefghijklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghi",
+            "ab.cdefghijklmnopqrstu.v",
+            "a.bcdefghi.j.klmnopqrstuvwxyz0123456789",
             "Zz@[`{.AZ.az",
         ];
         let mut buf = [0u64; MAX_LABEL.div_ceil(8)];
@@ -354,13 +378,12 @@ mod tests {
                 let start = q.label_start(end);
                 let (s, w) = q.label_before(end);
                 assert_eq!(s, start, "{n:?} {end}");
+                let len = end - start;
+                assert_eq!(w.is_some(), len <= 16, "{n:?} {end}");
                 if let Some(w) = w {
-                    assert!(end - start <= 8, "{n:?} {end}");
                     let want = q.label_words(start, end, &mut buf).unwrap();
-                    assert_eq!(&[w][..want.len().min(1)], want, "{n:?} {end}");
-                    if want.is_empty() {
-                        assert_eq!(w, 0);
-                    }
+                    assert_eq!(&w[..len.div_ceil(8)], want, "{n:?} {end}");
+                    assert!(w[len.div_ceil(8)..].iter().all(|&x| x == 0), "{n:?} {end}");
                 }
             }
         }

@@ -303,14 +303,14 @@ impl SuffixIndex {
         let mut parent = ROOT;
         let mut end = q.len();
         let mut buf = [0u64; MAX_LABEL.div_ceil(8)];
-        let mut one = [0u64; 1];
+        let mut two;
         loop {
             let (start, short) = q.label_before(end);
             let len = end - start;
             let words = match short {
                 Some(w) => {
-                    one[0] = w;
-                    one.get(..len.div_ceil(8)).unwrap_or(&[])
+                    two = w;
+                    two.get(..len.div_ceil(8)).unwrap_or(&[])
                 }
                 None => match q.label_words(start, end, &mut buf) {
                     Some(w) => w,
