@@ -8,7 +8,7 @@ use crate::bundle::VerifiedBundle;
 use crate::catalogue::{Catalogue, Category, Service};
 use crate::error::RulesError;
 use crate::matcher::{Field, Hit, Matcher};
-use crate::pattern::{self, MAX_NAME_LEN};
+use crate::pattern::MAX_NAME_LEN;
 use crate::policy::{Mode, Policy, Rule};
 use crate::report::{Diagnostic, Report, Severity};
 
@@ -558,20 +558,73 @@ impl Engine {
     }
 }
 
-/// The tenant label of `name` for `service`, returned as a slice of the caller's name.
+/// The tenant label of `name` for `service`, returned as a slice of the caller's name:
+/// [`Service::tenant_of`] of the normalised name, without making the normalised copy (the
+/// suffix is compared ASCII-case-folded in place: this runs on every classified event).
 fn tenant_of<'a>(service: &Service, name: &'a str) -> Option<&'a str> {
-    if service.tenant_hints.iter().all(|h| h.suffix.is_none()) {
+    let n = name.strip_suffix('.').unwrap_or(name).as_bytes();
+    if n.is_empty() || n.len() > MAX_NAME_LEN {
         return None;
     }
-    let mut buf = [0u8; MAX_NAME_LEN];
-    let norm = pattern::normalize(name, &mut buf)?;
-    service.tenant_of(norm)?;
-    name.split('.').next()
+    let below = |suffix: &str| {
+        n.len()
+            .checked_sub(suffix.len() + 1)
+            .and_then(|dot| n.get(dot..))
+            .and_then(|t| t.split_first())
+            .is_some_and(|(&dot, tail)| {
+                dot == b'.' && tail.iter().map(u8::to_ascii_lowercase).eq(suffix.bytes())
+            })
+    };
+    service
+        .tenant_hints
+        .iter()
+        .filter_map(|h| h.suffix.as_deref())
+        .any(below)
+        .then(|| name.split('.').next())
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenant_of_reads_the_name_as_the_normalised_copy_would() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
+        let Ok(cat) = Catalogue::load_dir(&dir) else {
+            panic!("the shipped catalogue loads");
+        };
+        let with_hints: Vec<&Service> = cat
+            .services
+            .iter()
+            .filter(|s| s.tenant_hints.iter().any(|h| h.suffix.is_some()))
+            .collect();
+        assert!(!with_hints.is_empty());
+        let long = "a.".repeat(130);
+        for s in with_hints {
+            for h in s.tenant_hints.iter().filter_map(|h| h.suffix.as_deref()) {
+                let up = h.to_ascii_uppercase();
+                let names = [
+                    format!("contoso.{h}"),
+                    format!("Contoso.{up}."),
+                    format!("a.b.{h}"),
+                    format!(".{h}"),
+                    h.to_string(),
+                    format!("x{h}"),
+                    format!("contoso.{h}.evil"),
+                    format!("{long}{h}"),
+                    format!("ü.{h}"),
+                ];
+                for n in names {
+                    let mut buf = [0u8; MAX_NAME_LEN];
+                    let old = crate::pattern::normalize(&n, &mut buf)
+                        .and_then(|norm| s.tenant_of(norm))
+                        .and_then(|_| n.split('.').next());
+                    assert_eq!(tenant_of(s, &n), old, "{n}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn engine_and_decision_can_cross_threads() {

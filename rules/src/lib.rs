@@ -46,6 +46,7 @@ pub mod keyset;
 pub mod matcher;
 pub mod pattern;
 pub mod policy;
+mod qname;
 pub mod report;
 mod suffix_index;
 pub mod time;

@@ -1,5 +1,5 @@
-//! The catalogue's match index: names (label-suffix hashes walked right to left, see
-//! [`crate::suffix_index`]), IPs (longest-prefix CIDR), processes and ports (self-hosted
+//! The catalogue's match index: names (a trie of labels walked right to left over one hashed
+//! table, see [`crate::suffix_index`]), IPs (longest-prefix CIDR), processes and ports (self-hosted
 //! runtimes). Built once, read on every event; lookups do not allocate.
 
 use std::net::IpAddr;
@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 
 use crate::catalogue::Service;
-use crate::pattern::{self, Glob, MAX_NAME_LEN, PatternKind};
-use crate::suffix_index::{Slot, SuffixIndex};
+use crate::pattern::{self, FirstLabel, Glob, PatternKind};
+use crate::qname::QName;
+use crate::suffix_index::{self, Builder, SuffixIndex};
 
 const NONE: u32 = u32::MAX;
 
@@ -156,8 +157,6 @@ pub struct Hit {
 /// The match index over a catalogue.
 #[derive(Clone, Default)]
 pub struct Matcher {
-    /// Name → slot while building (conflict checks); emptied into `index` at the end.
-    names: FxHashMap<Box<str>, Slot>,
     index: SuffixIndex,
     globs: Vec<(Glob, u32)>,
     v4: Vec<(u8, FxHashMap<u32, u32>)>,
@@ -178,12 +177,31 @@ impl std::fmt::Debug for Matcher {
     }
 }
 
+/// The problem text for a catalogue past [`suffix_index::MAX_SUFFIXES`].
+fn too_many() -> String {
+    format!(
+        "too many name patterns: their labels make more than {} distinct suffixes, the most \
+         one index holds",
+        suffix_index::MAX_SUFFIXES
+    )
+}
+
 impl Matcher {
     /// Build the index. Every conflict or invalid pattern is returned, not just the first.
     pub fn build(services: &[Service]) -> Result<Self, Vec<BuildProblem>> {
+        Self::build_with(services, Builder::finish)
+    }
+
+    /// [`Matcher::build`], the name index made by `finish` (tests: a colliding hash).
+    fn build_with(
+        services: &[Service],
+        finish: impl FnOnce(Builder) -> SuffixIndex,
+    ) -> Result<Self, Vec<BuildProblem>> {
         let mut m = Self::default();
         let mut problems = Vec::new();
-        let mut globs_by_key: FxHashMap<Box<str>, Vec<(Glob, u32)>> = FxHashMap::default();
+        let mut names = Builder::default();
+        // Literal-suffix node → its globs, in the order listed.
+        let mut globs_by_key: FxHashMap<u32, Vec<(Glob, u32)>> = FxHashMap::default();
         let mut v4: FxHashMap<u8, FxHashMap<u32, u32>> = FxHashMap::default();
         let mut v6: FxHashMap<u8, FxHashMap<u128, u32>> = FxHashMap::default();
 
@@ -214,7 +232,14 @@ impl Matcher {
                     continue;
                 }
                 let pid = add(&mut m, Field::Domains, i, d);
-                m.claim(services, d, pid, PatternKind::Suffix, &mut problems);
+                m.claim(
+                    &mut names,
+                    services,
+                    d,
+                    pid,
+                    PatternKind::Suffix,
+                    &mut problems,
+                );
             }
             for (i, h) in svc.hosts.iter().enumerate() {
                 if let Err(e) = pattern::check_literal(h) {
@@ -222,7 +247,14 @@ impl Matcher {
                     continue;
                 }
                 let pid = add(&mut m, Field::Hosts, i, h);
-                m.claim(services, h, pid, PatternKind::Exact, &mut problems);
+                m.claim(
+                    &mut names,
+                    services,
+                    h,
+                    pid,
+                    PatternKind::Exact,
+                    &mut problems,
+                );
             }
             for (i, g) in svc.sni.iter().enumerate() {
                 match pattern::parse_glob(g) {
@@ -232,8 +264,12 @@ impl Matcher {
                         format!("invalid SNI pattern `{g}`: {e}"),
                     )),
                     Ok(glob) => {
+                        let Ok(node) = names.node(&glob.literal_suffix) else {
+                            problems.push(problem(Field::Sni, i, too_many()));
+                            continue;
+                        };
                         let dup = globs_by_key
-                            .get(glob.literal_suffix.as_str())
+                            .get(&node)
                             .and_then(|v| v.iter().find(|(o, _)| *o == glob).map(|(_, p)| *p));
                         if let Some(other) = dup {
                             problems.push(problem(
@@ -244,10 +280,7 @@ impl Matcher {
                             continue;
                         }
                         let pid = add(&mut m, Field::Sni, i, g);
-                        globs_by_key
-                            .entry(glob.literal_suffix.clone().into())
-                            .or_default()
-                            .push((glob, pid));
+                        globs_by_key.entry(node).or_default().push((glob, pid));
                     }
                 }
             }
@@ -325,13 +358,14 @@ impl Matcher {
             }
         }
         // Globs: one contiguous run per literal-suffix key.
-        for (key, list) in globs_by_key {
+        for (node, list) in globs_by_key {
             let start = m.globs.len() as u32;
             let len = list.len() as u32;
             m.globs.extend(list);
-            let slot = m.names.entry(key).or_insert(Slot::EMPTY);
-            slot.glob_start = start;
-            slot.glob_len = len;
+            if let Some(slot) = names.slot_mut(node) {
+                slot.glob_start = start;
+                slot.glob_len = len;
+            }
         }
         let mut v4: Vec<_> = v4.into_iter().filter(|(_, t)| !t.is_empty()).collect();
         v4.sort_by_key(|t| std::cmp::Reverse(t.0));
@@ -339,8 +373,7 @@ impl Matcher {
         v6.sort_by_key(|t| std::cmp::Reverse(t.0));
         m.v4 = v4;
         m.v6 = v6;
-        let names = std::mem::take(&mut m.names);
-        m.index = SuffixIndex::build(names.iter().map(|(k, s)| (&**k, *s)));
+        m.index = finish(names);
         if problems.is_empty() {
             Ok(m)
         } else {
@@ -359,14 +392,14 @@ impl Matcher {
 
     fn claim(
         &mut self,
+        names: &mut Builder,
         services: &[Service],
         name: &str,
         pid: u32,
         kind: PatternKind,
         problems: &mut Vec<BuildProblem>,
     ) {
-        let empty = Slot::EMPTY;
-        let cur = self.names.get(name).copied().unwrap_or(empty);
+        let cur = names.slot(name);
         // The same name as an exact host and as a suffix of two services is still one name
         // claimed twice: refuse it.
         let (mine, other) = match kind {
@@ -397,7 +430,10 @@ impl Matcher {
             problems.push(report(msg));
             return;
         }
-        let slot = self.names.entry(name.into()).or_insert(empty);
+        let Some(slot) = names.node(name).ok().and_then(|n| names.slot_mut(n)) else {
+            problems.push(report(too_many()));
+            return;
+        };
         match kind {
             PatternKind::Exact => slot.exact = pid,
             _ => slot.suffix = pid,
@@ -417,34 +453,34 @@ impl Matcher {
     /// Match a DNS name or SNI. Case-insensitive, one trailing dot ignored, label boundaries
     /// only. The most specific pattern wins: the longest matching literal suffix, and at equal
     /// length exact > glob > suffix. Does not allocate.
-    #[inline]
-    pub fn match_name(&self, name: &str) -> Option<Hit> {
-        let mut buf = [0u8; MAX_NAME_LEN];
-        let name = pattern::normalize(name, &mut buf)?;
-        self.match_normalized(name)
-    }
-
+    ///
     /// Right to left over the labels (see [`SuffixIndex::walk`]): the hit of the longest
     /// indexed suffix that yields one wins — at the whole name an exact host, below it a
     /// glob whose wildcard labels fit, else a domain suffix.
     #[inline]
-    fn match_normalized(&self, name: &str) -> Option<Hit> {
+    pub fn match_name(&self, name: &str) -> Option<Hit> {
+        let q = QName::new(name)?;
         let mut best = NONE;
-        self.index.walk(name.as_bytes(), |start, slot| {
+        self.index.walk(&q, |start, slot| {
             let pid = if start == 0 && slot.exact != NONE {
                 slot.exact
             } else {
-                let glob = match start.checked_sub(1).and_then(|h| name.get(..h)) {
-                    Some(head) if slot.glob_len != 0 => {
-                        let from = slot.glob_start as usize;
-                        self.globs
-                            .get(from..from + slot.glob_len as usize)
-                            .unwrap_or(&[])
-                            .iter()
-                            .find(|(g, _)| g.matches_head(head))
-                            .map(|(_, pid)| *pid)
-                    }
-                    _ => None,
+                let glob = if slot.glob_len != 0 && start > 0 {
+                    let left = q.labels_before(start - 1);
+                    let first = FirstLabel::of(&q);
+                    let from = slot.glob_start as usize;
+                    self.globs
+                        .get(from..from + slot.glob_len as usize)
+                        .unwrap_or(&[])
+                        .iter()
+                        .find(|(g, _)| {
+                            g.head.len() == left
+                                && g.first_may_fit(&first)
+                                && g.matches_first_labels(&q, &first, start - 1)
+                        })
+                        .map(|(_, pid)| *pid)
+                } else {
+                    None
                 };
                 glob.unwrap_or(slot.suffix)
             };
@@ -519,3 +555,7 @@ impl Matcher {
         self.ports_alone.get(&port).and_then(|&p| self.hit(p))
     }
 }
+
+#[cfg(test)]
+#[path = "matcher_tests.rs"]
+mod tests;

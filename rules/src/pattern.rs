@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use crate::qname::{QName, fold_word};
+
 /// Longest DNS name in presentation form.
 pub const MAX_NAME_LEN: usize = 253;
 
@@ -48,12 +50,92 @@ pub(crate) enum GlobLabel {
 }
 
 impl GlobLabel {
-    fn matches(&self, label: &str) -> bool {
+    /// Does `label` fit? ASCII case is ignored (patterns are lower case).
+    #[inline]
+    fn matches(&self, label: &[u8]) -> bool {
         match self {
             Self::Any => !label.is_empty(),
-            Self::Prefix(p) => label.len() > p.len() && label.starts_with(&**p),
-            Self::Suffix(s) => label.len() > s.len() && label.ends_with(&**s),
-            Self::Literal(l) => **l == *label,
+            Self::Prefix(p) => {
+                label.len() > p.len()
+                    && label
+                        .get(..p.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+            }
+            Self::Suffix(s) => {
+                label.len() > s.len()
+                    && label
+                        .get(label.len() - s.len()..)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(s.as_bytes()))
+            }
+            Self::Literal(l) => label.eq_ignore_ascii_case(l.as_bytes()),
+        }
+    }
+}
+
+/// A cheap first test of a glob's first label: the label's length, and up to 8 of its bytes
+/// at its start (literal, `prefix*`) or end (`*suffix`), compared as one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FirstKey {
+    min_len: usize,
+    exact_len: bool,
+    at_end: bool,
+    /// How many bytes `word` holds (0 for `*`).
+    n: usize,
+    word: u64,
+}
+
+impl FirstKey {
+    fn of(g: &GlobLabel) -> Self {
+        let le = |b: &[u8]| b.iter().rev().fold(0u64, |w, &b| w << 8 | u64::from(b));
+        let (min_len, exact_len, at_end, bytes) = match g {
+            GlobLabel::Any => (1, false, false, &[][..]),
+            GlobLabel::Prefix(p) => (p.len() + 1, false, false, p.as_bytes()),
+            GlobLabel::Suffix(x) => (x.len() + 1, false, true, x.as_bytes()),
+            GlobLabel::Literal(l) => (l.len(), true, false, l.as_bytes()),
+        };
+        let n = bytes.len().min(8);
+        let part = if at_end {
+            bytes.get(bytes.len() - n..)
+        } else {
+            bytes.get(..n)
+        };
+        Self {
+            min_len,
+            exact_len,
+            at_end,
+            n,
+            word: le(part.unwrap_or(&[])),
+        }
+    }
+}
+
+/// Low `n` bytes of a word set (n ≤ 8).
+#[inline]
+fn byte_mask(n: usize) -> u64 {
+    u64::MAX.checked_shr(64 - 8 * n as u32).unwrap_or(0)
+}
+
+/// The name's first label as the quick test reads it, computed once per glob list.
+pub(crate) struct FirstLabel {
+    len: usize,
+    /// Its first (up to) 8 bytes, folded.
+    head: u64,
+    /// Its last `tail_n` (up to 8) bytes, folded.
+    tail: u64,
+    tail_n: usize,
+}
+
+impl FirstLabel {
+    #[inline]
+    pub(crate) fn of(q: &QName<'_>) -> Self {
+        let len = q.label_end(0);
+        let (_, head) = q.word_ending(len.min(8));
+        let (at, tail) = q.word_ending(len);
+        Self {
+            len,
+            head: fold_word(head),
+            tail: fold_word(tail),
+            tail_n: len - at,
         }
     }
 }
@@ -65,12 +147,61 @@ pub(crate) struct Glob {
     pub(crate) head: Vec<GlobLabel>,
     /// The literal labels right of the last wildcard, e.g. `amazonaws.com`.
     pub(crate) literal_suffix: String,
+    first: FirstKey,
 }
 
 impl Glob {
+    /// Can the name's first label fit the head's first label? Compares its length and one
+    /// word; [`Glob::matches_first_labels`] decides.
+    #[inline]
+    pub(crate) fn first_may_fit(&self, f: &FirstLabel) -> bool {
+        let k = &self.first;
+        let len_ok = if k.exact_len {
+            f.len == k.min_len
+        } else {
+            f.len >= k.min_len
+        };
+        // A label at least `min_len` long has at least `n` bytes in `tail`.
+        let w = if k.at_end {
+            f.tail
+                .checked_shr(8 * f.tail_n.saturating_sub(k.n) as u32)
+                .unwrap_or(0)
+        } else {
+            f.head
+        };
+        len_ok && w & byte_mask(k.n) == k.word
+    }
+
+    /// Do the first labels of `q` fit the head? The caller checked that `q` has exactly
+    /// `head.len()` labels before `head_end` (where the literal suffix's dot is); `first` is
+    /// `q`'s first label. Only labels between the first and the last are searched for.
+    #[inline]
+    pub(crate) fn matches_first_labels(
+        &self,
+        q: &QName<'_>,
+        first: &FirstLabel,
+        head_end: usize,
+    ) -> bool {
+        let last = self.head.len().saturating_sub(1);
+        let mut start = 0;
+        self.head.iter().enumerate().all(|(i, g)| {
+            let end = if i == last {
+                head_end
+            } else if i == 0 {
+                first.len
+            } else {
+                q.label_end(start)
+            };
+            let fits = q.raw().get(start..end).is_some_and(|l| g.matches(l));
+            start = end + 1;
+            fits
+        })
+    }
+
     /// `head` is the part of the name left of `literal_suffix` (without the joining dot).
-    pub(crate) fn matches_head(&self, head: &str) -> bool {
-        let mut labels = head.split('.');
+    #[cfg(test)]
+    fn matches_head(&self, head: &[u8]) -> bool {
+        let mut labels = head.split(|&b| b == b'.');
         for g in &self.head {
             match labels.next() {
                 Some(l) if g.matches(l) => {}
@@ -190,6 +321,7 @@ pub(crate) fn parse_glob(p: &str) -> Result<Glob, String> {
         head.push(g);
     }
     Ok(Glob {
+        first: FirstKey::of(head.first().unwrap_or(&GlobLabel::Any)),
         head,
         literal_suffix: literal.join("."),
     })
@@ -248,13 +380,13 @@ mod tests {
     fn globs() {
         let g = parse_glob("bedrock-runtime.*.amazonaws.com").unwrap();
         assert_eq!(g.literal_suffix, "amazonaws.com");
-        assert!(g.matches_head("bedrock-runtime.us-east-1"));
-        assert!(!g.matches_head("bedrock-runtime"));
-        assert!(!g.matches_head("x.bedrock-runtime.us-east-1"));
+        assert!(g.matches_head("bedrock-runtime.us-east-1".as_bytes()));
+        assert!(!g.matches_head("bedrock-runtime".as_bytes()));
+        assert!(!g.matches_head("x.bedrock-runtime.us-east-1".as_bytes()));
         let g = parse_glob("*-aiplatform.googleapis.com").unwrap();
-        assert!(g.matches_head("us-central1-aiplatform"));
-        assert!(!g.matches_head("-aiplatform"));
-        assert!(!g.matches_head("aiplatform"));
+        assert!(g.matches_head("us-central1-aiplatform".as_bytes()));
+        assert!(!g.matches_head("-aiplatform".as_bytes()));
+        assert!(!g.matches_head("aiplatform".as_bytes()));
         assert!(parse_glob("*.com").is_err());
         assert!(parse_glob("a.b.com").is_err());
         assert!(parse_glob("a*b.x.com").is_err());

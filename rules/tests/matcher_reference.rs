@@ -1,8 +1,11 @@
-//! The right-to-left suffix index against a plain reading of the matching rules: on random
+//! The right-to-left label index against a plain reading of the matching rules: on random
 //! catalogues and names drawn from a tiny label alphabet (so suffixes, exact hosts and glob
 //! literals overlap all the time), `match_name` must pick exactly what the reference picks —
 //! the longest matching literal suffix; at equal length exact > glob > suffix; among globs
-//! on one literal suffix, the first listed.
+//! on one literal suffix, the first listed. Queries are twisted the ways real traffic and
+//! evaders twist them: any mix of upper case, a trailing dot, empty labels, non-ASCII and
+//! over-long labels, names padded to 252–254 bytes, names of one label. (Hash collisions
+//! are tested in `rules/src/matcher_tests.rs`, which can build a colliding index.)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -38,7 +41,31 @@ fn svc(id: &str) -> Service {
     s
 }
 
-const LABELS: &[&str] = &["a", "b", "ab", "xa", "ax", "abcdefghij"];
+/// Pattern labels: short ones that overlap, the 8/9-byte edge of the index's one-word
+/// labels (`abcdefgh`, `abcdefghi`, `abcdefghij` share their first 8 bytes), punycode.
+const LABELS: &[&str] = &[
+    "a",
+    "b",
+    "ab",
+    "xa",
+    "ax",
+    "abcdefgh",
+    "abcdefghi",
+    "abcdefghij",
+    "xn--bcher-kva",
+];
+
+/// Labels only queries carry: empty, non-ASCII (UTF-8 is not case-folded), the longest
+/// legal label and one past it.
+fn query_only() -> Vec<String> {
+    vec![
+        String::new(),
+        "bü".into(),
+        "ÄB".into(),
+        "q".repeat(63),
+        "q".repeat(64),
+    ]
+}
 
 fn label() -> impl Strategy<Value = String> {
     prop::sample::select(LABELS).prop_map(str::to_string)
@@ -48,6 +75,64 @@ fn name(min: usize, max: usize) -> impl Strategy<Value = String> {
     prop::collection::vec(label(), min..max).prop_map(|v| v.join("."))
 }
 
+/// What a query does to a name: upper-case the characters whose bit is set, put a
+/// query-only label in place of one, add a trailing dot, pad with labels on the left to
+/// 252, 253 or 254 bytes.
+#[derive(Clone, Debug)]
+struct Twist {
+    upper: u64,
+    odd_label: Option<(usize, usize)>,
+    dot: bool,
+    pad_to: Option<usize>,
+}
+
+fn twist() -> impl Strategy<Value = Twist> {
+    (
+        prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
+        prop::option::weighted(0.2, (0..7usize, 0..5usize)),
+        any::<bool>(),
+        prop::option::weighted(0.15, prop::sample::select(vec![252usize, 253, 254])),
+    )
+        .prop_map(|(upper, odd_label, dot, pad_to)| Twist {
+            upper,
+            odd_label,
+            dot,
+            pad_to,
+        })
+}
+
+fn apply(n: &str, t: &Twist) -> String {
+    let mut labels: Vec<String> = n.split('.').map(str::to_string).collect();
+    if let Some((i, which)) = t.odd_label {
+        let at = i % labels.len();
+        labels[at] = query_only()[which].clone();
+    }
+    let mut q = labels.join(".");
+    if let Some(len) = t.pad_to {
+        while q.len() + 2 <= len {
+            q.insert_str(0, "z.");
+        }
+        if q.len() < len {
+            q.insert(0, 'y');
+        }
+    }
+    let mut q: String = q
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if t.upper >> (i % 64) & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect();
+    if t.dot {
+        q.push('.');
+    }
+    q
+}
+
 fn glob() -> impl Strategy<Value = String> {
     let head = prop_oneof![
         Just("*".to_string()),
@@ -55,7 +140,7 @@ fn glob() -> impl Strategy<Value = String> {
         Just("*a".to_string()),
         label(),
     ];
-    (prop::collection::vec(head, 1..3), name(2, 3)).prop_map(|(mut h, lit)| {
+    (prop::collection::vec(head, 1..4), name(2, 3)).prop_map(|(mut h, lit)| {
         if !h.iter().any(|l| l.contains('*')) {
             h[0] = "*".into();
         }
@@ -151,17 +236,14 @@ proptest! {
     #[test]
     fn index_walk_agrees_with_the_reference(
         services in catalogue(),
-        names in prop::collection::vec((name(1, 7), any::<bool>(), any::<bool>()), 1..20),
+        names in prop::collection::vec((name(1, 7), twist()), 1..20),
     ) {
         let Ok(m) = Matcher::build(&services) else {
             // Conflicting patterns are refused at build time; nothing to compare.
             return Ok(());
         };
-        for (n, upper, dot) in names {
-            let mut q = if upper { n.to_ascii_uppercase() } else { n.clone() };
-            if dot {
-                q.push('.');
-            }
+        for (n, t) in names {
+            let q = apply(&n, &t);
             let got = m.match_name(&q).map(|h| h.service);
             prop_assert_eq!(got, reference(&services, &q), "name {:?} in {:?}", q, services.iter().map(|s| (&s.domains, &s.hosts, &s.sni)).collect::<Vec<_>>());
         }

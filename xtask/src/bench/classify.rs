@@ -1,5 +1,11 @@
 //! (3) Classification speed: the rules crate's criterion bench (`classify`), the shipped
 //! catalogue padded to ≥ 10,000 name patterns, one core; several runs, each one trial.
+//!
+//! Every loop is measured twice: by the wall clock (group `classify`) and by the bench
+//! thread's CPU time (group `classify_cpu`). On a shared machine the wall clock also counts
+//! the time the thread waited for a core; the CPU-time figure is the per-core rate the
+//! target is about, so it decides met / missed. A peer built before the CPU-time group
+//! existed shows `n/a` on those rows.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,21 +16,48 @@ use super::Ctx;
 use super::report::table;
 use super::stats::{Trials, num};
 
-/// Names per criterion iteration in the bench (its `NAMES` list).
+/// Names per criterion iteration in the bench (its `NAMES` list, or 16 long names).
 const NAMES_PER_ITER: f64 = 16.0;
-const BENCHES: [(&str, &str); 2] = [
-    ("match_name_mixed_16", "`match_name` (name → service)"),
+/// (criterion group, bench, what, judged against the target).
+const BENCHES: [(&str, &str, &str, bool); 5] = [
     (
+        "classify",
+        "match_name_mixed_16",
+        "`match_name` (name → service), wall clock",
+        false,
+    ),
+    (
+        "classify",
         "classify_with_policy_mixed_16",
-        "`classify_at` (name → service → policy verdict)",
+        "`classify_at` (name → service → policy verdict), wall clock",
+        false,
+    ),
+    (
+        "classify_cpu",
+        "match_name_mixed_16",
+        "`match_name`, per core (thread CPU time)",
+        true,
+    ),
+    (
+        "classify_cpu",
+        "classify_with_policy_mixed_16",
+        "`classify_at`, per core (thread CPU time)",
+        true,
+    ),
+    (
+        "classify_cpu",
+        "match_name_long_16",
+        "`match_name` of 253-byte, ~123-label names, per core",
+        false,
     ),
 ];
 
 /// Median nanoseconds per iteration from criterion's estimates of the last run.
-fn estimate(ctx: &Ctx, bench: &str) -> Result<f64> {
+fn estimate(ctx: &Ctx, group: &str, bench: &str) -> Result<f64> {
     let path = ctx
         .target
-        .join("criterion/classify")
+        .join("criterion")
+        .join(group)
         .join(bench)
         .join("new/estimates.json");
     let text =
@@ -38,8 +71,19 @@ fn estimate(ctx: &Ctx, bench: &str) -> Result<f64> {
 pub const COMMAND: &str =
     "cargo bench -p shadowai-rules --bench classify -- --warm-up-time 1 --measurement-time 3";
 
-/// One criterion run of `exe`; names/s per bench in [`BENCHES`] order.
-fn one_run(ctx: &Ctx, exe: &Path) -> Result<Vec<f64>> {
+/// One criterion run of `exe`; names/s per bench in [`BENCHES`] order. The estimates of a
+/// bench the executable does not have are removed first, so a peer without the CPU-time
+/// group yields `None` there instead of an earlier run's figure; this build must have all.
+fn one_run(ctx: &Ctx, exe: &Path, all: bool) -> Result<Vec<Option<f64>>> {
+    for (group, bench, _, _) in BENCHES {
+        let dir = ctx
+            .target
+            .join("criterion")
+            .join(group)
+            .join(bench)
+            .join("new");
+        let _ = std::fs::remove_file(dir.join("estimates.json"));
+    }
     super::run_quiet(
         Command::new(exe)
             .args(["--bench", "--warm-up-time", "1", "--measurement-time", "3"])
@@ -47,7 +91,11 @@ fn one_run(ctx: &Ctx, exe: &Path) -> Result<Vec<f64>> {
     )?;
     BENCHES
         .iter()
-        .map(|(b, _)| Ok(NAMES_PER_ITER / estimate(ctx, b)? * 1e9))
+        .map(|(group, bench, _, _)| match estimate(ctx, group, bench) {
+            Ok(ns) => Ok(Some(NAMES_PER_ITER / ns * 1e9)),
+            Err(e) if all => Err(e),
+            Err(_) => Ok(None),
+        })
         .collect()
 }
 
@@ -58,12 +106,14 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     let mut rates_before = vec![Trials::default(); BENCHES.len()];
     for trial in 0..ctx.trials {
         eprintln!("[bench] classify trial {}/{}", trial + 1, ctx.trials);
-        for (i, r) in one_run(ctx, &exe)?.into_iter().enumerate() {
-            rates[i].push(r);
+        for (i, r) in one_run(ctx, &exe, true)?.into_iter().enumerate() {
+            rates[i].push(r.unwrap_or(f64::NAN));
         }
         if let Some(b) = before {
-            for (i, r) in one_run(ctx, b)?.into_iter().enumerate() {
-                rates_before[i].push(r);
+            for (i, r) in one_run(ctx, b, false)?.into_iter().enumerate() {
+                if let Some(r) = r {
+                    rates_before[i].push(r);
+                }
             }
         }
     }
@@ -71,17 +121,22 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     let rows: Vec<Vec<String>> = BENCHES
         .iter()
         .zip(rates.iter().zip(&rates_before))
-        .map(|((_, what), (r, b))| {
+        .map(|((_, _, what, judged), (r, b))| {
             let mut row = vec![(*what).to_owned(), m(r)];
             if before.is_some() {
                 row.push(m(b));
-                row.push(Trials::ratio(r, b).show(2));
+                row.push(if b.0.len() == r.0.len() {
+                    Trials::ratio(r, b).show(2)
+                } else {
+                    "n/a".to_owned()
+                });
             }
             row.push(
-                if r.median() >= 20e6 {
-                    "met"
-                } else {
-                    "**missed**"
+                match (*judged, r.median() >= 20e6) {
+                    (false, true) => "(≥ 20 M/s)",
+                    (false, false) => "(< 20 M/s)",
+                    (true, true) => "met",
+                    (true, false) => "**missed**",
                 }
                 .to_owned(),
             );
@@ -92,7 +147,9 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         "`{COMMAND}`, {} runs; the shipped catalogue padded with synthetic services to ≥ 10,000 \
          name patterns, the example policy loaded, 16 names per iteration (8 hits, 8 misses), \
          one core. Figure: names/s from criterion's median of each run; median (min–max) over \
-         the runs.{}\n\n",
+         the runs. Each loop is timed by the wall clock and by the bench thread's CPU time \
+         (which leaves out waiting for a core on a loaded machine); the per-core CPU-time rows \
+         decide the target.{}\n\n",
         ctx.trials,
         match before {
             Some(b) => format!(
@@ -109,7 +166,12 @@ pub fn run(ctx: &Ctx) -> Result<String> {
     }
     head.push("target ≥ 20 M/s");
     body.push_str(&table(&head, &rows));
-    if rates.iter().any(|r| r.median() < 20e6) {
+    let judged = |i: usize| BENCHES.get(i).is_some_and(|b| b.3);
+    if rates
+        .iter()
+        .enumerate()
+        .any(|(i, r)| judged(i) && (r.median().is_nan() || r.median() < 20e6))
+    {
         let exe_s = exe.to_string_lossy().into_owned();
         let prof = super::replay::profile(
             &ctx.work,
@@ -119,7 +181,7 @@ pub fn run(ctx: &Ctx) -> Result<String> {
                 "--bench",
                 "--profile-time",
                 "3",
-                "classify_with_policy",
+                "classify_cpu/classify_with_policy",
             ],
         )?;
         body.push_str(&format!(
@@ -127,10 +189,15 @@ pub fn run(ctx: &Ctx) -> Result<String> {
              `--profile-time 3` run, self time by symbol):\n\n```\n{prof}\n```\n"
         ));
     }
+    let med = |i: usize| rates.get(i).map_or(f64::NAN, Trials::median);
     body.push_str(&format!(
-        "\nMedians: `match_name` {} names/s, `classify_at` {} names/s.\n",
-        num(rates[0].median(), 0),
-        num(rates[1].median(), 0)
+        "\nMedians: `match_name` {} names/s, `classify_at` {} names/s (wall clock); per core \
+         {} and {} names/s; 253-byte names {} names/s per core.\n",
+        num(med(0), 0),
+        num(med(1), 0),
+        num(med(2), 0),
+        num(med(3), 0),
+        num(med(4), 0)
     ));
     Ok(body)
 }
