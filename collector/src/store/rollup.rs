@@ -76,7 +76,6 @@ pub(super) fn keys(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> Stri
 }
 
 fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> String {
-    let clause = where_clause(f, params);
     let raw = |cond: &str| match kind {
         Kind::Rows { bucket_ms } => format!(
             "SELECT {RAW_KEY}, window_start_ms / {bucket_ms} AS b, {RAW_MEASURES} FROM findings \
@@ -89,7 +88,7 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
     let days = whole_days(f.from_ms, f.to_ms)
         .filter(|_| rollup && f.container.is_none() && !finer);
     let Some((lo, hi)) = days else {
-        return raw(&clause);
+        return raw(&where_clause(f, params));
     };
     let keyed = where_clause(
         &FindingFilter {
@@ -126,6 +125,12 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
         }
     }];
     // Raw findings outside the whole days: the head (before `lo`) and the tail (from `hi`).
+    // (Only a bounded range has edges; an unused parameter would have no type in PostgreSQL.)
+    let clause = if lo.is_some() || hi.is_some() {
+        where_clause(f, params)
+    } else {
+        String::new()
+    };
     if let (Some(lo), Some(from)) = (lo, f.from_ms) {
         let start = add(params, lo.saturating_mul(DAY_MS));
         let back = add(params, from.saturating_sub(EDGE_MS));
