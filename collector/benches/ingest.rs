@@ -83,7 +83,7 @@ fn finding(id: String, host: &str, n: u64, window_start_ms: i64) -> Finding {
         host_id: host.to_owned(),
         hostname: host.to_owned(),
         window_start_ms,
-        window_end_ms: window_start_ms + 10_000,
+        window_end_ms: window_start_ms + 60_000,
         service_id: SERVICES[n as usize % SERVICES.len()].to_owned(),
         service_name: "Service".to_owned(),
         vendor: "Vendor".to_owned(),

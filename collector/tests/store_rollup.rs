@@ -15,12 +15,8 @@
 mod common;
 
 use common::{PgServer, finding};
-use shadowai_api::{
-    Action, Bucket, Finding, FindingQuery, GroupBy, IngestBatch, Verdict,
-};
-use shadowai_collector::store::{
-    EnrollAttempt, EnrollOutcome, GroupSort, NewEnrollmentKey, Store,
-};
+use shadowai_api::{Action, Bucket, Finding, FindingQuery, GroupBy, IngestBatch, Verdict};
+use shadowai_collector::store::{EnrollAttempt, EnrollOutcome, GroupSort, NewEnrollmentKey, Store};
 
 const DAY: i64 = 86_400_000;
 const HOUR: i64 = 3_600_000;
@@ -114,7 +110,12 @@ fn random_finding(r: &mut Rng, n: usize, h: usize) -> Finding {
         _ => Action::Allowed,
     };
     f.process.exe = r
-        .pick(&["/usr/bin/python3", "/usr/bin/curl", "/opt/app/bin/app", "/usr/bin/node"])
+        .pick(&[
+            "/usr/bin/python3",
+            "/usr/bin/curl",
+            "/opt/app/bin/app",
+            "/usr/bin/node",
+        ])
         .into();
     f.process.name = f.process.exe.rsplit('/').next().unwrap_or("x").into();
     f.process.container_id = ["c1", "c2"].get(r.below(3) as usize).map(|c| (*c).into());
@@ -123,7 +124,12 @@ fn random_finding(r: &mut Rng, n: usize, h: usize) -> Finding {
         f.hostname = format!("{}-renamed.example", host(h));
     }
     f.risk_score = [10, 45, 80][r.below(3) as usize];
-    f.category = if service == "deepseek" { "chat_cn" } else { "chat" }.into();
+    f.category = if service == "deepseek" {
+        "chat_cn"
+    } else {
+        "chat"
+    }
+    .into();
     f.service_name = format!("{service} v{}", r.below(2));
     f.count = r.below(50);
     f.bytes_out = (r.below(3) > 0).then(|| r.below(1 << 40));
@@ -208,7 +214,12 @@ fn filters(seed: u64) -> Vec<FindingQuery> {
         match r.below(10) {
             0 => q.service = Some(r.pick(&["chatgpt", "deepseek"]).into()),
             1 => q.user = Some(r.pick(&["alice", "Eve"]).into()),
-            2 => q.host = Some(r.pick(&["host-2", "host-2-renamed.example", "host-1.example"]).into()),
+            2 => {
+                q.host = Some(
+                    r.pick(&["host-2", "host-2-renamed.example", "host-1.example"])
+                        .into(),
+                )
+            }
             3 => q.verdict = Some([Verdict::Unsanctioned, Verdict::Blocked][r.below(2) as usize]),
             4 => q.action = Some([Action::WouldBlock, Action::Allowed][r.below(2) as usize]),
             5 => q.group = Some(r.pick(&["finance", "(none)"]).into()),
@@ -233,7 +244,12 @@ fn reports(s: &dyn Store, q: &FindingQuery) -> Vec<serde_json::Value> {
         serde_json::to_value(s.trend_by(q, Bucket::Hour).unwrap()).unwrap(),
         serde_json::to_value(s.facets(q).unwrap()).unwrap(),
     ];
-    for by in [GroupBy::User, GroupBy::Host, GroupBy::Process, GroupBy::Group] {
+    for by in [
+        GroupBy::User,
+        GroupBy::Host,
+        GroupBy::Process,
+        GroupBy::Group,
+    ] {
         for sort in [GroupSort::Events, GroupSort::Uploaders] {
             out.push(serde_json::to_value(s.group_report(by, q, sort, 3, 1).unwrap()).unwrap());
             out.push(serde_json::to_value(s.group_report(by, q, sort, 50, 0).unwrap()).unwrap());
@@ -262,10 +278,22 @@ fn suite(s: &dyn Store, set_rollup: &dyn Fn(bool), sql: &dyn Fn(&str) -> Result<
     let nonempty = compare(s, set_rollup, 7, "after ingest");
     assert!(nonempty > 20, "most filters select something ({nonempty})");
     // Deletes (retention, an admin's clean-up) keep the roll-up exact.
-    let victims: Vec<String> = all.iter().step_by(7).map(|f| format!("'{}'", f.id)).collect();
-    let n = sql(&format!("DELETE FROM findings WHERE id IN ({})", victims.join(", "))).unwrap();
+    let victims: Vec<String> = all
+        .iter()
+        .step_by(7)
+        .map(|f| format!("'{}'", f.id))
+        .collect();
+    let n = sql(&format!(
+        "DELETE FROM findings WHERE id IN ({})",
+        victims.join(", ")
+    ))
+    .unwrap();
     assert_eq!(n, victims.len() as u64);
-    let n = sql(&format!("DELETE FROM findings WHERE window_start_ms < {}", T0 + 2 * DAY)).unwrap();
+    let n = sql(&format!(
+        "DELETE FROM findings WHERE window_start_ms < {}",
+        T0 + 2 * DAY
+    ))
+    .unwrap();
     assert!(n > 0);
     compare(s, set_rollup, 8, "after deletes");
     // Findings are immutable: an UPDATE would bypass the roll-up.
@@ -303,7 +331,9 @@ fn sqlite_rollup_matches_raw_findings() {
     let c = rusqlite::Connection::open(&path).unwrap();
     c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     suite(&s, &|on| s.set_rollup(on), &|q| {
-        c.execute(q, []).map(|n| n as u64).map_err(|e| e.to_string())
+        c.execute(q, [])
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string())
     });
 }
 

@@ -85,8 +85,7 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
     };
     // The container is not part of the roll-up's key; hours are finer than its days.
     let finer = matches!(kind, Kind::Rows { bucket_ms } if bucket_ms != DAY_MS);
-    let days = whole_days(f.from_ms, f.to_ms)
-        .filter(|_| rollup && f.container.is_none() && !finer);
+    let days = whole_days(f.from_ms, f.to_ms).filter(|_| rollup && f.container.is_none() && !finer);
     let Some((lo, hi)) = days else {
         return raw(&where_clause(f, params));
     };
@@ -137,7 +136,9 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
         parts.push(raw(&format!(
             "{clause} AND window_start_ms >= {back} AND window_start_ms < {start} AND {SHORT}"
         )));
-        parts.push(raw(&format!("{clause} AND {LONG} AND window_start_ms < {start}")));
+        parts.push(raw(&format!(
+            "{clause} AND {LONG} AND window_start_ms < {start}"
+        )));
     }
     if let Some(hi) = hi {
         let end = add(params, hi.saturating_mul(DAY_MS));
@@ -156,10 +157,19 @@ mod tests {
         // A range starting exactly at midnight leaves that day to the raw findings (a
         // zero-length window starting there does not match `window_end_ms > from`).
         assert_eq!(whole_days(Some(5 * DAY_MS), None), Some((Some(6), None)));
-        assert_eq!(whole_days(Some(5 * DAY_MS + 1), None), Some((Some(6), None)));
+        assert_eq!(
+            whole_days(Some(5 * DAY_MS + 1), None),
+            Some((Some(6), None))
+        );
         assert_eq!(whole_days(None, Some(9 * DAY_MS)), Some((None, Some(9))));
-        assert_eq!(whole_days(None, Some(9 * DAY_MS - 1)), Some((None, Some(8))));
-        assert_eq!(whole_days(Some(5 * DAY_MS), Some(7 * DAY_MS)), Some((Some(6), Some(7))));
+        assert_eq!(
+            whole_days(None, Some(9 * DAY_MS - 1)),
+            Some((None, Some(8)))
+        );
+        assert_eq!(
+            whole_days(Some(5 * DAY_MS), Some(7 * DAY_MS)),
+            Some((Some(6), Some(7)))
+        );
         assert_eq!(whole_days(Some(5 * DAY_MS), Some(6 * DAY_MS + 5)), None);
     }
 }

@@ -25,9 +25,28 @@ macro_rules! key {
 macro_rules! key_of {
     ($r:literal) => {
         concat!(
-            $r, ".host_id, ", $r, ".service_id, ", $r, ".verdict, ", $r, ".action, ", $r,
-            ".user_name, ", $r, ".exe, ", $r, ".process_name, ", $r, ".hostname, COALESCE(", $r,
-            ".grp, ''), ", $r, ".category, ", $r, ".risk_score"
+            $r,
+            ".host_id, ",
+            $r,
+            ".service_id, ",
+            $r,
+            ".verdict, ",
+            $r,
+            ".action, ",
+            $r,
+            ".user_name, ",
+            $r,
+            ".exe, ",
+            $r,
+            ".process_name, ",
+            $r,
+            ".hostname, COALESCE(",
+            $r,
+            ".grp, ''), ",
+            $r,
+            ".category, ",
+            $r,
+            ".risk_score"
         )
     };
 }
@@ -36,12 +55,50 @@ macro_rules! key_of {
 macro_rules! key_eq {
     ($a:literal, $b:literal) => {
         concat!(
-            $a, ".host_id = ", $b, ".host_id AND ", $a, ".service_id = ", $b, ".service_id AND ",
-            $a, ".verdict = ", $b, ".verdict AND ", $a, ".action = ", $b, ".action AND ", $a,
-            ".user_name = ", $b, ".user_name AND ", $a, ".exe = ", $b, ".exe AND ", $a,
-            ".process_name = ", $b, ".process_name AND ", $a, ".hostname = ", $b,
-            ".hostname AND ", $a, ".grp = ", $b, ".grp AND ", $a, ".category = ", $b,
-            ".category AND ", $a, ".risk_score = ", $b, ".risk_score"
+            $a,
+            ".host_id = ",
+            $b,
+            ".host_id AND ",
+            $a,
+            ".service_id = ",
+            $b,
+            ".service_id AND ",
+            $a,
+            ".verdict = ",
+            $b,
+            ".verdict AND ",
+            $a,
+            ".action = ",
+            $b,
+            ".action AND ",
+            $a,
+            ".user_name = ",
+            $b,
+            ".user_name AND ",
+            $a,
+            ".exe = ",
+            $b,
+            ".exe AND ",
+            $a,
+            ".process_name = ",
+            $b,
+            ".process_name AND ",
+            $a,
+            ".hostname = ",
+            $b,
+            ".hostname AND ",
+            $a,
+            ".grp = ",
+            $b,
+            ".grp AND ",
+            $a,
+            ".category = ",
+            $b,
+            ".category AND ",
+            $a,
+            ".risk_score = ",
+            $b,
+            ".risk_score"
         )
     };
 }
@@ -50,11 +107,29 @@ macro_rules! key_eq {
 macro_rules! finding_key_eq {
     ($b:literal) => {
         concat!(
-            "f.host_id = ", $b, ".host_id AND f.service_id = ", $b, ".service_id AND f.verdict = ",
-            $b, ".verdict AND f.action = ", $b, ".action AND f.user_name = ", $b,
-            ".user_name AND f.exe = ", $b, ".exe AND f.process_name = ", $b,
-            ".process_name AND f.hostname = ", $b, ".hostname AND COALESCE(f.grp, '') = ", $b,
-            ".grp AND f.category = ", $b, ".category AND f.risk_score = ", $b, ".risk_score"
+            "f.host_id = ",
+            $b,
+            ".host_id AND f.service_id = ",
+            $b,
+            ".service_id AND f.verdict = ",
+            $b,
+            ".verdict AND f.action = ",
+            $b,
+            ".action AND f.user_name = ",
+            $b,
+            ".user_name AND f.exe = ",
+            $b,
+            ".exe AND f.process_name = ",
+            $b,
+            ".process_name AND f.hostname = ",
+            $b,
+            ".hostname AND COALESCE(f.grp, '') = ",
+            $b,
+            ".grp AND f.category = ",
+            $b,
+            ".category AND f.risk_score = ",
+            $b,
+            ".risk_score"
         )
     };
 }
@@ -84,13 +159,29 @@ macro_rules! days_columns {
 macro_rules! tables {
     ($int:literal, $without_rowid:literal) => {
         concat!(
-            "CREATE TABLE finding_days (day ", $int, " NOT NULL, host_id TEXT NOT NULL, \
+            "CREATE TABLE finding_days (day ",
+            $int,
+            " NOT NULL, host_id TEXT NOT NULL, \
              service_id TEXT NOT NULL, verdict TEXT NOT NULL, action TEXT NOT NULL, \
              user_name TEXT NOT NULL, exe TEXT NOT NULL, process_name TEXT NOT NULL, \
              hostname TEXT NOT NULL, grp TEXT NOT NULL, category TEXT NOT NULL, risk_score ",
-            $int, " NOT NULL, findings ", $int, " NOT NULL, events ", $int, " NOT NULL, \
-             bytes_out ", $int, " NOT NULL, bytes_in ", $int, " NOT NULL, bytes_known ", $int,
-            " NOT NULL, first_seen_ms ", $int, " NOT NULL, last_seen_ms ", $int, " NOT NULL, \
+            $int,
+            " NOT NULL, findings ",
+            $int,
+            " NOT NULL, events ",
+            $int,
+            " NOT NULL, \
+             bytes_out ",
+            $int,
+            " NOT NULL, bytes_in ",
+            $int,
+            " NOT NULL, bytes_known ",
+            $int,
+            " NOT NULL, first_seen_ms ",
+            $int,
+            " NOT NULL, last_seen_ms ",
+            $int,
+            " NOT NULL, \
              service_name TEXT NOT NULL, vendor TEXT NOT NULL, PRIMARY KEY (",
             key!(),
             ", day))",
@@ -100,7 +191,11 @@ macro_rules! tables {
              verdict TEXT NOT NULL, action TEXT NOT NULL, user_name TEXT NOT NULL, \
              exe TEXT NOT NULL, process_name TEXT NOT NULL, hostname TEXT NOT NULL, \
              grp TEXT NOT NULL, category TEXT NOT NULL, risk_score ",
-            $int, " NOT NULL, first_day ", $int, " NOT NULL, last_day ", $int,
+            $int,
+            " NOT NULL, first_day ",
+            $int,
+            " NOT NULL, last_day ",
+            $int,
             " NOT NULL, PRIMARY KEY (",
             key!(),
             "))",
