@@ -120,7 +120,7 @@ fn random_finding(r: &mut Rng, n: usize, h: usize) -> Finding {
     f.process.name = f.process.exe.rsplit('/').next().unwrap_or("x").into();
     f.process.container_id = ["c1", "c2"].get(r.below(3) as usize).map(|c| (*c).into());
     // A host renamed half-way through; risk drifts within a service.
-    if start > T0 + DAYS / 2 * DAY && h % 2 == 0 {
+    if start > T0 + DAYS / 2 * DAY && h.is_multiple_of(2) {
         f.hostname = format!("{}-renamed.example", host(h));
     }
     f.risk_score = [10, 45, 80][r.below(3) as usize];
