@@ -386,6 +386,10 @@ impl Backend for Postgres {
         Some(WRITE_LOCK)
     }
 
+    fn report_setup_sql(&self) -> Option<&'static str> {
+        Some("SET LOCAL jit = off")
+    }
+
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }

@@ -335,7 +335,11 @@ impl<B: Backend> SqlStore<B> {
             GroupSort::Uploaders => " AND verdict IN ('unsanctioned', 'blocked')",
         };
         let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
             let rows = super::rollup::rows(filter, DAY_MS, rollup, &mut params);
             let keys = super::rollup::keys(filter, rollup, &mut params);
@@ -377,7 +381,11 @@ impl<B: Backend> SqlStore<B> {
         filter: &FindingFilter,
     ) -> Result<Vec<ServiceReport>, StoreError> {
         let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
             let rows = super::rollup::rows(filter, DAY_MS, rollup, &mut params);
             let keys = super::rollup::keys(filter, rollup, &mut params);
@@ -436,7 +444,11 @@ impl<B: Backend> SqlStore<B> {
             Bucket::Day => DAY_MS,
         };
         let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
             let rows = super::rollup::rows(filter, size, rollup, &mut params);
             let sql = format!(
@@ -473,7 +485,11 @@ impl<B: Backend> SqlStore<B> {
             ..FindingFilter::default()
         };
         let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
             let rows = super::rollup::rows(&range, DAY_MS, rollup, &mut params);
             let facet = |tx: &mut dyn Tx, value: &str, label: &str| {
