@@ -83,7 +83,7 @@ fn finding(id: String, host: &str, n: u64, window_start_ms: i64) -> Finding {
         host_id: host.to_owned(),
         hostname: host.to_owned(),
         window_start_ms,
-        window_end_ms: window_start_ms + 10_000,
+        window_end_ms: window_start_ms + 60_000,
         service_id: SERVICES[n as usize % SERVICES.len()].to_owned(),
         service_name: "Service".to_owned(),
         vendor: "Vendor".to_owned(),
@@ -442,6 +442,24 @@ fn ingest(work: &Path) {
         None => String::new(),
     };
     let c = Collector::start(work, &format!("ingest-{backend}"), &database);
+    // `--no-rollup`: the roll-up's insert trigger off, to measure what it costs an ingest
+    // beside it in the same run (the reports are then wrong: a measurement aid only).
+    let rollup = arg("--no-rollup", "") != "yes";
+    if !rollup {
+        match &pg {
+            Some(pg) => pg
+                .client("bench")
+                .batch_execute("ALTER TABLE findings DISABLE TRIGGER finding_days_insert")
+                .unwrap(),
+            None => {
+                let db = work.join("ingest-sqlite/data/collector.db");
+                rusqlite::Connection::open(db)
+                    .unwrap()
+                    .execute_batch("DROP TRIGGER finding_days_insert")
+                    .unwrap();
+            }
+        }
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (rate, acked, errors, lat) = rt.block_on(async {
         let mut agents = Vec::new();
@@ -535,6 +553,7 @@ fn ingest(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "ingest", "backend": backend, "agents": n_agents, "batch": batch, "secs": secs,
+            "rollup": rollup,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),
             "requests": lat.len(), "stored": stored,

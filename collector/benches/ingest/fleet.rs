@@ -13,10 +13,45 @@ use super::{
     num, upload,
 };
 
+/// The secondary indexes of `findings` (dropped for the bulk load, rebuilt after it, as a
+/// restore would), with their definitions as the migrations create them.
+const INDEXES: [(&str, &str); 7] = [
+    ("findings_window", "ON findings (window_start_ms)"),
+    ("findings_service", "ON findings (service_id, verdict)"),
+    ("findings_user", "ON findings (user_name)"),
+    ("findings_host", "ON findings (host_id, window_start_ms)"),
+    ("findings_exe", "ON findings (exe)"),
+    (
+        "findings_verdict_window",
+        "ON findings (verdict, window_start_ms)",
+    ),
+    (
+        "findings_long",
+        "ON findings (window_end_ms) WHERE window_end_ms - window_start_ms > 3600000",
+    ),
+];
+
+/// What a bulk load cost.
+struct Seeded {
+    insert_secs: f64,
+    index_secs: f64,
+    rollup_secs: f64,
+    days_rows: i64,
+    keys_rows: i64,
+}
+
 /// Seeds `rows` findings over the 90 days before `now` for `hosts` hosts, in two parallel
-/// `INSERT … SELECT generate_series` statements, secondary indexes dropped and rebuilt after
-/// (what a bulk load does). Each row's `doc` is a complete Finding (the API parses it).
-fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> (f64, f64) {
+/// `INSERT … SELECT generate_series` statements (the rows are generated inside PostgreSQL:
+/// nothing crosses the socket, where `COPY` would ship every row's JSON), with the secondary
+/// indexes dropped and the roll-up's insert trigger disabled; then the indexes are rebuilt and
+/// the roll-up filled by the migration's own back-fill (`rollup_sql::BACKFILL`).
+///
+/// The shape of a fleet: each host has one user (1 finding in 20 is a second user's, as on a
+/// shared machine), a main AI service (75 % of its findings), a second (18 %) and a third;
+/// an executable per service kind; the verdict, action, risk and category follow the service;
+/// 60 s windows spread evenly over the 90 days; bytes known for 3 findings in 4. Each row's
+/// `doc` is a complete Finding with the row's values (the API parses it).
+fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
     let template = serde_json::to_string(&finding("@ID@".into(), "@HOST@", 0, 111_111_111_111))
         .unwrap()
         .replace("\"@ID@\"", "to_json(id)::text")
@@ -25,7 +60,9 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> (f64, f64) {
         .replace("\"user0\"", "to_json(usr)::text")
         .replace("\"/usr/bin/app0\"", "to_json(exe)::text")
         .replace("\"unsanctioned\"", "to_json(verdict)::text")
-        .replace("111111121111", "(ws + 10000)::text")
+        .replace("\"allowed\"", "to_json(act)::text")
+        .replace("\"risk_score\":60", "\"risk_score\":risk::text")
+        .replace("111111171111", "(ws + 60000)::text")
         .replace("111111111611", "(ws + 500)::text")
         .replace("111111111111", "ws::text");
     // The template becomes a concatenation of literal JSON pieces and SQL expressions.
@@ -38,7 +75,9 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> (f64, f64) {
         "to_json(usr)::text",
         "to_json(exe)::text",
         "to_json(verdict)::text",
-        "(ws + 10000)::text",
+        "to_json(act)::text",
+        "risk::text",
+        "(ws + 60000)::text",
         "(ws + 500)::text",
         "ws::text",
     ];
@@ -65,9 +104,13 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> (f64, f64) {
         .join(",");
     let span = 90 * DAY_MS;
     let mut c = pg.client("bench");
-    c.batch_execute(
-        "DROP INDEX findings_window; DROP INDEX findings_service; DROP INDEX findings_user;",
-    )
+    let drop: String = INDEXES
+        .iter()
+        .map(|(name, _)| format!("DROP INDEX {name};"))
+        .collect();
+    c.batch_execute(&format!(
+        "{drop} ALTER TABLE findings DISABLE TRIGGER finding_days_insert;"
+    ))
     .unwrap();
     let t = Instant::now();
     let threads: Vec<_> = (0..2u64)
@@ -78,21 +121,34 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> (f64, f64) {
             std::thread::spawn(move || {
                 let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
                 let (lo, hi) = (part * rows / 2, (part + 1) * rows / 2);
+                // Per service (index 0..11): verdict, action, risk.
                 let sql = format!(
                     "INSERT INTO findings (id, agent_id, host_id, hostname, window_start_ms, \
                      window_end_ms, service_id, service_name, vendor, category, risk_score, verdict, \
                      action, user_name, uid, exe, process_name, container_id, count, first_seen_ms, \
-                     last_seen_ms, received_ms, doc) \
-                     SELECT id, 'seed', host, host, ws, ws + 10000, svc, 'Service', 'Vendor', \
-                     'chat_assistant', 60, verdict, 'allowed', usr, 1000, exe, 'app', NULL, 3, ws, \
-                     ws + 500, ws, {doc} FROM ( \
-                       SELECT 'h' || g AS id, 'host-' || lpad((g % {hosts})::text, 5, '0') AS host, \
-                       {now} - {span} + (g * {span} / {rows}) AS ws, \
-                       (ARRAY[{services}])[1 + g % {n}] AS svc, \
-                       (ARRAY['unsanctioned','sanctioned','blocked'])[1 + g % 3] AS verdict, \
-                       'user' || (g % 997) AS usr, '/usr/bin/app' || (g % 17) AS exe \
-                       FROM generate_series({lo}, {hi} - 1) g) s",
-                    n = SERVICES.len()
+                     last_seen_ms, received_ms, doc, bytes_out, bytes_in, grp) \
+                     SELECT id, 'seed', host, host, ws, ws + 60000, svc, 'Service', 'Vendor', \
+                     'chat_assistant', risk, verdict, act, usr, 1000, exe, 'app', NULL, 3, ws, \
+                     ws + 500, ws, {doc}, bo, bo / 10, grp FROM ( \
+                       SELECT *, (ARRAY[{services}])[1 + si] AS svc, \
+                       (ARRAY['sanctioned','sanctioned','tolerated','sanctioned','tolerated', \
+                         'unsanctioned','blocked','unsanctioned','tolerated','sanctioned', \
+                         'unsanctioned','blocked'])[1 + si] AS verdict, \
+                       (ARRAY['allowed','allowed','allowed','allowed','allowed','would_block', \
+                         'blocked','allowed','allowed','allowed','would_block','blocked'])[1 + si] AS act, \
+                       (ARRAY[20,25,20,25,35,55,85,50,30,20,45,60])[1 + si] AS risk, \
+                       '/usr/bin/app' || (si % 4) AS exe FROM ( \
+                         SELECT 'h' || g AS id, 'host-' || lpad(hn::text, 5, '0') AS host, \
+                         {now} - {span} + (g * {span} / {rows}) AS ws, \
+                         CASE WHEN r < 75 THEN hn % 12 WHEN r < 93 THEN (hn * 7 + 3) % 12 \
+                           ELSE (hn * 5 + 1) % 12 END AS si, \
+                         'user' || CASE WHEN (k * 7 + hn) % 20 = 0 THEN (hn + 1) % {hosts} \
+                           ELSE hn END AS usr, \
+                         CASE WHEN g % 4 = 0 THEN NULL ELSE (g * 7919) % 5000000 END AS bo, \
+                         (ARRAY['eng','finance','sales'])[1 + hn % 3] AS grp \
+                         FROM (SELECT g, g % {hosts} AS hn, g / {hosts} AS k, \
+                           ((g / {hosts}) * 2654435761 + (g % {hosts}) * 37) % 100 AS r \
+                           FROM generate_series({lo}::BIGINT, {hi} - 1) g) g) k) s"
                 );
                 c.batch_execute(&sql).unwrap();
             })
@@ -101,15 +157,36 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> (f64, f64) {
     for t in threads {
         t.join().unwrap();
     }
-    let insert = t.elapsed().as_secs_f64();
+    let insert_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    c.batch_execute(
-        "CREATE INDEX findings_window ON findings (window_start_ms); \
-         CREATE INDEX findings_service ON findings (service_id, verdict); \
-         CREATE INDEX findings_user ON findings (user_name); ANALYZE findings;",
-    )
-    .unwrap();
-    (insert, t.elapsed().as_secs_f64())
+    let create: String = INDEXES
+        .iter()
+        .map(|(name, def)| format!("CREATE INDEX {name} {def};"))
+        .collect();
+    c.batch_execute(&create).unwrap();
+    let index_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut tx = c.transaction().unwrap();
+    tx.batch_execute(shadowai_collector::store::rollup_sql::BACKFILL)
+        .unwrap();
+    tx.batch_execute("ALTER TABLE findings ENABLE TRIGGER finding_days_insert;")
+        .unwrap();
+    tx.commit().unwrap();
+    c.batch_execute("ANALYZE findings; ANALYZE finding_days; ANALYZE finding_keys;")
+        .unwrap();
+    let rollup_secs = t.elapsed().as_secs_f64();
+    let count = |c: &mut postgres::Client, t: &str| -> i64 {
+        c.query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
+            .unwrap()
+            .get(0)
+    };
+    Seeded {
+        insert_secs,
+        index_secs,
+        rollup_secs,
+        days_rows: count(&mut c, "finding_days"),
+        keys_rows: count(&mut c, "finding_keys"),
+    }
 }
 
 /// Median of three timed GETs of `path` (ms), and the response size of the last.
@@ -147,7 +224,21 @@ async fn queries(c: &Collector, token: &str, now: i64) -> serde_json::Value {
             format!("/api/v1/reports/services?from_ms={week}"),
         ),
         ("overview_90d", "/api/v1/reports/services".to_owned()),
-        ("trend_7d", format!("/api/v1/reports/trend?from_ms={week}")),
+        ("trend_90d", "/api/v1/reports/trend?bucket=day".to_owned()),
+        (
+            "trend_7d",
+            format!("/api/v1/reports/trend?from_ms={week}&bucket=hour"),
+        ),
+        (
+            "uploaders_90d",
+            "/api/v1/reports/uploaders?by=user&limit=5".to_owned(),
+        ),
+        (
+            "who_users_90d",
+            "/api/v1/reports/groups?by=user&limit=50".to_owned(),
+        ),
+        ("facets_90d", "/api/v1/reports/facets".to_owned()),
+        ("findings_page", "/api/v1/findings?limit=100".to_owned()),
         (
             "drill_user",
             "/api/v1/findings?user=user42&limit=100".to_owned(),
@@ -169,12 +260,16 @@ async fn queries(c: &Collector, token: &str, now: i64) -> serde_json::Value {
 
 pub fn run(work: &Path) {
     let (history, n_agents, per) = (
-        num("--history", 2_000_000),
+        num("--history", 10_000_000),
         num("--agents", 10_000),
         num("--batch", 20),
     );
     // Statements over 1 s are logged with their text: the slowest is explained below.
-    let pg = Pg::start_with(work, "-c log_min_duration_statement=1000");
+    // WAL capped at 1 GB (the bulk load writes the table's size in WAL; the disk is shared).
+    let pg = Pg::start_with(
+        work,
+        "-c log_min_duration_statement=1000 -c max_wal_size=1GB -c wal_compression=on",
+    );
     let database = format!(
         "[database]\nkind = \"postgres\"\nurl = \"{}\"\npool = 8\n",
         pg.url()
@@ -183,7 +278,8 @@ pub fn run(work: &Path) {
     let b = Collector::start(work, "fleet-b", &database);
     let viewer = b.token("viewer");
     let now = now_ms();
-    let (seed_insert, seed_index) = seed(&pg, history, n_agents, now);
+    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let seeded = seed(&pg, history, n_agents, now);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cas = [a.ca.clone(), b.ca.clone()];
     let (urls, kill_at) = ([a.url.clone(), b.url.clone()], n_agents / 2);
@@ -331,6 +427,25 @@ pub fn run(work: &Path) {
         .query_one("SELECT pg_total_relation_size('findings')", &[])
         .unwrap()
         .get(0);
+    let rollup_size: i64 = c
+        .query_one(
+            "SELECT pg_total_relation_size('finding_days') + pg_total_relation_size('finding_keys')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let db_size: i64 = c
+        .query_one("SELECT pg_database_size(current_database())", &[])
+        .unwrap()
+        .get(0);
+    // The roll-up is exact after the live phase (trigger-kept) as after the back-fill.
+    let rollup_findings: i64 = c
+        .query_one(
+            "SELECT COALESCE(SUM(findings), 0)::BIGINT FROM finding_days",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     let after = rt.block_on(queries(&b, &viewer, now_ms()));
     let (slowest_ms, slowest_plan) = explain_slowest(&pg, &mut c);
     let expected_live = n_agents * per;
@@ -338,7 +453,12 @@ pub fn run(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "fleet", "history": history, "agents": n_agents, "batch": per,
-            "seed_insert_secs": seed_insert, "seed_index_secs": seed_index,
+            "seed_insert_secs": seeded.insert_secs, "seed_index_secs": seeded.index_secs,
+            "seed_rollup_secs": seeded.rollup_secs, "rollup_days_rows": seeded.days_rows,
+            "rollup_keys_rows": seeded.keys_rows, "rollup_bytes": rollup_size,
+            "db_bytes": db_size, "rollup_findings": rollup_findings,
+            "load_start": load_start.trim(),
+            "load_end": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
             "enroll_secs": enroll_secs, "enrolled_via_api": via_api, "live_secs": live_secs,
             "live_findings_per_sec": expected_live as f64 / live_secs,
             "retries": retried.load(Ordering::Relaxed),

@@ -7,6 +7,8 @@
 //! stored without its audit record (or the other way round).
 
 pub mod postgres;
+mod rollup;
+pub mod rollup_sql;
 pub mod rows;
 pub mod sql;
 pub mod sql_catalogue;

@@ -176,6 +176,8 @@ CREATE INDEX catalogue_proposals_entry ON catalogue_proposals (entry_id, status)
 CREATE INDEX catalogue_proposals_status ON catalogue_proposals (status);
 CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
 "#,
+    // ---- rollup: the daily roll-up behind the SOC's reports (issue 14) ----
+    super::rollup_sql::POSTGRES_MIGRATION,
 ];
 
 pub struct Postgres {
@@ -382,6 +384,10 @@ impl Backend for Postgres {
 
     fn lock_sql(&self) -> Option<&'static str> {
         Some(WRITE_LOCK)
+    }
+
+    fn report_setup_sql(&self) -> Option<&'static str> {
+        Some("SET LOCAL jit = off")
     }
 
     fn dialect(&self) -> Dialect {

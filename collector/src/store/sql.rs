@@ -15,11 +15,26 @@ use super::{
 
 pub struct SqlStore<B: Backend> {
     pub(super) backend: B,
+    /// Reports read the daily roll-up for whole days (the default; see `rollup.rs`).
+    rollup: std::sync::atomic::AtomicBool,
 }
 
 impl<B: Backend> SqlStore<B> {
     pub(super) fn new(backend: B) -> Self {
-        SqlStore { backend }
+        SqlStore {
+            backend,
+            rollup: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+
+    /// Whether reports read the daily roll-up for the whole days of their range (on by
+    /// default) or only the raw findings (the reference the roll-up is tested against).
+    pub fn set_rollup(&self, on: bool) {
+        self.rollup.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn uses_rollup(&self) -> bool {
+        self.rollup.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` in a transaction and returns its value.

@@ -14,7 +14,7 @@ use shadowai_api::{
 
 use super::rows::{Backend, Row, Tx, V};
 use super::sql::{SqlStore, verdict_from, verdict_str};
-use super::sql_findings::{day_string, where_clause};
+use super::sql_findings::day_string;
 use super::{FindingFilter, StoreError};
 
 const HOUR_MS: i64 = 3_600_000;
@@ -286,12 +286,14 @@ fn group_columns(by: GroupBy) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-/// Sums of events by action and of bytes, shared by the services and group reports.
-const SUMS: &str = "CAST(SUM(count) AS BIGINT) AS events, \
-     CAST(SUM(CASE WHEN action = 'blocked' THEN count ELSE 0 END) AS BIGINT) AS blocked, \
-     CAST(SUM(CASE WHEN action = 'would_block' THEN count ELSE 0 END) AS BIGINT) AS would_block, \
+/// Sums of events by action and of bytes over a report's rows (`rollup.rs`), shared by the
+/// services and group reports.
+const SUMS: &str = "CAST(SUM(findings) AS BIGINT) AS findings, CAST(SUM(events) AS BIGINT) AS events, \
+     CAST(SUM(CASE WHEN action = 'blocked' THEN events ELSE 0 END) AS BIGINT) AS blocked, \
+     CAST(SUM(CASE WHEN action = 'would_block' THEN events ELSE 0 END) AS BIGINT) AS would_block, \
      CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) AS bytes_out, \
-     CAST(COALESCE(SUM(bytes_in), 0) AS BIGINT) AS bytes_in, COUNT(bytes_out) AS bytes_known";
+     CAST(COALESCE(SUM(bytes_in), 0) AS BIGINT) AS bytes_in, \
+     CAST(SUM(bytes_known) AS BIGINT) AS bytes_known";
 
 fn group_row(r: &Row) -> Result<GroupRow, StoreError> {
     Ok(GroupRow {
@@ -332,26 +334,32 @@ impl<B: Backend> SqlStore<B> {
             GroupSort::Events => "",
             GroupSort::Uploaders => " AND verdict IN ('unsanctioned', 'blocked')",
         };
+        let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
-            let clause = where_clause(filter, &mut params);
+            let rows = super::rollup::rows(filter, DAY_MS, rollup, &mut params);
+            let keys = super::rollup::keys(filter, rollup, &mut params);
             params.push((i64::from(limit) + 1).into());
             let lim = params.len();
             params.push(clamp_i64(offset).into());
             let off = params.len();
             let sql = format!(
-                "SELECT g.k, g.label, g.services, g.risky, g.hosts, g.users, g.findings, g.events, \
+                "SELECT g.k, q.label, q.services, q.risky, q.hosts, q.users, g.findings, g.events, \
                  g.blocked, g.would_block, g.bytes_out, g.bytes_in, g.bytes_known, g.first_ms, \
-                 g.last_ms, g.max_risk, (SELECT fu.first_seen_ms FROM first_uses fu \
+                 g.last_ms, q.max_risk, (SELECT fu.first_seen_ms FROM first_uses fu \
                  WHERE fu.scope = '{scope}' AND fu.subject = g.k AND fu.service_id = '') \
-                 FROM (SELECT {key} AS k, MAX({label}) AS label, \
+                 FROM (SELECT {key} AS k, {SUMS}, MIN(first_seen_ms) AS first_ms, \
+                 MAX(last_seen_ms) AS last_ms FROM ({rows}) r WHERE 1 = 1{only} GROUP BY {key}) g \
+                 JOIN (SELECT {key} AS k, MAX({label}) AS label, \
                  COUNT(DISTINCT service_id) AS services, COUNT(DISTINCT CASE WHEN verdict IN \
                  ('unsanctioned', 'blocked') THEN service_id END) AS risky, \
                  COUNT(DISTINCT host_id) AS hosts, COUNT(DISTINCT user_name) AS users, \
-                 COUNT(*) AS findings, {SUMS}, MIN(first_seen_ms) AS first_ms, \
-                 MAX(last_seen_ms) AS last_ms, MAX(risk_score) AS max_risk \
-                 FROM findings WHERE {clause}{only} GROUP BY {key}) g \
-                 ORDER BY {order} LIMIT ${lim} OFFSET ${off}"
+                 MAX(risk_score) AS max_risk FROM ({keys}) s WHERE 1 = 1{only} GROUP BY {key}) q \
+                 ON q.k = g.k ORDER BY {order} LIMIT ${lim} OFFSET ${off}"
             );
             let rows = tx.query("findings", &sql, &params)?;
             let more = rows.len() > limit as usize;
@@ -372,18 +380,30 @@ impl<B: Backend> SqlStore<B> {
         &self,
         filter: &FindingFilter,
     ) -> Result<Vec<ServiceReport>, StoreError> {
+        let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
-            let clause = where_clause(filter, &mut params);
+            let rows = super::rollup::rows(filter, DAY_MS, rollup, &mut params);
+            let keys = super::rollup::keys(filter, rollup, &mut params);
             let sql = format!(
-                "SELECT s.*, (SELECT fu.first_seen_ms FROM first_uses fu WHERE fu.scope = 'fleet' \
-                 AND fu.subject = s.verdict AND fu.service_id = s.service_id) FROM \
+                "SELECT s.service_id, s.verdict, s.n, s.v, s.c, k.r, k.hosts, k.users, k.procs, \
+                 s.findings, s.first_ms, s.last_ms, s.events, s.blocked, s.would_block, \
+                 s.bytes_out, s.bytes_in, s.bytes_known, (SELECT fu.first_seen_ms FROM first_uses \
+                 fu WHERE fu.scope = 'fleet' AND fu.subject = s.verdict \
+                 AND fu.service_id = s.service_id) FROM \
                  (SELECT service_id, verdict, MAX(service_name) AS n, MAX(vendor) AS v, \
-                 MAX(category) AS c, MAX(risk_score) AS r, COUNT(DISTINCT host_id) AS hosts, \
-                 COUNT(DISTINCT user_name) AS users, COUNT(DISTINCT exe) AS procs, \
-                 COUNT(*) AS findings, MIN(first_seen_ms) AS first_ms, \
-                 MAX(last_seen_ms) AS last_ms, {SUMS} FROM findings WHERE {clause} \
-                 GROUP BY service_id, verdict) s ORDER BY s.service_id, s.verdict"
+                 MAX(category) AS c, MIN(first_seen_ms) AS first_ms, \
+                 MAX(last_seen_ms) AS last_ms, {SUMS} FROM ({rows}) r \
+                 GROUP BY service_id, verdict) s JOIN \
+                 (SELECT service_id, verdict, MAX(risk_score) AS r, \
+                 COUNT(DISTINCT host_id) AS hosts, COUNT(DISTINCT user_name) AS users, \
+                 COUNT(DISTINCT exe) AS procs FROM ({keys}) q GROUP BY service_id, verdict) k \
+                 ON k.service_id = s.service_id AND k.verdict = s.verdict \
+                 ORDER BY s.service_id, s.verdict"
             );
             tx.query("findings", &sql, &params)?
                 .iter()
@@ -423,15 +443,19 @@ impl<B: Backend> SqlStore<B> {
             Bucket::Hour => HOUR_MS,
             Bucket::Day => DAY_MS,
         };
+        let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
-            let clause = where_clause(filter, &mut params);
+            let rows = super::rollup::rows(filter, size, rollup, &mut params);
             let sql = format!(
-                "SELECT window_start_ms / {size} AS b, service_id, verdict, \
-                 CAST(SUM(count) AS BIGINT), COUNT(DISTINCT host_id), COUNT(DISTINCT user_name), \
-                 CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) FROM findings WHERE {clause} \
-                 GROUP BY window_start_ms / {size}, service_id, verdict \
-                 ORDER BY b, service_id, verdict"
+                "SELECT b, service_id, verdict, CAST(SUM(events) AS BIGINT), \
+                 COUNT(DISTINCT host_id), COUNT(DISTINCT user_name), \
+                 CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) FROM ({rows}) r \
+                 GROUP BY b, service_id, verdict ORDER BY b, service_id, verdict"
             );
             tx.query("findings", &sql, &params)?
                 .iter()
@@ -460,13 +484,18 @@ impl<B: Backend> SqlStore<B> {
             to_ms: filter.to_ms,
             ..FindingFilter::default()
         };
+        let rollup = self.uses_rollup();
+        let setup = self.backend.report_setup_sql();
         self.read_tx(|tx| {
+            if let Some(sql) = setup {
+                tx.exec(sql, &[])?;
+            }
             let mut params = Vec::new();
-            let clause = where_clause(&range, &mut params);
+            let rows = super::rollup::rows(&range, DAY_MS, rollup, &mut params);
             let facet = |tx: &mut dyn Tx, value: &str, label: &str| {
                 let sql = format!(
-                    "SELECT {value} AS v, MAX({label}), COUNT(*) FROM findings WHERE {clause} \
-                     GROUP BY {value} ORDER BY MAX({label}), v LIMIT {FACET_MAX}"
+                    "SELECT {value} AS v, MAX({label}), CAST(SUM(findings) AS BIGINT) \
+                     FROM ({rows}) r GROUP BY {value} ORDER BY MAX({label}), v LIMIT {FACET_MAX}"
                 );
                 tx.query("findings", &sql, &params)?
                     .iter()
@@ -484,10 +513,12 @@ impl<B: Backend> SqlStore<B> {
             let verdicts = facet(tx, "verdict", "verdict")?;
             let actions = facet(tx, "action", "action")?;
             let groups = facet(tx, "COALESCE(grp, '')", "COALESCE(grp, '')")?;
+            let mut key_params = Vec::new();
+            let keys = super::rollup::keys(&range, rollup, &mut key_params);
             let risk = tx.query(
                 "findings",
-                &format!("SELECT MIN(risk_score), MAX(risk_score) FROM findings WHERE {clause}"),
-                &params,
+                &format!("SELECT MIN(risk_score), MAX(risk_score) FROM ({keys}) k"),
+                &key_params,
             )?;
             let (risk_min, risk_max) = match risk.first() {
                 Some(r) => (r.opt_i64(0)?.map(to_u8), r.opt_i64(1)?.map(to_u8)),

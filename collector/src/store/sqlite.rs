@@ -165,6 +165,8 @@ CREATE INDEX catalogue_proposals_entry ON catalogue_proposals (entry_id, status)
 CREATE INDEX catalogue_proposals_status ON catalogue_proposals (status);
 CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
 "#,
+    // ---- rollup: the daily roll-up behind the SOC's reports (issue 14) ----
+    super::rollup_sql::SQLITE_MIGRATION,
 ];
 
 pub struct Sqlite {

@@ -52,8 +52,8 @@ pub struct BenchArgs {
     /// Seconds per ingest trial.
     #[arg(long, default_value_t = 8)]
     pub ingest_secs: u64,
-    /// Rows of seeded history in the fleet simulation.
-    #[arg(long, default_value_t = 2_000_000)]
+    /// Rows of seeded history in the fleet simulation (the tens of millions).
+    #[arg(long, default_value_t = 10_000_000)]
     pub fleet_history: u64,
     /// Simulated agents in the fleet simulation.
     #[arg(long, default_value_t = 10_000)]
