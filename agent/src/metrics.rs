@@ -262,6 +262,7 @@ mod tests {
         let s = Snapshot {
             events: vec![("dns_query", 3)],
             drops: vec![("skb_egress", "ringbuf_full", 2)],
+            dns_deduplicated: vec![("egress", 39), ("ingress", 38)],
             hooks: vec![("connect4", true), ("sched_process_exec", false)],
             ..Snapshot::default()
         };
@@ -275,6 +276,8 @@ mod tests {
         assert!(t.contains(
             "shadowai_kernel_drops_total{program=\"skb_egress\",reason=\"ringbuf_full\"} 2"
         ));
+        assert!(t.contains("shadowai_kernel_dns_deduplicated_total{direction=\"egress\"} 39"));
+        assert!(t.contains("shadowai_kernel_dns_deduplicated_total{direction=\"ingress\"} 38"));
         assert!(t.contains("shadowai_hook_attached{hook=\"sched_process_exec\"} 0"));
         assert!(t.contains("shadowai_decode_packets_total{proto=\"quic\"} 0"));
         let types = t.lines().filter(|l| l.starts_with("# TYPE ")).count();
