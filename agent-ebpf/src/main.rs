@@ -5,6 +5,8 @@
 //! - `skb_egress`/`skb_ingress` (cgroup_skb at the cgroup2 root): capture only what can carry
 //!   a name — DNS on watched ports, the first handshake bytes of TCP flows that start with a
 //!   TLS ClientHello record, QUIC long-header Initials — stamped with the socket's owner.
+//!   A UDP DNS message repeating one of the same owner within the de-dup window is only
+//!   counted (`dnsdedup.rs`).
 //! - `sys_enter_execve(at)` + `sched_process_exec` + `sched_process_exit` tracepoints: the
 //!   exe path and argv of every new program, so short-lived processes keep their identity.
 //! - `sched_process_fork` tracepoint (`lineage.rs`): child → parent, for lineage that
@@ -16,6 +18,7 @@
 #![no_main]
 
 mod bytes;
+mod dnsdedup;
 mod exec;
 mod lineage;
 mod names;

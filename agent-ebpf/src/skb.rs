@@ -16,8 +16,8 @@ use shadowai_common::{
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
 use crate::{
-    config, count_drop, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS, DNS_PORTS, EVENTS,
-    FLOWS,
+    config, count_drop, dnsdedup, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS, DNS_PORTS,
+    EVENTS, FLOWS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -97,7 +97,10 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
         if is_dns {
             p.meta.payload = payload::DNS_UDP;
             if blocked {
+                // Refused every time: never de-duplicated.
                 p.meta.flags = flags::BLOCKED;
+            } else if dnsdedup::repeat(ctx, p.off, p.len, direction, cookie) {
+                return Ok(false);
             }
             emit(ctx, &mut p, prog_id)?;
             return Ok(blocked);

@@ -342,6 +342,7 @@ impl Live {
             events: self.counts.pairs(),
             record_errors: self.record_errors,
             drops,
+            dns_deduplicated: self.sensor.dns_dedup.counts(),
             hooks: self
                 .sensor
                 .hooks

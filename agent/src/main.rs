@@ -46,7 +46,8 @@ enum Command {
         /// Ports whose traffic is DNS (repeatable).
         #[arg(long = "dns-port", value_name = "PORT", default_values_t = [53u16])]
         dns_ports: Vec<u16>,
-        /// Report a (process, destination) connection once per this many seconds.
+        /// Report a (process, destination) connection, and an identical DNS message (but its
+        /// ID) of the same process and direction, once per this many seconds (0: every one).
         #[arg(long, value_name = "SECS", default_value_t = 10)]
         dedup_secs: u64,
         /// Drain the ring buffer at least this often (milliseconds).

@@ -30,6 +30,9 @@ pub struct Snapshot {
     pub record_errors: u64,
     /// Kernel-side drops: (program, reason, count).
     pub drops: Vec<(&'static str, &'static str, u64)>,
+    /// DNS messages the kernel did not send up as repeats within the de-dup window:
+    /// (direction, count).
+    pub dns_deduplicated: Vec<(&'static str, u64)>,
     /// Hooks and whether they are attached.
     pub hooks: Vec<(&'static str, bool)>,
     pub decode: DecodeStats,
@@ -85,6 +88,15 @@ impl Collector for SensorCollector {
             s.drops
                 .iter()
                 .map(|(p, r, v)| (vec![("program", *p), ("reason", *r)], *v)),
+        )?;
+        family(
+            &mut enc,
+            "shadowai_kernel_dns_deduplicated",
+            "DNS messages not sent up because the same owner sent or received the same message (but its ID) within the de-dup window, by direction.",
+            c,
+            s.dns_deduplicated
+                .iter()
+                .map(|(d, v)| (vec![("direction", *d)], *v)),
         )?;
         family(
             &mut enc,
@@ -250,6 +262,7 @@ mod tests {
         let s = Snapshot {
             events: vec![("dns_query", 3)],
             drops: vec![("skb_egress", "ringbuf_full", 2)],
+            dns_deduplicated: vec![("egress", 39), ("ingress", 38)],
             hooks: vec![("connect4", true), ("sched_process_exec", false)],
             ..Snapshot::default()
         };
@@ -263,6 +276,8 @@ mod tests {
         assert!(t.contains(
             "shadowai_kernel_drops_total{program=\"skb_egress\",reason=\"ringbuf_full\"} 2"
         ));
+        assert!(t.contains("shadowai_kernel_dns_deduplicated_total{direction=\"egress\"} 39"));
+        assert!(t.contains("shadowai_kernel_dns_deduplicated_total{direction=\"ingress\"} 38"));
         assert!(t.contains("shadowai_hook_attached{hook=\"sched_process_exec\"} 0"));
         assert!(t.contains("shadowai_decode_packets_total{proto=\"quic\"} 0"));
         let types = t.lines().filter(|l| l.starts_with("# TYPE ")).count();

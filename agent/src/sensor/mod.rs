@@ -8,6 +8,7 @@
 
 pub mod blocklist;
 pub mod bytes;
+pub mod dns_dedup;
 pub mod lineage;
 pub mod mounts;
 pub mod quic_ids;
@@ -87,6 +88,8 @@ pub struct Sensor {
     block_nets6: LpmTrie<MapData, [u8; 16], u32>,
     flows: HashMap<MapData, u64, FlowState>,
     drops: PerCpuArray<MapData, u64>,
+    /// Repeated DNS messages the kernel counted instead of sending up.
+    pub dns_dedup: dns_dedup::DnsDedup,
     pub hooks: Vec<HookStatus>,
     /// Payload bytes per socket, when those programs attached (taken by whoever reads them).
     pub bytes: Option<bytes::ByteCounters>,
@@ -178,6 +181,7 @@ impl Sensor {
             .map_err(|e| map(e, "BLOCK_NETS6"))?;
         let flows =
             HashMap::try_from(take_map(&mut ebpf, "FLOWS")?).map_err(|e| map(e, "FLOWS"))?;
+        let dns_dedup = dns_dedup::DnsDedup::new(take_map(&mut ebpf, "DNS_DEDUP")?)?;
         Ok((
             Self {
                 _ebpf: ebpf,
@@ -188,6 +192,7 @@ impl Sensor {
                 block_nets6,
                 flows,
                 drops,
+                dns_dedup,
                 hooks,
                 bytes,
                 lineage,

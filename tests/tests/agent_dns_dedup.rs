@@ -1,0 +1,182 @@
+//! The kernel de-duplicates repeated DNS messages: one process sending the same query over
+//! and over (a new transaction ID each time) inside a test namespace yields one query
+//! event per de-dup window, the repeats counted in
+//! `shadowai_kernel_dns_deduplicated_total`, while a different name in the same burst —
+//! even one of the same length — goes up at once; with `--dedup-secs 0` every query goes
+//! up and nothing is counted. Needs root.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failed unwrap or expect is a failed test"
+)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shadowai_tests::{Agent, Topology, n, of_pid, parse_exposition, s, sample, serial, sh};
+
+/// Repeats of the same query.
+const N: usize = 40;
+
+/// Sends `api.openai.com` N times on one socket (IDs 1..=N), with `api.openai.org` (same
+/// length) and `api.anthropic.com` once each in the middle of the burst, reading every
+/// answer; prints "done".
+const CLIENT: &str = r#"
+import socket, struct, sys
+dns, n = sys.argv[1], int(sys.argv[2])
+def q(i, name):
+    wire = b"".join(bytes([len(l)]) + l for l in name.encode().split(b".")) + b"\x00"
+    return struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + wire + b"\x00\x01\x00\x01"
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect((dns, 53))
+u.settimeout(10)
+for i in range(1, n + 1):
+    u.send(q(i, "api.openai.com"))
+    u.recv(512)
+    if i == n // 2:
+        u.send(q(60000, "api.openai.org"))
+        u.recv(512)
+        u.send(q(60001, "api.anthropic.com"))
+        u.recv(512)
+print("done", flush=True)
+"#;
+
+const T: Duration = Duration::from_secs(20);
+
+fn topology() -> Topology {
+    Topology::with_servers(
+        &["api.openai.com"],
+        "api.openai.com A {v4}\napi.anthropic.com A {v4}\n",
+    )
+    .unwrap()
+    .0
+}
+
+/// Runs the client to completion; returns its pid.
+fn burst(t: &Topology) -> u32 {
+    let child = t
+        .cmd(&t.client, "python3")
+        .args(["-c", CLIENT, &t.remote_v4, &N.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done",
+        "the client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pid
+}
+
+fn is_query(v: &Value, name: &str) -> bool {
+    (n(v, &["class_uid"]), n(v, &["activity_id"])) == (4003, 1)
+        && s(v, &["query", "hostname"]) == name
+}
+
+/// Query events of `pid` for `name`.
+fn queries(agent: &Agent, pid: u32, name: &str) -> usize {
+    let p = of_pid(pid);
+    agent
+        .events()
+        .iter()
+        .filter(|v| p(v) && is_query(v, name))
+        .count()
+}
+
+/// The de-dup counter for `direction`, from the agent's /metrics.
+fn deduplicated(addr: &str, direction: &str) -> f64 {
+    let text = sh(Command::new("curl").args(["-sS", "-m", "5", &format!("http://{addr}/metrics")]))
+        .unwrap();
+    let samples = parse_exposition(&text).unwrap();
+    sample(
+        &samples,
+        "shadowai_kernel_dns_deduplicated_total",
+        &[("direction", direction)],
+    )
+    .unwrap_or_else(|| panic!("no dns de-dup counter for {direction}:\n{text}"))
+}
+
+/// Waits until the agent's metrics snapshot (published once a second) shows at least `min`.
+fn wait_deduplicated(addr: &str, direction: &str, min: f64) -> f64 {
+    let start = Instant::now();
+    loop {
+        let v = deduplicated(addr, direction);
+        if v >= min || start.elapsed() > T {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn repeated_queries_go_up_once_and_are_counted_new_names_at_once() {
+    let _g = serial();
+    let t = topology();
+    let addr = "127.0.0.1:19471";
+    let agent =
+        Agent::start(&["--poll-ms", "20", "--metrics", addr, "--dedup-secs", "60"]).unwrap();
+    let pid = burst(&t);
+
+    let p = of_pid(pid);
+    for name in ["api.openai.com", "api.openai.org", "api.anthropic.com"] {
+        agent
+            .wait_for(&format!("the client's query for {name}"), T, |v| {
+                p(v) && is_query(v, name)
+            })
+            .unwrap();
+    }
+    // Repeats must be counted before the event count is final: the counter is read from
+    // the kernel once a second.
+    let egress = wait_deduplicated(addr, "egress", (N - 1) as f64);
+    let ingress = wait_deduplicated(addr, "ingress", (N - 1) as f64);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        queries(&agent, pid, "api.openai.com"),
+        1,
+        "the same query {N} times in one window goes up once"
+    );
+    assert_eq!(queries(&agent, pid, "api.openai.org"), 1);
+    assert_eq!(queries(&agent, pid, "api.anthropic.com"), 1);
+    // Other DNS on this host (the agent sees all of it) can only add to the counters.
+    assert!(
+        egress >= (N - 1) as f64,
+        "{N} identical queries: {egress} de-duplicated"
+    );
+    assert!(
+        ingress >= (N - 1) as f64,
+        "{N} identical answers: {ingress} de-duplicated"
+    );
+}
+
+#[test]
+fn dedup_secs_0_sends_every_query_up() {
+    let _g = serial();
+    let t = topology();
+    let addr = "127.0.0.1:19472";
+    let agent = Agent::start(&["--poll-ms", "20", "--metrics", addr, "--dedup-secs", "0"]).unwrap();
+    let pid = burst(&t);
+
+    let p = of_pid(pid);
+    let start = Instant::now();
+    while queries(&agent, pid, "api.openai.com") < N && start.elapsed() < T {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        queries(&agent, pid, "api.openai.com"),
+        N,
+        "with --dedup-secs 0 every query goes up"
+    );
+    agent
+        .wait_for("the client's query for api.anthropic.com", T, |v| {
+            p(v) && is_query(v, "api.anthropic.com")
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(deduplicated(addr, "egress"), 0.0);
+    assert_eq!(deduplicated(addr, "ingress"), 0.0);
+}
