@@ -11,19 +11,15 @@
     reason = "test code: a failed unwrap or expect is a failed test"
 )]
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
 use shadowai_api::client::Client;
 use shadowai_api::discovery::{DiscoveryCandidate, DiscoveryReason, DiscoveryReport};
 use shadowai_api::wire::EnrollRequest;
+use shadowai_tests::browser::{Run, chromium, run_script};
 use shadowai_tests::{Collector, bin, repo_root};
-
-fn ui_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
-}
 
 fn person(data: &Path, role: &str, name: &str) -> String {
     let out = Command::new(bin("shadowai-collector").unwrap())
@@ -43,11 +39,7 @@ fn person(data: &Path, role: &str, name: &str) -> String {
 
 #[test]
 fn an_analyst_promotes_a_candidate_in_the_web_ui_and_an_approver_approves_it() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists() && ui_dir().join("node_modules/playwright-core").exists(),
-        "chromium or tests/ui/node_modules/playwright-core is missing: run `bash .ci/deps/collector-ui.sh`"
-    );
+    chromium().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -107,46 +99,15 @@ fn an_analyst_promotes_a_candidate_in_the_web_ui_and_an_approver_approves_it() {
     });
     let shots = dir.path().join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let mut node = Command::new("node")
-        .arg(ui_dir().join("naming.test.mjs"))
-        .current_dir(ui_dir())
-        .env("SHADOWAI_URL", &c.url)
-        .env("SHADOWAI_FIXTURE", fixture.to_string())
-        .env("SCREENSHOT_DIR", &shots)
-        .env("CHROMIUM", &chromium)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (Node.js) must be installed: run `bash .ci/deps/collector-ui.sh`");
-    let mut stdout = node.stdout.take().unwrap();
-    let mut stderr = node.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = node.kill();
-            let _ = node.wait();
-            panic!(
-                "the browser test did not finish within 180 s: {}",
-                out_reader.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_reader.join().unwrap();
-    let err = err_reader.join().unwrap();
+    let Run { status, out, err } = run_script(
+        "naming.test.mjs",
+        &c.url,
+        &fixture,
+        &shots,
+        &[],
+        Duration::from_secs(180),
+    )
+    .unwrap_or_else(|e| panic!("the browser test: {e:#}"));
     println!("{out}");
     assert!(
         status.success() && out.contains(" passed, 0 failed"),

@@ -17,7 +17,6 @@
     reason = "test code: a failed unwrap or expect is a failed test"
 )]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,6 +26,7 @@ use shadowai_api::client::Client;
 use shadowai_api::inventory::{AgentSession, InventoryReport, Listener, McpServer, Runtime};
 use shadowai_api::wire::EnrollRequest;
 use shadowai_api::{Flag, SessionRef};
+use shadowai_tests::browser::{Run, run_script};
 
 fn collector_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -41,10 +41,6 @@ fn collector_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn ui_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
 }
 
 /// Runs a collector admin command; returns its stdout line starting with `prefix`.
@@ -194,54 +190,9 @@ fn reports(now: i64) -> (InventoryReport, InventoryReport, InventoryReport) {
 }
 
 fn run_node(script: &str, url: &str, fixture: &serde_json::Value, shots: &Path) -> String {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: run `bash .ci/deps/collector-ui.sh`"
-    );
-    assert!(
-        ui_dir().join("node_modules/playwright-core").exists(),
-        "tests/ui/node_modules/playwright-core is missing: run `bash .ci/deps/collector-ui.sh`"
-    );
-    let mut node = Command::new("node")
-        .arg(ui_dir().join(script))
-        .current_dir(ui_dir())
-        .env("SHADOWAI_URL", url)
-        .env("SHADOWAI_FIXTURE", fixture.to_string())
-        .env("SCREENSHOT_DIR", shots)
-        .env("CHROMIUM", &chromium)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (Node.js) must be installed: run `bash .ci/deps/collector-ui.sh`");
-    let mut stdout = node.stdout.take().unwrap();
-    let mut stderr = node.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = node.kill();
-            let _ = node.wait();
-            panic!(
-                "the inventory browser test did not finish within 180 s: {}",
-                out.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let Run { status, out, err } =
+        run_script(script, url, fixture, shots, &[], Duration::from_secs(180))
+            .unwrap_or_else(|e| panic!("the inventory browser test: {e:#}"));
     println!("{out}");
     assert!(
         status.success(),

@@ -28,6 +28,7 @@ use serde_json::json;
 use shadowai_api::client::Client;
 use shadowai_api::wire::{AgentMode, EnrollRequest, Heartbeat, IngestBatch};
 use shadowai_api::{Action, Evidence, Finding, Layer, ProcessRef, Verdict};
+use shadowai_tests::browser::{Run, chromium, run_script};
 
 const ADMIN: &str = "alice";
 const APPROVER: &str = "bob";
@@ -46,23 +47,6 @@ fn collector_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-fn ui_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
-}
-
-fn prerequisites() -> String {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: run `bash .ci/deps/collector-ui.sh` (Debian's chromium + chromium-driver)"
-    );
-    assert!(
-        ui_dir().join("node_modules/playwright-core").exists(),
-        "tests/ui/node_modules/playwright-core is missing: run `bash .ci/deps/collector-ui.sh` (npm ci)"
-    );
-    chromium
 }
 
 /// Runs a collector admin command and returns the line of stdout that starts with `prefix`.
@@ -323,7 +307,7 @@ fn findings_for(host: &(&str, &str, &str, u64), now: i64) -> Vec<Finding> {
 
 #[test]
 fn web_ui_click_through_in_headless_chromium() {
-    let chromium = prerequisites();
+    chromium().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -492,46 +476,15 @@ fn web_ui_click_through_in_headless_chromium() {
         .map(PathBuf::from)
         .unwrap_or_else(|_| dir.path().join("screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
-    let mut node = Command::new("node")
-        .arg(ui_dir().join("ui.test.mjs"))
-        .current_dir(ui_dir())
-        .env("SHADOWAI_URL", &url)
-        .env("SHADOWAI_FIXTURE", fixture.to_string())
-        .env("SCREENSHOT_DIR", &shots)
-        .env("CHROMIUM", &chromium)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node (Node.js) must be installed: run `bash .ci/deps/collector-ui.sh`");
-    let mut stdout = node.stdout.take().unwrap();
-    let mut stderr = node.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = node.kill();
-            let _ = node.wait();
-            panic!(
-                "the browser test did not finish within 240 s: {}",
-                out_reader.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = out_reader.join().unwrap();
-    let err = err_reader.join().unwrap();
+    let Run { status, out, err } = run_script(
+        "ui.test.mjs",
+        &url,
+        &fixture,
+        &shots,
+        &[],
+        Duration::from_secs(240),
+    )
+    .unwrap_or_else(|e| panic!("the browser test: {e:#}"));
     println!("{out}");
     assert!(
         status.success(),

@@ -19,17 +19,13 @@
     reason = "test code: a failed unwrap or expect is a failed test"
 )]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use shadowai_tests::browser::{Run, run_script};
 use shadowai_tests::{Collector, Daemon, Topology, bin, repo_root, serial, sh, wait_until};
-
-fn ui_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("ui")
-}
 
 fn curl(t: &Topology, cert: &str, url: &str) -> i32 {
     t.cmd(&t.client, "curl")
@@ -90,55 +86,15 @@ fn wait_for_bundle(c: &Collector, admin: &str, version: &str, mode: &str) {
 
 /// Runs one phase of the browser script; panics with its output when a step fails.
 fn browser(url: &str, fixture: &Value, phase: &str, shots: &Path) {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: run `bash .ci/deps/collector-ui.sh`"
-    );
-    assert!(
-        ui_dir().join("node_modules/playwright-core").exists(),
-        "tests/ui/node_modules/playwright-core is missing: run `bash .ci/deps/collector-ui.sh`"
-    );
-    let mut node = Command::new("node")
-        .arg(ui_dir().join("publish.test.mjs"))
-        .current_dir(ui_dir())
-        .env("SHADOWAI_URL", url)
-        .env("SHADOWAI_FIXTURE", fixture.to_string())
-        .env("PHASE", phase)
-        .env("SCREENSHOT_DIR", shots)
-        .env("CHROMIUM", &chromium)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node must be installed: run `bash .ci/deps/collector-ui.sh`");
-    let mut stdout = node.stdout.take().unwrap();
-    let mut stderr = node.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(s) = node.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = node.kill();
-            let _ = node.wait();
-            panic!(
-                "browser phase {phase} did not finish within 180 s: {}",
-                out.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let Run { status, out, err } = run_script(
+        "publish.test.mjs",
+        url,
+        fixture,
+        shots,
+        &[("PHASE", phase)],
+        Duration::from_secs(180),
+    )
+    .unwrap_or_else(|e| panic!("browser phase {phase}: {e:#}"));
     println!("{out}");
     assert!(
         status.success() && out.contains(" passed, 0 failed"),
