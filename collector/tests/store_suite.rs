@@ -529,6 +529,36 @@ fn suite(s: &dyn Store) {
 }
 
 #[test]
+fn pending_policy_proposals_are_bounded_against_a_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = shadowai_collector::store::sqlite::open(&dir.path().join("c.db")).unwrap();
+    let req = ProposalRequest {
+        service_id: "deepseek".into(),
+        verdict: Verdict::Blocked,
+        scope: PolicyScope::Fleet,
+        reason: "flood".into(),
+    };
+    let bound = shadowai_api::discovery::MAX_PENDING_PROPOSALS;
+    for i in 0..bound {
+        s.create_proposal("mallory", &req, true, T0 + i as i64)
+            .unwrap();
+    }
+    assert!(matches!(
+        s.create_proposal("mallory", &req, true, T0),
+        Err(StoreError::InvalidState { .. })
+    ));
+    let pending = s.list_proposals(Some(ProposalStatus::Pending)).unwrap();
+    assert_eq!(pending.len(), bound, "nothing past the bound is stored");
+    // What needs no second person is not held up by the waiting ones.
+    let tolerate = ProposalRequest {
+        verdict: Verdict::Tolerated,
+        ..req
+    };
+    let p = s.create_proposal("alice", &tolerate, false, T0).unwrap();
+    assert_eq!(p.status, ProposalStatus::Applied);
+}
+
+#[test]
 fn sqlite_store_passes_the_suite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.db");

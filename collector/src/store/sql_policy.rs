@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use shadowai_api::discovery::MAX_PENDING_PROPOSALS;
 use shadowai_api::{
     BundleInfo, PolicyEntry, Proposal, ProposalRequest, ProposalStatus, Rollout, RolloutStage,
 };
@@ -100,6 +101,24 @@ impl<B: Backend> SqlStore<B> {
         };
         self.tx(|tx| {
             self.lock(tx)?;
+            // Analysts may propose too: the decisions waiting for a second person are
+            // bounded, as catalogue proposals are, so a flood of them stores nothing.
+            if needs_approval {
+                let rows = tx.query(
+                    "proposals",
+                    "SELECT COUNT(*) FROM proposals WHERE status = 'pending'",
+                    &[],
+                )?;
+                let n = rows.first().map(|r| r.i64(0)).transpose()?.unwrap_or(0);
+                if usize::try_from(n).unwrap_or(usize::MAX) >= MAX_PENDING_PROPOSALS {
+                    return Err(StoreError::InvalidState {
+                        what: "policy proposals".to_owned(),
+                        reason: format!(
+                            "{MAX_PENDING_PROPOSALS} are pending, the bound: decide some first"
+                        ),
+                    });
+                }
+            }
             let (decided_by, decided_ms) = if needs_approval {
                 (None, None)
             } else {
