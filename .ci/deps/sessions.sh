@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sessions: the real AI agent CLI and MCP server that tests/tests/sessions_*.rs run.
 #   - @google/gemini-cli 0.61.0 (Apache-2.0): Google's coding agent, one bundled script
-#   - @modelcontextprotocol/server-filesystem 2026.8.31 (MIT): the reference stdio MCP server
+#     (the stdio MCP server it starts, `npx -y @modelcontextprotocol/server-filesystem`, is
+#     deliberately not installed: npx must ask the registry for it, as on a user's machine)
 #   - @modelcontextprotocol/server-everything 2026.8.31: the reference server with a
 #     Streamable HTTP transport, run standalone (sessions_mcp_http.rs)
 # All pinned, installed once under /opt/shadowai-test-agents (override: SHADOWAI_AGENTS_DIR)
@@ -24,8 +25,7 @@ if [ "$major" -lt 20 ]; then
     exit 1
 fi
 
-pkgs=("@google/gemini-cli@0.61.0" "@modelcontextprotocol/server-filesystem@2026.8.31"
-    "@modelcontextprotocol/server-everything@2026.8.31")
+pkgs=("@google/gemini-cli@0.61.0" "@modelcontextprotocol/server-everything@2026.8.31")
 stamp="$dir/.installed"
 want="${pkgs[*]}"
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then

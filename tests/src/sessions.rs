@@ -17,7 +17,7 @@ pub fn agents_dir() -> PathBuf {
     )
 }
 
-/// An npm bin of the installed packages (`gemini`, `mcp-server-filesystem`).
+/// An npm bin of the installed packages (`gemini`, `mcp-server-everything`).
 pub fn npm_bin(name: &str) -> Result<PathBuf> {
     let p = agents_dir().join("node_modules/.bin").join(name);
     anyhow::ensure!(

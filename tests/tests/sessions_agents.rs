@@ -1,8 +1,8 @@
 //! End-to-end: AI agents at work, seen by the real daemon (`shadowai-agent run`) with its
 //! eBPF programs, a real collector, and real programs in network namespaces:
 //! - Gemini CLI from npm (`@google/gemini-cli`, no credentials, `--yolo`) starts the
-//!   reference MCP server (`npx -y @modelcontextprotocol/server-filesystem`, unpinned) as
-//!   its child; both belong to one session (kind, root pid, version from its package), the
+//!   reference MCP server (`npx -y @modelcontextprotocol/server-filesystem`, unpinned, not
+//!   installed: npx asks the registry, answered inside the namespace) as its child; both belong to one session (kind, root pid, version from its package), the
 //!   MCP server is inventoried with launcher, package and `pinned: false`, and Gemini's
 //!   connection to its API (answered inside the test namespace) reaches the collector as a
 //!   finding carrying the session and the `permission_bypass` / `agent_as_root` flags;
@@ -25,9 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use shadowai_tests::sessions::{
-    agents_dir, has, items, npm_bin, set_policy, wait_inventory, write_config,
-};
+use shadowai_tests::sessions::{has, items, npm_bin, set_policy, wait_inventory, write_config};
 use shadowai_tests::{Collector, Daemon, Topology, bin, serial, sh, wait_until};
 
 #[test]
@@ -72,7 +70,12 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
         serde_json::json!({"mcpServers": {"fs": {
             "command": "npx",
             "args": ["-y", "@modelcontextprotocol/server-filesystem", project],
-            "cwd": agents_dir(),
+            // Run where the package is not installed, as `npx -y` is used: npx must ask
+            // the registry for it (answered inside the namespace, by a server npm does
+            // not trust, so the server never starts). Where the package is installed
+            // npx asks nothing, and npm's update check, the only other contact, is
+            // skipped under CI.
+            "cwd": project,
         }}})
         .to_string(),
     )
@@ -92,10 +95,12 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
             "GEMINI_API_KEY=fake-key-for-the-test",
             "GEMINI_CLI_TRUST_WORKSPACE=true",
             "NO_COLOR=1",
-            // npx asks the registry even when npm's cache holds a fresh answer (a fresh
-            // machine's cache is minutes old after .ci/deps/sessions.sh): the MCP
-            // server's own contact below does not depend on the cache's age.
-            "npm_config_prefer_online=true",
+            // As on CI (npm skips its update check there): the MCP server's contact
+            // below is its own request for the package, here as on a CI machine.
+            "CI=true",
+            // npm retries a refused registry for over a minute, and Gemini waits for its
+            // MCP servers before it asks its API: fail at once.
+            "npm_config_fetch_retries=0",
         ])
         .arg(&gemini)
         .args(["--yolo", "-p", prompt])
