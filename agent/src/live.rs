@@ -104,6 +104,8 @@ impl Live {
                 source,
             })?;
         let mut corr = Correlator::new(Clock::system());
+        // Answers the kernel stops repeating must stay named for as long as it does.
+        corr.dns.set_min_lifetime(opts.dedup);
         match shadowai_rules::catalogue::builtin_local_resolvers() {
             Ok(list) => corr.set_local_resolvers(&list),
             // Only a broken build gets here (the list is checked by the rules tests).

@@ -82,6 +82,9 @@ pub struct DnsCache {
     expiry: BTreeMap<(u64, u64), Slot>,
     next_seq: u64,
     cap: usize,
+    /// Shortest lifetime of an answer: [`MIN_TTL_NS`], or the sensor's DNS de-dup window
+    /// when that is longer (see [`DnsCache::set_min_lifetime`]).
+    min_ttl_ns: u64,
     /// Entries evicted before expiry because the cache was full.
     pub evicted: u64,
 }
@@ -96,8 +99,19 @@ impl DnsCache {
             expiry: BTreeMap::new(),
             next_seq: 0,
             cap: cap.max(1),
+            min_ttl_ns: MIN_TTL_NS,
             evicted: 0,
         }
+    }
+
+    /// Keeps every answer at least `window` (never less than [`MIN_TTL_NS`]). The kernel
+    /// does not report a DNS message identical to one reported within its de-dup window,
+    /// so an answer with a TTL shorter than the window would expire here while its
+    /// repeats, the only evidence that it is still in use, are being suppressed: a
+    /// connect to its address would then go unnamed.
+    pub fn set_min_lifetime(&mut self, window: std::time::Duration) {
+        let ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        self.min_ttl_ns = ns.clamp(MIN_TTL_NS, MAX_TTL_NS);
     }
 
     /// Learns from a DNS response delivered to `pid` in namespace `netns`.
@@ -134,7 +148,7 @@ impl DnsCache {
                     continue;
                 }
                 let ttl_ns = u64::from(a.ttl).saturating_mul(1_000_000_000);
-                let expires_ns = now_ns.saturating_add(ttl_ns.clamp(MIN_TTL_NS, MAX_TTL_NS));
+                let expires_ns = now_ns.saturating_add(ttl_ns.clamp(self.min_ttl_ns, MAX_TTL_NS));
                 let ips: Vec<IpAddr> = match &a.data {
                     RData::Addr(ip) => vec![*ip],
                     RData::Svcb(s) => s.ipv4hint.iter().chain(&s.ipv6hint).copied().collect(),
@@ -376,6 +390,41 @@ mod tests {
         assert!(c.lookup(1, 0, a, 300 * S).is_none());
         c.expire(300 * S);
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_dedup_window_longer_than_the_floor_becomes_the_floor() {
+        let a = ip("10.0.0.1");
+        let learn = |c: &mut DnsCache, ttl: u32| {
+            c.learn(
+                Some(1),
+                0,
+                &answer("x.example", vec![("x.example", ttl, RData::Addr(a))]),
+                0,
+            );
+        };
+        // Repeats of this answer are suppressed for 30 s: it must outlive them.
+        let mut c = DnsCache::new(100);
+        c.set_min_lifetime(std::time::Duration::from_secs(30));
+        learn(&mut c, 5);
+        assert!(c.lookup(1, 0, a, 30 * S - 1).is_some());
+        assert!(c.lookup(1, 0, a, 30 * S).is_none());
+        learn(&mut c, 300);
+        assert!(
+            c.lookup(1, 0, a, 299 * S).is_some(),
+            "a longer TTL still wins"
+        );
+        // A shorter window (or none: `--dedup-secs 0`) keeps the usual floor.
+        let mut c = DnsCache::new(100);
+        c.set_min_lifetime(std::time::Duration::ZERO);
+        learn(&mut c, 0);
+        assert!(c.lookup(1, 0, a, MIN_TTL_NS - 1).is_some());
+        assert!(c.lookup(1, 0, a, MIN_TTL_NS).is_none());
+        // An absurd window is capped like a TTL.
+        c.set_min_lifetime(std::time::Duration::from_secs(u64::MAX));
+        learn(&mut c, 0);
+        assert!(c.lookup(1, 0, a, MAX_TTL_NS - 1).is_some());
+        assert!(c.lookup(1, 0, a, MAX_TTL_NS).is_none());
     }
 
     #[test]
