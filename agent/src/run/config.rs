@@ -115,6 +115,12 @@ pub struct SensorSection {
     /// out longer bursts before events are lost (counted).
     #[serde(default = "default_ring_mib")]
     pub ring_buffer_mib: u32,
+    /// The kernel reports a (process, destination) connection, and a DNS message identical
+    /// (but its ID) to one of the same process and direction, once per this many seconds
+    /// (0: every one). At most `agent.window_secs`: a longer one would keep a use that goes
+    /// on out of the next findings window.
+    #[serde(default = "default_dedup_secs")]
+    pub dedup_secs: u64,
 }
 
 impl Default for SensorSection {
@@ -122,6 +128,7 @@ impl Default for SensorSection {
         Self {
             dns_ports: default_dns_ports(),
             ring_buffer_mib: default_ring_mib(),
+            dedup_secs: default_dedup_secs(),
         }
     }
 }
@@ -141,6 +148,10 @@ impl SensorSection {
 
 fn default_ring_mib() -> u32 {
     crate::sensor::RING_BYTES >> 20
+}
+
+fn default_dedup_secs() -> u64 {
+    crate::sensor::SensorOptions::default().dedup.as_secs()
 }
 
 fn default_state_dir() -> PathBuf {
@@ -301,6 +312,12 @@ impl AgentConfig {
         if let Err(reason) = self.sensor.ring_bytes() {
             return bad(reason);
         }
+        if self.sensor.dedup_secs > self.agent.window_secs {
+            return bad(format!(
+                "sensor.dedup_secs: {} is longer than agent.window_secs ({}): a use that goes on would be missing from the next findings window",
+                self.sensor.dedup_secs, self.agent.window_secs
+            ));
+        }
         if let Some(c) = &self.collector
             && let Err(reason) = c.check(&self.agent.state_dir)
         {
@@ -347,6 +364,33 @@ mod tests {
             let e = with(bad).unwrap_err();
             assert!(e.contains("sensor.ring_buffer_mib"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_dedup_window_defaults_to_the_sensors_and_fits_in_the_findings_window() {
+        let with = |extra: &str| parse(&format!("[rules]\ncatalogue = \"/c\"\n{extra}"));
+        assert_eq!(with("").unwrap().sensor.dedup_secs, 10);
+        assert_eq!(
+            with("[sensor]\ndedup_secs = 0\n")
+                .unwrap()
+                .sensor
+                .dedup_secs,
+            0
+        );
+        assert_eq!(
+            with("[agent]\nwindow_secs = 60\n[sensor]\ndedup_secs = 60\n")
+                .unwrap()
+                .sensor
+                .dedup_secs,
+            60
+        );
+        let e = with("[agent]\nwindow_secs = 30\n[sensor]\ndedup_secs = 31\n").unwrap_err();
+        assert!(
+            e.contains("sensor.dedup_secs: 31") && e.contains("(30)"),
+            "{e}"
+        );
+        let e = with("[sensor]\ndedup_secs = -1\n").unwrap_err();
+        assert!(e.contains("line 4") && e.contains("-1"), "{e}");
     }
 
     #[test]

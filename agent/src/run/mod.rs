@@ -143,6 +143,7 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
         &SensorOptions {
             dns_ports: cfg.sensor.dns_ports.clone(),
             ring_bytes: cfg.sensor.ring_bytes().map_err(anyhow::Error::msg)?,
+            dedup: Duration::from_secs(cfg.sensor.dedup_secs),
             ..SensorOptions::default()
         },
         poll,
