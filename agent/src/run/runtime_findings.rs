@@ -2,8 +2,10 @@
 //! shows listening becomes a finding of category `self_hosted_runtime` when first seen
 //! listening, and again whenever its risk flags change (`runtime_exposed`: bound to
 //! `0.0.0.0` / `::`, reachable from the network). The policy judges the runtime itself —
-//! rules naming `self_hosted_runtime`, scoped by user, host tags and flags
-//! ([`Engine::verdict_for_category`]); nothing refuses a listener, so the action is
+//! as its catalogue service when `_agents.toml` names one for its kind (rules naming that
+//! service, its category or its jurisdiction: [`Engine::verdict_for_flagged`]), else by the
+//! rules naming `self_hosted_runtime` ([`Engine::verdict_for_category`]), scoped by user,
+//! host tags and flags; nothing refuses a listener, so the action is
 //! `allowed`. A runtime process that never listens (`ollama pull`) stays in the inventory
 //! only.
 //!
@@ -108,13 +110,23 @@ impl RuntimeFindings {
             host_tags: cx.host_tags,
             ..Query::default()
         };
-        let (verdict, by) = cx.engine.verdict_for_category(
-            Category::SelfHostedRuntime,
-            &who,
-            None,
-            &flags,
-            cx.now_ms.div_euclid(1000),
-        );
+        let now = cx.now_ms.div_euclid(1000);
+        // A runtime the catalogue has an entry for is judged as that service (rules naming
+        // it, its category or its jurisdiction); any other by the category's rules.
+        let service = cx
+            .engine
+            .catalogue()
+            .inventory_hints
+            .runtime
+            .iter()
+            .find(|h| h.kind == x.kind)
+            .and_then(|h| h.service.as_deref());
+        let (verdict, by) = service
+            .and_then(|id| cx.engine.verdict_for_flagged(id, &who, None, &flags, now))
+            .unwrap_or_else(|| {
+                cx.engine
+                    .verdict_for_category(Category::SelfHostedRuntime, &who, None, &flags, now)
+            });
         let rule = match by {
             DecidedBy::Exception(r) => format!("exception:{}", r.id),
             DecidedBy::Rule(r) => format!("rule:{}", r.id),
@@ -349,5 +361,50 @@ mod tests {
         assert_eq!((rf.reported.len(), rf.beyond.len()), (5, 0));
         assert_eq!(rf.due(&report(vec![]), &cx), (vec![], 0));
         assert!(rf.reported.is_empty());
+    }
+
+    #[test]
+    fn a_runtime_with_a_catalogue_service_is_judged_as_that_service() {
+        // Ollama is allowed by name; every other runtime falls to the category's rule.
+        let e = engine(
+            "mode = \"monitor\"\ndefault_verdict = \"tolerated\"\n\n\
+             [[rules]]\nid = \"ollama-ok\"\nverdict = \"sanctioned\"\nservices = [\"ollama\"]\n\n\
+             [[rules]]\nid = \"no-runtimes\"\nverdict = \"unsanctioned\"\ncategories = [\"self_hosted_runtime\"]\n",
+        );
+        let cx = cx(&e);
+        let mut rf = RuntimeFindings::new("h".into(), "h".into());
+        let of = |id: &str, kind: &str, pid: u32| Runtime {
+            kind: kind.into(),
+            ..runtime(id, pid, Some("127.0.0.1"))
+        };
+        let (f, _) = rf.due(
+            &report(vec![
+                of("o", "ollama", 1),
+                of("v", "vllm", 2),
+                of("s", "sglang", 3),
+            ]),
+            &cx,
+        );
+        let verdict = |kind: &str| {
+            let x = f
+                .iter()
+                .find(|x| x.service_id == format!("runtime:{kind}"))
+                .unwrap_or_else(|| panic!("no finding for {kind}: {f:?}"));
+            (x.verdict, x.rule.clone())
+        };
+        assert_eq!(
+            verdict("ollama"),
+            (Verdict::Sanctioned, "rule:ollama-ok".into())
+        );
+        // vLLM has a catalogue service no rule names: its category decides.
+        assert_eq!(
+            verdict("vllm"),
+            (Verdict::Unsanctioned, "rule:no-runtimes".into())
+        );
+        // SGLang has none: the category's rules, as before.
+        assert_eq!(
+            verdict("sglang"),
+            (Verdict::Unsanctioned, "rule:no-runtimes".into())
+        );
     }
 }

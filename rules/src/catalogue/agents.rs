@@ -14,6 +14,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::catalogue::{Category, Service};
 use crate::error::RulesError;
 use crate::report::Report;
 
@@ -120,6 +121,11 @@ pub struct RuntimeHint {
     /// runtime whatever the process (an OpenAI-compatible server copying Ollama's port).
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// The catalogue's service for this runtime (category `self_hosted_runtime`), if it has
+    /// one: the policy then judges the runtime as that service, so rules naming it (or its
+    /// jurisdiction) apply, not only rules naming the category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     pub source: String,
 }
 
@@ -294,18 +300,48 @@ fn check_runtime(r: &RuntimeHint) -> Option<String> {
 }
 
 /// Every problem of hints that did not come from a file (a bundle).
-pub(crate) fn check_all(h: &InventoryHints) -> Vec<String> {
+pub(crate) fn check_all(h: &InventoryHints, services: &[Service]) -> Vec<String> {
     h.agent
         .iter()
         .filter_map(check_agent)
         .chain(h.launcher.iter().filter_map(check_launcher))
         .chain(h.runtime.iter().filter_map(check_runtime))
+        .chain(
+            h.runtime
+                .iter()
+                .filter_map(|r| check_runtime_service(r, services)),
+        )
         .collect()
+}
+
+/// A runtime's `service` must name a catalogue service of category `self_hosted_runtime`
+/// (`services` sorted by id).
+fn check_runtime_service(r: &RuntimeHint, services: &[Service]) -> Option<String> {
+    let id = r.service.as_deref()?;
+    let found = services
+        .binary_search_by(|s| s.id.as_str().cmp(id))
+        .ok()
+        .and_then(|i| services.get(i));
+    match found {
+        None => Some(format!(
+            "runtime `{}`: service `{id}` is not in the catalogue",
+            r.kind
+        )),
+        Some(s) if s.category != Category::SelfHostedRuntime => Some(format!(
+            "runtime `{}`: service `{id}` is of category `{}`, not `self_hosted_runtime`",
+            r.kind, s.category
+        )),
+        Some(_) => None,
+    }
 }
 
 /// Reads `_agents.toml` from `dir`: a missing file is a warning, a bad entry an error at
 /// its line (the entry is left out), a kind listed twice likewise.
-pub(crate) fn load(dir: &Path, report: &mut Report) -> Result<InventoryHints, RulesError> {
+pub(crate) fn load(
+    dir: &Path,
+    report: &mut Report,
+    services: &[Service],
+) -> Result<InventoryHints, RulesError> {
     let Some((file, sm)) = super::listfile::read::<HintsFile>(
         dir,
         AGENTS_FILE,
@@ -339,7 +375,7 @@ pub(crate) fn load(dir: &Path, report: &mut Report) -> Result<InventoryHints, Ru
     for r in file.runtime {
         let off = r.span().start;
         let r = r.into_inner();
-        if let Some(m) = check_runtime(&r) {
+        if let Some(m) = check_runtime(&r).or_else(|| check_runtime_service(&r, services)) {
             report.push(sm.error(Some(off), m));
         } else if out.runtime.iter().any(|o| o.kind == r.kind) {
             report.push(sm.error(Some(off), format!("runtime kind `{}` listed twice", r.kind)));
@@ -361,9 +397,24 @@ mod tests {
     #[test]
     fn shipped_hints_load_without_problems() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
-        let mut r = Report::default();
-        let h = load(&dir, &mut r).unwrap();
+        let (cat, r) = crate::catalogue::load_dir_report(&dir).unwrap();
         assert_eq!(r.error_count(), 0, "{r:?}");
+        let h = &cat.inventory_hints;
+        // Every runtime the catalogue has a service for is tied to it.
+        for id in [
+            "ollama",
+            "vllm",
+            "llama-cpp-server",
+            "lm-studio",
+            "text-generation-inference",
+            "localai",
+            "koboldcpp",
+        ] {
+            assert!(
+                h.runtime.iter().any(|r| r.service.as_deref() == Some(id)),
+                "no runtime hint names the service `{id}`"
+            );
+        }
         assert!(h.agent.iter().any(|a| a.kind == "gemini-cli"));
         assert!(h.launcher.iter().any(|l| l.name == "npx"));
         assert!(h.runtime.iter().any(|r| r.ports.contains(&11434)));
@@ -381,7 +432,7 @@ mod tests {
         )
         .unwrap();
         let mut r = Report::default();
-        let h = load(dir.path(), &mut r).unwrap();
+        let h = load(dir.path(), &mut r, &[]).unwrap();
         assert_eq!(h.agent.len(), 1);
         assert!(h.runtime.is_empty());
         assert_eq!(r.error_count(), 2);
@@ -391,5 +442,50 @@ mod tests {
             .find(|d| d.message.contains("looks like a secret"))
             .unwrap();
         assert!((8..=14).contains(&secret.line), "{secret}");
+    }
+
+    #[test]
+    fn a_runtime_service_must_be_a_catalogued_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(AGENTS_FILE),
+            "[[runtime]]\nkind = \"good\"\nname = \"G\"\nexe = [\"g\"]\nservice = \"ollama\"\nsource = \"s\"\n\n\
+             [[runtime]]\nkind = \"ghost\"\nname = \"X\"\nexe = [\"x\"]\nservice = \"no-such\"\nsource = \"s\"\n\n\
+             [[runtime]]\nkind = \"api\"\nname = \"A\"\nexe = [\"a\"]\nservice = \"openai\"\nsource = \"s\"\n",
+        )
+        .unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue");
+        let services = crate::catalogue::load_dir_report(&shipped)
+            .unwrap()
+            .0
+            .services;
+        let mut r = Report::default();
+        let h = load(dir.path(), &mut r, &services).unwrap();
+        assert_eq!(
+            h.runtime
+                .iter()
+                .map(|r| r.kind.as_str())
+                .collect::<Vec<_>>(),
+            ["good"]
+        );
+        assert_eq!(r.error_count(), 2, "{r:?}");
+        let at = |needle: &str| {
+            r.diagnostics
+                .iter()
+                .find(|d| d.message.contains(needle))
+                .unwrap_or_else(|| panic!("no diagnostic with {needle}: {r:?}"))
+                .line
+        };
+        assert_eq!(at("`no-such` is not in the catalogue"), 8);
+        assert_eq!(at("of category `chat_assistant`"), 15);
+        // A catalogue from a bundle gets the same check.
+        let bad = InventoryHints {
+            runtime: vec![RuntimeHint {
+                service: Some("openai".into()),
+                ..h.runtime[0].clone()
+            }],
+            ..InventoryHints::default()
+        };
+        assert_eq!(check_all(&bad, &services).len(), 1);
     }
 }

@@ -190,7 +190,7 @@ impl Catalogue {
             }
         }
         errs.extend(resolvers::check_all(&self.local_resolvers));
-        errs.extend(agents::check_all(&self.inventory_hints));
+        errs.extend(agents::check_all(&self.inventory_hints, &self.services));
         if errs.is_empty() { Ok(m) } else { Err(errs) }
     }
 }
@@ -234,7 +234,6 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
 
     let benign = benign::load(dir, &mut report)?;
     let local_resolvers = resolvers::load(dir, &mut report)?;
-    let inventory_hints = agents::load(dir, &mut report)?;
 
     let mut parsed: Vec<(Service, Spans, SourceMap)> = Vec::new();
     for path in files.iter().filter(|p| {
@@ -282,6 +281,7 @@ pub fn load_dir_report(dir: &Path) -> Result<(Catalogue, Report), RulesError> {
         check_shared(svc, spans, sm, &shared, &mut report);
     }
     let services: Vec<Service> = keep.iter().map(|k| k.0.clone()).collect();
+    let inventory_hints = agents::load(dir, &mut report, &services)?;
     match Matcher::build(&services) {
         Err(problems) => {
             for BuildProblem {
