@@ -118,9 +118,10 @@ pub struct SensorSection {
     /// The kernel reports a (process, destination) connection, and a DNS message identical
     /// (but its ID) to one of the same process and direction, once per this many seconds
     /// (0: every one). At most `agent.window_secs`: a longer one would keep a use that goes
-    /// on out of the next findings window.
-    #[serde(default = "default_dedup_secs")]
-    pub dedup_secs: u64,
+    /// on out of the next findings window. Unset: 10, or the window when shorter (see
+    /// [`AgentConfig::dedup_secs`]).
+    #[serde(default)]
+    pub dedup_secs: Option<u64>,
 }
 
 impl Default for SensorSection {
@@ -128,7 +129,7 @@ impl Default for SensorSection {
         Self {
             dns_ports: default_dns_ports(),
             ring_buffer_mib: default_ring_mib(),
-            dedup_secs: default_dedup_secs(),
+            dedup_secs: None,
         }
     }
 }
@@ -148,10 +149,6 @@ impl SensorSection {
 
 fn default_ring_mib() -> u32 {
     crate::sensor::RING_BYTES >> 20
-}
-
-fn default_dedup_secs() -> u64 {
-    crate::sensor::SensorOptions::default().dedup.as_secs()
 }
 
 fn default_state_dir() -> PathBuf {
@@ -290,6 +287,17 @@ impl AgentConfig {
         Self::parse(path, &text)
     }
 
+    /// The kernel's de-dup window: `sensor.dedup_secs`, else the sensor's default (10 s)
+    /// or the findings window when that is shorter.
+    pub fn dedup_secs(&self) -> u64 {
+        self.sensor.dedup_secs.unwrap_or_else(|| {
+            crate::sensor::SensorOptions::default()
+                .dedup
+                .as_secs()
+                .min(self.agent.window_secs)
+        })
+    }
+
     fn check(&self, path: &Path) -> Result<(), AgentError> {
         let bad = |reason: String| {
             Err(AgentError::Config {
@@ -312,10 +320,12 @@ impl AgentConfig {
         if let Err(reason) = self.sensor.ring_bytes() {
             return bad(reason);
         }
-        if self.sensor.dedup_secs > self.agent.window_secs {
+        if let Some(d) = self.sensor.dedup_secs
+            && d > self.agent.window_secs
+        {
             return bad(format!(
-                "sensor.dedup_secs: {} is longer than agent.window_secs ({}): a use that goes on would be missing from the next findings window",
-                self.sensor.dedup_secs, self.agent.window_secs
+                "sensor.dedup_secs: {d} is longer than agent.window_secs ({}): a use that goes on would be missing from the next findings window",
+                self.agent.window_secs
             ));
         }
         if let Some(c) = &self.collector
@@ -369,21 +379,16 @@ mod tests {
     #[test]
     fn the_dedup_window_defaults_to_the_sensors_and_fits_in_the_findings_window() {
         let with = |extra: &str| parse(&format!("[rules]\ncatalogue = \"/c\"\n{extra}"));
-        assert_eq!(with("").unwrap().sensor.dedup_secs, 10);
-        assert_eq!(
-            with("[sensor]\ndedup_secs = 0\n")
-                .unwrap()
-                .sensor
-                .dedup_secs,
-            0
-        );
+        assert_eq!(with("").unwrap().dedup_secs(), 10);
+        assert_eq!(with("[sensor]\ndedup_secs = 0\n").unwrap().dedup_secs(), 0);
         assert_eq!(
             with("[agent]\nwindow_secs = 60\n[sensor]\ndedup_secs = 60\n")
                 .unwrap()
-                .sensor
-                .dedup_secs,
+                .dedup_secs(),
             60
         );
+        // Unset, with a findings window shorter than the default: the window.
+        assert_eq!(with("[agent]\nwindow_secs = 4\n").unwrap().dedup_secs(), 4);
         let e = with("[agent]\nwindow_secs = 30\n[sensor]\ndedup_secs = 31\n").unwrap_err();
         assert!(
             e.contains("sensor.dedup_secs: 31") && e.contains("(30)"),
