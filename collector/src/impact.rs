@@ -97,6 +97,21 @@ pub fn affected(
     }
 }
 
+/// The service ids under which findings of `service_id` are stored: its own, and
+/// `runtime:<kind>` for each local runtime the catalogue ties to it (`service` in
+/// `_agents.toml`): a listening runtime is a finding of its own, judged as the service.
+pub fn finding_services(cat: &Catalogue, service_id: &str) -> Vec<String> {
+    std::iter::once(service_id.to_owned())
+        .chain(
+            cat.inventory_hints
+                .runtime
+                .iter()
+                .filter(|h| h.service.as_deref() == Some(service_id))
+                .map(|h| format!("runtime:{}", h.kind)),
+        )
+        .collect()
+}
+
 /// The finding query for one service over the impact window.
 pub fn query(service_id: &str, now_ms: i64) -> FindingQuery {
     FindingQuery {

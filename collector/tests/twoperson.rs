@@ -591,6 +591,50 @@ async fn a_proposal_shows_its_impact_before_approval() {
     assert_eq!(a.hosts, ["host-a.example"]);
     assert_eq!(a.users, ["alice"]);
     assert_eq!(a.processes, ["/usr/bin/python3"]);
+    // A runtime the catalogue ties to a service (Ollama listening on host-a) is affected by
+    // a decision on that service: its finding (`runtime:ollama`) is counted under it.
+    let mut listener = common::finding(
+        "f2",
+        "host-a",
+        "runtime:ollama",
+        Verdict::Tolerated,
+        "ollama",
+        now - 60_000,
+    );
+    listener.category = "self_hosted_runtime".into();
+    listener.process.exe = "/usr/local/bin/ollama".into();
+    e.srv
+        .client(Some(&lab))
+        .ingest(&IngestBatch {
+            batch_id: "b2".into(),
+            findings: vec![listener],
+        })
+        .await
+        .unwrap();
+    let r = e
+        .alice
+        .propose(&ProposalRequest {
+            service_id: "ollama".into(),
+            verdict: Verdict::Blocked,
+            scope: PolicyScope::Fleet,
+            reason: "no unreviewed local models".into(),
+        })
+        .await
+        .unwrap();
+    let view = e.bob.proposal_impact(r.id).await.unwrap();
+    let o = view
+        .affected
+        .iter()
+        .find(|a| a.service_id == "ollama")
+        .unwrap_or_else(|| panic!("the runtime's finding is not counted: {view:?}"));
+    assert_eq!(
+        (o.findings, o.users.as_slice(), o.processes.as_slice()),
+        (
+            1,
+            &["ollama".to_string()][..],
+            &["/usr/local/bin/ollama".to_string()][..]
+        )
+    );
     // a fleet-wide proposal reaches both hosts
     let q = e
         .alice

@@ -117,10 +117,14 @@ pub async fn impact(
     let services: BTreeSet<String> = changes.iter().map(|c| c.service_id.clone()).collect();
     let mut affected = Vec::new();
     for svc in services {
-        let q = impact::query(&svc, now);
-        let (found, _) = st
-            .db(move |s| s.search(&q, impact::FINDINGS_PER_SERVICE, None))
-            .await?;
+        let mut found = Vec::new();
+        for id in impact::finding_services(&cat, &svc) {
+            let q = impact::query(&id, now);
+            let (f, _) = st
+                .db(move |s| s.search(&q, impact::FINDINGS_PER_SERVICE, None))
+                .await?;
+            found.extend(f);
+        }
         let a = impact::affected(&svc, &found, hosts.as_ref());
         if a.findings > 0 {
             affected.push(a);
