@@ -1,4 +1,5 @@
-//! cgroup_skb egress/ingress: capture the packets that can carry a name, nothing else.
+//! cgroup_skb egress/ingress: capture the packets that can carry a name, nothing else — and
+//! count every packet's payload bytes for its socket (`bytes.rs`), from the same header parse.
 //!
 //! Packets start at the IP header here. Per socket cookie, `FLOWS` remembers whether a TCP
 //! flow is a TLS handshake still being captured, or done (not TLS, or enough bytes seen),
@@ -16,8 +17,8 @@ use shadowai_common::{
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
 use crate::{
-    config, count_drop, dnsdedup, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS, DNS_PORTS,
-    EVENTS, FLOWS,
+    bytes, config, count_drop, dnsdedup, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS,
+    DNS_PORTS, EVENTS, FLOWS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -71,6 +72,10 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     if p.len == 0 {
         return Ok(false);
     }
+    // SAFETY: ctx.skb is the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    // Counted before anything is decided: a packet dropped below counts too.
+    bytes::count(cookie, p.len, direction == dir::EGRESS);
     let is_dns = dns_port(if direction == dir::EGRESS {
         p.meta.dport
     } else {
@@ -81,16 +86,12 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     // (one lookup per UDP datagram).
     if direction != dir::EGRESS && !is_dns {
         if p.meta.protocol == IPPROTO_UDP && deciding_names() {
-            // SAFETY: ctx.skb is the program's context.
-            let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
             let held = quic_held(cookie, prog_id);
             // A Version Negotiation packet is how the agent turns a refused client away.
             return Ok(held && !is_version_negotiation(ctx, p.off));
         }
         return Ok(false);
     }
-    // SAFETY: ctx.skb is the program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     p.meta.cookie = cookie;
 
     if p.meta.protocol == IPPROTO_UDP {
