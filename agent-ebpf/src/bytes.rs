@@ -13,7 +13,10 @@
 //! - `bytes_release` (cgroup/sock_release): when the socket is closed, its final counters go
 //!   to userspace through `BYTES_CLOSED` and its entry is deleted, so the map holds live
 //!   sockets only. Bytes a socket still sends after close() (an orphaned send queue) are
-//!   not counted.
+//!   not counted. A socket whose owner storage (`owners.rs`) is not marked `counted` never
+//!   had counters and is skipped: [`count`] marks it before inserting a socket's first
+//!   counters; UDP sockets are marked from their first sendmsg() (they may have counted
+//!   datagrams before they had storage); sockets without storage are always looked up.
 //!
 //! `SOCK_BYTES` is an LRU map: a flood of sockets evicts the least recently active ones, never
 //! a busy upload. Every refused insert or full ring is counted in `BYTES_LOST`.
@@ -23,9 +26,11 @@ use aya_ebpf::{
     helpers::generated::bpf_get_socket_cookie,
     macros::{cgroup_sock, map},
     maps::{LruHashMap, PerCpuArray, RingBuf},
-    programs::SockContext,
+    programs::{SkBuffContext, SockContext},
 };
 use shadowai_common::bytes::{lost, SockBytes, SockClosed};
+
+use crate::owners;
 
 /// Socket cookie → payload bytes so far.
 #[map]
@@ -46,6 +51,12 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 
 #[cgroup_sock(sock_release)]
 pub fn bytes_release(ctx: SockContext) -> i32 {
+    // A socket whose storage says it never carried payload has nothing to look up (most
+    // client TCP sockets that only connect: one storage read instead of a cookie and a
+    // miss in a 65,536-entry table).
+    if owners::uncounted(&ctx) {
+        return ALLOW;
+    }
     // SAFETY: the context pointer is valid for the duration of the program.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     // SAFETY: a copy is taken at once; a concurrent add after it is lost with the socket.
@@ -75,10 +86,13 @@ fn count_lost(slot: u32) {
 /// insert for the socket's first payload packet. `cookie` is the packet's socket cookie
 /// (`bpf_get_socket_cookie` of the skb, which the capture program needs too).
 #[inline(always)]
-pub fn count(cookie: u64, n: u32, egress: bool) {
+pub fn count(ctx: &SkBuffContext, cookie: u64, n: u32, egress: bool) {
     if add(cookie, n, egress) {
         return;
     }
+    // Marked before the insert: a release racing with it looks the counters up, as it did
+    // before the mark existed (see `owners::uncounted`).
+    owners::mark_counted(ctx);
     let b = if egress {
         SockBytes {
             bytes_out: n as u64,

@@ -75,7 +75,7 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     // SAFETY: ctx.skb is the program's context.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     // Counted before anything is decided: a packet dropped below counts too.
-    bytes::count(cookie, p.len, direction == dir::EGRESS);
+    bytes::count(ctx, cookie, p.len, direction == dir::EGRESS);
     let is_dns = dns_port(if direction == dir::EGRESS {
         p.meta.dport
     } else {

@@ -6,7 +6,9 @@
 //! entry of each socket cookie with bpftool: the dropped query's bytes are counted as
 //! sent (as they were when the count had cgroup programs of its own, which the kernel ran
 //! whatever the capture program decided), the allowed one's bytes out and the answer's
-//! bytes in exactly.
+//! bytes in exactly; a TCP connection's 1,000 bytes out too. Once the sockets are closed
+//! every entry is gone: `bytes_release` found them all (it skips sockets whose owner
+//! storage says they never had counters).
 //!
 //! Needs root (eBPF, namespaces) and bpftool (`.ci/deps/usage.sh`).
 
@@ -24,8 +26,9 @@ use serde_json::Value;
 use shadowai_tests::enforce::Setup;
 use shadowai_tests::{Daemon, Topology, serial};
 
-/// One UDP socket per name, connected to the resolver: one query each, the answer read,
-/// the sockets' cookies and sizes printed, then held open until stdin says so.
+/// One UDP socket per name, connected to the resolver: one query each, the answer read;
+/// one TCP connection that sends 1,000 bytes; the sockets' cookies and sizes printed, then
+/// held open until stdin says so.
 const CLIENT: &str = r#"
 import errno, json, socket, struct, sys
 SO_COOKIE = 57
@@ -51,6 +54,11 @@ for tag, name in (("blocked", "api.deepseek.com"), ("allowed", "api.openai.com")
         r["send"] = errno.errorcode.get(e.errno, str(e.errno))
     out[tag] = r
     held.append(s)
+t = socket.create_connection((resolver, 443), timeout=5)
+t.sendall(b"\0" * 1000)
+cookie = struct.unpack("<Q", t.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
+out["tcp"] = {"cookie": cookie, "sent": 1000}
+held.append(t)
 print(json.dumps(out), flush=True)
 sys.stdin.readline()
 "#;
@@ -223,10 +231,18 @@ fn dropped_and_delivered_datagrams_are_counted_exactly_per_socket() {
         client.out
     );
 
-    // Closed: the entries go (their final counts to the agent's ring).
+    let tcp = client.field("tcp", "cookie");
+    let (tcp_out, _) = sock_bytes(map, tcp).expect("the TCP socket's counters");
+    assert_eq!(tcp_out, 1000, "{}", client.out);
+
+    // Closed: every entry goes, its final counts to the agent's ring — the TCP socket's
+    // too, whose release finds the counters through the mark in its owner storage.
     drop(client);
     let gone = Instant::now() + Duration::from_secs(10);
-    while sock_bytes(map, blocked).is_some() || sock_bytes(map, allowed).is_some() {
+    while [blocked, allowed, tcp]
+        .iter()
+        .any(|c| sock_bytes(map, *c).is_some())
+    {
         assert!(
             Instant::now() < gone,
             "SOCK_BYTES still holds closed sockets after 10 s"
