@@ -413,51 +413,60 @@ fn is_quic_initial(ctx: &SkBuffContext, off: u32) -> Result<bool, i64> {
 }
 
 /// Parses IPv4/IPv6 + TCP/UDP headers. `None` for anything else (and fragments).
+///
+/// Each header is read with one `bpf_skb_load_bytes` (IPv4: 20 bytes; IPv6: 2 × 20; then
+/// the L4 fields), not one call per field: every packet pays this parse, including the
+/// payload-less ones (SYN, ACK, FIN, RST) that end here, and a helper call costs more than
+/// copying a few more bytes.
 #[inline(always)]
 fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     let total = ctx.len();
-    let b0: u8 = ctx.load(0)?;
+    let ip: [u8; 20] = ctx.load(0)?;
     let mut meta = PacketMeta {
         direction,
         ..PacketMeta::default()
     };
     let l4: u32;
-    match b0 >> 4 {
+    match ip[0] >> 4 {
         4 => {
-            let ihl = ((b0 & 0x0f) as u32) * 4;
+            let ihl = ((ip[0] & 0x0f) as u32) * 4;
             if ihl < 20 {
                 return Ok(None);
             }
-            let frag: [u8; 2] = ctx.load(6)?;
-            if (((frag[0] as u16) << 8) | frag[1] as u16) & 0x1fff != 0 {
+            if (((ip[6] as u16) << 8) | ip[7] as u16) & 0x1fff != 0 {
                 return Ok(None);
             }
-            meta.protocol = ctx.load(9)?;
-            let addrs: [u8; 8] = ctx.load(12)?;
-            meta.saddr[0..4].copy_from_slice(&addrs[0..4]);
-            meta.daddr[0..4].copy_from_slice(&addrs[4..8]);
+            meta.protocol = ip[9];
+            meta.saddr[0..4].copy_from_slice(&ip[12..16]);
+            meta.daddr[0..4].copy_from_slice(&ip[16..20]);
             meta.family = 4;
             l4 = ihl;
         }
         6 => {
-            meta.protocol = ctx.load(6)?;
-            meta.saddr = ctx.load(8)?;
-            meta.daddr = ctx.load(24)?;
+            let rest: [u8; 20] = ctx.load(20)?;
+            meta.protocol = ip[6];
+            meta.saddr[0..12].copy_from_slice(&ip[8..20]);
+            meta.saddr[12..16].copy_from_slice(&rest[0..4]);
+            meta.daddr.copy_from_slice(&rest[4..20]);
             meta.family = 6;
             l4 = 40;
         }
         _ => return Ok(None),
     }
-    let ports: [u8; 4] = ctx.load(l4 as usize)?;
-    meta.sport = ((ports[0] as u16) << 8) | ports[1] as u16;
-    meta.dport = ((ports[2] as u16) << 8) | ports[3] as u16;
     let off = match meta.protocol {
-        IPPROTO_UDP => l4 + 8,
+        IPPROTO_UDP => {
+            let ports: [u8; 4] = ctx.load(l4 as usize)?;
+            meta.sport = ((ports[0] as u16) << 8) | ports[1] as u16;
+            meta.dport = ((ports[2] as u16) << 8) | ports[3] as u16;
+            l4 + 8
+        }
         IPPROTO_TCP => {
-            let seq: [u8; 4] = ctx.load(l4 as usize + 4)?;
-            meta.tcp_seq = u32::from_be_bytes(seq);
-            let doff: u8 = ctx.load(l4 as usize + 12)?;
-            l4 + ((doff >> 4) as u32) * 4
+            // Ports, sequence number, and the data offset (byte 12).
+            let tcp: [u8; 13] = ctx.load(l4 as usize)?;
+            meta.sport = ((tcp[0] as u16) << 8) | tcp[1] as u16;
+            meta.dport = ((tcp[2] as u16) << 8) | tcp[3] as u16;
+            meta.tcp_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+            l4 + ((tcp[12] >> 4) as u32) * 4
         }
         _ => return Ok(None),
     };
