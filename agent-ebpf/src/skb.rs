@@ -421,7 +421,7 @@ fn is_quic_initial(ctx: &SkBuffContext, off: u32) -> Result<bool, i64> {
 #[inline(always)]
 fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     let total = ctx.len();
-    let ip: [u8; 20] = ctx.load(0)?;
+    let ip: [u8; 20] = header(ctx, 0)?;
     let mut meta = PacketMeta {
         direction,
         ..PacketMeta::default()
@@ -443,7 +443,7 @@ fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
             l4 = ihl;
         }
         6 => {
-            let rest: [u8; 20] = ctx.load(20)?;
+            let rest: [u8; 20] = header(ctx, 20)?;
             meta.protocol = ip[6];
             meta.saddr[0..12].copy_from_slice(&ip[8..20]);
             meta.saddr[12..16].copy_from_slice(&rest[0..4]);
@@ -455,14 +455,14 @@ fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     }
     let off = match meta.protocol {
         IPPROTO_UDP => {
-            let ports: [u8; 4] = ctx.load(l4 as usize)?;
+            let ports: [u8; 4] = header(ctx, l4 as usize)?;
             meta.sport = ((ports[0] as u16) << 8) | ports[1] as u16;
             meta.dport = ((ports[2] as u16) << 8) | ports[3] as u16;
             l4 + 8
         }
         IPPROTO_TCP => {
             // Ports, sequence number, and the data offset (byte 12).
-            let tcp: [u8; 13] = ctx.load(l4 as usize)?;
+            let tcp: [u8; 13] = header(ctx, l4 as usize)?;
             meta.sport = ((tcp[0] as u16) << 8) | tcp[1] as u16;
             meta.dport = ((tcp[2] as u16) << 8) | tcp[3] as u16;
             meta.tcp_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
@@ -476,6 +476,22 @@ fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     let len = total - off;
     meta.wire_len = len;
     Ok(Some(Parsed { meta, off, len }))
+}
+
+/// `N` header bytes at `off`: read in place when they are in the packet's linear area (no
+/// helper call; the IP and TCP/UDP headers always are, on both hooks), else copied with
+/// `bpf_skb_load_bytes`.
+#[inline(always)]
+fn header<const N: usize>(ctx: &SkBuffContext, off: usize) -> Result<[u8; N], i64> {
+    let skb: *mut __sk_buff = ctx.skb.skb;
+    // SAFETY: reading fields of the program's own context.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    let p = data + off;
+    if p + N <= end {
+        // SAFETY: [p, p + N) lies within [data, data_end), checked just above.
+        return Ok(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) });
+    }
+    ctx.load(off)
 }
 
 /// Copies a struct eight bytes at a time with volatile stores. A plain assignment of a struct
