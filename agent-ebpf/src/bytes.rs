@@ -1,15 +1,22 @@
 //! Byte accounting per socket: L4 payload bytes out and in, keyed by socket cookie, for the
 //! agent to attribute to AI uses. Sizes only — no payload byte is ever read.
 //!
-//! - `bytes_egress` / `bytes_ingress` (cgroup_skb at the cgroup2 root, beside the capture
-//!   programs): parse the IP and TCP/UDP headers, and for a packet with payload do one hash
-//!   lookup and one add (one insert for a socket's first payload packet). Under GSO/GRO
-//!   a packet here is a whole super-segment with one set of headers, so the payload is the
-//!   packet length minus those headers, as a capture on the wire adds it up.
+//! - [`count`], called by the capture programs `skb_egress` / `skb_ingress` (`skb.rs`) right
+//!   after their header parse and before they decide anything: for a packet with payload,
+//!   one hash lookup and one add (one insert for a socket's first payload packet). Every
+//!   packet with payload is counted, the ones those programs then drop too — as when the
+//!   count had cgroup_skb programs of its own, which the kernel ran whatever the capture
+//!   program returned. Under GSO/GRO a packet here is a whole super-segment with one set
+//!   of headers, so the payload is the packet length minus those headers, as a capture on
+//!   the wire adds it up. (Folded into the capture programs: one program run and one
+//!   header parse per packet and direction instead of two.)
 //! - `bytes_release` (cgroup/sock_release): when the socket is closed, its final counters go
 //!   to userspace through `BYTES_CLOSED` and its entry is deleted, so the map holds live
 //!   sockets only. Bytes a socket still sends after close() (an orphaned send queue) are
-//!   not counted.
+//!   not counted. A socket whose owner storage (`owners.rs`) is not marked `counted` never
+//!   had counters and is skipped: [`count`] marks it before inserting a socket's first
+//!   counters; UDP sockets are marked from their first sendmsg() (they may have counted
+//!   datagrams before they had storage); sockets without storage are always looked up.
 //!
 //! `SOCK_BYTES` is an LRU map: a flood of sockets evicts the least recently active ones, never
 //! a busy upload. Every refused insert or full ring is counted in `BYTES_LOST`.
@@ -17,11 +24,13 @@
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::generated::bpf_get_socket_cookie,
-    macros::{cgroup_skb, cgroup_sock, map},
+    macros::{cgroup_sock, map},
     maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{SkBuffContext, SockContext},
 };
 use shadowai_common::bytes::{lost, SockBytes, SockClosed};
+
+use crate::owners;
 
 /// Socket cookie → payload bytes so far.
 #[map]
@@ -35,34 +44,19 @@ static BYTES_CLOSED: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 #[map]
 static BYTES_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(lost::SLOTS, 0);
 
-/// cgroup_skb: let the packet through.
-const PASS: i32 = 1;
 /// cgroup_sock: allow.
 const ALLOW: i32 = 1;
 /// The agent drains on a timer: never wake it per record.
 const BPF_RB_NO_WAKEUP: u64 = 1;
 
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-
-#[cgroup_skb]
-pub fn bytes_egress(ctx: SkBuffContext) -> i32 {
-    if let Some(n) = payload_len(&ctx) {
-        count(&ctx, n, true);
-    }
-    PASS
-}
-
-#[cgroup_skb]
-pub fn bytes_ingress(ctx: SkBuffContext) -> i32 {
-    if let Some(n) = payload_len(&ctx) {
-        count(&ctx, n, false);
-    }
-    PASS
-}
-
 #[cgroup_sock(sock_release)]
 pub fn bytes_release(ctx: SockContext) -> i32 {
+    // A socket whose storage says it never carried payload has nothing to look up (most
+    // client TCP sockets that only connect: one storage read instead of a cookie and a
+    // miss in a 65,536-entry table).
+    if owners::uncounted(&ctx) {
+        return ALLOW;
+    }
     // SAFETY: the context pointer is valid for the duration of the program.
     let cookie = unsafe { bpf_get_socket_cookie(ctx.sock.cast()) };
     // SAFETY: a copy is taken at once; a concurrent add after it is lost with the socket.
@@ -88,48 +82,17 @@ fn count_lost(slot: u32) {
     }
 }
 
-/// L4 payload bytes of this packet (`None` for no payload, fragments, other protocols).
-/// The packet starts at the IP header.
+/// Adds `n` payload bytes of one packet to the socket's counters: one lookup and one add; an
+/// insert for the socket's first payload packet. `cookie` is the packet's socket cookie
+/// (`bpf_get_socket_cookie` of the skb, which the capture program needs too).
 #[inline(always)]
-fn payload_len(ctx: &SkBuffContext) -> Option<u32> {
-    let total = ctx.len();
-    let b0: u8 = ctx.load(0).ok()?;
-    let (l4, proto) = match b0 >> 4 {
-        4 => {
-            let ihl = ((b0 & 0x0f) as u32) * 4;
-            let frag: [u8; 2] = ctx.load(6).ok()?;
-            // A non-first fragment has no L4 header: not counted (rare for TCP/UDP here).
-            if ihl < 20 || (((frag[0] as u16) << 8) | frag[1] as u16) & 0x1fff != 0 {
-                return None;
-            }
-            (ihl, ctx.load::<u8>(9).ok()?)
-        }
-        6 => (40, ctx.load::<u8>(6).ok()?),
-        _ => return None,
-    };
-    let hdr = match proto {
-        IPPROTO_TCP => {
-            let doff: u8 = ctx.load(l4 as usize + 12).ok()?;
-            ((doff >> 4) as u32) * 4
-        }
-        IPPROTO_UDP => 8,
-        _ => return None,
-    };
-    let off = l4 + hdr;
-    if total <= off {
-        return None;
-    }
-    Some(total - off)
-}
-
-/// One lookup and one add; an insert for the socket's first payload packet.
-#[inline(always)]
-fn count(ctx: &SkBuffContext, n: u32, egress: bool) {
-    // SAFETY: ctx.skb is the program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+pub fn count(ctx: &SkBuffContext, cookie: u64, n: u32, egress: bool) {
     if add(cookie, n, egress) {
         return;
     }
+    // Marked before the insert: a release racing with it looks the counters up, as it did
+    // before the mark existed (see `owners::uncounted`).
+    owners::mark_counted(ctx);
     let b = if egress {
         SockBytes {
             bytes_out: n as u64,

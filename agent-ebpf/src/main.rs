@@ -6,7 +6,9 @@
 //!   a name — DNS on watched ports, the first handshake bytes of TCP flows that start with a
 //!   TLS ClientHello record, QUIC long-header Initials — stamped with the socket's owner.
 //!   A UDP DNS message repeating one of the same owner within the de-dup window is only
-//!   counted (`dnsdedup.rs`).
+//!   counted (`dnsdedup.rs`). The same programs, from the same header parse, count every
+//!   packet's payload bytes per socket (`bytes.rs`); `bytes_release` (cgroup sock_release)
+//!   hands a closed socket's final counts to userspace.
 //! - `sys_enter_execve(at)` + `sched_process_exec` + `sched_process_exit` tracepoints: the
 //!   exe path and argv of every new program, so short-lived processes keep their identity.
 //! - `sched_process_fork` tracepoint (`lineage.rs`): child → parent, for lineage that

@@ -13,7 +13,7 @@ use aya_ebpf::{
     btf_maps::SkStorage,
     helpers::generated::{bpf_sk_fullsock, bpf_sk_storage_get},
     macros::btf_map,
-    programs::{SkBuffContext, SockAddrContext},
+    programs::{SkBuffContext, SockAddrContext, SockContext},
 };
 use shadowai_common::SockOwner;
 
@@ -30,8 +30,13 @@ fn map() -> *mut core::ffi::c_void {
 /// Records `owner` for the socket of a sock_addr hook: creates its storage on the socket's
 /// first connect()/sendmsg(), overwrites it in place after. `false`: the kernel could not
 /// allocate the storage (the event still carries the owner; its packets will not).
+///
+/// The storage's `counted` mark survives the overwrite. A TCP socket's storage starts
+/// unmarked (connect() comes before any payload; the byte count marks it at its first
+/// payload packet), a UDP socket's marked: it may have received datagrams before its first
+/// sendmsg(), counted while it had no storage to mark.
 #[inline(always)]
-pub fn record(ctx: &SockAddrContext, owner: &SockOwner) -> bool {
+pub fn record(ctx: &SockAddrContext, owner: &SockOwner, tcp: bool) -> bool {
     // SAFETY: `sk` of a sock_addr context is a full socket for the program's duration.
     let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
     // SAFETY: helper call with this program's map and socket; no initial value (zeroed).
@@ -47,15 +52,51 @@ pub fn record(ctx: &SockAddrContext, owner: &SockOwner) -> bool {
     if slot.is_null() {
         return false;
     }
-    // SAFETY: `slot` is the socket's storage, sized and aligned for a SockOwner.
-    unsafe { crate::skb::copy_words(slot, owner) };
+    // SAFETY: `slot` is the socket's storage, sized and aligned for a SockOwner (a new one
+    // is zeroed: unmarked).
+    unsafe {
+        let counted = if tcp { (*slot).counted } else { 1 };
+        crate::skb::copy_words(slot, owner);
+        (*slot).counted = counted;
+    }
     true
+}
+
+/// Marks the packet's socket as having byte counters (see [`uncounted`]); a socket without
+/// storage stays unknown, which [`uncounted`] treats as counted.
+#[inline(always)]
+pub fn mark_counted(ctx: &SkBuffContext) {
+    if let Some(slot) = storage_of_packet(ctx) {
+        // SAFETY: the socket's storage, valid while the program runs; a plain store (a
+        // racing writer writes the same value, or `record` keeps it).
+        unsafe { (*slot).counted = 1 };
+    }
+}
+
+/// Does the socket of a cgroup sock program (sock_release) record that it never had byte
+/// counters? `false` when it has no storage (accepted sockets): then nobody knows.
+#[inline(always)]
+pub fn uncounted(ctx: &SockContext) -> bool {
+    // SAFETY: the program's context is the socket itself, as the helper takes it here.
+    let p = unsafe { bpf_sk_storage_get(map(), ctx.sock.cast(), core::ptr::null_mut(), 0) };
+    // SAFETY: non-null storage of this map holds a SockOwner while the program runs.
+    match unsafe { p.cast::<SockOwner>().as_ref() } {
+        Some(o) => o.counted == 0,
+        None => false,
+    }
 }
 
 /// The owner recorded for the packet's socket, if it is a full socket that has one
 /// (request and time-wait sockets have no storage; nor do accepted sockets).
 #[inline(always)]
 pub fn of_packet(ctx: &SkBuffContext) -> Option<&'static SockOwner> {
+    // SAFETY: valid while the program runs; shared, read-only here.
+    storage_of_packet(ctx).map(|p| unsafe { &*p })
+}
+
+/// The storage of the packet's socket, if it is a full socket that has one.
+#[inline(always)]
+fn storage_of_packet(ctx: &SkBuffContext) -> Option<*mut SockOwner> {
     let skb: *mut __sk_buff = ctx.skb.skb;
     // SAFETY: reading the `sk` field of the program's own context.
     let sk: *mut bpf_sock = unsafe { (*skb).__bindgen_anon_2.sk };
@@ -69,6 +110,7 @@ pub fn of_packet(ctx: &SkBuffContext) -> Option<&'static SockOwner> {
     }
     // SAFETY: lookup only (no create) on a full socket.
     let p = unsafe { bpf_sk_storage_get(map(), full.cast(), core::ptr::null_mut(), 0) };
-    // SAFETY: non-null storage of this map holds a SockOwner while the program runs.
-    unsafe { p.cast::<SockOwner>().as_ref() }
+    // Non-null storage of this map holds a SockOwner while the program runs.
+    let p = p.cast::<SockOwner>();
+    (!p.is_null()).then_some(p)
 }

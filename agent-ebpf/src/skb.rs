@@ -1,4 +1,5 @@
-//! cgroup_skb egress/ingress: capture the packets that can carry a name, nothing else.
+//! cgroup_skb egress/ingress: capture the packets that can carry a name, nothing else — and
+//! count every packet's payload bytes for its socket (`bytes.rs`), from the same header parse.
 //!
 //! Packets start at the IP header here. Per socket cookie, `FLOWS` remembers whether a TCP
 //! flow is a TLS handshake still being captured, or done (not TLS, or enough bytes seen),
@@ -16,8 +17,8 @@ use shadowai_common::{
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
 use crate::{
-    config, count_drop, dnsdedup, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS, DNS_PORTS,
-    EVENTS, FLOWS,
+    bytes, config, count_drop, dnsdedup, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS,
+    DNS_PORTS, EVENTS, FLOWS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -71,6 +72,10 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     if p.len == 0 {
         return Ok(false);
     }
+    // SAFETY: ctx.skb is the program's context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
+    // Counted before anything is decided: a packet dropped below counts too.
+    bytes::count(ctx, cookie, p.len, direction == dir::EGRESS);
     let is_dns = dns_port(if direction == dir::EGRESS {
         p.meta.dport
     } else {
@@ -81,16 +86,12 @@ fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64
     // (one lookup per UDP datagram).
     if direction != dir::EGRESS && !is_dns {
         if p.meta.protocol == IPPROTO_UDP && deciding_names() {
-            // SAFETY: ctx.skb is the program's context.
-            let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
             let held = quic_held(cookie, prog_id);
             // A Version Negotiation packet is how the agent turns a refused client away.
             return Ok(held && !is_version_negotiation(ctx, p.off));
         }
         return Ok(false);
     }
-    // SAFETY: ctx.skb is the program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.skb.skb.cast()) };
     p.meta.cookie = cookie;
 
     if p.meta.protocol == IPPROTO_UDP {
@@ -412,51 +413,60 @@ fn is_quic_initial(ctx: &SkBuffContext, off: u32) -> Result<bool, i64> {
 }
 
 /// Parses IPv4/IPv6 + TCP/UDP headers. `None` for anything else (and fragments).
+///
+/// Each header is read with one `bpf_skb_load_bytes` (IPv4: 20 bytes; IPv6: 2 × 20; then
+/// the L4 fields), not one call per field: every packet pays this parse, including the
+/// payload-less ones (SYN, ACK, FIN, RST) that end here, and a helper call costs more than
+/// copying a few more bytes.
 #[inline(always)]
 fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     let total = ctx.len();
-    let b0: u8 = ctx.load(0)?;
+    let ip: [u8; 20] = header(ctx, 0)?;
     let mut meta = PacketMeta {
         direction,
         ..PacketMeta::default()
     };
     let l4: u32;
-    match b0 >> 4 {
+    match ip[0] >> 4 {
         4 => {
-            let ihl = ((b0 & 0x0f) as u32) * 4;
+            let ihl = ((ip[0] & 0x0f) as u32) * 4;
             if ihl < 20 {
                 return Ok(None);
             }
-            let frag: [u8; 2] = ctx.load(6)?;
-            if (((frag[0] as u16) << 8) | frag[1] as u16) & 0x1fff != 0 {
+            if (((ip[6] as u16) << 8) | ip[7] as u16) & 0x1fff != 0 {
                 return Ok(None);
             }
-            meta.protocol = ctx.load(9)?;
-            let addrs: [u8; 8] = ctx.load(12)?;
-            meta.saddr[0..4].copy_from_slice(&addrs[0..4]);
-            meta.daddr[0..4].copy_from_slice(&addrs[4..8]);
+            meta.protocol = ip[9];
+            meta.saddr[0..4].copy_from_slice(&ip[12..16]);
+            meta.daddr[0..4].copy_from_slice(&ip[16..20]);
             meta.family = 4;
             l4 = ihl;
         }
         6 => {
-            meta.protocol = ctx.load(6)?;
-            meta.saddr = ctx.load(8)?;
-            meta.daddr = ctx.load(24)?;
+            let rest: [u8; 20] = header(ctx, 20)?;
+            meta.protocol = ip[6];
+            meta.saddr[0..12].copy_from_slice(&ip[8..20]);
+            meta.saddr[12..16].copy_from_slice(&rest[0..4]);
+            meta.daddr.copy_from_slice(&rest[4..20]);
             meta.family = 6;
             l4 = 40;
         }
         _ => return Ok(None),
     }
-    let ports: [u8; 4] = ctx.load(l4 as usize)?;
-    meta.sport = ((ports[0] as u16) << 8) | ports[1] as u16;
-    meta.dport = ((ports[2] as u16) << 8) | ports[3] as u16;
     let off = match meta.protocol {
-        IPPROTO_UDP => l4 + 8,
+        IPPROTO_UDP => {
+            let ports: [u8; 4] = header(ctx, l4 as usize)?;
+            meta.sport = ((ports[0] as u16) << 8) | ports[1] as u16;
+            meta.dport = ((ports[2] as u16) << 8) | ports[3] as u16;
+            l4 + 8
+        }
         IPPROTO_TCP => {
-            let seq: [u8; 4] = ctx.load(l4 as usize + 4)?;
-            meta.tcp_seq = u32::from_be_bytes(seq);
-            let doff: u8 = ctx.load(l4 as usize + 12)?;
-            l4 + ((doff >> 4) as u32) * 4
+            // Ports, sequence number, and the data offset (byte 12).
+            let tcp: [u8; 13] = header(ctx, l4 as usize)?;
+            meta.sport = ((tcp[0] as u16) << 8) | tcp[1] as u16;
+            meta.dport = ((tcp[2] as u16) << 8) | tcp[3] as u16;
+            meta.tcp_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+            l4 + ((tcp[12] >> 4) as u32) * 4
         }
         _ => return Ok(None),
     };
@@ -466,6 +476,22 @@ fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     let len = total - off;
     meta.wire_len = len;
     Ok(Some(Parsed { meta, off, len }))
+}
+
+/// `N` header bytes at `off`: read in place when they are in the packet's linear area (no
+/// helper call; the IP and TCP/UDP headers always are, on both hooks), else copied with
+/// `bpf_skb_load_bytes`.
+#[inline(always)]
+fn header<const N: usize>(ctx: &SkBuffContext, off: usize) -> Result<[u8; N], i64> {
+    let skb: *mut __sk_buff = ctx.skb.skb;
+    // SAFETY: reading fields of the program's own context.
+    let (data, end) = unsafe { ((*skb).data as usize, (*skb).data_end as usize) };
+    let p = data + off;
+    if p + N <= end {
+        // SAFETY: [p, p + N) lies within [data, data_end), checked just above.
+        return Ok(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) });
+    }
+    ctx.load(off)
 }
 
 /// Copies a struct eight bytes at a time with volatile stores. A plain assignment of a struct

@@ -21,6 +21,8 @@ const DENY: i32 = 0;
 /// Allow the operation (cgroup_sock_addr return value).
 const ALLOW: i32 = 1;
 
+const IPPROTO_TCP: u32 = 6;
+
 #[cgroup_sock_addr(connect4)]
 pub fn connect4(ctx: SockAddrContext) -> i32 {
     on_sock_addr(&ctx, hook::CONNECT4, prog::CONNECT4, false)
@@ -50,7 +52,7 @@ pub fn current_owner() -> SockOwner {
         pid: (pid_tgid >> 32) as u32,
         uid: uid_gid as u32,
         gid: (uid_gid >> 32) as u32,
-        _pad: 0,
+        counted: 0,
         // SAFETY: helper without arguments.
         cgroup_id: unsafe { bpf_get_current_cgroup_id() },
         netns: 0,
@@ -68,7 +70,9 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
     let mut owner = current_owner();
     // SAFETY: the context pointer is valid for the duration of the program.
     owner.netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
-    if !owners::record(ctx, &owner) {
+    // SAFETY: the context pointer is valid for the duration of the program.
+    let tcp = unsafe { (*sa).protocol } == IPPROTO_TCP;
+    if !owners::record(ctx, &owner, tcp) {
         count_drop(prog_id, drop::MAP_FULL);
     }
 

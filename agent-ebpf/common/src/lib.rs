@@ -115,7 +115,10 @@ pub struct SockOwner {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
-    pub _pad: u32,
+    /// In the socket's storage only: non-zero when the socket may have byte counters in
+    /// `SOCK_BYTES`, so that its release must look them up (see `agent-ebpf/src/bytes.rs`).
+    /// 0 in the owner an event carries from a connect/sendmsg hook.
+    pub counted: u32,
     pub cgroup_id: u64,
     /// Network-namespace cookie of the socket (0 where the kernel cannot tell).
     pub netns: u64,

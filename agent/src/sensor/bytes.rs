@@ -1,12 +1,13 @@
-//! Loader side of the byte-accounting programs (`agent-ebpf/src/bytes.rs`): attaches them
-//! and hands out their maps. Whoever attributes sockets to uses reads the live counters by
-//! socket cookie and drains the final counters of released sockets.
+//! Loader side of byte accounting (`agent-ebpf/src/bytes.rs`): the capture programs
+//! `skb_egress` / `skb_ingress` count the bytes; this attaches `bytes_release` and hands out
+//! the maps. Whoever attributes sockets to uses reads the live counters by socket cookie and
+//! drains the final counters of released sockets.
 
 use std::os::fd::AsFd;
 
 use aya::Ebpf;
 use aya::maps::{HashMap, MapData, MapError, PerCpuArray, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSkbAttachType, CgroupSock};
+use aya::programs::{CgroupAttachMode, CgroupSock};
 use shadowai_common::bytes::{SockBytes, SockClosed, lost};
 
 use super::HookStatus;
@@ -18,28 +19,30 @@ pub struct ByteCounters {
     lost: PerCpuArray<MapData, u64>,
 }
 
-/// The hooks of this module, in the order they are reported.
-pub const HOOKS: [&str; 3] = ["bytes_egress", "bytes_ingress", "bytes_release"];
+/// The hook of this module (reported in `hooks`).
+pub const HOOK: &str = "bytes_release";
+
+/// The programs that count: the capture programs, which must be attached before
+/// [`ByteCounters::attach`] is called.
+pub const COUNTING: [&str; 2] = ["skb_egress", "skb_ingress"];
 
 impl ByteCounters {
-    /// Attaches the three programs (each reported in `hooks`); `None` unless the counting
-    /// programs and the maps are all there — half of them would report wrong figures.
+    /// Attaches `bytes_release` (reported in `hooks`); `None` unless both counting programs
+    /// are attached and the maps are all there — half of them would report wrong figures.
     pub fn attach(
         ebpf: &mut Ebpf,
         cgroup: &impl AsFd,
         hooks: &mut Vec<HookStatus>,
     ) -> Option<Self> {
-        // Links of their own beside the capture programs on the same hooks: cgroup links run
-        // every program attached (in attach order), each deciding for itself.
-        let egress = super::attach_skb(ebpf, HOOKS[0], cgroup, CgroupSkbAttachType::Egress);
-        let ingress = super::attach_skb(ebpf, HOOKS[1], cgroup, CgroupSkbAttachType::Ingress);
+        let counting = COUNTING
+            .iter()
+            .all(|c| hooks.iter().any(|h| h.name == *c && h.attached));
         let release = attach_release(ebpf, cgroup);
-        let counting = egress.is_ok() && ingress.is_ok();
-        hooks.push(super::status(HOOKS[0], egress));
-        hooks.push(super::status(HOOKS[1], ingress));
-        hooks.push(super::status(HOOKS[2], release));
+        hooks.push(super::status(HOOK, release));
         if !counting {
-            tracing::warn!("byte accounting unavailable: findings carry no bytes_out/bytes_in");
+            tracing::warn!(
+                "byte accounting unavailable (the capture programs are not attached): findings carry no bytes_out/bytes_in"
+            );
             return None;
         }
         let maps = (|| {
@@ -111,7 +114,7 @@ impl ByteSource for ByteCounters {
 
 fn attach_release(ebpf: &mut Ebpf, cgroup: &impl AsFd) -> Result<Option<u32>, String> {
     let prog: &mut CgroupSock = ebpf
-        .program_mut(HOOKS[2])
+        .program_mut(HOOK)
         .ok_or("program missing from the object")?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| e.to_string())?;

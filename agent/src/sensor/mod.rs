@@ -131,6 +131,7 @@ impl Sensor {
             let r = attach_skb(&mut ebpf, name, &cgroup, ty);
             hooks.push(status(name, r));
         }
+        // The capture programs count the bytes too: after them, as it checks they attached.
         let bytes = bytes::ByteCounters::attach(&mut ebpf, &cgroup, &mut hooks);
         for (name, cat) in [
             ("sys_enter_execve", "syscalls"),
@@ -388,7 +389,7 @@ fn attach_sock_addr(
     Ok(verified(prog.info()))
 }
 
-pub(super) fn attach_skb(
+fn attach_skb(
     ebpf: &mut Ebpf,
     name: &str,
     cgroup: &impl AsFd,

@@ -8,13 +8,14 @@ use serde_json::Value;
 
 /// The hooks `agent/src/sensor` attaches; every one must be reported, and attached, on every
 /// matrix kernel.
-pub const HOOKS: [&str; 11] = [
+pub const HOOKS: [&str; 12] = [
     "connect4",
     "connect6",
     "sendmsg4",
     "sendmsg6",
     "skb_egress",
     "skb_ingress",
+    "bytes_release",
     "sys_enter_execve",
     "sys_enter_execveat",
     "sched_process_exec",
