@@ -123,7 +123,19 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
             format!("SELECT {KEY} FROM finding_keys WHERE {keyed}{range}")
         }
     }];
-    // Raw findings outside the whole days: the head (before `lo`) and the tail (from `hi`).
+    parts.extend(edges(f, &raw, (lo, hi), params));
+    parts.join(" UNION ALL ")
+}
+
+/// The raw findings outside the whole days `[lo, hi)`: the head (before `lo`) and the tail
+/// (from `hi`), each read by `raw` (given its `WHERE` condition).
+fn edges(
+    f: &FindingFilter,
+    raw: &dyn Fn(&str) -> String,
+    (lo, hi): (Option<i64>, Option<i64>),
+    params: &mut Vec<V>,
+) -> Vec<String> {
+    let mut parts = Vec::new();
     // (Only a bounded range has edges; an unused parameter would have no type in PostgreSQL.)
     let clause = if lo.is_some() || hi.is_some() {
         where_clause(f, params)
@@ -144,7 +156,54 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
         let end = add(params, hi.saturating_mul(DAY_MS));
         parts.push(raw(&format!("{clause} AND window_start_ms >= {end}")));
     }
-    parts.join(" UNION ALL ")
+    parts
+}
+
+/// SQL for `FROM (…)` of the day trend when `f` selects by time alone: rows of `b` (the day),
+/// `service_id`, `verdict`, `events`, `hosts`, `users`, `bytes_out` that add up per
+/// (`b`, `service_id`, `verdict`) — the whole days from `finding_day_sums`
+/// (`rollup_sums.rs`), the edge days counted from the raw findings (a day comes from one
+/// source only, so its distinct counts add). `None` when `f` filters by anything but time
+/// (the sums are not kept per host, user or executable) or no day is whole.
+pub(super) fn day_trend(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> Option<String> {
+    let timeless = FindingFilter {
+        from_ms: None,
+        to_ms: None,
+        ..f.clone()
+    };
+    let mut scratch = Vec::new();
+    where_clause(&timeless, &mut scratch);
+    if !rollup || !scratch.is_empty() {
+        return None;
+    }
+    let (lo, hi) = whole_days(f.from_ms, f.to_ms)?;
+    let mut range = String::new();
+    if let Some(l) = lo {
+        range.push_str(&format!(" AND day >= {}", add(params, l)));
+    }
+    if let Some(h) = hi {
+        range.push_str(&format!(" AND day < {}", add(params, h)));
+    }
+    let mut sql = format!(
+        "SELECT day AS b, service_id, verdict, events, hosts, users, bytes_out \
+         FROM finding_day_sums WHERE 1 = 1{range}"
+    );
+    let raw = |cond: &str| {
+        format!(
+            "SELECT window_start_ms / {DAY_MS} AS b, service_id, verdict, host_id, user_name, \
+             count, bytes_out FROM findings WHERE {cond}"
+        )
+    };
+    let parts = edges(f, &raw, (lo, hi), params);
+    if !parts.is_empty() {
+        sql.push_str(&format!(
+            " UNION ALL SELECT b, service_id, verdict, SUM(count), COUNT(DISTINCT host_id), \
+             COUNT(DISTINCT user_name), COALESCE(SUM(bytes_out), 0) FROM ({}) e \
+             GROUP BY b, service_id, verdict",
+            parts.join(" UNION ALL ")
+        ));
+    }
+    Some(sql)
 }
 
 #[cfg(test)]

@@ -450,13 +450,27 @@ impl<B: Backend> SqlStore<B> {
                 tx.exec(sql, &[])?;
             }
             let mut params = Vec::new();
-            let rows = super::rollup::rows(filter, size, rollup, &mut params);
-            let sql = format!(
-                "SELECT b, service_id, verdict, CAST(SUM(events) AS BIGINT), \
-                 COUNT(DISTINCT host_id), COUNT(DISTINCT user_name), \
-                 CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) FROM ({rows}) r \
-                 GROUP BY b, service_id, verdict ORDER BY b, service_id, verdict"
-            );
+            // Unfiltered day trends add up the per-day sums (`rollup_sums.rs`).
+            let sums = match bucket {
+                Bucket::Day => super::rollup::day_trend(filter, rollup, &mut params),
+                Bucket::Hour => None,
+            };
+            let sql = if let Some(sums) = sums {
+                format!(
+                    "SELECT b, service_id, verdict, CAST(SUM(events) AS BIGINT), \
+                     CAST(SUM(hosts) AS BIGINT), CAST(SUM(users) AS BIGINT), \
+                     CAST(SUM(bytes_out) AS BIGINT) FROM ({sums}) r \
+                     GROUP BY b, service_id, verdict ORDER BY b, service_id, verdict"
+                )
+            } else {
+                let rows = super::rollup::rows(filter, size, rollup, &mut params);
+                format!(
+                    "SELECT b, service_id, verdict, CAST(SUM(events) AS BIGINT), \
+                     COUNT(DISTINCT host_id), COUNT(DISTINCT user_name), \
+                     CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) FROM ({rows}) r \
+                     GROUP BY b, service_id, verdict ORDER BY b, service_id, verdict"
+                )
+            };
             tx.query("findings", &sql, &params)?
                 .iter()
                 .map(|r| {
