@@ -295,6 +295,51 @@ const SUMS: &str = "CAST(SUM(findings) AS BIGINT) AS findings, CAST(SUM(events) 
      CAST(COALESCE(SUM(bytes_in), 0) AS BIGINT) AS bytes_in, \
      CAST(SUM(bytes_known) AS BIGINT) AS bytes_known";
 
+/// The five pickers (services, categories, verdicts, actions, groups) from one scan of the
+/// report's rows `rows`: the rows are first summed per combination of the five (a few hundred
+/// at fleet scale), each picker is then summed from those — the same values, labels, counts,
+/// order and limit as one `GROUP BY` per picker, at the cost of one scan instead of five.
+fn facets_in_one_scan(
+    tx: &mut dyn Tx,
+    rows: &str,
+    params: &[V],
+) -> Result<[Vec<FacetValue>; 5], StoreError> {
+    let pick = |k: usize, value: &str, label: &str| {
+        format!(
+            "SELECT * FROM (SELECT {k} AS k, {value} AS v, MAX({label}) AS l, \
+             CAST(SUM(n) AS BIGINT) AS n FROM c GROUP BY {value} \
+             ORDER BY MAX({label}), {value} LIMIT {FACET_MAX}) p{k}"
+        )
+    };
+    let sql = format!(
+        "WITH c AS (SELECT service_id, category, verdict, action, COALESCE(grp, '') AS grp, \
+         MAX(service_name) AS service_name, SUM(findings) AS n FROM ({rows}) r \
+         GROUP BY service_id, category, verdict, action, COALESCE(grp, '')) \
+         {} UNION ALL {} UNION ALL {} UNION ALL {} UNION ALL {} ORDER BY 1, 3, 2",
+        pick(0, "service_id", "service_name"),
+        pick(1, "category", "category"),
+        pick(2, "verdict", "verdict"),
+        pick(3, "action", "action"),
+        pick(4, "grp", "grp"),
+    );
+    let mut out: [Vec<FacetValue>; 5] = Default::default();
+    for r in tx.query("findings", &sql, params)?.iter() {
+        let k = usize::try_from(r.i64(0)?).unwrap_or(usize::MAX);
+        let Some(facet) = out.get_mut(k) else {
+            return Err(StoreError::Corrupt {
+                table: "findings",
+                reason: format!("picker query returned picker #{k}"),
+            });
+        };
+        facet.push(FacetValue {
+            value: r.text(1)?,
+            label: r.text(2)?,
+            findings: r.u64(3)?,
+        });
+    }
+    Ok(out)
+}
+
 fn group_row(r: &Row) -> Result<GroupRow, StoreError> {
     Ok(GroupRow {
         key: r.text(0)?,
@@ -522,11 +567,18 @@ impl<B: Backend> SqlStore<B> {
                     })
                     .collect::<Result<Vec<_>, StoreError>>()
             };
-            let services = facet(tx, "service_id", "service_name")?;
-            let categories = facet(tx, "category", "category")?;
-            let verdicts = facet(tx, "verdict", "verdict")?;
-            let actions = facet(tx, "action", "action")?;
-            let groups = facet(tx, "COALESCE(grp, '')", "COALESCE(grp, '')")?;
+            let [services, categories, verdicts, actions, groups] = if rollup {
+                facets_in_one_scan(tx, &rows, &params)?
+            } else {
+                // The plain form: the reference the one-scan form is tested against.
+                [
+                    facet(tx, "service_id", "service_name")?,
+                    facet(tx, "category", "category")?,
+                    facet(tx, "verdict", "verdict")?,
+                    facet(tx, "action", "action")?,
+                    facet(tx, "COALESCE(grp, '')", "COALESCE(grp, '')")?,
+                ]
+            };
             let mut key_params = Vec::new();
             let keys = super::rollup::keys(&range, rollup, &mut key_params);
             let risk = tx.query(
