@@ -546,8 +546,8 @@ fn sqlite_migration_backfills_first_uses() {
         );
         ingest(&s, "agt-a", "b", vec![f], T0);
     }
-    // Undo what the report migration made (and the outbox, catalogue-proposal, roll-up and
-    // day-sums migrations after it: every migration appended later must be undone here too; the
+    // Undo what the report migration made (and the outbox, catalogue-proposal, roll-up,
+    // day-sums and totals migrations after it: every migration appended later must be undone here too; the
     // roll-up's back-fill then runs over the old rows), as if the rows came
     // from the schema before them.
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -564,7 +564,7 @@ fn sqlite_migration_backfills_first_uses() {
          ALTER TABLE findings DROP COLUMN policy_version; ALTER TABLE findings DROP COLUMN layer; \
          ALTER TABLE findings DROP COLUMN grp; \
          DROP TABLE alert_outbox; DROP TABLE alert_budget; DROP TABLE catalogue_proposals; \
-         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 4;",
+         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 5;",
     )
     .unwrap();
     drop(c);

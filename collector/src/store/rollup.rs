@@ -70,6 +70,17 @@ pub(super) fn rows(f: &FindingFilter, bucket_ms: i64, rollup: bool, params: &mut
     source(f, Kind::Rows { bucket_ms }, rollup, params)
 }
 
+/// As [`rows`] by day for reports that do not use `b` (sums over the range): over all time
+/// (no `from`, no `to`) the rows are each key's totals in `finding_keys` — one row per key
+/// instead of one per key and day (`b` is then 0).
+pub(super) fn totals(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> String {
+    if !rollup || f.container.is_some() || f.from_ms.is_some() || f.to_ms.is_some() {
+        return rows(f, DAY_MS, rollup, params);
+    }
+    let keyed = where_clause(f, params);
+    format!("SELECT {KEY}, 0 AS b, {DAY_MEASURES} FROM finding_keys WHERE {keyed}")
+}
+
 /// SQL for `FROM (…)` reading the key columns of the findings `f` selects (repeats allowed).
 pub(super) fn keys(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> String {
     source(f, Kind::Keys, rollup, params)

@@ -386,7 +386,7 @@ impl<B: Backend> SqlStore<B> {
                 tx.exec(sql, &[])?;
             }
             let mut params = Vec::new();
-            let rows = super::rollup::rows(filter, DAY_MS, rollup, &mut params);
+            let rows = super::rollup::totals(filter, rollup, &mut params);
             let keys = super::rollup::keys(filter, rollup, &mut params);
             params.push((i64::from(limit) + 1).into());
             let lim = params.len();
@@ -432,7 +432,7 @@ impl<B: Backend> SqlStore<B> {
                 tx.exec(sql, &[])?;
             }
             let mut params = Vec::new();
-            let rows = super::rollup::rows(filter, DAY_MS, rollup, &mut params);
+            let rows = super::rollup::totals(filter, rollup, &mut params);
             let keys = super::rollup::keys(filter, rollup, &mut params);
             let sql = format!(
                 "SELECT s.service_id, s.verdict, s.n, s.v, s.c, k.r, k.hosts, k.users, k.procs, \
@@ -550,7 +550,7 @@ impl<B: Backend> SqlStore<B> {
                 tx.exec(sql, &[])?;
             }
             let mut params = Vec::new();
-            let rows = super::rollup::rows(&range, DAY_MS, rollup, &mut params);
+            let rows = super::rollup::totals(&range, rollup, &mut params);
             let facet = |tx: &mut dyn Tx, value: &str, label: &str| {
                 let sql = format!(
                     "SELECT {value} AS v, MAX({label}), CAST(SUM(findings) AS BIGINT) \
