@@ -14,6 +14,8 @@
 //! Findings starting before the first whole day can still end inside the range; those with
 //! windows up to an hour are found by the `window_start_ms` index from `from - 1 h`, longer
 //! ones by the partial index `findings_long`. So the numbers are the raw query's, exactly.
+//! Reports that read raw findings only (hour buckets, container filters, ranges without a
+//! whole day) find them the same way when the range has a start.
 
 use super::FindingFilter;
 use super::rows::V;
@@ -98,7 +100,10 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
     let finer = matches!(kind, Kind::Rows { bucket_ms } if bucket_ms != DAY_MS);
     let days = whole_days(f.from_ms, f.to_ms).filter(|_| rollup && f.container.is_none() && !finer);
     let Some((lo, hi)) = days else {
-        return raw(&where_clause(f, params));
+        return match (rollup, f.from_ms) {
+            (true, Some(from)) => index_friendly(f, from, &raw, params),
+            _ => raw(&where_clause(f, params)),
+        };
     };
     let keyed = where_clause(
         &FindingFilter {
@@ -136,6 +141,26 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
     }];
     parts.extend(edges(f, &raw, (lo, hi), params));
     parts.join(" UNION ALL ")
+}
+
+/// The raw findings `f` selects, `from` on, read through indexes: `window_end_ms > from` has
+/// no index of its own (a scan of every finding), so the windows up to an hour are found by
+/// `window_start_ms >= from - 1 h` and the longer ones by `findings_long` — the same rows.
+fn index_friendly(
+    f: &FindingFilter,
+    from: i64,
+    raw: &dyn Fn(&str) -> String,
+    params: &mut Vec<V>,
+) -> String {
+    let clause = where_clause(f, params);
+    let back = add(params, from.saturating_sub(EDGE_MS));
+    format!(
+        "{} UNION ALL {}",
+        raw(&format!(
+            "{clause} AND window_start_ms >= {back} AND {SHORT}"
+        )),
+        raw(&format!("{clause} AND {LONG}"))
+    )
 }
 
 /// The raw findings outside the whole days `[lo, hi)`: the head (before `lo`) and the tail
