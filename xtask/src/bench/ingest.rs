@@ -333,6 +333,29 @@ pub fn fleet(ctx: &Ctx) -> Result<String> {
         num(f(&v, "rollup_findings"), 0),
     );
     body.push_str(&table(&["query", "ms before", "ms after", "< 2 s"], &rows));
+    body.push_str(&format!(
+        "\nThe unfiltered day trend reads the per-day sums (distinct hosts and users, events, \
+         bytes per day × service × verdict × shard, kept by triggers): back-filled in {:.0} s, \
+         {} rows ({} MiB with their per-host and per-user day rows).\n",
+        f(&v, "seed_sums_secs"),
+        num(f(&v, "sums_rows"), 0),
+        num(f(&v, "sums_bytes") / 1048576.0, 0),
+    ));
+    if let Some(plans) = v["slow_plans"].as_array().filter(|p| !p.is_empty()) {
+        body.push_str(
+            "\nEvery report statement PostgreSQL logged over 1 s during the run (the slowest \
+             run of each, its logged parameters put back), run again after the live phase \
+             under `EXPLAIN (ANALYZE, BUFFERS)` with JIT off:\n",
+        );
+        for p in plans {
+            body.push_str(&format!(
+                "\n{} ms logged:\n\n```\n{}\n\n{}\n```\n",
+                num(p["ms"].as_f64().unwrap_or(f64::NAN), 0),
+                p["sql"].as_str().unwrap_or(""),
+                p["plan"].as_str().unwrap_or(""),
+            ));
+        }
+    }
     if let Some(plan) = v["slowest_query_plan"].as_str().filter(|p| !p.is_empty()) {
         body.push_str(&format!(
             "\nThe profile: the slowest SOC query PostgreSQL logged during the run \
