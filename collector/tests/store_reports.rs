@@ -553,7 +553,8 @@ fn sqlite_migration_backfills_first_uses() {
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch(
         "DROP TRIGGER finding_sums_insert; DROP TRIGGER finding_sums_delete; \
-         DROP TABLE finding_day_sums; DROP TABLE finding_day_hosts; DROP TABLE finding_day_users; \
+         DROP TABLE finding_day_sums; DROP TABLE finding_day_pending; DROP TABLE finding_day_hosts; \
+         DROP TABLE finding_day_users; \
          DROP TRIGGER finding_days_insert; DROP TRIGGER finding_days_delete; \
          DROP TRIGGER findings_immutable; DROP TABLE finding_days; DROP TABLE finding_keys; \
          DROP INDEX findings_long; \

@@ -198,7 +198,7 @@ fn edges(
 /// SQL for `FROM (…)` of the day trend when `f` selects by time alone: rows of `b` (the day),
 /// `service_id`, `verdict`, `events`, `hosts`, `users`, `bytes_out` that add up per
 /// (`b`, `service_id`, `verdict`) — the whole days from `finding_day_sums`
-/// (`rollup_sums.rs`), the edge days counted from the raw findings (a day comes from one
+/// and `finding_day_pending` (`rollup_sums.rs`), the edge days counted from the raw findings (a day comes from one
 /// source only, so its distinct counts add). `None` when `f` filters by anything but time
 /// (the sums are not kept per host, user or executable) or no day is whole.
 pub(super) fn day_trend(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> Option<String> {
@@ -222,7 +222,8 @@ pub(super) fn day_trend(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) ->
     }
     let mut sql = format!(
         "SELECT day AS b, service_id, verdict, events, hosts, users, bytes_out \
-         FROM finding_day_sums WHERE 1 = 1{range}"
+         FROM finding_day_sums WHERE 1 = 1{range} UNION ALL SELECT day, service_id, verdict, \
+         events, hosts, users, bytes_out FROM finding_day_pending WHERE 1 = 1{range}"
     );
     let raw = |cond: &str| {
         format!(
