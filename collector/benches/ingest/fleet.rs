@@ -481,7 +481,6 @@ pub fn run(work: &Path) {
         .unwrap()
         .get(0);
     let after = rt.block_on(queries(&b, &viewer, now_ms()));
-    let (slowest_ms, slowest_plan) = explain_slowest(&pg, &mut c);
     let slow_plans = explain_slow(&pg, &mut c, 8);
     let expected_live = n_agents * per;
     println!(
@@ -504,39 +503,9 @@ pub fn run(work: &Path) {
             "stored": stored, "distinct": distinct, "table_bytes": size,
             "queries_before": before, "queries_after": after,
             "killed_replica_after_agents": kill_at,
-            "slowest_query_ms": slowest_ms, "slowest_query_plan": slowest_plan,
             "work": arg("--work", ""),
         })
     );
-}
-
-/// The slowest statement PostgreSQL logged (`log_min_duration_statement`) that takes no
-/// parameters, run again under `EXPLAIN (ANALYZE, BUFFERS)`: the profile of a slow report.
-fn explain_slowest(pg: &Pg, c: &mut postgres::Client) -> (f64, String) {
-    let log = std::fs::read_to_string(pg.dir.join("log")).unwrap_or_default();
-    let slowest = log
-        .lines()
-        .filter_map(|l| {
-            let rest = l.split_once("duration: ")?.1;
-            let (ms, rest) = rest.split_once(" ms")?;
-            // "  execute <name>: SQL" (extended protocol) or "  statement: SQL".
-            let sql = rest.split_once(": ")?.1;
-            let ms: f64 = ms.trim().parse().ok()?;
-            (sql.starts_with("SELECT") && !sql.contains('$')).then(|| (ms, sql.to_owned()))
-        })
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    let Some((ms, sql)) = slowest else {
-        return (0.0, String::new());
-    };
-    let plan = match c.query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &[]) {
-        Ok(rows) => rows
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Err(e) => format!("EXPLAIN failed: {e}"),
-    };
-    (ms, format!("{sql}\n\n{plan}"))
 }
 
 /// The slow report statements PostgreSQL logged (`log_min_duration_statement`), the slowest
