@@ -5,7 +5,9 @@
 //! re-sent; every report (services, day and hour trends, the four group-bys in both orders,
 //! pickers) under random filters whose ranges cut days, start at midnight or are open — with
 //! the roll-up on and off — then again after deleting random findings; an UPDATE of a finding
-//! is refused (it would bypass the roll-up).
+//! is refused (it would bypass the roll-up). The unfiltered day trend reads the per-day sums
+//! (`finding_day_sums`): a host flooding junk user names under every verdict, users shared by
+//! hosts, and deletes that empty a host's or user's day keep it equal to the raw findings.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -203,6 +205,17 @@ fn filters(seed: u64) -> Vec<FindingQuery> {
             ..FindingQuery::default()
         },
     ];
+    // Time alone (the day trend then reads the per-day sums): random, midnight-aligned.
+    for _ in 0..16 {
+        let a = T0 - DAY + r.below((DAYS as u64 + 2) * DAY as u64) as i64;
+        let a = if r.below(3) == 0 { a / DAY * DAY } else { a };
+        let b = a + r.below(6 * DAY as u64) as i64;
+        out.push(FindingQuery {
+            from_ms: (r.below(4) > 0).then_some(a),
+            to_ms: (r.below(2) == 0).then_some(b),
+            ..FindingQuery::default()
+        });
+    }
     for _ in 0..40 {
         let a = T0 - DAY + r.below((DAYS as u64 + 2) * DAY as u64) as i64;
         let b = a + r.below(8 * DAY as u64) as i64;
@@ -273,10 +286,79 @@ fn compare(s: &dyn Store, set_rollup: &dyn Fn(bool), seed: u64, what: &str) -> u
     nonempty
 }
 
-fn suite(s: &dyn Store, set_rollup: &dyn Fn(bool), sql: &dyn Fn(&str) -> Result<u64, String>) {
+/// Adversarial input for the per-day distinct counts: one batch (several insert statements)
+/// in which a host floods 300 junk user names over two days, two services and every verdict,
+/// some users seen again under another verdict and on another host, and the same host under
+/// several verdicts the same day.
+fn flood(s: &dyn Store) {
+    let verdicts = [
+        Verdict::Sanctioned,
+        Verdict::Tolerated,
+        Verdict::Unsanctioned,
+        Verdict::Blocked,
+    ];
+    for (h, batch_id, users) in [(3, "flood-a", 300), (4, "flood-b", 40)] {
+        let findings: Vec<Finding> = (0..users)
+            .map(|i| {
+                let start = T0 + 4 * DAY + (i as i64 % 2) * DAY + i as i64 * 1_000;
+                let service = ["chatgpt", "claude"][i % 2];
+                let mut f = finding(
+                    &format!("{batch_id}-{i}"),
+                    &host(h),
+                    service,
+                    verdicts[i % 4],
+                    &format!("junk-{}", i % 97),
+                    start,
+                );
+                f.window_end_ms = start + 60_000;
+                f.count = i as u64;
+                f.bytes_out = (i % 3 != 0).then_some(i as u64 * 1_000);
+                f
+            })
+            .collect();
+        let ack = s
+            .ingest(
+                &format!("agt-{h}"),
+                &IngestBatch {
+                    batch_id: batch_id.into(),
+                    findings,
+                },
+                T0,
+            )
+            .unwrap();
+        assert_eq!(ack.accepted, users as u64);
+    }
+}
+
+/// The day trend of time-only filters reads the sums (changing them changes the trend), and
+/// they stay small: at most days × services × verdicts rows, plus the pending deltas.
+fn sums_are_read(s: &dyn Store, sql: &dyn Fn(&str) -> Result<u64, String>) {
+    let q = FindingQuery::default();
+    let before = serde_json::to_value(s.trend_by(&q, Bucket::Day).unwrap()).unwrap();
+    // (On PostgreSQL the sums hold what was folded: one statement in 32 folds.)
+    let n = sql("UPDATE finding_day_sums SET hosts = hosts + 1000").unwrap();
+    assert!(
+        n > 0 && n <= (DAYS + 1) as u64 * 4 * 4,
+        "{n}: one sums row per day, service and verdict"
+    );
+    sql("UPDATE finding_day_pending SET hosts = hosts + 1000").unwrap();
+    let after = serde_json::to_value(s.trend_by(&q, Bucket::Day).unwrap()).unwrap();
+    assert_ne!(before, after, "the day trend reads finding_day_sums");
+    sql("UPDATE finding_day_sums SET hosts = hosts - 1000").unwrap();
+    sql("UPDATE finding_day_pending SET hosts = hosts - 1000").unwrap();
+}
+
+fn suite(
+    s: &dyn Store,
+    set_rollup: &dyn Fn(bool),
+    sql: &dyn Fn(&str) -> Result<u64, String>,
+    backfill: &str,
+) {
     let all = load(s, 0x5eed_1234_abcd_0001);
+    flood(s);
     let nonempty = compare(s, set_rollup, 7, "after ingest");
     assert!(nonempty > 20, "most filters select something ({nonempty})");
+    sums_are_read(s, sql);
     // Deletes (retention, an admin's clean-up) keep the roll-up exact.
     let victims: Vec<String> = all
         .iter()
@@ -295,7 +377,19 @@ fn suite(s: &dyn Store, set_rollup: &dyn Fn(bool), sql: &dyn Fn(&str) -> Result<
     ))
     .unwrap();
     assert!(n > 0);
+    // The last findings of a host under one verdict on a day; half of a flooding host's.
+    let n = sql(&format!(
+        "DELETE FROM findings WHERE host_id = 'host-3' AND verdict = 'tolerated' \
+         AND window_start_ms >= {} AND window_start_ms < {}",
+        T0 + 4 * DAY,
+        T0 + 5 * DAY
+    ))
+    .unwrap();
+    assert!(n > 0);
+    let n = sql("DELETE FROM findings WHERE id LIKE 'flood-a-%' AND count % 2 = 1").unwrap();
+    assert!(n > 0);
     compare(s, set_rollup, 8, "after deletes");
+    sums_are_read(s, sql);
     // Findings are immutable: an UPDATE would bypass the roll-up.
     let e = sql("UPDATE findings SET count = count + 1").unwrap_err();
     assert!(e.contains("findings are immutable"), "{e}");
@@ -321,6 +415,26 @@ fn suite(s: &dyn Store, set_rollup: &dyn Fn(bool), sql: &dyn Fn(&str) -> Result<
         .unwrap();
     assert_eq!(ack.accepted, 10);
     compare(s, set_rollup, 9, "after more ingest");
+    // The migration's back-fill of the per-day sums gives what the triggers kept.
+    let kept = serde_json::to_value(s.trend_by(&FindingQuery::default(), Bucket::Day).unwrap());
+    for t in [
+        "finding_day_sums",
+        "finding_day_pending",
+        "finding_day_hosts",
+        "finding_day_users",
+    ] {
+        sql(&format!("DELETE FROM {t}")).unwrap();
+    }
+    for stmt in backfill.split(";\n").filter(|s| !s.trim().is_empty()) {
+        assert!(sql(stmt).unwrap() > 0, "{stmt}");
+    }
+    let rebuilt = serde_json::to_value(s.trend_by(&FindingQuery::default(), Bucket::Day).unwrap());
+    assert_eq!(
+        kept.unwrap(),
+        rebuilt.unwrap(),
+        "back-filled sums = trigger-kept sums"
+    );
+    compare(s, set_rollup, 10, "after the back-fill");
 }
 
 #[test]
@@ -330,11 +444,16 @@ fn sqlite_rollup_matches_raw_findings() {
     let s = shadowai_collector::store::sqlite::open(&path).unwrap();
     let c = rusqlite::Connection::open(&path).unwrap();
     c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-    suite(&s, &|on| s.set_rollup(on), &|q| {
-        c.execute(q, [])
-            .map(|n| n as u64)
-            .map_err(|e| e.to_string())
-    });
+    suite(
+        &s,
+        &|on| s.set_rollup(on),
+        &|q| {
+            c.execute(q, [])
+                .map(|n| n as u64)
+                .map_err(|e| e.to_string())
+        },
+        shadowai_collector::store::rollup_sums::SQLITE_BACKFILL,
+    );
 }
 
 #[test]
@@ -343,10 +462,15 @@ fn postgres_rollup_matches_raw_findings() {
     let conn = pg.create_db("rollup");
     let s = shadowai_collector::store::postgres::open(&conn, 2, None).unwrap();
     let c = std::sync::Mutex::new(postgres::Client::connect(&conn, postgres::NoTls).unwrap());
-    suite(&s, &|on| s.set_rollup(on), &|q| {
-        c.lock()
-            .unwrap()
-            .execute(q, &[])
-            .map_err(|e| format!("{e:?}"))
-    });
+    suite(
+        &s,
+        &|on| s.set_rollup(on),
+        &|q| {
+            c.lock()
+                .unwrap()
+                .execute(q, &[])
+                .map_err(|e| format!("{e:?}"))
+        },
+        shadowai_collector::store::rollup_sums::POSTGRES_BACKFILL,
+    );
 }

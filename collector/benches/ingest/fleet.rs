@@ -36,6 +36,9 @@ struct Seeded {
     insert_secs: f64,
     index_secs: f64,
     rollup_secs: f64,
+    /// Back-fill of the per-day sums (`rollup_sums.rs`) and its row count.
+    sums_secs: f64,
+    sums_rows: i64,
     days_rows: i64,
     keys_rows: i64,
 }
@@ -44,7 +47,8 @@ struct Seeded {
 /// `INSERT … SELECT generate_series` statements (the rows are generated inside PostgreSQL:
 /// nothing crosses the socket, where `COPY` would ship every row's JSON), with the secondary
 /// indexes dropped and the roll-up's insert trigger disabled; then the indexes are rebuilt and
-/// the roll-up filled by the migration's own back-fill (`rollup_sql::BACKFILL`).
+/// the roll-up filled by the migrations' own back-fills (`rollup_sql::BACKFILL`, the keys'
+/// totals, the per-day sums).
 ///
 /// The shape of a fleet: each host has one user (1 finding in 20 is a second user's, as on a
 /// shared machine), a main AI service (75 % of its findings), a second (18 %) and a third;
@@ -109,7 +113,8 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
         .map(|(name, _)| format!("DROP INDEX {name};"))
         .collect();
     c.batch_execute(&format!(
-        "{drop} ALTER TABLE findings DISABLE TRIGGER finding_days_insert;"
+        "{drop} ALTER TABLE findings DISABLE TRIGGER finding_days_insert; \
+         ALTER TABLE findings DISABLE TRIGGER finding_sums_insert;"
     ))
     .unwrap();
     let t = Instant::now();
@@ -169,12 +174,26 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
     let mut tx = c.transaction().unwrap();
     tx.batch_execute(shadowai_collector::store::rollup_sql::BACKFILL)
         .unwrap();
+    tx.batch_execute(shadowai_collector::store::rollup_sql::POSTGRES_TOTALS_BACKFILL)
+        .unwrap();
     tx.batch_execute("ALTER TABLE findings ENABLE TRIGGER finding_days_insert;")
         .unwrap();
     tx.commit().unwrap();
     c.batch_execute("ANALYZE findings; ANALYZE finding_days; ANALYZE finding_keys;")
         .unwrap();
     let rollup_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut tx = c.transaction().unwrap();
+    tx.batch_execute(shadowai_collector::store::rollup_sums::POSTGRES_BACKFILL)
+        .unwrap();
+    tx.batch_execute("ALTER TABLE findings ENABLE TRIGGER finding_sums_insert;")
+        .unwrap();
+    tx.commit().unwrap();
+    c.batch_execute(
+        "ANALYZE finding_day_hosts; ANALYZE finding_day_users; ANALYZE finding_day_sums;",
+    )
+    .unwrap();
+    let sums_secs = t.elapsed().as_secs_f64();
     let count = |c: &mut postgres::Client, t: &str| -> i64 {
         c.query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
             .unwrap()
@@ -184,6 +203,8 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
         insert_secs,
         index_secs,
         rollup_secs,
+        sums_secs,
+        sums_rows: count(&mut c, "finding_day_sums"),
         days_rows: count(&mut c, "finding_days"),
         keys_rows: count(&mut c, "finding_keys"),
     }
@@ -264,11 +285,15 @@ pub fn run(work: &Path) {
         num("--agents", 10_000),
         num("--batch", 20),
     );
-    // Statements over 1 s are logged with their text: the slowest is explained below.
-    // WAL capped at 1 GB (the bulk load writes the table's size in WAL; the disk is shared).
+    // Statements over 1 s (`--log-slow-ms`) are logged with their text and parameters: the
+    // slowest are explained below. WAL capped at 1 GB (the bulk load writes the table's size
+    // in WAL; the disk is shared).
+    let slow_ms = num("--log-slow-ms", 1000);
     let pg = Pg::start_with(
         work,
-        "-c log_min_duration_statement=1000 -c max_wal_size=1GB -c wal_compression=on",
+        &format!(
+            "-c log_min_duration_statement={slow_ms} -c max_wal_size=1GB -c wal_compression=on"
+        ),
     );
     let database = format!(
         "[database]\nkind = \"postgres\"\nurl = \"{}\"\npool = 8\n",
@@ -434,6 +459,15 @@ pub fn run(work: &Path) {
         )
         .unwrap()
         .get(0);
+    let sums_size: i64 = c
+        .query_one(
+            "SELECT pg_total_relation_size('finding_day_sums') \
+             + pg_total_relation_size('finding_day_hosts') \
+             + pg_total_relation_size('finding_day_users')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
     let db_size: i64 = c
         .query_one("SELECT pg_database_size(current_database())", &[])
         .unwrap()
@@ -447,7 +481,7 @@ pub fn run(work: &Path) {
         .unwrap()
         .get(0);
     let after = rt.block_on(queries(&b, &viewer, now_ms()));
-    let (slowest_ms, slowest_plan) = explain_slowest(&pg, &mut c);
+    let slow_plans = explain_slow(&pg, &mut c, 8);
     let expected_live = n_agents * per;
     println!(
         "{}",
@@ -455,6 +489,8 @@ pub fn run(work: &Path) {
             "mode": "fleet", "history": history, "agents": n_agents, "batch": per,
             "seed_insert_secs": seeded.insert_secs, "seed_index_secs": seeded.index_secs,
             "seed_rollup_secs": seeded.rollup_secs, "rollup_days_rows": seeded.days_rows,
+            "seed_sums_secs": seeded.sums_secs, "sums_rows": seeded.sums_rows,
+            "sums_bytes": sums_size, "slow_plans": slow_plans,
             "rollup_keys_rows": seeded.keys_rows, "rollup_bytes": rollup_size,
             "db_bytes": db_size, "rollup_findings": rollup_findings,
             "load_start": load_start.trim(),
@@ -467,37 +503,113 @@ pub fn run(work: &Path) {
             "stored": stored, "distinct": distinct, "table_bytes": size,
             "queries_before": before, "queries_after": after,
             "killed_replica_after_agents": kill_at,
-            "slowest_query_ms": slowest_ms, "slowest_query_plan": slowest_plan,
             "work": arg("--work", ""),
         })
     );
 }
 
-/// The slowest statement PostgreSQL logged (`log_min_duration_statement`) that takes no
-/// parameters, run again under `EXPLAIN (ANALYZE, BUFFERS)`: the profile of a slow report.
-fn explain_slowest(pg: &Pg, c: &mut postgres::Client) -> (f64, String) {
+/// The slow report statements PostgreSQL logged (`log_min_duration_statement`), the slowest
+/// run of each distinct text with its logged parameters put back in, each run again under
+/// `EXPLAIN (ANALYZE, BUFFERS)` with JIT off (as the collector runs reports): the profiles
+/// of the SOC's slow queries, at most `max`, slowest first.
+fn explain_slow(pg: &Pg, c: &mut postgres::Client, max: usize) -> serde_json::Value {
     let log = std::fs::read_to_string(pg.dir.join("log")).unwrap_or_default();
-    let slowest = log
-        .lines()
-        .filter_map(|l| {
-            let rest = l.split_once("duration: ")?.1;
-            let (ms, rest) = rest.split_once(" ms")?;
-            // "  execute <name>: SQL" (extended protocol) or "  statement: SQL".
-            let sql = rest.split_once(": ")?.1;
-            let ms: f64 = ms.trim().parse().ok()?;
-            (sql.starts_with("SELECT") && !sql.contains('$')).then(|| (ms, sql.to_owned()))
+    let lines: Vec<&str> = log.lines().collect();
+    let mut slow: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        let Some((ms, rest)) = l
+            .split_once("duration: ")
+            .and_then(|(_, r)| r.split_once(" ms"))
+        else {
+            continue;
+        };
+        let Some((_, sql)) = rest.split_once(": ") else {
+            continue;
+        };
+        let Ok(ms) = ms.trim().parse::<f64>() else {
+            continue;
+        };
+        // The bench's own counting statements are not the SOC's.
+        if !sql.starts_with("SELECT")
+            || sql.contains("pg_")
+            || sql.starts_with("SELECT COUNT(*) FROM")
+            || sql.starts_with("SELECT COALESCE(SUM(findings), 0)")
+        {
+            continue;
+        }
+        let params = lines
+            .get(i + 1)
+            .filter(|d| d.contains("DETAIL:"))
+            .and_then(|d| d.split_once("arameters: "))
+            .map(|(_, p)| p)
+            .unwrap_or("");
+        let text = with_params(sql, params);
+        let e = slow.entry(text).or_insert(0.0);
+        *e = e.max(ms);
+    }
+    let mut slow: Vec<(f64, String)> = slow.into_iter().map(|(s, ms)| (ms, s)).collect();
+    slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let _ = c.batch_execute("SET jit = off");
+    let plans: Vec<serde_json::Value> = slow
+        .into_iter()
+        .take(max)
+        .map(|(ms, sql)| {
+            let plan = match c.query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &[]) {
+                Ok(rows) => rows
+                    .iter()
+                    .map(|r| r.get::<_, String>(0))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                Err(e) => format!("EXPLAIN failed: {e}"),
+            };
+            serde_json::json!({"ms": ms, "sql": sql, "plan": plan})
         })
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    let Some((ms, sql)) = slowest else {
-        return (0.0, String::new());
-    };
-    let plan = match c.query(&format!("EXPLAIN (ANALYZE, BUFFERS) {sql}"), &[]) {
-        Ok(rows) => rows
-            .iter()
-            .map(|r| r.get::<_, String>(0))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        Err(e) => format!("EXPLAIN failed: {e}"),
-    };
-    (ms, format!("{sql}\n\n{plan}"))
+        .collect();
+    serde_json::Value::Array(plans)
+}
+
+/// `sql` with `$n` replaced by the values of a logged `$1 = '…', $2 = '…'` list (highest
+/// number first, so `$1` does not match the front of `$12`).
+fn with_params(sql: &str, params: &str) -> String {
+    let mut values: Vec<(usize, String)> = Vec::new();
+    let mut rest = params;
+    while let Some(p) = rest.strip_prefix('$') {
+        let Some((n, after)) = p.split_once(" = ") else {
+            break;
+        };
+        let Ok(n) = n.parse::<usize>() else {
+            break;
+        };
+        // A value is NULL or a quoted literal with '' for a quote.
+        let (value, tail) = if let Some(t) = after.strip_prefix("NULL") {
+            ("NULL".to_owned(), t)
+        } else if let Some(q) = after.strip_prefix('\'') {
+            let mut end = None;
+            let b = q.as_bytes();
+            let mut k = 0;
+            while k < b.len() {
+                if b[k] == b'\'' {
+                    if b.get(k + 1) == Some(&b'\'') {
+                        k += 2;
+                        continue;
+                    }
+                    end = Some(k);
+                    break;
+                }
+                k += 1;
+            }
+            let Some(end) = end else { break };
+            (format!("'{}'", &q[..end]), &q[end + 1..])
+        } else {
+            break;
+        };
+        values.push((n, value));
+        rest = tail.trim_start_matches(", ");
+    }
+    values.sort_by_key(|v| std::cmp::Reverse(v.0));
+    let mut out = sql.to_owned();
+    for (n, v) in values {
+        out = out.replace(&format!("${n}"), &v);
+    }
+    out
 }

@@ -9,6 +9,7 @@
 pub mod postgres;
 mod rollup;
 pub mod rollup_sql;
+pub mod rollup_sums;
 pub mod rows;
 pub mod sql;
 pub mod sql_catalogue;

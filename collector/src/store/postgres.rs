@@ -178,6 +178,8 @@ CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
 "#,
     // ---- rollup: the daily roll-up behind the SOC's reports (issue 14) ----
     super::rollup_sql::POSTGRES_MIGRATION,
+    super::rollup_sums::POSTGRES_MIGRATION,
+    super::rollup_sql::POSTGRES_TOTALS_MIGRATION,
 ];
 
 pub struct Postgres {

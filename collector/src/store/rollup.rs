@@ -14,6 +14,8 @@
 //! Findings starting before the first whole day can still end inside the range; those with
 //! windows up to an hour are found by the `window_start_ms` index from `from - 1 h`, longer
 //! ones by the partial index `findings_long`. So the numbers are the raw query's, exactly.
+//! Reports that read raw findings only (hour buckets, container filters, ranges without a
+//! whole day) find them the same way when the range has a start.
 
 use super::FindingFilter;
 use super::rows::V;
@@ -70,6 +72,17 @@ pub(super) fn rows(f: &FindingFilter, bucket_ms: i64, rollup: bool, params: &mut
     source(f, Kind::Rows { bucket_ms }, rollup, params)
 }
 
+/// As [`rows`] by day for reports that do not use `b` (sums over the range): over all time
+/// (no `from`, no `to`) the rows are each key's totals in `finding_keys` — one row per key
+/// instead of one per key and day (`b` is then 0).
+pub(super) fn totals(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> String {
+    if !rollup || f.container.is_some() || f.from_ms.is_some() || f.to_ms.is_some() {
+        return rows(f, DAY_MS, rollup, params);
+    }
+    let keyed = where_clause(f, params);
+    format!("SELECT {KEY}, 0 AS b, {DAY_MEASURES} FROM finding_keys WHERE {keyed}")
+}
+
 /// SQL for `FROM (…)` reading the key columns of the findings `f` selects (repeats allowed).
 pub(super) fn keys(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> String {
     source(f, Kind::Keys, rollup, params)
@@ -87,7 +100,10 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
     let finer = matches!(kind, Kind::Rows { bucket_ms } if bucket_ms != DAY_MS);
     let days = whole_days(f.from_ms, f.to_ms).filter(|_| rollup && f.container.is_none() && !finer);
     let Some((lo, hi)) = days else {
-        return raw(&where_clause(f, params));
+        return match (rollup, f.from_ms) {
+            (true, Some(from)) => index_friendly(f, from, &raw, params),
+            _ => raw(&where_clause(f, params)),
+        };
     };
     let keyed = where_clause(
         &FindingFilter {
@@ -123,7 +139,39 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
             format!("SELECT {KEY} FROM finding_keys WHERE {keyed}{range}")
         }
     }];
-    // Raw findings outside the whole days: the head (before `lo`) and the tail (from `hi`).
+    parts.extend(edges(f, &raw, (lo, hi), params));
+    parts.join(" UNION ALL ")
+}
+
+/// The raw findings `f` selects, `from` on, read through indexes: `window_end_ms > from` has
+/// no index of its own (a scan of every finding), so the windows up to an hour are found by
+/// `window_start_ms >= from - 1 h` and the longer ones by `findings_long` — the same rows.
+fn index_friendly(
+    f: &FindingFilter,
+    from: i64,
+    raw: &dyn Fn(&str) -> String,
+    params: &mut Vec<V>,
+) -> String {
+    let clause = where_clause(f, params);
+    let back = add(params, from.saturating_sub(EDGE_MS));
+    format!(
+        "{} UNION ALL {}",
+        raw(&format!(
+            "{clause} AND window_start_ms >= {back} AND {SHORT}"
+        )),
+        raw(&format!("{clause} AND {LONG}"))
+    )
+}
+
+/// The raw findings outside the whole days `[lo, hi)`: the head (before `lo`) and the tail
+/// (from `hi`), each read by `raw` (given its `WHERE` condition).
+fn edges(
+    f: &FindingFilter,
+    raw: &dyn Fn(&str) -> String,
+    (lo, hi): (Option<i64>, Option<i64>),
+    params: &mut Vec<V>,
+) -> Vec<String> {
+    let mut parts = Vec::new();
     // (Only a bounded range has edges; an unused parameter would have no type in PostgreSQL.)
     let clause = if lo.is_some() || hi.is_some() {
         where_clause(f, params)
@@ -144,7 +192,55 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
         let end = add(params, hi.saturating_mul(DAY_MS));
         parts.push(raw(&format!("{clause} AND window_start_ms >= {end}")));
     }
-    parts.join(" UNION ALL ")
+    parts
+}
+
+/// SQL for `FROM (…)` of the day trend when `f` selects by time alone: rows of `b` (the day),
+/// `service_id`, `verdict`, `events`, `hosts`, `users`, `bytes_out` that add up per
+/// (`b`, `service_id`, `verdict`) — the whole days from `finding_day_sums`
+/// and `finding_day_pending` (`rollup_sums.rs`), the edge days counted from the raw findings (a day comes from one
+/// source only, so its distinct counts add). `None` when `f` filters by anything but time
+/// (the sums are not kept per host, user or executable) or no day is whole.
+pub(super) fn day_trend(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> Option<String> {
+    let timeless = FindingFilter {
+        from_ms: None,
+        to_ms: None,
+        ..f.clone()
+    };
+    let mut scratch = Vec::new();
+    where_clause(&timeless, &mut scratch);
+    if !rollup || !scratch.is_empty() {
+        return None;
+    }
+    let (lo, hi) = whole_days(f.from_ms, f.to_ms)?;
+    let mut range = String::new();
+    if let Some(l) = lo {
+        range.push_str(&format!(" AND day >= {}", add(params, l)));
+    }
+    if let Some(h) = hi {
+        range.push_str(&format!(" AND day < {}", add(params, h)));
+    }
+    let mut sql = format!(
+        "SELECT day AS b, service_id, verdict, events, hosts, users, bytes_out \
+         FROM finding_day_sums WHERE 1 = 1{range} UNION ALL SELECT day, service_id, verdict, \
+         events, hosts, users, bytes_out FROM finding_day_pending WHERE 1 = 1{range}"
+    );
+    let raw = |cond: &str| {
+        format!(
+            "SELECT window_start_ms / {DAY_MS} AS b, service_id, verdict, host_id, user_name, \
+             count, bytes_out FROM findings WHERE {cond}"
+        )
+    };
+    let parts = edges(f, &raw, (lo, hi), params);
+    if !parts.is_empty() {
+        sql.push_str(&format!(
+            " UNION ALL SELECT b, service_id, verdict, SUM(count), COUNT(DISTINCT host_id), \
+             COUNT(DISTINCT user_name), COALESCE(SUM(bytes_out), 0) FROM ({}) e \
+             GROUP BY b, service_id, verdict",
+            parts.join(" UNION ALL ")
+        ));
+    }
+    Some(sql)
 }
 
 #[cfg(test)]

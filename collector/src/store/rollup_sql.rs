@@ -238,11 +238,9 @@ macro_rules! big {
     };
 }
 
-/// What SQLite's per-row triggers do: add a new finding to its day and key; recompute the
-/// day and key of a deleted one from the findings left.
-macro_rules! sqlite_triggers {
+/// SQLite: the statement adding a new finding (`NEW`) to its day in `finding_days`.
+macro_rules! sqlite_days_upsert {
     () => { concat!(
-    "CREATE TRIGGER finding_days_insert AFTER INSERT ON findings BEGIN\n",
     "INSERT INTO finding_days (",
     days_columns!(),
     ") VALUES (NEW.window_start_ms / 86400000, ",
@@ -265,51 +263,72 @@ macro_rules! sqlite_triggers {
      last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), \
      service_name = MAX(service_name, excluded.service_name), \
      vendor = MAX(vendor, excluded.vendor);\n",
-    "INSERT INTO finding_keys (",
-    key!(),
-    ", first_day, last_day) VALUES (",
-    key_of!("NEW"),
-    ", NEW.window_start_ms / 86400000, NEW.window_start_ms / 86400000) ON CONFLICT (",
-    key!(),
-    ") DO UPDATE SET first_day = MIN(first_day, excluded.first_day), \
-     last_day = MAX(last_day, excluded.last_day);\nEND;\n",
-    "CREATE TRIGGER finding_days_delete AFTER DELETE ON findings BEGIN\n",
-    "DELETE FROM finding_days WHERE day = OLD.window_start_ms / 86400000 AND (",
-    key!(),
-    ") = (",
-    key_of!("OLD"),
-    ");\n",
-    "INSERT INTO finding_days (",
-    days_columns!(),
-    ") SELECT OLD.window_start_ms / 86400000, ",
-    key_of!("OLD"),
-    ", ",
-    measures!(),
-    " FROM findings f WHERE f.host_id = OLD.host_id \
+    ) };
+}
+
+/// SQLite: what a deleted finding (`OLD`) recomputes — its day and key from what is left.
+macro_rules! sqlite_delete_body {
+    () => {
+        concat!(
+            "DELETE FROM finding_days WHERE day = OLD.window_start_ms / 86400000 AND (",
+            key!(),
+            ") = (",
+            key_of!("OLD"),
+            ");\n",
+            "INSERT INTO finding_days (",
+            days_columns!(),
+            ") SELECT OLD.window_start_ms / 86400000, ",
+            key_of!("OLD"),
+            ", ",
+            measures!(),
+            " FROM findings f WHERE f.host_id = OLD.host_id \
      AND f.window_start_ms >= OLD.window_start_ms / 86400000 * 86400000 \
      AND f.window_start_ms < (OLD.window_start_ms / 86400000 + 1) * 86400000 AND (",
-    key_of!("f"),
-    ") = (",
-    key_of!("OLD"),
-    ") GROUP BY f.host_id;\n",
-    "DELETE FROM finding_keys WHERE (",
-    key!(),
-    ") = (",
-    key_of!("OLD"),
-    ");\n",
-    "INSERT INTO finding_keys (",
-    key!(),
-    ", first_day, last_day) SELECT ",
-    key_of!("OLD"),
-    ", MIN(day), MAX(day) FROM finding_days WHERE (",
-    key!(),
-    ") = (",
-    key_of!("OLD"),
-    ") GROUP BY host_id;\nEND;\n",
-    "CREATE TRIGGER findings_immutable BEFORE UPDATE ON findings BEGIN SELECT RAISE(ABORT, \
+            key_of!("f"),
+            ") = (",
+            key_of!("OLD"),
+            ") GROUP BY f.host_id;\n",
+            "DELETE FROM finding_keys WHERE (",
+            key!(),
+            ") = (",
+            key_of!("OLD"),
+            ");\n",
+            "INSERT INTO finding_keys (",
+            key!(),
+            ", first_day, last_day) SELECT ",
+            key_of!("OLD"),
+            ", MIN(day), MAX(day) FROM finding_days WHERE (",
+            key!(),
+            ") = (",
+            key_of!("OLD"),
+            ") GROUP BY host_id;\n"
+        )
+    };
+}
+
+/// What SQLite's per-row triggers do: add a new finding to its day and key; recompute the
+/// day and key of a deleted one from the findings left.
+macro_rules! sqlite_triggers {
+    () => {
+        concat!(
+            "CREATE TRIGGER finding_days_insert AFTER INSERT ON findings BEGIN\n",
+            sqlite_days_upsert!(),
+            "INSERT INTO finding_keys (",
+            key!(),
+            ", first_day, last_day) VALUES (",
+            key_of!("NEW"),
+            ", NEW.window_start_ms / 86400000, NEW.window_start_ms / 86400000) ON CONFLICT (",
+            key!(),
+            ") DO UPDATE SET first_day = MIN(first_day, excluded.first_day), \
+     last_day = MAX(last_day, excluded.last_day);\nEND;\n",
+            "CREATE TRIGGER finding_days_delete AFTER DELETE ON findings BEGIN\n",
+            sqlite_delete_body!(),
+            "END;\n",
+            "CREATE TRIGGER findings_immutable BEFORE UPDATE ON findings BEGIN SELECT RAISE(ABORT, \
      'findings are immutable (the daily roll-up is kept from inserts and deletes): delete and \
      insert instead'); END;\n"
-    ) };
+        )
+    };
 }
 
 /// Migration for SQLite: tables, back-fill, triggers.
@@ -330,11 +349,9 @@ macro_rules! touched {
     };
 }
 
-/// PostgreSQL: statement-level triggers over transition tables (one aggregate per statement,
-/// not one upsert per row).
-macro_rules! postgres_triggers {
+/// PostgreSQL: the statement adding a statement's new findings (`new_rows`) to their days.
+macro_rules! pg_days_upsert {
     () => { concat!(
-    "CREATE FUNCTION shadowai_rollup_insert() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN\n",
     "INSERT INTO finding_days AS d (",
     days_columns!(),
     ") SELECT f.window_start_ms / 86400000, ",
@@ -359,6 +376,15 @@ macro_rules! postgres_triggers {
      last_seen_ms = GREATEST(d.last_seen_ms, excluded.last_seen_ms), \
      service_name = GREATEST(d.service_name, excluded.service_name), \
      vendor = GREATEST(d.vendor, excluded.vendor);\n",
+    ) };
+}
+
+/// PostgreSQL: statement-level triggers over transition tables (one aggregate per statement,
+/// not one upsert per row).
+macro_rules! postgres_triggers {
+    () => { concat!(
+    "CREATE FUNCTION shadowai_rollup_insert() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN\n",
+    pg_days_upsert!(),
     "INSERT INTO finding_keys AS k (",
     key!(),
     ", first_day, last_day) SELECT ",
@@ -432,3 +458,9 @@ pub const BACKFILL: &str = backfill!();
 
 /// `finding_days d` holds a day of the `finding_keys` row the query is at.
 pub(super) const DAYS_OF_KEY: &str = key_eq!("d", "finding_keys");
+
+// The keys' totals (a later migration) use the macros above.
+#[path = "rollup_totals.rs"]
+mod totals;
+pub use totals::{POSTGRES_TOTALS_BACKFILL, SQLITE_TOTALS_BACKFILL};
+pub(super) use totals::{POSTGRES_TOTALS_MIGRATION, SQLITE_TOTALS_MIGRATION};

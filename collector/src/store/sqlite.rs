@@ -167,6 +167,8 @@ CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
 "#,
     // ---- rollup: the daily roll-up behind the SOC's reports (issue 14) ----
     super::rollup_sql::SQLITE_MIGRATION,
+    super::rollup_sums::SQLITE_MIGRATION,
+    super::rollup_sql::SQLITE_TOTALS_MIGRATION,
 ];
 
 pub struct Sqlite {

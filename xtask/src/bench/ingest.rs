@@ -333,13 +333,28 @@ pub fn fleet(ctx: &Ctx) -> Result<String> {
         num(f(&v, "rollup_findings"), 0),
     );
     body.push_str(&table(&["query", "ms before", "ms after", "< 2 s"], &rows));
-    if let Some(plan) = v["slowest_query_plan"].as_str().filter(|p| !p.is_empty()) {
-        body.push_str(&format!(
-            "\nThe profile: the slowest SOC query PostgreSQL logged during the run \
-             (`log_min_duration_statement=1000`; {} ms), run again under `EXPLAIN (ANALYZE, \
-             BUFFERS)` after the live phase:\n\n```\n{plan}\n```\n",
-            num(f(&v, "slowest_query_ms"), 0)
-        ));
+    body.push_str(&format!(
+        "\nThe unfiltered day trend reads the per-day sums (distinct hosts and users, events, \
+         bytes per day × service × verdict, kept by triggers): back-filled in {:.0} s, \
+         {} rows ({} MiB with their per-host and per-user day rows).\n",
+        f(&v, "seed_sums_secs"),
+        num(f(&v, "sums_rows"), 0),
+        num(f(&v, "sums_bytes") / 1048576.0, 0),
+    ));
+    if let Some(plans) = v["slow_plans"].as_array().filter(|p| !p.is_empty()) {
+        body.push_str(
+            "\nEvery report statement PostgreSQL logged over 1 s during the run (the slowest \
+             run of each, its logged parameters put back), run again after the live phase \
+             under `EXPLAIN (ANALYZE, BUFFERS)` with JIT off:\n",
+        );
+        for p in plans {
+            body.push_str(&format!(
+                "\n{} ms logged:\n\n```\n{}\n\n{}\n```\n",
+                num(p["ms"].as_f64().unwrap_or(f64::NAN), 0),
+                p["sql"].as_str().unwrap_or(""),
+                p["plan"].as_str().unwrap_or(""),
+            ));
+        }
     }
     let slowest = names
         .iter()
@@ -348,22 +363,23 @@ pub fn fleet(ctx: &Ctx) -> Result<String> {
         .max_by(|a, b| a.0.total_cmp(&b.0));
     let days_rows = f(&v, "rollup_days_rows");
     if let Some((ms, k)) = slowest {
-        let per_row_us = ms * 1000.0 / days_rows;
         body.push_str(&format!(
-            "\nWhere one PostgreSQL stops being enough: the 90-day reports read the daily \
-             roll-up (day × service × verdict × action × host × user × executable …: {} rows \
-             for {} findings, {:.1} findings per row) and `finding_keys` for distinct counts, \
-             not the findings. The slowest overview query here ({k}, {} ms) costs ≈ {per_row_us:.2} \
-             µs per roll-up row, so it passes 2 s at ≈ {} roll-up rows: the size grows with \
-             hosts × days × the services each host uses a day, not with findings. The hour \
-             trend reads raw findings (days cannot give hours). Past that: monthly partitions \
-             of both tables (retention = `DROP PARTITION`), read replicas for the SOC's \
-             queries, and a columnar store for raw evidence once findings pass ~10⁹.\n",
+            "\nWhere one PostgreSQL stops being enough: each report's cost follows what it reads, \
+             not the findings. Over all time the services, Who, uploaders and pickers reports \
+             read one row per key (`finding_keys`, {} rows: hosts × the services, users and \
+             executables each uses); the day trend reads one row per day × service × verdict \
+             ({} rows); a report with a start reads the roll-up's days in its range ({} day rows \
+             in all, {:.1} findings each) plus the raw findings of its first, partial day; the \
+             hour trend reads the raw findings of its range (days cannot give hours). The \
+             slowest overview query here: {k}, {} ms. Past this: an hourly roll-up for the hour \
+             trend and the partial first day, monthly partitions of the findings and the \
+             roll-up (retention = `DROP PARTITION`), read replicas for the SOC's queries, and a \
+             columnar store for raw evidence once findings pass ~10⁹.\n",
+            num(f(&v, "rollup_keys_rows"), 0),
+            num(f(&v, "sums_rows"), 0),
             num(days_rows, 0),
-            num(rows_total, 0),
             rows_total / days_rows,
             num(ms, 0),
-            num(2000.0 * 1000.0 / per_row_us, 0),
         ));
     }
     Ok(body)
