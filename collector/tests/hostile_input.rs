@@ -116,6 +116,24 @@ async fn counts_are_bounded_and_reports_cannot_overflow() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("window_end_ms"), "{e}");
+    // Byte counts: a value past i64 (or past the per-finding bound) is refused, naming it.
+    for (dir, v) in [("bytes_out", u64::MAX), ("bytes_in", (1 << 40) + 1)] {
+        let mut f = finding("fb", "h1", "chatgpt", Verdict::Unsanctioned, "alice", T0);
+        if dir == "bytes_out" {
+            f.bytes_out = Some(v);
+        } else {
+            f.bytes_in = Some(v);
+        }
+        let e = a
+            .ingest(&IngestBatch {
+                batch_id: format!("b-{dir}"),
+                findings: vec![f],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{e}");
+        assert!(e.to_string().contains(&format!("findings[0].{dir}")), "{e}");
+    }
     // The largest accepted count, many times over: the reports add up without overflow.
     let max = u32::MAX as u64;
     let fs: Vec<_> = (0..1000)
@@ -129,6 +147,8 @@ async fn counts_are_bounded_and_reports_cannot_overflow() {
                 T0 + i,
             );
             f.count = max;
+            f.bytes_out = Some(1 << 40);
+            f.bytes_in = Some(1 << 40);
             f
         })
         .collect();
@@ -143,6 +163,10 @@ async fn counts_are_bounded_and_reports_cannot_overflow() {
         .await
         .unwrap();
     assert_eq!(report[0].events, 1000 * max);
+    assert_eq!(
+        (report[0].bytes_out, report[0].bytes_in),
+        (1000 << 40, 1000 << 40)
+    );
     let trend = admin.trend(&FindingQuery::default()).await.unwrap();
     assert_eq!(trend.iter().map(|t| t.events).sum::<u64>(), 1000 * max);
 }

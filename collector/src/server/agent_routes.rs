@@ -62,6 +62,10 @@ fn check_list(
 /// Events one finding may aggregate: sums over 2^31 findings stay inside i64, so reports
 /// cannot overflow.
 pub const MAX_COUNT: u64 = u32::MAX as u64;
+/// Payload bytes one finding may carry per direction (1 TiB: more than a 100 Gbit/s link
+/// moves in a 60 s window): a stored value fits in i64, and a sum needs 2^23 findings at the
+/// bound before it could overflow.
+pub const MAX_BYTES: u64 = 1 << 40;
 /// 9999-12-31T23:59:59.999Z.
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
@@ -138,6 +142,16 @@ pub(super) fn check_finding(i: usize, f: &Finding, host_id: &str) -> Result<(), 
             p("count"),
             f.count
         )));
+    }
+    for (name, v) in [("bytes_out", f.bytes_out), ("bytes_in", f.bytes_in)] {
+        if let Some(v) = v
+            && v > MAX_BYTES
+        {
+            return Err(bad(format!(
+                "{}: must be 0..={MAX_BYTES} (1 TiB) per finding, got {v}",
+                p(name)
+            )));
+        }
     }
     check_list(&p("evidence.dns_names"), &f.evidence.dns_names, 64, 253)?;
     check_list(&p("evidence.sni"), &f.evidence.sni, 64, 253)?;
