@@ -147,33 +147,14 @@ pub(super) fn note_first_uses(
             *e = (*e).min(f.first_seen_ms);
         }
     }
-    // Insert a new key; lower a known key's time only when this batch's is earlier. Two
-    // statements, not one upsert, on purpose: `ON CONFLICT DO UPDATE … WHERE` locks the
-    // existing row even when its WHERE is false, and the fleet- and group-wide keys are the
-    // same rows for every agent, so on PostgreSQL every concurrent batch waited for the one
-    // holding them to commit (its fsync included). `DO NOTHING`, and an UPDATE whose WHERE
-    // is false, take no row lock.
     for ((scope, subject, service), first) in firsts {
-        let params = || {
-            [
-                scope.into(),
-                subject.clone().into(),
-                service.clone().into(),
-                first.into(),
-            ]
-        };
-        let inserted = tx.exec(
+        tx.exec(
             "INSERT INTO first_uses (scope, subject, service_id, first_seen_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, subject, service_id) DO NOTHING",
-            &params(),
+             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, subject, service_id) \
+             DO UPDATE SET first_seen_ms = excluded.first_seen_ms \
+             WHERE first_uses.first_seen_ms > excluded.first_seen_ms",
+            &[scope.into(), subject.into(), service.into(), first.into()],
         )?;
-        if inserted == 0 {
-            tx.exec(
-                "UPDATE first_uses SET first_seen_ms = $4 WHERE scope = $1 AND subject = $2 \
-                 AND service_id = $3 AND first_seen_ms > $4",
-                &params(),
-            )?;
-        }
     }
     let mut wanted: Vec<(&Finding, Vec<AlertReason>)> = Vec::new();
     let mut seen: BTreeSet<(&'static str, String, String)> = BTreeSet::new();
