@@ -90,6 +90,18 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
     let prompt = "summarise-the-quarterly-numbers";
     let mut cli = t
         .cmd(&t.client, "env")
+        // No proxy from the machine's environment: npx must ask the registry by its name.
+        .args([
+            "-u",
+            "HTTPS_PROXY",
+            "-u",
+            "https_proxy",
+            "-u",
+            "HTTP_PROXY",
+            "-u",
+            "http_proxy",
+        ])
+        .args(["-u", "npm_config_proxy", "-u", "npm_config_https_proxy"])
         .arg(format!("HOME={}", home.display()))
         .args([
             "GEMINI_API_KEY=fake-key-for-the-test",
@@ -101,6 +113,9 @@ fn gemini_cli_and_its_mcp_server_are_one_session_with_flags_on_findings() {
             // npm retries a refused registry for over a minute, and Gemini waits for its
             // MCP servers before it asks its API: fail at once.
             "npm_config_fetch_retries=0",
+            // The public registry's name, answered inside the namespace, whatever mirror
+            // the machine's npm may be configured with.
+            "npm_config_registry=https://registry.npmjs.org/",
         ])
         .arg(&gemini)
         .args(["--yolo", "-p", prompt])
