@@ -3,7 +3,9 @@
 //! TLS is rustls (ring provider, via reqwest) with *manual* roots: the caller adds the CA
 //! (the collector's self-generated certificate, or the organisation's CA bundle) with
 //! [`ClientBuilder::ca_pem`]. Plain `http://` URLs are accepted for loopback development only;
-//! the collector refuses plain HTTP anywhere else.
+//! the collector refuses plain HTTP anywhere else. Proxies from the environment
+//! (`HTTPS_PROXY`, `NO_PROXY`, …) are honoured, except for a collector on this host
+//! (`localhost`, 127.0.0.0/8, `::1`): a proxy would reach its own loopback, not ours.
 
 use std::io::Write;
 use std::time::Duration;
@@ -128,6 +130,9 @@ impl ClientBuilder {
             // (10 s by default); reusing one it already closed fails with IncompleteMessage.
             .pool_idle_timeout(std::time::Duration::from_secs(5))
             .user_agent(concat!("shadowai-api/", env!("CARGO_PKG_VERSION")));
+        if is_loopback(&url) {
+            b = b.no_proxy();
+        }
         for c in self.ca {
             b = b.add_root_certificate(c);
         }
@@ -138,6 +143,17 @@ impl ClientBuilder {
             token: self.token,
         })
     }
+}
+
+/// A URL whose host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    url.host_str().is_some_and(|h| {
+        h.eq_ignore_ascii_case("localhost")
+            || h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
 }
 
 /// A collector client. Cheap to clone.
@@ -707,5 +723,36 @@ impl Client {
 
     pub async fn audit_export(&self) -> Result<Vec<AuditEntry>, ClientError> {
         self.get("/api/v1/audit/export", &()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap or expect is a failed test"
+    )]
+    use super::is_loopback;
+
+    #[test]
+    fn only_this_hosts_addresses_are_loopback() {
+        let lo = |u: &str| is_loopback(&reqwest::Url::parse(u).unwrap());
+        for u in [
+            "https://localhost:8443",
+            "https://LOCALHOST",
+            "https://127.0.0.1:8443",
+            "https://127.9.9.9",
+            "https://[::1]:8443",
+        ] {
+            assert!(lo(u), "{u}");
+        }
+        for u in [
+            "https://collector.example",
+            "https://localhost.example",
+            "https://10.0.0.1",
+            "https://[::2]",
+        ] {
+            assert!(!lo(u), "{u}");
+        }
     }
 }
