@@ -228,14 +228,7 @@ impl AlertWebhookConfig {
         match url.scheme() {
             "https" => {}
             "http" => {
-                let loopback = url.host_str().is_some_and(|h| {
-                    h == "localhost"
-                        || h.trim_start_matches('[')
-                            .trim_end_matches(']')
-                            .parse::<std::net::IpAddr>()
-                            .is_ok_and(|a| a.is_loopback())
-                });
-                if !loopback {
+                if !shadowai_api::client::is_loopback(&url) {
                     return Err(bad("plain http is allowed to a loopback address only"));
                 }
             }

@@ -239,14 +239,10 @@ pub fn check_collector_url(raw: &str) -> Result<url::Url, String> {
             "collector.url: {raw:?}: no query or fragment, only scheme://host:port"
         ));
     }
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(a)) => a.is_loopback(),
-        Some(url::Host::Ipv6(a)) => a.is_loopback(),
-        None => {
-            return Err(format!("collector.url: {raw:?} names no host"));
-        }
-    };
+    if url.host().is_none() {
+        return Err(format!("collector.url: {raw:?} names no host"));
+    }
+    let loopback = shadowai_api::client::is_loopback(&url);
     match url.scheme() {
         "https" => Ok(url),
         "http" if loopback => Ok(url),

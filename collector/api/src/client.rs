@@ -145,8 +145,9 @@ impl ClientBuilder {
     }
 }
 
-/// A URL whose host is this machine: `localhost`, 127.0.0.0/8 or `::1`.
-fn is_loopback(url: &reqwest::Url) -> bool {
+/// A URL whose host is this machine: `localhost`, 127.0.0.0/8 or `::1` (where plain HTTP
+/// is allowed, and no proxy is used).
+pub fn is_loopback(url: &reqwest::Url) -> bool {
     url.host_str().is_some_and(|h| {
         h.eq_ignore_ascii_case("localhost")
             || h.trim_start_matches('[')
