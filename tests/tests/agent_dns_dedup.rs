@@ -22,11 +22,10 @@ use shadowai_tests::{Agent, Topology, n, of_pid, parse_exposition, s, sample, se
 /// Repeats of the same query.
 const N: usize = 40;
 
-/// Sends `api.openai.com` N times on one socket (IDs 1..=N), with `api.openai.org` (same
-/// length) and `api.anthropic.com` once each in the middle of the burst, reading every
-/// answer; prints "done".
-const CLIENT: &str = r#"
-import socket, struct, sys
+/// What every client script starts with: `q(id, name)` builds an A query, `u` is a UDP
+/// socket connected to the DNS server (argv[1]); `n` is argv[2].
+const PRELUDE: &str = r#"
+import socket, struct, sys, time
 dns, n = sys.argv[1], int(sys.argv[2])
 def q(i, name):
     wire = b"".join(bytes([len(l)]) + l for l in name.encode().split(b".")) + b"\x00"
@@ -34,6 +33,12 @@ def q(i, name):
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.connect((dns, 53))
 u.settimeout(10)
+"#;
+
+/// Sends `api.openai.com` N times on one socket (IDs 1..=N), with `api.openai.org` (same
+/// length) and `api.anthropic.com` once each in the middle of the burst, reading every
+/// answer; prints "done".
+const CLIENT: &str = r#"
 for i in range(1, n + 1):
     u.send(q(i, "api.openai.com"))
     u.recv(512)
@@ -56,11 +61,16 @@ fn topology() -> Topology {
     .0
 }
 
-/// Runs the client to completion; returns its pid.
-fn burst(t: &Topology) -> u32 {
+/// Runs `PRELUDE` + `script` with argument `n` to completion; returns its pid.
+fn burst(t: &Topology, script: &str, n: usize) -> u32 {
     let child = t
         .cmd(&t.client, "python3")
-        .args(["-c", CLIENT, &t.remote_v4, &N.to_string()])
+        .args([
+            "-c",
+            &format!("{PRELUDE}{script}"),
+            &t.remote_v4,
+            &n.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -122,7 +132,7 @@ fn repeated_queries_go_up_once_and_are_counted_new_names_at_once() {
     let addr = "127.0.0.1:19471";
     let agent =
         Agent::start(&["--poll-ms", "20", "--metrics", addr, "--dedup-secs", "60"]).unwrap();
-    let pid = burst(&t);
+    let pid = burst(&t, CLIENT, N);
 
     let p = of_pid(pid);
     for name in ["api.openai.com", "api.openai.org", "api.anthropic.com"] {
@@ -161,7 +171,7 @@ fn dedup_secs_0_sends_every_query_up() {
     let t = topology();
     let addr = "127.0.0.1:19472";
     let agent = Agent::start(&["--poll-ms", "20", "--metrics", addr, "--dedup-secs", "0"]).unwrap();
-    let pid = burst(&t);
+    let pid = burst(&t, CLIENT, N);
 
     let p = of_pid(pid);
     let start = Instant::now();
@@ -190,14 +200,6 @@ const FLOOD: usize = 10_000;
 /// Asks `api.openai.com`, then FLOOD distinct names, then `api.openai.com` again (a new
 /// ID: a repeat of the first); prints "done".
 const FLOOD_CLIENT: &str = r#"
-import socket, struct, sys, time
-dns, n = sys.argv[1], int(sys.argv[2])
-def q(i, name):
-    wire = b"".join(bytes([len(l)]) + l for l in name.encode().split(b".")) + b"\x00"
-    return struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + wire + b"\x00\x01\x00\x01"
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.connect((dns, 53))
-u.settimeout(10)
 u.send(q(1, "api.openai.com")); u.recv(512)
 for i in range(n):
     u.send(q(i % 65536, "n%d.flood.test" % i)); u.recv(512)
@@ -214,20 +216,7 @@ fn a_flood_of_distinct_names_fills_the_table_and_only_makes_a_repeat_go_up_again
     let addr = "127.0.0.1:19473";
     let agent =
         Agent::start(&["--poll-ms", "20", "--metrics", addr, "--dedup-secs", "60"]).unwrap();
-    let out = t
-        .cmd(&t.client, "python3")
-        .args(["-c", FLOOD_CLIENT, &t.remote_v4, &FLOOD.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = out.id();
-    let out = out.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "done",
-        "the client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let pid = burst(&t, FLOOD_CLIENT, FLOOD);
     let p = of_pid(pid);
     let flood_seen = |agent: &Agent| {
         agent
