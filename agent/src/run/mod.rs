@@ -85,8 +85,8 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     if !crate::memory::limit_arenas() {
         tracing::debug!("the C library keeps its default malloc arenas");
     }
-    let state = cfg.agent.state_dir.clone();
-    std::fs::create_dir_all(&state).map_err(|source| AgentError::Io {
+    let state = &cfg.agent.state_dir;
+    std::fs::create_dir_all(state).map_err(|source| AgentError::Io {
         what: format!("creating state dir {}", state.display()),
         source,
     })?;
@@ -101,7 +101,6 @@ pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Resul
     let health = Health::default();
     let cm = start::Common {
         cfg: &cfg,
-        state,
         identity: identity(&cfg),
         tags: cfg
             .agent

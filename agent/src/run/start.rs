@@ -1,7 +1,6 @@
 //! Starting and stopping the daemon's stages (`run`): each function starts one stage
 //! with what it owns and hands back the ends the others need.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,7 +28,6 @@ use shadowai_rules::bundle::InUse;
 /// What every stage is started with.
 pub(super) struct Common<'a> {
     pub cfg: &'a AgentConfig,
-    pub state: PathBuf,
     pub identity: Identity,
     pub health: Health,
     /// The host's tags and group, for the policy's scopes.
@@ -105,7 +103,7 @@ pub(super) fn collector(
     tokio::spawn(discovery::report_loop(
         discovery::Reporter {
             base: base.clone(),
-            state_dir: cm.state.clone(),
+            state_dir: cm.cfg.agent.state_dir.clone(),
             period: Duration::from_secs(c.upload_secs.max(1).saturating_mul(6)),
             health: cm.health.clone(),
         },
@@ -119,7 +117,7 @@ pub(super) fn collector(
         base: base.clone(),
         spool,
         identity: cm.identity.clone(),
-        state_dir: cm.state.clone(),
+        state_dir: cm.cfg.agent.state_dir.clone(),
         bundle_key: rules.key,
         engine_tx: rules.engine_tx,
         version_tx: rules.version_tx,
@@ -193,7 +191,7 @@ pub(super) fn inventory_stage(
             engine_rx: cm.engine_rx.clone(),
             host_id: cm.identity.host_id.clone(),
             hostname: cm.identity.hostname.clone(),
-            state_dir: cm.state.clone(),
+            state_dir: cm.cfg.agent.state_dir.clone(),
             period: Duration::from_secs(cfg.inventory.scan_secs.max(1)),
             health: cm.health.clone(),
             client,
