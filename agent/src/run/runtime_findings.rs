@@ -2,10 +2,11 @@
 //! shows listening becomes a finding of category `self_hosted_runtime` when first seen
 //! listening, and again whenever its risk flags change (`runtime_exposed`: bound to
 //! `0.0.0.0` / `::`, reachable from the network). The policy judges the runtime itself —
-//! as its catalogue service when `_agents.toml` names one for its kind (rules naming that
-//! service, its category or its jurisdiction: [`Engine::verdict_for_flagged`]), else by the
-//! rules naming `self_hosted_runtime` ([`Engine::verdict_for_category`]), scoped by user,
-//! host tags and flags; nothing refuses a listener, so the action is
+//! by the rules naming `self_hosted_runtime` ([`Engine::verdict_for_category`]), and, when
+//! `_agents.toml` names a catalogue service for its kind, by that service's rules
+//! ([`Engine::verdict_for_flagged`]) where they are stricter (a name can be faked, so it
+//! never loosens the verdict), scoped by user, host tags and flags; nothing refuses a
+//! listener, so the action is
 //! `allowed`. A runtime process that never listens (`ollama pull`) stays in the inventory
 //! only.
 //!
@@ -111,8 +112,13 @@ impl RuntimeFindings {
             ..Query::default()
         };
         let now = cx.now_ms.div_euclid(1000);
-        // A runtime the catalogue has an entry for is judged as that service (rules naming
-        // it, its category or its jurisdiction); any other by the category's rules.
+        let by_category =
+            cx.engine
+                .verdict_for_category(Category::SelfHostedRuntime, &who, None, &flags, now);
+        // A runtime the catalogue has an entry for is judged as that service too (rules
+        // naming it or its jurisdiction), but only to be stricter: its name can be taken by
+        // a renamed binary or by any listener on its default port, so being recognised
+        // must never loosen the verdict.
         let service = cx
             .engine
             .catalogue()
@@ -121,12 +127,12 @@ impl RuntimeFindings {
             .iter()
             .find(|h| h.kind == x.kind)
             .and_then(|h| h.service.as_deref());
-        let (verdict, by) = service
+        let (verdict, by) = match service
             .and_then(|id| cx.engine.verdict_for_flagged(id, &who, None, &flags, now))
-            .unwrap_or_else(|| {
-                cx.engine
-                    .verdict_for_category(Category::SelfHostedRuntime, &who, None, &flags, now)
-            });
+        {
+            Some(s) if s.0 > by_category.0 => s,
+            _ => by_category,
+        };
         let rule = match by {
             DecidedBy::Exception(r) => format!("exception:{}", r.id),
             DecidedBy::Rule(r) => format!("rule:{}", r.id),
@@ -364,12 +370,12 @@ mod tests {
     }
 
     #[test]
-    fn a_runtime_with_a_catalogue_service_is_judged_as_that_service() {
-        // Ollama is allowed by name; every other runtime falls to the category's rule.
+    fn a_runtimes_catalogue_service_can_only_make_its_verdict_stricter() {
+        // Rules naming services: vLLM blocked, Ollama sanctioned; no category rule.
         let e = engine(
             "mode = \"monitor\"\ndefault_verdict = \"tolerated\"\n\n\
              [[rules]]\nid = \"ollama-ok\"\nverdict = \"sanctioned\"\nservices = [\"ollama\"]\n\n\
-             [[rules]]\nid = \"no-runtimes\"\nverdict = \"unsanctioned\"\ncategories = [\"self_hosted_runtime\"]\n",
+             [[rules]]\nid = \"no-vllm\"\nverdict = \"blocked\"\nservices = [\"vllm\"]\n",
         );
         let cx = cx(&e);
         let mut rf = RuntimeFindings::new("h".into(), "h".into());
@@ -392,19 +398,12 @@ mod tests {
                 .unwrap_or_else(|| panic!("no finding for {kind}: {f:?}"));
             (x.verdict, x.rule.clone())
         };
-        assert_eq!(
-            verdict("ollama"),
-            (Verdict::Sanctioned, "rule:ollama-ok".into())
-        );
-        // vLLM has a catalogue service no rule names: its category decides.
-        assert_eq!(
-            verdict("vllm"),
-            (Verdict::Unsanctioned, "rule:no-runtimes".into())
-        );
-        // SGLang has none: the category's rules, as before.
-        assert_eq!(
-            verdict("sglang"),
-            (Verdict::Unsanctioned, "rule:no-runtimes".into())
-        );
+        // The service's rule tightens: vLLM is blocked by name.
+        assert_eq!(verdict("vllm"), (Verdict::Blocked, "rule:no-vllm".into()));
+        // It cannot loosen: any binary named `ollama`, or any listener on 11434, would be
+        // "Ollama", so the category's verdict (here the default) stands.
+        assert_eq!(verdict("ollama"), (Verdict::Tolerated, "default".into()));
+        // SGLang has no catalogue service: the category's rules, as before.
+        assert_eq!(verdict("sglang"), (Verdict::Tolerated, "default".into()));
     }
 }

@@ -122,8 +122,8 @@ pub struct RuntimeHint {
     #[serde(default)]
     pub ports: Vec<u16>,
     /// The catalogue's service for this runtime (category `self_hosted_runtime`), if it has
-    /// one: the policy then judges the runtime as that service, so rules naming it (or its
-    /// jurisdiction) apply, not only rules naming the category.
+    /// one: rules naming it (or its jurisdiction) then judge the runtime too, where they
+    /// are stricter than the category's (the agent never lets a name loosen a verdict).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     pub source: String,
