@@ -20,6 +20,8 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// Largest count per finding the collector stores.
 pub const MAX_COUNT: u64 = u32::MAX as u64;
+/// Largest payload byte count per direction and finding the collector stores (1 TiB).
+pub const MAX_BYTES: u64 = 1 << 40;
 /// Latest time the collector accepts (Unix ms, end of year 9999).
 pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
@@ -124,6 +126,12 @@ pub fn sanitize(f: &mut Finding) -> bool {
         f.count = MAX_COUNT;
         t = true;
     }
+    for b in [&mut f.bytes_out, &mut f.bytes_in].into_iter().flatten() {
+        if *b > MAX_BYTES {
+            *b = MAX_BYTES;
+            t = true;
+        }
+    }
     for v in [
         &mut f.window_start_ms,
         &mut f.window_end_ms,
@@ -224,6 +232,8 @@ mod tests {
             && list(&f.evidence.protocols, 16, 16)
             && f.evidence.ports.len() <= 64
             && f.count <= MAX_COUNT
+            && f.bytes_out.is_none_or(|b| b <= MAX_BYTES)
+            && f.bytes_in.is_none_or(|b| b <= MAX_BYTES)
             && (0..=MAX_TIME_MS).contains(&f.window_start_ms)
             && f.window_start_ms <= f.window_end_ms
             && f.window_end_ms <= MAX_TIME_MS
@@ -241,6 +251,7 @@ mod tests {
             snis in proptest::collection::vec(".{0,300}", 0..80),
             ports in proptest::collection::vec(any::<u16>(), 0..100),
             count in any::<u64>(),
+            bytes in proptest::array::uniform2(any::<Option<u64>>()),
             times in proptest::array::uniform4(any::<i64>()),
         ) {
             let mut f = finding("x");
@@ -250,6 +261,7 @@ mod tests {
             f.evidence.sni = snis;
             f.evidence.ports = ports;
             f.count = count;
+            [f.bytes_out, f.bytes_in] = bytes;
             [f.window_start_ms, f.window_end_ms, f.first_seen_ms, f.last_seen_ms] = times;
             let before = f.clone();
             let changed = sanitize(&mut f);
