@@ -3,7 +3,8 @@
 //! segments of TCP flows whose first payload is a TLS ClientHello record (at most 8 segments
 //! / 16 KiB, like the kernel), and the client's QUIC long-header Initials (at most 4 per
 //! flow). The client is whoever sent the first such payload; its direction is `Egress`.
-//! `flow` is a hash of the canonical (sorted) 5-tuple; `src`/`dst` are as on the wire.
+//! `flow` is a hash of the canonical (sorted) 5-tuple — for a TLS connection mixed with its
+//! number, as the kernel's socket cookie differs per connection; `src`/`dst` are as on the wire.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -82,6 +83,10 @@ enum FlowClass {
         client: SocketAddr,
         segs: u32,
         bytes: u64,
+        /// This connection's flow id: the 5-tuple's hash mixed with the connection's
+        /// number, so a later connection on a reused 4-tuple is a flow of its own for the
+        /// decoder too (its handshake is not taken for the earlier one's, already done).
+        conn: u64,
     },
     Quic {
         client: SocketAddr,
@@ -95,6 +100,8 @@ enum FlowClass {
 #[derive(Default)]
 pub struct Classifier {
     flows: HashMap<u64, FlowClass>,
+    /// TLS connections opened so far (numbers each one's flow id).
+    conns: u64,
     defrag: Defrag,
     pub stats: ReplayStats,
 }
@@ -146,7 +153,7 @@ impl Classifier {
             L4Kind::Udp => (17u8, None),
         };
         let flow = flow_hash(proto, seg.src, seg.dst);
-        let mk = |hint, direction| ReplayPacket {
+        let mk = |hint, direction, flow| ReplayPacket {
             ts_ns: frame.ts_ns,
             flow,
             direction,
@@ -166,7 +173,7 @@ impl Classifier {
         match seg.kind {
             L4Kind::Udp if is_dns => {
                 self.stats.dns_udp += 1;
-                Some(mk(Hint::DnsUdp, dns_dir))
+                Some(mk(Hint::DnsUdp, dns_dir, flow))
             }
             L4Kind::Tcp { .. } if is_dns => {
                 if seg.payload.is_empty() {
@@ -174,7 +181,7 @@ impl Classifier {
                     return None;
                 }
                 self.stats.dns_tcp += 1;
-                Some(mk(Hint::DnsTcp, dns_dir))
+                Some(mk(Hint::DnsTcp, dns_dir, flow))
             }
             L4Kind::Tcp { flags, .. } => {
                 // A SYN opens a new connection: a 4-tuple reused by a later connection in the
@@ -185,12 +192,15 @@ impl Classifier {
                 if seg.payload.is_empty() {
                     return None;
                 }
+                let conns = &mut self.conns;
                 let class = self.flows.entry(flow).or_insert_with(|| {
                     if is_client_hello_start(seg.payload) {
+                        *conns += 1;
                         FlowClass::Tls {
                             client: seg.src,
                             segs: 0,
                             bytes: 0,
+                            conn: flow ^ conns.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                         }
                     } else {
                         FlowClass::Ignore
@@ -201,11 +211,12 @@ impl Classifier {
                         client,
                         segs,
                         bytes,
+                        conn,
                     } if *client == seg.src && *segs < MAX_TLS_SEGS && *bytes < MAX_TLS_BYTES => {
                         *segs += 1;
                         *bytes += seg.payload.len() as u64;
                         self.stats.tls += 1;
-                        Some(mk(Hint::Tls, Direction::Egress))
+                        Some(mk(Hint::Tls, Direction::Egress, *conn))
                     }
                     _ => {
                         self.stats.ignored += 1;
@@ -232,7 +243,7 @@ impl Classifier {
                     {
                         *pkts += 1;
                         self.stats.quic += 1;
-                        Some(mk(Hint::Quic, Direction::Egress))
+                        Some(mk(Hint::Quic, Direction::Egress, flow))
                     }
                     _ => {
                         self.stats.ignored += 1;
@@ -399,10 +410,12 @@ mod tests {
     fn a_reused_four_tuple_is_a_new_connection_after_a_syn() {
         let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0];
         let mut c = Classifier::new();
+        let mut ids = Vec::new();
         for _ in 0..2 {
             assert!(c.classify(&tcp(0x02, &[])).is_none()); // SYN
             let p = c.classify(&tcp(0x18, &hello));
-            assert_eq!(p.map(|p| p.hint), Some(Hint::Tls));
+            assert_eq!(p.as_ref().map(|p| p.hint), Some(Hint::Tls));
+            ids.push(p.map(|p| p.flow));
             // The rest of a long connection: the flow's segment budget runs out.
             for _ in 0..20 {
                 c.classify(&tcp(0x18, &[0x17, 0x03, 0x03, 0x00, 0x01, 0]));
@@ -412,5 +425,6 @@ mod tests {
                     .is_none()
             );
         }
+        assert_ne!(ids[0], ids[1], "each connection is a flow of its own");
     }
 }

@@ -341,3 +341,29 @@ fn ip_fragments_are_reassembled() {
     assert_eq!(out.replay_stats.defrag.fragments, 6);
     assert_eq!(out.replay_stats.malformed, 0);
 }
+
+/// A port reused by a later connection (a busy client cycles through its ephemeral range):
+/// each connection's ClientHello is decoded, not only the first one's — the replay used to
+/// take the second handshake for the first flow's, already decoded, and drop it.
+#[test]
+fn a_reused_four_tuple_yields_each_connections_hello() {
+    let syn = |seq: u32| {
+        let mut t = tcp(50000, 443, seq, &[]);
+        t[13] = 0x02; // SYN only
+        ipv4(6, &t)
+    };
+    let hello = |sni: &str, seq: u32| {
+        let h = common::records(&common::client_hello(Some(sni), &["h2"], 0), 16384);
+        ipv4(6, &tcp(50000, 443, seq, &h))
+    };
+    let frames = [
+        syn(1000),
+        hello("api.openai.com", 1001),
+        syn(9000),
+        hello("claude.ai", 9001),
+        // A retransmission of the second hello is still one handshake.
+        hello("claude.ai", 9001),
+    ];
+    let got = names(&pcap(false, false, 101, &frames));
+    assert_eq!(got, ["api.openai.com", "claude.ai"]);
+}
