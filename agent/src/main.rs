@@ -209,7 +209,9 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Replay { file, text } => {
             let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+            // 256 KiB: a replay writes hundreds of MB; one write(2) per 8 KiB (the default)
+            // is ≈ 50 k system calls per 400 MB.
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
             let summary = match shadowai_agent::replay::run(&file, !text, &mut out)
                 .and_then(|s| flush(&mut out).map(|()| s))
             {

@@ -13,10 +13,6 @@ use crate::correlate::dns_cache::NameScope;
 use crate::enrich::ProcInfo;
 use crate::event::{Event, EventKind, NameSource, Signal, TlsInfo};
 
-const CATEGORY_NETWORK: u32 = 4;
-const CLASS_NETWORK: u32 = 4001;
-const CLASS_DNS: u32 = 4003;
-
 /// Host facts stamped on every event.
 #[derive(Clone, Debug)]
 pub struct Device {
@@ -179,22 +175,88 @@ fn unmapped<W: Write>(o: &mut Obj<'_, W>, e: &Event) -> io::Result<()> {
     })
 }
 
+/// `"action":…,"activity_name":…` (the head of every event), by action and activity.
+macro_rules! head {
+    ($action:literal, $action_id:literal, $activity_id:literal, $activity:literal) => {
+        concat!(
+            r#""action":""#,
+            $action,
+            r#"","action_id":"#,
+            $action_id,
+            r#","activity_id":"#,
+            $activity_id,
+            r#","activity_name":""#,
+            $activity,
+            '"'
+        )
+    };
+}
+
+/// `"category_name":…,"class_uid":…` by class.
+macro_rules! class {
+    ($name:literal, $uid:literal) => {
+        concat!(
+            r#""category_name":"Network Activity","category_uid":"#,
+            4,
+            r#","class_name":""#,
+            $name,
+            r#"","class_uid":"#,
+            $uid
+        )
+    };
+}
+
+const METADATA: &str = concat!(
+    r#""metadata":{"product":{"name":"shadowai-agent","vendor_name":"shadowai","version":""#,
+    env!("CARGO_PKG_VERSION"),
+    r#""},"version":"1.8.0"}"#
+);
+
+/// The event's constant runs — head, class, `type_uid` (= class_uid × 100 + activity_id) —
+/// written as one copy each: the fields every event of a kind carries alike.
+fn constant_runs(kind: &EventKind, blocked: bool) -> (&'static str, &'static str, &'static str) {
+    const DNS: &str = class!("DNS Activity", 4003);
+    const NET: &str = class!("Network Activity", 4001);
+    match (kind, blocked) {
+        (EventKind::DnsQuery, false) => {
+            (head!("Allowed", 1, 1, "Query"), DNS, r#""type_uid":400301"#)
+        }
+        (EventKind::DnsQuery, true) => {
+            (head!("Denied", 2, 1, "Query"), DNS, r#""type_uid":400301"#)
+        }
+        (EventKind::DnsResponse, false) => (
+            head!("Allowed", 1, 2, "Response"),
+            DNS,
+            r#""type_uid":400302"#,
+        ),
+        (EventKind::DnsResponse, true) => (
+            head!("Denied", 2, 2, "Response"),
+            DNS,
+            r#""type_uid":400302"#,
+        ),
+        (EventKind::Connect, false) => {
+            (head!("Allowed", 1, 1, "Open"), NET, r#""type_uid":400101"#)
+        }
+        (EventKind::Connect, true) => (head!("Denied", 2, 1, "Open"), NET, r#""type_uid":400101"#),
+        (EventKind::TlsClientHello | EventKind::QuicClientHello, false) => (
+            head!("Allowed", 1, 6, "Traffic"),
+            NET,
+            r#""type_uid":400106"#,
+        ),
+        (EventKind::TlsClientHello | EventKind::QuicClientHello, true) => (
+            head!("Denied", 2, 6, "Traffic"),
+            NET,
+            r#""type_uid":400106"#,
+        ),
+    }
+}
+
 /// Writes one event as an OCSF object (one line of JSON, no newline).
 pub fn write(w: &mut impl Write, e: &Event, device: &Device) -> io::Result<()> {
-    let (class_uid, class_name, activity_id, activity_name) = match e.kind {
-        EventKind::DnsQuery => (CLASS_DNS, "DNS Activity", 1, "Query"),
-        EventKind::DnsResponse => (CLASS_DNS, "DNS Activity", 2, "Response"),
-        EventKind::Connect => (CLASS_NETWORK, "Network Activity", 1, "Open"),
-        EventKind::TlsClientHello | EventKind::QuicClientHello => {
-            (CLASS_NETWORK, "Network Activity", 6, "Traffic")
-        }
-    };
+    let (head, class, type_uid) = constant_runs(&e.kind, e.blocked);
     let dns_response = e.dns.as_ref().filter(|_| e.kind == EventKind::DnsResponse);
     let mut o = Obj::open(w)?;
-    o.str("action", if e.blocked { "Denied" } else { "Allowed" })?;
-    o.uint("action_id", if e.blocked { 2 } else { 1 })?;
-    o.uint("activity_id", u64::from(activity_id))?;
-    o.str("activity_name", activity_name)?;
+    o.fields(head)?;
     if let Some(p) = e.process.as_deref() {
         o.obj("actor", |o| actor(o, p))?;
     }
@@ -210,13 +272,9 @@ pub fn write(w: &mut impl Write, e: &Event, device: &Device) -> io::Result<()> {
             })
         })?;
     }
-    o.str("category_name", "Network Activity")?;
-    o.uint("category_uid", u64::from(CATEGORY_NETWORK))?;
-    o.str("class_name", class_name)?;
-    o.uint("class_uid", u64::from(class_uid))?;
+    o.fields(class)?;
     o.obj("connection_info", |o| {
-        o.str("direction", "Outbound")?;
-        o.uint("direction_id", 2)?;
+        o.fields(r#""direction":"Outbound","direction_id":2"#)?;
         o.str("protocol_name", e.protocol)
     })?;
     if let Some(c) = e.process.as_ref().and_then(|p| p.container_id.as_deref()) {
@@ -230,14 +288,7 @@ pub fn write(w: &mut impl Write, e: &Event, device: &Device) -> io::Result<()> {
     o.obj("dst_endpoint", |o| {
         endpoint(o, e.hostname.as_deref(), e.dst)
     })?;
-    o.obj("metadata", |o| {
-        o.obj("product", |o| {
-            o.str("name", "shadowai-agent")?;
-            o.str("vendor_name", "shadowai")?;
-            o.str("version", env!("CARGO_PKG_VERSION"))
-        })?;
-        o.str("version", "1.8.0")
-    })?;
+    o.fields(METADATA)?;
     if let Some(d) = &e.dns {
         o.obj("query", |o| {
             o.str("class", "IN")?;
@@ -250,7 +301,7 @@ pub fn write(w: &mut impl Write, e: &Event, device: &Device) -> io::Result<()> {
         o.str("rcode", rcode_name(d.rcode))?;
         o.uint("rcode_id", u64::from(d.rcode.min(6)))?;
     }
-    o.uint("severity_id", 1)?;
+    o.fields(r#""severity_id":1"#)?;
     if let Some(src) = e.src {
         o.obj("src_endpoint", |o| endpoint(o, None, src))?;
     }
@@ -258,7 +309,7 @@ pub fn write(w: &mut impl Write, e: &Event, device: &Device) -> io::Result<()> {
     if let Some(t) = &e.tls {
         o.obj("tls", |o| tls(o, t))?;
     }
-    o.uint("type_uid", u64::from(class_uid * 100 + activity_id))?;
+    o.fields(type_uid)?;
     unmapped(&mut o, e)?;
     o.close()
 }

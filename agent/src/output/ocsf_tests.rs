@@ -145,3 +145,55 @@ fn blocked_connect_renders_the_golden_line() {
     // And it is valid JSON.
     let _: serde_json::Value = serde_json::from_str(want).unwrap();
 }
+
+/// Every kind × action: the constant runs written as one copy each carry the OCSF ids the
+/// kind and action call for, and the line is one valid JSON object.
+#[test]
+fn every_kind_and_action_has_its_ids() {
+    let kinds = [
+        (EventKind::DnsQuery, 4003, "DNS Activity", 1, "Query"),
+        (EventKind::DnsResponse, 4003, "DNS Activity", 2, "Response"),
+        (EventKind::Connect, 4001, "Network Activity", 1, "Open"),
+        (
+            EventKind::TlsClientHello,
+            4001,
+            "Network Activity",
+            6,
+            "Traffic",
+        ),
+        (
+            EventKind::QuicClientHello,
+            4001,
+            "Network Activity",
+            6,
+            "Traffic",
+        ),
+    ];
+    for (kind, class_uid, class_name, activity_id, activity) in kinds {
+        for blocked in [false, true] {
+            let mut e = base(kind.clone());
+            e.blocked = blocked;
+            let v: serde_json::Value = serde_json::from_str(&line(&e)).unwrap();
+            let (action, action_id) = if blocked {
+                ("Denied", 2)
+            } else {
+                ("Allowed", 1)
+            };
+            assert_eq!(v["action"], action);
+            assert_eq!(v["action_id"], action_id);
+            assert_eq!(v["activity_id"], activity_id);
+            assert_eq!(v["activity_name"], activity);
+            assert_eq!(v["category_uid"], 4);
+            assert_eq!(v["category_name"], "Network Activity");
+            assert_eq!(v["class_uid"], class_uid);
+            assert_eq!(v["class_name"], class_name);
+            assert_eq!(v["type_uid"], class_uid * 100 + activity_id);
+            assert_eq!(v["severity_id"], 1);
+            assert_eq!(
+                v["metadata"]["product"]["version"],
+                env!("CARGO_PKG_VERSION")
+            );
+            assert_eq!(v["connection_info"]["protocol_name"], "udp");
+        }
+    }
+}
