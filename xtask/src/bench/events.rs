@@ -150,8 +150,9 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
     let top_offered = top.map_or(f64::NAN, |t| t.offered.median());
     let mut body = format!(
         "`shadowai-agent run` (release, shipped catalogue) under paced floods from this process: \
-         half DNS queries for `chatgpt.com` to a sink on 127.83.0.2:53 (each one a captured, \
-         decoded, attributed and classified DNS event), half UDP `connect()`s to distinct \
+         half DNS queries for distinct names under `chatgpt.com` to a sink on 127.83.0.2:53 (each \
+         one a captured, decoded, attributed and classified DNS event: repeats of one name would \
+         be counted by the kernel's de-dup and never reach the pipeline), half UDP `connect()`s to distinct \
          127.1xx.x.x destinations (each passes the kernel's per-(process, destination) de-dup and \
          is one connect event). {} trials of {} s per rate, the agent restarted per trial; \
          median (min–max). *seen* counts only the events this bench sent (the agent's \

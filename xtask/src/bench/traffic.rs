@@ -143,16 +143,24 @@ pub struct Sent {
     pub secs: f64,
 }
 
-/// Sends DNS queries to `sink` and UDP connects to distinct loopback destinations (so the
+/// Sends DNS queries for distinct names to `sink` and UDP connects to distinct loopback destinations (so the
 /// kernel's per-(process, destination) de-dup passes each one), `rate` events per second in
 /// all, half of each, for `secs`, from two threads. Returns what was sent.
 pub fn flood(sink: SocketAddr, rate: f64, secs: f64, salt: u32) -> Result<Sent> {
     let half = rate / 2.0;
     let dns = std::thread::spawn(move || -> Result<u64> {
         let sock = UdpSocket::bind("127.0.0.1:0")?;
-        let mut q = dns_query(0, "chatgpt.com");
+        // A distinct name per query (`q<8 hex digits>.chatgpt.com`, written in place): the
+        // kernel's de-dup of repeated messages would otherwise count the repeats without
+        // sending them up, and they would measure nothing of the pipeline.
+        let mut q = dns_query(0, "q00000000.chatgpt.com");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         paced(half, secs, |i| {
             q[..2].copy_from_slice(&(i as u16).to_be_bytes());
+            let tag = (u64::from(salt) << 24) ^ i;
+            for (k, b) in q[14..22].iter_mut().enumerate() {
+                *b = HEX[((tag >> (28 - 4 * k)) & 0xf) as usize];
+            }
             sock.send_to(&q, sink).map(|_| ()).map_err(Into::into)
         })
     });
