@@ -220,11 +220,23 @@ fn main() -> anyhow::Result<ExitCode> {
                 Err(e) if is_broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
                 Err(e) => return Err(e.into()),
             };
+            let st = &summary.stats;
             tracing::info!(
+                frames = st.frames,
                 packets = summary.packets,
                 events = summary.events,
                 "replay finished"
             );
+            // Anything the replay could not read or had to forget is said, not dropped quietly.
+            if st.malformed + st.unsupported_link + st.flows_evicted + st.defrag.dropped > 0 {
+                tracing::warn!(
+                    malformed = st.malformed,
+                    unsupported_link_type = st.unsupported_link,
+                    flows_forgotten_at_bound = st.flows_evicted,
+                    fragments_given_up = st.defrag.dropped,
+                    "replay skipped frames or forgot flows"
+                );
+            }
             if let Some(e) = summary.error {
                 anyhow::bail!("the capture ended early: {e}");
             }

@@ -19,6 +19,9 @@ pub struct Summary {
     pub events: u64,
     /// The reader error that ended the capture early (what and where), if any.
     pub error: Option<String>,
+    /// What the replay's own classification skipped or forgot (malformed frames, frames
+    /// of unknown link types, flows forgotten at its bound, fragments given up).
+    pub stats: shadowai_decode::replay::ReplayStats,
 }
 
 pub fn run(path: &Path, json: bool, out: &mut impl Write) -> Result<Summary, AgentError> {
@@ -60,5 +63,6 @@ pub fn run(path: &Path, json: bool, out: &mut impl Write) -> Result<Summary, Age
         }
     }
     corr.tick(last_ts.saturating_add(3_600_000_000_000));
+    summary.stats = replay.classifier.stats.clone();
     Ok(summary)
 }

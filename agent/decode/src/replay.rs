@@ -6,7 +6,7 @@
 //! `flow` is a hash of the canonical (sorted) 5-tuple — for a TLS connection mixed with its
 //! number, as the kernel's socket cookie differs per connection; `src`/`dst` are as on the wire.
 
-use std::collections::HashMap;
+use hashlink::LruCache;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -23,6 +23,9 @@ use crate::{Decoded, Direction, Hint, PacketIn, quic, tls};
 pub const MAX_TLS_SEGS: u32 = 8;
 pub const MAX_TLS_BYTES: u64 = 16 * 1024 + 5;
 pub const MAX_QUIC_PKTS: u32 = 4;
+/// Flows whose class the replay remembers, like the kernel's `FLOWS` map: past it the least
+/// recently seen is forgotten (counted in [`ReplayStats::flows_evicted`]).
+pub const MAX_FLOWS: usize = 65_536;
 const DNS_PORT: u16 = 53;
 
 /// A classified packet with its own copy of the payload.
@@ -72,6 +75,8 @@ pub struct ReplayStats {
     pub quic: u64,
     /// Packets ignored (not a kind the kernel captures, or past its per-flow caps).
     pub ignored: u64,
+    /// Flows forgotten to stay within [`MAX_FLOWS`] (a later segment of one is judged afresh).
+    pub flows_evicted: u64,
     /// IP fragments seen, datagrams reassembled from them, datagrams given up.
     pub defrag: DefragStats,
 }
@@ -97,18 +102,41 @@ enum FlowClass {
 }
 
 /// The classifier on its own (for callers that parse frames themselves).
-#[derive(Default)]
 pub struct Classifier {
-    flows: HashMap<u64, FlowClass>,
+    flows: LruCache<u64, FlowClass>,
     /// TLS connections opened so far (numbers each one's flow id).
     conns: u64,
     defrag: Defrag,
     pub stats: ReplayStats,
 }
 
+impl Default for Classifier {
+    fn default() -> Self {
+        Self::with_max_flows(MAX_FLOWS)
+    }
+}
+
 impl Classifier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A classifier remembering at most `max` flows (at least one).
+    pub fn with_max_flows(max: usize) -> Self {
+        Self {
+            flows: LruCache::new(max.max(1)),
+            conns: 0,
+            defrag: Defrag::default(),
+            stats: ReplayStats::default(),
+        }
+    }
+
+    /// Remembers `class` for `flow`, forgetting the least recently seen flow when full.
+    fn remember(&mut self, flow: u64, class: FlowClass) {
+        if self.flows.len() >= self.flows.capacity() && !self.flows.contains_key(&flow) {
+            self.stats.flows_evicted += 1;
+        }
+        self.flows.insert(flow, class);
     }
 
     /// Classify one frame; `None` when the kernel would not have captured it.
@@ -192,20 +220,24 @@ impl Classifier {
                 if seg.payload.is_empty() {
                     return None;
                 }
-                let conns = &mut self.conns;
-                let class = self.flows.entry(flow).or_insert_with(|| {
-                    if is_client_hello_start(seg.payload) {
-                        *conns += 1;
+                if !self.flows.contains_key(&flow) {
+                    let class = if is_client_hello_start(seg.payload) {
+                        self.conns += 1;
                         FlowClass::Tls {
                             client: seg.src,
                             segs: 0,
                             bytes: 0,
-                            conn: flow ^ conns.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                            conn: flow ^ self.conns.wrapping_mul(0x9e37_79b9_7f4a_7c15),
                         }
                     } else {
                         FlowClass::Ignore
-                    }
-                });
+                    };
+                    self.remember(flow, class);
+                }
+                let Some(class) = self.flows.get_mut(&flow) else {
+                    self.stats.ignored += 1;
+                    return None;
+                };
                 match class {
                     FlowClass::Tls {
                         client,
@@ -226,16 +258,18 @@ impl Classifier {
             }
             L4Kind::Udp => {
                 let initial = quic::looks_like_initial(seg.payload);
-                let class = match self.flows.get_mut(&flow) {
-                    Some(c) => c,
-                    None if initial => self.flows.entry(flow).or_insert(FlowClass::Quic {
-                        client: seg.src,
-                        pkts: 0,
-                    }),
-                    None => {
-                        self.stats.ignored += 1;
-                        return None;
-                    }
+                if initial && !self.flows.contains_key(&flow) {
+                    self.remember(
+                        flow,
+                        FlowClass::Quic {
+                            client: seg.src,
+                            pkts: 0,
+                        },
+                    );
+                }
+                let Some(class) = self.flows.get_mut(&flow) else {
+                    self.stats.ignored += 1;
+                    return None;
                 };
                 match class {
                     FlowClass::Quic { client, pkts }
@@ -372,6 +406,11 @@ mod tests {
 
     /// A raw IPv4/TCP frame 10.0.0.2:40000 → 10.0.0.1:443 with `flags` and `payload`.
     fn tcp(flags: u8, payload: &[u8]) -> Frame {
+        tcp_from(40_000, flags, payload)
+    }
+
+    /// As [`tcp`], from client port `sport`.
+    fn tcp_from(sport: u16, flags: u8, payload: &[u8]) -> Frame {
         let total = 40 + payload.len();
         let mut d = vec![
             0x45,
@@ -395,7 +434,8 @@ mod tests {
             0,
             1,
         ];
-        d.extend_from_slice(&[0x9c, 0x40, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags]);
+        let [p0, p1] = sport.to_be_bytes();
+        d.extend_from_slice(&[p0, p1, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags]);
         d.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
         d.extend_from_slice(payload);
         Frame {
@@ -426,5 +466,36 @@ mod tests {
             );
         }
         assert_ne!(ids[0], ids[1], "each connection is a flow of its own");
+    }
+
+    /// A flood of junk flows cannot grow the replay's memory: the flow map stays at its
+    /// bound, every forgotten flow is counted, and a handshake in progress that keeps
+    /// sending is not the one forgotten.
+    #[test]
+    fn junk_flows_stay_within_the_bound() {
+        let hello = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0, 0, 1, 0];
+        let junk = [0x47, 0x45, 0x54, 0x20];
+        let mut c = Classifier::with_max_flows(8);
+        let first = c.classify(&tcp_from(1, 0x18, &hello)).map(|p| p.flow);
+        assert!(first.is_some());
+        let tuple = super::flow_hash(
+            6,
+            "10.0.0.2:1".parse().unwrap(),
+            "10.0.0.1:443".parse().unwrap(),
+        );
+        for port in 100..1_100u16 {
+            assert!(c.classify(&tcp_from(port, 0x18, &junk)).is_none());
+            if port % 4 == 0 {
+                // The handshake's flow is seen again (its segment budget runs out, but the
+                // flow stays known): recently seen flows are not the ones forgotten.
+                c.classify(&tcp_from(1, 0x18, &[0x01]));
+            }
+            assert!(c.flows.len() <= 8);
+        }
+        assert!(
+            c.flows.contains_key(&tuple),
+            "the live handshake was forgotten"
+        );
+        assert_eq!(c.stats.flows_evicted, 1_000 + 1 - 8);
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use shadowai_decode::replay::{decode_file, flow_hash};
-use shadowai_decode::{Decoded, Limits};
+use shadowai_decode::{Decoded, Limits, Transport};
 
 struct NdpiFlow {
     proto: u8,
@@ -88,17 +88,34 @@ fn names_match_ndpi_on_every_capture() {
         // First name and first hello per flow.
         let mut first_name: HashMap<u64, String> = HashMap::new();
         let mut first_hello = HashMap::new();
+        // Keyed by the 5-tuple (nDPI's flows): the decoder's own flow id of a TLS
+        // connection also numbers the connection (a reused 4-tuple is a new flow).
+        let proto = |t: &Transport| if matches!(t, Transport::Tcp) { 6 } else { 17 };
         for d in &out.decoded {
             match d {
-                Decoded::Dns { flow, msg, .. } => {
+                Decoded::Dns {
+                    src,
+                    dst,
+                    transport,
+                    msg,
+                    ..
+                } => {
                     if let Some(q) = msg.questions.first() {
-                        first_name.entry(*flow).or_insert_with(|| q.name.clone());
+                        let key = flow_hash(proto(transport), *src, *dst);
+                        first_name.entry(key).or_insert_with(|| q.name.clone());
                     }
                 }
-                Decoded::ClientHello { flow, hello, .. } => {
-                    first_hello.entry(*flow).or_insert(hello);
+                Decoded::ClientHello {
+                    src,
+                    dst,
+                    transport,
+                    hello,
+                    ..
+                } => {
+                    let key = flow_hash(proto(transport), *src, *dst);
+                    first_hello.entry(key).or_insert(hello);
                     if let Some(s) = &hello.sni {
-                        first_name.entry(*flow).or_insert_with(|| s.clone());
+                        first_name.entry(key).or_insert_with(|| s.clone());
                     }
                 }
             }
