@@ -220,7 +220,8 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
             Ok(p) => {
                 if !which.is_empty() {
                     body.push_str(&format!(
-                        "\nThe same profile with the earlier agent build{which}:\n"
+                        "\nThe {}'s profile with the earlier agent build{which}:\n",
+                        l.name
                     ));
                 }
                 body.push_str(&p)
