@@ -174,20 +174,32 @@ impl Pg {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        let pg = Pg {
+            dir,
+            port: free_port(),
+        };
+        pg.pg_ctl_start(extra);
+        pg.client("postgres")
+            .batch_execute("CREATE DATABASE bench")
+            .unwrap();
+        pg
+    }
+
+    fn pg_ctl_start(&self, extra: &str) {
         // Durable: fsync and synchronous_commit stay on (the defaults); memory sized for a
         // small shared machine.
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
              -c max_wal_size=4GB -c checkpoint_timeout=15min -c max_connections=200 \
              -c fsync=on -c synchronous_commit=on {extra}",
-            dir.display()
+            self.port,
+            self.dir.display()
         );
         let out = as_postgres("pg_ctl")
             .args(["-w", "-t", "120", "-l"])
-            .arg(dir.join("log"))
+            .arg(self.dir.join("log"))
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.join("data"))
             .args(["-o", &opts, "start"])
             .output()
             .unwrap();
@@ -196,11 +208,22 @@ impl Pg {
             "pg_ctl start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let pg = Pg { dir, port };
-        pg.client("postgres")
-            .batch_execute("CREATE DATABASE bench")
+    }
+
+    /// Stops the server cleanly (a checkpoint) and starts it again with other options.
+    fn restart_with(&self, extra: &str) {
+        let out = as_postgres("pg_ctl")
+            .args(["-w", "-t", "300", "-m", "fast", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .output()
             .unwrap();
-        pg
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.pg_ctl_start(extra);
     }
 
     fn url(&self) -> String {
