@@ -488,6 +488,17 @@ fn ingest(work: &Path) {
             }
         }
     }
+    // `--window-index plain`: PostgreSQL's window index as it was before the covering one
+    // (`findings_window_cover`), to measure what the included columns cost an ingest.
+    let plain_window = arg("--window-index", "cover") == "plain";
+    if let (true, Some(pg)) = (plain_window, &pg) {
+        pg.client("bench")
+            .batch_execute(
+                "DROP INDEX findings_window_cover; \
+                 CREATE INDEX findings_window ON findings (window_start_ms);",
+            )
+            .unwrap();
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (rate, acked, errors, lat) = rt.block_on(async {
         let mut agents = Vec::new();
@@ -581,7 +592,7 @@ fn ingest(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "ingest", "backend": backend, "agents": n_agents, "batch": batch, "secs": secs,
-            "triggers_off": triggers,
+            "triggers_off": triggers, "plain_window_index": plain_window,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),
             "requests": lat.len(), "stored": stored,

@@ -340,6 +340,91 @@ async fn queries(c: &Collector, token: &str, now: i64) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// The statements the store ran for two queries before `report_index.rs` (the plain hour
+/// trend over the raw findings since `week`; one host's newest 101 by `host_id OR hostname`),
+/// each timed directly on the database (with `jit = off`, as the collector runs reports)
+/// alternating with the same query through B's API, 3 rounds: medians (ms) of both.
+fn peers(
+    rt: &tokio::runtime::Runtime,
+    c: &Collector,
+    token: &str,
+    pg: &Pg,
+    now: i64,
+) -> serde_json::Value {
+    let http = client(&[&c.ca], None);
+    let week = now - 7 * DAY_MS;
+    let back = week - 3_600_000;
+    let raw = |cond: &str| {
+        format!(
+            "SELECT host_id, service_id, verdict, action, user_name, exe, process_name, \
+             hostname, COALESCE(grp, '') AS grp, category, risk_score, \
+             window_start_ms / 3600000 AS b, 1 AS findings, count AS events, bytes_out, \
+             bytes_in, CASE WHEN bytes_out IS NULL THEN 0 ELSE 1 END AS bytes_known, \
+             first_seen_ms, last_seen_ms, service_name, vendor FROM findings WHERE {cond}"
+        )
+    };
+    let plain_trend = format!(
+        "SELECT b, service_id, verdict, CAST(SUM(events) AS BIGINT), COUNT(DISTINCT host_id), \
+         COUNT(DISTINCT user_name), CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) FROM ({} \
+         UNION ALL {}) r GROUP BY b, service_id, verdict ORDER BY b, service_id, verdict",
+        raw(&format!(
+            "window_end_ms > {week} AND window_start_ms >= {back} \
+             AND window_end_ms - window_start_ms <= 3600000"
+        )),
+        raw(&format!(
+            "window_end_ms > {week} AND window_end_ms - window_start_ms > 3600000"
+        )),
+    );
+    let plain_host = "SELECT seq, doc FROM findings WHERE (host_id = 'host-00042' \
+         OR hostname = 'host-00042') ORDER BY seq DESC LIMIT 101"
+        .to_owned();
+    let mut db = pg.client("bench");
+    let mut out = serde_json::Map::new();
+    for (name, path, sql) in [
+        (
+            "trend_7d",
+            format!("/api/v1/reports/trend?from_ms={week}&bucket=hour"),
+            plain_trend,
+        ),
+        (
+            "drill_host",
+            "/api/v1/findings?host=host-00042&limit=100".to_owned(),
+            plain_host,
+        ),
+    ] {
+        let (mut api, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let t = Instant::now();
+            rt.block_on(async {
+                let r = http
+                    .get(format!("{}{path}", c.url))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{path}");
+                r.bytes().await.unwrap();
+            });
+            api.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let mut tx = db.transaction().unwrap();
+            tx.batch_execute("SET LOCAL jit = off").unwrap();
+            let rows = tx.query(&sql, &[]).unwrap();
+            tx.commit().unwrap();
+            plain.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(!rows.is_empty(), "{name}: the plain statement found rows");
+        }
+        api.sort_by(f64::total_cmp);
+        plain.sort_by(f64::total_cmp);
+        out.insert(
+            name.into(),
+            serde_json::json!({"api_ms": api[1], "plain_ms": plain[1],
+                "api_all": api, "plain_all": plain}),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
 pub fn run(work: &Path) {
     let (history, n_agents, per) = (
         num("--history", 10_000_000),
@@ -578,6 +663,7 @@ pub fn run(work: &Path) {
         .unwrap()
         .get(0);
     let after = rt.block_on(queries(&b, &viewer, now_ms()));
+    let peers = peers(&rt, &b, &viewer, &pg, now_ms());
     let slow_plans = explain_slow(&pg, &mut c, 8);
     let expected_live = uploaded * per;
     println!(
@@ -602,6 +688,7 @@ pub fn run(work: &Path) {
             "stored": stored, "distinct": distinct, "table_bytes": size,
             "queries_before": before, "queries_after": after,
             "killed_replica_after_agents": kill_at, "live_profile": live_profile,
+            "peers": peers,
             "agents_uploaded": uploaded, "live_secs_max": live_max.as_secs(),
             "work": arg("--work", ""),
         })
