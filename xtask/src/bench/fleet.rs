@@ -52,15 +52,14 @@ fn seeding(v: &Value) -> String {
             steps: the rows without their JSON documents generated inside PostgreSQL into an \
             unlogged table by two parallel `INSERT … SELECT generate_series` ({} s); `findings` \
             truncated, its secondary indexes dropped, its roll-up insert triggers disabled, \
-            and loaded by `COPY … FROM STDIN (FREEZE)` fed by a second connection's `COPY \
-            (SELECT …, document FROM the rows) TO STDOUT`, in that same transaction on a server \
-            running `wal_level=minimal` — no WAL for a table truncated in the loading \
-            transaction, and its pages left all-visible as the insert-driven autovacuum keeps a \
-            live table ({} s, {} rows/s); the 7 indexes rebuilt ({} s, parallel workers, 1 GB \
+            and loaded by one `INSERT … SELECT` of the rows with their documents built there, in \
+            that same transaction on a server running `wal_level=minimal` — no WAL for a table \
+            truncated in the loading transaction ({} s, {} rows/s); the 7 indexes rebuilt ({} s, parallel workers, 1 GB \
             `maintenance_work_mem`); the roll-up and the keys' totals filled by the migrations' \
             back-fill statements reading the narrow rows instead of `findings` ({} s: {} day \
             rows, {} key rows, {} MiB); the per-day sums likewise ({} s: {} rows, {} MiB with \
-            their per-host and per-user day rows); commit and `ANALYZE` ({} s); the server \
+            their per-host and per-user day rows); commit, `VACUUM` (the visibility map, as the insert-driven autovacuum keeps it on a \
+            live table) and `ANALYZE` ({} s); the server \
             restarted with the default `wal_level` before the collectors start ({} s). \
             `findings` is then {} MiB; the database {} MiB.\n",
         num(f(v, "history"), 0),
