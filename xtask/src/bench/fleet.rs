@@ -51,7 +51,7 @@ fn seeding(v: &Value) -> String {
             user's), a main, second and third AI service per host (75 / 18 / 7 %). Timed \
             steps: the rows without their JSON documents generated inside PostgreSQL into an \
             unlogged table by two parallel `INSERT … SELECT generate_series` ({} s); `findings` \
-            truncated, its secondary indexes dropped, its roll-up insert triggers disabled, \
+            truncated, its secondary indexes and roll-up insert triggers dropped (a disabled trigger still collects its transition table), \
             and loaded by one `INSERT … SELECT` of the rows with their documents built there, in \
             that same transaction on a server running `wal_level=minimal` — no WAL for a table \
             truncated in the loading transaction ({} s, {} rows/s); the 7 indexes rebuilt ({} s, parallel workers, 1 GB \
