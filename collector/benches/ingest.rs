@@ -174,20 +174,32 @@ impl Pg {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        let pg = Pg {
+            dir,
+            port: free_port(),
+        };
+        pg.pg_ctl_start(extra);
+        pg.client("postgres")
+            .batch_execute("CREATE DATABASE bench")
+            .unwrap();
+        pg
+    }
+
+    fn pg_ctl_start(&self, extra: &str) {
         // Durable: fsync and synchronous_commit stay on (the defaults); memory sized for a
         // small shared machine.
         let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c shared_buffers=512MB \
              -c max_wal_size=4GB -c checkpoint_timeout=15min -c max_connections=200 \
              -c fsync=on -c synchronous_commit=on {extra}",
-            dir.display()
+            self.port,
+            self.dir.display()
         );
         let out = as_postgres("pg_ctl")
             .args(["-w", "-t", "120", "-l"])
-            .arg(dir.join("log"))
+            .arg(self.dir.join("log"))
             .arg("-D")
-            .arg(&data)
+            .arg(self.dir.join("data"))
             .args(["-o", &opts, "start"])
             .output()
             .unwrap();
@@ -196,11 +208,22 @@ impl Pg {
             "pg_ctl start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let pg = Pg { dir, port };
-        pg.client("postgres")
-            .batch_execute("CREATE DATABASE bench")
+    }
+
+    /// Stops the server cleanly (a checkpoint) and starts it again with other options.
+    fn restart_with(&self, extra: &str) {
+        let out = as_postgres("pg_ctl")
+            .args(["-w", "-t", "300", "-m", "fast", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .output()
             .unwrap();
-        pg
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.pg_ctl_start(extra);
     }
 
     fn url(&self) -> String {
@@ -465,6 +488,17 @@ fn ingest(work: &Path) {
             }
         }
     }
+    // `--window-index plain`: PostgreSQL's window index as it was before the covering one
+    // (`findings_window_cover`), to measure what the included columns cost an ingest.
+    let plain_window = arg("--window-index", "cover") == "plain";
+    if let (true, Some(pg)) = (plain_window, &pg) {
+        pg.client("bench")
+            .batch_execute(
+                "DROP INDEX findings_window_cover; \
+                 CREATE INDEX findings_window ON findings (window_start_ms);",
+            )
+            .unwrap();
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (rate, acked, errors, lat) = rt.block_on(async {
         let mut agents = Vec::new();
@@ -558,7 +592,7 @@ fn ingest(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "ingest", "backend": backend, "agents": n_agents, "batch": batch, "secs": secs,
-            "triggers_off": triggers,
+            "triggers_off": triggers, "plain_window_index": plain_window,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),
             "requests": lat.len(), "stored": stored,

@@ -547,7 +547,7 @@ fn sqlite_migration_backfills_first_uses() {
         ingest(&s, "agt-a", "b", vec![f], T0);
     }
     // Undo what the report migration made (and the outbox, catalogue-proposal, roll-up,
-    // day-sums and totals migrations after it: every migration appended later must be undone here too; the
+    // day-sums, totals and report-index migrations after it: every migration appended later must be undone here too; the
     // roll-up's back-fill then runs over the old rows), as if the rows came
     // from the schema before them.
     let c = rusqlite::Connection::open(&path).unwrap();
@@ -565,7 +565,7 @@ fn sqlite_migration_backfills_first_uses() {
          ALTER TABLE findings DROP COLUMN policy_version; ALTER TABLE findings DROP COLUMN layer; \
          ALTER TABLE findings DROP COLUMN grp; \
          DROP TABLE alert_outbox; DROP TABLE alert_budget; DROP TABLE catalogue_proposals; \
-         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 5;",
+         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 6;",
     )
     .unwrap();
     drop(c);

@@ -3,7 +3,8 @@
 //! executables, groups, verdicts, actions, risk scores, byte counts known and unknown, windows
 //! of zero length, across midnight, longer than an hour and longer than a day, duplicates
 //! re-sent; every report (services, day and hour trends, the four group-bys in both orders,
-//! pickers) under random filters whose ranges cut days, start at midnight or are open — with
+//! pickers, and searches by host through `finding_keys`) under random filters whose ranges cut
+//! days, start at midnight or are open — with
 //! the roll-up on and off — then again after deleting random findings; an UPDATE of a finding
 //! is refused (it would bypass the roll-up). The unfiltered day trend reads the per-day sums
 //! (`finding_day_sums`): a host flooding junk user names under every verdict, users shared by
@@ -205,7 +206,21 @@ fn filters(seed: u64) -> Vec<FindingQuery> {
             ..FindingQuery::default()
         },
     ];
-    // Time alone (the day trend then reads the per-day sums): random, midnight-aligned.
+    // Hosts by id, by a name held before or after a rename, by a name no host has.
+    for h in [
+        "host-2",
+        "host-2-renamed.example",
+        "host-2.example",
+        "host-5",
+        "nope",
+    ] {
+        out.push(FindingQuery {
+            host: Some(h.into()),
+            ..FindingQuery::default()
+        });
+    }
+    // Time alone (the day trend then reads the per-day sums, the hour trend on PostgreSQL
+    // its hours one by one): random, midnight-aligned.
     for _ in 0..16 {
         let a = T0 - DAY + r.below((DAYS as u64 + 2) * DAY as u64) as i64;
         let a = if r.below(3) == 0 { a / DAY * DAY } else { a };
@@ -257,6 +272,14 @@ fn reports(s: &dyn Store, q: &FindingQuery) -> Vec<serde_json::Value> {
         serde_json::to_value(s.trend_by(q, Bucket::Hour).unwrap()).unwrap(),
         serde_json::to_value(s.facets(q).unwrap()).unwrap(),
     ];
+    // Searches (newest first, two pages): a host filter reads through `finding_keys`.
+    let (page, next) = s.search(q, 7, None).unwrap();
+    let ids = |p: &[Finding]| p.iter().map(|f| f.id.clone()).collect::<Vec<_>>();
+    out.push(serde_json::json!([ids(&page), next]));
+    if let Some(c) = next {
+        let (page, next) = s.search(q, 500, Some(c)).unwrap();
+        out.push(serde_json::json!([ids(&page), next]));
+    }
     for by in [
         GroupBy::User,
         GroupBy::Host,

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use shadowai_api::IngestBatch;
 
+use live_profile::LiveProfile;
+
 use super::{
     Agent, Collector, DAY_MS, Pg, SERVICES, agent_ip, arg, client, enroll, finding, gzip, now_ms,
     num, upload,
@@ -16,7 +18,7 @@ use super::{
 /// The secondary indexes of `findings` (dropped for the bulk load, rebuilt after it, as a
 /// restore would), with their definitions as the migrations create them.
 const INDEXES: [(&str, &str); 7] = [
-    ("findings_window", "ON findings (window_start_ms)"),
+    shadowai_collector::store::WINDOW_COVER_INDEX,
     ("findings_service", "ON findings (service_id, verdict)"),
     ("findings_user", "ON findings (user_name)"),
     ("findings_host", "ON findings (host_id, window_start_ms)"),
@@ -31,59 +33,58 @@ const INDEXES: [(&str, &str); 7] = [
     ),
 ];
 
+/// The columns of `findings` the seed fills (all but `seq` and `doc` are in `seed_rows`).
+const COLUMNS: &str = "id, agent_id, host_id, hostname, window_start_ms, window_end_ms, \
+     service_id, service_name, vendor, category, risk_score, verdict, action, user_name, uid, \
+     exe, process_name, container_id, count, first_seen_ms, last_seen_ms, received_ms, \
+     bytes_out, bytes_in, grp";
+
 /// What a bulk load cost.
 struct Seeded {
+    /// The seed's rows without their documents, in an unlogged table.
+    rows_secs: f64,
     insert_secs: f64,
     index_secs: f64,
     rollup_secs: f64,
     /// Back-fill of the per-day sums (`rollup_sums.rs`) and its row count.
     sums_secs: f64,
+    /// The commit (every new file synced), `VACUUM` and `ANALYZE`.
+    commit_secs: f64,
     sums_rows: i64,
     days_rows: i64,
     keys_rows: i64,
 }
 
-/// Seeds `rows` findings over the 90 days before `now` for `hosts` hosts, in two parallel
-/// `INSERT … SELECT generate_series` statements (the rows are generated inside PostgreSQL:
-/// nothing crosses the socket, where `COPY` would ship every row's JSON), with the secondary
-/// indexes dropped and the roll-up's insert trigger disabled; then the indexes are rebuilt and
-/// the roll-up filled by the migrations' own back-fills (`rollup_sql::BACKFILL`, the keys'
-/// totals, the per-day sums).
-///
-/// The shape of a fleet: each host has one user (1 finding in 20 is a second user's, as on a
-/// shared machine), a main AI service (75 % of its findings), a second (18 %) and a third;
-/// an executable per service kind; the verdict, action, risk and category follow the service;
-/// 60 s windows spread evenly over the 90 days; bytes known for 3 findings in 4. Each row's
-/// `doc` is a complete Finding with the row's values (the API parses it).
-fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
+/// The SQL expression of a seed row's `doc`: a complete Finding (the API parses it) with the
+/// row's values, as a concatenation of literal JSON pieces and the row's columns.
+fn doc_expr() -> String {
     let template = serde_json::to_string(&finding("@ID@".into(), "@HOST@", 0, 111_111_111_111))
         .unwrap()
         .replace("\"@ID@\"", "to_json(id)::text")
-        .replace("\"@HOST@\"", "to_json(host)::text")
-        .replace(&format!("\"{}\"", SERVICES[0]), "to_json(svc)::text")
-        .replace("\"user0\"", "to_json(usr)::text")
+        .replace("\"@HOST@\"", "to_json(host_id)::text")
+        .replace(&format!("\"{}\"", SERVICES[0]), "to_json(service_id)::text")
+        .replace("\"user0\"", "to_json(user_name)::text")
         .replace("\"/usr/bin/app0\"", "to_json(exe)::text")
         .replace("\"unsanctioned\"", "to_json(verdict)::text")
-        .replace("\"allowed\"", "to_json(act)::text")
-        .replace("\"risk_score\":60", "\"risk_score\":risk::text")
-        .replace("111111171111", "(ws + 60000)::text")
-        .replace("111111111611", "(ws + 500)::text")
-        .replace("111111111111", "ws::text");
-    // The template becomes a concatenation of literal JSON pieces and SQL expressions.
+        .replace("\"allowed\"", "to_json(action)::text")
+        .replace("\"risk_score\":60", "\"risk_score\":risk_score::text")
+        .replace("111111171111", "window_end_ms::text")
+        .replace("111111111611", "last_seen_ms::text")
+        .replace("111111111111", "window_start_ms::text");
     let mut doc = String::from("''");
     let mut rest = template.as_str();
     let exprs = [
         "to_json(id)::text",
-        "to_json(host)::text",
-        "to_json(svc)::text",
-        "to_json(usr)::text",
+        "to_json(host_id)::text",
+        "to_json(service_id)::text",
+        "to_json(user_name)::text",
         "to_json(exe)::text",
         "to_json(verdict)::text",
-        "to_json(act)::text",
-        "risk::text",
-        "(ws + 60000)::text",
-        "(ws + 500)::text",
-        "ws::text",
+        "to_json(action)::text",
+        "risk_score::text",
+        "window_end_ms::text",
+        "last_seen_ms::text",
+        "window_start_ms::text",
     ];
     while !rest.is_empty() {
         let next = exprs
@@ -101,40 +102,44 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
             }
         }
     }
+    doc
+}
+
+/// Fills the unlogged `seed_rows` (the columns of `findings` but `seq` and `doc`) with `rows`
+/// findings over the 90 days before `now` for `hosts` hosts, generated inside PostgreSQL by
+/// two parallel `INSERT … SELECT generate_series` (nothing crosses the socket).
+///
+/// The shape of a fleet: each host has one user (1 finding in 20 is a second user's, as on a
+/// shared machine), a main AI service (75 % of its findings), a second (18 %) and a third;
+/// an executable per service kind; the verdict, action, risk and category follow the service;
+/// 60 s windows spread evenly over the 90 days; bytes known for 3 findings in 4.
+fn seed_rows(pg: &Pg, rows: u64, hosts: u64, now: i64) {
     let services = SERVICES
         .iter()
         .map(|s| format!("'{s}'"))
         .collect::<Vec<_>>()
         .join(",");
     let span = 90 * DAY_MS;
-    let mut c = pg.client("bench");
-    let drop: String = INDEXES
-        .iter()
-        .map(|(name, _)| format!("DROP INDEX {name};"))
-        .collect();
-    c.batch_execute(&format!(
-        "{drop} ALTER TABLE findings DISABLE TRIGGER finding_days_insert; \
-         ALTER TABLE findings DISABLE TRIGGER finding_sums_insert;"
-    ))
-    .unwrap();
-    let t = Instant::now();
+    pg.client("bench")
+        .batch_execute(&format!(
+            // (No autovacuum: the table lives for the seed only.)
+            "CREATE UNLOGGED TABLE seed_rows WITH (autovacuum_enabled = false) AS \
+             SELECT {COLUMNS} FROM findings WITH NO DATA"
+        ))
+        .unwrap();
     let threads: Vec<_> = (0..2u64)
         .map(|part| {
             let url = pg.url();
-            let doc = doc.clone();
             let services = services.clone();
             std::thread::spawn(move || {
                 let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
                 let (lo, hi) = (part * rows / 2, (part + 1) * rows / 2);
                 // Per service (index 0..11): verdict, action, risk.
                 let sql = format!(
-                    "INSERT INTO findings (id, agent_id, host_id, hostname, window_start_ms, \
-                     window_end_ms, service_id, service_name, vendor, category, risk_score, verdict, \
-                     action, user_name, uid, exe, process_name, container_id, count, first_seen_ms, \
-                     last_seen_ms, received_ms, doc, bytes_out, bytes_in, grp) \
+                    "INSERT INTO seed_rows ({COLUMNS}) \
                      SELECT id, 'seed', host, host, ws, ws + 60000, svc, 'Service', 'Vendor', \
                      'chat_assistant', risk, verdict, act, usr, 1000, exe, 'app', NULL, 3, ws, \
-                     ws + 500, ws, {doc}, bo, bo / 10, grp FROM ( \
+                     ws + 500, ws, bo, bo / 10, grp FROM ( \
                        SELECT *, (ARRAY[{services}])[1 + si] AS svc, \
                        (ARRAY['sanctioned','sanctioned','tolerated','sanctioned','tolerated', \
                          'unsanctioned','blocked','unsanctioned','tolerated','sanctioned', \
@@ -162,48 +167,115 @@ fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// Seeds the history as a restore would, in one transaction on a server running with
+/// `wal_level=minimal` (the caller restarts it with the defaults afterwards):
+/// 1. `seed_rows` made (see [`seed_rows`]);
+/// 2. `findings` truncated, its secondary indexes and its roll-up insert triggers dropped
+///    (re-created from their own definitions at the end), then loaded by one `INSERT … SELECT …, doc FROM seed_rows` (the documents
+///    are built there): a table truncated in the loading transaction writes no WAL at this
+///    level (measured beside `COPY … FREEZE` fed by a second connection's `COPY … TO
+///    STDOUT`, 405 k rows, 3 alternating trials: 8.2 / 9.4 / 12.5 s against 12.6 / 26.3 /
+///    24.7 s);
+/// 3. the indexes rebuilt (parallel workers, 1 GB of `maintenance_work_mem`);
+/// 4. the roll-up, the keys' totals and the per-day sums filled by the migrations' own
+///    back-fill statements (`rollup_sql::BACKFILL`, …), reading `seed_rows` — the same key
+///    columns as `findings` without the 800-byte documents — instead of `findings`;
+/// 5. the triggers re-created, commit, `VACUUM` (the visibility map, as the insert-driven
+///    autovacuum keeps it on a live table: index-only reads skip the heap), `ANALYZE`.
+fn seed(pg: &Pg, rows: u64, hosts: u64, now: i64) -> Seeded {
+    let t = Instant::now();
+    seed_rows(pg, rows, hosts, now);
+    let rows_secs = t.elapsed().as_secs_f64();
+    let mut c = pg.client("bench");
+    let mut tx = c.transaction().unwrap();
+    let drop: String = INDEXES
+        .iter()
+        .map(|(name, _)| format!("DROP INDEX {name};"))
+        .collect();
+    // The insert triggers are dropped for the load, not disabled: PostgreSQL still collects
+    // a disabled trigger's transition table (here 10 M rows of temporary files).
+    let triggers: Vec<String> = tx
+        .query(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'findings'::regclass \
+             AND tgname IN ('finding_days_insert', 'finding_sums_insert') ORDER BY tgname",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(triggers.len(), 2, "the roll-up's two insert triggers");
+    tx.batch_execute(&format!(
+        "SET LOCAL maintenance_work_mem = '1GB'; SET LOCAL max_parallel_maintenance_workers = 2; \
+         SET LOCAL work_mem = '1GB'; \
+         DROP TRIGGER finding_days_insert ON findings; \
+         DROP TRIGGER finding_sums_insert ON findings; \
+         TRUNCATE findings; {drop}"
+    ))
+    .unwrap();
+    let t = Instant::now();
+    let copied = tx
+        .execute(
+            &format!(
+                "INSERT INTO findings ({COLUMNS}, doc) SELECT {COLUMNS}, {} FROM seed_rows",
+                doc_expr()
+            ),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(copied, rows, "the load inserted every seed row");
     let insert_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let create: String = INDEXES
         .iter()
         .map(|(name, def)| format!("CREATE INDEX {name} {def};"))
         .collect();
-    c.batch_execute(&create).unwrap();
+    tx.batch_execute(&create).unwrap();
     let index_secs = t.elapsed().as_secs_f64();
+    let from_seed = |sql: &str| {
+        let out = sql.replace("FROM findings", "FROM seed_rows");
+        assert_ne!(out, sql, "a back-fill reads findings");
+        out
+    };
     let t = Instant::now();
-    let mut tx = c.transaction().unwrap();
-    tx.batch_execute(shadowai_collector::store::rollup_sql::BACKFILL)
+    tx.batch_execute(&from_seed(shadowai_collector::store::rollup_sql::BACKFILL))
         .unwrap();
     tx.batch_execute(shadowai_collector::store::rollup_sql::POSTGRES_TOTALS_BACKFILL)
         .unwrap();
-    tx.batch_execute("ALTER TABLE findings ENABLE TRIGGER finding_days_insert;")
-        .unwrap();
-    tx.commit().unwrap();
-    c.batch_execute("ANALYZE findings; ANALYZE finding_days; ANALYZE finding_keys;")
-        .unwrap();
     let rollup_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let mut tx = c.transaction().unwrap();
-    tx.batch_execute(shadowai_collector::store::rollup_sums::POSTGRES_BACKFILL)
-        .unwrap();
-    tx.batch_execute("ALTER TABLE findings ENABLE TRIGGER finding_sums_insert;")
-        .unwrap();
-    tx.commit().unwrap();
-    c.batch_execute(
-        "ANALYZE finding_day_hosts; ANALYZE finding_day_users; ANALYZE finding_day_sums;",
-    )
+    tx.batch_execute(&from_seed(
+        shadowai_collector::store::rollup_sums::POSTGRES_BACKFILL,
+    ))
     .unwrap();
     let sums_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for t in &triggers {
+        tx.batch_execute(t).unwrap();
+    }
+    tx.commit().unwrap();
+    // The visibility map, as the insert-driven autovacuum keeps it on a live table.
+    c.batch_execute("VACUUM findings").unwrap();
+    c.batch_execute(
+        "DROP TABLE seed_rows; ANALYZE findings; ANALYZE finding_days; ANALYZE finding_keys; \
+         ANALYZE finding_day_hosts; ANALYZE finding_day_users; ANALYZE finding_day_sums;",
+    )
+    .unwrap();
+    let commit_secs = t.elapsed().as_secs_f64();
     let count = |c: &mut postgres::Client, t: &str| -> i64 {
         c.query_one(&format!("SELECT COUNT(*) FROM {t}"), &[])
             .unwrap()
             .get(0)
     };
     Seeded {
+        rows_secs,
         insert_secs,
         index_secs,
         rollup_secs,
         sums_secs,
+        commit_secs,
         sums_rows: count(&mut c, "finding_day_sums"),
         days_rows: count(&mut c, "finding_days"),
         keys_rows: count(&mut c, "finding_keys"),
@@ -279,6 +351,91 @@ async fn queries(c: &Collector, token: &str, now: i64) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// The statements the store ran for two queries before `report_index.rs` (the plain hour
+/// trend over the raw findings since `week`; one host's newest 101 by `host_id OR hostname`),
+/// each timed directly on the database (with `jit = off`, as the collector runs reports)
+/// alternating with the same query through B's API, 3 rounds: medians (ms) of both.
+fn peers(
+    rt: &tokio::runtime::Runtime,
+    c: &Collector,
+    token: &str,
+    pg: &Pg,
+    now: i64,
+) -> serde_json::Value {
+    let http = client(&[&c.ca], None);
+    let week = now - 7 * DAY_MS;
+    let back = week - 3_600_000;
+    let raw = |cond: &str| {
+        format!(
+            "SELECT host_id, service_id, verdict, action, user_name, exe, process_name, \
+             hostname, COALESCE(grp, '') AS grp, category, risk_score, \
+             window_start_ms / 3600000 AS b, 1 AS findings, count AS events, bytes_out, \
+             bytes_in, CASE WHEN bytes_out IS NULL THEN 0 ELSE 1 END AS bytes_known, \
+             first_seen_ms, last_seen_ms, service_name, vendor FROM findings WHERE {cond}"
+        )
+    };
+    let plain_trend = format!(
+        "SELECT b, service_id, verdict, CAST(SUM(events) AS BIGINT), COUNT(DISTINCT host_id), \
+         COUNT(DISTINCT user_name), CAST(COALESCE(SUM(bytes_out), 0) AS BIGINT) FROM ({} \
+         UNION ALL {}) r GROUP BY b, service_id, verdict ORDER BY b, service_id, verdict",
+        raw(&format!(
+            "window_end_ms > {week} AND window_start_ms >= {back} \
+             AND window_end_ms - window_start_ms <= 3600000"
+        )),
+        raw(&format!(
+            "window_end_ms > {week} AND window_end_ms - window_start_ms > 3600000"
+        )),
+    );
+    let plain_host = "SELECT seq, doc FROM findings WHERE (host_id = 'host-00042' \
+         OR hostname = 'host-00042') ORDER BY seq DESC LIMIT 101"
+        .to_owned();
+    let mut db = pg.client("bench");
+    let mut out = serde_json::Map::new();
+    for (name, path, sql) in [
+        (
+            "trend_7d",
+            format!("/api/v1/reports/trend?from_ms={week}&bucket=hour"),
+            plain_trend,
+        ),
+        (
+            "drill_host",
+            "/api/v1/findings?host=host-00042&limit=100".to_owned(),
+            plain_host,
+        ),
+    ] {
+        let (mut api, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let t = Instant::now();
+            rt.block_on(async {
+                let r = http
+                    .get(format!("{}{path}", c.url))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{path}");
+                r.bytes().await.unwrap();
+            });
+            api.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            let mut tx = db.transaction().unwrap();
+            tx.batch_execute("SET LOCAL jit = off").unwrap();
+            let rows = tx.query(&sql, &[]).unwrap();
+            tx.commit().unwrap();
+            plain.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(!rows.is_empty(), "{name}: the plain statement found rows");
+        }
+        api.sort_by(f64::total_cmp);
+        plain.sort_by(f64::total_cmp);
+        out.insert(
+            name.into(),
+            serde_json::json!({"api_ms": api[1], "plain_ms": plain[1],
+                "api_all": api, "plain_all": plain}),
+        );
+    }
+    serde_json::Value::Object(out)
+}
+
 pub fn run(work: &Path) {
     let (history, n_agents, per) = (
         num("--history", 10_000_000),
@@ -289,12 +446,23 @@ pub fn run(work: &Path) {
     // slowest are explained below. WAL capped at 1 GB (the bulk load writes the table's size
     // in WAL; the disk is shared).
     let slow_ms = num("--log-slow-ms", 1000);
+    let serving = format!(
+        "-c log_min_duration_statement={slow_ms} -c max_wal_size=1GB -c wal_compression=on"
+    );
+    // The bulk load runs with `wal_level=minimal` (see `seed`); the server is then restarted
+    // with its defaults before any collector connects.
+    let section = Instant::now();
+    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let pg = Pg::start_with(
         work,
-        &format!(
-            "-c log_min_duration_statement={slow_ms} -c max_wal_size=1GB -c wal_compression=on"
-        ),
+        "-c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=1GB",
     );
+    drop(shadowai_collector::store::postgres::open(&pg.url(), 1, None).unwrap());
+    let now = now_ms();
+    let seeded = seed(&pg, history, n_agents, now);
+    let t = Instant::now();
+    pg.restart_with(&serving);
+    let restart_secs = t.elapsed().as_secs_f64();
     let database = format!(
         "[database]\nkind = \"postgres\"\nurl = \"{}\"\npool = 8\n",
         pg.url()
@@ -302,9 +470,6 @@ pub fn run(work: &Path) {
     let mut a = Collector::start(work, "fleet-a", &database);
     let b = Collector::start(work, "fleet-b", &database);
     let viewer = b.token("viewer");
-    let now = now_ms();
-    let load_start = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let seeded = seed(&pg, history, n_agents, now);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cas = [a.ca.clone(), b.ca.clone()];
     let (urls, kill_at) = ([a.url.clone(), b.url.clone()], n_agents / 2);
@@ -375,24 +540,42 @@ pub fn run(work: &Path) {
     let retried = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let a_dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // `--live-secs N`: agents stop starting uploads after N s (0: every agent uploads once);
+    // replica A is then killed at N / 2 s if half the agents have not started by then.
+    let live_max = Duration::from_secs(num("--live-secs", 0));
+    let begun = Arc::new(AtomicU64::new(0));
+    let postmaster: u32 = std::fs::read_to_string(pg.dir.join("data/postmaster.pid"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let profile = LiveProfile::start(&pg.url(), postmaster, a.child.id(), b.child.id());
     let t = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..128 {
-            let (agents, urls, started, retried, failed, a_dead) = (
+            let (agents, urls, started, retried, failed, a_dead, begun) = (
                 agents.clone(),
                 urls.clone(),
                 started.clone(),
                 retried.clone(),
                 failed.clone(),
                 a_dead.clone(),
+                begun.clone(),
             );
             tasks.push(tokio::spawn(async move {
                 loop {
+                    if !live_max.is_zero() && t.elapsed() >= live_max {
+                        return;
+                    }
                     let i = started.fetch_add(1, Ordering::Relaxed);
                     let Some(ag) = agents.get(i as usize) else {
                         return;
                     };
+                    begun.fetch_add(1, Ordering::Relaxed);
                     let body = gzip(&IngestBatch {
                         batch_id: format!("live-{i}"),
                         findings: (0..per)
@@ -422,7 +605,9 @@ pub fn run(work: &Path) {
                 }
             }));
         }
-        while started.load(Ordering::Relaxed) < kill_at {
+        while started.load(Ordering::Relaxed) < kill_at
+            && (live_max.is_zero() || t.elapsed() < live_max / 2)
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         a_dead.store(true, Ordering::Relaxed);
@@ -432,6 +617,8 @@ pub fn run(work: &Path) {
         }
     });
     let live_secs = t.elapsed().as_secs_f64();
+    let live_profile = profile.finish();
+    let uploaded = begun.load(Ordering::Relaxed);
     let mut c = pg.client("bench");
     let stored: i64 = c
         .query_one("SELECT COUNT(*) FROM findings", &[])
@@ -445,7 +632,13 @@ pub fn run(work: &Path) {
         .unwrap()
         .get(0);
     let live_stored: i64 = c
-        .query_one("SELECT COUNT(*) FROM findings WHERE id LIKE 'live-%'", &[])
+        .query_one(
+            // Live windows start at upload time, after every seeded one (by the window index).
+            &format!(
+                "SELECT COUNT(*) FROM findings WHERE window_start_ms >= {now} AND id LIKE 'live-%'"
+            ),
+            &[],
+        )
         .unwrap()
         .get(0);
     let size: i64 = c
@@ -481,12 +674,15 @@ pub fn run(work: &Path) {
         .unwrap()
         .get(0);
     let after = rt.block_on(queries(&b, &viewer, now_ms()));
+    let peers = peers(&rt, &b, &viewer, &pg, now_ms());
     let slow_plans = explain_slow(&pg, &mut c, 8);
-    let expected_live = n_agents * per;
+    let expected_live = uploaded * per;
     println!(
         "{}",
         serde_json::json!({
             "mode": "fleet", "history": history, "agents": n_agents, "batch": per,
+            "seed_rows_secs": seeded.rows_secs, "seed_commit_secs": seeded.commit_secs,
+            "restart_secs": restart_secs, "section_secs": section.elapsed().as_secs_f64(),
             "seed_insert_secs": seeded.insert_secs, "seed_index_secs": seeded.index_secs,
             "seed_rollup_secs": seeded.rollup_secs, "rollup_days_rows": seeded.days_rows,
             "seed_sums_secs": seeded.sums_secs, "sums_rows": seeded.sums_rows,
@@ -502,7 +698,9 @@ pub fn run(work: &Path) {
             "expected_live": expected_live, "live_stored": live_stored,
             "stored": stored, "distinct": distinct, "table_bytes": size,
             "queries_before": before, "queries_after": after,
-            "killed_replica_after_agents": kill_at,
+            "killed_replica_after_agents": kill_at, "live_profile": live_profile,
+            "peers": peers,
+            "agents_uploaded": uploaded, "live_secs_max": live_max.as_secs(),
             "work": arg("--work", ""),
         })
     );
@@ -613,3 +811,6 @@ fn with_params(sql: &str, params: &str) -> String {
     }
     out
 }
+
+#[path = "live_profile.rs"]
+mod live_profile;

@@ -7,6 +7,8 @@
 //! stored without its audit record (or the other way round).
 
 pub mod postgres;
+mod report_index;
+pub use report_index::WINDOW_COVER_INDEX;
 mod rollup;
 pub mod rollup_sql;
 pub mod rollup_sums;

@@ -180,6 +180,8 @@ CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
     super::rollup_sql::POSTGRES_MIGRATION,
     super::rollup_sums::POSTGRES_MIGRATION,
     super::rollup_sql::POSTGRES_TOTALS_MIGRATION,
+    // ---- report indexes: the hour trend and one host's findings at fleet scale (issue 14) ----
+    super::report_index::POSTGRES_MIGRATION,
 ];
 
 pub struct Postgres {

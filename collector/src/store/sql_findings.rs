@@ -322,6 +322,13 @@ impl<B: Backend> SqlStore<B> {
         self.read_tx(|tx| {
             let mut params = Vec::new();
             let mut clause = where_clause(filter, &mut params);
+            // One host's findings through an index (`report_index.rs`).
+            if let (Some(h), true) = (&filter.host, self.uses_rollup()) {
+                match super::report_index::host_ids(tx, h, &mut params)? {
+                    Some(ids) => clause.push_str(&ids),
+                    None => return Ok((Vec::new(), None)),
+                }
+            }
             if let Some(c) = cursor {
                 params.push(c.into());
                 clause = format!("{clause} AND seq < ${}", params.len());

@@ -12,7 +12,7 @@ use shadowai_api::{
     GroupRow, ServiceReport, TrendPoint, Verdict,
 };
 
-use super::rows::{Backend, Row, Tx, V};
+use super::rows::{Backend, Dialect, Row, Tx, V};
 use super::sql::{SqlStore, verdict_from, verdict_str};
 use super::sql_findings::day_string;
 use super::{FindingFilter, StoreError};
@@ -500,7 +500,16 @@ impl<B: Backend> SqlStore<B> {
                 Bucket::Day => super::rollup::day_trend(filter, rollup, &mut params),
                 Bucket::Hour => None,
             };
-            let sql = if let Some(sums) = sums {
+            // PostgreSQL reads time-only hour trends hour by hour (`report_index.rs`).
+            let hourly = match (bucket, self.backend.dialect()) {
+                (Bucket::Hour, Dialect::Postgres) if rollup => {
+                    super::report_index::hour_trend(tx, filter, &mut params)?
+                }
+                _ => None,
+            };
+            let sql = if let Some(sql) = hourly {
+                sql
+            } else if let Some(sums) = sums {
                 format!(
                     "SELECT b, service_id, verdict, CAST(SUM(events) AS BIGINT), \
                      CAST(SUM(hosts) AS BIGINT), CAST(SUM(users) AS BIGINT), \

@@ -169,6 +169,8 @@ CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
     super::rollup_sql::SQLITE_MIGRATION,
     super::rollup_sums::SQLITE_MIGRATION,
     super::rollup_sql::SQLITE_TOTALS_MIGRATION,
+    // ---- report indexes: the hour trend and one host's findings at fleet scale (issue 14) ----
+    super::report_index::SQLITE_MIGRATION,
 ];
 
 pub struct Sqlite {

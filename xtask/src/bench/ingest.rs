@@ -1,5 +1,5 @@
-//! (5) Collector ingest over HTTPS, durable, SQLite and PostgreSQL alternating; and the fleet
-//! simulation. Both run the collector crate's `ingest` bench binary (the real
+//! (5a) Collector ingest over HTTPS, durable, SQLite and PostgreSQL alternating (the fleet
+//! simulation, 5b, is `fleet.rs`). Both run the collector crate's `ingest` bench binary (the real
 //! `shadowai-collector` binary, real HTTPS clients) and read the JSON line it prints.
 
 use std::process::Command;
@@ -23,7 +23,7 @@ fn bench_cmd(ctx: &Ctx, args: &[&str]) -> Result<Command> {
     Ok(cmd)
 }
 
-fn bench(ctx: &Ctx, args: &[&str]) -> Result<Value> {
+pub(super) fn bench(ctx: &Ctx, args: &[&str]) -> Result<Value> {
     let out = bench_cmd(ctx, args)?
         .output()
         .context("running the collector's ingest bench")?;
@@ -96,7 +96,7 @@ fn profile_sqlite(ctx: &Ctx, common: &[&str]) -> Result<String> {
     super::replay::perf_top(&data)
 }
 
-fn f(v: &Value, k: &str) -> f64 {
+pub(super) fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(f64::NAN)
 }
 
@@ -207,180 +207,6 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         )),
         Some(Err(e)) => body.push_str(&format!("\nThe SQLite ingest profile failed: {e:#}\n")),
         None => {}
-    }
-    Ok(body)
-}
-
-pub fn fleet(ctx: &Ctx) -> Result<String> {
-    let history = ctx.fleet_history.to_string();
-    let agents = ctx.fleet_agents.to_string();
-    let args = [
-        "fleet",
-        "--history",
-        history.as_str(),
-        "--agents",
-        agents.as_str(),
-        "--batch",
-        "20",
-    ];
-    eprintln!("[bench] fleet simulation");
-    let v = bench(ctx, &args)?;
-    let q = |phase: &str, k: &str| num(v[phase][k].as_f64().unwrap_or(f64::NAN), 0);
-    let names = [
-        ("overview_24h", "overview: services × verdict, last 24 h"),
-        ("overview_7d", "overview: services × verdict, last 7 days"),
-        ("overview_90d", "overview: services × verdict, all 90 days"),
-        ("trend_90d", "overview: trend per day, all 90 days"),
-        (
-            "trend_7d",
-            "overview: trend per hour, last 7 days (raw findings)",
-        ),
-        ("uploaders_90d", "overview: top 5 uploaders, all 90 days"),
-        (
-            "who_users_90d",
-            "Who: group by user, first page of 50, all 90 days",
-        ),
-        ("facets_90d", "findings: pickers, all 90 days"),
-        ("findings_page", "findings: newest 100"),
-        ("drill_user", "drill-down: one user's findings, newest 100"),
-        (
-            "drill_service_verdict",
-            "drill-down: service + verdict, newest 100",
-        ),
-        ("drill_host", "drill-down: one host's findings, newest 100"),
-    ];
-    let rows: Vec<Vec<String>> = names
-        .iter()
-        .map(|(k, what)| {
-            let after = v["queries_after"][k].as_f64().unwrap_or(f64::NAN);
-            vec![
-                (*what).to_owned(),
-                q("queries_before", k),
-                q("queries_after", k),
-                if after < 2000.0 { "yes" } else { "**no**" }.to_owned(),
-            ]
-        })
-        .collect();
-    let expected = v["expected_live"].as_i64().unwrap_or(-1);
-    let live = v["live_stored"].as_i64().unwrap_or(-2);
-    let exact = expected == live
-        && v["stored"] == v["distinct"]
-        && v["stored"] == v["rollup_findings"]
-        && v["failed_batches"].as_u64().unwrap_or(0) == 0;
-    let rows_total = v["stored"].as_f64().unwrap_or(f64::NAN);
-    // Older bench builds enrolled every agent over the API.
-    let via_api = v["enrolled_via_api"]
-        .as_f64()
-        .unwrap_or_else(|| f(&v, "agents"));
-    let mut body = format!(
-        "`cargo bench -p shadowai-collector --bench ingest -- {}`. {} rows of history and {} \
-         simulated agents ({}), one batch of 20 findings each in the live phase.\n\n\
-         1. One PostgreSQL 15 (durable settings as above), two `shadowai-collector` replicas \
-            (A and B, pool 8 each) on the same database, each with its own HTTPS certificate.\n\
-         2. History seeded in bulk: {} findings spread over the 90 days before now (60 s \
-            windows), {} hosts with one user each (1 finding in 20 a second user's), a main, \
-            second and third AI service per host (75 / 18 / 7 %), by two parallel `INSERT … \
-            SELECT generate_series` inside PostgreSQL ({:.0} s, {} rows/s) with the secondary \
-            indexes dropped and the roll-up's trigger disabled; indexes rebuilt after ({:.0} s), \
-            then the roll-up filled by the migration's back-fill ({:.0} s): {} day rows and {} \
-            key rows ({} MiB). `findings` is then {} MiB; the database {} MiB. Load average \
-            {} at the start, {} at the end.\n\
-         3. {} agents: the first {} enrolled through the replicas alternately over HTTPS, each \
-            from its own loopback address with its own host key ({:.0} s, {:.0} enrollments/s — \
-            at that rate all of them would take {:.0} s of the 15 minutes), the rest seeded in \
-            bulk into `agents`/`hosts` like the history (token hash as the collector stores it).\n\
-         4. Live ingest: each agent uploads one batch to its replica, 128 at a time; replica A \
-            is killed with SIGKILL once half the agents have started; uploads to it fail and \
-            are retried on B with the same batch id ({} retries). {:.1} s, {} findings/s.\n\
-         5. SOC queries through B's API (HTTPS, viewer token), median of 3, before and after \
-            the live phase.\n\n\
-         **No finding lost or duplicated: {}** — {} of {} live findings stored; {} rows in all, \
-         {} distinct (host, id); the roll-up counts {} findings.\n\n",
-        args.join(" "),
-        num(f(&v, "history"), 0),
-        num(f(&v, "agents"), 0),
-        if f(&v, "history") >= 10_000_000.0 && f(&v, "agents") >= 10_000.0 {
-            "the issue's sizes: tens of millions of rows, 10,000 agents"
-        } else {
-            "scaled down from the issue's tens of millions of rows and 10,000 agents"
-        },
-        num(f(&v, "history"), 0),
-        num(f(&v, "agents"), 0),
-        f(&v, "seed_insert_secs"),
-        num(f(&v, "history") / f(&v, "seed_insert_secs"), 0),
-        f(&v, "seed_index_secs"),
-        f(&v, "seed_rollup_secs"),
-        num(f(&v, "rollup_days_rows"), 0),
-        num(f(&v, "rollup_keys_rows"), 0),
-        num(f(&v, "rollup_bytes") / 1048576.0, 0),
-        num(f(&v, "table_bytes") / 1048576.0, 0),
-        num(f(&v, "db_bytes") / 1048576.0, 0),
-        v["load_start"].as_str().unwrap_or("?"),
-        v["load_end"].as_str().unwrap_or("?"),
-        num(f(&v, "agents"), 0),
-        num(via_api, 0),
-        f(&v, "enroll_secs"),
-        via_api / f(&v, "enroll_secs"),
-        f(&v, "agents") * f(&v, "enroll_secs") / via_api,
-        v["retries"],
-        f(&v, "live_secs"),
-        num(f(&v, "live_findings_per_sec"), 0),
-        if exact { "yes" } else { "NO" },
-        num(live as f64, 0),
-        num(expected as f64, 0),
-        num(rows_total, 0),
-        num(f(&v, "distinct"), 0),
-        num(f(&v, "rollup_findings"), 0),
-    );
-    body.push_str(&table(&["query", "ms before", "ms after", "< 2 s"], &rows));
-    body.push_str(&format!(
-        "\nThe unfiltered day trend reads the per-day sums (distinct hosts and users, events, \
-         bytes per day × service × verdict, kept by triggers): back-filled in {:.0} s, \
-         {} rows ({} MiB with their per-host and per-user day rows).\n",
-        f(&v, "seed_sums_secs"),
-        num(f(&v, "sums_rows"), 0),
-        num(f(&v, "sums_bytes") / 1048576.0, 0),
-    ));
-    if let Some(plans) = v["slow_plans"].as_array().filter(|p| !p.is_empty()) {
-        body.push_str(
-            "\nEvery report statement PostgreSQL logged over 1 s during the run (the slowest \
-             run of each, its logged parameters put back), run again after the live phase \
-             under `EXPLAIN (ANALYZE, BUFFERS)` with JIT off:\n",
-        );
-        for p in plans {
-            body.push_str(&format!(
-                "\n{} ms logged:\n\n```\n{}\n\n{}\n```\n",
-                num(p["ms"].as_f64().unwrap_or(f64::NAN), 0),
-                p["sql"].as_str().unwrap_or(""),
-                p["plan"].as_str().unwrap_or(""),
-            ));
-        }
-    }
-    let slowest = names
-        .iter()
-        .filter(|(k, _)| !k.starts_with("drill") && *k != "findings_page")
-        .map(|(k, _)| (v["queries_after"][k].as_f64().unwrap_or(f64::NAN), *k))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    let days_rows = f(&v, "rollup_days_rows");
-    if let Some((ms, k)) = slowest {
-        body.push_str(&format!(
-            "\nWhere one PostgreSQL stops being enough: each report's cost follows what it reads, \
-             not the findings. Over all time the services, Who, uploaders and pickers reports \
-             read one row per key (`finding_keys`, {} rows: hosts × the services, users and \
-             executables each uses); the day trend reads one row per day × service × verdict \
-             ({} rows); a report with a start reads the roll-up's days in its range ({} day rows \
-             in all, {:.1} findings each) plus the raw findings of its first, partial day; the \
-             hour trend reads the raw findings of its range (days cannot give hours). The \
-             slowest overview query here: {k}, {} ms. Past this: an hourly roll-up for the hour \
-             trend and the partial first day, monthly partitions of the findings and the \
-             roll-up (retention = `DROP PARTITION`), read replicas for the SOC's queries, and a \
-             columnar store for raw evidence once findings pass ~10⁹.\n",
-            num(f(&v, "rollup_keys_rows"), 0),
-            num(f(&v, "sums_rows"), 0),
-            num(days_rows, 0),
-            rows_total / days_rows,
-            num(ms, 0),
-        ));
     }
     Ok(body)
 }

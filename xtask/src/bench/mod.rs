@@ -13,6 +13,7 @@ pub mod bpfstats;
 mod capture;
 mod classify;
 mod events;
+mod fleet;
 mod ingest;
 mod loopback;
 mod replay;
@@ -58,6 +59,10 @@ pub struct BenchArgs {
     /// Simulated agents in the fleet simulation.
     #[arg(long, default_value_t = 10_000)]
     pub fleet_agents: u64,
+    /// Seconds of live ingest in the fleet simulation (replica A killed half-way); 0: until
+    /// every agent has uploaded once (≈ 4 min at 10,000 agents here).
+    #[arg(long, default_value_t = 60)]
+    pub fleet_live_secs: u64,
     /// Use the release binaries already in target/ (skip the build step).
     #[arg(long)]
     pub no_build: bool,
@@ -84,6 +89,7 @@ pub struct Ctx {
     pub ingest_secs: u64,
     pub fleet_history: u64,
     pub fleet_agents: u64,
+    pub fleet_live_secs: u64,
     pub classify_before: Option<PathBuf>,
     pub agent_before: Option<PathBuf>,
 }
@@ -249,6 +255,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         ingest_secs: args.ingest_secs,
         fleet_history: args.fleet_history,
         fleet_agents: args.fleet_agents,
+        fleet_live_secs: args.fleet_live_secs,
         classify_before: args.classify_before.clone(),
         agent_before: args.agent_before.clone(),
     };
@@ -304,7 +311,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         (
             "fleet",
             "5b. Fleet simulation: simulated agents, two replicas, one PostgreSQL",
-            Box::new(|| ingest::fleet(&ctx)),
+            Box::new(|| fleet::run(&ctx)),
         ),
     ];
     let mut failed = Vec::new();
