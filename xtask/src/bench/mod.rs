@@ -69,6 +69,11 @@ pub struct BenchArgs {
     /// runs it as one more side of every trial, to measure an agent change before/after.
     #[arg(long, value_name = "EXE")]
     pub agent_before: Option<PathBuf>,
+    /// A `shadowai-collector` release binary built from an earlier commit: the ingest
+    /// section runs it as one more side of every trial on both stores, to measure a collector
+    /// change before/after in the same run.
+    #[arg(long, value_name = "EXE")]
+    pub collector_before: Option<PathBuf>,
 }
 
 /// What every section needs.
@@ -86,6 +91,7 @@ pub struct Ctx {
     pub fleet_agents: u64,
     pub classify_before: Option<PathBuf>,
     pub agent_before: Option<PathBuf>,
+    pub collector_before: Option<PathBuf>,
 }
 
 const SECTIONS: [&str; 6] = [
@@ -251,6 +257,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         fleet_agents: args.fleet_agents,
         classify_before: args.classify_before.clone(),
         agent_before: args.agent_before.clone(),
+        collector_before: args.collector_before.clone(),
     };
     std::fs::create_dir_all(&ctx.work)?;
     let agent_bin = target.join("release/shadowai-agent");
