@@ -78,7 +78,7 @@ impl Sampler {
         let seen = self.handle.join().unwrap();
         let total: u64 = seen.values().sum::<u64>().max(1);
         let mut states: Vec<(String, u64)> = seen.into_iter().collect();
-        states.sort_by(|a, b| b.1.cmp(&a.1));
+        states.sort_by_key(|s| std::cmp::Reverse(s.1));
         let states: Vec<serde_json::Value> = states
             .into_iter()
             .map(|(k, n)| serde_json::json!({"state": k, "share": n as f64 / total as f64}))
