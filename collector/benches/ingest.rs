@@ -255,6 +255,12 @@ impl Drop for Pg {
 
 // ---- the collector binary over HTTPS ----
 
+/// The collector executable: `--collector EXE` (an earlier build, to measure it beside this
+/// one in the same run), else the one built with this bench.
+fn collector_exe() -> PathBuf {
+    PathBuf::from(arg("--collector", env!("CARGO_BIN_EXE_shadowai-collector")))
+}
+
 struct Collector {
     child: Child,
     url: String,
@@ -283,7 +289,7 @@ impl Collector {
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_shadowai-collector"))
+        let child = Command::new(collector_exe())
             .args(["serve", "--config"])
             .arg(&cfg)
             .env("SHADOWAI_LOG", "warn")
@@ -327,7 +333,7 @@ impl Collector {
     }
 
     fn token(&self, role: &str) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_shadowai-collector"))
+        let out = Command::new(collector_exe())
             .args([
                 "token",
                 "create",
@@ -456,7 +462,17 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn ingest(work: &Path) {
     let backend = arg("--backend", "sqlite");
     let (n_agents, secs, batch) = (num("--agents", 64), num("--secs", 10), num("--batch", 500));
-    let pg = (backend == "postgres").then(|| Pg::start(work));
+    // `--pg-profile yes`: statement statistics and session states sampled during the uploads.
+    let profile = backend == "postgres" && arg("--pg-profile", "") == "yes";
+    let pg = (backend == "postgres").then(|| {
+        if profile {
+            let pg = Pg::start_with(work, pgprofile::SERVER_OPTIONS);
+            pgprofile::prepare(&pg);
+            pg
+        } else {
+            Pg::start(work)
+        }
+    });
     let database = match &pg {
         Some(pg) => format!(
             "[database]\nkind = \"postgres\"\nurl = \"{}\"\npool = 8\n",
@@ -500,7 +516,7 @@ fn ingest(work: &Path) {
             .unwrap();
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (rate, acked, errors, lat) = rt.block_on(async {
+    let (rate, acked, errors, lat, sampler) = rt.block_on(async {
         let mut agents = Vec::new();
         for i in 0..n_agents {
             let http = client(&[&c.ca], Some(agent_ip(i)));
@@ -539,6 +555,10 @@ fn ingest(work: &Path) {
         let acked = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(AtomicU64::new(0));
         let lat = Arc::new(Lat::default());
+        let sampler = pg
+            .as_ref()
+            .filter(|_| profile)
+            .map(pgprofile::Sampler::start);
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut tasks = Vec::new();
         for (a, bodies) in agents.iter().zip(bodies) {
@@ -584,8 +604,14 @@ fn ingest(work: &Path) {
             acked,
             errors.load(Ordering::Relaxed),
             lat.take(),
+            sampler,
         )
     });
+    // Outside the runtime: the synchronous PostgreSQL client runs its own.
+    let pg_profile = match (sampler, &pg) {
+        (Some(s), Some(pg)) => s.finish(pg),
+        _ => serde_json::Value::Null,
+    };
     let stored = count_findings(&c);
     let mut lat = lat;
     println!(
@@ -595,7 +621,7 @@ fn ingest(work: &Path) {
             "triggers_off": triggers, "plain_window_index": plain_window,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),
-            "requests": lat.len(), "stored": stored,
+            "requests": lat.len(), "stored": stored, "pg_profile": pg_profile,
         })
     );
     drop(c);
@@ -652,3 +678,5 @@ fn main() {
 
 #[path = "ingest/fleet.rs"]
 mod fleet;
+#[path = "ingest/pgprofile.rs"]
+mod pgprofile;

@@ -79,14 +79,22 @@ fn secret(lines: &[String], what: &str) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
-fn batch(n: usize) -> IngestBatch {
+/// Agents uploading at once: on SQLite their batches share group commits, so the kill lands
+/// while a COMMIT holds several agents' batches.
+const AGENTS: usize = 4;
+
+fn host(a: usize) -> String {
+    format!("host-k{a}")
+}
+
+fn batch(a: usize, n: usize) -> IngestBatch {
     IngestBatch {
         batch_id: format!("batch-{n}"),
         findings: (0..20)
             .map(|i| {
                 finding(
-                    &format!("f-{n}-{i}"),
-                    "host-k",
+                    &format!("f-{a}-{n}-{i}"),
+                    &host(a),
                     "chatgpt",
                     Verdict::Unsanctioned,
                     "alice",
@@ -125,54 +133,62 @@ async fn kill_9_scenario(postgres: Option<&str>) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ok, "collector came up");
-    let enrolled = anon
-        .enroll(&EnrollRequest {
-            secret: enroll_secret,
-            host_id: "host-k".into(),
-            hostname: "host-k".into(),
-            group: None,
-            agent_version: "0.1.0".into(),
-            host_key: "4b".repeat(32),
-        })
-        .await
-        .unwrap();
+    let mut tokens = Vec::new();
+    for a in 0..AGENTS {
+        let enrolled = anon
+            .enroll(&EnrollRequest {
+                secret: enroll_secret.clone(),
+                host_id: host(a),
+                hostname: host(a),
+                group: None,
+                agent_version: "0.1.0".into(),
+                host_key: format!("{:02x}", 0x4b + a).repeat(32),
+            })
+            .await
+            .unwrap();
+        tokens.push(enrolled.token);
+    }
 
-    // Upload in the background; kill -9 the collector in the middle of it.
-    let agent = Client::builder(&c.url)
-        .token(&enrolled.token)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
+    // Every agent uploads in the background; kill -9 the collector in the middle of it.
     let progress = Arc::new(AtomicUsize::new(0));
-    let uploader = tokio::spawn({
-        let agent = agent.clone();
-        let progress = progress.clone();
-        async move {
-            let mut acked = Vec::new();
-            for n in 0..MAX_BATCHES {
-                match agent.ingest(&batch(n)).await {
-                    Ok(ack) => {
-                        assert!(!ack.replayed);
-                        acked.push(n);
-                        progress.store(acked.len(), Ordering::SeqCst);
+    let uploaders: Vec<_> = tokens
+        .iter()
+        .enumerate()
+        .map(|(a, token)| {
+            let agent = Client::builder(&c.url)
+                .token(token)
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
+            let progress = progress.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for n in 0..MAX_BATCHES {
+                    match agent.ingest(&batch(a, n)).await {
+                        Ok(ack) => {
+                            assert!(!ack.replayed);
+                            acked.push(n);
+                            progress.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => break, // the collector is gone
                     }
-                    Err(_) => break, // the collector is gone
                 }
-            }
-            acked
-        }
-    });
-    while progress.load(Ordering::SeqCst) < 15 {
+                acked
+            })
+        })
+        .collect();
+    while progress.load(Ordering::SeqCst) < 15 * AGENTS {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     c.child.kill().unwrap(); // SIGKILL, mid-upload
     c.child.wait().unwrap();
-    let acked = uploader.await.unwrap();
-    assert!(
-        acked.len() >= 15 && acked.len() < MAX_BATCHES,
-        "acked {}",
-        acked.len()
-    );
+    let mut acked = Vec::new();
+    for u in uploaders {
+        let a = u.await.unwrap();
+        assert!(a.len() < MAX_BATCHES, "acked {}", a.len());
+        acked.push(a);
+    }
+    assert!(acked.iter().map(Vec::len).sum::<usize>() >= 15 * AGENTS);
 
     // Restart on the same data directory.
     let c2 = spawn(&data, postgres, false);
@@ -183,10 +199,6 @@ async fn kill_9_scenario(postgres: Option<&str>) {
     );
     let admin = Client::builder(&c2.url)
         .token(&admin_token)
-        .build()
-        .unwrap();
-    let agent = Client::builder(&c2.url)
-        .token(&enrolled.token)
         .build()
         .unwrap();
     for _ in 0..100 {
@@ -212,25 +224,32 @@ async fn kill_9_scenario(postgres: Option<&str>) {
         ids
     };
     let ids = count(admin.clone()).await;
-    for n in &acked {
-        assert!(
-            ids.contains(&format!("f-{n}-0")) && ids.contains(&format!("f-{n}-19")),
-            "acknowledged batch {n} was lost"
-        );
-    }
-    // The spool re-sends everything not acknowledged, and some that were: no duplicates.
-    let last = *acked.last().unwrap();
-    for n in 0..=(last + 3) {
-        let ack = agent.ingest(&batch(n)).await.unwrap();
-        if acked.contains(&n) {
+    for (a, acked) in acked.iter().enumerate() {
+        for n in acked {
             assert!(
-                ack.replayed,
-                "batch {n} was acknowledged before, so this is a replay"
+                ids.contains(&format!("f-{a}-{n}-0")) && ids.contains(&format!("f-{a}-{n}-19")),
+                "acknowledged batch {n} of agent {a} was lost"
             );
         }
     }
+    // The spool re-sends everything not acknowledged, and some that were: no duplicates.
+    let mut sent = 0;
+    for (a, acked) in acked.iter().enumerate() {
+        let agent = Client::builder(&c2.url).token(&tokens[a]).build().unwrap();
+        let last = acked.last().copied().unwrap_or(0);
+        for n in 0..=(last + 3) {
+            let ack = agent.ingest(&batch(a, n)).await.unwrap();
+            if acked.contains(&n) {
+                assert!(
+                    ack.replayed,
+                    "batch {n} of agent {a} was acknowledged before, so this is a replay"
+                );
+            }
+            sent += 1;
+        }
+    }
     let ids = count(admin).await;
-    assert_eq!(ids.len(), (last + 4) * 20);
+    assert_eq!(ids.len(), sent * 20);
     let mut dedup = ids.clone();
     dedup.sort();
     dedup.dedup();

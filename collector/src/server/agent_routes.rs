@@ -206,7 +206,7 @@ async fn ingest_inner(
     let b2 = batch.clone();
     let policy = st.alert_policy.clone();
     let (ack, raised) = st
-        .db(move |s| s.ingest_alerting_with(&agent_id, &b2, &policy, now))
+        .db(move |s| s.ingest_shared(&agent_id, b2, &policy, now))
         .await?;
     crate::alerts::raised(st, &agent.host_id, &batch.batch_id, raised);
     st.metrics.ingest_findings.inc_by(ack.accepted);

@@ -6,6 +6,9 @@
 //! method appends its audit entry in the same transaction as the change, so an action is never
 //! stored without its audit record (or the other way round).
 
+mod first_uses;
+mod group_commit;
+mod known_keys;
 pub mod postgres;
 mod report_index;
 pub use report_index::WINDOW_COVER_INDEX;
@@ -74,6 +77,16 @@ pub enum StoreError {
     TlsCa { path: String, reason: String },
     #[error("{what} returned no row")]
     NoRow { what: &'static str },
+    /// The group transaction this batch was written in failed (SQLite group commit): no
+    /// batch of the group is stored.
+    #[error("the transaction this batch shared with others failed; nothing of it is stored")]
+    GroupFailed {
+        #[source]
+        source: std::sync::Arc<StoreError>,
+    },
+    /// The writer running this batch's group stopped (panicked) before answering it.
+    #[error("the writer of this batch's transaction stopped before committing it")]
+    GroupAborted,
 }
 
 /// A person's API token as stored (the token itself is never stored, only its SHA-256).
@@ -276,6 +289,17 @@ pub trait Store:
         policy: &AlertPolicy,
         now_ms: i64,
     ) -> Result<(IngestAck, Raised), StoreError>;
+    /// [`Store::ingest_alerting_with`] of a batch the caller shares (the ingest route):
+    /// a store that hands the batch to another thread (group commit) need not copy it.
+    fn ingest_shared(
+        &self,
+        agent_id: &str,
+        batch: std::sync::Arc<IngestBatch>,
+        policy: &AlertPolicy,
+        now_ms: i64,
+    ) -> Result<(IngestAck, Raised), StoreError> {
+        self.ingest_alerting_with(agent_id, &batch, policy, now_ms)
+    }
     /// Raises a host-identity-conflict notice (at most one per host per hour; none: one was
     /// raised this hour) and returns it with the outbox rows dropped to stay under the cap.
     fn host_conflict_notice(

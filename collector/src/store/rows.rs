@@ -177,6 +177,13 @@ pub trait Backend: Send + Sync + 'static {
     fn report_setup_sql(&self) -> Option<&'static str> {
         None
     }
+
+    /// Ingests share transactions (group commit, `group_commit.rs`): a store with one
+    /// writer (SQLite) writes every batch queued behind the running transaction in the next
+    /// one, so they share one fsync. The default: one transaction per batch.
+    fn group_commit(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

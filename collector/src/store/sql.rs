@@ -17,6 +17,13 @@ pub struct SqlStore<B: Backend> {
     pub(super) backend: B,
     /// Reports read the daily roll-up for whole days (the default; see `rollup.rs`).
     rollup: std::sync::atomic::AtomicBool,
+    /// First-use keys known to be stored (`known_keys.rs`).
+    pub(super) known: super::known_keys::KnownKeys,
+    /// Ingests waiting for the next group commit (`group_commit.rs`; SQLite only).
+    pub(super) ingest_group: super::group_commit::Combiner<
+        super::sql_findings::IngestJob,
+        super::sql_findings::Ingested,
+    >,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -24,6 +31,8 @@ impl<B: Backend> SqlStore<B> {
         SqlStore {
             backend,
             rollup: std::sync::atomic::AtomicBool::new(true),
+            known: super::known_keys::KnownKeys::new(super::known_keys::CAPACITY),
+            ingest_group: super::group_commit::Combiner::default(),
         }
     }
 
@@ -31,6 +40,11 @@ impl<B: Backend> SqlStore<B> {
     /// default) or only the raw findings (the reference the roll-up is tested against).
     pub fn set_rollup(&self, on: bool) {
         self.rollup.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Group commit so far (SQLite): transactions written and the ingest batches they held.
+    pub fn ingest_group_stats(&self) -> (u64, u64) {
+        self.ingest_group.stats()
     }
 
     pub(super) fn uses_rollup(&self) -> bool {
@@ -543,6 +557,16 @@ impl<B: Backend> Store for SqlStore<B> {
         &self,
         agent_id: &str,
         batch: &IngestBatch,
+        policy: &super::AlertPolicy,
+        now_ms: i64,
+    ) -> Result<(IngestAck, super::Raised), StoreError> {
+        self.ingest_batch(agent_id, std::sync::Arc::new(batch.clone()), policy, now_ms)
+    }
+
+    fn ingest_shared(
+        &self,
+        agent_id: &str,
+        batch: std::sync::Arc<IngestBatch>,
         policy: &super::AlertPolicy,
         now_ms: i64,
     ) -> Result<(IngestAck, super::Raised), StoreError> {

@@ -1,10 +1,16 @@
 //! Ingest, search and reports over the `findings` table.
 
+use std::sync::Arc;
+
 use shadowai_api::{Finding, IngestAck, IngestBatch};
 
+use super::first_uses::{Noted, note_first_uses};
+use super::group_commit::GroupJob;
+use super::known_keys::KnownKeys;
+use super::sql_outbox::AlertPolicy;
 use super::sql_reports::Raised;
 
-use super::rows::{Backend, Row, V};
+use super::rows::{Backend, Row, Tx, V};
 use super::sql::{SqlStore, verdict_str};
 use super::{FindingFilter, StoreError};
 
@@ -214,103 +220,209 @@ fn set_group(chunk: &mut Chunk, group: Option<&str>) {
     }
 }
 
+/// One batch ready to be written: its rows encoded and its content hashed before any lock,
+/// owned so that the writer of a group (SQLite) can run it on its own thread.
+pub(super) struct IngestJob {
+    agent_id: String,
+    batch: Arc<IngestBatch>,
+    content: String,
+    chunks: Vec<Chunk>,
+    policy: AlertPolicy,
+    now_ms: i64,
+}
+
+impl IngestJob {
+    fn new(
+        agent_id: &str,
+        batch: Arc<IngestBatch>,
+        policy: &AlertPolicy,
+        now_ms: i64,
+    ) -> Result<IngestJob, StoreError> {
+        Ok(IngestJob {
+            agent_id: agent_id.to_owned(),
+            content: batch_sha256(&batch)?,
+            chunks: encode_chunks(&batch.findings, agent_id, now_ms)?,
+            batch,
+            policy: policy.clone(),
+            now_ms,
+        })
+    }
+}
+
+impl GroupJob for IngestJob {
+    fn findings(&self) -> usize {
+        self.batch.findings.len()
+    }
+}
+
+/// A written batch: its answer, and the first-use keys its transaction stored.
+pub(super) struct Written {
+    ack: IngestAck,
+    noted: Noted,
+}
+
+/// What an ingest answers.
+pub(super) type Ingested = (IngestAck, Raised);
+
+/// Writes one batch in `tx`: idempotent by batch id (a replay answers what was stored, a
+/// reused id with other content is a conflict) and by finding id.
+fn write_batch(
+    tx: &mut dyn Tx,
+    job: &mut IngestJob,
+    known: &KnownKeys,
+) -> Result<Written, StoreError> {
+    let (agent_id, batch, now_ms) = (job.agent_id.as_str(), &*job.batch, job.now_ms);
+    let agent = tx.query(
+        "agents",
+        "SELECT host_id, grp FROM agents WHERE agent_id = $1 AND revoked_ms IS NULL",
+        &[agent_id.into()],
+    )?;
+    let row = agent.first().ok_or_else(|| StoreError::NotFound {
+        what: format!("active agent {agent_id:?}"),
+    })?;
+    let (host_id, group) = (row.text(0)?, row.opt_text(1)?);
+    if let Some(f) = batch.findings.iter().find(|f| f.host_id != host_id) {
+        return Err(StoreError::InvalidState {
+            what: format!("finding {:?}", f.id),
+            reason: format!("host_id {:?} is not the agent's host", f.host_id),
+        });
+    }
+    let fresh = tx.exec(
+        "INSERT INTO batches (host_id, batch_id, agent_id, received_ms, accepted, duplicates, \
+         content_sha256) VALUES ($1, $2, $3, $4, 0, 0, $5) \
+         ON CONFLICT (host_id, batch_id) DO NOTHING",
+        &[
+            host_id.as_str().into(),
+            batch.batch_id.as_str().into(),
+            agent_id.into(),
+            now_ms.into(),
+            job.content.as_str().into(),
+        ],
+    )?;
+    if fresh == 0 {
+        return replayed(tx, &host_id, batch, &job.content);
+    }
+    let mut accepted = 0u64;
+    for chunk in job.chunks.iter_mut() {
+        set_group(chunk, group.as_deref());
+        accepted += tx.exec(&insert_sql(chunk.rows), &chunk.params)?;
+    }
+    let duplicates = (batch.findings.len() as u64).saturating_sub(accepted);
+    // First uses are noted for the whole batch: a duplicate was stored before, so its
+    // keys exist already and it raises nothing.
+    let stored: Vec<&Finding> = batch.findings.iter().collect();
+    let noted = note_first_uses(tx, &stored, group.as_deref(), &job.policy, now_ms, known)?;
+    tx.exec(
+        "UPDATE batches SET accepted = $1, duplicates = $2 WHERE host_id = $3 AND batch_id = $4",
+        &[
+            accepted.into(),
+            duplicates.into(),
+            host_id.as_str().into(),
+            batch.batch_id.as_str().into(),
+        ],
+    )?;
+    Ok(Written {
+        ack: IngestAck {
+            batch_id: batch.batch_id.clone(),
+            accepted,
+            duplicates,
+            replayed: false,
+        },
+        noted,
+    })
+}
+
+/// The answer to a batch id stored before: what was stored then, if the content is the same.
+fn replayed(
+    tx: &mut dyn Tx,
+    host_id: &str,
+    batch: &IngestBatch,
+    content: &str,
+) -> Result<Written, StoreError> {
+    let rows = tx.query(
+        "batches",
+        "SELECT accepted, duplicates, content_sha256 FROM batches \
+         WHERE host_id = $1 AND batch_id = $2",
+        &[host_id.into(), batch.batch_id.as_str().into()],
+    )?;
+    let r = rows.first().ok_or_else(|| StoreError::NotFound {
+        what: format!("batch {:?}", batch.batch_id),
+    })?;
+    // Batches stored before content hashes existed (NULL) are taken as replays.
+    if r.opt_text(2)?.is_some_and(|h| h != content) {
+        return Err(StoreError::Conflict {
+            what: format!(
+                "batch {:?} with other content (a batch id is committed once; \
+                 new findings need a new batch id)",
+                batch.batch_id
+            ),
+        });
+    }
+    Ok(Written {
+        ack: IngestAck {
+            batch_id: batch.batch_id.clone(),
+            accepted: r.u64(0)?,
+            duplicates: r.u64(1)?,
+            replayed: true,
+        },
+        noted: Noted {
+            raised: Raised::default(),
+            learned: Vec::new(),
+        },
+    })
+}
+
 impl<B: Backend> SqlStore<B> {
+    /// Stores a batch: in a transaction of its own (PostgreSQL: concurrent ingests run on
+    /// the pool's connections), or in the next group commit (SQLite: one writer).
     pub(super) fn ingest_batch(
         &self,
         agent_id: &str,
-        batch: &IngestBatch,
-        policy: &super::sql_outbox::AlertPolicy,
+        batch: Arc<IngestBatch>,
+        policy: &AlertPolicy,
         now_ms: i64,
-    ) -> Result<(IngestAck, Raised), StoreError> {
-        let content = batch_sha256(batch)?;
-        let mut chunks = encode_chunks(&batch.findings, agent_id, now_ms)?;
-        self.tx(|tx| {
-            let agent = tx.query(
-                "agents",
-                "SELECT host_id, grp FROM agents WHERE agent_id = $1 AND revoked_ms IS NULL",
-                &[agent_id.into()],
-            )?;
-            let row = agent.first().ok_or_else(|| StoreError::NotFound {
-                what: format!("active agent {agent_id:?}"),
-            })?;
-            let (host_id, group) = (row.text(0)?, row.opt_text(1)?);
-            if let Some(f) = batch.findings.iter().find(|f| f.host_id != host_id) {
-                return Err(StoreError::InvalidState {
-                    what: format!("finding {:?}", f.id),
-                    reason: format!("host_id {:?} is not the agent's host", f.host_id),
-                });
-            }
-            let fresh = tx.exec(
-                "INSERT INTO batches (host_id, batch_id, agent_id, received_ms, accepted, duplicates, \
-                 content_sha256) VALUES ($1, $2, $3, $4, 0, 0, $5) \
-                 ON CONFLICT (host_id, batch_id) DO NOTHING",
-                &[
-                    host_id.as_str().into(),
-                    batch.batch_id.as_str().into(),
-                    agent_id.into(),
-                    now_ms.into(),
-                    content.as_str().into(),
-                ],
-            )?;
-            if fresh == 0 {
-                let rows = tx.query(
-                    "batches",
-                    "SELECT accepted, duplicates, content_sha256 FROM batches \
-                     WHERE host_id = $1 AND batch_id = $2",
-                    &[host_id.as_str().into(), batch.batch_id.as_str().into()],
-                )?;
-                let r = rows.first().ok_or_else(|| StoreError::NotFound {
-                    what: format!("batch {:?}", batch.batch_id),
-                })?;
-                // Batches stored before content hashes existed (NULL) are taken as replays.
-                if r.opt_text(2)?.is_some_and(|h| h != content) {
-                    return Err(StoreError::Conflict {
-                        what: format!(
-                            "batch {:?} with other content (a batch id is committed once; \
-                             new findings need a new batch id)",
-                            batch.batch_id
-                        ),
-                    });
+    ) -> Result<Ingested, StoreError> {
+        let mut job = IngestJob::new(agent_id, batch, policy, now_ms)?;
+        if self.backend.group_commit() {
+            return self.ingest_group.submit(job, |jobs| self.write_group(jobs));
+        }
+        let written = self.tx(|tx| write_batch(tx, &mut job, &self.known))?;
+        self.known.learn(written.noted.learned);
+        Ok((written.ack, written.noted.raised))
+    }
+
+    /// One transaction for a group of batches, each behind a savepoint: a batch that fails
+    /// (revoked agent, foreign host, reused batch id, a refused row) is rolled back alone
+    /// and answered with its error; the others commit together. If the transaction itself
+    /// fails (a savepoint cannot be rolled back, the commit fails), every batch of the group
+    /// fails and none is stored.
+    fn write_group(
+        &self,
+        mut jobs: Vec<IngestJob>,
+    ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
+        let mut learned = Vec::new();
+        let answers = self.tx(|tx| {
+            learned.clear();
+            let mut answers = Vec::with_capacity(jobs.len());
+            for job in jobs.iter_mut() {
+                tx.exec("SAVEPOINT ingest", &[])?;
+                match write_batch(tx, job, &self.known) {
+                    Ok(w) => {
+                        tx.exec("RELEASE SAVEPOINT ingest", &[])?;
+                        learned.extend(w.noted.learned);
+                        answers.push(Ok((w.ack, w.noted.raised)));
+                    }
+                    Err(e) => {
+                        tx.exec("ROLLBACK TO SAVEPOINT ingest", &[])?;
+                        tx.exec("RELEASE SAVEPOINT ingest", &[])?;
+                        answers.push(Err(e));
+                    }
                 }
-                return Ok((
-                    IngestAck {
-                        batch_id: batch.batch_id.clone(),
-                        accepted: r.u64(0)?,
-                        duplicates: r.u64(1)?,
-                        replayed: true,
-                    },
-                    Raised::default(),
-                ));
             }
-            let mut accepted = 0u64;
-            for chunk in chunks.iter_mut() {
-                set_group(chunk, group.as_deref());
-                accepted += tx.exec(&insert_sql(chunk.rows), &chunk.params)?;
-            }
-            let duplicates = (batch.findings.len() as u64).saturating_sub(accepted);
-            // First uses are noted for the whole batch: a duplicate was stored before, so its
-            // keys exist already and it raises nothing (the upserts are idempotent).
-            let stored: Vec<&Finding> = batch.findings.iter().collect();
-            let alerts = super::sql_reports::note_first_uses(tx, &stored, group.as_deref(), policy, now_ms)?;
-            tx.exec(
-                "UPDATE batches SET accepted = $1, duplicates = $2 WHERE host_id = $3 AND batch_id = $4",
-                &[
-                    accepted.into(),
-                    duplicates.into(),
-                    host_id.as_str().into(),
-                    batch.batch_id.as_str().into(),
-                ],
-            )?;
-            Ok((
-                IngestAck {
-                    batch_id: batch.batch_id.clone(),
-                    accepted,
-                    duplicates,
-                    replayed: false,
-                },
-                alerts,
-            ))
-        })
+            Ok(answers)
+        })?;
+        self.known.learn(learned);
+        Ok(answers)
     }
 
     pub(super) fn search_findings(

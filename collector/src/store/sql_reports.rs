@@ -1,19 +1,17 @@
 //! SOC reports over the `findings` table (issue 15): services × verdict with bytes and true
 //! first use, hour/day trends, fleet-wide group-by (user, host, process, host group),
-//! pickers from the data, and first-use bookkeeping with its alerts.
+//! pickers from the data, and the alerts page.
 //!
-//! True first-seen comes from `first_uses`, kept at ingest (one upsert per distinct key in a
-//! batch), so it does not depend on the selected range and costs one primary-key lookup.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! True first-seen comes from `first_uses`, kept at ingest (`first_uses.rs`), so it does not
+//! depend on the selected range and costs one primary-key lookup.
 
 use shadowai_api::{
-    Alert, AlertPage, AlertReason, Bucket, FacetValue, Facets, Finding, GroupBy, GroupPage,
-    GroupRow, ServiceReport, TrendPoint, Verdict,
+    Alert, AlertPage, Bucket, FacetValue, Facets, GroupBy, GroupPage, GroupRow, ServiceReport,
+    TrendPoint,
 };
 
 use super::rows::{Backend, Dialect, Row, Tx, V};
-use super::sql::{SqlStore, verdict_from, verdict_str};
+use super::sql::{SqlStore, verdict_from};
 use super::sql_findings::day_string;
 use super::{FindingFilter, StoreError};
 
@@ -116,163 +114,6 @@ pub(super) fn more_conditions(f: &FindingFilter, params: &mut Vec<V>, conds: &mu
             "risk_score <= {}",
             add(params, i64::from(r).into())
         ));
-    }
-}
-
-fn risky(v: Verdict) -> bool {
-    matches!(v, Verdict::Unsanctioned | Verdict::Blocked)
-}
-
-/// Keeps `first_uses` and raises first-use alerts for the findings just stored (same
-/// transaction). Returns the alerts raised.
-pub(super) fn note_first_uses(
-    tx: &mut dyn Tx,
-    stored: &[&Finding],
-    group: Option<&str>,
-    policy: &super::sql_outbox::AlertPolicy,
-    now_ms: i64,
-) -> Result<Raised, StoreError> {
-    // One upsert per distinct key of the batch, with the batch's earliest time.
-    let mut firsts: BTreeMap<(&'static str, String, String), i64> = BTreeMap::new();
-    for f in stored {
-        let keys = [
-            ("fleet", verdict_str(f.verdict), f.service_id.clone()),
-            ("host", f.host_id.clone(), String::new()),
-            ("user", f.user.clone(), String::new()),
-            ("process", f.process.exe.clone(), String::new()),
-            ("group", group.unwrap_or("").to_owned(), String::new()),
-        ];
-        for k in keys {
-            let e = firsts.entry(k).or_insert(f.first_seen_ms);
-            *e = (*e).min(f.first_seen_ms);
-        }
-    }
-    for ((scope, subject, service), first) in firsts {
-        tx.exec(
-            "INSERT INTO first_uses (scope, subject, service_id, first_seen_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (scope, subject, service_id) \
-             DO UPDATE SET first_seen_ms = excluded.first_seen_ms \
-             WHERE first_uses.first_seen_ms > excluded.first_seen_ms",
-            &[scope.into(), subject.into(), service.into(), first.into()],
-        )?;
-    }
-    let mut wanted: Vec<(&Finding, Vec<AlertReason>)> = Vec::new();
-    let mut seen: BTreeSet<(&'static str, String, String)> = BTreeSet::new();
-    for f in stored.iter().filter(|f| risky(f.verdict)) {
-        let mut reasons = Vec::new();
-        for (scope, subject, reason) in [
-            ("fleet", "", AlertReason::NewInFleet),
-            ("host", f.host_id.as_str(), AlertReason::NewHost),
-            ("user", f.user.as_str(), AlertReason::NewUser),
-        ] {
-            if !seen.insert((scope, subject.to_owned(), f.service_id.clone())) {
-                continue;
-            }
-            let n = tx.exec(
-                "INSERT INTO alert_keys (scope, subject, service_id, alert_id) \
-                 VALUES ($1, $2, $3, 0) ON CONFLICT (scope, subject, service_id) DO NOTHING",
-                &[scope.into(), subject.into(), f.service_id.as_str().into()],
-            )?;
-            if n == 1 {
-                reasons.push(reason);
-            }
-        }
-        if !reasons.is_empty() {
-            wanted.push((f, reasons));
-        }
-    }
-    let mut raised = Raised::default();
-    // A batch holds one host's findings (checked before the insert).
-    let Some(host_id) = wanted.first().map(|(f, _)| f.host_id.clone()) else {
-        return Ok(raised);
-    };
-    let (allowed, hour_suppressed, first_cut) =
-        super::sql_outbox::take_budget(tx, &host_id, wanted.len() as u64, policy, now_ms)?;
-    raised.suppressed = wanted.len() as u64 - allowed;
-    for (f, reasons) in wanted
-        .into_iter()
-        .take(usize::try_from(allowed).unwrap_or(usize::MAX))
-    {
-        let mut alert = alert_of(f, reasons, now_ms);
-        let doc = serde_json::to_string(&alert).map_err(|e| StoreError::Corrupt {
-            table: "alerts",
-            reason: format!("cannot encode the alert of finding {:?}: {e}", f.id),
-        })?;
-        let rows = tx.query(
-            "alerts",
-            "INSERT INTO alerts (created_ms, service_id, doc) VALUES ($1, $2, $3) RETURNING id",
-            &[now_ms.into(), f.service_id.as_str().into(), doc.into()],
-        )?;
-        alert.id = rows
-            .first()
-            .map(|r| r.i64(0))
-            .transpose()?
-            .ok_or(StoreError::NoRow {
-                what: "INSERT INTO alerts … RETURNING",
-            })?;
-        tx.exec(
-            "UPDATE alert_keys SET alert_id = $1 WHERE alert_id = 0 AND service_id = $2 \
-             AND ((scope = 'fleet' AND subject = '') OR (scope = 'host' AND subject = $3) \
-             OR (scope = 'user' AND subject = $4))",
-            &[
-                alert.id.into(),
-                f.service_id.as_str().into(),
-                f.host_id.as_str().into(),
-                f.user.as_str().into(),
-            ],
-        )?;
-        super::sql_outbox::put(
-            tx,
-            &super::sql_outbox::alert_item(&alert),
-            &f.host_id,
-            policy,
-            now_ms,
-        )?;
-        raised.alerts.push(alert);
-    }
-    if first_cut {
-        let notice =
-            super::sql_outbox::suppressed_notice(&host_id, hour_suppressed, policy, now_ms);
-        super::sql_outbox::put(
-            tx,
-            &shadowai_api::OutboxItem::Notice(notice.clone()),
-            &host_id,
-            policy,
-            now_ms,
-        )?;
-        raised.notices.push(notice);
-    }
-    if !raised.alerts.is_empty() || !raised.notices.is_empty() {
-        raised.outbox_dropped = super::sql_outbox::trim(tx, policy.outbox_cap)?;
-    }
-    Ok(raised)
-}
-
-fn alert_of(f: &Finding, reasons: Vec<AlertReason>, now_ms: i64) -> Alert {
-    let link = serde_urlencoded::to_string([
-        ("service", f.service_id.as_str()),
-        ("host", f.host_id.as_str()),
-        ("user", f.user.as_str()),
-    ])
-    .map(|q| format!("#/findings?{q}"))
-    .unwrap_or_else(|_| "#/findings".to_owned());
-    Alert {
-        id: 0,
-        created_ms: now_ms,
-        reasons,
-        service_id: f.service_id.clone(),
-        service_name: f.service_name.clone(),
-        category: f.category.clone(),
-        verdict: f.verdict,
-        action: f.action,
-        risk_score: f.risk_score,
-        host_id: f.host_id.clone(),
-        hostname: f.hostname.clone(),
-        user: f.user.clone(),
-        exe: f.process.exe.clone(),
-        finding_id: f.id.clone(),
-        first_seen_ms: f.first_seen_ms,
-        link,
     }
 }
 

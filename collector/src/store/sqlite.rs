@@ -361,4 +361,8 @@ impl Backend for Sqlite {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
+
+    fn group_commit(&self) -> bool {
+        true
+    }
 }

@@ -100,6 +100,90 @@ pub(super) fn f(v: &Value, k: &str) -> f64 {
     v[k].as_f64().unwrap_or(f64::NAN)
 }
 
+/// One side of the ingest comparison: a store and a collector build.
+struct Side {
+    store: &'static str,
+    /// An earlier collector (`--collector-before`), else this build's.
+    before: Option<std::path::PathBuf>,
+    rate: Trials,
+    p50: Trials,
+    p99: Trials,
+    exact: bool,
+    errors: u64,
+}
+
+impl Side {
+    fn new(store: &'static str, before: Option<&std::path::Path>) -> Side {
+        Side {
+            store,
+            before: before.map(std::path::Path::to_path_buf),
+            rate: Trials::default(),
+            p50: Trials::default(),
+            p99: Trials::default(),
+            exact: true,
+            errors: 0,
+        }
+    }
+
+    fn name(&self) -> String {
+        match self.before {
+            Some(_) => format!("{} (before)", self.store),
+            None => self.store.to_owned(),
+        }
+    }
+
+    fn trial(&mut self, ctx: &Ctx, common: &[&str]) -> Result<()> {
+        let mut args = vec!["ingest", "--backend", self.store];
+        args.extend(common);
+        let exe = self.before.as_ref().map(|p| p.display().to_string());
+        if let Some(exe) = &exe {
+            args.extend(["--collector", exe.as_str()]);
+        }
+        let v = bench(ctx, &args)?;
+        self.rate.push(f(&v, "findings_per_sec"));
+        self.p50.push(f(&v, "p50_ms"));
+        self.p99.push(f(&v, "p99_ms"));
+        self.exact &= v["acked"] == v["stored"];
+        self.errors += v["errors"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+
+    fn row(&self) -> Vec<String> {
+        let target = if self.store == "sqlite" {
+            50_000.0
+        } else {
+            20_000.0
+        };
+        vec![
+            self.name(),
+            self.rate.show(0),
+            self.p50.show(0),
+            self.p99.show(0),
+            self.errors.to_string(),
+            if self.exact { "yes" } else { "**no**" }.to_owned(),
+            format!(
+                "≥ {}: {}",
+                num(target, 0),
+                if self.rate.median() >= target {
+                    "met"
+                } else {
+                    "**missed**"
+                }
+            ),
+        ]
+    }
+}
+
+/// The load average now (1, 5, 15 min).
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn run(ctx: &Ctx) -> Result<String> {
     let agents = ctx.ingest_agents.to_string();
     let secs = ctx.ingest_secs.to_string();
@@ -111,81 +195,42 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         "--batch",
         "500",
     ];
-    let mut rows = Vec::new();
-    let mut sides: Vec<(&str, Trials, Trials, Trials, bool, u64)> = vec![
-        (
-            "sqlite",
-            Trials::default(),
-            Trials::default(),
-            Trials::default(),
-            true,
-            0,
-        ),
-        (
-            "postgres",
-            Trials::default(),
-            Trials::default(),
-            Trials::default(),
-            true,
-            0,
-        ),
-    ];
+    let before = ctx.collector_before.as_deref();
+    let mut sides = vec![Side::new("sqlite", None)];
+    sides.extend(before.map(|b| Side::new("sqlite", Some(b))));
+    sides.push(Side::new("postgres", None));
+    sides.extend(before.map(|b| Side::new("postgres", Some(b))));
+    let load_start = load();
     for trial in 0..ctx.trials {
         for side in sides.iter_mut() {
             eprintln!(
                 "[bench] ingest {} trial {}/{}",
-                side.0,
+                side.name(),
                 trial + 1,
                 ctx.trials
             );
-            let mut args = vec!["ingest", "--backend", side.0];
-            args.extend(common);
-            let v = bench(ctx, &args)?;
-            side.1.push(f(&v, "findings_per_sec"));
-            side.2.push(f(&v, "p50_ms"));
-            side.3.push(f(&v, "p99_ms"));
-            side.4 &= v["acked"] == v["stored"];
-            side.5 += v["errors"].as_u64().unwrap_or(0);
+            side.trial(ctx, &common)?;
         }
     }
-    for (name, rate, p50, p99, exact, errors) in &sides {
-        let target = if *name == "sqlite" {
-            50_000.0
-        } else {
-            20_000.0
-        };
-        rows.push(vec![
-            (*name).to_owned(),
-            rate.show(0),
-            p50.show(0),
-            p99.show(0),
-            errors.to_string(),
-            if *exact { "yes" } else { "**no**" }.to_owned(),
-            format!(
-                "≥ {}: {}",
-                num(target, 0),
-                if rate.median() >= target {
-                    "met"
-                } else {
-                    "**missed**"
-                }
-            ),
-        ]);
-    }
+    let load_end = load();
+    let rows: Vec<Vec<String>> = sides.iter().map(Side::row).collect();
     let mut body = format!(
         "`cargo bench -p shadowai-collector --bench ingest -- ingest --backend sqlite|postgres {}` \
          (the bench executable run directly), \
-         {} alternating trials (SQLite, PostgreSQL, …). The real `shadowai-collector` (release) \
+         {} alternating trials ({}). The real `shadowai-collector` (release) \
          over HTTPS with its generated certificate; {agents} simulated agents, each enrolled with \
          its own host key from its own loopback address, uploading gzip batches of 500 findings \
          back to back for {secs} s (batches made before the clock starts). Durable: SQLite WAL \
-         with `synchronous=FULL`; PostgreSQL 15 with `fsync=on`, `synchronous_commit=on`, pool 8. \
-         Per-token/IP rate limits raised so the store is what is measured. *exact* = findings \
-         stored equal findings acknowledged.\n\n",
+         with `synchronous=FULL` (group commit: batches that arrive while a transaction is \
+         written share the next COMMIT; each is answered after it); PostgreSQL 15 with \
+         `fsync=on`, `synchronous_commit=on`, pool 8. Per-token/IP rate limits raised so the \
+         store is what is measured. *exact* = findings stored equal findings acknowledged. \
+         Load average {load_start} at the start, {load_end} at the end.\n\n",
         common.join(" "),
-        ctx.trials
+        ctx.trials,
+        sides.iter().map(Side::name).collect::<Vec<_>>().join(", ")
     );
-    let sqlite_missed = sides.first().is_some_and(|s| s.1.median() < 50_000.0);
+    let sqlite_missed = sides.first().is_some_and(|s| s.rate.median() < 50_000.0);
     let profile = sqlite_missed.then(|| profile_sqlite(ctx, &common));
     body.push_str(&table(
         &[
@@ -199,6 +244,27 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         ],
         &rows,
     ));
+    if let Some(b) = before {
+        let ratio = |store: &str| {
+            let now = sides
+                .iter()
+                .find(|s| s.store == store && s.before.is_none());
+            let then = sides
+                .iter()
+                .find(|s| s.store == store && s.before.is_some());
+            match (now, then) {
+                (Some(n), Some(t)) => Trials::ratio(&n.rate, &t.rate).show(2),
+                _ => "n/a".to_owned(),
+            }
+        };
+        body.push_str(&format!(
+            "\nThis build / the collector before (`{}`), findings/s per trial: SQLite {}, \
+             PostgreSQL {}.\n",
+            b.display(),
+            ratio("sqlite"),
+            ratio("postgres")
+        ));
+    }
     match profile {
         Some(Ok(p)) => body.push_str(&format!(
             "\nSQLite target missed: where the collector spends an ingest (`perf record -g -p \
@@ -208,5 +274,63 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         Some(Err(e)) => body.push_str(&format!("\nThe SQLite ingest profile failed: {e:#}\n")),
         None => {}
     }
+    match profile_postgres(ctx, &common) {
+        Ok(p) => body.push_str(&p),
+        Err(e) => body.push_str(&format!("\nThe PostgreSQL ingest profile failed: {e:#}\n")),
+    }
     Ok(body)
+}
+
+/// One more PostgreSQL trial with `--pg-profile yes`: the collector's sessions sampled every
+/// 10 ms (`pg_stat_activity`) and its statements by total time (`pg_stat_statements`).
+fn profile_postgres(ctx: &Ctx, common: &[&str]) -> Result<String> {
+    let mut args = vec!["ingest", "--backend", "postgres", "--pg-profile", "yes"];
+    args.extend(common);
+    eprintln!("[bench] ingest postgres profile trial");
+    let v = bench(ctx, &args)?;
+    let p = &v["pg_profile"];
+    let states: Vec<Vec<String>> = p["states"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            vec![
+                s["state"].as_str().unwrap_or("?").to_owned(),
+                format!("{:.1} %", 100.0 * s["share"].as_f64().unwrap_or(f64::NAN)),
+            ]
+        })
+        .collect();
+    let statements: Vec<Vec<String>> = p["statements"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let calls = s["calls"].as_f64().unwrap_or(f64::NAN);
+            let ms = s["total_ms"].as_f64().unwrap_or(f64::NAN);
+            vec![
+                format!(
+                    "`{}`",
+                    s["query"].as_str().unwrap_or("?").replace('|', "\\|")
+                ),
+                num(calls, 0),
+                num(ms, 0),
+                num(1000.0 * ms / calls, 0),
+            ]
+        })
+        .collect();
+    Ok(format!(
+        "\nWhere a PostgreSQL ingest's time goes (one more trial, {} findings/s): the \
+         collector's sessions sampled every 10 ms from `pg_stat_activity` (`active` + its wait \
+         event, `cpu` = none; `idle in transaction` = the session waits for the collector \
+         between statements)\n\n{}\nand its statements by total execution time \
+         (`pg_stat_statements`):\n\n{}",
+        num(f(&v, "findings_per_sec"), 0),
+        table(&["session state", "share of samples"], &states),
+        table(
+            &["statement", "calls", "total ms", "µs per call"],
+            &statements
+        ),
+    ))
 }

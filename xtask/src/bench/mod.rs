@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// runs it as one more side of every trial, to measure an agent change before/after.
     #[arg(long, value_name = "EXE")]
     pub agent_before: Option<PathBuf>,
+    /// A `shadowai-collector` release binary built from an earlier commit: the ingest
+    /// section runs it as one more side of every trial on both stores, to measure a collector
+    /// change before/after in the same run.
+    #[arg(long, value_name = "EXE")]
+    pub collector_before: Option<PathBuf>,
 }
 
 /// What every section needs.
@@ -92,6 +97,7 @@ pub struct Ctx {
     pub fleet_live_secs: u64,
     pub classify_before: Option<PathBuf>,
     pub agent_before: Option<PathBuf>,
+    pub collector_before: Option<PathBuf>,
 }
 
 const SECTIONS: [&str; 6] = [
@@ -258,6 +264,7 @@ pub fn run(root: &Path, target: &Path, args: &BenchArgs) -> Result<()> {
         fleet_live_secs: args.fleet_live_secs,
         classify_before: args.classify_before.clone(),
         agent_before: args.agent_before.clone(),
+        collector_before: args.collector_before.clone(),
     };
     std::fs::create_dir_all(&ctx.work)?;
     let agent_bin = target.join("release/shadowai-agent");
