@@ -112,7 +112,17 @@ timeout_ms = 500
             .iter()
             .filter(|o| o["class_uid"] == 2004)
             .count();
-        if findings >= 6 && !metrics.contains("shadowai_collector_siem_forward_failures_total 0") {
+        // The webhook has an event before the forwarder counts it (the count follows the
+        // response): wait for the count too, not only for the arrivals.
+        let counted = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("shadowai_collector_siem_events_forwarded_total "))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        if findings >= 6
+            && counted >= 6
+            && !metrics.contains("shadowai_collector_siem_forward_failures_total 0")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
