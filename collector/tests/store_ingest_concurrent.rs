@@ -18,10 +18,7 @@ use std::sync::{Arc, Barrier};
 
 use common::{PgServer, finding};
 use shadowai_api::{AlertReason, Finding, FindingQuery, GroupBy, IngestBatch, Verdict};
-use shadowai_collector::store::{
-    AlertPolicy, EnrollAttempt, EnrollOutcome, GroupSort, NewEnrollmentKey, Raised, Store,
-    StoreError,
-};
+use shadowai_collector::store::{AlertPolicy, GroupSort, Raised, Store, StoreError};
 
 const T0: i64 = 1_763_769_600_000; // 2025-11-22T00:00:00Z
 const HOSTS: usize = 8;
@@ -30,34 +27,7 @@ const PER_BATCH: usize = 20;
 const SERVICES: [&str; 3] = ["deepseek", "mistral", "perplexity"];
 
 fn enroll(s: &dyn Store, agent: &str, host: &str) {
-    s.seed_enrollment_key(
-        &NewEnrollmentKey {
-            key_hash: "concurrent-secret".into(),
-            note: "concurrent".into(),
-            expires_ms: None,
-            max_uses: None,
-        },
-        T0,
-    )
-    .unwrap();
-    let out = s
-        .enroll_host(
-            &EnrollAttempt {
-                secret_hash: "concurrent-secret".into(),
-                host_id: host.into(),
-                hostname: format!("{host}.example"),
-                group: Some("lab".into()),
-                agent_version: "0.1.0".into(),
-                key_sha256: format!("key-{host}"),
-                new_agent_id: agent.into(),
-                token_hash: format!("hash-{agent}"),
-                max_hosts: 1000,
-                peer: "127.0.0.1".into(),
-            },
-            T0,
-        )
-        .unwrap();
-    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
+    common::enroll_in_store(s, "concurrent", agent, host, Some("lab"), T0);
 }
 
 /// Batch `b` of host `h`: users shared across hosts (u0..u4), three services, times that

@@ -13,42 +13,13 @@ mod common;
 
 use common::{PgServer, finding};
 use shadowai_api::{DeliveryState, Finding, IngestBatch, NoticeKind, OutboxItem, Verdict};
-use shadowai_collector::store::{
-    AlertPolicy, ConflictSeen, EnrollAttempt, EnrollOutcome, NewEnrollmentKey, Settle, Store,
-};
+use shadowai_collector::store::{AlertPolicy, ConflictSeen, Settle, Store};
 
 const HOUR: i64 = 3_600_000;
 const T0: i64 = 1_763_769_600_000; // 2025-11-22T00:00:00Z, an hour boundary
 
 fn enroll(s: &dyn Store, agent: &str, host: &str) {
-    s.seed_enrollment_key(
-        &NewEnrollmentKey {
-            key_hash: "outbox-secret".into(),
-            note: "outbox".into(),
-            expires_ms: None,
-            max_uses: None,
-        },
-        T0,
-    )
-    .unwrap();
-    let out = s
-        .enroll_host(
-            &EnrollAttempt {
-                secret_hash: "outbox-secret".into(),
-                host_id: host.into(),
-                hostname: format!("{host}.example"),
-                group: None,
-                agent_version: "0.1.0".into(),
-                key_sha256: format!("key-{host}"),
-                new_agent_id: agent.into(),
-                token_hash: format!("hash-{agent}"),
-                max_hosts: 1000,
-                peer: "127.0.0.1".into(),
-            },
-            T0,
-        )
-        .unwrap();
-    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
+    common::enroll_in_store(s, "outbox", agent, host, None, T0);
 }
 
 /// `n` unsanctioned uses by new users: each a new (service, user) pair.

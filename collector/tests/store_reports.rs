@@ -14,41 +14,14 @@ use common::{PgServer, finding};
 use shadowai_api::{
     Action, AlertReason, Bucket, Finding, FindingQuery, GroupBy, IngestBatch, Layer, Verdict,
 };
-use shadowai_collector::store::{EnrollAttempt, EnrollOutcome, GroupSort, NewEnrollmentKey, Store};
+use shadowai_collector::store::{GroupSort, Store};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 86_400_000;
 const T0: i64 = 1_763_769_600_000; // 2025-11-22T00:00:00Z
 
 fn enroll(s: &dyn Store, agent: &str, host: &str, group: Option<&str>) {
-    s.seed_enrollment_key(
-        &NewEnrollmentKey {
-            key_hash: "reports-secret".into(),
-            note: "reports".into(),
-            expires_ms: None,
-            max_uses: None,
-        },
-        T0,
-    )
-    .unwrap();
-    let out = s
-        .enroll_host(
-            &EnrollAttempt {
-                secret_hash: "reports-secret".into(),
-                host_id: host.into(),
-                hostname: format!("{host}.example"),
-                group: group.map(Into::into),
-                agent_version: "0.1.0".into(),
-                key_sha256: format!("key-{host}"),
-                new_agent_id: agent.into(),
-                token_hash: format!("hash-{agent}"),
-                max_hosts: 1000,
-                peer: "127.0.0.1".into(),
-            },
-            T0,
-        )
-        .unwrap();
-    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
+    common::enroll_in_store(s, "reports", agent, host, group, T0);
 }
 
 #[allow(

@@ -398,3 +398,44 @@ pub fn host_key(host: &str) -> String {
 pub fn raw() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
+
+/// Enrolls `host` with agent id `agent` straight into a store (no server): the enrollment
+/// key `secret` is seeded first, and the outcome must be `Enrolled`.
+pub fn enroll_in_store(
+    s: &dyn shadowai_collector::store::Store,
+    secret: &str,
+    agent: &str,
+    host: &str,
+    group: Option<&str>,
+    now_ms: i64,
+) {
+    use shadowai_collector::store::{EnrollAttempt, EnrollOutcome, NewEnrollmentKey};
+    s.seed_enrollment_key(
+        &NewEnrollmentKey {
+            key_hash: format!("{secret}-secret"),
+            note: secret.into(),
+            expires_ms: None,
+            max_uses: None,
+        },
+        now_ms,
+    )
+    .unwrap();
+    let out = s
+        .enroll_host(
+            &EnrollAttempt {
+                secret_hash: format!("{secret}-secret"),
+                host_id: host.into(),
+                hostname: format!("{host}.example"),
+                group: group.map(Into::into),
+                agent_version: "0.1.0".into(),
+                key_sha256: format!("key-{host}"),
+                new_agent_id: agent.into(),
+                token_hash: format!("hash-{agent}"),
+                max_hosts: 1000,
+                peer: "127.0.0.1".into(),
+            },
+            now_ms,
+        )
+        .unwrap();
+    assert!(matches!(out, EnrollOutcome::Enrolled { .. }), "{out:?}");
+}
