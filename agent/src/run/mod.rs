@@ -83,7 +83,7 @@ fn identity(cfg: &AgentConfig) -> Identity {
 
 pub async fn run(cfg: AgentConfig, print: bool, poll: Duration) -> anyhow::Result<()> {
     if !crate::memory::limit_arenas() {
-        tracing::debug!("the C library keeps its default malloc arenas");
+        tracing::debug!("the C library keeps its default malloc arenas or mmap threshold");
     }
     let state = &cfg.agent.state_dir;
     std::fs::create_dir_all(state).map_err(|source| AgentError::Io {

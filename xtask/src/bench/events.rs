@@ -83,8 +83,10 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
         bpf.push(b);
         anon.push(a);
         file.push(f);
+        // Each rate starts from the counters the previous one settled at (nothing is sent in
+        // between): one settle per rate instead of two.
+        let mut before = settled(&agent)?;
         for (i, rate) in RATES.iter().enumerate() {
-            let before = settled(&agent)?;
             let (c0, t0) = (cpu_secs(agent.pid()), Instant::now());
             let sent = flood(sink.addr, *rate, ctx.secs, trial * 10 + i as u32)?;
             let cpu = (cpu_secs(agent.pid()) - c0) / t0.elapsed().as_secs_f64() * 100.0;
@@ -106,6 +108,7 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
                 .push(format!("{miss_dns:.0}/{miss_conn:.0}/{counted:.0}"));
             s.cpu_pct.push(cpu);
             s.rss.push(rss_mib(agent.pid()).0);
+            before = now;
         }
         std::thread::sleep(Duration::from_secs(2));
         let (rss, hwm) = rss_mib(agent.pid());
