@@ -13,10 +13,13 @@
 //! - `bytes_release` (cgroup/sock_release): when the socket is closed, its final counters go
 //!   to userspace through `BYTES_CLOSED` and its entry is deleted, so the map holds live
 //!   sockets only. Bytes a socket still sends after close() (an orphaned send queue) are
-//!   not counted. A socket whose owner storage (`owners.rs`) is not marked `counted` never
-//!   had counters and is skipped: [`count`] marks it before inserting a socket's first
-//!   counters; UDP sockets are marked from their first sendmsg() (they may have counted
-//!   datagrams before they had storage); sockets without storage are always looked up.
+//!   not counted. A socket whose owner storage (`owners.rs`) is not marked `counted`, or
+//!   that has no storage, never had counters and is skipped: [`count`] marks it before
+//!   inserting a socket's first counters, creating the storage of a socket that has none
+//!   (an accepted one); UDP sockets are marked from their first sendmsg() (they may have
+//!   counted datagrams before they had storage). So the release of a socket that carried
+//!   no payload — most accepted ones of a busy server, every one of the connect loop's —
+//!   is one storage read, not a cookie and a miss in a 65,536-entry table.
 //!
 //! `SOCK_BYTES` is an LRU map: a flood of sockets evicts the least recently active ones, never
 //! a busy upload. Every refused insert or full ring is counted in `BYTES_LOST`.
@@ -90,9 +93,12 @@ pub fn count(ctx: &SkBuffContext, cookie: u64, n: u32, egress: bool) {
     if add(cookie, n, egress) {
         return;
     }
-    // Marked before the insert: a release racing with it looks the counters up, as it did
-    // before the mark existed (see `owners::uncounted`).
-    owners::mark_counted(ctx);
+    // Marked before the insert: a release racing with it looks the counters up (see
+    // `owners::uncounted`). Without storage the release will not: the counters stay
+    // readable while the socket lives, and LRU eviction reclaims them.
+    if !owners::mark_counted(ctx) {
+        count_lost(lost::NO_STORAGE);
+    }
     let b = if egress {
         SockBytes {
             bytes_out: n as u64,

@@ -62,19 +62,38 @@ pub fn record(ctx: &SockAddrContext, owner: &SockOwner, tcp: bool) -> bool {
     true
 }
 
-/// Marks the packet's socket as having byte counters (see [`uncounted`]); a socket without
-/// storage stays unknown, which [`uncounted`] treats as counted.
+/// Marks the packet's socket as having byte counters (see [`uncounted`]), creating its
+/// storage, unowned, when it has none (an accepted socket: no connect() or sendmsg() ran
+/// on it). `false` when the packet's socket is not a full socket or the kernel could not
+/// allocate the storage: its release will not look its counters up.
 #[inline(always)]
-pub fn mark_counted(ctx: &SkBuffContext) {
-    if let Some(slot) = storage_of_packet(ctx) {
-        // SAFETY: the socket's storage, valid while the program runs; a plain store (a
-        // racing writer writes the same value, or `record` keeps it).
-        unsafe { (*slot).counted = 1 };
+pub fn mark_counted(ctx: &SkBuffContext) -> bool {
+    let Some(full) = full_socket(ctx) else {
+        return false;
+    };
+    // SAFETY: helper call with this program's map and a full socket; no initial value
+    // (a new storage is zeroed: pid 0, which `of_packet` reads as no owner).
+    let p = unsafe {
+        bpf_sk_storage_get(
+            map(),
+            full.cast(),
+            core::ptr::null_mut(),
+            BPF_SK_STORAGE_GET_F_CREATE.into(),
+        )
     }
+    .cast::<SockOwner>();
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: the socket's storage, valid while the program runs; a plain store (a racing
+    // writer writes the same value, or `record` keeps it).
+    unsafe { (*p).counted = 1 };
+    true
 }
 
 /// Does the socket of a cgroup sock program (sock_release) record that it never had byte
-/// counters? `false` when it has no storage (accepted sockets): then nobody knows.
+/// counters? A socket without storage never had any: [`mark_counted`] creates the storage
+/// before a socket's first counters are inserted.
 #[inline(always)]
 pub fn uncounted(ctx: &SockContext) -> bool {
     // SAFETY: the program's context is the socket itself, as the helper takes it here.
@@ -82,21 +101,26 @@ pub fn uncounted(ctx: &SockContext) -> bool {
     // SAFETY: non-null storage of this map holds a SockOwner while the program runs.
     match unsafe { p.cast::<SockOwner>().as_ref() } {
         Some(o) => o.counted == 0,
-        None => false,
+        None => true,
     }
 }
 
 /// The owner recorded for the packet's socket, if it is a full socket that has one
-/// (request and time-wait sockets have no storage; nor do accepted sockets).
+/// (request and time-wait sockets have no storage; an accepted socket's storage, made by
+/// [`mark_counted`], names no owner: pid 0).
 #[inline(always)]
 pub fn of_packet(ctx: &SkBuffContext) -> Option<&'static SockOwner> {
-    // SAFETY: valid while the program runs; shared, read-only here.
-    storage_of_packet(ctx).map(|p| unsafe { &*p })
+    let full = full_socket(ctx)?;
+    // SAFETY: lookup only (no create) on a full socket.
+    let p = unsafe { bpf_sk_storage_get(map(), full.cast(), core::ptr::null_mut(), 0) };
+    // SAFETY: non-null storage of this map holds a SockOwner while the program runs;
+    // shared, read-only here.
+    unsafe { p.cast::<SockOwner>().as_ref() }.filter(|o| o.pid != 0)
 }
 
-/// The storage of the packet's socket, if it is a full socket that has one.
+/// The packet's socket, if it is a full socket.
 #[inline(always)]
-fn storage_of_packet(ctx: &SkBuffContext) -> Option<*mut SockOwner> {
+fn full_socket(ctx: &SkBuffContext) -> Option<*mut bpf_sock> {
     let skb: *mut __sk_buff = ctx.skb.skb;
     // SAFETY: reading the `sk` field of the program's own context.
     let sk: *mut bpf_sock = unsafe { (*skb).__bindgen_anon_2.sk };
@@ -105,12 +129,5 @@ fn storage_of_packet(ctx: &SkBuffContext) -> Option<*mut SockOwner> {
     }
     // SAFETY: helper on a non-null socket pointer from the context.
     let full = unsafe { bpf_sk_fullsock(sk) };
-    if full.is_null() {
-        return None;
-    }
-    // SAFETY: lookup only (no create) on a full socket.
-    let p = unsafe { bpf_sk_storage_get(map(), full.cast(), core::ptr::null_mut(), 0) };
-    // Non-null storage of this map holds a SockOwner while the program runs.
-    let p = p.cast::<SockOwner>();
-    (!p.is_null()).then_some(p)
+    (!full.is_null()).then_some(full)
 }

@@ -6,9 +6,10 @@
 //! entry of each socket cookie with bpftool: the dropped query's bytes are counted as
 //! sent (as they were when the count had cgroup programs of its own, which the kernel ran
 //! whatever the capture program decided), the allowed one's bytes out and the answer's
-//! bytes in exactly; a TCP connection's 1,000 bytes out too. Once the sockets are closed
-//! every entry is gone: `bytes_release` found them all (it skips sockets whose owner
-//! storage says they never had counters).
+//! bytes in exactly; a TCP connection's 1,000 bytes out too, and the 700 bytes an accepted
+//! socket sends. Once the sockets are closed every entry is gone: `bytes_release` found
+//! them all (it skips sockets whose owner storage says they never had counters, and
+//! sockets without storage: the count creates an accepted socket's).
 //!
 //! Needs root (eBPF, namespaces) and bpftool (`.ci/deps/usage.sh`).
 
@@ -59,6 +60,20 @@ t.sendall(b"\0" * 1000)
 cookie = struct.unpack("<Q", t.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
 out["tcp"] = {"cookie": cookie, "sent": 1000}
 held.append(t)
+# A server's side: a connection accepted here (loopback inside the namespace) that sends
+# 700 bytes; no connect() or sendmsg() ran on the accepted socket.
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+c = socket.create_connection(l.getsockname(), timeout=5)
+a, _ = l.accept()
+a.sendall(b"\1" * 700)
+got = 0
+while got < 700:
+    got += len(c.recv(4096))
+cookie = struct.unpack("<Q", a.getsockopt(socket.SOL_SOCKET, SO_COOKIE, 8))[0]
+out["accepted"] = {"cookie": cookie, "sent": 700}
+held += [l, c, a]
 print(json.dumps(out), flush=True)
 sys.stdin.readline()
 "#;
@@ -235,11 +250,22 @@ fn dropped_and_delivered_datagrams_are_counted_exactly_per_socket() {
     let (tcp_out, _) = sock_bytes(map, tcp).expect("the TCP socket's counters");
     assert_eq!(tcp_out, 1000, "{}", client.out);
 
+    // The accepted socket's counters: the count made its storage (it had none), so that
+    // its release finds them.
+    let accepted = client.field("accepted", "cookie");
+    assert_eq!(
+        sock_bytes(map, accepted),
+        Some((700, 0)),
+        "the accepted socket's bytes out: {}",
+        client.out
+    );
+
     // Closed: every entry goes, its final counts to the agent's ring — the TCP socket's
-    // too, whose release finds the counters through the mark in its owner storage.
+    // too, whose release finds the counters through the mark in its owner storage, and
+    // the accepted one's, through the storage its first counted packet made.
     drop(client);
     let gone = Instant::now() + Duration::from_secs(10);
-    while [blocked, allowed, tcp]
+    while [blocked, allowed, tcp, accepted]
         .iter()
         .any(|c| sock_bytes(map, *c).is_some())
     {

@@ -24,8 +24,12 @@ pub mod lost {
     pub const MAP_FULL: u32 = 0;
     /// A released socket's final counters found `BYTES_CLOSED` full.
     pub const CLOSED_RING_FULL: u32 = 1;
-    pub const SLOTS: u32 = 2;
-    pub const NAMES: [&str; SLOTS as usize] = ["counter_map_full", "closed_ring_full"];
+    /// A socket's first counters were inserted but its storage could not be made (not a
+    /// full socket, or no memory): its release will not report them.
+    pub const NO_STORAGE: u32 = 2;
+    pub const SLOTS: u32 = 3;
+    pub const NAMES: [&str; SLOTS as usize] =
+        ["counter_map_full", "closed_ring_full", "no_socket_storage"];
 }
 
 #[cfg(feature = "user")]
