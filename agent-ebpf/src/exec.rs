@@ -1,91 +1,78 @@
-//! Process lifecycle: argv at execve() entry, the new program at sched_process_exec, and
-//! the exit of a thread-group leader. Offsets are those of the stable tracepoint formats
+//! Process lifecycle: the new program and its argv at sched_process_exec, and the exit of
+//! a thread-group leader. Offsets are those of the stable tracepoint formats
 //! (`/sys/kernel/tracing/events/.../format`); the agent checks them before attaching.
+//!
+//! argv is read where `/proc/PID/cmdline` reads it: the new memory map's
+//! `arg_start..arg_end`, NUL-separated, in place by the time the exec tracepoint fires. The
+//! field offsets differ between kernel builds: userspace finds them in the kernel's BTF and
+//! writes them to `EXEC_CFG`. (Read at execve() entry instead, argv needed a syscall
+//! tracepoint, and while one is attached every syscall of every process takes the traced
+//! entry path: ≈ 8.5 ns each here, BENCHMARKS.md.) The environment, which follows argv in
+//! the same area, is never read.
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
-        generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+        bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
+        generated::{
+            bpf_get_current_cgroup_id, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_user,
+        },
     },
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::Array,
     programs::TracePointContext,
 };
-use shadowai_common::{
-    drop, kind, prog, ExecEvent, ExitEvent, ARGS_LEN, ARGS_PACK, ARG_CHUNK, FILENAME_LEN, MAX_ARGS,
-};
+use shadowai_common::{drop, kind, prog, ExecEvent, ExitEvent, ARGS_LEN, FILENAME_LEN};
 
-use crate::{count_drop, wakeup_flags, ARGS_SCRATCH, EVENTS, EXEC_ARGS};
+use crate::{count_drop, wakeup_flags, EVENTS};
 
-/// `syscalls/sys_enter_execve`: `argv` at offset 24.
-const EXECVE_ARGV: usize = 24;
-/// `syscalls/sys_enter_execveat`: `argv` at offset 32.
-const EXECVEAT_ARGV: usize = 32;
-/// `sched/sched_process_exec`: `__data_loc char[] filename` at 8, `old_pid` at 16.
+/// `sched/sched_process_exec`: `__data_loc char[] filename` at 8.
 const EXEC_FILENAME_LOC: usize = 8;
-const EXEC_OLD_PID: usize = 16;
 
-#[tracepoint]
-pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    save_args(&ctx, EXECVE_ARGV);
-    0
-}
+/// Byte offsets, from the kernel's BTF: `[0]` `task_struct.mm`, `[1]` `mm_struct.arg_start`,
+/// `[2]` `mm_struct.arg_end`. `[0] == 0`: unknown, no argv is read.
+#[map]
+static EXEC_CFG: Array<u32> = Array::with_max_entries(3, 0);
 
-#[tracepoint]
-pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    save_args(&ctx, EXECVEAT_ARGV);
-    0
-}
-
-/// Copies up to MAX_ARGS argv strings (NUL-separated) into EXEC_ARGS[tid].
+/// Copies the current task's argv area (at most ARGS_LEN bytes) into `dst`; its length, or
+/// `None` when the offsets are unknown or a read failed.
 #[inline(always)]
-fn save_args(ctx: &TracePointContext, argv_off: usize) {
-    // SAFETY: the offset is that of the tracepoint's argv field.
-    let argv: *const *const u8 = match unsafe { ctx.read_at(argv_off) } {
-        Ok(p) => p,
-        Err(_) => return,
-    };
-    let Some(buf) = ARGS_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: per-CPU scratch slot, exclusively ours while this program runs.
-    let buf = unsafe { &mut *buf };
-    let mut off: usize = 0;
-    for i in 0..MAX_ARGS {
-        // SAFETY: user pointer read through the helper; faults are returned, not taken.
-        let arg: *const u8 = match unsafe { bpf_probe_read_user(argv.wrapping_add(i)) } {
-            Ok(p) => p,
-            Err(_) => break,
-        };
-        if arg.is_null() {
-            break;
-        }
-        // Bound the offset with a mask the verifier understands; ARGS_LEN = 2 * ARGS_PACK.
-        let start = off & (ARGS_PACK - 1);
-        if off >= ARGS_PACK {
-            break;
-        }
-        let end = start + ARG_CHUNK;
-        if end > ARGS_LEN {
-            break;
-        }
-        // SAFETY: as above.
-        match unsafe { bpf_probe_read_user_str_bytes(arg, &mut buf.data[start..end]) } {
-            // The helper's length excludes the NUL; keep one as the separator.
-            Ok(s) => off = start + s.len() + 1,
-            Err(_) => break,
-        }
+fn read_argv(dst: &mut [u8; ARGS_LEN]) -> Option<u32> {
+    let mm_off = *EXEC_CFG.get(0)?;
+    let start_off = *EXEC_CFG.get(1)?;
+    let end_off = *EXEC_CFG.get(2)?;
+    if mm_off == 0 {
+        return Some(0); // no BTF: userspace said so at start-up
     }
-    buf.len = if off > ARGS_LEN {
-        ARGS_LEN as u32
-    } else {
-        off as u32
-    };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    if EXEC_ARGS.insert(&tid, &*buf, 0).is_err() {
-        count_drop(prog::EXEC, drop::MAP_FULL);
+    if mm_off > 1 << 16 || start_off > 1 << 12 || end_off > 1 << 12 {
+        return None;
     }
+    // SAFETY: helper without arguments; the task is only read through probe-read helpers.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: probe reads: a bad address is an error, never a fault.
+    let (start, end) = unsafe {
+        let mm: *const u8 =
+            bpf_probe_read_kernel(task.wrapping_add(mm_off as usize).cast()).ok()?;
+        let start: u64 = bpf_probe_read_kernel(mm.wrapping_add(start_off as usize).cast()).ok()?;
+        let end: u64 = bpf_probe_read_kernel(mm.wrapping_add(end_off as usize).cast()).ok()?;
+        (start, end)
+    };
+    if end <= start {
+        return None;
+    }
+    let mut n = end - start;
+    if n > ARGS_LEN as u64 {
+        n = ARGS_LEN as u64;
+    }
+    // SAFETY: `n` is 1..=ARGS_LEN, the size of `dst`; a user read that faults fails.
+    let r = unsafe {
+        bpf_probe_read_user(
+            dst.as_mut_ptr().cast(),
+            n as u32,
+            start as *const core::ffi::c_void,
+        )
+    };
+    (r == 0).then_some(n as u32)
 }
 
 #[tracepoint]
@@ -98,7 +85,6 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: offsets of the tracepoint's fields.
     let loc: u32 = unsafe { ctx.read_at(EXEC_FILENAME_LOC) }.map_err(|e| e as i64)?;
-    let old_pid: i32 = unsafe { ctx.read_at(EXEC_OLD_PID) }.map_err(|e| e as i64)?;
     let Some(mut entry) = EVENTS.reserve::<ExecEvent>(0) else {
         count_drop(prog::EXEC, drop::RINGBUF_FULL);
         return Ok(());
@@ -123,14 +109,13 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         {
             count_drop(prog::EXEC, drop::READ_FAILED);
         }
-        (*ev).args_len = 0;
-        let key = old_pid as u32;
-        if let Some(args) = EXEC_ARGS.get(&key) {
-            if bpf_probe_read_kernel_buf(args.data.as_ptr(), &mut (&mut (*ev).args)[..]).is_ok() {
-                (*ev).args_len = args.len;
+        (*ev).args_len = match read_argv(&mut (*ev).args) {
+            Some(n) => n,
+            None => {
+                count_drop(prog::EXEC, drop::READ_FAILED);
+                0
             }
-            let _ = EXEC_ARGS.remove(&key);
-        }
+        };
     }
     entry.submit(wakeup_flags::<ExecEvent>());
     Ok(())
@@ -143,7 +128,6 @@ pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
     if tgid != tid {
         return 0; // a thread, not the process
     }
-    let _ = EXEC_ARGS.remove(&tid);
     let Some(mut entry) = EVENTS.reserve::<ExitEvent>(0) else {
         count_drop(prog::EXIT, drop::RINGBUF_FULL);
         return 0;

@@ -9,8 +9,9 @@
 //!   counted (`dnsdedup.rs`). The same programs, from the same header parse, count every
 //!   packet's payload bytes per socket (`bytes.rs`); `bytes_release` (cgroup sock_release)
 //!   hands a closed socket's final counts to userspace.
-//! - `sys_enter_execve(at)` + `sched_process_exec` + `sched_process_exit` tracepoints: the
-//!   exe path and argv of every new program, so short-lived processes keep their identity.
+//! - `sched_process_exec` + `sched_process_exit` tracepoints: the exe path and argv of
+//!   every new program (argv from the new memory map, at offsets userspace reads from the
+//!   kernel's BTF; no syscall tracepoint), so short-lived processes keep their identity.
 //! - `sched_process_fork` tracepoint (`lineage.rs`): child → parent, for lineage that
 //!   outlives /proc.
 //!
@@ -32,7 +33,7 @@ use aya_ebpf::{
     macros::map,
     maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use shadowai_common::{drop, ArgsBuf, Config, FlowState, SendKey, QNAME_MAX};
+use shadowai_common::{drop, Config, FlowState, SendKey, QNAME_MAX};
 
 /// All events to userspace (8 MiB).
 #[map]
@@ -55,14 +56,6 @@ static SEEN: LruHashMap<SendKey, u64> = LruHashMap::with_max_entries(16384, 0);
 /// Ports whose UDP/TCP traffic is DNS (53 unless configured).
 #[map]
 static DNS_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(16, 0);
-
-/// Thread id → argv captured at execve() entry.
-#[map]
-static EXEC_ARGS: LruHashMap<u32, ArgsBuf> = LruHashMap::with_max_entries(4096, 0);
-
-/// Per-CPU scratch space for building an [`ArgsBuf`] off the 512-byte stack.
-#[map]
-static ARGS_SCRATCH: PerCpuArray<ArgsBuf> = PerCpuArray::with_max_entries(1, 0);
 
 /// Enforcement: blocked name suffixes, reversed wire form (see `qname_suffix_key`).
 #[map]

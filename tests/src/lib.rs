@@ -58,6 +58,26 @@ pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The ids of the BPF objects of one kind process `pid` holds open: `key` is the fdinfo
+/// field (`map_id`, `prog_id`; a link's descriptor names its program's). Empty when the
+/// process is gone.
+pub fn bpf_ids_of(pid: u32, key: &str) -> Vec<u64> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<u64> = dir
+        .filter_map(|fd| std::fs::read_to_string(fd.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// Runs a command to completion, failing with its stderr.
 pub fn sh(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
@@ -251,6 +271,11 @@ pub struct Agent {
 
 impl Agent {
     /// Starts the agent and waits until its sensor is attached.
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(extra: &[&str]) -> Result<Self> {
         let mut child = Command::new(bin("shadowai-agent")?)
             .args(["watch", "--json"])

@@ -279,6 +279,7 @@ fn garbage_packets_are_counted_not_fatal_and_metrics_are_served() {
         "skb_egress",
         "skb_ingress",
         "sched_process_exec",
+        "exec_argv",
     ] {
         assert_eq!(
             metric(
@@ -294,6 +295,21 @@ fn garbage_packets_are_counted_not_fatal_and_metrics_are_served() {
             "shadowai_kernel_drops_total{program=\"skb_egress\",reason=\"ringbuf_full\"}"
         )
     );
+    // argv is read at sched_process_exec: the agent loads no syscall tracepoint program,
+    // so no process's syscalls take the traced entry path because of it.
+    let ours: Vec<String> = shadowai_tests::bpf_ids_of(agent.pid(), "prog_id")
+        .into_iter()
+        .filter_map(|id| {
+            let out = Command::new("bpftool")
+                .args(["prog", "show", "id", &id.to_string(), "-j"])
+                .output()
+                .ok()?;
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (v["type"] == "tracepoint").then(|| v["name"].as_str().map(str::to_owned))?
+        })
+        .collect();
+    assert!(ours.iter().any(|n| n == "sched_process_exec"), "{ours:?}");
+    assert!(!ours.iter().any(|n| n.starts_with("sys_")), "{ours:?}");
 
     // Garbage to the DNS port, and a TLS record header that promises a ClientHello and
     // then carries junk.

@@ -118,25 +118,9 @@ impl Drop for Client {
     }
 }
 
-/// The ids of the BPF maps process `pid` holds open (`map_id` in its descriptors' fdinfo).
-fn map_ids_of(pid: u32) -> Vec<u64> {
-    let mut ids = Vec::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-        let info = std::fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
-        if let Some(id) = info
-            .lines()
-            .find_map(|l| l.strip_prefix("map_id:"))
-            .and_then(|v| v.trim().parse().ok())
-        {
-            ids.push(id);
-        }
-    }
-    ids
-}
-
 /// The id of the `SOCK_BYTES` map that process `pid` holds (other agents may be running).
 fn sock_bytes_map(pid: u32) -> u64 {
-    let held = map_ids_of(pid);
+    let held = shadowai_tests::bpf_ids_of(pid, "map_id");
     let out = Command::new("bpftool")
         .args(["map", "show", "-j"])
         .output()

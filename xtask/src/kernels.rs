@@ -177,7 +177,7 @@ fn table_row(r: &Run) -> String {
     let hooks = &r.verdict.hooks_attached;
     let hooks = if HOOKS.iter().all(|h| hooks.iter().any(|a| a == h)) {
         format!(
-            "all {}: connect4/6, sendmsg4/6, cgroup_skb egress/ingress (capture, byte counts), sock_release, exec/exit/fork tracepoints",
+            "all {}: connect4/6, sendmsg4/6, cgroup_skb egress/ingress (capture, byte counts), sock_release, exec/exit/fork tracepoints, argv offsets from BTF",
             HOOKS.len()
         )
     } else {

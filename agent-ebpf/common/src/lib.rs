@@ -14,15 +14,9 @@ pub const MAX_PAYLOAD: usize = 2047;
 pub const COMM_LEN: usize = 16;
 /// Bytes of an exec'd file name kept by [`ExecEvent`].
 pub const FILENAME_LEN: usize = 256;
-/// Bytes of argv kept by [`ExecEvent`] (NUL-separated, truncated). Twice the packing
-/// bound so a bounded offset plus one chunk always fits.
+/// Bytes of argv kept by [`ExecEvent`]: the first ARGS_LEN bytes of the process's argv
+/// area (NUL-separated, as `/proc/PID/cmdline`), so only the last argument kept can be cut.
 pub const ARGS_LEN: usize = 1024;
-/// argv bytes packed at most; the next chunk starts below this bound.
-pub const ARGS_PACK: usize = 512;
-/// argv entries read at most per exec.
-pub const MAX_ARGS: usize = 16;
-/// Bytes read per argv entry at most.
-pub const ARG_CHUNK: usize = 64;
 
 /// Ring-buffer record tags; the first `u32` of every record.
 pub mod kind {
@@ -339,15 +333,6 @@ pub struct Config {
     /// every ClientHello wakes the agent at once, since only it knows the process's
     /// verdict and must tear a refused socket down before application data.
     pub urgent_hellos: u64,
-}
-
-/// argv captured at execve() entry, keyed by thread id until the exec completes.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct ArgsBuf {
-    pub len: u32,
-    pub _pad: u32,
-    pub data: [u8; ARGS_LEN],
 }
 
 #[cfg(feature = "user")]

@@ -94,26 +94,22 @@ pub fn on_exec(t: &SharedTracker, procs: &mut ProcTable, e: &Exec, parent_of: Pa
     procs.set_tag(pid, tag);
 }
 
-/// The kernel copies at most `ARG_CHUNK - 1` bytes of each argument: where one was cut
-/// and /proc still shows that argument in full (it starts with what the kernel copied),
-/// the full one. `None` when nothing was cut (the common case: no allocation).
+/// The kernel keeps the first `ARGS_LEN` bytes of the argv area: where that bound cut it and
+/// /proc still shows the same arguments (the last one kept a prefix of its own), /proc's
+/// in full. `None` when nothing was cut (the common case: no allocation) or /proc's were
+/// rewritten since.
 fn complete_args(kernel: &[String], proc_args: &[String]) -> Option<Vec<String>> {
-    let cut = shadowai_common::ARG_CHUNK - 1;
-    if !kernel.iter().any(|a| a.len() >= cut) {
+    let kept: usize = kernel.iter().map(|a| a.len() + 1).sum();
+    let (last, whole) = kernel.split_last()?;
+    if kept < shadowai_common::ARGS_LEN {
         return None;
     }
-    Some(
-        kernel
-            .iter()
-            .enumerate()
-            .map(|(i, a)| match proc_args.get(i) {
-                Some(p) if a.len() >= cut && p.len() > a.len() && p.starts_with(a.as_str()) => {
-                    p.clone()
-                }
-                _ => a.clone(),
-            })
-            .collect(),
-    )
+    let same = proc_args.len() >= kernel.len()
+        && proc_args.get(..whole.len()) == Some(whole)
+        && proc_args
+            .get(whole.len())
+            .is_some_and(|p| p.starts_with(last.as_str()));
+    same.then(|| proc_args.to_vec())
 }
 
 pub fn on_exit(t: &SharedTracker, pid: u32) {
@@ -172,16 +168,26 @@ mod tests {
     #[test]
     fn arguments_the_kernel_cut_are_completed_from_proc() {
         let long = "/opt/shadowai-test-agents/node_modules/@modelcontextprotocol/server-everything/dist/index.js";
-        let cut = &long[..shadowai_common::ARG_CHUNK - 1];
-        let got = complete_args(&v(&["node", cut, "x"]), &v(&["node", long, "x"])).unwrap();
-        assert_eq!(got, v(&["node", long, "x"]));
+        let mut full = v(&["node", long]);
+        for i in 0..20 {
+            full.push(format!("--option-{i}={long}"));
+        }
+        // What the kernel kept: the first ARGS_LEN bytes, the last argument cut.
+        let joined = full.join("\0");
+        let kept = &joined[..shadowai_common::ARGS_LEN - 1];
+        let kernel: Vec<String> = kept.split('\0').map(str::to_owned).collect();
+        assert!(kernel.len() < full.len());
+        assert_eq!(complete_args(&kernel, &full), Some(full.clone()));
         // Nothing cut: the kernel's argv as it is.
         assert_eq!(
             complete_args(&v(&["npx", "-y", "pkg"]), &v(&["npm exec pkg"])),
             None
         );
-        // /proc rewritten (not the same argument): the kernel's stays.
-        let got = complete_args(&v(&[cut]), &v(&["npm exec something"])).unwrap();
-        assert_eq!(got, v(&[cut]));
+        // /proc rewritten (not the same arguments): the kernel's stays.
+        assert_eq!(complete_args(&kernel, &v(&["npm exec something"])), None);
+        let mut other = full.clone();
+        other[1] = "/elsewhere".into();
+        assert_eq!(complete_args(&kernel, &other), None);
+        assert_eq!(complete_args(&[], &full), None);
     }
 }

@@ -35,8 +35,29 @@ impl Invocation<'_> {
     }
 }
 
+/// `argv` without a leading `env` and its options and assignments: a `#!/usr/bin/env node`
+/// script's argv, as the kernel and /proc show it, is `/usr/bin/env node /path/script …`.
+/// `None` when argv does not start with `env`.
+fn after_env(argv: &[String]) -> Option<&[String]> {
+    if argv.first().map(|a| file_name(a)) != Some("env") {
+        return None;
+    }
+    let rest = argv.get(1..)?;
+    let skip = rest
+        .iter()
+        .take_while(|a| a.starts_with('-') || a.contains('='))
+        .count();
+    rest.get(skip..)
+}
+
 /// The invocation behind `exe` + `argv`.
 pub fn invocation<'a>(exe: &'a str, argv: &'a [String]) -> Invocation<'a> {
+    let (exe, argv) = match after_env(argv) {
+        // The program env runs: the executable is env itself until it execs it.
+        Some(rest) if file_name(exe) == "env" || exe.is_empty() => ("", rest),
+        Some(rest) => (exe, rest),
+        None => (exe, argv),
+    };
     let exe = if exe.is_empty() {
         argv.first().map_or("", String::as_str)
     } else {
@@ -306,6 +327,31 @@ mod tests {
             ),
         );
         assert_eq!(g.unwrap().kind, "gemini-cli");
+    }
+
+    #[test]
+    fn env_scripts_read_as_their_interpreter_runs_them() {
+        let h = hints();
+        // `#!/usr/bin/env node`: argv as the kernel and /proc show it, before and after env
+        // execs node in place.
+        for exe in ["/usr/bin/env", "/usr/bin/node", ""] {
+            let argv =
+                v("/usr/bin/env node /usr/bin/npx -y @modelcontextprotocol/server-filesystem /tmp");
+            let l = launch(&h, exe, &argv).unwrap_or_else(|| panic!("{exe}: {argv:?}"));
+            assert_eq!(
+                l.package.as_deref(),
+                Some("@modelcontextprotocol/server-filesystem"),
+                "{exe}"
+            );
+            let inv = invocation(exe, &argv);
+            assert_eq!(inv.program(), "npx", "{exe}");
+        }
+        let argv = v("env -i PATH=/bin python3 -m aider --yes");
+        assert_eq!(invocation("/usr/bin/python3", &argv).program(), "aider");
+        // env alone, or with only options: nothing to run, nothing to panic on.
+        for argv in [v("env"), v("env -i"), v("/usr/bin/env A=b")] {
+            let _ = invocation("/usr/bin/env", &argv);
+        }
     }
 
     #[test]

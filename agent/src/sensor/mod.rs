@@ -6,7 +6,9 @@
 //! running. Links are owned by the returned [`Sensor`]: when the agent exits they detach
 //! (fail-open).
 
+pub mod argv;
 pub mod blocklist;
+pub mod btf_fields;
 pub mod bytes;
 pub mod dns_dedup;
 pub mod lineage;
@@ -133,9 +135,10 @@ impl Sensor {
         }
         // The capture programs count the bytes too: after them, as it checks they attached.
         let bytes = bytes::ByteCounters::attach(&mut ebpf, &cgroup, &mut hooks);
+        // argv is read at sched_process_exec from offsets in the kernel's BTF: no syscall
+        // tracepoint, so no process's syscalls take the traced path (exec.rs).
+        hooks.push(status(argv::HOOK, argv::configure(&mut ebpf)));
         for (name, cat) in [
-            ("sys_enter_execve", "syscalls"),
-            ("sys_enter_execveat", "syscalls"),
             ("sched_process_exec", "sched"),
             ("sched_process_exit", "sched"),
         ] {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The hooks `agent/src/sensor` attaches; every one must be reported, and attached, on every
 /// matrix kernel.
-pub const HOOKS: [&str; 12] = [
+pub const HOOKS: [&str; 11] = [
     "connect4",
     "connect6",
     "sendmsg4",
@@ -16,17 +16,15 @@ pub const HOOKS: [&str; 12] = [
     "skb_egress",
     "skb_ingress",
     "bytes_release",
-    "sys_enter_execve",
-    "sys_enter_execveat",
+    "exec_argv",
     "sched_process_exec",
     "sched_process_exit",
     "sched_process_fork",
 ];
 
-/// The hooks the degraded phase hides (tracefs unavailable).
-const TRACEPOINTS: [&str; 5] = [
-    "sys_enter_execve",
-    "sys_enter_execveat",
+/// The hooks the degraded phase hides (tracefs unavailable). `exec_argv` (offsets from the
+/// kernel's BTF) is configured without tracefs.
+const TRACEPOINTS: [&str; 3] = [
     "sched_process_exec",
     "sched_process_exit",
     "sched_process_fork",
@@ -244,7 +242,7 @@ pub fn judge(ev: &Evidence) -> Verdict {
     if !ev
         .file("degraded.log")
         .lines()
-        .any(|l| l.contains("hook unavailable") && l.contains("sys_enter_execve"))
+        .any(|l| l.contains("hook unavailable") && l.contains("sched_process_exec"))
     {
         deg.push(format!(
             "no log line names the missing hook:\n{}",
