@@ -481,25 +481,23 @@ fn ingest(work: &Path) {
         None => String::new(),
     };
     let c = Collector::start(work, &format!("ingest-{backend}"), &database);
-    // `--no-rollup yes`: the roll-up's insert triggers off (the daily roll-up and the per-day
-    // sums); `--no-rollup sums`: only the per-day sums' — to measure what they cost an ingest
-    // beside it in the same run (the reports are then wrong: a measurement aid only).
-    let triggers: &[&str] = match arg("--no-rollup", "").as_str() {
-        "yes" => &["finding_days_insert", "finding_sums_insert"],
-        "sums" => &["finding_sums_insert"],
-        _ => &[],
-    };
-    for t in triggers {
+    // `--no-rollup yes`: nothing recorded for the roll-up's fold and nothing folded
+    // (PostgreSQL: the pending table's insert trigger dropped; SQLite: the fold's watermark
+    // moved past any finding) — to measure what keeping the roll-up costs an ingest beside
+    // it in the same run (the reports are then wrong: a measurement aid only).
+    if arg("--no-rollup", "") == "yes" {
         match &pg {
             Some(pg) => pg
                 .client("bench")
-                .batch_execute(&format!("ALTER TABLE findings DISABLE TRIGGER {t}"))
+                .batch_execute("DROP TRIGGER finding_rollup_pending_insert ON findings")
                 .unwrap(),
             None => {
                 let db = work.join("ingest-sqlite/data/collector.db");
                 rusqlite::Connection::open(db)
                     .unwrap()
-                    .execute_batch(&format!("DROP TRIGGER {t}"))
+                    .execute_batch(
+                        "UPDATE finding_rollup_fold SET folded_seq = 9223372036854775807",
+                    )
                     .unwrap();
             }
         }

@@ -76,11 +76,14 @@ impl<B: Backend> SqlStore<B> {
                         "SELECT folded FROM shadowai_rollup_fold($1)",
                         &[limit.into()],
                     )?;
-                    r.first()
+                    let folded = r
+                        .first()
                         .ok_or(StoreError::NoRow {
                             what: "shadowai_rollup_fold",
                         })?
-                        .u64(0)?
+                        .u64(0)?;
+                    tx.exec(super::rollup_sums::POSTGRES_PENDING_FOLD, &[])?;
+                    folded
                 }
             };
             let (pending, oldest_received_ms) = waiting(tx)?;
