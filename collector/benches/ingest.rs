@@ -485,7 +485,8 @@ fn ingest(work: &Path) {
     // (PostgreSQL: the pending table's insert trigger dropped; SQLite: the fold's watermark
     // moved past any finding) — to measure what keeping the roll-up costs an ingest beside
     // it in the same run (the reports are then wrong: a measurement aid only).
-    if arg("--no-rollup", "") == "yes" {
+    let rollup_off = arg("--no-rollup", "") == "yes";
+    if rollup_off {
         match &pg {
             Some(pg) => pg
                 .client("bench")
@@ -616,7 +617,7 @@ fn ingest(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "ingest", "backend": backend, "agents": n_agents, "batch": batch, "secs": secs,
-            "triggers_off": triggers, "plain_window_index": plain_window,
+            "rollup_off": rollup_off, "plain_window_index": plain_window,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),
             "requests": lat.len(), "stored": stored, "pg_profile": pg_profile,
