@@ -86,7 +86,7 @@ impl<B: Backend> SqlStore<B> {
                     folded
                 }
             };
-            let (pending, oldest_received_ms) = waiting(tx)?;
+            let (pending, oldest_received_ms) = waiting(tx, dialect)?;
             Ok(FoldOutcome {
                 busy: false,
                 folded,
@@ -156,23 +156,36 @@ fn fold_sqlite(tx: &mut dyn Tx, limit: i64) -> Result<u64, StoreError> {
         &[from.into(), hi.into()],
     )?;
     let folded = n.first().map(|r| r.u64(0)).transpose()?.unwrap_or(0);
-    for stmt in super::rollup_sql::SQLITE_FOLD
-        .split(";\n")
-        .filter(|s| !s.trim().is_empty())
+    let hi = [hi.into()];
+    for stmt in [
+        super::rollup_sql::SQLITE_FOLD_ROWS,
+        super::rollup_sql::SQLITE_FOLD,
+    ]
+    .iter()
+    .flat_map(|sql| sql.split(";\n"))
+    .filter(|s| !s.trim().is_empty())
     {
-        tx.exec(stmt, &[hi.into()])?;
+        let params: &[super::rows::V] = if stmt.contains("$1") { &hi } else { &[] };
+        tx.exec(stmt, params)?;
     }
     Ok(folded)
 }
 
-/// How many findings wait for their fold, and when the oldest was received.
-fn waiting(tx: &mut dyn Tx) -> Result<(u64, Option<i64>), StoreError> {
-    let r = tx.query(
-        "findings",
-        "SELECT (SELECT COUNT(*) FROM findings_unfolded), \
-         (SELECT received_ms FROM findings_unfolded ORDER BY seq LIMIT 1)",
-        &[],
-    )?;
+/// How many findings wait for their fold, and when the oldest was received (PostgreSQL: the
+/// pending rows, counting those of findings deleted since, which the next fold drops; the
+/// oldest by `seq`).
+fn waiting(tx: &mut dyn Tx, dialect: Dialect) -> Result<(u64, Option<i64>), StoreError> {
+    let sql = match dialect {
+        Dialect::Sqlite => {
+            "SELECT (SELECT COUNT(*) FROM findings_unfolded), \
+             (SELECT received_ms FROM findings_unfolded ORDER BY seq LIMIT 1)"
+        }
+        Dialect::Postgres => {
+            "SELECT (SELECT COUNT(*) FROM finding_rollup_pending), (SELECT received_ms \
+             FROM findings WHERE seq = (SELECT MIN(seq) FROM finding_rollup_pending))"
+        }
+    };
+    let r = tx.query("findings", sql, &[])?;
     let row = r.first().ok_or(StoreError::NoRow {
         what: "findings_unfolded",
     })?;

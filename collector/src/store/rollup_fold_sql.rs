@@ -47,6 +47,15 @@ macro_rules! sat_sum {
     };
 }
 
+/// The columns of `findings` the roll-up's insert triggers and the SQLite fold read (`f`).
+macro_rules! fold_columns {
+    () => {
+        "window_start_ms, host_id, service_id, verdict, action, user_name, exe, process_name, \
+         hostname, grp, category, risk_score, count, bytes_out, bytes_in, first_seen_ms, \
+         last_seen_ms, service_name, vendor"
+    };
+}
+
 /// `$c = $c + excluded.$c`, saturating (SQLite).
 macro_rules! fold_sat_add {
     ($c:literal) => {
@@ -78,11 +87,12 @@ macro_rules! unfolded {
     };
 }
 
-/// SQLite: one fold of the findings `unfolded!($hi)` selects — the per-day sums first (a
-/// host or user counts as new for its day, service and verdict when it has no helper row
-/// yet), then the helper rows, the days, the keys with their totals, and the watermark.
+/// SQLite: one fold of the findings `$from` reads as `f` (up to `seq` `$hi`) — the per-day
+/// sums first (a host or user counts as new for its day, service and verdict when it has no
+/// helper row yet), then the helper rows, the days, the keys with their totals, and the
+/// watermark.
 macro_rules! sqlite_fold {
-    ($hi:literal) => {
+    ($from:expr, $hi:literal) => {
         concat!(
             "INSERT INTO finding_day_sums (day, service_id, verdict, hosts, users, events, \
              bytes_out) SELECT f.window_start_ms / 86400000, f.service_id, f.verdict, \
@@ -95,7 +105,7 @@ macro_rules! sqlite_fold {
             sat_sum!("f.count"),
             ", ",
             sat_sum!("COALESCE(f.bytes_out, 0)"),
-            unfolded!($hi),
+            $from,
             "GROUP BY 1, 2, 3 ON CONFLICT (day, service_id, verdict) DO UPDATE SET \
              hosts = hosts + excluded.hosts, users = users + excluded.users, ",
             fold_sat_add!("events"),
@@ -104,12 +114,12 @@ macro_rules! sqlite_fold {
             ";\n",
             "INSERT INTO finding_day_hosts (day, service_id, verdict, host_id, findings) \
              SELECT f.window_start_ms / 86400000, f.service_id, f.verdict, f.host_id, COUNT(*)",
-            unfolded!($hi),
+            $from,
             "GROUP BY 1, 2, 3, 4 ON CONFLICT (day, service_id, verdict, host_id) DO UPDATE SET \
              findings = findings + excluded.findings;\n",
             "INSERT INTO finding_day_users (day, service_id, verdict, user_name, findings) \
              SELECT f.window_start_ms / 86400000, f.service_id, f.verdict, f.user_name, COUNT(*)",
-            unfolded!($hi),
+            $from,
             "GROUP BY 1, 2, 3, 4 ON CONFLICT (day, service_id, verdict, user_name) DO UPDATE SET \
              findings = findings + excluded.findings;\n",
             "INSERT INTO finding_days (",
@@ -122,7 +132,7 @@ macro_rules! sqlite_fold {
             sat_sum!("COALESCE(f.bytes_in, 0)"),
             ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), \
              MAX(f.service_name), MAX(f.vendor)",
-            unfolded!($hi),
+            $from,
             "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ON CONFLICT (",
             key!(),
             ", day) DO UPDATE SET findings = findings + excluded.findings, \
@@ -148,7 +158,7 @@ macro_rules! sqlite_fold {
             sat_sum!("COALESCE(f.bytes_in, 0)"),
             ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), \
              MAX(f.service_name), MAX(f.vendor)",
-            unfolded!($hi),
+            $from,
             "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ON CONFLICT (",
             key!(),
             ") DO UPDATE SET first_day = MIN(first_day, excluded.first_day), \
@@ -184,21 +194,27 @@ pub(in crate::store) const SQLITE_FOLD_MIGRATION: &str = concat!(
      WHERE seq > (SELECT folded_seq FROM finding_rollup_fold);\n",
     "CREATE TRIGGER finding_rollup_fold_delete BEFORE DELETE ON findings \
      WHEN (SELECT folded_seq FROM finding_rollup_fold) < (SELECT MAX(seq) FROM findings) BEGIN\n",
-    sqlite_fold!("(SELECT MAX(seq) FROM findings)"),
+    sqlite_fold!(
+        unfolded!("(SELECT MAX(seq) FROM findings)"),
+        "(SELECT MAX(seq) FROM findings)"
+    ),
     "END;\n"
 );
 
-/// SQLite: one bounded fold (`$1`: the last `seq` it folds).
-pub(in crate::store) const SQLITE_FOLD: &str = sqlite_fold!("$1");
+/// SQLite: the fold's narrow copy of the findings it folds (read once from `findings`, whose
+/// rows carry the ≈ 1 KB documents, instead of once per roll-up table).
+pub(in crate::store) const SQLITE_FOLD_ROWS: &str = concat!(
+    "CREATE TEMP TABLE IF NOT EXISTS finding_fold_rows AS SELECT ",
+    fold_columns!(),
+    " FROM findings WHERE 0;\nDELETE FROM temp.finding_fold_rows;\n\
+     INSERT INTO temp.finding_fold_rows SELECT ",
+    fold_columns!(),
+    " FROM findings WHERE seq > (SELECT folded_seq FROM finding_rollup_fold) AND seq <= $1;\n"
+);
 
-/// The columns of `findings` the roll-up's insert triggers read (`new_rows f`).
-macro_rules! fold_columns {
-    () => {
-        "window_start_ms, host_id, service_id, verdict, action, user_name, exe, process_name, \
-         hostname, grp, category, risk_score, count, bytes_out, bytes_in, first_seen_ms, \
-         last_seen_ms, service_name, vendor"
-    };
-}
+/// SQLite: one bounded fold of `temp.finding_fold_rows` (`$1`: the last `seq` it folds).
+pub(in crate::store) const SQLITE_FOLD: &str =
+    sqlite_fold!(" FROM temp.finding_fold_rows f ", "$1");
 
 /// The fold lock: the per-day sums' advisory lock key (`rollup_sums.rs`), so a fold, the
 /// sums' own fold and a delete's recomputation never run at once.
@@ -229,14 +245,18 @@ pub(in crate::store) const POSTGRES_FOLD_MIGRATION: &str = concat!(
      JOIN findings f ON f.seq = p.seq;\n",
     // The fold (the caller holds the fold lock): returns the pending rows drained and the
     // findings folded (a finding deleted meanwhile has no row left to fold). `lim` NULL: all.
+    // (The drained `seq`s as an array: `= ANY` reads `findings` by its primary key; a join
+    // with the CTE was planned as a scan of the whole table.)
     "CREATE FUNCTION shadowai_rollup_fold(lim BIGINT, OUT drained BIGINT, OUT folded BIGINT) \
-     LANGUAGE plpgsql AS $f$ BEGIN\n",
+     LANGUAGE plpgsql AS $f$ DECLARE seqs BIGINT[]; BEGIN\n",
     "WITH p AS (DELETE FROM finding_rollup_pending WHERE seq IN (SELECT seq FROM \
-     finding_rollup_pending ORDER BY seq LIMIT lim) RETURNING seq), \
-     i AS (INSERT INTO finding_fold_rows SELECT ",
+     finding_rollup_pending ORDER BY seq LIMIT lim) RETURNING seq) \
+     SELECT COALESCE(array_agg(seq), '{}') INTO seqs FROM p;\n\
+     drained := cardinality(seqs);\n",
+    "INSERT INTO finding_fold_rows SELECT ",
     fold_columns!(),
-    " FROM findings f WHERE f.seq IN (SELECT seq FROM p) RETURNING 1) \
-     SELECT (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM i) INTO drained, folded;\n",
+    " FROM findings f WHERE f.seq = ANY(seqs);\n\
+     GET DIAGNOSTICS folded = ROW_COUNT;\n",
     "DELETE FROM finding_fold_rows;\nEND $f$;\n",
     "CREATE FUNCTION shadowai_rollup_fold_all() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN\n",
     "PERFORM pg_advisory_xact_lock(",
