@@ -503,6 +503,17 @@ fn ingest(work: &Path) {
             }
         }
     }
+    // `--drop-index a,b` (SQLite): those indexes on `findings` dropped once the collector
+    // made them — to measure what each costs an ingest (searches then scan: a measurement
+    // aid only).
+    let dropped = arg("--drop-index", "");
+    if let (false, None) = (dropped.is_empty(), &pg) {
+        let db = work.join("ingest-sqlite/data/collector.db");
+        let c = rusqlite::Connection::open(db).unwrap();
+        for name in dropped.split(',') {
+            c.execute_batch(&format!("DROP INDEX {name}")).unwrap();
+        }
+    }
     // `--window-index plain`: PostgreSQL's window index as it was before the covering one
     // (`findings_window_cover`), to measure what the included columns cost an ingest.
     let plain_window = arg("--window-index", "cover") == "plain";
@@ -617,7 +628,7 @@ fn ingest(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "ingest", "backend": backend, "agents": n_agents, "batch": batch, "secs": secs,
-            "rollup_off": rollup_off, "plain_window_index": plain_window,
+            "rollup_off": rollup_off, "dropped_indexes": dropped, "plain_window_index": plain_window,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),
             "requests": lat.len(), "stored": stored, "pg_profile": pg_profile,
