@@ -6,7 +6,8 @@
 //!   findings equal `findings`), checked again and again while ingests, two folders (two
 //!   replicas on PostgreSQL) and deletes run at once; afterwards every report equals the raw
 //!   query's, before and after the last fold.
-//! - A folder finding the fold lock taken (the other replica folds) does nothing.
+//! - A folder finding the fold lock taken (the other replica folds) does nothing; an ingest
+//!   past twice the bound then is refused (`FoldBehind`).
 //! - A flood from one host with no folder running: what waits stays within the bound plus one
 //!   batch (ingests fold themselves); with the fold failing, an ingest past the bound is
 //!   refused (`FoldBacklog`) and nothing more waits; once the fold works again it catches up.
@@ -318,9 +319,17 @@ fn postgres_folder_skips_while_the_other_replica_folds() {
     let out = s.fold_rollup(100).unwrap();
     assert!(out.busy && out.folded == 0, "{out:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "it did not wait");
+    // Past twice the bound while the other holds the lock (stuck or slow): refused.
+    s.set_fold_bound(10);
+    match ingest(&s, 0, 1, 5) {
+        Err(StoreError::FoldBehind { pending }) => assert_eq!(pending, 20),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.count_findings().unwrap(), 20, "nothing of it stored");
     tx.rollback().unwrap();
+    assert_eq!(ingest(&s, 0, 1, 5).unwrap(), 5);
     let out = s.fold_rollup(100).unwrap();
-    assert_eq!((out.busy, out.folded, out.pending), (false, 20, 0));
+    assert_eq!((out.busy, out.pending), (false, 0));
 }
 
 #[test]

@@ -63,7 +63,7 @@ impl From<StoreError> for ApiError {
                 message: e.to_string(),
             },
             // The roll-up's fold is failing past its bound: the agent keeps the batch.
-            StoreError::FoldBacklog { .. } => ApiError::Busy {
+            StoreError::FoldBacklog { .. } | StoreError::FoldBehind { .. } => ApiError::Busy {
                 message: e.to_string(),
                 retry_after_s: 30,
             },

@@ -66,9 +66,13 @@ impl<B: Backend> SqlStore<B> {
                         &[],
                     )?;
                     if got.first().map(|r| r.i64(0)).transpose()? != Some(1) {
+                        // Another replica folds: what waits, for this store's estimate.
+                        let (pending, oldest_received_ms) = waiting(tx, dialect)?;
                         return Ok(FoldOutcome {
                             busy: true,
-                            ..FoldOutcome::default()
+                            folded: 0,
+                            pending,
+                            oldest_received_ms,
                         });
                     }
                     let r = tx.query(
@@ -94,9 +98,7 @@ impl<B: Backend> SqlStore<B> {
                 oldest_received_ms,
             })
         })?;
-        if !out.busy {
-            self.fold.waiting.store(out.pending, Ordering::Relaxed);
-        }
+        self.fold.waiting.store(out.pending, Ordering::Relaxed);
         Ok(out)
     }
 
@@ -108,6 +110,13 @@ impl<B: Backend> SqlStore<B> {
             return Ok(());
         }
         match self.fold_rollup_now(FOLD_ROWS) {
+            // Another replica holds the fold lock; past twice the bound it is not keeping up
+            // (or is stuck): refuse rather than grow.
+            Ok(out) if out.busy && out.pending >= self.fold.bound.load(Ordering::Relaxed) * 2 => {
+                Err(StoreError::FoldBehind {
+                    pending: out.pending,
+                })
+            }
             Ok(_) => Ok(()),
             Err(source) => Err(StoreError::FoldBacklog {
                 pending: waiting,

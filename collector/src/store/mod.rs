@@ -97,6 +97,10 @@ pub enum StoreError {
         #[source]
         source: Box<StoreError>,
     },
+    /// `pending` findings wait for the roll-up's fold, twice its bound, and another replica
+    /// holds the fold lock: the batch is refused (retry later).
+    #[error("{pending} findings wait for the roll-up's fold, which another replica holds")]
+    FoldBehind { pending: u64 },
 }
 
 /// A person's API token as stored (the token itself is never stored, only its SHA-256).

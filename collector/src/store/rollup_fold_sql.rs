@@ -245,17 +245,20 @@ pub(in crate::store) const POSTGRES_FOLD_MIGRATION: &str = concat!(
      JOIN findings f ON f.seq = p.seq;\n",
     // The fold (the caller holds the fold lock): returns the pending rows drained and the
     // findings folded (a finding deleted meanwhile has no row left to fold). `lim` NULL: all.
-    // (The drained `seq`s as an array: `= ANY` reads `findings` by its primary key; a join
-    // with the CTE was planned as a scan of the whole table.)
+    // The `seq`s to drain are read first, as an array, then deleted and their findings read
+    // by `= ANY` (primary keys), each statement planned for its actual values (`EXECUTE`):
+    // with a cached generic plan, or joins with the drained rows, PostgreSQL chose scans of
+    // the whole pending table or of `findings` — a 20,000-row fold ran for over 20 s at
+    // 450,000 rows pending (BENCHMARKS.md).
     "CREATE FUNCTION shadowai_rollup_fold(lim BIGINT, OUT drained BIGINT, OUT folded BIGINT) \
      LANGUAGE plpgsql AS $f$ DECLARE seqs BIGINT[]; BEGIN\n",
-    "WITH p AS (DELETE FROM finding_rollup_pending WHERE seq IN (SELECT seq FROM \
-     finding_rollup_pending ORDER BY seq LIMIT lim) RETURNING seq) \
-     SELECT COALESCE(array_agg(seq), '{}') INTO seqs FROM p;\n\
-     drained := cardinality(seqs);\n",
-    "INSERT INTO finding_fold_rows SELECT ",
+    "EXECUTE 'SELECT ARRAY(SELECT seq FROM finding_rollup_pending ORDER BY seq LIMIT $1)' \
+     INTO seqs USING lim;\n\
+     EXECUTE 'DELETE FROM finding_rollup_pending WHERE seq = ANY($1)' USING seqs;\n\
+     GET DIAGNOSTICS drained = ROW_COUNT;\n",
+    "EXECUTE 'INSERT INTO finding_fold_rows SELECT ",
     fold_columns!(),
-    " FROM findings f WHERE f.seq = ANY(seqs);\n\
+    " FROM findings f WHERE f.seq = ANY($1)' USING seqs;\n\
      GET DIAGNOSTICS folded = ROW_COUNT;\n",
     "DELETE FROM finding_fold_rows;\nEND $f$;\n",
     "CREATE FUNCTION shadowai_rollup_fold_all() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN\n",
