@@ -481,27 +481,37 @@ fn ingest(work: &Path) {
         None => String::new(),
     };
     let c = Collector::start(work, &format!("ingest-{backend}"), &database);
-    // `--no-rollup yes`: the roll-up's insert triggers off (the daily roll-up and the per-day
-    // sums); `--no-rollup sums`: only the per-day sums' — to measure what they cost an ingest
-    // beside it in the same run (the reports are then wrong: a measurement aid only).
-    let triggers: &[&str] = match arg("--no-rollup", "").as_str() {
-        "yes" => &["finding_days_insert", "finding_sums_insert"],
-        "sums" => &["finding_sums_insert"],
-        _ => &[],
-    };
-    for t in triggers {
+    // `--no-rollup yes`: nothing recorded for the roll-up's fold and nothing folded
+    // (PostgreSQL: the pending table's insert trigger dropped; SQLite: the fold's watermark
+    // moved past any finding) — to measure what keeping the roll-up costs an ingest beside
+    // it in the same run (the reports are then wrong: a measurement aid only).
+    let rollup_off = arg("--no-rollup", "") == "yes";
+    if rollup_off {
         match &pg {
             Some(pg) => pg
                 .client("bench")
-                .batch_execute(&format!("ALTER TABLE findings DISABLE TRIGGER {t}"))
+                .batch_execute("DROP TRIGGER finding_rollup_pending_insert ON findings")
                 .unwrap(),
             None => {
                 let db = work.join("ingest-sqlite/data/collector.db");
                 rusqlite::Connection::open(db)
                     .unwrap()
-                    .execute_batch(&format!("DROP TRIGGER {t}"))
+                    .execute_batch(
+                        "UPDATE finding_rollup_fold SET folded_seq = 9223372036854775807",
+                    )
                     .unwrap();
             }
+        }
+    }
+    // `--drop-index a,b` (SQLite): those indexes on `findings` dropped once the collector
+    // made them — to measure what each costs an ingest (searches then scan: a measurement
+    // aid only).
+    let dropped = arg("--drop-index", "");
+    if let (false, None) = (dropped.is_empty(), &pg) {
+        let db = work.join("ingest-sqlite/data/collector.db");
+        let c = rusqlite::Connection::open(db).unwrap();
+        for name in dropped.split(',') {
+            c.execute_batch(&format!("DROP INDEX {name}")).unwrap();
         }
     }
     // `--window-index plain`: PostgreSQL's window index as it was before the covering one
@@ -618,7 +628,7 @@ fn ingest(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "ingest", "backend": backend, "agents": n_agents, "batch": batch, "secs": secs,
-            "triggers_off": triggers, "plain_window_index": plain_window,
+            "rollup_off": rollup_off, "dropped_indexes": dropped, "plain_window_index": plain_window,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),
             "requests": lat.len(), "stored": stored, "pg_profile": pg_profile,

@@ -320,6 +320,12 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
             metrics.audit_heads_forwarded.clone(),
         ));
     }
+    // The roll-up's background folder (issue 14), one per collector process.
+    tokio::spawn(crate::rollup_folder::run(
+        store.clone(),
+        metrics.rollup_fold.clone(),
+        crate::rollup_folder::FolderConfig::default(),
+    ));
     let state = Arc::new(AppState {
         store,
         metrics,

@@ -19,6 +19,7 @@ pub mod impact;
 pub mod risk;
 pub mod rollout_agents;
 pub mod rollout_guard;
+pub mod rollup_folder;
 pub mod server;
 pub mod siem;
 pub mod store;

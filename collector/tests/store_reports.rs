@@ -520,15 +520,17 @@ fn sqlite_migration_backfills_first_uses() {
         ingest(&s, "agt-a", "b", vec![f], T0);
     }
     // Undo what the report migration made (and the outbox, catalogue-proposal, roll-up,
-    // day-sums, totals and report-index migrations after it: every migration appended later must be undone here too; the
+    // day-sums, totals, report-index and fold migrations after it: every migration appended later must be undone here too; the
     // roll-up's back-fill then runs over the old rows), as if the rows came
     // from the schema before them.
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch(
-        "DROP TRIGGER finding_sums_insert; DROP TRIGGER finding_sums_delete; \
+        "DROP VIEW findings_unfolded; DROP TRIGGER finding_rollup_fold_delete; \
+         DROP TABLE finding_rollup_fold; \
+         DROP TRIGGER finding_sums_delete; \
          DROP TABLE finding_day_sums; DROP TABLE finding_day_pending; DROP TABLE finding_day_hosts; \
          DROP TABLE finding_day_users; \
-         DROP TRIGGER finding_days_insert; DROP TRIGGER finding_days_delete; \
+         DROP TRIGGER finding_days_delete; \
          DROP TRIGGER findings_immutable; DROP TABLE finding_days; DROP TABLE finding_keys; \
          DROP INDEX findings_long; \
          DELETE FROM first_uses; DELETE FROM alert_keys; DELETE FROM alerts; \
@@ -538,7 +540,7 @@ fn sqlite_migration_backfills_first_uses() {
          ALTER TABLE findings DROP COLUMN policy_version; ALTER TABLE findings DROP COLUMN layer; \
          ALTER TABLE findings DROP COLUMN grp; \
          DROP TABLE alert_outbox; DROP TABLE alert_budget; DROP TABLE catalogue_proposals; \
-         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 6;",
+         DELETE FROM schema_version WHERE version >= (SELECT MAX(version) FROM schema_version) - 7;",
     )
     .unwrap();
     drop(c);

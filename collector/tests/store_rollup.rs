@@ -371,6 +371,18 @@ fn sums_are_read(s: &dyn Store, sql: &dyn Fn(&str) -> Result<u64, String>) {
     sql("UPDATE finding_day_pending SET hosts = hosts - 1000").unwrap();
 }
 
+/// Folds everything waiting (in bounded folds).
+fn fold_all(s: &dyn Store) {
+    for _ in 0..1_000 {
+        let out = s.fold_rollup(shadowai_collector::store::FOLD_ROWS).unwrap();
+        assert!(!out.busy, "no other folder runs here");
+        if out.pending == 0 {
+            return;
+        }
+    }
+    panic!("the fold made no progress in 1,000 folds");
+}
+
 fn suite(
     s: &dyn Store,
     set_rollup: &dyn Fn(bool),
@@ -379,9 +391,51 @@ fn suite(
 ) {
     let all = load(s, 0x5eed_1234_abcd_0001);
     flood(s);
-    let nonempty = compare(s, set_rollup, 7, "after ingest");
+    // Nothing folded yet: the reports read the unfolded findings.
+    let nonempty = compare(s, set_rollup, 7, "after ingest, before any fold");
     assert!(nonempty > 20, "most filters select something ({nonempty})");
+    // Part folded (the fold is bounded), then all.
+    let out = s.fold_rollup(300).unwrap();
+    assert_eq!(out.folded, 300);
+    assert_eq!(out.pending, all.len() as u64 + 340 - 300);
+    compare(s, set_rollup, 7, "part folded");
+    fold_all(s);
+    compare(s, set_rollup, 7, "all folded");
     sums_are_read(s, sql);
+    // Findings ingested and deleted before their fold, beside folded ones.
+    let pre: Vec<Finding> = all
+        .iter()
+        .filter(|f| f.host_id == host(2))
+        .take(12)
+        .map(|f| {
+            let mut f = f.clone();
+            f.id = format!("pre-{}", f.id);
+            f
+        })
+        .collect();
+    let ack = s
+        .ingest(
+            "agt-2",
+            &IngestBatch {
+                batch_id: "pre".into(),
+                findings: pre.clone(),
+            },
+            T0,
+        )
+        .unwrap();
+    assert_eq!(ack.accepted, 12);
+    compare(s, set_rollup, 11, "folded and unfolded");
+    let n = sql(&format!(
+        "DELETE FROM findings WHERE id IN ({})",
+        pre.iter()
+            .step_by(2)
+            .map(|f| format!("'{}'", f.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .unwrap();
+    assert_eq!(n, 6);
+    compare(s, set_rollup, 12, "unfolded findings deleted");
     // Deletes (retention, an admin's clean-up) keep the roll-up exact.
     let victims: Vec<String> = all
         .iter()
@@ -438,7 +492,9 @@ fn suite(
         .unwrap();
     assert_eq!(ack.accepted, 10);
     compare(s, set_rollup, 9, "after more ingest");
-    // The migration's back-fill of the per-day sums gives what the triggers kept.
+    fold_all(s);
+    compare(s, set_rollup, 9, "after more ingest, folded");
+    // The migration's back-fill of the per-day sums gives what the folds kept.
     let kept = serde_json::to_value(s.trend_by(&FindingQuery::default(), Bucket::Day).unwrap());
     for t in [
         "finding_day_sums",

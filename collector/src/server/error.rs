@@ -62,6 +62,11 @@ impl From<StoreError> for ApiError {
             StoreError::SelfApproval { .. } => ApiError::Forbidden {
                 message: e.to_string(),
             },
+            // The roll-up's fold is failing past its bound: the agent keeps the batch.
+            StoreError::FoldBacklog { .. } | StoreError::FoldBehind { .. } => ApiError::Busy {
+                message: e.to_string(),
+                retry_after_s: 30,
+            },
             other => ApiError::Store { source: other },
         }
     }

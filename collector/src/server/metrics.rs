@@ -53,6 +53,8 @@ pub struct Metrics {
     /// soc: host identity conflicts and alert floods raised as notices; audit heads sent.
     pub notices_raised: Counter,
     pub audit_heads_forwarded: Counter,
+    /// The roll-up's fold (`crate::rollup_folder`).
+    pub rollup_fold: crate::rollup_folder::FoldMetrics,
     siem_seen: Mutex<crate::siem::SinkTotals>,
 }
 
@@ -88,6 +90,7 @@ impl Metrics {
             alerts_suppressed: Counter::default(),
             notices_raised: Counter::default(),
             audit_heads_forwarded: Counter::default(),
+            rollup_fold: Default::default(),
             siem_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
@@ -101,6 +104,7 @@ impl Metrics {
             "Approved catalogue entries left out of the served catalogue because they no longer load with the shipped one",
             m.catalogue_overlay_refused.clone(),
         );
+        m.rollup_fold.register(&mut r);
         r.register(
             "http_requests",
             "HTTP requests by route template and status",

@@ -12,6 +12,8 @@ mod known_keys;
 pub mod postgres;
 mod report_index;
 pub use report_index::WINDOW_COVER_INDEX;
+mod fold;
+pub use fold::{FOLD_ROWS, FoldOutcome, PENDING_BOUND};
 mod rollup;
 pub mod rollup_sql;
 pub mod rollup_sums;
@@ -87,6 +89,18 @@ pub enum StoreError {
     /// The writer running this batch's group stopped (panicked) before answering it.
     #[error("the writer of this batch's transaction stopped before committing it")]
     GroupAborted,
+    /// About `pending` findings wait for the roll-up's fold and the fold an ingest runs
+    /// then failed: the batch is refused (retry later) so what waits stays bounded.
+    #[error("{pending} findings wait for the roll-up's fold, which failed: {source}")]
+    FoldBacklog {
+        pending: u64,
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// `pending` findings wait for the roll-up's fold, twice its bound, and another replica
+    /// holds the fold lock: the batch is refused (retry later).
+    #[error("{pending} findings wait for the roll-up's fold, which another replica holds")]
+    FoldBehind { pending: u64 },
 }
 
 /// A person's API token as stored (the token itself is never stored, only its SHA-256).
@@ -365,6 +379,8 @@ pub trait Store:
     /// First-use alerts, newest first, below `before` (an alert id).
     fn alerts(&self, before: Option<i64>, limit: u32) -> Result<AlertPage, StoreError>;
     fn count_findings(&self) -> Result<u64, StoreError>;
+    /// Adds up to `max_rows` findings not yet in the daily roll-up to it (`fold.rs`).
+    fn fold_rollup(&self, max_rows: u64) -> Result<FoldOutcome, StoreError>;
 
     // ---- sessions: inventory of AI agents at work (issue 12) ----
     /// Stores a host's inventory report; returns the items written.

@@ -189,6 +189,8 @@ CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
     // 2.1 s of the 7-day hour trend at 10 M rows on a cold cache (bench/REPORT.md 5b) ----
     "CREATE STATISTICS findings_window_len ON (window_end_ms - window_start_ms) FROM findings;\n\
      ANALYZE findings;\n",
+    // ---- fold: the roll-up kept off the ingest statement (issue 14) ----
+    super::rollup_sql::POSTGRES_FOLD_MIGRATION,
 ];
 
 pub struct Postgres {

@@ -132,7 +132,7 @@ pub(super) fn hour_trend(
 const HOST_IDS_MAX: usize = 256;
 
 /// For a search by host: ` AND host_id IN (…)` with the host ids that ever had `host` as id
-/// or name (from `finding_keys`); `""` when more than [`HOST_IDS_MAX`] hosts had it (the
+/// or name (from `finding_keys` and the findings not folded into it yet); `""` when more than [`HOST_IDS_MAX`] hosts had it (the
 /// plain condition alone); `None` when no finding can match (no such host).
 pub(super) fn host_ids(
     tx: &mut dyn Tx,
@@ -143,7 +143,8 @@ pub(super) fn host_ids(
         "finding_keys",
         &format!(
             "SELECT host_id FROM finding_keys WHERE host_id = $1 UNION \
-             SELECT host_id FROM finding_keys WHERE hostname = $1 LIMIT {}",
+             SELECT host_id FROM finding_keys WHERE hostname = $1 UNION \
+             SELECT host_id FROM findings_unfolded WHERE host_id = $1 OR hostname = $1 LIMIT {}",
             HOST_IDS_MAX + 1
         ),
         &[host.into()],

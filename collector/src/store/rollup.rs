@@ -16,6 +16,12 @@
 //! ones by the partial index `findings_long`. So the numbers are the raw query's, exactly.
 //! Reports that read raw findings only (hour buckets, container filters, ranges without a
 //! whole day) find them the same way when the range has a start.
+//!
+//! The roll-up holds the findings folded so far (`fold.rs`); the rest are in the view
+//! `findings_unfolded`. Every read of the roll-up adds the unfolded findings of the same
+//! whole days (rows and keys add up; the day trend counts a host or user of an unfolded
+//! finding only when the per-day sums do not hold it yet). A fold moves findings from the view
+//! to the roll-up in one transaction, so one statement sees each finding exactly once.
 
 use super::FindingFilter;
 use super::rows::V;
@@ -80,7 +86,25 @@ pub(super) fn totals(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> St
         return rows(f, DAY_MS, rollup, params);
     }
     let keyed = where_clause(f, params);
-    format!("SELECT {KEY}, 0 AS b, {DAY_MEASURES} FROM finding_keys WHERE {keyed}")
+    format!(
+        "SELECT {KEY}, 0 AS b, {DAY_MEASURES} FROM finding_keys WHERE {keyed} UNION ALL \
+         SELECT {RAW_KEY}, 0 AS b, {RAW_MEASURES} FROM {UNFOLDED} WHERE {keyed}"
+    )
+}
+
+/// The findings not folded into the roll-up yet (`rollup_fold_sql.rs`).
+const UNFOLDED: &str = "findings_unfolded";
+
+/// ` AND` the window starts in the whole days `[lo, hi)` (`l`, `h`: their parameters).
+fn in_days(l: Option<&String>, h: Option<&String>) -> String {
+    let mut out = String::new();
+    if let Some(l) = l {
+        out.push_str(&format!(" AND window_start_ms >= {l} * {DAY_MS}"));
+    }
+    if let Some(h) = h {
+        out.push_str(&format!(" AND window_start_ms < {h} * {DAY_MS}"));
+    }
+    out
 }
 
 /// SQL for `FROM (…)` reading the key columns of the findings `f` selects (repeats allowed).
@@ -89,13 +113,14 @@ pub(super) fn keys(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) -> Stri
 }
 
 fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> String {
-    let raw = |cond: &str| match kind {
+    let raw_from = |table: &str, cond: &str| match kind {
         Kind::Rows { bucket_ms } => format!(
-            "SELECT {RAW_KEY}, window_start_ms / {bucket_ms} AS b, {RAW_MEASURES} FROM findings \
+            "SELECT {RAW_KEY}, window_start_ms / {bucket_ms} AS b, {RAW_MEASURES} FROM {table} \
              WHERE {cond}"
         ),
-        Kind::Keys => format!("SELECT {RAW_KEY} FROM findings WHERE {cond}"),
+        Kind::Keys => format!("SELECT {RAW_KEY} FROM {table} WHERE {cond}"),
     };
+    let raw = |cond: &str| raw_from("findings", cond);
     // The container is not part of the roll-up's key; hours are finer than its days.
     let finer = matches!(kind, Kind::Rows { bucket_ms } if bucket_ms != DAY_MS);
     let days = whole_days(f.from_ms, f.to_ms).filter(|_| rollup && f.container.is_none() && !finer);
@@ -114,6 +139,10 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
         params,
     );
     let (l, h) = (lo.map(|l| add(params, l)), hi.map(|h| add(params, h)));
+    let unfolded = raw_from(
+        UNFOLDED,
+        &format!("{keyed}{}", in_days(l.as_ref(), h.as_ref())),
+    );
     let mut parts = vec![match kind {
         Kind::Rows { .. } => {
             let range = match (&l, &h) {
@@ -139,6 +168,7 @@ fn source(f: &FindingFilter, kind: Kind, rollup: bool, params: &mut Vec<V>) -> S
             format!("SELECT {KEY} FROM finding_keys WHERE {keyed}{range}")
         }
     }];
+    parts.push(unfolded);
     parts.extend(edges(f, &raw, (lo, hi), params));
     parts.join(" UNION ALL ")
 }
@@ -213,17 +243,34 @@ pub(super) fn day_trend(f: &FindingFilter, rollup: bool, params: &mut Vec<V>) ->
         return None;
     }
     let (lo, hi) = whole_days(f.from_ms, f.to_ms)?;
+    let (l, h) = (lo.map(|l| add(params, l)), hi.map(|h| add(params, h)));
     let mut range = String::new();
-    if let Some(l) = lo {
-        range.push_str(&format!(" AND day >= {}", add(params, l)));
+    if let Some(l) = &l {
+        range.push_str(&format!(" AND day >= {l}"));
     }
-    if let Some(h) = hi {
-        range.push_str(&format!(" AND day < {}", add(params, h)));
+    if let Some(h) = &h {
+        range.push_str(&format!(" AND day < {h}"));
     }
+    // Unfolded findings add their events and bytes, and each host (user) the sums do not
+    // hold yet for its day, service and verdict (a helper row exists for every one they do).
+    let new_in = |table: &str, col: &str| {
+        format!(
+            "COUNT(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM {table} x WHERE x.day = u.b \
+             AND x.service_id = u.service_id AND x.verdict = u.verdict AND x.{col} = u.{col}) \
+             THEN u.{col} END)"
+        )
+    };
     let mut sql = format!(
         "SELECT day AS b, service_id, verdict, events, hosts, users, bytes_out \
          FROM finding_day_sums WHERE 1 = 1{range} UNION ALL SELECT day, service_id, verdict, \
-         events, hosts, users, bytes_out FROM finding_day_pending WHERE 1 = 1{range}"
+         events, hosts, users, bytes_out FROM finding_day_pending WHERE 1 = 1{range} \
+         UNION ALL SELECT b, service_id, verdict, SUM(count), {}, {}, \
+         COALESCE(SUM(bytes_out), 0) FROM (SELECT window_start_ms / {DAY_MS} AS b, service_id, \
+         verdict, host_id, user_name, count, bytes_out FROM {UNFOLDED} WHERE 1 = 1{}) u \
+         GROUP BY b, service_id, verdict",
+        new_in("finding_day_hosts", "host_id"),
+        new_in("finding_day_users", "user_name"),
+        in_days(l.as_ref(), h.as_ref())
     );
     let raw = |cond: &str| {
         format!(

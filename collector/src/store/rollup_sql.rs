@@ -464,3 +464,11 @@ pub(super) const DAYS_OF_KEY: &str = key_eq!("d", "finding_keys");
 mod totals;
 pub use totals::{POSTGRES_TOTALS_BACKFILL, SQLITE_TOTALS_BACKFILL};
 pub(super) use totals::{POSTGRES_TOTALS_MIGRATION, SQLITE_TOTALS_MIGRATION};
+
+// The fold that keeps the roll-up off the ingest statement (a later migration).
+#[path = "rollup_fold_sql.rs"]
+mod fold_sql;
+pub(super) use fold_sql::{
+    POSTGRES_FOLD_MIGRATION, POSTGRES_TRY_LOCK, SQLITE_FOLD, SQLITE_FOLD_MIGRATION,
+    SQLITE_FOLD_ROWS,
+};

@@ -223,6 +223,34 @@ macro_rules! dsv_eq {
     };
 }
 
+/// PostgreSQL: the pending deltas folded into `finding_day_sums` (under the fold lock).
+macro_rules! pg_pending_fold {
+    () => {
+        concat!(
+            "WITH p AS (DELETE FROM finding_day_pending RETURNING *) \
+     INSERT INTO finding_day_sums AS t (day, service_id, verdict, hosts, users, events, \
+     bytes_out) SELECT day, service_id, verdict, SUM(hosts), SUM(users), \
+     LEAST(SUM(events), ",
+            big!(),
+            "), LEAST(SUM(bytes_out), ",
+            big!(),
+            ") FROM p \
+     GROUP BY day, service_id, verdict ORDER BY 1, 2, 3 \
+     ON CONFLICT (day, service_id, verdict) DO UPDATE SET hosts = t.hosts + excluded.hosts, \
+     users = t.users + excluded.users, \
+     events = LEAST(t.events::NUMERIC + excluded.events, ",
+            big!(),
+            "), \
+     bytes_out = LEAST(t.bytes_out::NUMERIC + excluded.bytes_out, ",
+            big!(),
+            ")"
+        )
+    };
+}
+
+/// The pending deltas folded into the sums: each roll-up fold runs it (`fold.rs`).
+pub(super) const POSTGRES_PENDING_FOLD: &str = pg_pending_fold!();
+
 /// PostgreSQL: statement-level triggers over the transition tables; see the module's doc.
 macro_rules! postgres_triggers {
     () => { concat!(
@@ -245,15 +273,8 @@ macro_rules! postgres_triggers {
     "), LEAST(SUM(bytes_out), ", big!(), ") FROM d GROUP BY day, service_id, verdict;\n",
     "IF nextval('finding_day_fold_seq') % 32 = 0 AND pg_try_advisory_xact_lock(", fold_lock!(),
     ") THEN\n",
-    "WITH p AS (DELETE FROM finding_day_pending RETURNING *) \
-     INSERT INTO finding_day_sums AS t (day, service_id, verdict, hosts, users, events, \
-     bytes_out) SELECT day, service_id, verdict, SUM(hosts), SUM(users), \
-     LEAST(SUM(events), ", big!(), "), LEAST(SUM(bytes_out), ", big!(), ") FROM p \
-     GROUP BY day, service_id, verdict ORDER BY 1, 2, 3 \
-     ON CONFLICT (day, service_id, verdict) DO UPDATE SET hosts = t.hosts + excluded.hosts, \
-     users = t.users + excluded.users, \
-     events = LEAST(t.events::NUMERIC + excluded.events, ", big!(), "), \
-     bytes_out = LEAST(t.bytes_out::NUMERIC + excluded.bytes_out, ", big!(), ");\n",
+    pg_pending_fold!(),
+    ";\n",
     "END IF;\nRETURN NULL; END $f$;\n",
     "CREATE TRIGGER finding_sums_insert AFTER INSERT ON findings REFERENCING NEW TABLE AS \
      new_rows FOR EACH STATEMENT EXECUTE FUNCTION shadowai_sums_insert();\n",

@@ -24,6 +24,8 @@ pub struct SqlStore<B: Backend> {
         super::sql_findings::IngestJob,
         super::sql_findings::Ingested,
     >,
+    /// Findings waiting for the roll-up's fold (`fold.rs`).
+    pub(super) fold: super::fold::FoldState,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -33,6 +35,7 @@ impl<B: Backend> SqlStore<B> {
             rollup: std::sync::atomic::AtomicBool::new(true),
             known: super::known_keys::KnownKeys::new(super::known_keys::CAPACITY),
             ingest_group: super::group_commit::Combiner::default(),
+            fold: super::fold::FoldState::default(),
         }
     }
 
@@ -659,6 +662,10 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn alerts(&self, before: Option<i64>, limit: u32) -> Result<AlertPage, StoreError> {
         self.alerts_page(before, limit)
+    }
+
+    fn fold_rollup(&self, max_rows: u64) -> Result<super::FoldOutcome, StoreError> {
+        self.fold_rollup_now(max_rows)
     }
 
     fn count_findings(&self) -> Result<u64, StoreError> {

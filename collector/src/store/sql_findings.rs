@@ -383,12 +383,18 @@ impl<B: Backend> SqlStore<B> {
         now_ms: i64,
     ) -> Result<Ingested, StoreError> {
         let mut job = IngestJob::new(agent_id, batch, policy, now_ms)?;
-        if self.backend.group_commit() {
-            return self.ingest_group.submit(job, |jobs| self.write_group(jobs));
-        }
-        let written = self.tx(|tx| write_batch(tx, &mut job, &self.known))?;
-        self.known.learn(written.noted.learned);
-        Ok((written.ack, written.noted.raised))
+        // Past the bound of findings waiting for the roll-up's fold, fold first (`fold.rs`).
+        self.fold_if_backlogged()?;
+        let out = if self.backend.group_commit() {
+            self.ingest_group
+                .submit(job, |jobs| self.write_group(jobs))?
+        } else {
+            let written = self.tx(|tx| write_batch(tx, &mut job, &self.known))?;
+            self.known.learn(written.noted.learned);
+            (written.ack, written.noted.raised)
+        };
+        self.fold_note_stored(out.0.accepted);
+        Ok(out)
     }
 
     /// One transaction for a group of batches, each behind a savepoint: a batch that fails

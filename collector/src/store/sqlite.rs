@@ -171,6 +171,8 @@ CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
     super::rollup_sql::SQLITE_TOTALS_MIGRATION,
     // ---- report indexes: the hour trend and one host's findings at fleet scale (issue 14) ----
     super::report_index::SQLITE_MIGRATION,
+    // ---- fold: the roll-up kept off the ingest statement (issue 14) ----
+    super::rollup_sql::SQLITE_FOLD_MIGRATION,
 ];
 
 pub struct Sqlite {
