@@ -106,6 +106,9 @@ struct Side {
     /// An earlier collector (`--collector-before`), else this build's.
     before: Option<std::path::PathBuf>,
     rate: Trials,
+    /// Acknowledged findings per second until the roll-up had folded them all (builds
+    /// that fold in the background; NaN for a build that rolls up in the insert).
+    sustained: Trials,
     p50: Trials,
     p99: Trials,
     exact: bool,
@@ -118,6 +121,7 @@ impl Side {
             store,
             before: before.map(std::path::Path::to_path_buf),
             rate: Trials::default(),
+            sustained: Trials::default(),
             p50: Trials::default(),
             p99: Trials::default(),
             exact: true,
@@ -141,6 +145,14 @@ impl Side {
         }
         let v = bench(ctx, &args)?;
         self.rate.push(f(&v, "findings_per_sec"));
+        // A build that rolls up inside the insert has nothing left to fold: its rate is
+        // already sustained.
+        let folded = f(&v, "folded_per_sec");
+        self.sustained.push(if folded.is_nan() {
+            f(&v, "findings_per_sec")
+        } else {
+            folded
+        });
         self.p50.push(f(&v, "p50_ms"));
         self.p99.push(f(&v, "p99_ms"));
         self.exact &= v["acked"] == v["stored"];
@@ -157,6 +169,7 @@ impl Side {
         vec![
             self.name(),
             self.rate.show(0),
+            self.sustained.show(0),
             self.p50.show(0),
             self.p99.show(0),
             self.errors.to_string(),
@@ -164,7 +177,7 @@ impl Side {
             format!(
                 "≥ {}: {}",
                 num(target, 0),
-                if self.rate.median() >= target {
+                if self.sustained.median() >= target {
                     "met"
                 } else {
                     "**missed**"
@@ -224,18 +237,24 @@ pub fn run(ctx: &Ctx) -> Result<String> {
          with `synchronous=FULL` (group commit: batches that arrive while a transaction is \
          written share the next COMMIT; each is answered after it); PostgreSQL 15 with \
          `fsync=on`, `synchronous_commit=on`, pool 8. Per-token/IP rate limits raised so the \
-         store is what is measured. *exact* = findings stored equal findings acknowledged. \
+         store is what is measured. *findings/s* = acknowledged (durable) findings per second \
+         of uploading; *sustained* = the same findings per second until the background roll-up \
+         fold had caught up with them too (uploads + catch-up), which the target is judged on. \
+         *exact* = findings stored equal findings acknowledged. \
          Load average {load_start} at the start, {load_end} at the end.\n\n",
         common.join(" "),
         ctx.trials,
         sides.iter().map(Side::name).collect::<Vec<_>>().join(", ")
     );
-    let sqlite_missed = sides.first().is_some_and(|s| s.rate.median() < 50_000.0);
+    let sqlite_missed = sides
+        .first()
+        .is_some_and(|s| s.sustained.median() < 50_000.0);
     let profile = sqlite_missed.then(|| profile_sqlite(ctx, &common));
     body.push_str(&table(
         &[
             "store",
             "findings/s",
+            "sustained findings/s (roll-up caught up)",
             "request p50 ms",
             "request p99 ms",
             "errors",
