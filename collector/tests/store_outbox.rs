@@ -237,6 +237,67 @@ fn sqlite_outbox_and_budgets() {
     suite(&shadowai_collector::store::sqlite::open(&dir.path().join("c.db")).unwrap());
 }
 
+/// Concurrent ingests of one host (replicas, or pool connections of one) share its hourly
+/// budget: together they raise no more alerts than it allows.
+fn concurrent_ingests_share_one_budget(s: &(dyn Store + Sync)) {
+    enroll(s, "agt-c", "host-c");
+    let p = AlertPolicy {
+        per_batch: 10,
+        per_host_per_hour: 10,
+        webhook: true,
+        outbox_cap: 10_000,
+    };
+    for round in 0..4i64 {
+        let now = T0 + round * HOUR + 1;
+        // The hour's budget row exists before the burst (one alert taken): a new row's
+        // concurrent inserts would queue behind each other anyway.
+        let first = ingest(
+            s,
+            "agt-c",
+            &format!("r{round}first"),
+            uses("host-c", &format!("r{round}first"), 1),
+            &p,
+            now,
+        );
+        assert_eq!(first.alerts.len(), 1);
+        let gate = std::sync::Barrier::new(8);
+        let raised: u64 = std::thread::scope(|sc| {
+            let runs: Vec<_> = (0..8)
+                .map(|i| {
+                    let (gate, p) = (&gate, &p);
+                    sc.spawn(move || {
+                        let tag = format!("r{round}b{i}");
+                        let fs = uses("host-c", &tag, 10);
+                        gate.wait();
+                        ingest(s, "agt-c", &tag, fs, p, now).alerts.len() as u64
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).sum()
+        });
+        assert_eq!(
+            raised, 9,
+            "round {round}: 8 concurrent batches of 10 new uses after 1 alert this hour"
+        );
+    }
+}
+
+#[test]
+fn sqlite_concurrent_ingests_share_one_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    concurrent_ingests_share_one_budget(
+        &shadowai_collector::store::sqlite::open(&dir.path().join("c.db")).unwrap(),
+    );
+}
+
+#[test]
+fn postgres_concurrent_ingests_share_one_budget() {
+    let pg = PgServer::start();
+    concurrent_ingests_share_one_budget(
+        &shadowai_collector::store::postgres::open(&pg.create_db("budget"), 8, None).unwrap(),
+    );
+}
+
 #[test]
 fn postgres_outbox_and_budgets() {
     let pg = PgServer::start();

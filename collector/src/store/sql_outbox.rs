@@ -157,9 +157,15 @@ pub(super) fn take_budget(
     now_ms: i64,
 ) -> Result<(u64, u64, bool), StoreError> {
     let window = hour_of(now_ms);
+    // DO UPDATE (to the same value), not DO NOTHING: it takes the row's lock before the
+    // read, so on PostgreSQL a concurrent ingest of the same host (another replica, another
+    // pool connection) waits here until this one commits and then reads what it took: the
+    // read-then-update below cannot hand out the same room twice, whatever else orders
+    // those ingests (`store_outbox.rs::*_concurrent_ingests_share_one_budget`).
     tx.exec(
         "INSERT INTO alert_budget (host_id, window_ms, raised, suppressed, noticed) \
-         VALUES ($1, $2, 0, 0, 0) ON CONFLICT (host_id, window_ms) DO NOTHING",
+         VALUES ($1, $2, 0, 0, 0) ON CONFLICT (host_id, window_ms) \
+         DO UPDATE SET raised = alert_budget.raised",
         &[host_id.into(), window.into()],
     )?;
     let rows = tx.query(
