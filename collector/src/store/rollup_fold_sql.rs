@@ -74,6 +74,18 @@ macro_rules! fold_sat_add {
     };
 }
 
+/// The end of a SQLite fold's upsert into `finding_days` or `finding_keys`: known bytes
+/// added, first/last seen and the names merged.
+macro_rules! merge_seen {
+    () => {
+        ", bytes_known = bytes_known + excluded.bytes_known, \
+         first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms), \
+         last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), \
+         service_name = MAX(service_name, excluded.service_name), \
+         vendor = MAX(vendor, excluded.vendor);\n"
+    };
+}
+
 /// The findings a SQLite fold reads: above the watermark, up to `$hi` (a parameter, or the
 /// newest `seq` when a delete folds everything).
 macro_rules! unfolded {
@@ -140,11 +152,7 @@ macro_rules! sqlite_fold {
             fold_sat_add!("bytes_out"),
             ", ",
             fold_sat_add!("bytes_in"),
-            ", bytes_known = bytes_known + excluded.bytes_known, \
-             first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms), \
-             last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), \
-             service_name = MAX(service_name, excluded.service_name), \
-             vendor = MAX(vendor, excluded.vendor);\n",
+            merge_seen!(),
             "INSERT INTO finding_keys (",
             key!(),
             ", first_day, last_day, findings, events, bytes_out, bytes_in, bytes_known, \
@@ -168,11 +176,7 @@ macro_rules! sqlite_fold {
             fold_sat_add!("bytes_out"),
             ", ",
             fold_sat_add!("bytes_in"),
-            ", bytes_known = bytes_known + excluded.bytes_known, \
-             first_seen_ms = MIN(first_seen_ms, excluded.first_seen_ms), \
-             last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms), \
-             service_name = MAX(service_name, excluded.service_name), \
-             vendor = MAX(vendor, excluded.vendor);\n",
+            merge_seen!(),
             "UPDATE finding_rollup_fold SET folded_seq = MAX(folded_seq, ",
             $hi,
             ");\n"
