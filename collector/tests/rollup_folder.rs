@@ -11,16 +11,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{finding, raw, start_server};
+use common::{finding, metric, start_server};
 use shadowai_api::{IngestBatch, Verdict};
 
 const T0: i64 = 1_763_769_600_000;
-
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_collector_folds_in_the_background_and_says_so() {
@@ -49,17 +43,9 @@ async fn the_collector_folds_in_the_background_and_says_so() {
             .unwrap();
         assert_eq!(ack.accepted, 100);
     }
-    let http = raw();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = http
-            .get(format!("{}/metrics", srv.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = srv.metrics_text().await;
         let folded = metric(&text, "shadowai_collector_rollup_folded_findings_total");
         let pending = metric(&text, "shadowai_collector_rollup_pending_findings");
         assert_eq!(

@@ -386,6 +386,25 @@ impl TestServer {
     pub fn count(&self) -> u64 {
         off_runtime(|| self.state.store.count_findings()).unwrap()
     }
+
+    /// The server's `/metrics` text (plain HTTP test servers).
+    pub async fn metrics_text(&self) -> String {
+        raw()
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The value of the sample `name` (with its labels, if any) in a `/metrics` text.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
 }
 
 /// A stable host key for a test host (64 hex digits, as the agent makes them).
