@@ -27,6 +27,20 @@ fn map() -> *mut core::ffi::c_void {
     core::ptr::from_ref(&SOCK_OWNER).cast_mut().cast()
 }
 
+/// The storage of socket `sk` (null when it has none and `create` is false, or the kernel
+/// could not allocate it); a new one is zeroed: pid 0, no owner, unmarked.
+#[inline(always)]
+fn storage(sk: *mut core::ffi::c_void, create: bool) -> *mut SockOwner {
+    let flags = if create {
+        BPF_SK_STORAGE_GET_F_CREATE.into()
+    } else {
+        0
+    };
+    // SAFETY: helper call with this program's map and a socket the caller's context gives
+    // it (full, for the program's duration); no initial value.
+    unsafe { bpf_sk_storage_get(map(), sk, core::ptr::null_mut(), flags) }.cast::<SockOwner>()
+}
+
 /// Records `owner` for the socket of a sock_addr hook: creates its storage on the socket's
 /// first connect()/sendmsg(), overwrites it in place after. `false`: the kernel could not
 /// allocate the storage (the event still carries the owner; its packets will not).
@@ -39,16 +53,7 @@ fn map() -> *mut core::ffi::c_void {
 pub fn record(ctx: &SockAddrContext, owner: &SockOwner, tcp: bool) -> bool {
     // SAFETY: `sk` of a sock_addr context is a full socket for the program's duration.
     let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
-    // SAFETY: helper call with this program's map and socket; no initial value (zeroed).
-    let slot = unsafe {
-        bpf_sk_storage_get(
-            map(),
-            sk.cast(),
-            core::ptr::null_mut(),
-            BPF_SK_STORAGE_GET_F_CREATE.into(),
-        )
-    }
-    .cast::<SockOwner>();
+    let slot = storage(sk.cast(), true);
     if slot.is_null() {
         return false;
     }
@@ -71,17 +76,8 @@ pub fn mark_counted(ctx: &SkBuffContext) -> bool {
     let Some(full) = full_socket(ctx) else {
         return false;
     };
-    // SAFETY: helper call with this program's map and a full socket; no initial value
-    // (a new storage is zeroed: pid 0, which `of_packet` reads as no owner).
-    let p = unsafe {
-        bpf_sk_storage_get(
-            map(),
-            full.cast(),
-            core::ptr::null_mut(),
-            BPF_SK_STORAGE_GET_F_CREATE.into(),
-        )
-    }
-    .cast::<SockOwner>();
+    // A new storage names no owner (pid 0), which `of_packet` reads as none.
+    let p = storage(full.cast(), true);
     if p.is_null() {
         return false;
     }
@@ -96,10 +92,10 @@ pub fn mark_counted(ctx: &SkBuffContext) -> bool {
 /// before a socket's first counters are inserted.
 #[inline(always)]
 pub fn uncounted(ctx: &SockContext) -> bool {
-    // SAFETY: the program's context is the socket itself, as the helper takes it here.
-    let p = unsafe { bpf_sk_storage_get(map(), ctx.sock.cast(), core::ptr::null_mut(), 0) };
+    // The program's context is the socket itself, as the helper takes it here.
+    let p = storage(ctx.sock.cast(), false);
     // SAFETY: non-null storage of this map holds a SockOwner while the program runs.
-    match unsafe { p.cast::<SockOwner>().as_ref() } {
+    match unsafe { p.as_ref() } {
         Some(o) => o.counted == 0,
         None => true,
     }
@@ -111,11 +107,10 @@ pub fn uncounted(ctx: &SockContext) -> bool {
 #[inline(always)]
 pub fn of_packet(ctx: &SkBuffContext) -> Option<&'static SockOwner> {
     let full = full_socket(ctx)?;
-    // SAFETY: lookup only (no create) on a full socket.
-    let p = unsafe { bpf_sk_storage_get(map(), full.cast(), core::ptr::null_mut(), 0) };
+    let p = storage(full.cast(), false);
     // SAFETY: non-null storage of this map holds a SockOwner while the program runs;
     // shared, read-only here.
-    unsafe { p.cast::<SockOwner>().as_ref() }.filter(|o| o.pid != 0)
+    unsafe { p.as_ref() }.filter(|o| o.pid != 0)
 }
 
 /// The packet's socket, if it is a full socket.
