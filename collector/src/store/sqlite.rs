@@ -208,6 +208,10 @@ pub fn open(path: &Path) -> Result<SqlStore<Sqlite>, StoreError> {
     // written back once per checkpoint, not once per few batches. Durability does not
     // change: every COMMIT still fsyncs its WAL frames (synchronous=FULL).
     conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    // Statement and savepoint journals in memory: each batch of a group commit sits behind
+    // its own savepoint, and every page it changes first is copied to that journal — to a
+    // temporary file by default (a write system call per page).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let mut backend = Sqlite {
         conn: Mutex::new(conn),
