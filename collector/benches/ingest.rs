@@ -69,7 +69,76 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn finding(id: String, host: &str, n: u64, window_start_ms: i64) -> Finding {
+/// What the simulated findings' roll-up keys (host, user, program, service, verdict,
+/// action, …) look like.
+#[derive(Clone, Copy, PartialEq)]
+enum Mix {
+    /// A host's day as agents report it: 2 users, 5 AI programs, each program talking to 2
+    /// services; a service's verdict is the policy's (one per service) and the action follows
+    /// it — 20 roll-up keys per host and day, every finding after the first 20 adds to one.
+    Fleet,
+    /// Every finding a new roll-up key (997 users, 17 programs, 12 services and 3 verdicts
+    /// per host, independent of each other): the roll-up's worst case, where its fold writes
+    /// as many rows as the ingest.
+    Distinct,
+}
+
+impl Mix {
+    fn parse(s: &str) -> Mix {
+        match s {
+            "fleet" => Mix::Fleet,
+            "distinct" => Mix::Distinct,
+            other => panic!("--mix {other}: expected fleet or distinct"),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mix::Fleet => "fleet",
+            Mix::Distinct => "distinct",
+        }
+    }
+}
+
+/// The AI programs of a [`Mix::Fleet`] host.
+const FLEET_EXES: [&str; 5] = [
+    "/usr/bin/node",
+    "/usr/bin/python3.11",
+    "/usr/bin/curl",
+    "/usr/lib/firefox/firefox",
+    "/usr/share/code/code",
+];
+
+/// Finding `n` of `host`'s upload: its user, program, service and verdict under `mix`.
+fn key_of(mix: Mix, host: &str, n: u64) -> (String, String, usize, Verdict) {
+    const VERDICTS: [Verdict; 4] = [
+        Verdict::Sanctioned,
+        Verdict::Tolerated,
+        Verdict::Unsanctioned,
+        Verdict::Blocked,
+    ];
+    match mix {
+        Mix::Fleet => {
+            let exe = n as usize % FLEET_EXES.len();
+            let service = (exe * 2 + (n as usize / FLEET_EXES.len()) % 2) % SERVICES.len();
+            (
+                format!("{host}-user{}", (n / 10) % 2),
+                FLEET_EXES[exe].to_owned(),
+                service,
+                VERDICTS[service % VERDICTS.len()],
+            )
+        }
+        Mix::Distinct => (
+            format!("user{}", n % 997),
+            format!("/usr/bin/app{}", n % 17),
+            n as usize % SERVICES.len(),
+            [Verdict::Unsanctioned, Verdict::Sanctioned, Verdict::Blocked][n as usize % 3],
+        ),
+    }
+}
+
+fn finding(mix: Mix, id: String, host: &str, n: u64, window_start_ms: i64) -> Finding {
+    let (user, exe, service, verdict) = key_of(mix, host, n);
     Finding {
         layer: None,
         policy_version: None,
@@ -84,22 +153,26 @@ fn finding(id: String, host: &str, n: u64, window_start_ms: i64) -> Finding {
         hostname: host.to_owned(),
         window_start_ms,
         window_end_ms: window_start_ms + 60_000,
-        service_id: SERVICES[n as usize % SERVICES.len()].to_owned(),
+        service_id: SERVICES[service].to_owned(),
         service_name: "Service".to_owned(),
         vendor: "Vendor".to_owned(),
         category: "chat_assistant".to_owned(),
         risk_score: 60,
-        verdict: [Verdict::Unsanctioned, Verdict::Sanctioned, Verdict::Blocked][n as usize % 3],
-        action: Action::Allowed,
+        verdict,
+        action: if verdict == Verdict::Blocked {
+            Action::Blocked
+        } else {
+            Action::Allowed
+        },
         rule: "catalogue".to_owned(),
         process: ProcessRef {
-            exe: format!("/usr/bin/app{}", n % 17),
+            exe,
             name: "app".to_owned(),
             exe_sha256: None,
             container_id: None,
             systemd_unit: None,
         },
-        user: format!("user{}", n % 997),
+        user,
         uid: 1000,
         count: 3,
         first_seen_ms: window_start_ms,
@@ -462,6 +535,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn ingest(work: &Path) {
     let backend = arg("--backend", "sqlite");
     let (n_agents, secs, batch) = (num("--agents", 64), num("--secs", 10), num("--batch", 500));
+    let mix = Mix::parse(&arg("--mix", "fleet"));
     // `--pg-profile yes`: statement statistics and session states sampled during the uploads.
     let profile = backend == "postgres" && arg("--pg-profile", "") == "yes";
     let pg = (backend == "postgres").then(|| {
@@ -550,6 +624,7 @@ fn ingest(work: &Path) {
                             findings: (0..batch)
                                 .map(|k| {
                                     finding(
+                                        mix,
                                         format!("{}-{n}-{k}", a.host),
                                         &a.host,
                                         n * batch + k,
@@ -642,7 +717,7 @@ fn ingest(work: &Path) {
         "{}",
         serde_json::json!({
             "mode": "ingest", "backend": backend, "agents": n_agents, "batch": batch, "secs": secs,
-            "rollup_off": rollup_off, "dropped_indexes": dropped, "plain_window_index": plain_window,
+            "rollup_off": rollup_off, "mix": mix.name(), "dropped_indexes": dropped, "plain_window_index": plain_window,
             "findings_per_sec": rate, "acked": acked, "errors": errors,
             "fold_drain_secs": drain, "folded_per_sec": folded_rate,
             "p50_ms": pct(&mut lat, 0.5), "p99_ms": pct(&mut lat, 0.99),

@@ -58,19 +58,25 @@ struct Seeded {
 /// The SQL expression of a seed row's `doc`: a complete Finding (the API parses it) with the
 /// row's values, as a concatenation of literal JSON pieces and the row's columns.
 fn doc_expr() -> String {
-    let template = serde_json::to_string(&finding("@ID@".into(), "@HOST@", 0, 111_111_111_111))
-        .unwrap()
-        .replace("\"@ID@\"", "to_json(id)::text")
-        .replace("\"@HOST@\"", "to_json(host_id)::text")
-        .replace(&format!("\"{}\"", SERVICES[0]), "to_json(service_id)::text")
-        .replace("\"user0\"", "to_json(user_name)::text")
-        .replace("\"/usr/bin/app0\"", "to_json(exe)::text")
-        .replace("\"unsanctioned\"", "to_json(verdict)::text")
-        .replace("\"allowed\"", "to_json(action)::text")
-        .replace("\"risk_score\":60", "\"risk_score\":risk_score::text")
-        .replace("111111171111", "window_end_ms::text")
-        .replace("111111111611", "last_seen_ms::text")
-        .replace("111111111111", "window_start_ms::text");
+    let template = serde_json::to_string(&finding(
+        super::Mix::Distinct,
+        "@ID@".into(),
+        "@HOST@",
+        0,
+        111_111_111_111,
+    ))
+    .unwrap()
+    .replace("\"@ID@\"", "to_json(id)::text")
+    .replace("\"@HOST@\"", "to_json(host_id)::text")
+    .replace(&format!("\"{}\"", SERVICES[0]), "to_json(service_id)::text")
+    .replace("\"user0\"", "to_json(user_name)::text")
+    .replace("\"/usr/bin/app0\"", "to_json(exe)::text")
+    .replace("\"unsanctioned\"", "to_json(verdict)::text")
+    .replace("\"allowed\"", "to_json(action)::text")
+    .replace("\"risk_score\":60", "\"risk_score\":risk_score::text")
+    .replace("111111171111", "window_end_ms::text")
+    .replace("111111111611", "last_seen_ms::text")
+    .replace("111111111111", "window_start_ms::text");
     let mut doc = String::from("''");
     let mut rest = template.as_str();
     let exprs = [
@@ -582,7 +588,15 @@ pub fn run(work: &Path) {
                     let body = gzip(&IngestBatch {
                         batch_id: format!("live-{i}"),
                         findings: (0..per)
-                            .map(|k| finding(format!("live-{i}-{k}"), &ag.host, k, now_ms()))
+                            .map(|k| {
+                                finding(
+                                    super::Mix::Distinct,
+                                    format!("live-{i}-{k}"),
+                                    &ag.host,
+                                    k,
+                                    now_ms(),
+                                )
+                            })
                             .collect(),
                     });
                     let mut replica = (i % 2) as usize;
