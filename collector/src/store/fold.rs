@@ -167,8 +167,8 @@ fn fold_sqlite(tx: &mut dyn Tx, limit: i64) -> Result<u64, StoreError> {
     let folded = n.first().map(|r| r.u64(0)).transpose()?.unwrap_or(0);
     let hi = [hi.into()];
     for stmt in [
-        super::rollup_sql::SQLITE_FOLD_ROWS,
-        super::rollup_sql::SQLITE_FOLD,
+        super::rollup_sql::SQLITE_FOLD_GROUPS,
+        super::rollup_sql::SQLITE_FOLD_GROUPED,
     ]
     .iter()
     .flat_map(|sql| sql.split(";\n"))

@@ -205,20 +205,95 @@ pub(in crate::store) const SQLITE_FOLD_MIGRATION: &str = concat!(
     "END;\n"
 );
 
-/// SQLite: the fold's narrow copy of the findings it folds (read once from `findings`, whose
-/// rows carry the ≈ 1 KB documents, instead of once per roll-up table).
-pub(in crate::store) const SQLITE_FOLD_ROWS: &str = concat!(
-    "CREATE TEMP TABLE IF NOT EXISTS finding_fold_rows AS SELECT ",
-    fold_columns!(),
-    " FROM findings WHERE 0;\nDELETE FROM temp.finding_fold_rows;\n\
-     INSERT INTO temp.finding_fold_rows SELECT ",
-    fold_columns!(),
-    " FROM findings WHERE seq > (SELECT folded_seq FROM finding_rollup_fold) AND seq <= $1;\n"
+/// SQLite: the fold's findings grouped once by day and roll-up key (`finding_days`' own
+/// grain) into a temporary table, one row per group with its sums. The fold's upserts then
+/// read these groups (a few per host and day) instead of every finding once per roll-up
+/// table: sorting the fold's findings by their eleven-column key was most of a fold. A
+/// group's sums cannot overflow (counts are at most 2^32, a fold adds at most 2^30
+/// findings; bytes saturate).
+pub(in crate::store) const SQLITE_FOLD_GROUPS: &str = concat!(
+    "CREATE TEMP TABLE IF NOT EXISTS finding_fold_groups (",
+    days_columns!(),
+    ");\nDELETE FROM temp.finding_fold_groups;\n\
+     INSERT INTO temp.finding_fold_groups (",
+    days_columns!(),
+    ") SELECT f.window_start_ms / 86400000, ",
+    key_of!("f"),
+    ", COUNT(*), SUM(f.count), ",
+    sat_sum!("COALESCE(f.bytes_out, 0)"),
+    ", ",
+    sat_sum!("COALESCE(f.bytes_in, 0)"),
+    ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), MAX(f.service_name), \
+     MAX(f.vendor)",
+    unfolded!("$1"),
+    "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12;\n"
 );
 
-/// SQLite: one bounded fold of `temp.finding_fold_rows` (`$1`: the last `seq` it folds).
-pub(in crate::store) const SQLITE_FOLD: &str =
-    sqlite_fold!(" FROM temp.finding_fold_rows f ", "$1");
+/// SQLite: one bounded fold of `temp.finding_fold_groups` (`$1`: the last `seq` it folds) —
+/// the same upserts, in the same order, as `sqlite_fold!` over the findings themselves.
+pub(in crate::store) const SQLITE_FOLD_GROUPED: &str = concat!(
+    "INSERT INTO finding_day_sums (day, service_id, verdict, hosts, users, events, bytes_out) \
+     SELECT g.day, g.service_id, g.verdict, \
+     COUNT(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM finding_day_hosts h WHERE \
+     h.day = g.day AND h.service_id = g.service_id AND h.verdict = g.verdict AND \
+     h.host_id = g.host_id) THEN g.host_id END), \
+     COUNT(DISTINCT CASE WHEN NOT EXISTS (SELECT 1 FROM finding_day_users u WHERE \
+     u.day = g.day AND u.service_id = g.service_id AND u.verdict = g.verdict AND \
+     u.user_name = g.user_name) THEN g.user_name END), ",
+    sat_sum!("g.events"),
+    ", ",
+    sat_sum!("g.bytes_out"),
+    " FROM temp.finding_fold_groups g GROUP BY 1, 2, 3 ON CONFLICT (day, service_id, verdict) \
+     DO UPDATE SET hosts = hosts + excluded.hosts, users = users + excluded.users, ",
+    fold_sat_add!("events"),
+    ", ",
+    fold_sat_add!("bytes_out"),
+    ";\n",
+    "INSERT INTO finding_day_hosts (day, service_id, verdict, host_id, findings) \
+     SELECT day, service_id, verdict, host_id, SUM(findings) FROM temp.finding_fold_groups \
+     GROUP BY 1, 2, 3, 4 ON CONFLICT (day, service_id, verdict, host_id) DO UPDATE SET \
+     findings = findings + excluded.findings;\n",
+    "INSERT INTO finding_day_users (day, service_id, verdict, user_name, findings) \
+     SELECT day, service_id, verdict, user_name, SUM(findings) FROM temp.finding_fold_groups \
+     GROUP BY 1, 2, 3, 4 ON CONFLICT (day, service_id, verdict, user_name) DO UPDATE SET \
+     findings = findings + excluded.findings;\n",
+    "INSERT INTO finding_days (",
+    days_columns!(),
+    ") SELECT ",
+    days_columns!(),
+    " FROM temp.finding_fold_groups WHERE 1 ON CONFLICT (",
+    key!(),
+    ", day) DO UPDATE SET findings = findings + excluded.findings, \
+     events = events + excluded.events, ",
+    fold_sat_add!("bytes_out"),
+    ", ",
+    fold_sat_add!("bytes_in"),
+    merge_seen!(),
+    "INSERT INTO finding_keys (",
+    key!(),
+    ", first_day, last_day, findings, events, bytes_out, bytes_in, bytes_known, \
+     first_seen_ms, last_seen_ms, service_name, vendor) SELECT ",
+    key!(),
+    ", MIN(day), MAX(day), SUM(findings), ",
+    sat_sum!("events"),
+    ", ",
+    sat_sum!("bytes_out"),
+    ", ",
+    sat_sum!("bytes_in"),
+    ", SUM(bytes_known), MIN(first_seen_ms), MAX(last_seen_ms), MAX(service_name), \
+     MAX(vendor) FROM temp.finding_fold_groups GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 \
+     ON CONFLICT (",
+    key!(),
+    ") DO UPDATE SET first_day = MIN(first_day, excluded.first_day), \
+     last_day = MAX(last_day, excluded.last_day), findings = findings + excluded.findings, ",
+    fold_sat_add!("events"),
+    ", ",
+    fold_sat_add!("bytes_out"),
+    ", ",
+    fold_sat_add!("bytes_in"),
+    merge_seen!(),
+    "UPDATE finding_rollup_fold SET folded_seq = MAX(folded_seq, $1);\n"
+);
 
 /// The fold lock: the per-day sums' advisory lock key (`rollup_sums.rs`), so a fold, the
 /// sums' own fold and a delete's recomputation never run at once.
