@@ -1,8 +1,10 @@
 //! Concurrent ingests on SQLite (group commit: batches queued behind a running transaction
-//! share the next one, each behind a savepoint) and on PostgreSQL (one transaction per batch
+//! share the next one; a batch that fails mid-write has the group written again with each
+//! batch behind a savepoint) and on PostgreSQL (one transaction per batch
 //! on a pool): every good batch is stored whole and answered with its own counts, a bad batch
-//! (revoked agent, a finding of another host, a reused batch id with other content) fails
-//! alone with its own error while the batches beside it commit, a retried batch is a replay,
+//! (revoked agent, a finding of another host, a reused batch id with other content, a row
+//! the store refuses after the batch's first rows were written) fails alone with its own
+//! error while the batches beside it commit, a retried batch is a replay,
 //! and every first use raises its alert exactly once however the batches were grouped —
 //! the first-use keys are kept right whether this process knew them already or not.
 #![allow(
@@ -76,11 +78,23 @@ fn ingest(s: &dyn Store, agent: &str, b: IngestBatch, p: &AlertPolicy) -> Sent {
     }
 }
 
+/// The kind of bad batch `k`.
+fn bad_kind(k: usize) -> usize {
+    (k / 4) % 4
+}
+
 /// A bad batch of host `h`, kind `k`: a finding of another host, or a reused batch id with
-/// other content, or one from the revoked agent.
+/// other content, or one from the revoked agent — all refused before anything is written —
+/// or one whose last finding the store refuses after the others were written (the test's
+/// `poison` trigger, standing for any write that fails mid-batch).
 fn bad(s: &dyn Store, h: usize, k: usize, p: &AlertPolicy) -> StoreError {
     let agent = format!("agt-{h}");
-    let result = match k % 3 {
+    let result = match bad_kind(k) {
+        3 => {
+            let mut b = batch(h, 2_000 + k);
+            b.findings[PER_BATCH - 1].id.push_str("-poison");
+            s.ingest_shared(&agent, Arc::new(b), p, T0)
+        }
         0 => {
             let mut b = batch(h, 1_000 + k);
             b.findings[PER_BATCH / 2].host_id = format!("host-{}", (h + 1) % HOSTS);
@@ -110,6 +124,16 @@ fn all_findings(s: &dyn Store) -> Vec<Finding> {
         }
     }
 }
+
+/// SQLite: the trigger that refuses a finding whose id ends in `-poison`.
+const SQLITE_POISON: &str = "CREATE TRIGGER poison BEFORE INSERT ON findings \
+    WHEN NEW.id LIKE '%-poison' BEGIN SELECT RAISE(ABORT, 'poisoned finding'); END;";
+
+/// PostgreSQL: the same.
+const POSTGRES_POISON: &str = "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS \
+    $$ BEGIN IF NEW.id LIKE '%-poison' THEN RAISE EXCEPTION 'poisoned finding'; END IF; \
+    RETURN NEW; END $$; CREATE TRIGGER poison BEFORE INSERT ON findings FOR EACH ROW \
+    EXECUTE FUNCTION poison();";
 
 fn suite(s: Arc<dyn Store>) {
     for h in 0..HOSTS {
@@ -174,10 +198,11 @@ fn suite(s: Arc<dyn Store>) {
             }
         }
         for (b, e) in bad_errors {
-            match (b % 3, &e) {
+            match (bad_kind(b), &e) {
                 (0, StoreError::InvalidState { .. })
                 | (1, StoreError::Conflict { .. })
                 | (2, StoreError::NotFound { .. }) => {}
+                (3, e) if format!("{e:?}").contains("poisoned finding") => {}
                 _ => panic!("bad batch {b}: unexpected error {e:?}"),
             }
         }
@@ -259,8 +284,12 @@ fn suite(s: Arc<dyn Store>) {
 #[test]
 fn sqlite_concurrent_ingests_share_commits_and_fail_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Arc::new(shadowai_collector::store::sqlite::open(&dir.path().join("c.db")).unwrap());
+    let path = dir.path().join("c.db");
+    let store = Arc::new(shadowai_collector::store::sqlite::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(SQLITE_POISON)
+        .unwrap();
     suite(store.clone());
     let (groups, batches) = store.ingest_group_stats();
     // Good, bad and late batches all went through group commit; eight writers at once
@@ -275,7 +304,11 @@ fn sqlite_concurrent_ingests_share_commits_and_fail_alone() {
 #[test]
 fn postgres_concurrent_ingests_fail_alone_and_alert_once() {
     let pg = PgServer::start();
-    suite(Arc::new(
-        shadowai_collector::store::postgres::open(&pg.create_db("concurrent"), 4, None).unwrap(),
-    ));
+    let url = pg.create_db("concurrent");
+    let store = shadowai_collector::store::postgres::open(&url, 4, None).unwrap();
+    postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap()
+        .batch_execute(POSTGRES_POISON)
+        .unwrap();
+    suite(Arc::new(store));
 }

@@ -1,7 +1,7 @@
 //! Group commit for a single-writer store (SQLite): ingests that arrive while a transaction
 //! is being written wait in a queue; the next writer takes every queued job at once, runs
-//! them in one transaction (each job behind its own savepoint, so one job's failure is only
-//! its own) and commits once, so many batches share one fsync. Every job is answered only
+//! them in one transaction (one job's failure is only its own: `sql_ingest_group.rs`) and
+//! commits once, so many batches share one fsync. Every job is answered only
 //! after that commit returned, so an acknowledged batch is on disk as before.
 //!
 //! There is no writer thread: the first caller that finds no group running leads the next

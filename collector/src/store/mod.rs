@@ -22,6 +22,7 @@ pub mod sql;
 pub mod sql_catalogue;
 pub mod sql_discovery;
 mod sql_findings;
+mod sql_ingest_group;
 pub use sql_findings::day_string;
 mod sql_identity;
 mod sql_inventory;

@@ -257,8 +257,8 @@ impl GroupJob for IngestJob {
 
 /// A written batch: its answer, and the first-use keys its transaction stored.
 pub(super) struct Written {
-    ack: IngestAck,
-    noted: Noted,
+    pub(super) ack: IngestAck,
+    pub(super) noted: Noted,
 }
 
 /// What an ingest answers.
@@ -266,11 +266,32 @@ pub(super) type Ingested = (IngestAck, Raised);
 
 /// Writes one batch in `tx`: idempotent by batch id (a replay answers what was stored, a
 /// reused id with other content is a conflict) and by finding id.
-fn write_batch(
+pub(super) fn write_batch(
     tx: &mut dyn Tx,
     job: &mut IngestJob,
     known: &KnownKeys,
 ) -> Result<Written, StoreError> {
+    match begin_batch(tx, job)? {
+        Begun::Replayed(w) => Ok(w),
+        Begun::Fresh { host_id, group } => write_fresh(tx, job, known, &host_id, group),
+    }
+}
+
+/// A batch past [`begin_batch`].
+pub(super) enum Begun {
+    /// Its id was stored before, with the same content: the answer then.
+    Replayed(Written),
+    /// Its id is new and now recorded: its findings are to be written.
+    Fresh {
+        host_id: String,
+        group: Option<String>,
+    },
+}
+
+/// The checks of a batch and the record of its id. An `Err` here has written nothing (the
+/// batch id's insert is the last statement and inserted no row when it is a replay), so a
+/// group commit needs no savepoint to answer it alone.
+pub(super) fn begin_batch(tx: &mut dyn Tx, job: &IngestJob) -> Result<Begun, StoreError> {
     let (agent_id, batch, now_ms) = (job.agent_id.as_str(), &*job.batch, job.now_ms);
     let agent = tx.query(
         "agents",
@@ -300,8 +321,20 @@ fn write_batch(
         ],
     )?;
     if fresh == 0 {
-        return replayed(tx, &host_id, batch, &job.content);
+        return replayed(tx, &host_id, batch, &job.content).map(Begun::Replayed);
     }
+    Ok(Begun::Fresh { host_id, group })
+}
+
+/// The findings of a batch [`begin_batch`] recorded, its first uses and its counts.
+pub(super) fn write_fresh(
+    tx: &mut dyn Tx,
+    job: &mut IngestJob,
+    known: &KnownKeys,
+    host_id: &str,
+    group: Option<String>,
+) -> Result<Written, StoreError> {
+    let (batch, now_ms) = (&*job.batch, job.now_ms);
     let mut accepted = 0u64;
     for chunk in job.chunks.iter_mut() {
         set_group(chunk, group.as_deref());
@@ -317,7 +350,7 @@ fn write_batch(
         &[
             accepted.into(),
             duplicates.into(),
-            host_id.as_str().into(),
+            host_id.into(),
             batch.batch_id.as_str().into(),
         ],
     )?;
@@ -395,40 +428,6 @@ impl<B: Backend> SqlStore<B> {
         };
         self.fold_note_stored(out.0.accepted);
         Ok(out)
-    }
-
-    /// One transaction for a group of batches, each behind a savepoint: a batch that fails
-    /// (revoked agent, foreign host, reused batch id, a refused row) is rolled back alone
-    /// and answered with its error; the others commit together. If the transaction itself
-    /// fails (a savepoint cannot be rolled back, the commit fails), every batch of the group
-    /// fails and none is stored.
-    fn write_group(
-        &self,
-        mut jobs: Vec<IngestJob>,
-    ) -> Result<Vec<Result<Ingested, StoreError>>, StoreError> {
-        let mut learned = Vec::new();
-        let answers = self.tx(|tx| {
-            learned.clear();
-            let mut answers = Vec::with_capacity(jobs.len());
-            for job in jobs.iter_mut() {
-                tx.exec("SAVEPOINT ingest", &[])?;
-                match write_batch(tx, job, &self.known) {
-                    Ok(w) => {
-                        tx.exec("RELEASE SAVEPOINT ingest", &[])?;
-                        learned.extend(w.noted.learned);
-                        answers.push(Ok((w.ack, w.noted.raised)));
-                    }
-                    Err(e) => {
-                        tx.exec("ROLLBACK TO SAVEPOINT ingest", &[])?;
-                        tx.exec("RELEASE SAVEPOINT ingest", &[])?;
-                        answers.push(Err(e));
-                    }
-                }
-            }
-            Ok(answers)
-        })?;
-        self.known.learn(learned);
-        Ok(answers)
     }
 
     pub(super) fn search_findings(

@@ -208,9 +208,10 @@ pub fn open(path: &Path) -> Result<SqlStore<Sqlite>, StoreError> {
     // written back once per checkpoint, not once per few batches. Durability does not
     // change: every COMMIT still fsyncs its WAL frames (synchronous=FULL).
     conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
-    // Statement and savepoint journals in memory: each batch of a group commit sits behind
-    // its own savepoint, and every page it changes first is copied to that journal — to a
-    // temporary file by default (a write system call per page).
+    // Statement and savepoint journals in memory: a multi-row INSERT inside a transaction
+    // keeps a statement journal (a NOT NULL violation aborts the statement alone), and a
+    // group commit that falls back to savepoints copies every page a batch changes first —
+    // to a temporary file by default (a write system call per page).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let mut backend = Sqlite {
