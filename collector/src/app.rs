@@ -326,6 +326,12 @@ pub async fn prepare(cfg: Config) -> Result<Prepared, AppError> {
         metrics.rollup_fold.clone(),
         crate::rollup_folder::FolderConfig::default(),
     ));
+    // The SQLite log's checkpoints, off the writer (issue 14); returns at once on PostgreSQL.
+    tokio::spawn(crate::wal_checkpointer::run(
+        store.clone(),
+        metrics.wal.clone(),
+        crate::wal_checkpointer::CheckpointerConfig::default(),
+    ));
     let state = Arc::new(AppState {
         store,
         metrics,

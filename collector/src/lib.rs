@@ -23,3 +23,4 @@ pub mod rollup_folder;
 pub mod server;
 pub mod siem;
 pub mod store;
+pub mod wal_checkpointer;

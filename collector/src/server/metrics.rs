@@ -55,6 +55,8 @@ pub struct Metrics {
     pub audit_heads_forwarded: Counter,
     /// The roll-up's fold (`crate::rollup_folder`).
     pub rollup_fold: crate::rollup_folder::FoldMetrics,
+    /// The SQLite log's background checkpointer (`crate::wal_checkpointer`).
+    pub wal: crate::wal_checkpointer::WalMetrics,
     siem_seen: Mutex<crate::siem::SinkTotals>,
 }
 
@@ -91,6 +93,7 @@ impl Metrics {
             notices_raised: Counter::default(),
             audit_heads_forwarded: Counter::default(),
             rollup_fold: Default::default(),
+            wal: Default::default(),
             siem_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
@@ -105,6 +108,7 @@ impl Metrics {
             m.catalogue_overlay_refused.clone(),
         );
         m.rollup_fold.register(&mut r);
+        m.wal.register(&mut r);
         r.register(
             "http_requests",
             "HTTP requests by route template and status",

@@ -14,6 +14,7 @@ mod report_index;
 pub use report_index::WINDOW_COVER_INDEX;
 mod fold;
 pub use fold::{FOLD_ROWS, FoldOutcome, PENDING_BOUND};
+pub use wal::WalCheckpoint;
 mod rollup;
 pub mod rollup_sql;
 pub mod rollup_sums;
@@ -23,6 +24,7 @@ pub mod sql_catalogue;
 pub mod sql_discovery;
 mod sql_findings;
 mod sql_ingest_group;
+mod wal;
 pub use sql_findings::day_string;
 mod sql_identity;
 mod sql_inventory;
@@ -382,6 +384,9 @@ pub trait Store:
     fn count_findings(&self) -> Result<u64, StoreError>;
     /// Adds up to `max_rows` findings not yet in the daily roll-up to it (`fold.rs`).
     fn fold_rollup(&self, max_rows: u64) -> Result<FoldOutcome, StoreError>;
+    /// One checkpoint of the write-ahead log off the writer (SQLite, `wal.rs`); `None`: the
+    /// store keeps no such log itself (PostgreSQL).
+    fn checkpoint_wal(&self) -> Result<Option<WalCheckpoint>, StoreError>;
 
     // ---- sessions: inventory of AI agents at work (issue 12) ----
     /// Stores a host's inventory report; returns the items written.

@@ -184,6 +184,12 @@ pub trait Backend: Send + Sync + 'static {
     fn group_commit(&self) -> bool {
         false
     }
+
+    /// Copies committed write-ahead log frames into the database file on a connection other
+    /// than the writer's (SQLite, `wal.rs`); `None`: the backend keeps no such log itself.
+    fn checkpoint_wal(&self) -> Result<Option<super::wal::WalCheckpoint>, StoreError> {
+        Ok(None)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

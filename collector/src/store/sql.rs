@@ -668,6 +668,10 @@ impl<B: Backend> Store for SqlStore<B> {
         self.fold_rollup_now(max_rows)
     }
 
+    fn checkpoint_wal(&self) -> Result<Option<super::WalCheckpoint>, StoreError> {
+        self.backend.checkpoint_wal()
+    }
+
     fn count_findings(&self) -> Result<u64, StoreError> {
         self.read_tx(|tx| {
             let rows = tx.query("findings", "SELECT COUNT(*) FROM findings", &[])?;

@@ -177,6 +177,8 @@ CREATE INDEX catalogue_proposals_candidate ON catalogue_proposals (candidate);
 
 pub struct Sqlite {
     conn: Mutex<Connection>,
+    /// The background checkpointer's connection (`wal.rs`).
+    checkpointer: Mutex<Connection>,
     /// Read-only connections for searches, reports and exports: on WAL they read a snapshot
     /// without waiting for (or holding up) the writer.
     readers: Vec<Mutex<Connection>>,
@@ -186,8 +188,13 @@ pub struct Sqlite {
 /// The writer's page cache (negative: KiB, SQLite's convention).
 const WRITER_CACHE_KIB: i64 = -65_536;
 
-/// WAL pages (4 KiB) between automatic checkpoints.
-const WAL_CHECKPOINT_PAGES: i64 = 16_384;
+/// WAL pages (4 KiB) past which the writer checkpoints itself after a commit: a backstop
+/// only, as the background checkpointer (`wal.rs`) copies the log every fraction of a second.
+const WAL_BACKSTOP_PAGES: i64 = 65_536;
+
+/// Bytes the WAL file is cut back to after the log restarts (it keeps its largest size
+/// otherwise).
+const WAL_FILE_KEEP_BYTES: i64 = 64 << 20;
 
 /// Reader connections beside the writer.
 const READERS: usize = 2;
@@ -204,18 +211,26 @@ pub fn open(path: &Path) -> Result<SqlStore<Sqlite>, StoreError> {
     // Ingest writes one row into each of the findings table's indexes per finding: keep
     // their hot pages in the writer's cache (64 MiB) rather than re-reading them.
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
-    // Checkpoint every 64 MiB of WAL instead of every 4 MiB: the same index pages are
-    // written back once per checkpoint, not once per few batches. Durability does not
-    // change: every COMMIT still fsyncs its WAL frames (synchronous=FULL).
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+    // The background checkpointer copies the log into the database file (`wal.rs`); the
+    // writer checkpoints itself only past 256 MiB of WAL. Durability does not change: every
+    // COMMIT still fsyncs its WAL frames (synchronous=FULL).
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_BACKSTOP_PAGES)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_FILE_KEEP_BYTES)?;
     // Statement and savepoint journals in memory: a multi-row INSERT inside a transaction
     // keeps a statement journal (a NOT NULL violation aborts the statement alone), and a
     // group commit that falls back to savepoints copies every page a batch changes first —
     // to a temporary file by default (a write system call per page).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let checkpointer = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    // The database file is fsynced after a checkpoint copied frames into it.
+    checkpointer.pragma_update(None, "synchronous", "FULL")?;
     let mut backend = Sqlite {
         conn: Mutex::new(conn),
+        checkpointer: Mutex::new(checkpointer),
         readers: Vec::new(),
         next_reader: std::sync::atomic::AtomicUsize::new(0),
     };
@@ -371,5 +386,10 @@ impl Backend for Sqlite {
 
     fn group_commit(&self) -> bool {
         true
+    }
+
+    fn checkpoint_wal(&self) -> Result<Option<super::WalCheckpoint>, StoreError> {
+        let conn = self.checkpointer.lock().map_err(|_| StoreError::Poisoned)?;
+        Ok(Some(super::wal::passive(&conn)?))
     }
 }
