@@ -82,15 +82,9 @@ fn tls_version(w: &mut impl Write, v: u16) -> io::Result<()> {
 
 fn actor<W: Write>(o: &mut Obj<'_, W>, p: &ProcInfo) -> io::Result<()> {
     o.obj("process", |o| {
+        // Names, never what was typed into the program (`cmdline.rs`).
         let w = o.key("cmd_line")?;
-        let mut cmd = String::new();
-        for (i, arg) in p.cmdline.iter().enumerate() {
-            if i > 0 {
-                cmd.push(' ');
-            }
-            cmd.push_str(arg);
-        }
-        super::json::string(w, &cmd)?;
+        super::json::string(w, &super::cmdline::redacted(&p.cmdline))?;
         o.obj("file", |o| {
             o.str("name", p.exe.rsplit('/').next().unwrap_or(&p.exe))?;
             o.str("path", &p.exe)
