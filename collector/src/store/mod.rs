@@ -15,6 +15,7 @@ pub use report_index::WINDOW_COVER_INDEX;
 mod fold;
 pub use fold::{FOLD_ROWS, FoldOutcome, PENDING_BOUND};
 pub use wal::WalCheckpoint;
+mod finding_doc;
 mod rollup;
 pub mod rollup_sql;
 pub mod rollup_sums;

@@ -10,7 +10,7 @@ use super::known_keys::KnownKeys;
 use super::sql_outbox::AlertPolicy;
 use super::sql_reports::Raised;
 
-use super::rows::{Backend, Row, Tx, V};
+use super::rows::{Backend, Tx, V};
 use super::sql::{SqlStore, verdict_str};
 use super::{FindingFilter, StoreError};
 
@@ -56,17 +56,6 @@ pub(super) fn where_clause(f: &FindingFilter, params: &mut Vec<V>) -> String {
     } else {
         conds.join(" AND ")
     }
-}
-
-fn doc_row(r: &Row) -> Result<Finding, StoreError> {
-    let doc = r.text(1)?;
-    serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt {
-        table: "findings",
-        reason: format!(
-            "doc of seq {} is not a Finding: {e}",
-            r.i64(0).unwrap_or(-1)
-        ),
-    })
 }
 
 /// `YYYY-MM-DD` of a day number since 1970-01-01 (Howard Hinnant's civil_from_days).
@@ -143,7 +132,7 @@ fn push_finding_values(
     agent_id: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let doc = serde_json::to_string(f).map_err(|e| StoreError::Corrupt {
+    let doc = super::finding_doc::encode(f).map_err(|e| StoreError::Corrupt {
         table: "findings",
         reason: format!("cannot encode finding {:?}: {e}", f.id),
     })?;
@@ -452,7 +441,8 @@ impl<B: Backend> SqlStore<B> {
             }
             params.push((i64::from(limit) + 1).into());
             let sql = format!(
-                "SELECT seq, doc FROM findings WHERE {clause} ORDER BY seq DESC LIMIT ${}",
+                "SELECT seq, doc, {} FROM findings WHERE {clause} ORDER BY seq DESC LIMIT ${}",
+                super::finding_doc::READ_COLUMNS,
                 params.len()
             );
             let rows = tx.query("findings", &sql, &params)?;
@@ -463,7 +453,10 @@ impl<B: Backend> SqlStore<B> {
             } else {
                 None
             };
-            let items = page.iter().map(doc_row).collect::<Result<Vec<_>, _>>()?;
+            let items = page
+                .iter()
+                .map(super::finding_doc::decode)
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((items, next))
         })
     }
