@@ -65,8 +65,6 @@ pub fn current_owner() -> SockOwner {
 #[inline(always)]
 fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i32 {
     let sa = ctx.sock_addr;
-    // SAFETY: the context pointer is valid for the duration of the program.
-    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     let mut owner = current_owner();
     // SAFETY: the context pointer is valid for the duration of the program.
     owner.netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
@@ -116,6 +114,12 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
         count_drop(prog_id, drop::RINGBUF_FULL);
         return verdict;
     };
+    // Only a reported connect needs the cookie: the first call makes it (an atomic on a
+    // host-wide counter), which a socket that only connects (a port scan, a health check,
+    // the connect loop) would otherwise pay for nothing. Its packets take it if they carry
+    // payload.
+    // SAFETY: the context pointer is valid for the duration of the program.
+    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     entry.write(ConnectEvent {
         kind: kind::CONNECT,
         hook: hook_id,
