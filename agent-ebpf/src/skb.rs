@@ -12,7 +12,8 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use shadowai_common::{
-    dir, drop, flags, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta, MAX_PAYLOAD,
+    dir, dns_port_bit, drop, flags, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta,
+    MAX_PAYLOAD,
 };
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
@@ -388,8 +389,8 @@ fn count_packet(cookie: u64, max: u32, prog_id: u32, hold: bool) -> Count {
 
 #[inline(always)]
 fn dns_port(port: u16) -> bool {
-    // SAFETY: read-only lookup.
-    unsafe { DNS_PORTS.get(&port).is_some() }
+    let (word, mask) = dns_port_bit(port);
+    matches!(DNS_PORTS.get(word), Some(w) if *w & mask != 0)
 }
 
 /// Is the UDP payload at `off` a QUIC Version Negotiation packet (long header, version 0)?
