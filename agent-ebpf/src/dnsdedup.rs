@@ -13,7 +13,7 @@
 
 use aya_ebpf::{
     bindings::__sk_buff,
-    helpers::generated::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_skb_load_bytes},
     macros::map,
     maps::{LruHashMap, PerCpuArray},
     programs::SkBuffContext,
@@ -39,7 +39,8 @@ struct Key {
     _pad: [u8; 2],
 }
 
-/// A message as last reported: when, and its bytes after the ID (zero-padded).
+/// A message as last reported: when, and its bytes after the ID (its last word zero-padded;
+/// the words after it are not part of it and never read).
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Seen {
@@ -90,11 +91,13 @@ pub fn repeat(ctx: &SkBuffContext, off: u32, len: u32, direction: u8, cookie: u6
         by_cookie,
         _pad: [0; 2],
     };
+    // The coarse clock (the last tick) is exact enough for a window of seconds, and reads
+    // no clock source (tens of ns per read in a VM).
     // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // SAFETY: read-only view of a map value for the duration of the program.
     if let Some(last) = unsafe { DNS_SEEN.get(&key) } {
-        if now.wrapping_sub(last.ts_ns) < window && same(&last.words, &s.words) {
+        if now.wrapping_sub(last.ts_ns) < window && same(&last.words, &s.words, n) {
             count(direction);
             return true;
         }
@@ -105,13 +108,19 @@ pub fn repeat(ctx: &SkBuffContext, off: u32, len: u32, direction: u8, cookie: u6
     false
 }
 
-/// Loads `n` (1..=DEDUP_MAX) bytes at `off` into the zeroed scratch words.
+/// Loads `n` (1..=DEDUP_MAX) bytes at `off` into the scratch words, the bytes after them in
+/// their last word zeroed. Only the message's own words are ever hashed or compared (the
+/// length is in the key, so an entry and a message it is compared with have the same
+/// words), so the words after them may hold an earlier message: not cleared, and not read.
 #[inline(always)]
 fn load(ctx: &SkBuffContext, off: u32, n: u32, s: &mut Seen) -> bool {
-    for i in 0..WORDS {
-        // SAFETY: within the array; volatile so that no `memset` call is emitted.
-        unsafe { core::ptr::write_volatile(&mut s.words[i], 0) };
-    }
+    // The volatile read keeps the mask: LLVM knows n <= DEDUP_MAX and drops it, and the
+    // verifier, which does not, then refuses the store as unbounded.
+    // SAFETY: a read of a local.
+    let m = unsafe { core::ptr::read_volatile(&n) };
+    let last = (m.wrapping_sub(1) / 8) as usize & (WORDS - 1);
+    // SAFETY: within the array (masked); volatile so that the store stays before the load.
+    unsafe { core::ptr::write_volatile(&mut s.words[last], 0) };
     // The helper's length must be provably within 1..=DEDUP_MAX: (n - 1) & (MAX - 1) + 1
     // maps 1..=DEDUP_MAX onto itself (as in `skb::emit`), the volatile read keeps LLVM
     // from folding it away.
@@ -123,8 +132,7 @@ fn load(ctx: &SkBuffContext, off: u32, n: u32, s: &mut Seen) -> bool {
     unsafe { bpf_skb_load_bytes(skb.cast(), off, s.words.as_mut_ptr().cast(), n) == 0 }
 }
 
-/// FNV-1a over the message's words (the zero padding past `n` bytes adds nothing new: the
-/// length is in the key).
+/// FNV-1a over the message's words (its last one zero-padded; the length is in the key).
 #[inline(always)]
 fn hash(words: &[u64; WORDS], n: u32) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -137,11 +145,14 @@ fn hash(words: &[u64; WORDS], n: u32) -> u64 {
     h
 }
 
-/// Are the two (zero-padded) messages the same bytes?
+/// Are the two `n`-byte messages (zero-padded to their last word) the same bytes?
 #[inline(always)]
-fn same(a: &[u64; WORDS], b: &[u64; WORDS]) -> bool {
+fn same(a: &[u64; WORDS], b: &[u64; WORDS], n: u32) -> bool {
     let mut diff = 0;
     for i in 0..WORDS {
+        if i as u32 * 8 >= n {
+            break;
+        }
         diff |= a[i] ^ b[i];
     }
     diff == 0

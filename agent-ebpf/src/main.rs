@@ -31,9 +31,9 @@ mod sock;
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use shadowai_common::{drop, Config, FlowState, SendKey, QNAME_MAX};
+use shadowai_common::{drop, Config, FlowState, SendKey, DNS_PORT_WORDS, QNAME_MAX};
 
 /// All events to userspace (8 MiB).
 #[map]
@@ -53,9 +53,10 @@ static FLOWS: LruHashMap<u64, FlowState> = LruHashMap::with_max_entries(65536, 0
 #[map]
 static SEEN: LruHashMap<SendKey, u64> = LruHashMap::with_max_entries(16384, 0);
 
-/// Ports whose UDP/TCP traffic is DNS (53 unless configured).
+/// Ports whose UDP/TCP traffic is DNS (53 unless configured): a bitmap, one bit per port
+/// (`dns_port_bit`), so that the per-packet question is an inlined array read.
 #[map]
-static DNS_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(16, 0);
+static DNS_PORTS: Array<u64> = Array::with_max_entries(DNS_PORT_WORDS, 0);
 
 /// Enforcement: blocked name suffixes, reversed wire form (see `qname_suffix_key`).
 #[map]

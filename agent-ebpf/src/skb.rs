@@ -12,7 +12,8 @@ use aya_ebpf::{
     programs::SkBuffContext,
 };
 use shadowai_common::{
-    dir, drop, flags, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta, MAX_PAYLOAD,
+    dir, dns_port_bit, drop, flags, flow, kind, payload, prog, FlowState, PacketEvent, PacketMeta,
+    MAX_PAYLOAD,
 };
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
@@ -61,6 +62,13 @@ struct Parsed {
 /// `Ok(true)`: drop the packet (enforce mode: a DNS query for a blocked name, the first
 /// ClientHello segment naming a blocked server, any later payload of a refused socket).
 fn try_skb(ctx: &SkBuffContext, direction: u8, prog_id: u32) -> Result<bool, i64> {
+    // Most TCP segments of a short connection carry nothing (SYN, SYN-ACK, ACK, FIN, RST):
+    // nothing to count, capture or drop. Decided from the headers in place, before any map
+    // is touched or the packet's metadata is built — exactly when `parse` below would find
+    // a TCP payload of 0 bytes, whatever the flags (a SYN with data goes on).
+    if tcp_without_payload(ctx) {
+        return Ok(false);
+    }
     // The name filter is decided first, on its own parse, while the verifier holds a single
     // state: called from the DNS branches below, the filter was verified again for every
     // path that reached them and took the program past the 1M-instruction limit on 6.1.
@@ -381,8 +389,8 @@ fn count_packet(cookie: u64, max: u32, prog_id: u32, hold: bool) -> Count {
 
 #[inline(always)]
 fn dns_port(port: u16) -> bool {
-    // SAFETY: read-only lookup.
-    unsafe { DNS_PORTS.get(&port).is_some() }
+    let (word, mask) = dns_port_bit(port);
+    matches!(DNS_PORTS.get(word), Some(w) if *w & mask != 0)
 }
 
 /// Is the UDP payload at `off` a QUIC Version Negotiation packet (long header, version 0)?
@@ -476,6 +484,38 @@ fn parse(ctx: &SkBuffContext, direction: u8) -> Result<Option<Parsed>, i64> {
     let len = total - off;
     meta.wire_len = len;
     Ok(Some(Parsed { meta, off, len }))
+}
+
+/// Is the packet a TCP segment without payload? `false` whenever it cannot tell from the
+/// linear area (the full parse then decides). The same reading as [`parse`]: IPv4 with its
+/// IHL (not under 20 bytes), IPv6 with TCP as the fixed header's next header, the TCP data
+/// offset; no payload when the packet ends at or before the end of the TCP header.
+#[inline(always)]
+fn tcp_without_payload(ctx: &SkBuffContext) -> bool {
+    let skb: *mut __sk_buff = ctx.skb.skb;
+    // SAFETY: reading fields of the program's own context.
+    let (data, end, total) =
+        unsafe { ((*skb).data as usize, (*skb).data_end as usize, (*skb).len) };
+    if data + 40 > end {
+        return false;
+    }
+    // SAFETY: [data, data + 40) lies within [data, data_end), checked just above.
+    let (b0, v4_proto, v6_next) = unsafe {
+        let p = data as *const u8;
+        (*p, *p.add(9), *p.add(6))
+    };
+    let l4 = match b0 >> 4 {
+        4 if v4_proto == IPPROTO_TCP && b0 & 0x0f >= 5 => ((b0 & 0x0f) as usize) * 4,
+        6 if v6_next == IPPROTO_TCP => 40,
+        _ => return false,
+    };
+    let doff = data + l4 + 12;
+    if doff + 1 > end {
+        return false;
+    }
+    // SAFETY: the byte at `doff` lies within [data, data_end), checked just above.
+    let hdr = unsafe { *(doff as *const u8) } >> 4;
+    total as usize <= l4 + (hdr as usize) * 4
 }
 
 /// `N` header bytes at `off`: read in place when they are in the packet's linear area (no

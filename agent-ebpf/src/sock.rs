@@ -1,17 +1,19 @@
 //! connect4/6 and sendmsg4/6: socket ownership and outbound destinations.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
+    bindings::bpf_sock_addr,
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
         generated::{
-            bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
-            bpf_ktime_get_ns,
+            self as gen, bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
         },
     },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use shadowai_common::{drop, flags, hook, kind, prog, ConnectEvent, SendKey, SockOwner};
+use shadowai_common::{drop, flags, hook, kind, prog, ConnectEvent, SendKey, SockOwner, COMM_LEN};
 
 use crate::{blocked_addr, config, count_drop, owners, wakeup_flags, EVENTS, SEEN};
 
@@ -43,21 +45,52 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
     on_sock_addr(&ctx, hook::SENDMSG6, prog::SENDMSG6, true)
 }
 
-/// The current task as a socket owner.
+/// The current task as a socket owner. Every field is written, none zeroed first: a byte
+/// array built on its own (as `bpf_get_current_comm()` builds one, or a `[0; N]` field in an
+/// initialiser) is zeroed by a call to compiler-builtins' byte-wise `memset`.
 #[inline(always)]
 pub fn current_owner() -> SockOwner {
+    let mut owner = MaybeUninit::<SockOwner>::uninit();
+    let o = owner.as_mut_ptr();
     let pid_tgid = bpf_get_current_pid_tgid();
     let uid_gid = bpf_get_current_uid_gid();
-    SockOwner {
-        pid: (pid_tgid >> 32) as u32,
-        uid: uid_gid as u32,
-        gid: (uid_gid >> 32) as u32,
-        counted: 0,
-        // SAFETY: helper without arguments.
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
-        netns: 0,
-        comm: bpf_get_current_comm().unwrap_or_default(),
+    // SAFETY: writes of every field of `owner` through its own pointer; the helper writes
+    // all COMM_LEN bytes of the comm (NUL-padded, or zeroed on failure).
+    unsafe {
+        (*o).pid = (pid_tgid >> 32) as u32;
+        (*o).uid = uid_gid as u32;
+        (*o).gid = (uid_gid >> 32) as u32;
+        (*o).counted = 0;
+        (*o).cgroup_id = bpf_get_current_cgroup_id();
+        (*o).netns = 0;
+        gen::bpf_get_current_comm((*o).comm.as_mut_ptr().cast(), COMM_LEN as u32);
+        owner.assume_init()
     }
+}
+
+/// The de-dup key of a destination, built as the four words it is (little-endian BPF: an
+/// address's bytes in memory order), so that no array of it is zeroed apart.
+#[inline(always)]
+fn send_key(pid: u32, hook_id: u8, sa: *const bpf_sock_addr, v6: bool, dport: u16) -> SendKey {
+    let pair = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    // SAFETY: reads of context fields the verifier allows for this attach type.
+    let (a, b) = unsafe {
+        if v6 {
+            let ip6 = (*sa).user_ip6;
+            (pair(ip6[0], ip6[1]), pair(ip6[2], ip6[3]))
+        } else {
+            (u64::from((*sa).user_ip4), 0)
+        }
+    };
+    let words: [u64; 4] = [
+        (u64::from(pid) << 32) | u64::from(hook_id),
+        a,
+        b,
+        u64::from(dport),
+    ];
+    // SAFETY: SendKey is 32 bytes of integers and byte arrays (`owner`, `daddr`, then
+    // `dport` and its zero padding), 8-byte aligned like the array.
+    unsafe { core::mem::transmute::<[u64; 4], SendKey>(words) }
 }
 
 /// Records the owner, reports the destination, and decides: ALLOW, or DENY for a
@@ -65,8 +98,6 @@ pub fn current_owner() -> SockOwner {
 #[inline(always)]
 fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i32 {
     let sa = ctx.sock_addr;
-    // SAFETY: the context pointer is valid for the duration of the program.
-    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     let mut owner = current_owner();
     // SAFETY: the context pointer is valid for the duration of the program.
     owner.netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
@@ -76,31 +107,16 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
         count_drop(prog_id, drop::MAP_FULL);
     }
 
-    let mut daddr = [0u8; 16];
     // SAFETY: reads of context fields the verifier allows for this attach type.
-    let (dport, protocol) = unsafe {
-        if v6 {
-            let ip6 = (*sa).user_ip6;
-            daddr[0..4].copy_from_slice(&ip6[0].to_ne_bytes());
-            daddr[4..8].copy_from_slice(&ip6[1].to_ne_bytes());
-            daddr[8..12].copy_from_slice(&ip6[2].to_ne_bytes());
-            daddr[12..16].copy_from_slice(&ip6[3].to_ne_bytes());
-        } else {
-            daddr[0..4].copy_from_slice(&(*sa).user_ip4.to_ne_bytes());
-        }
-        (u16::from_be((*sa).user_port as u16), (*sa).protocol as u8)
-    };
-
-    let blocked = blocked_addr(v6, &daddr);
+    let (dport, protocol) = unsafe { (u16::from_be((*sa).user_port as u16), (*sa).protocol as u8) };
     // Report each (process, hook, destination) once per window.
-    let key = SendKey {
-        owner: ((owner.pid as u64) << 32) | hook_id as u64,
-        daddr,
-        dport,
-        _pad: [0; 6],
-    };
+    let key = send_key(owner.pid, hook_id, sa, v6, dport);
+    let daddr = key.daddr;
+    let blocked = blocked_addr(v6, &daddr);
+    // The window is seconds long: the coarse clock (the last tick, no clock-source read;
+    // in a VM a TSC read is tens of ns) is exact enough for it.
     // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { gen::bpf_ktime_get_coarse_ns() };
     let window = config().dedup_ns;
     let verdict = if blocked { DENY } else { ALLOW };
     if !blocked {
@@ -116,13 +132,20 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
         count_drop(prog_id, drop::RINGBUF_FULL);
         return verdict;
     };
+    // Only a reported connect needs the cookie: the first call makes it (an atomic on a
+    // host-wide counter), which a socket that only connects (a port scan, a health check,
+    // the connect loop) would otherwise pay for nothing. Its packets take it if they carry
+    // payload.
+    // SAFETY: the context pointer is valid for the duration of the program.
+    let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     entry.write(ConnectEvent {
         kind: kind::CONNECT,
         hook: hook_id,
         protocol,
         family: if v6 { 6 } else { 4 },
         flags: if blocked { flags::BLOCKED as u8 } else { 0 },
-        ts_ns: now,
+        // SAFETY: helper without arguments.
+        ts_ns: unsafe { gen::bpf_ktime_get_ns() },
         cookie,
         owner,
         tid: bpf_get_current_pid_tgid() as u32,

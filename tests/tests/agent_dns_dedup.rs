@@ -257,3 +257,42 @@ fn a_flood_of_distinct_names_fills_the_table_and_only_makes_a_repeat_go_up_again
         "the repeat after the flood goes up again"
     );
 }
+
+/// Sends one query for `api.anthropic.com` to port 5301 (not configured), then one for
+/// `api.openai.com` to port 5300 (configured), then one for `api.openai.org` to 53 (the
+/// other configured port); no server answers on 5300/5301, the capture is the sender's.
+const PORTS_CLIENT: &str = r#"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(q(7, "api.anthropic.com"), (dns, 5301))
+s.sendto(q(8, "api.openai.com"), (dns, 5300))
+u.send(q(9, "api.openai.org")); u.recv(512)
+print("done", flush=True)
+"#;
+
+/// `--dns-port` (the kernel's one-bit-per-port table): every configured port is captured,
+/// 53 among them, and a port next to one is not.
+#[test]
+fn configured_dns_ports_are_captured_and_others_are_not() {
+    let _g = serial();
+    let t = topology();
+    let agent =
+        Agent::start(&["--poll-ms", "20", "--dns-port", "53", "--dns-port", "5300"]).unwrap();
+    let pid = burst(&t, PORTS_CLIENT, 0);
+
+    let p = of_pid(pid);
+    for (name, port) in [("api.openai.com", 5300), ("api.openai.org", 53)] {
+        let v = agent
+            .wait_for(&format!("the query for {name} to port {port}"), T, |v| {
+                p(v) && is_query(v, name)
+            })
+            .unwrap();
+        assert_eq!(n(&v, &["dst_endpoint", "port"]), port, "{v}");
+    }
+    // The unconfigured port's query left first: the later ones went up, it did not.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        queries(&agent, pid, "api.anthropic.com"),
+        0,
+        "a query to port 5301 is not DNS here"
+    );
+}

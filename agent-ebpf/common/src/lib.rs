@@ -316,6 +316,16 @@ pub struct SendKey {
     pub _pad: [u8; 6],
 }
 
+/// Words of the `DNS_PORTS` bitmap (an array map of `u64`: one bit per port).
+pub const DNS_PORT_WORDS: u32 = 65536 / 64;
+
+/// Where a port's bit is in the `DNS_PORTS` bitmap: (word index, bit mask). An array
+/// lookup, which the verifier inlines, instead of a hash lookup per packet.
+#[inline(always)]
+pub const fn dns_port_bit(port: u16) -> (u32, u64) {
+    ((port >> 6) as u32, 1u64 << (port & 63))
+}
+
 /// Agent configuration the eBPF programs read from the `CONFIG` array (index 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -349,6 +359,24 @@ mod pod {
 mod tests {
     use super::*;
     use core::mem::size_of;
+
+    #[test]
+    fn every_port_has_its_own_bit_in_the_dns_port_bitmap() {
+        let mut seen = [0u64; DNS_PORT_WORDS as usize];
+        for port in 0..=u16::MAX {
+            let (word, mask) = dns_port_bit(port);
+            assert!(word < DNS_PORT_WORDS, "{port}");
+            assert_eq!(mask.count_ones(), 1, "{port}");
+            assert_eq!(seen[word as usize] & mask, 0, "{port} shares a bit");
+            seen[word as usize] |= mask;
+        }
+        assert!(
+            seen.iter().all(|w| *w == u64::MAX),
+            "every bit is some port's"
+        );
+        assert_eq!(dns_port_bit(53), (0, 1 << 53));
+        assert_eq!(dns_port_bit(853), (13, 1 << 21));
+    }
 
     #[test]
     fn layouts_have_no_implicit_padding() {

@@ -27,7 +27,7 @@ use aya::{
     },
     programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
-use shadowai_common::{Config, FlowState, drop, flow, prog};
+use shadowai_common::{Config, FlowState, dns_port_bit, drop, flow, prog};
 
 use crate::error::AgentError;
 
@@ -359,9 +359,14 @@ fn configure(ebpf: &mut Ebpf, opts: &SensorOptions) -> Result<(), AgentError> {
         name: "DNS_PORTS",
         reason: "missing".into(),
     })?;
-    let mut ports: HashMap<_, u16, u8> = HashMap::try_from(m).map_err(map_err("DNS_PORTS"))?;
+    let mut ports: Array<_, u64> = Array::try_from(m).map_err(map_err("DNS_PORTS"))?;
+    let mut words = std::collections::BTreeMap::<u32, u64>::new();
     for p in &opts.dns_ports {
-        ports.insert(p, 1, 0).map_err(map_err("DNS_PORTS"))?;
+        let (word, mask) = dns_port_bit(*p);
+        *words.entry(word).or_default() |= mask;
+    }
+    for (word, bits) in words {
+        ports.set(word, bits, 0).map_err(map_err("DNS_PORTS"))?;
     }
     Ok(())
 }

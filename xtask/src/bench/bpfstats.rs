@@ -78,7 +78,9 @@ pub fn snapshot(pid: u32, loaded_before: &BTreeMap<u64, Prog>) -> Result<BTreeMa
 }
 
 /// What ran between two snapshots: the agent's programs one by one (most time first), and
-/// everything else summed.
+/// everything else summed. A program is the agent's only if it was already the agent's in
+/// `before`: one loaded during the trial (another engineer's agent starting meanwhile: it
+/// too is "not loaded before the agent started") is counted with the others.
 pub struct Delta {
     pub ours: Vec<Prog>,
     pub others_runs: u64,
@@ -99,7 +101,7 @@ pub fn delta(before: &BTreeMap<u64, Prog>, after: &BTreeMap<u64, Prog>) -> Delta
         if runs == 0 {
             continue;
         }
-        if a.ours {
+        if a.ours && before.get(id).is_some_and(|b| b.ours) {
             d.ours.push(Prog {
                 runs,
                 ns,
@@ -113,4 +115,37 @@ pub fn delta(before: &BTreeMap<u64, Prog>, after: &BTreeMap<u64, Prog>) -> Delta
     }
     d.ours.sort_by_key(|p| std::cmp::Reverse(p.ns));
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prog(name: &str, ours: bool, runs: u64, ns: u64) -> Prog {
+        Prog {
+            name: name.into(),
+            kind: "cgroup_skb".into(),
+            ours,
+            runs,
+            ns,
+        }
+    }
+
+    #[test]
+    fn a_program_loaded_during_the_trial_is_not_the_agents() {
+        let before = BTreeMap::from([
+            (1, prog("skb_egress", true, 10, 1_000)),
+            (2, prog("other", false, 5, 500)),
+        ]);
+        let after = BTreeMap::from([
+            (1, prog("skb_egress", true, 30, 3_000)),
+            (2, prog("other", false, 6, 600)),
+            // Loaded after `before` was taken, by another agent: "not loaded before".
+            (3, prog("skb_egress", true, 7, 700)),
+        ]);
+        let d = delta(&before, &after);
+        assert_eq!(d.ours.len(), 1);
+        assert_eq!((d.ours[0].runs, d.ours[0].ns), (20, 2_000));
+        assert_eq!((d.others_count, d.others_runs, d.others_ns), (2, 8, 800));
+    }
 }

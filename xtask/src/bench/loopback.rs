@@ -293,7 +293,7 @@ fn kernel_profile(ctx: &Ctx, agent_bin: &Path, l: &Loop, bare_rate: f64) -> Resu
     ]);
     rows.push(vec![
         format!(
-            "{} programs of other processes on this host",
+            "{} other programs on this host (other processes', or loaded during the trial)",
             d.others_count
         ),
         String::new(),
@@ -309,7 +309,7 @@ fn kernel_profile(ctx: &Ctx, agent_bin: &Path, l: &Loop, bare_rate: f64) -> Resu
         "\nWhere the {name}'s time goes in the kernel: one more shadowai trial ({secs} s) \
          with `kernel.bpf_stats_enabled=1` (adds ~20–30 ns to every program run, ours and \
          others'), per-program `run_cnt`/`run_time_ns` deltas from `bpftool prog show -j` (the \
-         agent's programs: those loaded after it started). \
+         agent's programs: those loaded after it started and before the trial). \
          This trial: {rate:.0} per second = {iter_ns:.0} ns per {unit} (the bare median above: \
          {bare_ns:.0} ns); agent userspace {cpu:.1} % of a core.\n\n{}\n\
          The agent's programs cost {total:.0} ns of each {iter_ns:.0} ns {unit}; the \
