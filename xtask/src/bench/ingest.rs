@@ -315,9 +315,16 @@ pub fn run(ctx: &Ctx) -> Result<String> {
         Some(Err(e)) => body.push_str(&format!("\nThe SQLite ingest profile failed: {e:#}\n")),
         None => {}
     }
-    match profile_postgres(ctx, &common) {
-        Ok(p) => body.push_str(&p),
-        Err(e) => body.push_str(&format!("\nThe PostgreSQL ingest profile failed: {e:#}\n")),
+    // Profiles are for a missed target (the rule), and each costs a trial's time.
+    let postgres_missed = sides
+        .iter()
+        .find(|s| s.store == "postgres" && s.judged() && s.before.is_none())
+        .is_some_and(|s| s.sustained.median() < 20_000.0);
+    if postgres_missed {
+        match profile_postgres(ctx, &common) {
+            Ok(p) => body.push_str(&p),
+            Err(e) => body.push_str(&format!("\nThe PostgreSQL ingest profile failed: {e:#}\n")),
+        }
     }
     Ok(body)
 }
