@@ -86,6 +86,42 @@ macro_rules! merge_seen {
     };
 }
 
+/// The conflict clause of a SQLite fold's upsert into `finding_days`: the day's sums added,
+/// first/last seen and the names merged.
+macro_rules! days_upsert {
+    () => {
+        concat!(
+            "ON CONFLICT (",
+            key!(),
+            ", day) DO UPDATE SET findings = findings + excluded.findings, \
+             events = events + excluded.events, ",
+            fold_sat_add!("bytes_out"),
+            ", ",
+            fold_sat_add!("bytes_in"),
+            merge_seen!()
+        )
+    };
+}
+
+/// The conflict clause of a SQLite fold's upsert into `finding_keys`: the days widened, the
+/// sums added, first/last seen and the names merged.
+macro_rules! keys_upsert {
+    () => {
+        concat!(
+            "ON CONFLICT (",
+            key!(),
+            ") DO UPDATE SET first_day = MIN(first_day, excluded.first_day), \
+             last_day = MAX(last_day, excluded.last_day), findings = findings + excluded.findings, ",
+            fold_sat_add!("events"),
+            ", ",
+            fold_sat_add!("bytes_out"),
+            ", ",
+            fold_sat_add!("bytes_in"),
+            merge_seen!()
+        )
+    };
+}
+
 /// The findings a SQLite fold reads: above the watermark, up to `$hi` (a parameter, or the
 /// newest `seq` when a delete folds everything).
 macro_rules! unfolded {
@@ -145,14 +181,8 @@ macro_rules! sqlite_fold {
             ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), \
              MAX(f.service_name), MAX(f.vendor)",
             $from,
-            "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ON CONFLICT (",
-            key!(),
-            ", day) DO UPDATE SET findings = findings + excluded.findings, \
-             events = events + excluded.events, ",
-            fold_sat_add!("bytes_out"),
-            ", ",
-            fold_sat_add!("bytes_in"),
-            merge_seen!(),
+            "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ",
+            days_upsert!(),
             "INSERT INTO finding_keys (",
             key!(),
             ", first_day, last_day, findings, events, bytes_out, bytes_in, bytes_known, \
@@ -167,16 +197,8 @@ macro_rules! sqlite_fold {
             ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), \
              MAX(f.service_name), MAX(f.vendor)",
             $from,
-            "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ON CONFLICT (",
-            key!(),
-            ") DO UPDATE SET first_day = MIN(first_day, excluded.first_day), \
-             last_day = MAX(last_day, excluded.last_day), findings = findings + excluded.findings, ",
-            fold_sat_add!("events"),
-            ", ",
-            fold_sat_add!("bytes_out"),
-            ", ",
-            fold_sat_add!("bytes_in"),
-            merge_seen!(),
+            "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ",
+            keys_upsert!(),
             "UPDATE finding_rollup_fold SET folded_seq = MAX(folded_seq, ",
             $hi,
             ");\n"
@@ -261,14 +283,8 @@ pub(in crate::store) const SQLITE_FOLD_GROUPED: &str = concat!(
     days_columns!(),
     ") SELECT ",
     days_columns!(),
-    " FROM temp.finding_fold_groups WHERE 1 ON CONFLICT (",
-    key!(),
-    ", day) DO UPDATE SET findings = findings + excluded.findings, \
-     events = events + excluded.events, ",
-    fold_sat_add!("bytes_out"),
-    ", ",
-    fold_sat_add!("bytes_in"),
-    merge_seen!(),
+    " FROM temp.finding_fold_groups WHERE 1 ",
+    days_upsert!(),
     "INSERT INTO finding_keys (",
     key!(),
     ", first_day, last_day, findings, events, bytes_out, bytes_in, bytes_known, \
@@ -281,17 +297,8 @@ pub(in crate::store) const SQLITE_FOLD_GROUPED: &str = concat!(
     ", ",
     sat_sum!("bytes_in"),
     ", SUM(bytes_known), MIN(first_seen_ms), MAX(last_seen_ms), MAX(service_name), \
-     MAX(vendor) FROM temp.finding_fold_groups GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 \
-     ON CONFLICT (",
-    key!(),
-    ") DO UPDATE SET first_day = MIN(first_day, excluded.first_day), \
-     last_day = MAX(last_day, excluded.last_day), findings = findings + excluded.findings, ",
-    fold_sat_add!("events"),
-    ", ",
-    fold_sat_add!("bytes_out"),
-    ", ",
-    fold_sat_add!("bytes_in"),
-    merge_seen!(),
+     MAX(vendor) FROM temp.finding_fold_groups GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ",
+    keys_upsert!(),
     "UPDATE finding_rollup_fold SET folded_seq = MAX(folded_seq, $1);\n"
 );
 
