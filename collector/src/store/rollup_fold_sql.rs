@@ -86,6 +86,23 @@ macro_rules! merge_seen {
     };
 }
 
+/// `) SELECT` of one `finding_days` row per day and key from findings `f` (grouped by the
+/// caller): the columns of `days_columns!` in order.
+macro_rules! day_group_select {
+    () => {
+        concat!(
+            ") SELECT f.window_start_ms / 86400000, ",
+            key_of!("f"),
+            ", COUNT(*), SUM(f.count), ",
+            sat_sum!("COALESCE(f.bytes_out, 0)"),
+            ", ",
+            sat_sum!("COALESCE(f.bytes_in, 0)"),
+            ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), \
+             MAX(f.service_name), MAX(f.vendor)"
+        )
+    };
+}
+
 /// The conflict clause of a SQLite fold's upsert into `finding_days`: the day's sums added,
 /// first/last seen and the names merged.
 macro_rules! days_upsert {
@@ -172,14 +189,7 @@ macro_rules! sqlite_fold {
              findings = findings + excluded.findings;\n",
             "INSERT INTO finding_days (",
             days_columns!(),
-            ") SELECT f.window_start_ms / 86400000, ",
-            key_of!("f"),
-            ", COUNT(*), SUM(f.count), ",
-            sat_sum!("COALESCE(f.bytes_out, 0)"),
-            ", ",
-            sat_sum!("COALESCE(f.bytes_in, 0)"),
-            ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), \
-             MAX(f.service_name), MAX(f.vendor)",
+            day_group_select!(),
             $from,
             "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 ",
             days_upsert!(),
@@ -239,14 +249,7 @@ pub(in crate::store) const SQLITE_FOLD_GROUPS: &str = concat!(
     ");\nDELETE FROM temp.finding_fold_groups;\n\
      INSERT INTO temp.finding_fold_groups (",
     days_columns!(),
-    ") SELECT f.window_start_ms / 86400000, ",
-    key_of!("f"),
-    ", COUNT(*), SUM(f.count), ",
-    sat_sum!("COALESCE(f.bytes_out, 0)"),
-    ", ",
-    sat_sum!("COALESCE(f.bytes_in, 0)"),
-    ", COUNT(f.bytes_out), MIN(f.first_seen_ms), MAX(f.last_seen_ms), MAX(f.service_name), \
-     MAX(f.vendor)",
+    day_group_select!(),
     unfolded!("$1"),
     "GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12;\n"
 );
