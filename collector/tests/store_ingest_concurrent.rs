@@ -292,6 +292,11 @@ fn sqlite_concurrent_ingests_share_commits_and_fail_alone() {
         .unwrap();
     suite(store.clone());
     let (groups, batches) = store.ingest_group_stats();
+    // Each poisoned batch (kind 3: one per host) had its group written again with
+    // savepoints; two of them in one group make one rewrite.
+    let totals = store.group_commit_totals().unwrap();
+    assert_eq!((totals.transactions, totals.batches), (groups, batches));
+    assert!((1..=HOSTS as u64).contains(&totals.rewrites), "{totals:?}");
     // Good, bad and late batches all went through group commit; eight writers at once
     // queue behind each other's fsync, so some transactions held several batches.
     assert_eq!(batches as usize, HOSTS * BATCHES + HOSTS * BATCHES / 4 + 2);
@@ -306,6 +311,7 @@ fn postgres_concurrent_ingests_fail_alone_and_alert_once() {
     let pg = PgServer::start();
     let url = pg.create_db("concurrent");
     let store = shadowai_collector::store::postgres::open(&url, 4, None).unwrap();
+    assert_eq!(store.group_commit_totals(), None);
     postgres::Client::connect(&url, postgres::NoTls)
         .unwrap()
         .batch_execute(POSTGRES_POISON)

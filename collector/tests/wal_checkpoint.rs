@@ -1,7 +1,8 @@
 //! The SQLite write-ahead log is checkpointed off the writer (`store/wal.rs`,
 //! `wal_checkpointer.rs`): checkpoints run beside concurrent ingests without losing or
 //! blocking any, a quiet log ends up wholly in the database file, the running collector
-//! does it on its own and says so on `/metrics`, and PostgreSQL has nothing to checkpoint.
+//! does it on its own and says so on `/metrics` (beside group commit's totals), and
+//! PostgreSQL has nothing to checkpoint.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -97,6 +98,16 @@ async fn the_collector_checkpoints_in_the_background_and_says_so() {
                 &text,
                 "shadowai_collector_sqlite_wal_checkpoint_failures_total"
             ),
+            0
+        );
+        // The three batches went through group commit, none written again.
+        assert_eq!(
+            metric(&text, "shadowai_collector_ingest_group_batches_total"),
+            3
+        );
+        assert!(metric(&text, "shadowai_collector_ingest_group_transactions_total") >= 1);
+        assert_eq!(
+            metric(&text, "shadowai_collector_ingest_group_rewrites_total"),
             0
         );
         let runs = metric(&text, "shadowai_collector_sqlite_wal_checkpoints_total");

@@ -57,7 +57,12 @@ pub struct Metrics {
     pub rollup_fold: crate::rollup_folder::FoldMetrics,
     /// The SQLite log's background checkpointer (`crate::wal_checkpointer`).
     pub wal: crate::wal_checkpointer::WalMetrics,
+    /// Group commit (SQLite): transactions, the batches they held, groups written again.
+    pub ingest_group_transactions: Counter,
+    pub ingest_group_batches: Counter,
+    pub ingest_group_rewrites: Counter,
     siem_seen: Mutex<crate::siem::SinkTotals>,
+    group_seen: Mutex<crate::store::GroupCommitTotals>,
 }
 
 impl Metrics {
@@ -94,7 +99,11 @@ impl Metrics {
             audit_heads_forwarded: Counter::default(),
             rollup_fold: Default::default(),
             wal: Default::default(),
+            ingest_group_transactions: Counter::default(),
+            ingest_group_batches: Counter::default(),
+            ingest_group_rewrites: Counter::default(),
             siem_seen: Mutex::new(Default::default()),
+            group_seen: Mutex::new(Default::default()),
         };
         // prometheus-client appends `_total` to counter names.
         r.register(
@@ -109,6 +118,21 @@ impl Metrics {
         );
         m.rollup_fold.register(&mut r);
         m.wal.register(&mut r);
+        r.register(
+            "ingest_group_transactions",
+            "Group-commit transactions written (SQLite: batches queued behind one share the next)",
+            m.ingest_group_transactions.clone(),
+        );
+        r.register(
+            "ingest_group_batches",
+            "Ingest batches written by group-commit transactions",
+            m.ingest_group_batches.clone(),
+        );
+        r.register(
+            "ingest_group_rewrites",
+            "Group commits written again with a savepoint per batch after a batch failed mid-write",
+            m.ingest_group_rewrites.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests by route template and status",
@@ -249,6 +273,19 @@ impl Metrics {
                 .inc_by(now.failures.saturating_sub(seen.failures));
             self.siem_dropped
                 .inc_by(now.dropped.saturating_sub(seen.dropped));
+            *seen = now;
+        }
+    }
+
+    /// Brings the group-commit counters up to the store's totals.
+    pub fn sync_group_commit(&self, now: crate::store::GroupCommitTotals) {
+        if let Ok(mut seen) = self.group_seen.lock() {
+            self.ingest_group_transactions
+                .inc_by(now.transactions.saturating_sub(seen.transactions));
+            self.ingest_group_batches
+                .inc_by(now.batches.saturating_sub(seen.batches));
+            self.ingest_group_rewrites
+                .inc_by(now.rewrites.saturating_sub(seen.rewrites));
             *seen = now;
         }
     }

@@ -299,6 +299,9 @@ async fn metrics_route(State(st): State<SharedState>) -> Response {
     if let Some(sink) = &st.sink {
         st.metrics.sync_siem(sink.totals());
     }
+    if let Some(totals) = st.store.group_commit_totals() {
+        st.metrics.sync_group_commit(totals);
+    }
     (
         [(
             header::CONTENT_TYPE,

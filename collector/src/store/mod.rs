@@ -15,6 +15,17 @@ pub use report_index::WINDOW_COVER_INDEX;
 mod fold;
 pub use fold::{FOLD_ROWS, FoldOutcome, PENDING_BOUND};
 pub use wal::WalCheckpoint;
+
+/// Group commit's totals since the store opened (`group_commit.rs`, `sql_ingest_group.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCommitTotals {
+    /// Transactions written.
+    pub transactions: u64,
+    /// Ingest batches they held.
+    pub batches: u64,
+    /// Groups written again with a savepoint per batch, after a batch failed mid-write.
+    pub rewrites: u64,
+}
 mod finding_doc;
 mod rollup;
 pub mod rollup_sql;
@@ -388,6 +399,8 @@ pub trait Store:
     /// One checkpoint of the write-ahead log off the writer (SQLite, `wal.rs`); `None`: the
     /// store keeps no such log itself (PostgreSQL).
     fn checkpoint_wal(&self) -> Result<Option<WalCheckpoint>, StoreError>;
+    /// Group commit's totals since start (SQLite); `None`: a transaction per batch.
+    fn group_commit_totals(&self) -> Option<GroupCommitTotals>;
 
     // ---- sessions: inventory of AI agents at work (issue 12) ----
     /// Stores a host's inventory report; returns the items written.

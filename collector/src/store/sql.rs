@@ -26,6 +26,9 @@ pub struct SqlStore<B: Backend> {
     >,
     /// Findings waiting for the roll-up's fold (`fold.rs`).
     pub(super) fold: super::fold::FoldState,
+    /// Groups written again with a savepoint per batch after one failed mid-write
+    /// (`sql_ingest_group.rs`).
+    pub(super) ingest_group_rewrites: std::sync::atomic::AtomicU64,
 }
 
 impl<B: Backend> SqlStore<B> {
@@ -36,6 +39,7 @@ impl<B: Backend> SqlStore<B> {
             known: super::known_keys::KnownKeys::new(super::known_keys::CAPACITY),
             ingest_group: super::group_commit::Combiner::default(),
             fold: super::fold::FoldState::default(),
+            ingest_group_rewrites: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -670,6 +674,19 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn checkpoint_wal(&self) -> Result<Option<super::WalCheckpoint>, StoreError> {
         self.backend.checkpoint_wal()
+    }
+
+    fn group_commit_totals(&self) -> Option<super::GroupCommitTotals> {
+        let (transactions, batches) = self.ingest_group.stats();
+        self.backend
+            .group_commit()
+            .then(|| super::GroupCommitTotals {
+                transactions,
+                batches,
+                rewrites: self
+                    .ingest_group_rewrites
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            })
     }
 
     fn count_findings(&self) -> Result<u64, StoreError> {

@@ -50,7 +50,11 @@ impl<B: Backend> SqlStore<B> {
                 self.known.learn(learned);
                 Ok(answers)
             }
-            Err(_) if wrote_and_failed => self.write_group_isolated(jobs),
+            Err(_) if wrote_and_failed => {
+                self.ingest_group_rewrites
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.write_group_isolated(jobs)
+            }
             Err(e) => Err(e),
         }
     }
