@@ -17,13 +17,7 @@ pub const HOOK: &str = "exec_argv";
 /// Configures the exec program with this kernel's offsets; the map stays with the program
 /// (taken out of the object only to write it). The error says what is missing.
 pub fn configure(ebpf: &mut Ebpf) -> Result<Option<u32>, String> {
-    let offsets = ArgvOffsets::of_kernel(Path::new(VMLINUX)).map_err(|e| {
-        let mut s = e.to_string();
-        if let Some(src) = std::error::Error::source(&e) {
-            s.push_str(&format!(": {src}"));
-        }
-        s
-    })?;
+    let offsets = ArgvOffsets::of_kernel(Path::new(VMLINUX)).map_err(|e| super::with_source(&e))?;
     let mut cfg: Array<&mut MapData, u32> = ebpf
         .map_mut("EXEC_CFG")
         .ok_or("map EXEC_CFG missing from the object")?

@@ -79,13 +79,7 @@ impl Lineage {
 
     fn try_attach(ebpf: &mut Ebpf, tracefs: Option<&Path>) -> Result<(Self, Option<u32>), String> {
         let tracefs = tracefs.ok_or("tracefs unavailable")?;
-        let off = offset(tracefs).map_err(|e| {
-            let mut s = e.to_string();
-            if let Some(src) = std::error::Error::source(&e) {
-                s.push_str(&format!(": {src}"));
-            }
-            s
-        })?;
+        let off = offset(tracefs).map_err(|e| super::with_source(&e))?;
         let mut cfg: Array<MapData, u32> = ebpf
             .take_map("LINEAGE_CFG")
             .ok_or("map LINEAGE_CFG missing from the object")?

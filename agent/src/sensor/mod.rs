@@ -304,6 +304,14 @@ impl Sensor {
     }
 }
 
+/// `e` and its source, as a hook's status reports why it is unavailable.
+fn with_source(e: &dyn std::error::Error) -> String {
+    match e.source() {
+        Some(src) => format!("{e}: {src}"),
+        None => e.to_string(),
+    }
+}
+
 fn status(name: &'static str, r: Result<Option<u32>, String>) -> HookStatus {
     match r {
         Ok(verified_insns) => {
