@@ -96,7 +96,7 @@ pub fn count(ctx: &SkBuffContext, cookie: u64, n: u32, egress: bool) {
     // Marked before the insert: a release racing with it looks the counters up (see
     // `owners::uncounted`). Without storage the release will not: the counters stay
     // readable while the socket lives, and LRU eviction reclaims them.
-    if !owners::mark_counted(ctx) {
+    if !owners::mark_counted(ctx, cookie) {
         count_lost(lost::NO_STORAGE);
     }
     let b = if egress {

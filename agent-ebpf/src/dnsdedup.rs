@@ -79,7 +79,7 @@ pub fn repeat(ctx: &SkBuffContext, off: u32, len: u32, direction: u8, cookie: u6
     if !load(ctx, off + 2, n, s) {
         return false;
     }
-    let (who, by_cookie) = match owners::of_packet(ctx) {
+    let (who, by_cookie) = match owners::of_packet(ctx, cookie) {
         Some(o) => (o.pid as u64, 0),
         None => (cookie, 1),
     };

@@ -1,7 +1,8 @@
 //! shadowai's kernel programs.
 //!
 //! - `connect4/6`, `sendmsg4/6` (cgroup_sock_addr at the cgroup2 root): record who owns each
-//!   socket (in the socket's own storage, `owners.rs`) and report each (process, destination) once per window.
+//!   socket (`owners.rs`: a TCP socket's in a preallocated slot until its first payload packet,
+//!   then in the socket's own storage) and report each (process, destination) once per window.
 //! - `skb_egress`/`skb_ingress` (cgroup_skb at the cgroup2 root): capture only what can carry
 //!   a name — DNS on watched ports, the first handshake bytes of TCP flows that start with a
 //!   TLS ClientHello record, QUIC long-header Initials — stamped with the socket's owner.
@@ -18,6 +19,11 @@
 //! Every program is a thin entry point over a `try_*` function; every lost or cut event is
 //! counted in `DROPS`. Nothing here ever blocks traffic (every hook returns "allow").
 #![no_std]
+#![feature(core_intrinsics)]
+#![allow(
+    internal_features,
+    reason = "core_intrinsics for atomic_cxchg: core offers no compare_exchange on the BPF target (owners.rs)"
+)]
 #![no_main]
 
 mod bytes;

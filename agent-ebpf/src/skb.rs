@@ -555,7 +555,7 @@ pub(crate) unsafe fn copy_words<T: Copy>(dst: *mut T, src: *const T) {
 /// Copies the payload (up to [`MAX_PAYLOAD`] bytes) into a ring-buffer record.
 #[inline(always)]
 fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
-    if let Some(owner) = owners::of_packet(ctx) {
+    if let Some(owner) = owners::of_packet(ctx, p.meta.cookie) {
         // SAFETY: both point at a valid SockOwner.
         unsafe { copy_words(&mut p.meta.owner, owner) };
     }

@@ -26,6 +26,7 @@ pub mod usage;
 /// deterministic (one agent at a time, one topology at a time).
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
+pub mod bpfmaps;
 pub mod browser;
 pub mod enforce;
 

@@ -118,31 +118,6 @@ impl Drop for Client {
     }
 }
 
-/// The id of the `SOCK_BYTES` map that process `pid` holds (other agents may be running).
-fn sock_bytes_map(pid: u32) -> u64 {
-    let held = shadowai_tests::bpf_ids_of(pid, "map_id");
-    let out = Command::new("bpftool")
-        .args(["map", "show", "-j"])
-        .output()
-        .expect("bpftool (Debian: bpftool; .ci/deps/usage.sh installs it)");
-    assert!(out.status.success(), "bpftool map show: {out:?}");
-    let maps: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mine: Vec<u64> = maps
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["name"] == "SOCK_BYTES")
-        .filter_map(|m| m["id"].as_u64())
-        .filter(|id| held.contains(id))
-        .collect();
-    assert_eq!(
-        mine.len(),
-        1,
-        "one SOCK_BYTES map among the maps the agent (pid {pid}) holds: {held:?}"
-    );
-    mine[0]
-}
-
 /// (bytes out, bytes in) of a socket cookie, `None` when it has no entry.
 fn sock_bytes(map: u64, cookie: u64) -> Option<(u64, u64)> {
     let mut args = vec![
@@ -167,12 +142,7 @@ fn sock_bytes(map: u64, cookie: u64) -> Option<(u64, u64)> {
         return None;
     }
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let bytes: Vec<u8> = v["value"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no value in {v}"))
-        .iter()
-        .map(|b| u8::from_str_radix(b.as_str().unwrap().trim_start_matches("0x"), 16).unwrap())
-        .collect();
+    let bytes = shadowai_tests::bpfmaps::value_bytes(&v).unwrap();
     assert_eq!(bytes.len(), 16, "SockBytes is two u64: {v}");
     let word = |i: usize| u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
     Some((word(0), word(1)))
@@ -192,7 +162,7 @@ fn dropped_and_delivered_datagrams_are_counted_exactly_per_socket() {
     )
     .unwrap();
     let agent = Daemon::agent_run(&setup.config).unwrap();
-    let map = sock_bytes_map(agent.0.id());
+    let map = shadowai_tests::bpfmaps::map_of(agent.0.id(), "SOCK_BYTES").unwrap();
 
     // The block takes effect once the agent has loaded its policy into the kernel.
     let deadline = Instant::now() + Duration::from_secs(20);
