@@ -1,5 +1,5 @@
 //! Socket ownership: in socket-local storage (`BPF_MAP_TYPE_SK_STORAGE`), and for a TCP
-//! socket between its connect() and its first payload packet, in a slot of `PENDING`.
+//! socket between its connect() and its first payload packet, in a slot of `PARKED`.
 //!
 //! The sock_addr hooks (connect4/6, sendmsg4/6) run in the owning task's context and write
 //! who owns the socket; the packet programs, which run without a task context, read it back
@@ -12,7 +12,7 @@
 //! goes: a third of a loopback connect's whole overhead on 6.18 (measured: the connect
 //! loop went from 0.89× to 0.93× bare without it). Most TCP sockets that connect never
 //! carry a byte the programs look at — health checks, port scans, pools dialling ahead, the
-//! connect loop — so a TCP connect() parks its owner in `PENDING` instead: a preallocated
+//! connect loop — so a TCP connect() parks its owner in `PARKED` instead: a preallocated
 //! array, one slot per socket, found by the socket's address and claimed with a
 //! compare-and-swap (no allocation, no lock). The address, not the cookie: the release
 //! hook has it for free (a cookie would be made for every socket released, accepted ones
@@ -21,7 +21,7 @@
 //! socket's storage and frees the slot; its release frees the slot if it never carried
 //! payload. So a slot holds a live socket that has connected and carried nothing yet, and
 //! nothing evicts it: a connect whose slot is taken (by another such socket) makes storage
-//! at once, as before — a flood cannot push a pending owner out either
+//! at once, as before — a flood cannot push a parked owner out either
 //! (`tests/tests/agent_socket_owners.rs` floods TCP connects and holds 20,000 sockets).
 //!
 //! The slot also keeps the socket's cookie: a kernel socket is released without the
@@ -43,18 +43,31 @@ use shadowai_common::SockOwner;
 
 use crate::skb::copy_words;
 
-/// Socket → owner, written by the sock_addr hooks, read by the packet hooks.
-#[btf_map]
-static SOCK_OWNER: SkStorage<SockOwner> = SkStorage::new();
-
-/// Slots of [`PENDING`] (a power of two): TCP sockets that have connected and carried no
-/// payload yet, at once. A connect that finds its slot taken makes storage instead.
-const PENDING_SLOTS: u32 = 16_384;
-
-/// One pending owner: `sk` 0 is a free slot.
+/// What a socket's storage holds.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Pending {
+pub struct SockState {
+    pub owner: SockOwner,
+    /// The de-dup key (`SendKey`, as its four words: owner and hook, address, port) of the
+    /// destination a sendmsg hook last reported on this socket, or found reported within
+    /// the window; zero when none.
+    last_key: [u64; 4],
+    /// When that destination was reported (coarse clock), as `SEEN` has it.
+    last_ns: u64,
+}
+
+/// Socket → owner, written by the sock_addr hooks, read by the packet hooks.
+#[btf_map]
+static SOCK_OWNER: SkStorage<SockState> = SkStorage::new();
+
+/// Slots of [`PARKED`] (a power of two): TCP sockets that have connected and carried no
+/// payload yet, at once. A connect that finds its slot taken makes storage instead.
+const PARKED_SLOTS: u32 = 16_384;
+
+/// One parked owner: `sk` 0 is a free slot.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Parked {
     /// Address of the socket (`struct sock`), the slot's key: a live socket is the only one
     /// at its address, and the release hook has it without making a cookie.
     sk: u64,
@@ -67,7 +80,7 @@ struct Pending {
 /// Owners of TCP sockets between connect() and their first payload packet (see the module
 /// documentation): 16,384 × 64 bytes, preallocated.
 #[map]
-static PENDING: Array<Pending> = Array::with_max_entries(PENDING_SLOTS, 0);
+static PARKED: Array<Parked> = Array::with_max_entries(PARKED_SLOTS, 0);
 
 /// Per-CPU scratch through which a socket pointer becomes a number: the verifier allows no
 /// arithmetic on a socket pointer, but a privileged program may store one in a map value
@@ -96,9 +109,9 @@ fn map() -> *mut core::ffi::c_void {
 }
 
 /// The storage of socket `sk` (null when it has none and `create` is false, or the kernel
-/// could not allocate it); a new one is zeroed: pid 0, no owner, unmarked.
+/// could not allocate it); a new one is zeroed: pid 0, no owner, unmarked, no destination.
 #[inline(always)]
-fn storage(sk: *mut core::ffi::c_void, create: bool) -> *mut SockOwner {
+fn storage(sk: *mut core::ffi::c_void, create: bool) -> *mut SockState {
     let flags = if create {
         BPF_SK_STORAGE_GET_F_CREATE.into()
     } else {
@@ -106,22 +119,22 @@ fn storage(sk: *mut core::ffi::c_void, create: bool) -> *mut SockOwner {
     };
     // SAFETY: helper call with this program's map and a socket the caller's context gives
     // it (full, for the program's duration); no initial value.
-    unsafe { bpf_sk_storage_get(map(), sk, core::ptr::null_mut(), flags) }.cast::<SockOwner>()
+    unsafe { bpf_sk_storage_get(map(), sk, core::ptr::null_mut(), flags) }.cast::<SockState>()
 }
 
 /// The slot of the socket at address `sk` (Fibonacci hashing of the address without its
 /// low bits, which every socket shares).
 #[inline(always)]
-fn slot(sk: u64) -> Option<*mut Pending> {
+fn slot(sk: u64) -> Option<*mut Parked> {
     let i = ((sk >> 6).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as u32;
-    PENDING.get_ptr_mut(i & (PENDING_SLOTS - 1))
+    PARKED.get_ptr_mut(i & (PARKED_SLOTS - 1))
 }
 
 /// Compare-and-swap of a slot's key: `old` → `new`; the value found (`old` when it
 /// swapped). (core's `AtomicU64::compare_exchange` is not offered on the BPF target; the
 /// intrinsic compiles to the BPF `cmpxchg` instruction, kernel 5.12 and later.)
 #[inline(always)]
-fn swap_key(p: *mut Pending, old: u64, new: u64) -> u64 {
+fn swap_key(p: *mut Parked, old: u64, new: u64) -> u64 {
     // SAFETY: an 8-byte aligned u64 inside a map value that outlives the program run,
     // accessed atomically by every writer.
     unsafe {
@@ -136,46 +149,84 @@ fn swap_key(p: *mut Pending, old: u64, new: u64) -> u64 {
 
 /// A slot's key, read once.
 #[inline(always)]
-fn key_in(p: *mut Pending) -> u64 {
+fn key_in(p: *mut Parked) -> u64 {
     // SAFETY: an 8-byte aligned u64 inside a map value; a single 8-byte load.
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).sk)) }
 }
 
 /// Records `owner` for the socket of a sock_addr hook. A TCP socket without storage parks it
-/// in its `PENDING` slot when that is free (or already its own: a connect() retried after
+/// in its `PARKED` slot when that is free (or already its own: a connect() retried after
 /// a failure); anything else writes the socket's storage, creating it on the socket's first
-/// connect()/sendmsg() and overwriting it in place after. `false`: the kernel could not
+/// connect()/sendmsg() and overwriting it in place after. `Err`: the kernel could not
 /// allocate the storage (the event still carries the owner; its packets will not).
+/// `Ok(null)`: parked.
 ///
 /// The storage's `counted` mark survives the overwrite. A TCP socket's storage starts
 /// unmarked (connect() comes before any payload; the byte count marks it at its first
 /// payload packet), a UDP socket's marked: it may have received datagrams before its first
 /// sendmsg(), counted while it had no storage to mark.
 #[inline(always)]
-pub fn record(ctx: &SockAddrContext, owner: &SockOwner, tcp: bool) -> bool {
+pub fn record(ctx: &SockAddrContext, owner: &SockOwner, tcp: bool) -> Result<*mut SockState, ()> {
     // SAFETY: `sk` of a sock_addr context is a full socket for the program's duration.
     let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
-    let mut slot_ptr = storage(sk.cast(), false);
-    if slot_ptr.is_null() {
+    let mut st = storage(sk.cast(), false);
+    if st.is_null() {
         if tcp && park(ctx, owner) {
-            return true;
+            return Ok(st);
         }
-        slot_ptr = storage(sk.cast(), true);
+        st = storage(sk.cast(), true);
     }
-    if slot_ptr.is_null() {
-        return false;
+    if st.is_null() {
+        return Err(());
     }
-    // SAFETY: `slot_ptr` is the socket's storage, sized and aligned for a SockOwner (a new
-    // one is zeroed: unmarked).
+    // SAFETY: `st` is the socket's storage, sized and aligned for a SockState (a new one is
+    // zeroed: unmarked).
     unsafe {
-        let counted = if tcp { (*slot_ptr).counted } else { 1 };
-        copy_words(slot_ptr, owner);
-        (*slot_ptr).counted = counted;
+        let o = core::ptr::addr_of_mut!((*st).owner);
+        let counted = if tcp { (*o).counted } else { 1 };
+        copy_words(o, owner);
+        (*o).counted = counted;
     }
-    true
+    Ok(st)
 }
 
-/// Parks `owner` in the slot of the socket's address: `false` when another pending socket
+/// The socket's storage, if it has one (a UDP socket after its first connect()/sendmsg()).
+#[inline(always)]
+pub fn of_sock_addr(ctx: &SockAddrContext) -> Option<&'static mut SockState> {
+    // SAFETY: `sk` of a sock_addr context is a full socket for the program's duration.
+    let sk = unsafe { (*ctx.sock_addr).__bindgen_anon_1.sk };
+    // SAFETY: non-null storage of this map is a SockState while the program runs.
+    unsafe { storage(sk.cast(), false).as_mut() }
+}
+
+impl SockState {
+    /// Did this socket report `key`'s destination within `window` of `now`, for the owner
+    /// it records (uid and gid as `uid_gid` says; the pid is in the key)? Then a sendmsg to
+    /// it again is a repeat, as `SEEN` would say, without building the owner or looking
+    /// `SEEN` up.
+    #[inline(always)]
+    pub fn reported(&self, key: &[u64; 4], uid_gid: u64, now: u64, window: u64) -> bool {
+        // Word by word: an array compare would be a call to `bcmp`.
+        window != 0
+            && self.last_key[0] == key[0]
+            && self.last_key[1] == key[1]
+            && self.last_key[2] == key[2]
+            && self.last_key[3] == key[3]
+            && u64::from(self.owner.uid) | (u64::from(self.owner.gid) << 32) == uid_gid
+            && now.wrapping_sub(self.last_ns) < window
+    }
+
+    /// Remembers that `key`'s destination was reported at `at` on this socket.
+    #[inline(always)]
+    pub fn remember(&mut self, key: &[u64; 4], at: u64) {
+        for i in 0..4 {
+            self.last_key[i] = key[i];
+        }
+        self.last_ns = at;
+    }
+}
+
+/// Parks `owner` in the slot of the socket's address: `false` when another parked socket
 /// holds it.
 #[inline(always)]
 fn park(ctx: &SockAddrContext, owner: &SockOwner) -> bool {
@@ -204,11 +255,11 @@ fn park(ctx: &SockAddrContext, owner: &SockOwner) -> bool {
     true
 }
 
-/// Moves the pending owner of the packet's socket (`full`, cookie `cookie`) into the
-/// socket's storage (made here) and frees its slot. Null when the socket has no pending
+/// Moves the parked owner of the packet's socket (`full`, cookie `cookie`) into the
+/// socket's storage (made here) and frees its slot. Null when the socket has no parked
 /// owner or the storage could not be made.
 #[inline(always)]
-fn adopt(full: *mut bpf_sock, cookie: u64) -> *mut SockOwner {
+fn adopt(full: *mut bpf_sock, cookie: u64) -> *mut SockState {
     let addr = addr_of(full.cast());
     let Some(p) = slot(addr) else {
         return core::ptr::null_mut();
@@ -240,18 +291,19 @@ fn adopt(full: *mut bpf_sock, cookie: u64) -> *mut SockOwner {
     // SAFETY: the socket's storage and a copy fully written above; a TCP owner starts
     // unmarked (the caller marks it).
     unsafe {
-        let counted = (*s).counted;
-        copy_words(s, owner.as_ptr());
-        (*s).counted = counted;
+        let o = core::ptr::addr_of_mut!((*s).owner);
+        let counted = (*o).counted;
+        copy_words(o, owner.as_ptr());
+        (*o).counted = counted;
     }
     swap_key(p, addr, 0);
     s
 }
 
-/// The storage of the packet's socket, adopting its pending owner if it has one; null when
+/// The storage of the packet's socket, adopting its parked owner if it has one; null when
 /// it has neither.
 #[inline(always)]
-fn of_full(full: *mut bpf_sock, cookie: u64) -> *mut SockOwner {
+fn of_full(full: *mut bpf_sock, cookie: u64) -> *mut SockState {
     let s = storage(full.cast(), false);
     if !s.is_null() {
         return s;
@@ -260,7 +312,7 @@ fn of_full(full: *mut bpf_sock, cookie: u64) -> *mut SockOwner {
 }
 
 /// Marks the packet's socket (cookie `cookie`) as having byte counters (see [`uncounted`]),
-/// adopting its pending owner, or creating its storage, unowned, when it has neither (an
+/// adopting its parked owner, or creating its storage, unowned, when it has neither (an
 /// accepted socket: no connect() or sendmsg() ran on it). `false` when the packet's socket
 /// is not a full socket or the kernel could not allocate the storage: its release will not
 /// look its counters up.
@@ -279,21 +331,21 @@ pub fn mark_counted(ctx: &SkBuffContext, cookie: u64) -> bool {
     }
     // SAFETY: the socket's storage, valid while the program runs; a plain store (a racing
     // writer writes the same value, or `record` keeps it).
-    unsafe { (*p).counted = 1 };
+    unsafe { (*p).owner.counted = 1 };
     true
 }
 
 /// Does the socket of a cgroup sock program (sock_release) record that it never had byte
 /// counters? A socket without storage never had any: [`mark_counted`] makes the storage
 /// before a socket's first counters are inserted. A TCP socket without storage frees its
-/// pending slot here, if it holds one (it connected and never carried payload).
+/// slot here, if it holds one (it connected and never carried payload).
 #[inline(always)]
 pub fn uncounted(ctx: &SockContext) -> bool {
     // The program's context is the socket itself, as the helper takes it here.
     let p = storage(ctx.sock.cast(), false);
-    // SAFETY: non-null storage of this map holds a SockOwner while the program runs.
-    if let Some(o) = unsafe { p.as_ref() } {
-        return o.counted == 0;
+    // SAFETY: non-null storage of this map holds a SockState while the program runs.
+    if let Some(s) = unsafe { p.as_ref() } {
+        return s.owner.counted == 0;
     }
     // SAFETY: the context pointer is valid for the duration of the program.
     if unsafe { (*ctx.sock).protocol } == IPPROTO_TCP {
@@ -317,9 +369,11 @@ const IPPROTO_TCP: u32 = 6;
 pub fn of_packet(ctx: &SkBuffContext, cookie: u64) -> Option<&'static SockOwner> {
     let full = full_socket(ctx)?;
     let p = of_full(full, cookie);
-    // SAFETY: non-null storage of this map holds a SockOwner while the program runs;
+    // SAFETY: non-null storage of this map holds a SockState while the program runs;
     // shared, read-only here.
-    unsafe { p.as_ref() }.filter(|o| o.pid != 0)
+    unsafe { p.as_ref() }
+        .map(|s| &s.owner)
+        .filter(|o| o.pid != 0)
 }
 
 /// The packet's socket, if it is a full socket.

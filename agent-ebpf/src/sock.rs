@@ -68,10 +68,10 @@ pub fn current_owner() -> SockOwner {
     }
 }
 
-/// The de-dup key of a destination, built as the four words it is (little-endian BPF: an
+/// The de-dup key of a destination as the four words it is (little-endian BPF: an
 /// address's bytes in memory order), so that no array of it is zeroed apart.
 #[inline(always)]
-fn send_key(pid: u32, hook_id: u8, sa: *const bpf_sock_addr, v6: bool, dport: u16) -> SendKey {
+fn send_words(pid: u32, hook_id: u8, sa: *const bpf_sock_addr, v6: bool, dport: u16) -> [u64; 4] {
     let pair = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
     // SAFETY: reads of context fields the verifier allows for this attach type.
     let (a, b) = unsafe {
@@ -82,15 +82,40 @@ fn send_key(pid: u32, hook_id: u8, sa: *const bpf_sock_addr, v6: bool, dport: u1
             (u64::from((*sa).user_ip4), 0)
         }
     };
-    let words: [u64; 4] = [
+    [
         (u64::from(pid) << 32) | u64::from(hook_id),
         a,
         b,
         u64::from(dport),
-    ];
+    ]
+}
+
+/// The words of a de-dup key as the key.
+#[inline(always)]
+fn send_key(words: [u64; 4]) -> SendKey {
     // SAFETY: SendKey is 32 bytes of integers and byte arrays (`owner`, `daddr`, then
     // `dport` and its zero padding), 8-byte aligned like the array.
     unsafe { core::mem::transmute::<[u64; 4], SendKey>(words) }
+}
+
+/// A UDP socket sending again to the destination it reported within the window, for the
+/// same owner: a repeat, decided from the socket's storage alone (no owner built, no `SEEN`
+/// lookup: a resolver or a QUIC client re-sending on one unconnected socket). Never for a
+/// blocked destination, which is reported every time.
+#[inline(always)]
+fn repeat_send(ctx: &SockAddrContext, hook_id: u8, v6: bool, dport: u16, now: u64) -> bool {
+    let Some(st) = owners::of_sock_addr(ctx) else {
+        return false;
+    };
+    let words = send_words(
+        (bpf_get_current_pid_tgid() >> 32) as u32,
+        hook_id,
+        ctx.sock_addr,
+        v6,
+        dport,
+    );
+    st.reported(&words, bpf_get_current_uid_gid(), now, config().dedup_ns)
+        && !blocked_addr(v6, &send_key(words).daddr)
 }
 
 /// Records the owner, reports the destination, and decides: ALLOW, or DENY for a
@@ -98,34 +123,50 @@ fn send_key(pid: u32, hook_id: u8, sa: *const bpf_sock_addr, v6: bool, dport: u1
 #[inline(always)]
 fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i32 {
     let sa = ctx.sock_addr;
-    let mut owner = current_owner();
-    // SAFETY: the context pointer is valid for the duration of the program.
-    owner.netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
-    // SAFETY: the context pointer is valid for the duration of the program.
-    let tcp = unsafe { (*sa).protocol } == IPPROTO_TCP;
-    if !owners::record(ctx, &owner, tcp) {
-        count_drop(prog_id, drop::MAP_FULL);
-    }
-
     // SAFETY: reads of context fields the verifier allows for this attach type.
     let (dport, protocol) = unsafe { (u16::from_be((*sa).user_port as u16), (*sa).protocol as u8) };
-    // Report each (process, hook, destination) once per window.
-    let key = send_key(owner.pid, hook_id, sa, v6, dport);
-    let daddr = key.daddr;
-    let blocked = blocked_addr(v6, &daddr);
+    let tcp = u32::from(protocol) == IPPROTO_TCP;
     // The window is seconds long: the coarse clock (the last tick, no clock-source read;
     // in a VM a TSC read is tens of ns) is exact enough for it.
     // SAFETY: helper without arguments.
     let now = unsafe { gen::bpf_ktime_get_coarse_ns() };
+    let sendmsg = hook_id == hook::SENDMSG4 || hook_id == hook::SENDMSG6;
+    if sendmsg && !tcp && repeat_send(ctx, hook_id, v6, dport, now) {
+        return ALLOW;
+    }
+    let mut owner = current_owner();
+    // SAFETY: the context pointer is valid for the duration of the program.
+    owner.netns = unsafe { bpf_get_netns_cookie(sa.cast()) };
+    let st = match owners::record(ctx, &owner, tcp) {
+        Ok(st) => st,
+        Err(()) => {
+            count_drop(prog_id, drop::MAP_FULL);
+            core::ptr::null_mut()
+        }
+    };
+
+    // Report each (process, hook, destination) once per window.
+    let words = send_words(owner.pid, hook_id, sa, v6, dport);
+    let key = send_key(words);
+    let daddr = key.daddr;
+    let blocked = blocked_addr(v6, &daddr);
     let window = config().dedup_ns;
     let verdict = if blocked { DENY } else { ALLOW };
     if !blocked {
+        // SAFETY: the socket's storage (or null), valid while the program runs.
+        let st = unsafe { st.as_mut() };
         if let Some(last) = unsafe { SEEN.get(&key) } {
             if window != 0 && now.wrapping_sub(*last) < window {
+                if let Some(st) = st {
+                    st.remember(&words, *last);
+                }
                 return verdict;
             }
         }
         let _ = SEEN.insert(&key, &now, 0);
+        if let Some(st) = st {
+            st.remember(&words, now);
+        }
     }
 
     let Some(mut entry) = EVENTS.reserve::<ConnectEvent>(0) else {

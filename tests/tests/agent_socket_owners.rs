@@ -1,5 +1,5 @@
 //! Socket ownership cannot be flooded away by a local user. A TCP socket's owner waits in
-//! a slot of the kernel's `PENDING` table from its connect() to its first payload packet,
+//! a slot of the kernel's `PARKED` table from its connect() to its first payload packet,
 //! then lives in the socket's own storage (SK_STORAGE), as a UDP socket's does from its
 //! first connect()/sendmsg(); nothing evicts either (`agent-ebpf/src/owners.rs`).
 //!
@@ -104,7 +104,7 @@ fn kind(v: &Value) -> (u64, u64) {
     (n(v, &["class_uid"]), n(v, &["activity_id"]))
 }
 
-/// Slots of the agent's `PENDING` map (id `map`) that hold a socket: a non-zero first word.
+/// Slots of the agent's `PARKED` map (id `map`) that hold a socket: a non-zero first word.
 fn held_slots(map: u64) -> usize {
     map_values(map)
         .unwrap()
@@ -133,8 +133,8 @@ fn a_socket_flood_cannot_evict_the_owner_of_a_live_socket() {
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "connected", "the client did not connect");
 
-    let pending = map_of(agent.pid(), "PENDING").unwrap();
-    let parked = held_slots(pending);
+    let slots = map_of(agent.pid(), "PARKED").unwrap();
+    let parked = held_slots(slots);
     assert!(
         parked >= 1,
         "the client's TCP socket is not parked: {parked} slots held"
@@ -159,7 +159,7 @@ fn a_socket_flood_cannot_evict_the_owner_of_a_live_socket() {
     }
     // Closed sockets give their slots back; the client's (and whatever else on this host
     // is between connect and payload) stay.
-    let after = held_slots(pending);
+    let after = held_slots(slots);
     assert!(
         after < 64,
         "{after} slots still held after the floods closed their sockets (before: {parked})"
@@ -192,11 +192,11 @@ fn a_socket_flood_cannot_evict_the_owner_of_a_live_socket() {
 }
 
 #[test]
-fn sockets_that_hold_the_pending_slots_do_not_cost_another_socket_its_owner() {
+fn sockets_holding_most_slots_do_not_cost_another_socket_its_owner() {
     let _g = serial();
     let (t, cert) = Topology::with_servers(&["api.openai.com"], "api.openai.com A {v4}\n").unwrap();
     let agent = Agent::start(&["--poll-ms", "20"]).unwrap();
-    let pending = map_of(agent.pid(), "PENDING").unwrap();
+    let slots = map_of(agent.pid(), "PARKED").unwrap();
 
     // Two holders: the open-file limit here may be 20,000 per process.
     let mut holders: Vec<_> = (0..2)
@@ -220,7 +220,7 @@ fn sockets_that_hold_the_pending_slots_do_not_cost_another_socket_its_owner() {
             h
         })
         .collect();
-    let held = held_slots(pending);
+    let held = held_slots(slots);
     eprintln!("{HELD_SOCKETS} sockets hold {held} of the 16,384 slots");
     // 20,000 sockets hashed over 16,384 slots take about 70 % of them.
     assert!(
@@ -276,7 +276,7 @@ fn sockets_that_hold_the_pending_slots_do_not_cost_another_socket_its_owner() {
         h.stdin.take().unwrap().write_all(b"go\n").unwrap();
         assert!(h.wait().unwrap().success());
     }
-    let after = held_slots(pending);
+    let after = held_slots(slots);
     assert!(
         after < 64,
         "{after} slots still held after the holders exited"

@@ -290,7 +290,7 @@ pub mod flow {
     /// holds the time the hold began (binary ms, never 0).
     pub const PENDING: u32 = 4;
     /// [`CAPTURING`] a ClientHello the kernel could not decide from its first segment
-    /// (or whose verdict depends on the process): [`PENDING`] once it is complete.
+    /// (or whose verdict depends on the process): [`PARKED`] once it is complete.
     pub const CAPTURING_HOLD: u32 = 5;
     /// How long a socket is held at most, in binary milliseconds (2^20 ns).
     pub const HOLD_MS: u32 = 250;
