@@ -101,7 +101,9 @@ fn send_key(words: [u64; 4]) -> SendKey {
 /// A UDP socket sending again to the destination it reported within the window, for the
 /// same owner: a repeat, decided from the socket's storage alone (no owner built, no `SEEN`
 /// lookup: a resolver or a QUIC client re-sending on one unconnected socket). Never for a
-/// blocked destination, which is reported every time.
+/// blocked destination, which is reported every time. A change of the process's name or
+/// cgroup reaches the storage at the next send that is not a repeat (a new destination, or
+/// the window's end); one of its uid or gid, or another process sending, at once.
 #[inline(always)]
 fn repeat_send(ctx: &SockAddrContext, hook_id: u8, v6: bool, dport: u16, now: u64) -> bool {
     let Some(st) = owners::of_sock_addr(ctx) else {
