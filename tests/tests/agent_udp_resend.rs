@@ -3,7 +3,8 @@
 //! for the process — the repeats are decided from the socket's own storage — while a new
 //! destination goes up at once, the window's end brings a new report, and another process
 //! sending on the same socket (a forked child) is reported and owns the packets it sends,
-//! as the parent does again after it. Needs root.
+//! as the parent does again after it; when the parent drops to another uid, its next
+//! packets carry the new uid though their destination is a repeat. Needs root.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,8 +19,11 @@ use shadowai_tests::{Agent, Topology, n, of_pid, s, serial};
 
 /// One unconnected UDP socket: 20 queries for api.openai.com to the DNS server (argv[1]),
 /// a datagram to port 9, one more query (the server is the socket's last destination
-/// again), a query for api.anthropic.com to it from a forked child on the same socket, all inside the window; after the window (argv[2] seconds) one more query from
-/// the parent. Prints the parent's pid and the child's.
+/// again), a query for api.anthropic.com from a forked child on the same socket, one more
+/// from the parent, then — the parent as nobody now — one for api.anthropic.com: each time
+/// the server is the socket's last destination, all inside the window. After the window
+/// (argv[2] seconds) one more query from the parent. Prints the parent's pid and the
+/// child's.
 const CLIENT: &str = r#"
 import os, socket, struct, sys, time
 dns, window = sys.argv[1], float(sys.argv[2])
@@ -41,6 +45,12 @@ if child == 0:
     u.recv(512)
     os._exit(0)
 os.waitpid(child, 0)
+u.sendto(q(22, "api.openai.com"), (dns, 53))
+u.recv(512)
+os.setresgid(65534, 65534, 65534)
+os.setresuid(65534, 65534, 65534)
+u.sendto(q(102, "api.anthropic.com"), (dns, 53))
+u.recv(512)
 assert time.monotonic() - start < window / 2, "too slow for the window"
 time.sleep(window + 0.5)
 u.sendto(q(101, "api.openai.com"), (dns, 53))
@@ -89,6 +99,15 @@ fn a_resending_udp_socket_is_reported_once_per_window_and_its_packets_follow_the
             child(v) && query(v, "api.anthropic.com")
         })
         .unwrap();
+    // The parent, nobody now, to the same server inside the window: a repeat destination,
+    // but the packets' owner has the new uid.
+    let dropped = agent
+        .wait_for("the parent's query as nobody", wait, |v| {
+            parent(v) && query(v, "api.anthropic.com")
+        })
+        .unwrap();
+    assert_eq!(s(&dropped, &["actor", "user", "uid"]), "65534", "{dropped}");
+    assert_eq!(s(&dropped, &["actor", "user", "name"]), "nobody");
     // The parent's query after the window: reported again, and the packets the parent's
     // again.
     let events = agent.events();
@@ -127,7 +146,7 @@ fn a_resending_udp_socket_is_reported_once_per_window_and_its_packets_follow_the
             })
             .count()
     };
-    // The parent: 21 sends to :53 inside the window, one after it; the child: one.
+    // The parent: 23 sends to :53 inside the window, one after it; the child: one.
     assert_eq!(
         sends_to(&parent, 53),
         2,

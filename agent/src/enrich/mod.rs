@@ -215,10 +215,22 @@ impl ProcTable {
         }
     }
 
-    /// The process behind a socket owner; looked up in /proc on first sight.
+    /// The process behind a socket owner; looked up in /proc on first sight. A process seen
+    /// again under another uid (a daemon that dropped its privileges after its first
+    /// connection) takes the kernel's uid, which is the one of this connect or send.
     pub fn resolve(&mut self, owner: &Owner) -> Arc<ProcInfo> {
-        if let Some((p, _)) = self.procs.get(&owner.pid) {
-            return Arc::clone(p);
+        match self.procs.get(&owner.pid) {
+            Some((p, _)) if p.uid == owner.uid => return Arc::clone(p),
+            Some(_) => {
+                let user = self.users.name(owner.uid);
+                if let Some((p, _)) = self.procs.get_mut(&owner.pid) {
+                    let info = Arc::make_mut(p);
+                    info.uid = owner.uid;
+                    info.user = user;
+                    return Arc::clone(p);
+                }
+            }
+            None => {}
         }
         let mut info = ProcInfo {
             pid: owner.pid,
@@ -370,6 +382,22 @@ mod tests {
         assert_eq!(p.exe, exe.display().to_string());
         assert_eq!(p.ppid, Some(std::os::unix::process::parent_id()));
         assert!(!p.cmdline.is_empty());
+    }
+
+    #[test]
+    fn a_process_seen_under_another_uid_takes_the_kernels() {
+        let mut t = ProcTable::new("/nonexistent-proc");
+        let first = t.resolve(&owner(4444));
+        assert_eq!((first.uid, first.user.as_str()), (0, "root"));
+        let dropped = t.resolve(&Owner {
+            uid: 65534,
+            ..owner(4444)
+        });
+        assert_eq!(dropped.uid, 65534);
+        assert_ne!(dropped.user, "root");
+        assert_eq!(dropped.name, first.name, "the rest of its record stays");
+        assert_eq!(t.get(4444).unwrap().uid, 65534, "the table keeps it");
+        assert_eq!(t.len(), 1);
     }
 
     #[test]
