@@ -22,6 +22,15 @@ pub mod naming;
 pub mod sessions;
 pub mod usage;
 
+/// Python for the tests' DNS clients: `q(id, name)` is the wire form of an A query for
+/// `name` with transaction id `id` (the scripts send it on their own UDP sockets).
+pub const PY_DNS_QUERY: &str = r#"
+import struct
+def q(i, name):
+    wire = b"".join(bytes([len(l)]) + l for l in name.encode().split(b".")) + b"\x00"
+    return struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + wire + b"\x00\x01\x00\x01"
+"#;
+
 /// Tests that load eBPF programs or build namespaces take this lock so results stay
 /// deterministic (one agent at a time, one topology at a time).
 pub static SERIAL: Mutex<()> = Mutex::new(());

@@ -17,19 +17,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shadowai_tests::{Agent, Topology, n, of_pid, parse_exposition, s, sample, serial, sh};
+use shadowai_tests::{
+    Agent, PY_DNS_QUERY, Topology, n, of_pid, parse_exposition, s, sample, serial, sh,
+};
 
 /// Repeats of the same query.
 const N: usize = 40;
 
-/// What every client script starts with: `q(id, name)` builds an A query, `u` is a UDP
-/// socket connected to the DNS server (argv[1]); `n` is argv[2].
+/// What every client script starts with (after [`PY_DNS_QUERY`]'s `q(id, name)`): `u` is a
+/// UDP socket connected to the DNS server (argv[1]); `n` is argv[2].
 const PRELUDE: &str = r#"
 import socket, struct, sys, time
 dns, n = sys.argv[1], int(sys.argv[2])
-def q(i, name):
-    wire = b"".join(bytes([len(l)]) + l for l in name.encode().split(b".")) + b"\x00"
-    return struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + wire + b"\x00\x01\x00\x01"
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.connect((dns, 53))
 u.settimeout(10)
@@ -67,7 +66,7 @@ fn burst(t: &Topology, script: &str, n: usize) -> u32 {
         .cmd(&t.client, "python3")
         .args([
             "-c",
-            &format!("{PRELUDE}{script}"),
+            &format!("{PY_DNS_QUERY}{PRELUDE}{script}"),
             &t.remote_v4,
             &n.to_string(),
         ])

@@ -15,9 +15,9 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shadowai_tests::{Agent, Topology, n, of_pid, s, serial};
+use shadowai_tests::{Agent, PY_DNS_QUERY, Topology, n, of_pid, s, serial};
 
-/// One unconnected UDP socket: 20 queries for api.openai.com to the DNS server (argv[1]),
+/// After [`PY_DNS_QUERY`]'s `q(id, name)`. One unconnected UDP socket: 20 queries for api.openai.com to the DNS server (argv[1]),
 /// a datagram to port 9, one more query (the server is the socket's last destination
 /// again), a query for api.anthropic.com from a forked child on the same socket, one more
 /// from the parent, then — the parent as nobody now — one for api.anthropic.com: each time
@@ -27,9 +27,6 @@ use shadowai_tests::{Agent, Topology, n, of_pid, s, serial};
 const CLIENT: &str = r#"
 import os, socket, struct, sys, time
 dns, window = sys.argv[1], float(sys.argv[2])
-def q(i, name):
-    wire = b"".join(bytes([len(l)]) + l for l in name.encode().split(b".")) + b"\x00"
-    return struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + wire + b"\x00\x01\x00\x01"
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.settimeout(10)
 start = time.monotonic()
@@ -76,7 +73,12 @@ fn a_resending_udp_socket_is_reported_once_per_window_and_its_packets_follow_the
     let agent = Agent::start(&["--poll-ms", "20", "--dedup-secs", &window]).unwrap();
     let out = t
         .cmd(&t.client, "python3")
-        .args(["-c", CLIENT, &t.remote_v4, &window])
+        .args([
+            "-c",
+            &format!("{PY_DNS_QUERY}{CLIENT}"),
+            &t.remote_v4,
+            &window,
+        ])
         .output()
         .unwrap();
     assert!(
