@@ -19,7 +19,8 @@
 //!   (an accepted one); UDP sockets are marked from their first sendmsg() (they may have
 //!   counted datagrams before they had storage). So the release of a socket that carried
 //!   no payload — most accepted ones of a busy server, every one of the connect loop's —
-//!   is one storage read, not a cookie and a miss in a 65,536-entry table.
+//!   is one storage read (and, for TCP, one read of the socket's `PARKED` slot, freed here
+//!   if it still holds one), not a cookie and a miss in a 65,536-entry table.
 //!
 //! `SOCK_BYTES` is an LRU map: a flood of sockets evicts the least recently active ones, never
 //! a busy upload. Every refused insert or full ring is counted in `BYTES_LOST`.
@@ -55,9 +56,9 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 #[cgroup_sock(sock_release)]
 pub fn bytes_release(ctx: SockContext) -> i32 {
     // A socket whose storage says it never carried payload has nothing to look up (most
-    // client TCP sockets that only connect: one storage read instead of a cookie and a
-    // miss in a 65,536-entry table).
-    if owners::uncounted(&ctx) {
+    // client TCP sockets that only connect: one storage read and one slot read instead of
+    // a cookie and a miss in a 65,536-entry table); its parked slot, if any, is freed.
+    if owners::released_uncounted(&ctx) {
         return ALLOW;
     }
     // SAFETY: the context pointer is valid for the duration of the program.
@@ -94,7 +95,7 @@ pub fn count(ctx: &SkBuffContext, cookie: u64, n: u32, egress: bool) {
         return;
     }
     // Marked before the insert: a release racing with it looks the counters up (see
-    // `owners::uncounted`). Without storage the release will not: the counters stay
+    // `owners::released_uncounted`). Without storage the release will not: the counters stay
     // readable while the socket lives, and LRU eviction reclaims them.
     if !owners::mark_counted(ctx, cookie) {
         count_lost(lost::NO_STORAGE);

@@ -311,7 +311,7 @@ fn of_full(full: *mut bpf_sock, cookie: u64) -> *mut SockState {
     adopt(full, cookie)
 }
 
-/// Marks the packet's socket (cookie `cookie`) as having byte counters (see [`uncounted`]),
+/// Marks the packet's socket (cookie `cookie`) as having byte counters (see [`released_uncounted`]),
 /// adopting its parked owner, or creating its storage, unowned, when it has neither (an
 /// accepted socket: no connect() or sendmsg() ran on it). `false` when the packet's socket
 /// is not a full socket or the kernel could not allocate the storage: its release will not
@@ -335,12 +335,12 @@ pub fn mark_counted(ctx: &SkBuffContext, cookie: u64) -> bool {
     true
 }
 
-/// Does the socket of a cgroup sock program (sock_release) record that it never had byte
-/// counters? A socket without storage never had any: [`mark_counted`] makes the storage
-/// before a socket's first counters are inserted. A TCP socket without storage frees its
-/// slot here, if it holds one (it connected and never carried payload).
+/// The release of the socket of a cgroup sock program (sock_release): frees its `PARKED`
+/// slot if it holds one (a TCP socket that connected and never carried payload), and
+/// answers whether it never had byte counters. A socket without storage never had any:
+/// [`mark_counted`] makes the storage before a socket's first counters are inserted.
 #[inline(always)]
-pub fn uncounted(ctx: &SockContext) -> bool {
+pub fn released_uncounted(ctx: &SockContext) -> bool {
     // The program's context is the socket itself, as the helper takes it here.
     let p = storage(ctx.sock.cast(), false);
     // SAFETY: non-null storage of this map holds a SockState while the program runs.

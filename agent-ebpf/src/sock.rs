@@ -175,10 +175,9 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
         count_drop(prog_id, drop::RINGBUF_FULL);
         return verdict;
     };
-    // Only a reported connect needs the cookie: the first call makes it (an atomic on a
-    // host-wide counter), which a socket that only connects (a port scan, a health check,
-    // the connect loop) would otherwise pay for nothing. Its packets take it if they carry
-    // payload.
+    // Only a reported destination needs the cookie here: a UDP socket's first call makes
+    // it; a parked TCP socket's connect has made it already (`owners::record`), and its
+    // packets take it if they carry payload.
     // SAFETY: the context pointer is valid for the duration of the program.
     let cookie = unsafe { bpf_get_socket_cookie(sa.cast()) };
     entry.write(ConnectEvent {
