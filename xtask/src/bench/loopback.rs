@@ -1,7 +1,10 @@
 //! (1) Loopback connect loop and DNS query loop: bare, with `shadowai-agent run`, and with a
 //! bpftrace tracepoint counter (and, with `--agent-before`, an earlier agent build), in
 //! alternating trials (bare, shadowai, [before,] bpftrace, bare, …) so
-//! the shared machine's load drifts across every side alike.
+//! the shared machine's load drifts across every side alike. Then, per loop, where the
+//! agent's extra time goes: its programs' run times (`bpfstats.rs`), and the hooks' own
+//! dispatch against the programs' work for both observers (`hookprof.rs`) — the profile that
+//! says why a missed target is missed.
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -11,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::Ctx;
 use super::agent::{Agent, cpu_secs, free_port, rss_mib};
 use super::report::table;
 use super::stats::Trials;
 use super::traffic::{connect_rate, dns_rate};
+use super::{Ctx, hookprof};
 
 /// The peer: a bpftrace one-liner counting connect() and sendto() calls per command name.
 pub const BPFTRACE_PROGRAM: &str = "tracepoint:syscalls:sys_enter_connect { @connects[comm] = count(); } \
@@ -173,18 +176,14 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
     ));
     let c = Trials::ratio(&ours.connects, &bare.connects).median();
     let d = Trials::ratio(&ours.dns, &bare.dns).median();
-    let mut profiles = vec![
-        (
-            &CONNECT_LOOP,
-            "",
-            kernel_profile(ctx, agent_bin, &CONNECT_LOOP, bare.connects.median()),
-        ),
-        (
-            &DNS_LOOP,
-            "",
-            kernel_profile(ctx, agent_bin, &DNS_LOOP, bare.dns.median()),
-        ),
-    ];
+    let mut profiles = Vec::new();
+    for (l, bare_rate) in [
+        (&CONNECT_LOOP, bare.connects.median()),
+        (&DNS_LOOP, bare.dns.median()),
+    ] {
+        profiles.push((l, "", kernel_profile(ctx, agent_bin, l, bare_rate)));
+        profiles.push((l, HOOK_SPLIT, hook_split(ctx, agent_bin, l)));
+    }
     if let Some(b) = &ctx.agent_before {
         profiles.push((
             &CONNECT_LOOP,
@@ -218,7 +217,7 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
     for (l, which, profile) in profiles {
         match profile {
             Ok(p) => {
-                if !which.is_empty() {
+                if !which.is_empty() && which != HOOK_SPLIT {
                     body.push_str(&format!(
                         "\nThe {}'s profile with the earlier agent build{which}:\n",
                         l.name
@@ -233,6 +232,25 @@ pub fn run(ctx: &Ctx, agent_bin: &Path) -> Result<String> {
         }
     }
     Ok(body)
+}
+
+/// Marks a profile entry as the hooks-against-programs split (`hookprof.rs`).
+const HOOK_SPLIT: &str = " split of hooks and programs";
+
+/// One more trial of the loop per observer (shadowai, then bpftrace) under `perf record`:
+/// the hooks' dispatch against the programs' work (`hookprof.rs`).
+fn hook_split(ctx: &Ctx, agent_bin: &Path, l: &Loop) -> Result<String> {
+    // ≈10,000 samples per side at perf's 4,999 Hz: enough for a share to ±1 %.
+    let secs = ctx.secs.min(2.0);
+    let ours = {
+        let _agent = Agent::start(agent_bin, &ctx.root, &ctx.work, free_port()?)?;
+        hookprof::record(&ctx.work, "shadowai", secs, l.rate)?
+    };
+    let peer = {
+        let _bpftrace = Bpftrace::start()?;
+        hookprof::record(&ctx.work, "bpftrace", secs, l.rate)?
+    };
+    Ok(hookprof::render(l.name, l.unit, secs, &ours, &peer))
 }
 
 /// A loop whose kernel side is profiled: its name, what one iteration is called, and how to
@@ -314,8 +332,9 @@ fn kernel_profile(ctx: &Ctx, agent_bin: &Path, l: &Loop, bare_rate: f64) -> Resu
          {bare_ns:.0} ns); agent userspace {cpu:.1} % of a core.\n\n{}\n\
          The agent's programs cost {total:.0} ns of each {iter_ns:.0} ns {unit}; the \
          {unit} is {gap:.0} ns slower than bare's median. The rest of that gap is outside \
-         the programs: ring-buffer wake-ups of the agent, the agent's threads taking a core \
-         from the loop, and the machine's load (bare's own min–max above).\n",
+         the programs: the hooks' own code around them (split below), ring-buffer wake-ups of \
+         the agent, the agent's threads taking a core from the loop, and the machine's load \
+         (bare's own min–max above).\n",
         table(
             &[
                 "program",

@@ -14,6 +14,7 @@ mod capture;
 mod classify;
 mod events;
 mod fleet;
+mod hookprof;
 mod ingest;
 mod loopback;
 mod replay;
