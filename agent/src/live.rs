@@ -78,6 +78,17 @@ pub struct Live {
 }
 
 impl Live {
+    /// The sensor's hooks that did not attach (each logged and shown as
+    /// `shadowai_hook_attached{hook} 0` already).
+    pub fn hooks_missing(&self) -> Vec<String> {
+        self.sensor
+            .hooks
+            .iter()
+            .filter(|h| !h.attached)
+            .map(|h| h.name.to_owned())
+            .collect()
+    }
+
     pub fn start(opts: &SensorOptions, poll: Duration) -> Result<Self, AgentError> {
         let (sensor, rings) = Sensor::start(opts)?;
         let attached: Vec<&str> = sensor

@@ -141,6 +141,7 @@ fn suite(s: &dyn Store) {
             quarantined_batches: 2,
             identity: shadowai_api::IdentityState::Reenrolling,
             reenrollments: 1,
+            hooks_missing: vec!["skb_egress".into(), "skb_ingress".into()],
         }),
     };
     s.record_heartbeat("agt-a2", &hb, T0 + 5).unwrap();

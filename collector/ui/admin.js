@@ -131,6 +131,8 @@ export async function fleetView(ctx) {
   };
   const rows = agents.map((a) => {
     const isStale = !a.revoked && (!a.last_seen_ms || now - a.last_seen_ms > STALE_MS);
+    // Sensor hooks that did not attach on the host: the agent runs, but is blind there.
+    const missing = (a.pipeline && a.pipeline.hooks_missing) || [];
     return [
       link(`#/host/${encodeURIComponent(a.host_id)}`, a.hostname),
       a.group || "-",
@@ -141,7 +143,8 @@ export async function fleetView(ctx) {
       h("span", { class: a.lost_events ? "warn" : "" }, fmtNum(a.lost_events)),
       pipelineCell(a.pipeline),
       h("span", {},
-        a.revoked ? h("span", { class: "badge verdict-blocked" }, "revoked") : isStale ? h("span", { class: "badge verdict-tolerated" }, "stale") : h("span", { class: "badge verdict-sanctioned" }, "healthy"),
+        a.revoked ? h("span", { class: "badge verdict-blocked" }, "revoked") : isStale ? h("span", { class: "badge verdict-tolerated" }, "stale") : missing.length ? h("span", { class: "badge verdict-tolerated", "data-testid": "agent-degraded" }, "degraded") : h("span", { class: "badge verdict-sanctioned" }, "healthy"),
+        missing.length ? h("span", { class: "badge verdict-blocked", "data-testid": "agent-hooks-missing", title: "sensor hooks that did not attach: this host's agent cannot see or enforce what they cover" }, `hooks missing: ${missing.join(", ")}`) : "",
         // Enrollments of this host id with another host key were refused: a cloned machine or a takeover attempt.
         a.pipeline && a.pipeline.identity && a.pipeline.identity !== "ok" ? h("span", { class: "badge verdict-tolerated", "data-testid": "agent-identity" }, a.pipeline.identity.replaceAll("_", " ")) : "",
         a.identity_conflicts ? h("span", { class: "badge verdict-blocked", "data-testid": "host-seen-twice", title: `last ${fmtAgo(a.last_identity_conflict_ms, now)}` }, `host seen twice (${fmtNum(a.identity_conflicts)})`) : ""),

@@ -747,4 +747,7 @@ fn a_batch_the_collector_refuses_for_good_is_quarantined_and_the_queue_moves_on(
     )
     .unwrap();
     assert_eq!(shown["pipeline"]["identity"], "ok", "{shown}");
+    // Every hook attaches on the test kernels: the heartbeat names none missing (the SOC
+    // would see this host as partly blind otherwise).
+    assert!(shown["pipeline"].get("hooks_missing").is_none(), "{shown}");
 }

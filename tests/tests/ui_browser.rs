@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use shadowai_api::client::Client;
-use shadowai_api::wire::{AgentMode, EnrollRequest, Heartbeat, IngestBatch};
+use shadowai_api::wire::{AgentMode, EnrollRequest, Heartbeat, IngestBatch, PipelineHealth};
 use shadowai_api::{Action, Evidence, Finding, Layer, ProcessRef, Verdict};
 use shadowai_tests::browser::{Run, chromium, run_script};
 
@@ -220,6 +220,9 @@ const SERVICES: [Service; 4] = [
     },
 ];
 
+/// The seeded host whose heartbeat reports hooks that did not attach, and those hooks.
+const BLIND: (&str, [&str; 2]) = ("h-db-02", ["skb_egress", "skb_ingress"]);
+
 const HOSTS: [(&str, &str, &str, u64); 2] = [
     ("h-web-01", "web-01", "canary", 0),
     ("h-db-02", "db-02", "prod", 7),
@@ -379,7 +382,12 @@ fn web_ui_click_through_in_headless_chromium() {
                     lost_events: host.3,
                     group: None,
                     bundle_error: None,
-                    pipeline: None,
+                    // One host's sensor could not attach its packet hooks: the fleet
+                    // view must say it is blind there.
+                    pipeline: (host.0 == BLIND.0).then(|| PipelineHealth {
+                        hooks_missing: BLIND.1.iter().map(|h| h.to_string()).collect(),
+                        ..Default::default()
+                    }),
                 })
                 .await
                 .unwrap();
@@ -470,6 +478,7 @@ fn web_ui_click_through_in_headless_chromium() {
         "top_uploader": "alice",
         "timezone": "Asia/Kolkata",
         "lost_events": HOSTS.iter().map(|h| h.3).sum::<u64>(),
+        "blind": {"host": "db-02", "hooks": BLIND.1},
     });
 
     let shots = std::env::var("SHADOWAI_UI_SCREENSHOTS")

@@ -407,6 +407,12 @@ try {
     const rows = await rowsOf("agents-table").allInnerTexts();
     check(rows.length === fx.agents, `${rows.length} agents`);
     check((await textOf('[data-testid="fleet-lost"] .value')) === String(fx.lost_events), "lost events total");
+    // A host whose sensor hooks did not attach is degraded, with the hooks named; the others are healthy.
+    const blind = rows.filter((r) => r.includes(fx.blind.host));
+    check(blind.length === 1 && blind[0].includes(`hooks missing: ${fx.blind.hooks.join(", ")}`) && blind[0].includes("degraded"), `blind host row: ${blind.join(" | ")}`);
+    const others = rows.filter((r) => !r.includes(fx.blind.host));
+    check(others.length > 0 && others.every((r) => r.includes("healthy") && !r.includes("hooks missing")), `other rows: ${others.join(" | ")}`);
+    check((await page.getByTestId("agent-hooks-missing").count()) === 1, "one hooks-missing badge");
     await shot("09-fleet");
   });
 

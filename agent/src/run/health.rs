@@ -4,8 +4,8 @@
 //!
 //! Metric names are stable (the `status` subcommand and dashboards read them).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -86,6 +86,9 @@ pub struct Health {
     pub identity: Gauge,
     /// Kernel ring-buffer losses since start (refreshed once a second).
     pub kernel_lost_events: Arc<AtomicU64>,
+    /// The sensor's hooks that did not attach, set once when it starts (heartbeats carry
+    /// them: the SOC sees which hosts are partly blind).
+    pub hooks_missing: Arc<OnceLock<Vec<String>>>,
 }
 
 impl Health {
@@ -245,7 +248,14 @@ impl Health {
             quarantined_batches: self.quarantined_batches.get(),
             identity: self.identity_state().wire(),
             reenrollments: self.reenrollments.get(),
+            hooks_missing: self.hooks_missing.get().cloned().unwrap_or_default(),
         }
+    }
+
+    /// Records which of the sensor's hooks did not attach (once; a second call is ignored:
+    /// the sensor attaches once per run).
+    pub fn set_hooks_missing(&self, hooks: Vec<String>) {
+        let _ = self.hooks_missing.set(hooks);
     }
 
     pub fn set_identity(&self, s: IdentityState) {
@@ -279,5 +289,28 @@ impl Trouble {
     /// Records a success; true when it ends a run of failures (the caller logs recovery).
     pub fn ok(&self) -> bool {
         self.failing.swap(false, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_name_the_hooks_that_did_not_attach() {
+        let h = Health::default();
+        let healthy = serde_json::to_value(h.pipeline()).unwrap();
+        assert!(healthy.get("hooks_missing").is_none(), "{healthy}");
+        // Set through a clone (the sensor's start has one): every clone sees it, once.
+        h.clone()
+            .set_hooks_missing(vec!["skb_egress".into(), "skb_ingress".into()]);
+        h.set_hooks_missing(vec!["connect4".into()]);
+        let sent = serde_json::to_value(h.pipeline()).unwrap();
+        assert_eq!(
+            sent["hooks_missing"],
+            serde_json::json!(["skb_egress", "skb_ingress"])
+        );
+        let back: shadowai_api::PipelineHealth = serde_json::from_value(sent).unwrap();
+        assert_eq!(back.hooks_missing, ["skb_egress", "skb_ingress"]);
     }
 }

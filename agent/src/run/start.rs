@@ -66,6 +66,7 @@ pub(super) fn live(cfg: &AgentConfig, poll: Duration, health: &Health) -> anyhow
         },
         poll,
     )?;
+    health.set_hooks_missing(live.hooks_missing());
     if let Some(addr) = cfg.output.metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(live.collector()));

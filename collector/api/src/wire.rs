@@ -220,6 +220,13 @@ pub struct PipelineHealth {
     /// Fresh tokens the agent obtained with its host key after a 401.
     #[serde(default)]
     pub reenrollments: u64,
+    /// The sensor's hooks that did not attach on this host (`skb_egress`, `connect4`, …; the
+    /// names of `shadowai_hook_attached`): what the agent cannot see or enforce there. Empty
+    /// when every hook attached, and then not sent (collectors older than the field refuse
+    /// it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(deserialize_with = "crate::bounded::strings::<_, 32, 64>")]
+    pub hooks_missing: Vec<String>,
 }
 
 /// An agent's identity state as it reports it.
@@ -674,4 +681,21 @@ pub struct StageAgents {
     pub on_version: u64,
     /// No heartbeat for 5 minutes (or never).
     pub silent: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PipelineHealth;
+
+    #[test]
+    fn a_heartbeat_names_at_most_32_missing_hooks_of_64_bytes() {
+        let hooks =
+            |n: usize, len: usize| serde_json::json!({ "hooks_missing": vec!["h".repeat(len); n] });
+        let ok: PipelineHealth = serde_json::from_value(hooks(32, 64)).unwrap();
+        assert_eq!(ok.hooks_missing.len(), 32);
+        let e = serde_json::from_value::<PipelineHealth>(hooks(33, 8)).unwrap_err();
+        assert!(e.to_string().contains("more than 32"), "{e}");
+        let e = serde_json::from_value::<PipelineHealth>(hooks(1, 65)).unwrap_err();
+        assert!(e.to_string().contains("64"), "{e}");
+    }
 }

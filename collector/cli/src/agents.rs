@@ -2,13 +2,15 @@
 
 use anyhow::Result;
 use clap::Subcommand;
+use shadowai_api::AgentInfo;
 
 use crate::Ctx;
 use crate::output::{Table, opt_time, print_json};
 
 #[derive(Subcommand, Debug)]
 pub enum AgentsCmd {
-    /// Enrolled agents: last seen, versions, mode, lost events.
+    /// Enrolled agents: last seen, versions, mode, lost events, and a state that names refused
+    /// enrollments of the host id and sensor hooks that did not attach.
     List {
         #[arg(long)]
         json: bool,
@@ -65,11 +67,7 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> Result<()> {
                     a.bundle_version.clone().unwrap_or_else(|| "-".into()),
                     a.mode.map_or("-", |m| m.as_str()).to_owned(),
                     a.lost_events.to_string(),
-                    match (a.revoked, a.identity_conflicts) {
-                        (true, _) => "revoked".to_owned(),
-                        (false, 0) => "active".to_owned(),
-                        (false, n) => format!("active, {n} identity conflict(s)"),
-                    },
+                    state(a),
                 ]);
             }
             if table.is_empty() {
@@ -101,5 +99,47 @@ pub async fn run(ctx: &Ctx, cmd: AgentsCmd) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// The STATE column: revoked or active, then what needs an admin's eye — refused
+/// enrollments of the host id, and hooks the sensor could not attach (blind there).
+fn state(a: &AgentInfo) -> String {
+    if a.revoked {
+        return "revoked".to_owned();
+    }
+    let mut s = "active".to_owned();
+    if a.identity_conflicts > 0 {
+        s.push_str(&format!(", {} identity conflict(s)", a.identity_conflicts));
+    }
+    if let Some(p) = a.pipeline.as_ref().filter(|p| !p.hooks_missing.is_empty()) {
+        s.push_str(&format!(", hooks missing: {}", p.hooks_missing.join(" ")));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_names_what_needs_an_admins_eye() {
+        let mut a: AgentInfo = serde_json::from_value(serde_json::json!({
+            "agent_id": "agt-1", "host_id": "h1", "hostname": "web-01",
+            "enrolled_ms": 0, "lost_events": 0, "revoked": false
+        }))
+        .unwrap();
+        assert_eq!(state(&a), "active");
+        a.identity_conflicts = 2;
+        a.pipeline = Some(shadowai_api::PipelineHealth {
+            hooks_missing: vec!["skb_egress".into(), "skb_ingress".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            state(&a),
+            "active, 2 identity conflict(s), hooks missing: skb_egress skb_ingress"
+        );
+        a.revoked = true;
+        assert_eq!(state(&a), "revoked");
     }
 }
