@@ -16,6 +16,9 @@
 //! - `sched_process_fork` tracepoint (`lineage.rs`): child → parent, for lineage that
 //!   outlives /proc.
 //!
+//! - Under a flood of the bulk ring, each process and then each user gets a share of it
+//!   (`share.rs`), so junk from one cannot crowd out another's events.
+//!
 //! Every program is a thin entry point over a `try_*` function; every lost or cut event is
 //! counted in `DROPS`. Nothing here ever blocks traffic (every hook returns "allow").
 #![no_std]
@@ -32,6 +35,7 @@ mod exec;
 mod lineage;
 mod names;
 mod owners;
+mod share;
 mod skb;
 mod sock;
 

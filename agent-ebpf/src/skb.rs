@@ -18,8 +18,8 @@ use shadowai_common::{
 
 use crate::names::{qname_blocked, sni_verdict, SNI_BLOCKED, SNI_UNKNOWN};
 use crate::{
-    bytes, config, count_drop, dnsdedup, owners, wakeup_flags, BPF_RB_FORCE_WAKEUP, DECISIONS,
-    DNS_PORTS, EVENTS, FLOWS,
+    bytes, config, count_drop, dnsdedup, owners, share, wakeup_flags, BPF_RB_FORCE_WAKEUP,
+    DECISIONS, DNS_PORTS, EVENTS, FLOWS,
 };
 
 /// Let the packet through (cgroup_skb return value).
@@ -559,6 +559,12 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
         // SAFETY: both point at a valid SockOwner.
         unsafe { copy_words(&mut p.meta.owner, owner) };
     }
+    // Refusals and held hellos apart from the bulk (see `DECISIONS`); the bulk is shared
+    // out under a flood (`share.rs`).
+    let urgent = p.meta.flags != 0;
+    if !urgent && !share::admit(p.meta.owner.pid, p.meta.owner.uid, prog_id) {
+        return Ok(());
+    }
     // SAFETY: helper without arguments.
     p.meta.ts_ns = unsafe { bpf_ktime_get_ns() };
     let mut n = p.len;
@@ -567,8 +573,6 @@ fn emit(ctx: &SkBuffContext, p: &mut Parsed, prog_id: u32) -> Result<(), i64> {
         count_drop(prog_id, drop::TRUNCATED);
     }
     p.meta.cap_len = n;
-    // Refusals and held hellos apart from the bulk (see `DECISIONS`).
-    let urgent = p.meta.flags != 0;
     let entry = if urgent {
         DECISIONS.reserve::<PacketEvent>(0)
     } else {

@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use shadowai_common::{drop, flags, hook, kind, prog, ConnectEvent, SendKey, SockOwner, COMM_LEN};
 
-use crate::{blocked_addr, config, count_drop, owners, wakeup_flags, EVENTS, SEEN};
+use crate::{blocked_addr, config, count_drop, owners, share, wakeup_flags, EVENTS, SEEN};
 
 /// Refuse the operation: connect()/sendmsg() fail with EPERM at once.
 const DENY: i32 = 0;
@@ -164,6 +164,11 @@ fn on_sock_addr(ctx: &SockAddrContext, hook_id: u8, prog_id: u32, v6: bool) -> i
                 }
                 return verdict;
             }
+        }
+        // Under a flood, over its process's and user's shares: not reported, and not
+        // marked reported (`share.rs`).
+        if !share::admit(owner.pid, owner.uid, prog_id) {
+            return verdict;
         }
         let _ = SEEN.insert(&key, &now, 0);
         if let Some(st) = st {

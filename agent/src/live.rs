@@ -64,6 +64,8 @@ pub struct Live {
     more: bool,
     /// Hold expiries (`hold_expired`) already reported in the log.
     holds_expired: u64,
+    /// Events throttled under a flood as of the last housekeeping tick.
+    throttled: u64,
     pub corr: Correlator,
     counts: Counts,
     record_errors: u64,
@@ -136,6 +138,7 @@ impl Live {
             decisions,
             more: false,
             holds_expired: 0,
+            throttled: 0,
             corr,
             counts: Counts::default(),
             record_errors: 0,
@@ -218,14 +221,15 @@ impl Live {
         self.sensor.allow_flow(e.cookie)
     }
 
-    /// Kernel-side losses (ring buffer full) as of the last housekeeping tick.
+    /// Kernel-side losses (ring buffer full, or throttled under a flood) as of the last
+    /// housekeeping tick.
     pub fn lost_events(&self) -> u64 {
         self.lost_events
     }
 
     /// Waits for the next batch of events; `false` once the agent should stop.
     pub async fn next_batch(&mut self, events: &mut Vec<Event>) -> bool {
-        if !self.wait().await {
+        if !self.wait(true).await {
             return false;
         }
         self.drain_decisions(events);
@@ -236,15 +240,17 @@ impl Live {
 
     /// Waits until a ring buffer has records (or the poll timer fires); `false` once the
     /// agent should stop. Returns at once while the bulk ring has more than one drain held.
-    pub async fn wait(&mut self) -> bool {
-        let more = std::mem::take(&mut self.more);
+    /// Without `bulk`, the bulk ring is not waited for (the caller is not draining it: its
+    /// consumer is behind), only the decision ring, the timers and the signals.
+    pub async fn wait(&mut self, bulk: bool) -> bool {
+        let more = bulk && std::mem::take(&mut self.more);
         tokio::select! {
             biased;
             _ = tokio::signal::ctrl_c() => return false,
             _ = self.sigterm.recv() => return false,
             r = self.decisions.readable_mut() => { if let Ok(mut g) = r { g.clear_ready(); } }
             () = std::future::ready(()), if more => {}
-            r = self.ring.readable_mut() => { if let Ok(mut g) = r { g.clear_ready(); } }
+            r = self.ring.readable_mut(), if bulk => { if let Ok(mut g) = r { g.clear_ready(); } }
             _ = self.poll.tick() => {}
             _ = self.housekeeping.tick() => self.housekeep(),
         }
@@ -328,14 +334,39 @@ impl Live {
         }
     }
 
+    /// Logs the processes that went over their share of the ring under a flood, once each
+    /// (`sensor/share.rs`): what the SOC's "lost events" for this host came from.
+    fn name_flooders(&mut self, throttled: u64) {
+        for (pid, charged) in self.sensor.shares.new_flooders() {
+            let p = self.corr.procs.get(pid);
+            tracing::warn!(
+                pid,
+                process = p.as_ref().map_or("-", |p| p.name.as_str()),
+                user = p.as_ref().map_or("-", |p| p.user.as_str()),
+                charged,
+                throttled_total = throttled,
+                "a flood of events: this process went over its share of the kernel's event ring (its user's too); the events beyond are counted in shadowai_kernel_drops_total{{reason=\"throttled\"}}, not reported"
+            );
+        }
+    }
+
     fn housekeep(&mut self) {
         self.corr.tick(monotonic_ns());
         let drops = self.sensor.drops();
-        self.lost_events = drops
-            .iter()
-            .filter(|(_, r, _)| *r == "ringbuf_full")
-            .map(|(_, _, n)| n)
-            .sum();
+        let total = |reason: &str| -> u64 {
+            drops
+                .iter()
+                .filter(|(_, r, _)| *r == reason)
+                .map(|(_, _, n)| n)
+                .sum()
+        };
+        // Events not reported: the ring had no room, or a flood's share was used up.
+        let throttled = total("throttled");
+        self.lost_events = total("ringbuf_full") + throttled;
+        if throttled > self.throttled {
+            self.name_flooders(throttled);
+            self.throttled = throttled;
+        }
         let expired: u64 = drops
             .iter()
             .filter(|(_, r, _)| *r == "hold_expired")

@@ -75,6 +75,32 @@ pub mod prog {
     ];
 }
 
+/// Shares of the bulk ring (`EVENTS`) under a flood (`agent-ebpf/src/share.rs`). While
+/// less than 1/[`PRESSURE_DIV`] of the ring is pending, every event goes up. Above it, per
+/// interval of 2^[`INTERVAL_SHIFT`] ns (≈ 134 ms): each process's first [`PER_PROCESS`]
+/// events go up; beyond those, its user's processes share [`PER_USER`] more (until three
+/// quarters of the ring are pending: then only the processes' own shares); the rest is
+/// counted ([`drop::THROTTLED`]) and not reported. So one process, or one user's many
+/// processes, flooding junk cannot crowd another process's events out — not even one of
+/// the same user's (a browser beside the flooder keeps its share).
+pub mod share {
+    pub const PRESSURE_DIV: u64 = 4;
+    pub const INTERVAL_SHIFT: u32 = 27;
+    pub const PER_PROCESS: u64 = 32;
+    pub const PER_USER: u64 = 512;
+    /// The user key of events whose socket has no recorded owner (one shared share).
+    pub const UNOWNED_USER: u32 = u32::MAX;
+
+    /// Events charged to a process or user in one interval (`SHARE_PROCS`, `SHARE_USERS`).
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Used {
+        /// `bpf_ktime_get_coarse_ns() >> INTERVAL_SHIFT` (CLOCK_MONOTONIC_COARSE).
+        pub interval: u64,
+        pub count: u64,
+    }
+}
+
 /// Drop/truncation reasons counted per program.
 pub mod drop {
     /// The ring buffer had no room: the event is lost.
@@ -88,13 +114,17 @@ pub mod drop {
     /// A flow held for the agent's decision (`flow::PENDING`) outlived
     /// `flow::HOLD_MS` undecided and was let through (fail-open); counted once per flow.
     pub const HOLD_EXPIRED: u32 = 4;
-    pub const REASONS: u32 = 5;
+    /// The bulk ring was under a flood and the event's process (then its user) had used
+    /// its share of it ([`super::share`]): not reported.
+    pub const THROTTLED: u32 = 5;
+    pub const REASONS: u32 = 6;
     pub const NAMES: [&str; REASONS as usize] = [
         "ringbuf_full",
         "truncated",
         "read_failed",
         "map_full",
         "hold_expired",
+        "throttled",
     ];
     /// Size of the per-CPU drop-counter array.
     pub const SLOTS: u32 = super::prog::COUNT * REASONS;
@@ -353,6 +383,7 @@ mod pod {
     unsafe impl aya::Pod for super::FlowState {}
     unsafe impl aya::Pod for super::SendKey {}
     unsafe impl aya::Pod for super::Config {}
+    unsafe impl aya::Pod for super::share::Used {}
 }
 
 #[cfg(test)]

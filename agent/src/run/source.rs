@@ -1,7 +1,11 @@
 //! The source stage: the live sensor's events, in batches, into the classify stage's
-//! bounded queue. When that queue is full the batch is dropped and counted — the ring
-//! buffer must keep draining, or the kernel starts losing events it cannot attribute.
-//! It also keeps the kernel's enforcement filters in step with the rules in use.
+//! bounded queue. When that queue is full the batch is held ([`Carry`]) and the bulk ring
+//! is left to fill until the queue has room: the kernel then shares the ring out per
+//! process and user (`agent-ebpf/src/share.rs`), so a flood that outruns the classify
+//! stage loses its own events, not everyone's — where dropping whole batches here would
+//! lose events at random, whoever they were of. The decision ring keeps being drained and
+//! decided meanwhile. It also keeps the kernel's enforcement filters in step with the rules
+//! in use.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -23,6 +27,61 @@ pub struct Source {
     pub health: Health,
 }
 
+/// Events held for the classify stage at most while its queue is full (a held batch of at
+/// most 2,048 bulk records, and the decisions drained while it waits); beyond it they are
+/// dropped and counted.
+pub const CARRY_MAX: usize = 16_384;
+
+/// A batch the classify stage had no room for, held until it has.
+#[derive(Default)]
+struct Carry {
+    events: Vec<Event>,
+}
+
+impl Carry {
+    fn holding(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Hands `batch` on, or holds it when the queue is full; while a batch is held, new
+    /// events join it (up to [`CARRY_MAX`]; the rest dropped and counted as
+    /// `{stage="classify", unit="events"}`, also in the heartbeat's `lost_events`). False
+    /// once the classify stage is gone.
+    fn push(&mut self, out: &mpsc::Sender<Vec<Event>>, batch: Vec<Event>, health: &Health) -> bool {
+        if self.holding() {
+            let room = CARRY_MAX.saturating_sub(self.events.len());
+            if batch.len() > room {
+                health.drop_at("classify", "events", (batch.len() - room) as u64);
+            }
+            self.events.extend(batch.into_iter().take(room));
+            return true;
+        }
+        match out.try_send(batch) {
+            Ok(()) => true,
+            Err(TrySendError::Full(b)) => {
+                self.events = b;
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Hands what is held on if the queue has room now. False once the stage is gone.
+    fn flush(&mut self, out: &mpsc::Sender<Vec<Event>>) -> bool {
+        if !self.holding() {
+            return true;
+        }
+        match out.try_send(std::mem::take(&mut self.events)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(b)) => {
+                self.events = b;
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
 impl Source {
     /// Runs until SIGTERM/SIGINT or until the classify stage is gone.
     pub async fn run(mut self, out: mpsc::Sender<Vec<Event>>) {
@@ -31,8 +90,29 @@ impl Source {
         self.apply_resolvers(&engine);
         let mut events = Vec::new();
         let mut engine = engine;
+        let mut carry = Carry::default();
         loop {
-            let go_on = self.live.wait().await;
+            // While a batch is held, the bulk ring is not read: wake for the decision ring,
+            // the timers, or room in the queue.
+            let go_on = if carry.holding() {
+                tokio::select! {
+                    biased;
+                    go = self.live.wait(false) => go,
+                    permit = out.reserve() => match permit {
+                        Ok(p) => {
+                            p.send(std::mem::take(&mut carry.events));
+                            true
+                        }
+                        Err(_) => false,
+                    },
+                }
+            } else {
+                self.live.wait(true).await
+            };
+            if !carry.flush(&out) {
+                tracing::error!("the classify stage has stopped; stopping the source");
+                break;
+            }
             if self.engine_rx.has_changed().unwrap_or(false) {
                 engine = self.engine_rx.borrow_and_update().clone();
                 self.apply_blocklist(&engine);
@@ -46,15 +126,17 @@ impl Source {
                 self.refuse_in_userspace(&engine, &mut events);
             }
             let decided = events.len();
-            self.live.drain_bulk(&mut events);
-            if enforce {
-                self.refuse_in_userspace(&engine, &mut events[decided..]);
+            if !carry.holding() {
+                self.live.drain_bulk(&mut events);
+                if enforce {
+                    self.refuse_in_userspace(&engine, &mut events[decided..]);
+                }
             }
             self.live.finish_batch(&mut events);
             self.health
                 .kernel_lost_events
                 .store(self.live.lost_events(), Ordering::Relaxed);
-            if !events.is_empty() && !forward(&out, std::mem::take(&mut events), &self.health) {
+            if !events.is_empty() && !carry.push(&out, std::mem::take(&mut events), &self.health) {
                 tracing::error!("the classify stage has stopped; stopping the source");
                 break;
             }
@@ -148,20 +230,6 @@ impl Source {
     }
 }
 
-/// Hands a batch to the classify stage without waiting: when its queue is full the batch is
-/// dropped and counted (`{stage="classify", unit="events"}`, also in the heartbeat's
-/// `lost_events`). False once the classify stage is gone.
-fn forward(out: &mpsc::Sender<Vec<Event>>, batch: Vec<Event>, health: &Health) -> bool {
-    match out.try_send(batch) {
-        Ok(()) => true,
-        Err(TrySendError::Full(b)) => {
-            health.drop_at("classify", "events", b.len() as u64);
-            true
-        }
-        Err(TrySendError::Closed(_)) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -173,32 +241,41 @@ mod tests {
     use crate::run::findings::tests::ev;
 
     #[test]
-    fn a_full_classify_queue_drops_batches_counts_them_and_never_waits() {
+    fn a_full_classify_queue_holds_one_batch_then_drops_beyond_the_carry_and_counts() {
         let health = Health::default();
-        let (tx, mut rx) = mpsc::channel(2);
+        let (tx, mut rx) = mpsc::channel(1);
         let batch = |n: u64| -> Vec<Event> {
             (0..n)
                 .map(|i| ev(EventKind::Connect, 1_000, i + 1, 1, "/usr/bin/curl"))
                 .collect()
         };
-        // A stalled classify stage: nothing is received while the source keeps draining.
-        for _ in 0..5 {
-            assert!(forward(&tx, batch(3), &health));
-        }
-        let dropped = health
-            .dropped
-            .get_or_create(&vec![("stage", "classify"), ("unit", "events")])
-            .get();
-        assert_eq!(dropped, 9, "three batches of three events did not fit");
-        assert_eq!(health.lost_events(), 9, "and the heartbeat reports them");
-        assert_eq!(
-            rx.try_recv().unwrap().len(),
-            3,
-            "the queued batches are intact"
-        );
+        let dropped = || {
+            health
+                .dropped
+                .get_or_create(&vec![("stage", "classify"), ("unit", "events")])
+                .get()
+        };
+        let mut carry = Carry::default();
+        // The queue takes one batch; the next is held, whole, not dropped.
+        assert!(carry.push(&tx, batch(3), &health));
+        assert!(carry.push(&tx, batch(5), &health));
+        assert!(carry.holding());
+        assert_eq!(dropped(), 0);
+        // What arrives while one is held joins it, up to the bound; the rest is counted.
+        assert!(carry.push(&tx, batch(CARRY_MAX as u64), &health));
+        assert_eq!(carry.events.len(), CARRY_MAX);
+        assert_eq!(dropped(), 5, "5 + CARRY_MAX events for CARRY_MAX places");
+        assert_eq!(health.lost_events(), 5, "and the heartbeat reports them");
+        // No room yet: still held. Room: handed on, in order, nothing lost.
+        assert!(carry.flush(&tx));
+        assert!(carry.holding());
+        assert_eq!(rx.try_recv().unwrap().len(), 3);
+        assert!(carry.flush(&tx));
+        assert!(!carry.holding());
+        assert_eq!(rx.try_recv().unwrap().len(), CARRY_MAX);
         drop(rx);
         assert!(
-            !forward(&tx, batch(1), &health),
+            !carry.push(&tx, batch(1), &health),
             "a stopped stage stops the source"
         );
     }

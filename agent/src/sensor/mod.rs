@@ -15,6 +15,7 @@ pub mod lineage;
 pub mod mounts;
 pub mod quic_ids;
 pub mod records;
+pub mod share;
 pub mod teardown;
 
 use std::os::fd::AsFd;
@@ -92,6 +93,8 @@ pub struct Sensor {
     drops: PerCpuArray<MapData, u64>,
     /// Repeated DNS messages the kernel counted instead of sending up.
     pub dns_dedup: dns_dedup::DnsDedup,
+    /// The kernel's charges per process under a flood (who went over their share).
+    pub shares: share::Shares,
     pub hooks: Vec<HookStatus>,
     /// Payload bytes per socket, when those programs attached (taken by whoever reads them).
     pub bytes: Option<bytes::ByteCounters>,
@@ -186,6 +189,7 @@ impl Sensor {
         let flows =
             HashMap::try_from(take_map(&mut ebpf, "FLOWS")?).map_err(|e| map(e, "FLOWS"))?;
         let dns_dedup = dns_dedup::DnsDedup::new(take_map(&mut ebpf, "DNS_DEDUP")?)?;
+        let shares = share::Shares::new(take_map(&mut ebpf, "SHARE_PROCS")?)?;
         Ok((
             Self {
                 _ebpf: ebpf,
@@ -197,6 +201,7 @@ impl Sensor {
                 flows,
                 drops,
                 dns_dedup,
+                shares,
                 hooks,
                 bytes,
                 lineage,
