@@ -61,6 +61,21 @@ impl Setup {
         ))
     }
 
+    /// The agent's kernel drops for `reason` (`ringbuf_full`, `throttled`, …), summed over
+    /// the programs that capture and report.
+    pub fn kernel_drops(&self, reason: &str) -> Result<f64> {
+        let mut total = 0.0;
+        for p in ["skb_egress", "skb_ingress", "connect4", "sendmsg4"] {
+            total += self
+                .metric(
+                    "shadowai_kernel_drops_total",
+                    &[("program", p), ("reason", reason)],
+                )?
+                .unwrap_or(0.0);
+        }
+        Ok(total)
+    }
+
     /// Every finding written so far.
     pub fn findings(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.jsonl)

@@ -105,21 +105,6 @@ fn ai_use(t: &Topology, program: &Path) -> u32 {
         .unwrap_or_else(|_| panic!("the AI client failed ({}): {line:?}", out.status))
 }
 
-fn drops(setup: &Setup, reason: &str) -> f64 {
-    ["skb_egress", "skb_ingress", "connect4", "sendmsg4"]
-        .iter()
-        .map(|p| {
-            setup
-                .metric(
-                    "shadowai_kernel_drops_total",
-                    &[("program", p), ("reason", reason)],
-                )
-                .unwrap()
-                .unwrap_or(0.0)
-        })
-        .sum()
-}
-
 /// Whether each of `names` (of user 4242) has an `openai-api` finding under its own name
 /// whose evidence names `api.openai.com` in `field` (`sni`: its handshake; `dns_names`: its
 /// lookup).
@@ -158,7 +143,10 @@ fn a_flood_of_junk_from_one_user_cannot_hide_that_users_ai_use() {
         })
         .collect();
     let _agent = Daemon::agent_run(&setup.config).unwrap();
-    let before = (drops(&setup, "throttled"), drops(&setup, "ringbuf_full"));
+    let before = (
+        setup.kernel_drops("throttled").unwrap(),
+        setup.kernel_drops("ringbuf_full").unwrap(),
+    );
 
     let secs = 16;
     let flood: Vec<Child> = (0..3).map(|_| flooder(&t, secs)).collect();
@@ -181,7 +169,10 @@ fn a_flood_of_junk_from_one_user_cannot_hide_that_users_ai_use() {
                 .unwrap_or(0)
         })
         .sum();
-    let after = (drops(&setup, "throttled"), drops(&setup, "ringbuf_full"));
+    let after = (
+        setup.kernel_drops("throttled").unwrap(),
+        setup.kernel_drops("ringbuf_full").unwrap(),
+    );
     eprintln!(
         "flood: {made} junk packets/connects in {secs} s ({:.0}/s); AI uses during it: {pids:?}; \
          throttled: {}; ring full: {}",

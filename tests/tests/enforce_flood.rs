@@ -49,21 +49,6 @@ while time.monotonic() < end:
 print(n, flush=True)
 "#;
 
-fn drops(setup: &Setup, reason: &str) -> f64 {
-    ["skb_egress", "skb_ingress", "connect4", "sendmsg4"]
-        .iter()
-        .map(|p| {
-            setup
-                .metric(
-                    "shadowai_kernel_drops_total",
-                    &[("program", p), ("reason", reason)],
-                )
-                .unwrap()
-                .unwrap_or(0.0)
-        })
-        .sum()
-}
-
 #[test]
 fn a_flood_of_junk_events_cannot_make_a_held_hello_fall_open() {
     let _g = serial();
@@ -79,7 +64,10 @@ fn a_flood_of_junk_events_cannot_make_a_held_hello_fall_open() {
     )
     .unwrap();
     let _agent = Daemon::agent_run(&setup.config).unwrap();
-    let before = (drops(&setup, "ringbuf_full"), drops(&setup, "hold_expired"));
+    let before = (
+        setup.kernel_drops("ringbuf_full").unwrap(),
+        setup.kernel_drops("hold_expired").unwrap(),
+    );
 
     let secs = 20.0;
     let flood = t
@@ -117,7 +105,10 @@ fn a_flood_of_junk_events_cannot_make_a_held_hello_fall_open() {
         .trim()
         .parse()
         .unwrap_or(0);
-    let after = (drops(&setup, "ringbuf_full"), drops(&setup, "hold_expired"));
+    let after = (
+        setup.kernel_drops("ringbuf_full").unwrap(),
+        setup.kernel_drops("hold_expired").unwrap(),
+    );
     eprintln!(
         "flood: {made} junk packets/connects in {secs} s ({:.0}/s); {} blocked split hellos refused in {:?}; \
          kernel ring-buffer drops during the test: {}; holds expired undecided: {}",
