@@ -31,6 +31,37 @@ def q(i, name):
     return struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + wire + b"\x00\x01\x00\x01"
 "#;
 
+/// A flooder (`python3 -c PY_FLOOD ADDR SECS`): as many junk events as one process can
+/// make for SECS seconds — UDP DNS queries to ADDR:53, every name new (a counter, so the
+/// kernel's de-dup passes each one up), and a connect to a random port of ADDR after every
+/// 256 — then prints how many it made.
+pub const PY_FLOOD: &str = r#"
+import os, random, socket, sys, time
+addr, secs = sys.argv[1], float(sys.argv[2])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setblocking(False)
+tail = b"\x08" + os.urandom(4).hex().encode() + b"\x04junk\x00\x00\x01\x00\x01"
+head = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x08"
+dst = (addr, 53)
+end, n = time.monotonic() + secs, 0
+while time.monotonic() < end:
+    for _ in range(256):
+        n += 1
+        try:
+            u.sendto(head + b"%08x" % n + tail, dst)
+        except OSError:
+            pass
+    t = socket.socket()
+    t.setblocking(False)
+    try:
+        t.connect((addr, random.randint(20000, 60000)))
+    except OSError:
+        pass
+    t.close()
+    n += 1
+print(n, flush=True)
+"#;
+
 /// Tests that load eBPF programs or build namespaces take this lock so results stay
 /// deterministic (one agent at a time, one topology at a time).
 pub static SERIAL: Mutex<()> = Mutex::new(());

@@ -19,7 +19,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use shadowai_tests::enforce::Setup;
-use shadowai_tests::{Daemon, PY_DNS_QUERY, Topology, serial};
+use shadowai_tests::{Daemon, PY_DNS_QUERY, PY_FLOOD, Topology, serial};
 
 /// The flooders' and the AI clients' user: not root, so nothing here is privileged.
 const USER: [&str; 5] = ["--reuid", "4242", "--regid", "4242", "--clear-groups"];
@@ -27,35 +27,6 @@ const USER: [&str; 5] = ["--reuid", "4242", "--regid", "4242", "--clear-groups"]
 /// AI uses made during the flood, each by a process of its own name (a symlink to the
 /// interpreter sets its task name), so that each one's finding can be told apart.
 const USES: usize = 6;
-
-/// One process: as many junk events as it can make for `secs` seconds, then the count.
-/// Every DNS name is new (a counter), so the kernel's de-dup passes each one up.
-const FLOOD: &str = r#"
-import os, random, socket, sys, time
-addr, secs = sys.argv[1], float(sys.argv[2])
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.setblocking(False)
-tail = b"\x08" + os.urandom(4).hex().encode() + b"\x04junk\x00\x00\x01\x00\x01"
-head = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x08"
-dst = (addr, 53)
-end, n = time.monotonic() + secs, 0
-while time.monotonic() < end:
-    for _ in range(256):
-        n += 1
-        try:
-            u.sendto(head + b"%08x" % n + tail, dst)
-        except OSError:
-            pass
-    t = socket.socket()
-    t.setblocking(False)
-    try:
-        t.connect((addr, random.randint(20000, 60000)))
-    except OSError:
-        pass
-    t.close()
-    n += 1
-print(n, flush=True)
-"#;
 
 /// An AI use (after [`PY_DNS_QUERY`]'s `q(id, name)`): resolve `api.openai.com` at the DNS
 /// server argv[1], then a TLS handshake to the answer with that SNI; prints its pid.
@@ -82,7 +53,7 @@ fn flooder(t: &Topology, secs: u64) -> Child {
         .arg("/usr/bin/python3")
         // To the client namespace's own loopback, where nothing listens: every datagram
         // and connect is still an event, and the DNS server the AI uses stays free.
-        .args(["-c", FLOOD, "127.0.0.1", &secs.to_string()])
+        .args(["-c", PY_FLOOD, "127.0.0.1", &secs.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

@@ -16,38 +16,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use shadowai_tests::enforce::{Setup, py_client};
-use shadowai_tests::{Daemon, Topology, serial};
-
-/// One process: as many junk events as it can make for `secs` seconds, then the count.
-const FLOOD: &str = r#"
-import os, random, socket, sys, time
-addr, secs = sys.argv[1], float(sys.argv[2])
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-u.setblocking(False)
-junk = []
-for _ in range(4096):
-    name = b"".join(bytes([8]) + os.urandom(4).hex().encode() for _ in range(3)) + b"\x00"
-    junk.append(os.urandom(2) + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + name + b"\x00\x01\x00\x01")
-dst = (addr, 53)
-end, n = time.monotonic() + secs, 0
-while time.monotonic() < end:
-    i = n % 4096
-    for q in junk[i:i + 256]:
-        try:
-            u.sendto(q, dst)
-        except OSError:
-            pass
-    n += 256
-    t = socket.socket()
-    t.setblocking(False)
-    try:
-        t.connect((addr, random.randint(20000, 60000)))
-    except OSError:
-        pass
-    t.close()
-    n += 1
-print(n, flush=True)
-"#;
+use shadowai_tests::{Daemon, PY_FLOOD, Topology, serial};
 
 #[test]
 fn a_flood_of_junk_events_cannot_make_a_held_hello_fall_open() {
@@ -72,7 +41,7 @@ fn a_flood_of_junk_events_cannot_make_a_held_hello_fall_open() {
     let secs = 20.0;
     let flood = t
         .cmd(&t.client, "python3")
-        .args(["-c", FLOOD, &v4, &secs.to_string()])
+        .args(["-c", PY_FLOOD, &v4, &secs.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
