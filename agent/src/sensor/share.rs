@@ -3,6 +3,7 @@
 //! reads those charges to name the processes that went over their share, once each.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap, MapData};
 use shadowai_common::share::{INTERVAL_SHIFT, PER_PROCESS, Used};
@@ -15,12 +16,16 @@ const MAX_NAMED: usize = 1024;
 const PER_READ: usize = 4;
 /// Intervals back (≈ 134 ms each) that count as now.
 const RECENT: u64 = 8;
+/// Reads of the map at most this often: one walks up to 8,192 entries (two syscalls each),
+/// on the task that drains the rings, and it only runs while a flood is being throttled.
+const SCAN_EVERY: Duration = Duration::from_secs(5);
 
 /// The kernel's per-process charges (`SHARE_PROCS`).
 pub struct Shares {
     procs: HashMap<MapData, u32, Used>,
     named: HashSet<u32>,
     read_failed: bool,
+    last_scan: Option<Instant>,
 }
 
 impl Shares {
@@ -33,13 +38,19 @@ impl Shares {
             procs,
             named: HashSet::new(),
             read_failed: false,
+            last_scan: None,
         })
     }
 
     /// Processes over their share within the last second not named before, with their
     /// charge in their latest interval, the most charged first (at most a few per call).
     /// Pid 0 stands for sockets without a recorded owner.
+    /// Empty between reads ([`SCAN_EVERY`]).
     pub fn new_flooders(&mut self) -> Vec<(u32, u64)> {
+        if self.last_scan.is_some_and(|t| t.elapsed() < SCAN_EVERY) {
+            return Vec::new();
+        }
+        self.last_scan = Some(Instant::now());
         let now = coarse_interval();
         let mut over = Vec::new();
         for entry in self.procs.iter() {
